@@ -1,0 +1,303 @@
+//! `coffer bench`: measures coffer's socket protocol against a floor server in one run.
+//!
+//! By default it starts two child processes from this same binary, `coffer serve` on a
+//! temporary data directory and `coffer bench floor` (the same listener answering a fixed
+//! body), fills the store, and runs each workload against the floor and coffer in alternating
+//! rounds (so drift in the machine's load hits both alike), printing for each target its
+//! median round's ops/s, p50 and p99, and the coffer/floor ratio. `--target` measures a daemon already
+//! running instead (its secrets `bench-0..N` are overwritten by set workloads).
+
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use coffer_crypto::SecretBytes;
+use coffer_server::floor::FloorHandler;
+
+use crate::config::parse_duration;
+use load::{Mode, Outcome, Workload};
+
+/// Options of `coffer bench`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    /// Measure the daemon at this socket instead of starting one
+    #[arg(long, value_name = "PATH")]
+    target: Option<PathBuf>,
+    /// Workloads to run: get-conn, get-keepalive, set-conn, set-keepalive, mix-keepalive
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "get-conn,get-keepalive,set-keepalive,set-conn"
+    )]
+    workloads: Vec<String>,
+    /// Concurrent clients
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Measured time per round, workload and target
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before each measurement
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Alternating rounds per workload; each target reports its median round
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Distinct secrets the workloads use
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Bytes per value
+    #[arg(long, default_value_t = 32)]
+    value_size: usize,
+    /// Percentage of sets in the mix workload
+    #[arg(long, default_value_t = 10)]
+    mix_set_percent: u32,
+    /// Print results as JSON
+    #[arg(long)]
+    json: bool,
+    /// Do not write the secrets `bench-0..N` before measuring (they must exist already)
+    #[arg(long)]
+    no_fill: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Run the floor server in the foreground: the same listener as coffer, answering a
+    /// fixed body and doing no other work.
+    Floor {
+        /// Where to listen
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+    },
+}
+
+/// A child process killed when dropped.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // SIGTERM first so the daemon removes its socket; then make sure.
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> anyhow::Result<Spawned> {
+    let exe = std::env::current_exe().context("cannot find the coffer binary")?;
+    let child = Command::new(exe)
+        .args(args)
+        .env("COFFER_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start a child process")?;
+    Ok(Spawned(child))
+}
+
+fn wait_for(socket: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing answered at {} within 15 s", socket.display())
+}
+
+fn workload(name: &str, args: &BenchArgs) -> anyhow::Result<(Workload, bool)> {
+    let (mode, set_percent, compare) = match name {
+        "get-conn" => (Mode::PerRequest, 0, true),
+        "get-keepalive" => (Mode::KeepAlive, 0, true),
+        "set-conn" => (Mode::PerRequest, 100, false),
+        "set-keepalive" => (Mode::KeepAlive, 100, false),
+        "mix-keepalive" => (Mode::KeepAlive, args.mix_set_percent.min(100), true),
+        other => bail!("unknown workload `{other}`"),
+    };
+    Ok((
+        Workload {
+            mode,
+            clients: args.clients.max(1),
+            warmup: args.warmup,
+            duration: args.duration,
+            set_percent,
+            keys: args.keys.max(1),
+            value_size: args.value_size,
+        },
+        compare,
+    ))
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    workload: String,
+    target: &'static str,
+    clients: usize,
+    #[serde(flatten)]
+    outcome: Outcome,
+}
+
+pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Floor { socket }) = &args.command {
+        return floor(socket);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("coffer-bench-")
+        .tempdir()
+        .context("cannot make a temporary directory")?;
+    let floor_socket = tmp.path().join("floor.sock");
+    let _floor = spawn(&[
+        "bench",
+        "floor",
+        "--socket",
+        &floor_socket.to_string_lossy(),
+    ])?;
+    let (_daemon, coffer_socket) = match &args.target {
+        Some(target) => (None, target.clone()),
+        None => {
+            let socket = tmp.path().join("coffer.sock");
+            let data = tmp.path().join("data");
+            let daemon = spawn(&[
+                "serve",
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--socket",
+                &socket.to_string_lossy(),
+            ])?;
+            (Some(daemon), socket)
+        }
+    };
+    wait_for(&floor_socket)?;
+    wait_for(&coffer_socket)?;
+    if !args.no_fill {
+        fill(&coffer_socket, args.keys.max(1), args.value_size)?;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut rows = Vec::new();
+    for name in &args.workloads {
+        let (w, compare) = workload(name, &args)?;
+        let label = format!("{name} ({})", w.mode.label());
+        let mut targets: Vec<(&'static str, &Path)> = Vec::new();
+        if compare {
+            targets.push(("floor", &floor_socket));
+        }
+        targets.push(("coffer", &coffer_socket));
+        let mut measured: Vec<Vec<Outcome>> = vec![Vec::new(); targets.len()];
+        for round in 0..args.rounds.max(1) {
+            for (i, (target, socket)) in targets.iter().enumerate() {
+                let outcome = runtime
+                    .block_on(load::run(socket, &w))
+                    .with_context(|| format!("workload {name} against {target} failed"))?;
+                if !args.json {
+                    eprintln!(
+                        "{label:<34} {target:<7} round {round}: {:>10.0} ops/s  p50 {:>6} us  \
+                         p99 {:>6} us  errors {}",
+                        outcome.ops_per_sec, outcome.p50_us, outcome.p99_us, outcome.errors
+                    );
+                }
+                measured[i].push(outcome);
+            }
+        }
+        for ((target, _), mut outcomes) in targets.iter().zip(measured) {
+            outcomes.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+            let median = outcomes.swap_remove(outcomes.len() / 2);
+            rows.push(Row {
+                workload: name.clone(),
+                target,
+                clients: w.clients,
+                outcome: median,
+            });
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+fn fill(socket: &Path, keys: usize, size: usize) -> anyhow::Result<()> {
+    let client = coffer_client::Client::new(socket);
+    let value = SecretBytes::copy_from("v".repeat(size).as_bytes());
+    for i in 0..keys {
+        client
+            .set(None, &format!("bench-{i}"), &value, None)
+            .with_context(|| format!("cannot fill the store at {}", socket.display()))?;
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<16} {:<7} {:>7} {:>12} {:>9} {:>9} {:>7} {:>8}",
+        "workload", "target", "clients", "ops/s", "p50 us", "p99 us", "errors", "ratio"
+    );
+    for row in rows {
+        let floor = rows
+            .iter()
+            .find(|r| r.workload == row.workload && r.target == "floor");
+        let ratio = match (row.target, floor) {
+            ("coffer", Some(f)) if f.outcome.ops_per_sec > 0.0 => {
+                format!("{:.2}", row.outcome.ops_per_sec / f.outcome.ops_per_sec)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<16} {:<7} {:>7} {:>12.0} {:>9} {:>9} {:>7} {:>8}",
+            row.workload,
+            row.target,
+            row.clients,
+            row.outcome.ops_per_sec,
+            row.outcome.p50_us,
+            row.outcome.p99_us,
+            row.outcome.errors,
+            ratio
+        );
+    }
+}
+
+fn floor(socket: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = stop.send(true);
+        });
+        coffer_server::serve_sockets(
+            Arc::new(FloorHandler),
+            &[socket.to_owned()],
+            coffer_server::Limits::for_values(1 << 20),
+            stopped,
+        )
+        .await?;
+        anyhow::Ok(())
+    })
+}

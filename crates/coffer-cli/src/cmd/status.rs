@@ -1,0 +1,91 @@
+//! `coffer status`, `seal`, `unseal`.
+
+use clap::Args;
+use coffer_client::Client;
+use coffer_types::wire::UnsealWith;
+
+use crate::input;
+
+/// Options of `coffer status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `coffer unseal`.
+#[derive(Args, Debug)]
+pub struct UnsealArgs {
+    /// Use the recovery key shown at `coffer init`
+    #[arg(long, conflicts_with = "key_file")]
+    recovery: bool,
+    /// Have the daemon read its key file again (after fixing or restoring it)
+    #[arg(long)]
+    key_file: bool,
+}
+
+pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
+    let report = client.status()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let field = |k: &str| report.get(k).and_then(|v| v.as_str()).unwrap_or("-");
+    println!("state:      {}", field("state"));
+    if let Some(reason) = report.get("reason").and_then(|v| v.as_str()) {
+        println!("reason:     {reason}");
+    }
+    println!("version:    {}", field("version"));
+    println!("backend:    {}", field("backend"));
+    println!("store id:   {}", field("store_id"));
+    println!("socket:     {}", client.socket().display());
+    if let Some(n) = report.get("namespaces").and_then(|v| v.as_u64()) {
+        println!("namespaces: {n}");
+    }
+    println!("slots:");
+    for slot in report["slots"].as_array().into_iter().flatten() {
+        let path = slot
+            .get("path")
+            .and_then(|p| p.as_str())
+            .map(|p| format!("  {p}"))
+            .unwrap_or_default();
+        println!(
+            "  {:>3}  {:<11} created {}{path}",
+            slot["id"],
+            slot["kind"].as_str().unwrap_or("?"),
+            slot["created"].as_str().unwrap_or("?"),
+        );
+    }
+    let cache = &report["cache"];
+    println!(
+        "cache:      {} entries, {} bytes, ttl {}s",
+        cache["entries"], cache["bytes"], cache["ttl_seconds"]
+    );
+    let memory = &report["memory"];
+    println!(
+        "memory:     {} locked pages, {} lock refusals",
+        memory["locked_pages"], memory["lock_refusals"]
+    );
+    Ok(())
+}
+
+pub fn seal(client: &Client) -> anyhow::Result<()> {
+    client.seal()?;
+    eprintln!("sealed: keys forgotten, cache flushed");
+    Ok(())
+}
+
+pub fn unseal(client: &Client, args: UnsealArgs) -> anyhow::Result<()> {
+    if args.key_file {
+        client.unseal(UnsealWith::KeyFile, None)?;
+    } else if args.recovery {
+        let key = input::line_secret("Recovery key (input hidden): ")?;
+        client.unseal(UnsealWith::Recovery, Some(&key))?;
+    } else {
+        let passphrase = input::line_secret("Passphrase (input hidden): ")?;
+        client.unseal(UnsealWith::Passphrase, Some(&passphrase))?;
+    }
+    eprintln!("unsealed");
+    Ok(())
+}

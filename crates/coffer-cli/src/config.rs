@@ -1,0 +1,276 @@
+//! Configuration, resolved in one place: a flag wins over its `COFFER_*` variable (clap does
+//! that), which wins over the TOML file (`--config`, or `/etc/coffer/coffer.toml` when it
+//! exists), which wins over the embedded defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use coffer_core::ServiceConfig;
+use coffer_core::cache::CacheLimits;
+use coffer_crypto::kdf::Argon2Params;
+use coffer_server::Limits;
+
+/// The system-wide configuration file, read when it exists and `--config` is not given.
+pub const SYSTEM_CONFIG: &str = "/etc/coffer/coffer.toml";
+
+/// A duration in the file: whole seconds (`300`) or text (`"5m"`, `"300s"`).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(#[serde(deserialize_with = "text_duration")] Duration),
+}
+
+fn text_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+use serde::Deserialize as _;
+
+impl DurationText {
+    fn get(self) -> Duration {
+        match self {
+            Self::Seconds(s) => Duration::from_secs(s),
+            Self::Text(d) => d,
+        }
+    }
+}
+
+/// Parses `300` (seconds), `300s`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300, 300s or 5m)"))
+}
+
+/// The configuration file's keys. Unknown keys are refused, so a typo is not ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    data_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    compat_socket: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ttl: Option<DurationText>,
+    max_value_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    request_timeout: Option<DurationText>,
+    idle_timeout: Option<DurationText>,
+    cache_max_entries: Option<usize>,
+    cache_max_bytes: Option<usize>,
+    argon2: Option<Argon2Params>,
+}
+
+impl FileConfig {
+    /// Reads `explicit`, or the system file when it exists, or nothing.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match explicit {
+            Some(p) => p.to_owned(),
+            None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
+            None => return Ok(Self::default()),
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("configuration file {} is invalid", path.display()))
+    }
+}
+
+/// Command-line values for `serve` (already merged with their variables by clap).
+#[derive(Debug, Default, Clone)]
+pub struct ServeFlags {
+    pub data_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub compat_socket: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ttl: Option<Duration>,
+    pub max_value_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub request_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub compat_socket: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub service: ServiceConfig,
+    pub limits: Limits,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `/var/lib/coffer` as root, `$XDG_DATA_HOME/coffer` (or `~/.local/share/coffer`) otherwise.
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/coffer");
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("coffer");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/coffer"),
+        None => PathBuf::from(format!("/tmp/coffer-{}/data", nix::unistd::geteuid())),
+    }
+}
+
+fn user_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("coffer/coffer.sock"),
+        None => PathBuf::from(format!(
+            "/tmp/coffer-{}/coffer.sock",
+            nix::unistd::geteuid()
+        )),
+    }
+}
+
+const SYSTEM_SOCKET: &str = "/run/coffer/coffer.sock";
+
+/// Where the daemon listens by default: `/run/coffer/coffer.sock` as root, the user's runtime
+/// directory otherwise.
+pub fn default_serve_socket() -> PathBuf {
+    if is_root() {
+        PathBuf::from(SYSTEM_SOCKET)
+    } else {
+        user_socket()
+    }
+}
+
+/// Where a client looks by default: the user's own daemon when its socket exists, else the
+/// system daemon.
+pub fn default_client_socket() -> PathBuf {
+    let user = user_socket();
+    if !is_root() && user.exists() {
+        user
+    } else {
+        PathBuf::from(SYSTEM_SOCKET)
+    }
+}
+
+/// Merges flags, file and defaults for `serve`.
+pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<ServeConfig> {
+    let defaults = ServiceConfig::default();
+    let max_value_bytes = flags
+        .max_value_bytes
+        .or(file.max_value_bytes)
+        .unwrap_or(defaults.max_value_bytes);
+    if max_value_bytes == 0 || max_value_bytes > 64 << 20 {
+        bail!("max_value_bytes must be between 1 and 67108864 (64 MiB)");
+    }
+    let cache = CacheLimits {
+        ttl: flags
+            .ttl
+            .or(file.ttl.map(DurationText::get))
+            .unwrap_or(defaults.cache.ttl),
+        max_entries: file.cache_max_entries.unwrap_or(defaults.cache.max_entries),
+        max_bytes: file.cache_max_bytes.unwrap_or(defaults.cache.max_bytes),
+    };
+    let mut limits = Limits::for_values(max_value_bytes);
+    if let Some(n) = flags.max_connections.or(file.max_connections) {
+        if n == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        limits.max_connections = n;
+    }
+    if let Some(t) = flags
+        .request_timeout
+        .or(file.request_timeout.map(DurationText::get))
+    {
+        limits.request_timeout = t;
+    }
+    if let Some(t) = flags
+        .idle_timeout
+        .or(file.idle_timeout.map(DurationText::get))
+    {
+        limits.idle_timeout = t;
+    }
+    let key_file = flags.key_file.or(file.key_file);
+    if let Some(k) = &key_file
+        && k.is_dir()
+    {
+        bail!(
+            "--key-file {} is a directory; point it at a file such as {}",
+            k.display(),
+            k.join("coffer.key").display()
+        );
+    }
+    Ok(ServeConfig {
+        data_dir: flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir),
+        socket: flags
+            .socket
+            .or(file.socket)
+            .unwrap_or_else(default_serve_socket),
+        compat_socket: flags.compat_socket.or(file.compat_socket),
+        key_file,
+        service: ServiceConfig {
+            cache,
+            max_value_bytes,
+        },
+        limits,
+    })
+}
+
+/// Argon2id parameters for new passphrase slots, from the file or the defaults.
+pub fn argon2_params(file: &FileConfig) -> anyhow::Result<Argon2Params> {
+    let params = file.argon2.unwrap_or_default();
+    params
+        .validate()
+        .context("the [argon2] parameters in the configuration file are invalid")?;
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_flag_then_file_then_default() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            ttl = "5m"
+            max_value_bytes = 2048
+            request_timeout = 3
+            socket = "/tmp/from-file.sock"
+            "#,
+        )
+        .unwrap();
+        let flags = ServeFlags {
+            ttl: Some(Duration::from_secs(7)),
+            ..Default::default()
+        };
+        let c = resolve_serve(flags, file).unwrap();
+        assert_eq!(c.service.cache.ttl, Duration::from_secs(7));
+        assert_eq!(c.service.max_value_bytes, 2048);
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.socket, PathBuf::from("/tmp/from-file.sock"));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn typos_in_the_file_are_refused() {
+        let err = toml::from_str::<FileConfig>("tll = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("soon").unwrap_err().contains("300s"));
+    }
+}

@@ -1,0 +1,163 @@
+//! `coffer`: the daemon, the operator's commands and the load generator, in one binary.
+//!
+//! The binary is thin: it parses arguments into a validated configuration (config.rs) and
+//! calls the library crates. Errors print as `coffer: <message>` and exit with the status of
+//! their stable code.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cmd;
+mod config;
+mod input;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use coffer_client::ClientError;
+
+/// coffer: a TPM-rooted secrets manager for machines that can be stolen.
+///
+/// `coffer serve` runs the daemon; the other commands talk to it over its Unix socket.
+/// Secret values are read from a hidden prompt or standard input, never from arguments.
+#[derive(Parser, Debug)]
+#[command(
+    name = "coffer",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// The daemon's socket [default: /run/coffer/coffer.sock as root, $XDG_RUNTIME_DIR/coffer/coffer.sock otherwise]
+    #[arg(long, global = true, env = "COFFER_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    ///
+    /// With no configuration it runs on embedded defaults: SQLite in the data directory and,
+    /// on first start, a new store opened by a freshly minted key file (back it up).
+    Serve(ServeArgs),
+    /// Create a new store and print its recovery key (once, on standard output).
+    Init(cmd::init::InitArgs),
+    /// Store a secret. The value comes from a hidden prompt, or standard input when it is
+    /// not a terminal; a final newline from a pipe is dropped unless --keep-newline.
+    Set(cmd::secret::SetArgs),
+    /// Print a secret's value on standard output.
+    Get(cmd::secret::GetArgs),
+    /// Delete a secret and every version of it.
+    Del(cmd::secret::DelArgs),
+    /// Show the daemon's state: sealed or not, slots, cache. Never a value or a name.
+    Status(cmd::status::StatusArgs),
+    /// Forget the keys and flush the cache; secrets are unreadable until `coffer unseal`.
+    Seal,
+    /// Open a sealed store with a passphrase (default), the recovery key, or the key file.
+    Unseal(cmd::status::UnsealArgs),
+    /// Measure the socket protocol: coffer against a floor server that does no work.
+    Bench(bench::BenchArgs),
+}
+
+/// Options of `coffer serve`; each also has a `COFFER_*` variable and a key in the file.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML configuration file [default: /etc/coffer/coffer.toml when it exists]
+    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the store lives [default: /var/lib/coffer as root, $XDG_DATA_HOME/coffer otherwise]
+    #[arg(long, env = "COFFER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A second socket with the same protocol, for apps written against the device daemon
+    /// (e.g. /run/tpmd.sock)
+    #[arg(long, env = "COFFER_COMPAT_SOCKET", value_name = "PATH")]
+    compat_socket: Option<PathBuf>,
+    /// How long a decrypted value stays cached, e.g. 300, 5m; 0 turns the cache off [default: 300s]
+    #[arg(long, env = "COFFER_SECRET_TTL", value_name = "DURATION", value_parser = config::parse_duration)]
+    ttl: Option<Duration>,
+    /// The key file of the store's file slot [default: the path recorded in the slot; DATA_DIR/coffer.key for a new store]
+    #[arg(long, env = "COFFER_KEY_FILE", value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Largest secret value in bytes [default: 1048576]
+    #[arg(long, env = "COFFER_MAX_VALUE_BYTES", value_name = "BYTES")]
+    max_value_bytes: Option<usize>,
+    /// Connections served at once [default: 1024]
+    #[arg(long, env = "COFFER_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Time allowed to send a whole request [default: 10s]
+    #[arg(long, env = "COFFER_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    request_timeout: Option<Duration>,
+    /// Time a keep-alive connection may stay idle [default: 60s]
+    #[arg(long, env = "COFFER_IDLE_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    idle_timeout: Option<Duration>,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
+    init_logging(if serving { "info" } else { "warn" });
+    if let Err(e) = coffer_core::harden_process() {
+        tracing::warn!(error = %e, "could not disable core dumps and ptrace attachment");
+    }
+    let socket = cli.socket.clone();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(socket, args),
+        Command::Init(args) => cmd::init::run(args),
+        Command::Set(args) => cmd::secret::set(&client(socket), args),
+        Command::Get(args) => cmd::secret::get(&client(socket), args),
+        Command::Del(args) => cmd::secret::del(&client(socket), args),
+        Command::Status(args) => cmd::status::status(&client(socket), args),
+        Command::Seal => cmd::status::seal(&client(socket)),
+        Command::Unseal(args) => cmd::status::unseal(&client(socket), args),
+        Command::Bench(args) => bench::run(socket, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<ClientError>()
+                .map(ClientError::code)
+                .or_else(|| e.downcast_ref::<coffer_core::CoreError>().map(|c| c.code()));
+            match code {
+                Some(code) => {
+                    eprintln!("coffer: {e:#} ({code})");
+                    ExitCode::from(code.exit_status())
+                }
+                None => {
+                    eprintln!("coffer: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn client(socket: Option<PathBuf>) -> coffer_client::Client {
+    coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,222 @@
+//! The CLI verbs against a real daemon, callers of another uid, and the load generator.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::process::Command;
+
+use common::{BIN, Daemon, assert_absent, run_cli, stderr, stdout};
+
+#[test]
+fn set_get_del_and_status() {
+    let daemon = Daemon::start(&[]);
+    let set = daemon.cli(&["set", "db/main/password"], b"s3cr3t-pw-001\n");
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(stdout(&set).is_empty(), "set prints nothing on stdout");
+    assert!(stderr(&set).contains("index 0x0152"), "{}", stderr(&set));
+
+    // The value exactly, with no newline added when stdout is not a terminal.
+    let get = daemon.cli(&["get", "db/main/password"], b"");
+    assert_eq!(get.stdout, b"s3cr3t-pw-001");
+    let kept = daemon.cli(&["set", "nl", "--keep-newline"], b"with-newline\n");
+    assert!(kept.status.success());
+    assert_eq!(daemon.cli(&["get", "nl"], b"").stdout, b"with-newline\n");
+
+    // Versions: the newest by default, an older one by number.
+    assert!(
+        daemon
+            .cli(&["set", "db/main/password"], b"s3cr3t-pw-002")
+            .status
+            .success()
+    );
+    assert_eq!(
+        daemon.cli(&["get", "db/main/password"], b"").stdout,
+        b"s3cr3t-pw-002"
+    );
+    assert_eq!(
+        daemon
+            .cli(&["get", "db/main/password", "--version", "1"], b"")
+            .stdout,
+        b"s3cr3t-pw-001"
+    );
+    let no_version = daemon.cli(&["get", "db/main/password", "--version", "9"], b"");
+    assert_eq!(no_version.status.code(), Some(66));
+
+    let del = daemon.cli(&["del", "db/main/password"], b"");
+    assert!(del.status.success(), "{}", stderr(&del));
+    let gone = daemon.cli(&["get", "db/main/password"], b"");
+    assert_eq!(gone.status.code(), Some(66));
+    assert_eq!(stderr(&gone).trim(), "coffer: no such secret (not_found)");
+
+    let bad = daemon.cli(&["set", "bad name"], b"v");
+    assert_eq!(bad.status.code(), Some(65));
+    assert!(stderr(&bad).contains("invalid_name"), "{}", stderr(&bad));
+
+    let status = daemon.cli(&["status"], b"");
+    assert!(status.status.success());
+    let text = stdout(&status);
+    assert!(
+        text.contains("state:      unsealed") && text.contains("sqlite"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&daemon.cli(&["status", "--json"], b"").stdout).unwrap();
+    assert_eq!(json["state"], "unsealed");
+    assert_eq!(json["backend"], "sqlite");
+    assert_eq!(json["cache"]["ttl_seconds"], 300);
+
+    for out in [&set, &get, &kept, &del, &gone, &status] {
+        assert_absent("CLI stderr", &out.stderr, &["s3cr3t-pw", "with-newline"]);
+    }
+    assert_absent(
+        "the daemon log",
+        daemon.log().as_bytes(),
+        &["s3cr3t-pw", "with-newline"],
+    );
+}
+
+#[test]
+fn values_never_come_from_arguments() {
+    // `set` takes no value argument at all: a second positional is refused by the parser.
+    let out = run_cli(
+        &["--socket", "/nonexistent", "set", "name", "value-on-argv"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unexpected argument"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_daemon_is_named_with_its_socket() {
+    let out = run_cli(&["--socket", "/nonexistent/coffer.sock", "get", "x"], b"");
+    assert_eq!(out.status.code(), Some(69));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/coffer.sock") && err.contains("coffer serve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_socket_admits_every_user_and_the_policy_gate_refuses_strangers() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs the client as uid 65534 with setpriv and must run as root"
+    );
+    let daemon = Daemon::start(&[]);
+    let meta = std::fs::metadata(&daemon.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+    assert!(
+        daemon
+            .cli(&["set", "k"], b"root-only-value")
+            .status
+            .success()
+    );
+
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                BIN,
+                "--socket",
+            ])
+            .arg(&daemon.socket)
+            .args(args)
+            .env("COFFER_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    for args in [&["get", "k"][..], &["del", "k"], &["seal"]] {
+        let out = as_nobody(args);
+        assert_eq!(out.status.code(), Some(77), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("uid 65534") && err.contains("(denied)"),
+            "{args:?}: {err}"
+        );
+        assert_absent("a refusal", &out.stderr, &["root-only-value"]);
+    }
+    // Status holds no secret and is open to every caller.
+    assert!(as_nobody(&["status"]).status.success());
+    // Nothing changed for root.
+    assert_eq!(daemon.cli(&["get", "k"], b"").stdout, b"root-only-value");
+}
+
+#[test]
+fn help_explains_each_command() {
+    let help = run_cli(&["--help"], b"");
+    let text = stdout(&help);
+    for verb in [
+        "serve", "init", "set", "get", "del", "status", "seal", "unseal", "bench",
+    ] {
+        assert!(
+            text.contains(&format!("  {verb} ")),
+            "{verb} missing:\n{text}"
+        );
+    }
+    let serve = stdout(&run_cli(&["serve", "--help"], b""));
+    for flag in [
+        "--data-dir",
+        "--socket",
+        "--config",
+        "--ttl",
+        "--compat-socket",
+        "COFFER_DATA_DIR",
+        "COFFER_SOCKET",
+        "COFFER_SECRET_TTL",
+    ] {
+        assert!(serve.contains(flag), "{flag} missing:\n{serve}");
+    }
+}
+
+#[test]
+fn bench_measures_coffer_and_the_floor_in_one_run() {
+    let out = run_cli(
+        &[
+            "bench",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--rounds",
+            "1",
+            "--clients",
+            "4",
+            "--keys",
+            "20",
+            "--workloads",
+            "get-conn,get-keepalive,set-keepalive,mix-keepalive",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let targets: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(targets.contains(&("get-conn".into(), "floor".into())));
+    assert!(targets.contains(&("get-conn".into(), "coffer".into())));
+    assert!(targets.contains(&("set-keepalive".into(), "coffer".into())));
+    for row in &rows {
+        assert!(row["ops"].as_u64().unwrap() > 0, "{row}");
+        assert_eq!(row["errors"].as_u64().unwrap(), 0, "{row}");
+        assert!(row["p99_us"].as_u64().unwrap() >= row["p50_us"].as_u64().unwrap());
+    }
+}

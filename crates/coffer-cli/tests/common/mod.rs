@@ -1,0 +1,225 @@
+//! Test harness: the real `coffer` binary as a daemon in a temporary directory, talked to over
+//! its real socket, with its log captured so tests can prove no secret reached it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coffer_client::Client;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+
+/// A daemon under test.
+pub struct Daemon {
+    child: Option<Child>,
+    /// The temporary root (mode 0755 so other uids can reach the socket).
+    pub root: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The main socket.
+    pub socket: PathBuf,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    args: Vec<String>,
+    starts: usize,
+}
+
+impl Daemon {
+    /// A daemon not yet started, with extra `serve` arguments.
+    pub fn new(args: &[&str]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = root.path().join("data");
+        let socket = root.path().join("run/coffer.sock");
+        let log = root.path().join("daemon.log");
+        Self {
+            child: None,
+            data,
+            socket,
+            log,
+            root,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            starts: 0,
+        }
+    }
+
+    /// Starts a daemon with extra `serve` arguments and waits until it answers.
+    pub fn start(args: &[&str]) -> Self {
+        let mut d = Self::new(args);
+        d.spawn();
+        d
+    }
+
+    /// Starts (or restarts) the process, appending to the same log.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(&self.args)
+            .env("COFFER_LOG", "trace")
+            .env_remove("COFFER_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.starts += 1;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}) before listening:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the daemon did not listen within 20 s:\n{}", self.log());
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "the daemon did not stop cleanly: {status}\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Kills with SIGKILL, as a crash or power cut would end it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// A client for the main socket.
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `coffer --socket <socket> <args>` with `stdin` fed in.
+    pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_cli(
+            &[&["--socket", self.socket.to_str().unwrap()], args].concat(),
+            stdin,
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `coffer <args>` with `stdin`, capturing its output.
+pub fn run_cli(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("COFFER_SOCKET")
+        .env("COFFER_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Standard error of a run, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Standard output of a run, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends raw bytes as one request on a fresh connection and reads the reply to the end,
+/// without half-closing first (as the reference Node.js client does).
+pub fn raw(socket: &Path, request: &[u8]) -> serde_json::Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    serde_json::from_slice(&reply).unwrap_or_else(|e| {
+        panic!(
+            "reply is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&reply)
+        )
+    })
+}
+
+/// The `code` of an error reply.
+pub fn code(reply: &serde_json::Value) -> &str {
+    reply["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error reply: {reply}"))
+}
+
+/// Fails if any of `secrets` occurs in `text`.
+pub fn assert_absent(what: &str, text: &[u8], secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !text.windows(s.len()).any(|w| w == s.as_bytes()),
+            "{what} contains the secret {s:?}"
+        );
+    }
+}
+
+/// Fails unless `f` turns true within `limit`.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

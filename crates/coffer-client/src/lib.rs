@@ -1,0 +1,362 @@
+//! A blocking client for coffer's local socket protocol (DESIGN.md, Local socket protocol).
+//!
+//! One request per connection, as the device daemon's clients do: connect, write one JSON
+//! object, read the reply to the end of stream. Values travel in `SecretBytes`; the request
+//! and reply buffers are sized before a value goes in and zeroized after.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coffer_crypto::SecretBytes;
+use coffer_types::wire::{UnsealWith, json_string_len};
+use coffer_types::{ErrorCode, Kind, NvIndex, Version};
+use zeroize::{Zeroize, Zeroizing};
+
+/// What went wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot reach coffer at {}: {source} (is `coffer serve` running? set --socket or COFFER_SOCKET)", .path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The connection failed midway.
+    #[error("talking to coffer failed: {0}")]
+    Io(#[from] io::Error),
+    /// The reply was not what the protocol promises.
+    #[error("coffer's reply was not understood: {0}")]
+    Protocol(&'static str),
+    /// The daemon refused the request.
+    #[error("{message}")]
+    Refused {
+        /// The stable code.
+        code: ErrorCode,
+        /// The daemon's message.
+        message: String,
+        /// A TPM return code, where one applies.
+        rc: Option<String>,
+    },
+}
+
+impl ClientError {
+    /// The stable code, for exit statuses.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Refused { code, .. } => *code,
+            Self::Connect { .. } => ErrorCode::StoreUnavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+/// A reply as the protocol shapes it.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct Response {
+    /// `true` on success.
+    pub ok: bool,
+    /// A text value.
+    pub value: Option<SecretBytes>,
+    /// A binary value, base64 (decoded by [`Response::take_value`]).
+    pub value_b64: Option<SecretBytes>,
+    /// The index `set` answers.
+    pub index: Option<String>,
+    /// The status report.
+    pub status: Option<serde_json::Value>,
+    /// The error message.
+    pub error: Option<String>,
+    /// The error code.
+    pub code: Option<ErrorCode>,
+    /// A TPM return code.
+    pub rc: Option<String>,
+}
+
+impl Response {
+    fn into_result(self) -> Result<Self, ClientError> {
+        if self.ok {
+            return Ok(self);
+        }
+        Err(ClientError::Refused {
+            code: self.code.unwrap_or(ErrorCode::Internal),
+            message: self
+                .error
+                .clone()
+                .unwrap_or_else(|| "coffer refused the request".to_owned()),
+            rc: self.rc.clone(),
+        })
+    }
+
+    /// The value of a `get`, decoding base64 when it came that way.
+    pub fn take_value(&mut self) -> Result<SecretBytes, ClientError> {
+        if let Some(v) = self.value.take() {
+            return Ok(v);
+        }
+        let b64 = self
+            .value_b64
+            .take()
+            .ok_or(ClientError::Protocol("a get reply without a value"))?;
+        let text = b64
+            .expose_str()
+            .ok_or(ClientError::Protocol("value_b64 is not text"))?;
+        SecretBytes::from_base64(text).map_err(|_| ClientError::Protocol("value_b64 is not base64"))
+    }
+}
+
+/// Builds a request object field by field into a buffer that is zeroized on drop.
+pub struct RequestBuilder {
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl RequestBuilder {
+    /// A request for `action`.
+    pub fn new(action: &str) -> Self {
+        let mut b = Self {
+            buf: Zeroizing::new(Vec::with_capacity(128)),
+        };
+        b.buf.push(b'{');
+        b.field("action", action)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.buf.len() > 1 {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    fn reserve(&mut self, more: usize) {
+        if self.buf.capacity() - self.buf.len() < more {
+            let mut bigger = Vec::with_capacity(self.buf.len() + more + 64);
+            bigger.extend_from_slice(&self.buf);
+            self.buf.zeroize();
+            *self.buf = bigger;
+        }
+    }
+
+    /// A string field.
+    pub fn field(mut self, key: &str, value: &str) -> Self {
+        self.reserve(key.len() + json_string_len(value) + 4);
+        self.key(key);
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *self.buf, value);
+        self
+    }
+
+    /// An optional string field.
+    pub fn opt(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.field(key, v),
+            None => self,
+        }
+    }
+
+    /// A number field.
+    pub fn number(mut self, key: &str, n: u64) -> Self {
+        self.reserve(key.len() + 24);
+        self.key(key);
+        self.buf.extend_from_slice(n.to_string().as_bytes());
+        self
+    }
+
+    /// A boolean field.
+    pub fn flag(mut self, key: &str, on: bool) -> Self {
+        self.reserve(key.len() + 8);
+        self.key(key);
+        self.buf
+            .extend_from_slice(if on { b"true" } else { b"false" });
+        self
+    }
+
+    /// A secret as a text field (`value`, `key`), or as `value_b64` when it is not UTF-8.
+    pub fn secret(mut self, key: &str, secret: &SecretBytes) -> Self {
+        match secret.expose_str() {
+            Some(text) => self.field(key, text),
+            None => {
+                let enc = &data_encoding::BASE64;
+                let len = enc.encode_len(secret.len());
+                self.reserve(len + 16);
+                self.key(&format!("{key}_b64"));
+                self.buf.push(b'"');
+                let start = self.buf.len();
+                self.buf.resize(start + len, 0);
+                enc.encode_mut(secret.expose_secret(), &mut self.buf[start..]);
+                self.buf.push(b'"');
+                self
+            }
+        }
+    }
+
+    /// The finished request.
+    pub fn finish(mut self) -> Zeroizing<Vec<u8>> {
+        self.reserve(2);
+        self.buf.push(b'}');
+        self.buf
+    }
+}
+
+/// A client bound to one socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the daemon at `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one request and reads the whole reply.
+    pub fn call(&self, request: &[u8]) -> Result<Response, ClientError> {
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
+                path: self.socket.clone(),
+                source,
+            })?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        stream.write_all(request)?;
+        let mut reply = Zeroizing::new(Vec::with_capacity(4096));
+        let mut chunk = Zeroizing::new([0u8; 16 << 10]);
+        loop {
+            let n = stream.read(&mut chunk[..])?;
+            if n == 0 {
+                break;
+            }
+            if reply.capacity() - reply.len() < n {
+                let mut bigger = Vec::with_capacity((reply.capacity() * 2).max(reply.len() + n));
+                bigger.extend_from_slice(&reply);
+                reply.zeroize();
+                *reply = bigger;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        let response: Response = serde_json::from_slice(&reply)
+            .map_err(|_| ClientError::Protocol("the reply is not a JSON object"))?;
+        response.into_result()
+    }
+
+    /// Stores a value; answers the secret's index.
+    pub fn set(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        value: &SecretBytes,
+        kind: Option<Kind>,
+    ) -> Result<NvIndex, ClientError> {
+        let request = RequestBuilder::new("set")
+            .field("name", name)
+            .opt("namespace", namespace)
+            .opt("kind", kind.map(Kind::as_str))
+            .secret("value", value)
+            .finish();
+        let reply = self.call(&request)?;
+        let index = reply
+            .index
+            .ok_or(ClientError::Protocol("a set reply without an index"))?;
+        serde_json::from_value(serde_json::Value::String(index))
+            .map_err(|_| ClientError::Protocol("a set reply with a malformed index"))
+    }
+
+    /// Reads a value.
+    pub fn get(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        version: Option<Version>,
+    ) -> Result<SecretBytes, ClientError> {
+        let mut b = RequestBuilder::new("get")
+            .field("name", name)
+            .opt("namespace", namespace);
+        if let Some(v) = version {
+            b = b.number("version", v.get().into());
+        }
+        self.call(&b.finish())?.take_value()
+    }
+
+    /// Deletes a secret.
+    pub fn del(&self, namespace: Option<&str>, name: &str) -> Result<(), ClientError> {
+        let request = RequestBuilder::new("del")
+            .field("name", name)
+            .opt("namespace", namespace)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// The daemon's status report.
+    pub fn status(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(&RequestBuilder::new("status").finish())?
+            .status
+            .ok_or(ClientError::Protocol("a status reply without a status"))
+    }
+
+    /// Seals the store.
+    pub fn seal(&self) -> Result<(), ClientError> {
+        self.call(&RequestBuilder::new("seal").finish()).map(drop)
+    }
+
+    /// Unseals the store through a slot.
+    pub fn unseal(&self, with: UnsealWith, key: Option<&SecretBytes>) -> Result<(), ClientError> {
+        let mut b = RequestBuilder::new("unseal").field("slot", with.as_str());
+        if let Some(key) = key {
+            b = b.secret("key", key);
+        }
+        self.call(&b.finish()).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_valid_json() {
+        let v = SecretBytes::copy_from(b"a \"quoted\"\nvalue");
+        let req = RequestBuilder::new("set")
+            .field("name", "k")
+            .opt("namespace", None)
+            .number("version", 3)
+            .flag("keep_alive", true)
+            .secret("value", &v)
+            .finish();
+        let parsed: serde_json::Value = serde_json::from_slice(&req).unwrap();
+        assert_eq!(parsed["action"], "set");
+        assert_eq!(parsed["value"], "a \"quoted\"\nvalue");
+        assert_eq!(parsed["version"], 3);
+        assert_eq!(parsed["keep_alive"], true);
+        assert!(parsed.get("namespace").is_none());
+        let bin = SecretBytes::copy_from(&[0xff, 0]);
+        let req = RequestBuilder::new("set").secret("value", &bin).finish();
+        let parsed: serde_json::Value = serde_json::from_slice(&req).unwrap();
+        assert_eq!(parsed["value_b64"], "/wA=");
+    }
+
+    #[test]
+    fn a_missing_socket_names_itself() {
+        let err = Client::new("/nonexistent/coffer.sock")
+            .status()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/coffer.sock"),
+            "{err}"
+        );
+        assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+    }
+}

@@ -1,0 +1,153 @@
+//! The one error type of coffer-core, and the gate a refusal came from.
+
+use std::fmt;
+
+use coffer_store::StoreError;
+use coffer_types::{ErrorCode, NameError};
+
+use crate::datadir::DataDirError;
+use crate::keyfile::KeyFileError;
+
+/// The gates every request passes, in order, cheapest first (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gate {
+    /// 1. The store is unsealed and available.
+    Seal,
+    /// 2. The namespace exists.
+    Namespace,
+    /// 3. The caller's identity is established.
+    Identity,
+    /// 4. The caller is within its rate.
+    RateLimit,
+    /// 5. A policy grants the capability.
+    Policy,
+    /// 6. The name and request are valid.
+    Validation,
+    /// 7. The store did it.
+    Store,
+}
+
+impl Gate {
+    /// The stable string, as audit records carry it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Seal => "seal",
+            Self::Namespace => "namespace",
+            Self::Identity => "identity",
+            Self::RateLimit => "rate_limit",
+            Self::Policy => "policy",
+            Self::Validation => "validation",
+            Self::Store => "store",
+        }
+    }
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request failed. Messages never hold a secret's value, name or namespace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// No slot has opened the master key.
+    #[error("the store is sealed; open it with `coffer unseal`")]
+    Sealed,
+    /// The store cannot be used until an operator fixes something.
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+    /// The namespace does not exist.
+    #[error("no such namespace")]
+    NoNamespace,
+    /// The caller may not do this.
+    #[error("{0}")]
+    Denied(String),
+    /// The caller could not be authenticated.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Over the caller's rate.
+    #[error("too many requests from this caller; retry later")]
+    RateLimited,
+    /// A name or namespace outside the grammar.
+    #[error("invalid {0}")]
+    InvalidName(#[from] NameError),
+    /// A request that does not make sense.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A value above the limit.
+    #[error("the value is {len} bytes; the limit is {max} bytes")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not offered (yet, or by this store).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key file is missing or unfit.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// `init` found a store or key already there.
+    #[error("{0}")]
+    AlreadyInitialized(String),
+}
+
+impl CoreError {
+    /// The wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Sealed => ErrorCode::Sealed,
+            Self::Unavailable(_) => ErrorCode::StoreUnavailable,
+            Self::NoNamespace => ErrorCode::NotFound,
+            Self::Denied(_) => ErrorCode::Denied,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::InvalidName(_) => ErrorCode::InvalidName,
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::Unsupported(_) => ErrorCode::Unsupported,
+            Self::Store(e) => e.code(),
+            Self::KeyFile(_) | Self::DataDir(_) => ErrorCode::StoreUnavailable,
+            Self::AlreadyInitialized(_) => ErrorCode::Conflict,
+        }
+    }
+
+    /// The message for the caller. Internal faults say only that there was one; the daemon
+    /// logs the detail.
+    pub fn client_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Internal => {
+                "internal error in the secret store; the daemon's log has details".to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// A refused request: the gate that refused it and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Where the request stopped.
+    pub gate: Gate,
+    /// Why.
+    pub error: CoreError,
+}
+
+impl Refusal {
+    /// A refusal at `gate`.
+    pub fn at(gate: Gate, error: impl Into<CoreError>) -> Self {
+        Self {
+            gate,
+            error: error.into(),
+        }
+    }
+}

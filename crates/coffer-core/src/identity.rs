@@ -1,0 +1,84 @@
+//! Who is asking: the kernel's word for a socket peer, later strengthened by a token.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id (from SO_PEERCRED on the socket).
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id, when the kernel gave one.
+    pub pid: Option<i32>,
+    /// The executable behind the pid, read from `/proc/<pid>/exe` the first time something
+    /// asks (a log line, an audit record), so connections nobody inspects pay nothing.
+    exe: OnceLock<Option<PathBuf>>,
+}
+
+impl Identity {
+    /// A peer known by its credentials; the executable is looked up when needed.
+    pub fn peer(uid: u32, gid: u32, pid: Option<i32>) -> Self {
+        Self {
+            uid,
+            gid,
+            pid,
+            exe: OnceLock::new(),
+        }
+    }
+
+    /// The process itself (for operations the daemon performs on its own behalf).
+    pub fn current_process() -> Self {
+        let me = Self::peer(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+            i32::try_from(std::process::id()).ok(),
+        );
+        let _ = me.exe.set(std::env::current_exe().ok());
+        me
+    }
+
+    /// The peer's executable, when the kernel lets the daemon read it.
+    pub fn exe(&self) -> Option<&Path> {
+        self.exe
+            .get_or_init(|| {
+                self.pid
+                    .and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok())
+            })
+            .as_deref()
+    }
+
+    /// How the identity is recorded on what it writes: `uid:0`.
+    pub fn actor(&self) -> String {
+        format!("uid:{}", self.uid)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "uid:{} gid:{}", self.uid, self.gid)?;
+        if let Some(pid) = self.pid {
+            write!(f, " pid:{pid}")?;
+        }
+        if let Some(exe) = self.exe() {
+            write!(f, " exe:{}", exe.display())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_is_read_on_demand() {
+        let me = Identity::peer(0, 0, i32::try_from(std::process::id()).ok());
+        assert_eq!(me.exe(), std::env::current_exe().ok().as_deref());
+        let ghost = Identity::peer(0, 0, None);
+        assert_eq!(ghost.exe(), None);
+        assert!(!ghost.to_string().contains("exe:"));
+    }
+}

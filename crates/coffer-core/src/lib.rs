@@ -1,0 +1,28 @@
+//! coffer's service, independent of any listener.
+//!
+//! A listener turns bytes into a [`Request`] and a peer into an [`Identity`], then calls
+//! [`Service::handle`], which walks the gates (see [`service`]) and answers a [`Reply`] or a
+//! [`Refusal`] naming the gate that stopped it. The [`Vault`] holds the seal state and the
+//! keys; [`bootstrap`] makes new stores; [`cache`] is the JIT cache.
+#![forbid(unsafe_code)]
+
+pub mod bootstrap;
+pub mod cache;
+pub mod datadir;
+mod error;
+pub mod gate;
+mod harden;
+mod identity;
+pub mod keyfile;
+mod request;
+pub mod service;
+mod status;
+mod vault;
+
+pub use error::{CoreError, Gate, Refusal};
+pub use harden::harden_process;
+pub use identity::Identity;
+pub use request::{Reply, Request};
+pub use service::{Service, ServiceConfig};
+pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport};
+pub use vault::{KeyFiles, Vault};

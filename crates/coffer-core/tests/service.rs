@@ -1,0 +1,304 @@
+//! The service over a real SQLite store in a temporary directory: gates in order, seal
+//! states, unseal through every slot kind, and the key-file failure modes.
+#![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_core::bootstrap::{self, FirstSlot};
+use coffer_core::{
+    Gate, Identity, KeyFiles, Reply, Request, SealState, Service, ServiceConfig, Vault,
+};
+use coffer_crypto::SecretBytes;
+use coffer_crypto::kdf::Argon2Params;
+use coffer_store::{Backend, SqliteBackend};
+use coffer_types::ErrorCode;
+use coffer_types::wire::UnsealWith;
+
+fn root() -> Identity {
+    Identity::peer(0, 0, None)
+}
+
+fn nobody() -> Identity {
+    Identity::peer(65534, 65534, None)
+}
+
+fn backend(dir: &Path) -> Arc<dyn Backend> {
+    Arc::new(SqliteBackend::open(&dir.join("coffer.db")).unwrap())
+}
+
+fn cheap() -> Argon2Params {
+    Argon2Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
+fn first_boot(dir: &Path) -> Service {
+    let vault = Vault::start(
+        backend(dir),
+        KeyFiles {
+            path_override: None,
+            first_boot: Some(dir.join("coffer.key")),
+        },
+    );
+    Service::new(vault, ServiceConfig::default())
+}
+
+fn set(name: &str, value: &str) -> Request {
+    Request::Set {
+        namespace: None,
+        name: name.into(),
+        value: SecretBytes::copy_from(value.as_bytes()),
+        kind: None,
+    }
+}
+
+fn get(name: &str) -> Request {
+    Request::Get {
+        namespace: None,
+        name: name.into(),
+        version: None,
+    }
+}
+
+async fn value(service: &Service, name: &str) -> Vec<u8> {
+    match service.handle(&root(), get(name)).await {
+        Ok(Reply::Get { value, .. }) => value.expose_secret().to_vec(),
+        Ok(other) => panic!("unexpected reply {other:?}"),
+        Err(r) => panic!("refused at {}: {}", r.gate, r.error),
+    }
+}
+
+async fn refused(service: &Service, who: &Identity, request: Request) -> (Gate, ErrorCode) {
+    match service.handle(who, request).await {
+        Ok(reply) => panic!("expected a refusal, got {reply:?}"),
+        Err(r) => (r.gate, r.error.code()),
+    }
+}
+
+async fn state(service: &Service) -> SealState {
+    match service.handle(&root(), Request::Status).await {
+        Ok(Reply::Status(report)) => report.state,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_mints_a_private_key_file_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = first_boot(dir.path());
+    let key = dir.path().join("coffer.key");
+    assert_eq!(fs::metadata(&key).unwrap().len(), 32);
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let Ok(Reply::Set { index, version }) = service.handle(&root(), set("api", "sk_1")).await
+    else {
+        panic!("set failed")
+    };
+    assert_eq!(version.get(), 1);
+    assert_eq!(value(&service, "api").await, b"sk_1");
+    // A write invalidates the cached value.
+    let Ok(Reply::Set { index: again, .. }) = service.handle(&root(), set("api", "sk_2")).await
+    else {
+        panic!("set failed")
+    };
+    assert_eq!(again, index);
+    assert_eq!(value(&service, "api").await, b"sk_2");
+    // Restart: the key file opens the store with no person.
+    drop(service);
+    let service = first_boot(dir.path());
+    assert_eq!(state(&service).await, SealState::Unsealed);
+    assert_eq!(value(&service, "api").await, b"sk_2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_refuse_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = first_boot(dir.path());
+    let bad_name = || Request::Get {
+        namespace: None,
+        name: "../etc".into(),
+        version: None,
+    };
+    // Validation after policy: an unprivileged caller learns nothing about the name.
+    assert_eq!(
+        refused(&service, &nobody(), bad_name()).await,
+        (Gate::Policy, ErrorCode::Denied)
+    );
+    assert_eq!(
+        refused(&service, &root(), bad_name()).await,
+        (Gate::Validation, ErrorCode::InvalidName)
+    );
+    let missing_ns = Request::Get {
+        namespace: Some("no/such".into()),
+        name: "x".into(),
+        version: None,
+    };
+    assert_eq!(
+        refused(&service, &nobody(), missing_ns).await,
+        (Gate::Namespace, ErrorCode::NotFound)
+    );
+    assert_eq!(
+        refused(&service, &root(), get("missing")).await,
+        (Gate::Store, ErrorCode::NotFound)
+    );
+    let big = Request::Set {
+        namespace: None,
+        name: "big".into(),
+        value: SecretBytes::zeroed((1 << 20) + 1),
+        kind: None,
+    };
+    assert_eq!(
+        refused(&service, &root(), big).await,
+        (Gate::Validation, ErrorCode::TooLarge)
+    );
+    assert_eq!(
+        refused(&service, &nobody(), Request::Seal).await,
+        (Gate::Policy, ErrorCode::Denied)
+    );
+    // Sealed beats everything, even a bad name from a stranger.
+    service.handle(&root(), Request::Seal).await.unwrap();
+    assert_eq!(
+        refused(&service, &nobody(), bad_name()).await,
+        (Gate::Seal, ErrorCode::Sealed)
+    );
+    assert_eq!(state(&service).await, SealState::Sealed);
+    // The key file slot opens it again on request.
+    service
+        .handle(
+            &root(),
+            Request::Unseal {
+                with: UnsealWith::KeyFile,
+                key: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&service).await, SealState::Unsealed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_store_starts_sealed_and_opens_by_passphrase_or_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = bootstrap::initialize(
+        backend(dir.path()),
+        FirstSlot::Passphrase {
+            passphrase: SecretBytes::copy_from(b"correct horse"),
+            argon2: cheap(),
+        },
+        true,
+    )
+    .unwrap();
+    let recovery = made.recovery.unwrap().display();
+    drop(made.store);
+    let service = Service::new(
+        Vault::start(backend(dir.path()), KeyFiles::default()),
+        ServiceConfig::default(),
+    );
+    assert_eq!(state(&service).await, SealState::Sealed);
+    assert_eq!(
+        refused(&service, &root(), get("x")).await,
+        (Gate::Seal, ErrorCode::Sealed)
+    );
+    let unseal = |with, key: &[u8]| Request::Unseal {
+        with,
+        key: Some(SecretBytes::copy_from(key)),
+    };
+    assert_eq!(
+        refused(&service, &root(), unseal(UnsealWith::Passphrase, b"wrong")).await,
+        (Gate::Seal, ErrorCode::Denied)
+    );
+    assert_eq!(
+        refused(
+            &service,
+            &root(),
+            unseal(UnsealWith::Recovery, b"AAAA-BBBB")
+        )
+        .await,
+        (Gate::Seal, ErrorCode::InvalidRequest)
+    );
+    assert_eq!(
+        refused(&service, &root(), unseal(UnsealWith::KeyFile, b"")).await,
+        (Gate::Seal, ErrorCode::InvalidRequest)
+    );
+    service
+        .handle(&root(), unseal(UnsealWith::Passphrase, b"correct horse"))
+        .await
+        .unwrap();
+    service.handle(&root(), set("k", "v")).await.unwrap();
+    service.handle(&root(), Request::Seal).await.unwrap();
+    service
+        .handle(
+            &root(),
+            unseal(UnsealWith::Recovery, recovery.expose_secret()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(value(&service, "k").await, b"v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfit_key_file_makes_the_store_unavailable_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(first_boot(dir.path()));
+    let key = dir.path().join("coffer.key");
+    let good = fs::read(&key).unwrap();
+
+    // Group- and world-readable.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let service = first_boot(dir.path());
+    assert_eq!(state(&service).await, SealState::Unavailable);
+    let (gate, code) = refused(&service, &root(), get("x")).await;
+    assert_eq!((gate, code), (Gate::Seal, ErrorCode::StoreUnavailable));
+    let Err(r) = service.handle(&root(), get("x")).await else {
+        panic!()
+    };
+    assert!(r.error.to_string().contains("coffer.key"), "{}", r.error);
+    // Fixed while running: served again within the retry interval, no restart.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        refused(&service, &root(), get("x")).await,
+        (Gate::Store, ErrorCode::NotFound)
+    );
+    drop(service);
+
+    // Wrong size.
+    fs::write(&key, &good[..16]).unwrap();
+    let service = first_boot(dir.path());
+    assert_eq!(
+        refused(&service, &root(), get("x")).await,
+        (Gate::Seal, ErrorCode::StoreUnavailable)
+    );
+    drop(service);
+
+    // Another store's key file.
+    fs::write(&key, [7u8; 32]).unwrap();
+    let service = first_boot(dir.path());
+    let Err(r) = service.handle(&root(), get("x")).await else {
+        panic!()
+    };
+    assert_eq!(r.error.code(), ErrorCode::StoreUnavailable);
+    assert!(
+        r.error.to_string().contains("does not open this store"),
+        "{}",
+        r.error
+    );
+    drop(service);
+
+    // Missing: never silently replaced by a new key.
+    fs::remove_file(&key).unwrap();
+    let service = first_boot(dir.path());
+    assert_eq!(state(&service).await, SealState::Unavailable);
+    assert!(
+        !key.exists(),
+        "a missing key file of an existing store must not be re-minted"
+    );
+}

@@ -1,0 +1,143 @@
+//! The key hierarchy's keys as distinct types (DESIGN.md, Key hierarchy).
+//!
+//! master key ──wraps──> namespace keys ──encrypt──> entries and names
+//!      └──derives──> index key ──hashes──> (namespace, name) into row lookups
+//!
+//! Each type exposes operations, never bytes, so a namespace key cannot be passed where a
+//! master key is expected and no key can be printed.
+
+use crate::aead::{self, Aad};
+use crate::kdf::{self, context};
+use crate::{CryptoError, SecretBytes};
+
+const KEY_LEN: usize = 32;
+
+fn checked(bytes: SecretBytes) -> Result<SecretBytes, CryptoError> {
+    if bytes.len() == KEY_LEN {
+        Ok(bytes)
+    } else {
+        Err(CryptoError::KeyLength {
+            expected: KEY_LEN,
+            got: bytes.len(),
+        })
+    }
+}
+
+/// The store's master key: 32 random bytes, in locked memory only while unsealed, stored
+/// only wrapped by key slots.
+pub struct MasterKey(SecretBytes);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        SecretBytes::random(KEY_LEN).map(Self)
+    }
+
+    pub(crate) fn from_bytes(bytes: SecretBytes) -> Result<Self, CryptoError> {
+        checked(bytes).map(Self)
+    }
+
+    pub(crate) fn bytes(&self) -> &SecretBytes {
+        &self.0
+    }
+
+    /// Encrypts store records that belong to no namespace (namespace keys, namespace paths).
+    pub fn seal(&self, plaintext: &[u8], aad: &Aad) -> Result<Vec<u8>, CryptoError> {
+        aead::seal(&self.0, plaintext, aad)
+    }
+
+    /// Decrypts what [`MasterKey::seal`] made.
+    pub fn open(&self, envelope: &[u8], aad: &Aad) -> Result<SecretBytes, CryptoError> {
+        aead::open(&self.0, envelope, aad)
+    }
+
+    /// Wraps a namespace key for storage.
+    pub fn wrap(&self, key: &NamespaceKey, aad: &Aad) -> Result<Vec<u8>, CryptoError> {
+        self.seal(key.0.expose_secret(), aad)
+    }
+
+    /// Unwraps a namespace key.
+    pub fn unwrap_key(&self, wrapped: &[u8], aad: &Aad) -> Result<NamespaceKey, CryptoError> {
+        self.open(wrapped, aad).and_then(checked).map(NamespaceKey)
+    }
+
+    /// The key that turns names into row lookups.
+    pub fn index_key(&self) -> IndexKey {
+        IndexKey(kdf::derive(context::INDEX, &self.0))
+    }
+}
+
+/// A namespace's data key: encrypts its entries and secret names.
+pub struct NamespaceKey(SecretBytes);
+
+impl NamespaceKey {
+    /// A fresh random namespace key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        SecretBytes::random(KEY_LEN).map(Self)
+    }
+
+    /// Encrypts under this key.
+    pub fn seal(&self, plaintext: &[u8], aad: &Aad) -> Result<Vec<u8>, CryptoError> {
+        aead::seal(&self.0, plaintext, aad)
+    }
+
+    /// Decrypts under this key.
+    pub fn open(&self, envelope: &[u8], aad: &Aad) -> Result<SecretBytes, CryptoError> {
+        aead::open(&self.0, envelope, aad)
+    }
+}
+
+/// A keyed hash: how rows are found without storing names in the clear.
+pub struct IndexKey(SecretBytes);
+
+/// The output of [`IndexKey::hash`].
+pub type RowHash = [u8; 32];
+
+impl IndexKey {
+    /// Keyed BLAKE3 over length-prefixed `fields`, under a purpose label.
+    pub fn hash(&self, purpose: &'static str, fields: &[&[u8]]) -> RowHash {
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(self.0.expose_secret());
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        zeroize::Zeroize::zeroize(&mut key);
+        let mut put = |b: &[u8]| {
+            hasher.update(&(b.len() as u64).to_be_bytes());
+            hasher.update(b);
+        };
+        put(purpose.as_bytes());
+        for f in fields {
+            put(f);
+        }
+        *hasher.finalize().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_keys_wrap_and_unwrap() {
+        let mk = MasterKey::generate().unwrap();
+        let nk = NamespaceKey::generate().unwrap();
+        let aad = Aad::new("coffer namespace key v1").with("default");
+        let wrapped = mk.wrap(&nk, &aad).unwrap();
+        let back = mk.unwrap_key(&wrapped, &aad).unwrap();
+        let entry = Aad::new("e");
+        let env = nk.seal(b"v", &entry).unwrap();
+        assert_eq!(back.open(&env, &entry).unwrap().expose_secret(), b"v");
+        let other = MasterKey::generate().unwrap();
+        assert!(other.unwrap_key(&wrapped, &aad).is_err());
+    }
+
+    #[test]
+    fn index_hash_depends_on_key_purpose_and_fields() {
+        let a = MasterKey::generate().unwrap().index_key();
+        let b = MasterKey::generate().unwrap().index_key();
+        let h = a.hash("name", &[b"default", b"x"]);
+        assert_eq!(h, a.hash("name", &[b"default", b"x"]));
+        assert_ne!(h, b.hash("name", &[b"default", b"x"]));
+        assert_ne!(h, a.hash("ns", &[b"default", b"x"]));
+        assert_ne!(h, a.hash("name", &[b"defaultx"]));
+    }
+}

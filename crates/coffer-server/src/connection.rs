@@ -1,0 +1,211 @@
+//! One connection: frame a request, answer it, then close, or, after `"keep_alive": true`,
+//! keep answering newline-delimited requests in order.
+//!
+//! Every wait has a deadline (a whole request within `request_timeout` of its first byte, an
+//! idle keep-alive connection within `idle_timeout`), every request a size limit, and the
+//! buffers that held requests and replies are zeroized before they are freed or reused.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::time::{Instant, timeout, timeout_at};
+use zeroize::{Zeroize, Zeroizing};
+
+use coffer_core::Identity;
+use coffer_types::ErrorCode;
+
+use crate::framing::{ObjectScanner, Scan, next_line};
+use crate::listener::{Handler, Limits};
+use crate::protocol;
+
+/// Initial read buffer; most requests fit.
+const INITIAL: usize = 4 << 10;
+/// Longest wait for a client to close after the last reply.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What framing found.
+enum Framed {
+    /// A request in `buf[start..end]`; the next one starts at `next`.
+    Request {
+        start: usize,
+        end: usize,
+        next: usize,
+    },
+    /// Nothing more will come.
+    Closed,
+    /// The connection cannot go on; answer this and close.
+    Fatal(ErrorCode, &'static str),
+}
+
+struct Conn<'a> {
+    stream: UnixStream,
+    limits: &'a Limits,
+    buf: Zeroizing<Vec<u8>>,
+    keep_alive: bool,
+}
+
+/// Runs a connection to its end.
+pub(crate) async fn run<H: Handler>(
+    stream: UnixStream,
+    handler: &H,
+    limits: &Limits,
+    peer: Identity,
+) {
+    let mut conn = Conn {
+        stream,
+        limits,
+        buf: Zeroizing::new(Vec::with_capacity(INITIAL)),
+        keep_alive: false,
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    loop {
+        let (start, end, next) = match conn.frame().await {
+            Framed::Request { start, end, next } => (start, end, next),
+            Framed::Closed => return,
+            Framed::Fatal(code, message) => {
+                out.clear();
+                protocol::error(&mut out, code, message, None);
+                conn.send_and_close(&out).await;
+                return;
+            }
+        };
+        out.zeroize();
+        out.clear();
+        let flow = handler.handle(&peer, &conn.buf[start..end], &mut out).await;
+        conn.consume(next);
+        if !conn.keep_alive && !flow.keep_alive {
+            conn.send_and_close(&out).await;
+            return;
+        }
+        conn.keep_alive = true;
+        if !conn.send(&out).await {
+            return;
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// Reads until a whole request is framed.
+    async fn frame(&mut self) -> Framed {
+        let mut scanner = ObjectScanner::default();
+        let mut deadline = (!self.keep_alive).then(|| Instant::now() + self.limits.request_timeout);
+        let mut line_from = 0;
+        loop {
+            if self.keep_alive {
+                while let Some((end, next)) = next_line(&self.buf, line_from) {
+                    let line = &self.buf[..end];
+                    let start = line
+                        .iter()
+                        .position(|b| !b.is_ascii_whitespace())
+                        .unwrap_or(end);
+                    if start < end {
+                        return Framed::Request { start, end, next };
+                    }
+                    // A blank line: skip it.
+                    self.consume(next);
+                    line_from = 0;
+                }
+                line_from = self.buf.len();
+            } else {
+                match scanner.scan(&self.buf) {
+                    Scan::Complete(end) => {
+                        return Framed::Request {
+                            start: 0,
+                            end,
+                            next: end,
+                        };
+                    }
+                    Scan::Invalid(why) => return Framed::Fatal(ErrorCode::InvalidRequest, why),
+                    Scan::Partial => {}
+                }
+            }
+            if self.buf.len() >= self.limits.max_request_bytes {
+                return Framed::Fatal(ErrorCode::TooLarge, "the request is larger than the limit");
+            }
+            let pending = self.buf.iter().any(|b| !b.is_ascii_whitespace());
+            if pending && deadline.is_none() {
+                deadline = Some(Instant::now() + self.limits.request_timeout);
+            }
+            let wait = deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
+            self.make_room();
+            match timeout_at(wait, self.stream.read_buf(&mut *self.buf)).await {
+                Ok(Ok(0)) => {
+                    return if pending {
+                        Framed::Fatal(
+                            ErrorCode::InvalidRequest,
+                            "the connection ended before the request did (malformed JSON)",
+                        )
+                    } else {
+                        Framed::Closed
+                    };
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Framed::Closed,
+                Err(_) if pending || !self.keep_alive => {
+                    return Framed::Fatal(
+                        ErrorCode::InvalidRequest,
+                        "timed out waiting for a complete request",
+                    );
+                }
+                Err(_) => return Framed::Closed,
+            }
+        }
+    }
+
+    /// Ensures spare capacity for a read without letting the buffer reallocate by itself:
+    /// a grown buffer is copied and the old one zeroized, so no request bytes are left in
+    /// freed memory.
+    fn make_room(&mut self) {
+        let room = self.buf.capacity() - self.buf.len();
+        if room >= 1024 {
+            return;
+        }
+        let want = (self.buf.capacity() * 2)
+            .max(INITIAL)
+            .min(self.limits.max_request_bytes + 1024);
+        let mut bigger = Vec::with_capacity(want.max(self.buf.len() + 1024));
+        bigger.extend_from_slice(&self.buf);
+        self.buf.zeroize();
+        *self.buf = bigger;
+    }
+
+    /// Drops the first `n` bytes, zeroizing what they leave behind.
+    fn consume(&mut self, n: usize) {
+        let len = self.buf.len();
+        self.buf.copy_within(n..len, 0);
+        self.buf[len - n..].zeroize();
+        self.buf.truncate(len - n);
+    }
+
+    async fn send(&mut self, out: &[u8]) -> bool {
+        matches!(
+            timeout(self.limits.request_timeout, self.stream.write_all(out)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Sends the last reply and closes gracefully: our side first, then whatever the client
+    /// still sends is read and dropped until it closes too (bounded in time and bytes).
+    /// Closing a Unix socket with unread data would make the client's read fail with
+    /// ECONNRESET instead of a clean end of stream, and a client still writing an oversized
+    /// request would never see why it was cut off.
+    async fn send_and_close(&mut self, out: &[u8]) {
+        if !self.send(out).await {
+            return;
+        }
+        if timeout(self.limits.request_timeout, self.stream.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = Instant::now() + self.limits.request_timeout.min(LINGER);
+        let mut budget = self.limits.max_request_bytes;
+        let mut scratch = Zeroizing::new([0u8; 4096]);
+        while budget > 0 {
+            match timeout_at(deadline, self.stream.read(&mut scratch[..])).await {
+                Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+                _ => break,
+            }
+        }
+    }
+}

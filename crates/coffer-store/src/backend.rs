@@ -1,0 +1,190 @@
+//! The [`Backend`] trait: what a storage engine must do, in terms of sealed rows only.
+//!
+//! A backend never sees a name, a namespace path, a value or a key. It stores rows found by
+//! keyed hashes ([`RowHash`]) and opaque ciphertexts, allocates NV-style indices, and makes
+//! each write atomic and durable before it returns. The encryption layer
+//! ([`crate::EncryptedStore`]) is written once above it, so every backend gets the same
+//! cryptography and the same conformance suite.
+//!
+//! Writes are planned inside the backend's transaction: [`Backend::write`] hands the plan the
+//! live row (or none) as of that transaction, and the plan returns the encrypted version to
+//! insert. Version numbers and the row's identity are therefore decided exactly once, under
+//! the backend's own serialization, however many writers race.
+
+use coffer_crypto::RowHash;
+use coffer_types::{Kind, NvIndex, Timestamp, Version};
+
+use crate::StoreError;
+
+/// A namespace row's id: the keyed hash of its path.
+pub type NamespaceId = RowHash;
+/// A secret row's lookup key: the keyed hash of (namespace, name).
+pub type NameHash = RowHash;
+
+/// A secret's identity: random, fixed at creation, bound into every ciphertext of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretId(pub [u8; 16]);
+
+impl SecretId {
+    /// A fresh random id.
+    pub fn generate() -> Result<Self, StoreError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id)
+            .map_err(|_| StoreError::Crypto(coffer_crypto::CryptoError::Random))?;
+        Ok(Self(id))
+    }
+}
+
+/// A stored namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRow {
+    /// Keyed hash of the path.
+    pub id: NamespaceId,
+    /// The path, encrypted under the master key.
+    pub name_ct: Vec<u8>,
+    /// Generation of the namespace key.
+    pub key_version: u32,
+    /// The namespace key, wrapped by the master key.
+    pub wrapped_key: Vec<u8>,
+    /// When it was created.
+    pub created: Timestamp,
+}
+
+/// A stored secret (its identity, not its versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Identity.
+    pub id: SecretId,
+    /// Namespace.
+    pub namespace: NamespaceId,
+    /// Lookup key.
+    pub name_hash: NameHash,
+    /// The name, encrypted under the namespace key.
+    pub name_ct: Vec<u8>,
+    /// Metadata (description and the like), encrypted under the namespace key.
+    pub meta_ct: Vec<u8>,
+    /// The NV-style index, stable for the secret's life.
+    pub index: NvIndex,
+    /// The newest version.
+    pub current: Version,
+    /// When the secret was created.
+    pub created: Timestamp,
+}
+
+/// One version of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    /// The version number.
+    pub version: Version,
+    /// The kind, bound into the ciphertext.
+    pub kind: Kind,
+    /// When it was written.
+    pub created: Timestamp,
+    /// Who wrote it (`uid:0`, later `token:<accessor>`).
+    pub actor: String,
+    /// Which namespace key generation encrypted it.
+    pub key_version: u32,
+    /// The value's envelope.
+    pub ciphertext: Vec<u8>,
+}
+
+/// A new secret's identity, planned inside a write.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    /// Identity.
+    pub id: SecretId,
+    /// Encrypted name.
+    pub name_ct: Vec<u8>,
+    /// Encrypted metadata.
+    pub meta_ct: Vec<u8>,
+    /// Creation time.
+    pub created: Timestamp,
+}
+
+/// What a [`WritePlan`] decided.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// `Some` when no live secret had the name: create it.
+    pub create: Option<NewSecret>,
+    /// The version to insert: 1 for a new secret, `current + 1` otherwise.
+    pub version: VersionRow,
+}
+
+/// Plans a write given the live row, inside the backend's transaction.
+pub type WritePlan = Box<dyn FnOnce(Option<&SecretRow>) -> Result<Planned, StoreError> + Send>;
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The version written.
+    pub version: Version,
+    /// The secret's index.
+    pub index: NvIndex,
+    /// Whether the write created the secret.
+    pub created: bool,
+}
+
+/// A storage engine for sealed rows. Every method is blocking; callers on an async runtime
+/// run them on a blocking thread. Every write is durable when it returns `Ok`.
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for status output: `sqlite`, `memory`, ...
+    fn kind(&self) -> &'static str;
+
+    /// The store header (key slots and store facts), if the store was initialized.
+    fn header(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces the header atomically.
+    fn put_header(&self, body: &[u8]) -> Result<(), StoreError>;
+
+    /// Every namespace.
+    fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
+
+    /// Adds a namespace; [`StoreError::Conflict`] when its id exists.
+    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError>;
+
+    /// The live secret with this name hash and one of its versions (the newest when
+    /// `version` is `None`). `Ok(None)` when there is no such secret; a missing version of an
+    /// existing secret is [`StoreError::NotFound`]`("version")`.
+    fn read(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        version: Option<Version>,
+    ) -> Result<Option<(SecretRow, VersionRow)>, StoreError>;
+
+    /// Writes a version planned by `plan`, creating the secret when no live one has the
+    /// name. Atomic and durable.
+    fn write(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: WritePlan,
+    ) -> Result<Written, StoreError>;
+
+    /// Removes the live secret with this name hash and all its versions. `Ok(false)` when
+    /// there was none.
+    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError>;
+
+    /// The live secrets of a namespace (their names stay encrypted).
+    fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;
+
+    /// The versions of a secret, oldest first, without their ciphertexts' plaintext (the
+    /// envelopes are returned; callers only read the other fields).
+    fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError>;
+}
+
+/// Checks a plan against the live row: the version it chose must be the next one.
+pub(crate) fn check_plan(current: Option<&SecretRow>, planned: &Planned) -> Result<(), StoreError> {
+    let expected = match current {
+        Some(row) => row.current.next().ok_or(StoreError::Conflict(
+            "the secret has reached the last version number",
+        ))?,
+        None => Version::FIRST,
+    };
+    if planned.version.version != expected || planned.create.is_some() != current.is_none() {
+        return Err(StoreError::Malformed(
+            "a write plan disagrees with the live row",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! The conformance suite every backend runs, written once (CONVENTIONS.md, Backends).
+//!
+//! A backend crate invokes [`conformance_suite!`](crate::conformance_suite) with an
+//! expression that makes a fresh, empty backend and a guard that keeps its resources (a
+//! temporary directory, a TPM simulator) alive; the macro expands to one `#[test]` per case.
+//! Every case drives the data model through [`EncryptedStore`], so the cryptography is
+//! exercised over each backend too, and a few cases use the raw [`Backend`] as an attacker
+//! with write access to the rows would.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use coffer_crypto::{MasterKey, SecretBytes};
+use coffer_types::{ErrorCode, Kind, Namespace, SecretName, Version};
+
+use crate::backend::{Backend, Planned, VersionRow};
+use crate::{EncryptedStore, SecretStore, StoreError, Write};
+
+/// A fresh backend and whatever must outlive it.
+pub type Made<B> = (Arc<B>, Box<dyn Any>);
+
+/// Expands to the whole suite for the backend `$make` produces (an expression of type
+/// `fn() -> Made<B>` or a closure).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            set_then_get,
+            overwrite_creates_a_new_version,
+            missing_names_are_not_found,
+            delete_frees_the_name,
+            list_returns_names_only,
+            cleanup_leaves_the_list_empty,
+            moved_ciphertext_fails_to_decrypt,
+            concurrent_writers,
+            namespaces_are_isolated,
+            index_is_stable_and_unique,
+            versions_record_time_and_actor,
+            metadata_holds_no_value,
+            reopening_with_the_master_key_reads_everything
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$case(&$make);
+            }
+        )*
+    };
+}
+
+fn name(s: &str) -> SecretName {
+    SecretName::parse(s).expect("test names are valid")
+}
+
+fn default() -> Namespace {
+    Namespace::default_namespace()
+}
+
+fn open<B: Backend>(backend: &Arc<B>) -> EncryptedStore<B> {
+    let store = EncryptedStore::open(backend.clone(), MasterKey::generate().expect("random"))
+        .expect("open");
+    store
+        .create_namespace(&default())
+        .expect("default namespace");
+    store
+}
+
+fn set<S: SecretStore + ?Sized>(store: &S, n: &str, value: &[u8]) -> crate::Written {
+    let value = SecretBytes::copy_from(value);
+    store
+        .set(
+            &default(),
+            &name(n),
+            Write {
+                value: &value,
+                kind: Kind::Text,
+                actor: "uid:0",
+            },
+        )
+        .expect("set")
+}
+
+fn get<S: SecretStore + ?Sized>(store: &S, n: &str) -> Vec<u8> {
+    store
+        .get(&default(), &name(n), None)
+        .expect("get")
+        .value
+        .expose_secret()
+        .to_vec()
+}
+
+fn code<T>(r: Result<T, StoreError>) -> ErrorCode {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.code(),
+    }
+}
+
+/// A value written is read back byte for byte, binary and empty values included.
+pub fn set_then_get<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    set(&store, "third-party-api-key", b"sk_live_abc123xyz");
+    assert_eq!(get(&store, "third-party-api-key"), b"sk_live_abc123xyz");
+    let binary: Vec<u8> = (0..=255u8).collect();
+    set(&store, "bin", &binary);
+    assert_eq!(get(&store, "bin"), binary);
+    set(&store, "empty", b"");
+    assert_eq!(get(&store, "empty"), b"");
+}
+
+/// Writing a name again makes version 2; the latest is read unless a version is asked.
+pub fn overwrite_creates_a_new_version<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let first = set(&store, "k", b"one");
+    let second = set(&store, "k", b"two");
+    assert_eq!(first.version, Version::FIRST);
+    assert!(first.created && !second.created);
+    assert_eq!(second.version.get(), 2);
+    assert_eq!(get(&store, "k"), b"two");
+    let old = store
+        .get(&default(), &name("k"), Version::new(1))
+        .expect("version 1");
+    assert_eq!(old.value.expose_secret(), b"one");
+    assert_eq!(old.version, Version::FIRST);
+    assert_eq!(
+        code(store.get(&default(), &name("k"), Version::new(3))),
+        ErrorCode::NotFound
+    );
+}
+
+/// Get and delete of a missing name answer `not_found`.
+pub fn missing_names_are_not_found<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    assert_eq!(
+        code(store.get(&default(), &name("nope"), None)),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(store.delete(&default(), &name("nope"))),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(store.versions(&default(), &name("nope"))),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(store.metadata(&default(), &name("nope"))),
+        ErrorCode::NotFound
+    );
+    let other = Namespace::parse("no/such").expect("valid");
+    assert_eq!(
+        code(store.get(&other, &name("x"), None)),
+        ErrorCode::NotFound
+    );
+}
+
+/// A deleted secret is gone; writing its name again starts over at version 1.
+pub fn delete_frees_the_name<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    set(&store, "k", b"one");
+    set(&store, "k", b"two");
+    store.delete(&default(), &name("k")).expect("delete");
+    assert_eq!(
+        code(store.get(&default(), &name("k"), None)),
+        ErrorCode::NotFound
+    );
+    let again = set(&store, "k", b"three");
+    assert_eq!(again.version, Version::FIRST);
+    assert!(again.created);
+    assert_eq!(get(&store, "k"), b"three");
+    assert_eq!(
+        store
+            .versions(&default(), &name("k"))
+            .expect("versions")
+            .len(),
+        1
+    );
+}
+
+/// `list` returns exactly the names, sorted, and never decrypts a value.
+pub fn list_returns_names_only<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    for n in ["b/two", "a", "c.three"] {
+        set(&store, n, b"value");
+    }
+    set(&store, "a", b"value 2");
+    let names: Vec<String> = store
+        .list(&default())
+        .expect("list")
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["a", "b/two", "c.three"]);
+}
+
+/// After every secret is deleted, the list is empty.
+pub fn cleanup_leaves_the_list_empty<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    for i in 0..10 {
+        set(&store, &format!("s{i}"), b"v");
+    }
+    for n in store.list(&default()).expect("list") {
+        store.delete(&default(), &n).expect("delete");
+    }
+    assert!(store.list(&default()).expect("list").is_empty());
+    let ns = &backend.namespaces().expect("namespaces")[0];
+    assert!(backend.secrets(&ns.id).expect("rows").is_empty());
+}
+
+/// A ciphertext copied into another secret's row, or another version, fails to decrypt.
+pub fn moved_ciphertext_fails_to_decrypt<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    set(&store, "a", b"value of a");
+    set(&store, "b", b"value of b, 1");
+    set(&store, "b", b"value of b, 2");
+    // The attacker's view: rows and envelopes, no names, no keys.
+    let ns = backend.namespaces().expect("namespaces")[0].id;
+    let rows = backend.secrets(&ns).expect("rows");
+    let a = rows.iter().find(|r| r.current.get() == 1).expect("a");
+    let b = rows.iter().find(|r| r.current.get() == 2).expect("b");
+    let (_, a_v1) = backend
+        .read(&ns, &a.name_hash, None)
+        .expect("read")
+        .expect("a");
+    let (_, b_v1) = backend
+        .read(&ns, &b.name_hash, Version::new(1))
+        .expect("read")
+        .expect("b");
+    for (stolen, version) in [(a_v1, 3), (b_v1, 4)] {
+        backend
+            .write(
+                &ns,
+                &b.name_hash,
+                Box::new(move |_| {
+                    Ok(Planned {
+                        create: None,
+                        version: VersionRow {
+                            version: Version::new(version).expect("nonzero"),
+                            ..stolen
+                        },
+                    })
+                }),
+            )
+            .expect("raw write");
+        let err = store
+            .get(&default(), &name("b"), None)
+            .err()
+            .expect("a moved ciphertext must not decrypt");
+        assert!(
+            matches!(err, StoreError::Corrupt { .. }),
+            "expected an integrity failure, got {err}"
+        );
+    }
+    assert_eq!(get(&store, "a"), b"value of a");
+}
+
+/// Many threads writing one name and their own names: every write lands, versions have no
+/// gaps or duplicates, and each name reads back its last value.
+pub fn concurrent_writers<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    const THREADS: usize = 8;
+    const WRITES: usize = 25;
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..WRITES {
+                    set(store, "shared", format!("{t}-{i}").as_bytes());
+                    set(store, &format!("own-{t}"), format!("{i}").as_bytes());
+                }
+            });
+        }
+    });
+    let shared = store
+        .versions(&default(), &name("shared"))
+        .expect("versions");
+    let numbers: Vec<u32> = shared.iter().map(|v| v.version.get()).collect();
+    let expected: Vec<u32> = (1..=(THREADS * WRITES) as u32).collect();
+    assert_eq!(numbers, expected);
+    for t in 0..THREADS {
+        let n = format!("own-{t}");
+        assert_eq!(get(&store, &n), format!("{}", WRITES - 1).as_bytes());
+        assert_eq!(
+            store.versions(&default(), &name(&n)).expect("v").len(),
+            WRITES
+        );
+    }
+}
+
+/// The same name in two namespaces is two secrets.
+pub fn namespaces_are_isolated<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let prod = Namespace::parse("acme/prod").expect("valid");
+    store.create_namespace(&prod).expect("create");
+    assert_eq!(
+        store.create_namespace(&prod).err().map(|e| e.code()),
+        Some(ErrorCode::Conflict)
+    );
+    set(&store, "db", b"default value");
+    let v = SecretBytes::copy_from(b"prod value");
+    store
+        .set(
+            &prod,
+            &name("db"),
+            Write {
+                value: &v,
+                kind: Kind::Line,
+                actor: "uid:0",
+            },
+        )
+        .expect("set");
+    assert_eq!(get(&store, "db"), b"default value");
+    let p = store.get(&prod, &name("db"), None).expect("get");
+    assert_eq!(p.value.expose_secret(), b"prod value");
+    assert_eq!(p.kind, Kind::Line);
+    store.delete(&default(), &name("db")).expect("delete");
+    assert_eq!(store.list(&prod).expect("list").len(), 1);
+    assert_eq!(store.namespaces(), vec![prod, default()]);
+}
+
+/// An index is stable across overwrites, unique among live secrets, and reused once freed.
+pub fn index_is_stable_and_unique<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let a = set(&store, "a", b"1").index;
+    let b = set(&store, "b", b"1").index;
+    assert_ne!(a, b);
+    assert_eq!(set(&store, "a", b"2").index, a);
+    assert_eq!(
+        store.get(&default(), &name("a"), None).expect("get").index,
+        a
+    );
+    assert!(a.to_string().starts_with("0x0152"));
+    store.delete(&default(), &name("a")).expect("delete");
+    let c = set(&store, "c", b"1").index;
+    assert_eq!(c, a, "a freed index is reused");
+}
+
+/// Each version keeps its time and actor.
+pub fn versions_record_time_and_actor<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let before = coffer_types::Timestamp::now();
+    set(&store, "k", b"1");
+    let v = SecretBytes::copy_from(b"2");
+    store
+        .set(
+            &default(),
+            &name("k"),
+            Write {
+                value: &v,
+                kind: Kind::Text,
+                actor: "uid:1000",
+            },
+        )
+        .expect("set");
+    let versions = store.versions(&default(), &name("k")).expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].actor, "uid:0");
+    assert_eq!(versions[1].actor, "uid:1000");
+    assert!(versions.iter().all(|v| v.created >= before));
+}
+
+/// Metadata describes the secret and never carries its value.
+pub fn metadata_holds_no_value<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    set(&store, "k", b"sk_live_metadata_probe");
+    set(&store, "k", b"sk_live_metadata_probe_2");
+    let meta = store.metadata(&default(), &name("k")).expect("meta");
+    assert_eq!(meta.name.as_str(), "k");
+    assert_eq!(meta.current.get(), 2);
+    assert_eq!(meta.versions.len(), 2);
+    let shown = format!("{meta:?}");
+    assert!(!shown.contains("sk_live"), "{shown}");
+}
+
+/// Another `EncryptedStore` over the same rows with the same master key reads everything.
+pub fn reopening_with_the_master_key_reads_everything<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let master = MasterKey::generate().expect("random");
+    let wrapped = {
+        // Keep the master key across two opens by wrapping it in a recovery slot.
+        let rk = coffer_crypto::RecoveryKey::generate().expect("random");
+        let slot = coffer_crypto::SlotRecord::wrap(
+            1,
+            coffer_crypto::SlotParams::Recovery {},
+            &coffer_crypto::SlotKey::from_recovery(&rk),
+            &master,
+        )
+        .expect("wrap");
+        (rk, slot)
+    };
+    let store = EncryptedStore::open(backend.clone(), master).expect("open");
+    store.create_namespace(&default()).expect("ns");
+    set(&store, "k", b"persisted");
+    drop(store);
+    let (rk, slot) = wrapped;
+    let master = slot
+        .unwrap_master(&coffer_crypto::SlotKey::from_recovery(&rk))
+        .expect("unwrap");
+    let store = EncryptedStore::open(backend.clone(), master).expect("reopen");
+    assert_eq!(get(&store, "k"), b"persisted");
+    assert_eq!(store.namespaces(), vec![default()]);
+}

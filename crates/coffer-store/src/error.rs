@@ -1,0 +1,62 @@
+//! The one error type of coffer-store.
+
+use coffer_crypto::CryptoError;
+use coffer_types::ErrorCode;
+
+/// What went wrong in the store. Messages name what failed, never a secret's name or value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such secret, version or namespace.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The thing to create already exists, or a precondition did not hold.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The backend cannot be reached or refused the operation (disk, database).
+    #[error("store backend failed while {doing}: {detail}")]
+    Unavailable {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The backend's own message (never contains row contents: queries use parameters).
+        detail: String,
+    },
+    /// A row that does not decrypt or parse: altered, moved, or from another store.
+    #[error("stored data failed integrity checks ({what}): {source}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: CryptoError,
+    },
+    /// A stored record that is not in the expected format.
+    #[error("stored data is malformed ({0})")]
+    Malformed(&'static str),
+    /// The backend has no room left (TPM NV).
+    #[error("the store is full")]
+    Full,
+    /// The operation failed in the crypto layer (random source).
+    #[error("crypto failure: {0}")]
+    Crypto(#[source] CryptoError),
+}
+
+impl StoreError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Unavailable { .. } => ErrorCode::StoreUnavailable,
+            Self::Corrupt { .. } | Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
+            Self::Full => ErrorCode::NvFull,
+        }
+    }
+
+    /// Wraps a backend failure.
+    pub fn unavailable(doing: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Unavailable {
+            doing,
+            detail: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! coffer's storage.
+//!
+//! Two layers (docs/architecture.md):
+//! - [`Backend`]: a storage engine for sealed rows (keyed hashes and ciphertexts). Backends:
+//!   [`MemoryBackend`], [`SqliteBackend`] (the embedded default); the TPM NV and PostgreSQL
+//!   backends live in their own crates.
+//! - [`SecretStore`]: the data model in plaintext terms (get, set, delete, list, versions,
+//!   metadata), implemented once by [`EncryptedStore`] over any backend.
+//!
+//! The `conformance` suite (feature `conformance`) is the contract every backend passes.
+#![forbid(unsafe_code)]
+
+mod backend;
+mod encrypted;
+mod error;
+mod header;
+mod memory;
+mod sqlite;
+mod store;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use backend::{
+    Backend, NameHash, NamespaceId, NamespaceRow, NewSecret, Planned, SecretId, SecretRow,
+    VersionRow, WritePlan, Written,
+};
+pub use encrypted::EncryptedStore;
+pub use error::StoreError;
+pub use header::StoreHeader;
+pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
+pub use store::{Secret, SecretMeta, SecretStore, VersionInfo, Write};
+
+#[cfg(test)]
+mod memory_conformance {
+    use super::*;
+    use std::sync::Arc;
+
+    fn make() -> conformance::Made<MemoryBackend> {
+        (Arc::new(MemoryBackend::new()), Box::new(()))
+    }
+    crate::conformance_suite!(make);
+}
+
+#[cfg(test)]
+mod sqlite_conformance {
+    use super::*;
+    use std::sync::Arc;
+
+    fn make() -> conformance::Made<SqliteBackend> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = SqliteBackend::open(&dir.path().join("coffer.db")).expect("open");
+        (Arc::new(backend), Box::new(dir))
+    }
+    crate::conformance_suite!(make);
+}

@@ -1,0 +1,181 @@
+//! The in-memory backend: for tests and for daemons that must keep nothing on disk.
+//!
+//! It holds the same sealed rows as the others (values stay encrypted even in memory) behind
+//! one mutex, which also gives writes their serialization.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use coffer_types::{NvIndex, Version};
+
+use crate::StoreError;
+use crate::backend::{
+    Backend, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow, VersionRow, WritePlan,
+    Written, check_plan,
+};
+
+#[derive(Default)]
+struct State {
+    header: Option<Vec<u8>>,
+    namespaces: BTreeMap<NamespaceId, NamespaceRow>,
+    secrets: HashMap<SecretId, SecretRow>,
+    live: HashMap<(NamespaceId, NameHash), SecretId>,
+    versions: BTreeMap<(SecretId, Version), VersionRow>,
+}
+
+impl State {
+    fn free_index(&self) -> Result<NvIndex, StoreError> {
+        let mut used: Vec<u32> = self.secrets.values().map(|s| s.index.slot()).collect();
+        used.sort_unstable();
+        let slot = used
+            .iter()
+            .enumerate()
+            .find(|&(i, &s)| s as usize != i)
+            .map_or(used.len(), |(i, _)| i);
+        u32::try_from(slot)
+            .ok()
+            .and_then(NvIndex::from_slot)
+            .ok_or(StoreError::Full)
+    }
+}
+
+/// Sealed rows in memory; gone when dropped.
+#[derive(Default)]
+pub struct MemoryBackend {
+    state: Mutex<State>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied write: every mutation
+        // below is a sequence of infallible map inserts after all fallible steps.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn header(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state().header.clone())
+    }
+
+    fn put_header(&self, body: &[u8]) -> Result<(), StoreError> {
+        self.state().header = Some(body.to_vec());
+        Ok(())
+    }
+
+    fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
+        Ok(self.state().namespaces.values().cloned().collect())
+    }
+
+    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.namespaces.contains_key(&row.id) {
+            return Err(StoreError::Conflict("the namespace already exists"));
+        }
+        state.namespaces.insert(row.id, row);
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        version: Option<Version>,
+    ) -> Result<Option<(SecretRow, VersionRow)>, StoreError> {
+        let state = self.state();
+        let Some(id) = state.live.get(&(*namespace, *name)) else {
+            return Ok(None);
+        };
+        let row = &state.secrets[id];
+        let v = version.unwrap_or(row.current);
+        let ver = state
+            .versions
+            .get(&(*id, v))
+            .ok_or(StoreError::NotFound("version"))?;
+        Ok(Some((row.clone(), ver.clone())))
+    }
+
+    fn write(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: WritePlan,
+    ) -> Result<Written, StoreError> {
+        let mut state = self.state();
+        let key = (*namespace, *name);
+        let current = state.live.get(&key).map(|id| state.secrets[id].clone());
+        let planned = plan(current.as_ref())?;
+        check_plan(current.as_ref(), &planned)?;
+        let version = planned.version.version;
+        let (id, index, created) = match (current, planned.create) {
+            (Some(row), _) => (row.id, row.index, false),
+            (None, Some(new)) => {
+                let index = state.free_index()?;
+                state.secrets.insert(
+                    new.id,
+                    SecretRow {
+                        id: new.id,
+                        namespace: *namespace,
+                        name_hash: *name,
+                        name_ct: new.name_ct,
+                        meta_ct: new.meta_ct,
+                        index,
+                        current: version,
+                        created: new.created,
+                    },
+                );
+                state.live.insert(key, new.id);
+                (new.id, index, true)
+            }
+            (None, None) => return Err(StoreError::Malformed("a write plan created nothing")),
+        };
+        if let Some(row) = state.secrets.get_mut(&id) {
+            row.current = version;
+        }
+        state.versions.insert((id, version), planned.version);
+        Ok(Written {
+            version,
+            index,
+            created,
+        })
+    }
+
+    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(id) = state.live.remove(&(*namespace, *name)) else {
+            return Ok(false);
+        };
+        state.secrets.remove(&id);
+        state.versions.retain(|(sid, _), _| *sid != id);
+        Ok(true)
+    }
+
+    fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .secrets
+            .values()
+            .filter(|s| s.namespace == *namespace)
+            .cloned()
+            .collect())
+    }
+
+    fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .versions
+            .range((*secret, Version::FIRST)..)
+            .take_while(|((sid, _), _)| sid == secret)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+}

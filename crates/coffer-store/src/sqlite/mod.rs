@@ -1,0 +1,431 @@
+//! The SQLite backend, coffer's embedded default.
+//!
+//! One file (`coffer.db`, with its `-wal` and `-shm`) created 0600. Reads run on a small
+//! pool of connections beside the writer (WAL mode); writes go to one writer thread that
+//! commits them in groups (see [`writer`]). `synchronous = FULL`: a write is acknowledged only
+//! after its WAL frame is synced.
+
+mod row;
+mod schema;
+mod writer;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use coffer_types::{Timestamp, Version};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::StoreError;
+use crate::backend::{
+    Backend, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow, VersionRow, WritePlan,
+    Written,
+};
+use writer::{Job, Reply};
+
+/// Reader connections open at most; a reader beyond them waits for one to be returned, so
+/// bursts of reads do not open (and parse the schema for) connections only to drop them.
+const MAX_READERS: usize = 16;
+/// Jobs that may wait for the writer before senders block.
+const QUEUE: usize = 4096;
+
+/// Reader connections: the idle ones, and how many exist in all.
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// Sealed rows in one SQLite file.
+pub struct SqliteBackend {
+    path: PathBuf,
+    readers: Mutex<Readers>,
+    returned: Condvar,
+    jobs: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating when missing, mode 0600) the database at `path` and starts its writer.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::unavailable("creating the database file", e))?;
+        let mut conn = Self::connect(path)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("coffer-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| StoreError::unavailable("starting the writer thread", e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            readers: Mutex::new(Readers::default()),
+            returned: Condvar::new(),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| StoreError::unavailable("opening the database", e))?;
+        schema::configure(&conn)?;
+        Ok(conn)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs SQLite's `integrity_check`; `Ok(())` when it reports `ok`.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let report: String = self.with_reader(|c| {
+            c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(|e| StoreError::unavailable("checking integrity", e))
+        })?;
+        if report == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::unavailable("checking integrity", report))
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = {
+            let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if let Some(conn) = pool.idle.pop() {
+                    break Some(conn);
+                }
+                if pool.open < MAX_READERS {
+                    pool.open += 1;
+                    break None;
+                }
+                pool = self
+                    .returned
+                    .wait(pool)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let conn = match conn {
+            Some(conn) => conn,
+            None => Self::connect(&self.path).inspect_err(|_| {
+                self.readers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .open -= 1;
+                self.returned.notify_one();
+            })?,
+        };
+        let result = f(&conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .idle
+            .push(conn);
+        self.returned.notify_one();
+        result
+    }
+
+    fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sender = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError::unavailable("writing", "the store is closed"))?;
+        sender
+            .send(make(reply))
+            .map_err(|_| StoreError::unavailable("writing", "the writer thread stopped"))?;
+        wait(answer)
+    }
+}
+
+fn wait<T>(answer: Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    answer
+        .recv()
+        .map_err(|_| StoreError::unavailable("writing", "the writer thread stopped"))?
+}
+
+impl Drop for SqliteBackend {
+    /// Lets the writer finish what is queued, then joins it.
+    fn drop(&mut self) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn db(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::unavailable(doing, e)
+}
+
+impl Backend for SqliteBackend {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn header(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_reader(|c| {
+            c.query_row("SELECT body FROM header WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .map_err(db("reading the store header"))
+        })
+    }
+
+    fn put_header(&self, body: &[u8]) -> Result<(), StoreError> {
+        let body = body.to_vec();
+        self.submit(|reply| Job::Header(body, reply))
+    }
+
+    fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, name_ct, key_version, wrapped_key, created FROM namespaces",
+                )
+                .map_err(db("listing namespaces"))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(db("listing namespaces"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, name_ct, key_version, wrapped_key, created) =
+                    row.map_err(db("listing namespaces"))?;
+                out.push(NamespaceRow {
+                    id: id.try_into().map_err(|_| {
+                        StoreError::Malformed("a namespace id has the wrong length")
+                    })?,
+                    name_ct,
+                    key_version,
+                    wrapped_key,
+                    created: Timestamp::from_millis(created),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Namespace(row, reply))
+    }
+
+    fn read(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        version: Option<Version>,
+    ) -> Result<Option<(SecretRow, VersionRow)>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {}, v.version IS NOT NULL, {} FROM secrets s
+                     LEFT JOIN versions v ON v.secret = s.id AND v.version = COALESCE(?3, s.current)
+                     WHERE s.namespace = ?1 AND s.name_hash = ?2 AND s.revoked IS NULL",
+                    row::SECRET_COLUMNS,
+                    row::VERSION_COLUMNS
+                ))
+                .map_err(db("reading a secret"))?;
+            let found = st
+                .query_row(
+                    params![&namespace[..], &name[..], version.map(Version::get)],
+                    |r| {
+                        let secret = row::secret(r, 0)?;
+                        let has_version: bool = r.get(row::SECRET_WIDTH)?;
+                        let version = if has_version {
+                            Some(row::version(r, row::SECRET_WIDTH + 1)?)
+                        } else {
+                            None
+                        };
+                        Ok((secret, version))
+                    },
+                )
+                .optional()
+                .map_err(db("reading a secret"))?;
+            match found {
+                None => Ok(None),
+                Some((secret, None)) => secret.and(Err(StoreError::NotFound("version"))),
+                Some((secret, Some(version))) => Ok(Some((secret?, version?))),
+            }
+        })
+    }
+
+    fn write(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: WritePlan,
+    ) -> Result<Written, StoreError> {
+        let (namespace, name) = (*namespace, *name);
+        self.submit(|reply| Job::Write {
+            namespace,
+            name,
+            plan,
+            reply,
+        })
+    }
+
+    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+        let (namespace, name) = (*namespace, *name);
+        self.submit(|reply| Job::Delete {
+            namespace,
+            name,
+            reply,
+        })
+    }
+
+    fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.revoked IS NULL",
+                    row::SECRET_COLUMNS
+                ))
+                .map_err(db("listing secrets"))?;
+            let rows = st
+                .query_map(params![&namespace[..]], |r| row::secret(r, 0))
+                .map_err(db("listing secrets"))?;
+            rows.map(|r| r.map_err(db("listing secrets"))?).collect()
+        })
+    }
+
+    fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {} FROM versions v WHERE v.secret = ?1 ORDER BY v.version",
+                    row::VERSION_COLUMNS
+                ))
+                .map_err(db("listing versions"))?;
+            let rows = st
+                .query_map(params![&secret.0[..]], |r| row::version(r, 0))
+                .map_err(db("listing versions"))?;
+            rows.map(|r| r.map_err(db("listing versions"))?).collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EncryptedStore, SecretStore, Write};
+    use coffer_crypto::{MasterKey, SecretBytes};
+    use coffer_types::{Kind, Namespace, SecretName};
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    fn write(store: &dyn SecretStore, name: &str, value: &[u8]) {
+        let v = SecretBytes::copy_from(value);
+        store
+            .set(
+                &Namespace::default(),
+                &SecretName::parse(name).unwrap(),
+                Write {
+                    value: &v,
+                    kind: Kind::Text,
+                    actor: "uid:0",
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn files_hold_no_names_or_values_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.db");
+        let backend = Arc::new(SqliteBackend::open(&path).unwrap());
+        let store = EncryptedStore::open(backend.clone(), MasterKey::generate().unwrap()).unwrap();
+        store.create_namespace(&Namespace::default()).unwrap();
+        let secrets: Vec<(String, String)> = (0..50)
+            .map(|i| {
+                (
+                    format!("probe-name-{i:03}"),
+                    format!("PROBEVALUE{i:03}xyzzy"),
+                )
+            })
+            .collect();
+        for (n, v) in &secrets {
+            write(&store, n, v.as_bytes());
+            write(&store, n, format!("{v}-second").as_bytes());
+        }
+        // While open: the WAL holds recent pages.
+        let check = |when: &str| {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let entry = entry.unwrap();
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode & 0o077, 0, "{:?} is mode {mode:o}", entry.path());
+                for needle in [&b"probe-name"[..], b"PROBEVALUE", b"default", b"xyzzy"] {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle),
+                        "{when}: {:?} contains {:?}",
+                        entry.path(),
+                        String::from_utf8_lossy(needle)
+                    );
+                }
+            }
+        };
+        check("open");
+        drop(store);
+        drop(backend);
+        check("closed");
+    }
+
+    #[test]
+    fn a_second_open_sees_committed_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        backend.put_header(b"{}").unwrap();
+        drop(backend);
+        let again = SqliteBackend::open(&path).unwrap();
+        assert_eq!(again.header().unwrap().as_deref(), Some(&b"{}"[..]));
+        again.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.db");
+        drop(SqliteBackend::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteBackend::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}

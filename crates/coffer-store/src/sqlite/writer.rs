@@ -1,0 +1,323 @@
+//! The single writer thread and its group commit.
+//!
+//! Every write goes through one connection on one thread. The thread takes the first waiting
+//! job, then every job that queued up meanwhile (up to [`MAX_BATCH`]), applies each inside its
+//! own savepoint of one transaction, and commits once: one WAL sync for the whole batch. A
+//! job's reply is sent only after that commit, so an acknowledged write is on disk. A job that
+//! fails rolls back its savepoint alone; the others still commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+
+use coffer_types::{NvIndex, Version};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::row;
+use crate::StoreError;
+use crate::backend::{
+    NameHash, NamespaceId, NamespaceRow, SecretRow, WritePlan, Written, check_plan,
+};
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 512;
+
+/// The answer channel of one job.
+pub(super) type Reply<T> = SyncSender<Result<T, StoreError>>;
+
+/// A write for the writer thread.
+pub(super) enum Job {
+    Header(Vec<u8>, Reply<()>),
+    Namespace(NamespaceRow, Reply<()>),
+    Write {
+        namespace: NamespaceId,
+        name: NameHash,
+        plan: WritePlan,
+        reply: Reply<Written>,
+    },
+    Delete {
+        namespace: NamespaceId,
+        name: NameHash,
+        reply: Reply<bool>,
+    },
+}
+
+/// A job's outcome, held until the batch commits.
+enum Done {
+    Unit(Reply<()>, Result<(), StoreError>),
+    Written(Reply<Written>, Result<Written, StoreError>),
+    Deleted(Reply<bool>, Result<bool, StoreError>),
+}
+
+impl Done {
+    fn fail_if_ok(self, err: impl Fn() -> StoreError) -> Self {
+        match self {
+            Self::Unit(r, Ok(())) => Self::Unit(r, Err(err())),
+            Self::Written(r, Ok(_)) => Self::Written(r, Err(err())),
+            Self::Deleted(r, Ok(_)) => Self::Deleted(r, Err(err())),
+            other => other,
+        }
+    }
+
+    fn send(self) {
+        // A caller that gave up waiting has dropped its receiver; nothing to tell it.
+        match self {
+            Self::Unit(r, v) => drop(r.send(v)),
+            Self::Written(r, v) => drop(r.send(v)),
+            Self::Deleted(r, v) => drop(r.send(v)),
+        }
+    }
+}
+
+/// Runs until every sender is gone.
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let detail = e.to_string();
+            for job in batch {
+                reject(job, || {
+                    StoreError::unavailable("starting a write", detail.clone())
+                });
+            }
+            return;
+        }
+    };
+    let done: Vec<Done> = batch.into_iter().map(|job| apply(&mut tx, job)).collect();
+    match tx.commit() {
+        Ok(()) => done.into_iter().for_each(Done::send),
+        Err(e) => {
+            let detail = e.to_string();
+            tracing::error!(error = %detail, "commit failed; the batch's writes were not stored");
+            for d in done {
+                d.fail_if_ok(|| StoreError::unavailable("committing a write", detail.clone()))
+                    .send();
+            }
+        }
+    }
+}
+
+fn reject(job: Job, err: impl Fn() -> StoreError) {
+    match job {
+        Job::Header(_, r) | Job::Namespace(_, r) => drop(r.send(Err(err()))),
+        Job::Write { reply, .. } => drop(reply.send(Err(err()))),
+        Job::Delete { reply, .. } => drop(reply.send(Err(err()))),
+    }
+}
+
+/// Applies one job inside a savepoint, rolling it back alone on failure.
+fn apply(tx: &mut Transaction<'_>, job: Job) -> Done {
+    fn in_savepoint<T>(
+        tx: &mut Transaction<'_>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let sp = tx
+            .savepoint()
+            .map_err(|e| StoreError::unavailable("starting a write", e))?;
+        // A panic inside a plan must not take the writer thread down with it.
+        let result = catch_unwind(AssertUnwindSafe(|| f(&sp))).unwrap_or_else(|_| {
+            tracing::error!("a write panicked; it was rolled back");
+            Err(StoreError::Malformed("a write failed inside the store"))
+        });
+        match result {
+            Ok(v) => sp
+                .commit()
+                .map(|()| v)
+                .map_err(|e| StoreError::unavailable("writing", e)),
+            // Dropping the savepoint rolls it back.
+            Err(e) => Err(e),
+        }
+    }
+
+    match job {
+        Job::Header(body, reply) => Done::Unit(reply, in_savepoint(tx, |c| put_header(c, &body))),
+        Job::Namespace(row, reply) => {
+            Done::Unit(reply, in_savepoint(tx, |c| create_namespace(c, &row)))
+        }
+        Job::Write {
+            namespace,
+            name,
+            plan,
+            reply,
+        } => Done::Written(
+            reply,
+            in_savepoint(tx, |c| write(c, &namespace, &name, plan)),
+        ),
+        Job::Delete {
+            namespace,
+            name,
+            reply,
+        } => Done::Deleted(reply, in_savepoint(tx, |c| delete(c, &namespace, &name))),
+    }
+}
+
+fn db(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::unavailable(doing, e)
+}
+
+fn put_header(c: &Connection, body: &[u8]) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO header (id, body) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        params![body],
+    )
+    .map(drop)
+    .map_err(db("writing the store header"))
+}
+
+fn create_namespace(c: &Connection, row: &NamespaceRow) -> Result<(), StoreError> {
+    let inserted = c
+        .execute(
+            "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            params![
+                &row.id[..],
+                row.name_ct,
+                row.key_version,
+                row.wrapped_key,
+                row.created.as_millis()
+            ],
+        )
+        .map_err(db("creating a namespace"))?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict("the namespace already exists"));
+    }
+    Ok(())
+}
+
+fn live_row(
+    c: &Connection,
+    namespace: &NamespaceId,
+    name: &NameHash,
+) -> Result<Option<SecretRow>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.name_hash = ?2 AND s.revoked IS NULL",
+        row::SECRET_COLUMNS
+    ))
+    .and_then(|mut st| {
+        st.query_row(params![&namespace[..], &name[..]], |r| row::secret(r, 0))
+            .optional()
+    })
+    .map_err(db("reading a secret"))?
+    .transpose()
+}
+
+fn take_slot(c: &Connection) -> Result<NvIndex, StoreError> {
+    let freed: Option<i64> = c
+        .prepare_cached("SELECT MIN(slot) FROM free_slots")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(db("allocating an index"))?;
+    let slot = match freed {
+        Some(slot) => {
+            c.prepare_cached("DELETE FROM free_slots WHERE slot = ?1")
+                .and_then(|mut st| st.execute(params![slot]))
+                .map_err(db("allocating an index"))?;
+            slot
+        }
+        None => c
+            .prepare_cached(
+                "UPDATE slot_counter SET next = next + 1 WHERE id = 1 RETURNING next - 1",
+            )
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(db("allocating an index"))?,
+    };
+    u32::try_from(slot)
+        .ok()
+        .and_then(NvIndex::from_slot)
+        .ok_or(StoreError::Full)
+}
+
+fn free_slot(c: &Connection, index: NvIndex) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO free_slots (slot) VALUES (?1)")
+        .and_then(|mut st| st.execute(params![index.slot()]))
+        .map(drop)
+        .map_err(db("freeing an index"))
+}
+
+fn write(
+    c: &Connection,
+    namespace: &NamespaceId,
+    name: &NameHash,
+    plan: WritePlan,
+) -> Result<Written, StoreError> {
+    let current = live_row(c, namespace, name)?;
+    let planned = plan(current.as_ref())?;
+    check_plan(current.as_ref(), &planned)?;
+    let version: Version = planned.version.version;
+    let (id, index, created) = match (&current, &planned.create) {
+        (Some(row), _) => {
+            c.prepare_cached("UPDATE secrets SET current = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![&row.id.0[..], version.get()]))
+                .map_err(db("updating a secret"))?;
+            (row.id, row.index, false)
+        }
+        (None, Some(new)) => {
+            let index = take_slot(c)?;
+            c.prepare_cached(
+                "INSERT INTO secrets (id, namespace, name_hash, name_ct, meta_ct, slot, current, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    &new.id.0[..],
+                    &namespace[..],
+                    &name[..],
+                    new.name_ct,
+                    new.meta_ct,
+                    index.slot(),
+                    version.get(),
+                    new.created.as_millis(),
+                ])
+            })
+            .map_err(db("creating a secret"))?;
+            (new.id, index, true)
+        }
+        (None, None) => return Err(StoreError::Malformed("a write plan created nothing")),
+    };
+    let v = &planned.version;
+    c.prepare_cached(
+        "INSERT INTO versions (secret, version, kind, created, actor, key_version, ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            &id.0[..],
+            version.get(),
+            v.kind.as_str(),
+            v.created.as_millis(),
+            v.actor,
+            v.key_version,
+            v.ciphertext,
+        ])
+    })
+    .map_err(db("writing a version"))?;
+    Ok(Written {
+        version,
+        index,
+        created,
+    })
+}
+
+fn delete(c: &Connection, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+    let Some(row) = live_row(c, namespace, name)? else {
+        return Ok(false);
+    };
+    // Versions go with their secret (ON DELETE CASCADE); secure_delete zeroes the pages.
+    c.prepare_cached("DELETE FROM secrets WHERE id = ?1")
+        .and_then(|mut st| st.execute(params![&row.id.0[..]]))
+        .map_err(db("deleting a secret"))?;
+    free_slot(c, row.index)?;
+    Ok(true)
+}

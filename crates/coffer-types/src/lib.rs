@@ -1,0 +1,19 @@
+//! coffer's vocabulary: the names, namespaces, kinds, versions, error codes and wire shapes
+//! every other crate speaks. No I/O and no secrets live here (values are `SecretBytes`, in
+//! coffer-crypto).
+#![forbid(unsafe_code)]
+
+mod capability;
+mod code;
+mod kind;
+mod name;
+mod time;
+mod version;
+pub mod wire;
+
+pub use capability::{Capability, UnknownCapability};
+pub use code::{ErrorCode, RC_NV_SPACE, RC_NV_UNDEFINED, UnknownCode};
+pub use kind::{Kind, UnknownKind};
+pub use name::{MAX_NAME_LEN, MAX_NAMESPACE_LEN, NameError, Namespace, SecretName};
+pub use time::Timestamp;
+pub use version::{NvIndex, Version};

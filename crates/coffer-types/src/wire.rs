@@ -1,0 +1,188 @@
+//! Shapes of the local socket protocol that carry no secret (DESIGN.md, Local socket protocol).
+//!
+//! Requests and replies that carry values are read and written by coffer-server and
+//! coffer-client straight into locked memory; this module holds the vocabulary they share.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::ErrorCode;
+
+/// The `action` of a socket request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Store a value (a new version when the name exists).
+    Set,
+    /// Read the latest value, or `version`.
+    Get,
+    /// Delete a secret and all its versions.
+    Del,
+    /// Report seal state and store facts; never a value or a name.
+    Status,
+    /// Flush the cache and forget the keys.
+    Seal,
+    /// Open the master key through a slot.
+    Unseal,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 6] = [
+        Self::Set,
+        Self::Get,
+        Self::Del,
+        Self::Status,
+        Self::Seal,
+        Self::Unseal,
+    ];
+
+    /// The wire string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Get => "get",
+            Self::Del => "del",
+            Self::Status => "status",
+            Self::Seal => "seal",
+            Self::Unseal => "unseal",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `action` string that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action; expected one of set, get, del, status, seal, unseal")]
+pub struct UnknownAction;
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or(UnknownAction)
+    }
+}
+
+/// Which slot an `unseal` request opens the store with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnsealWith {
+    /// A passphrase slot.
+    Passphrase,
+    /// The recovery slot.
+    Recovery,
+    /// A key file slot: the daemon reads the key file itself.
+    KeyFile,
+}
+
+impl UnsealWith {
+    /// The wire string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Passphrase => "passphrase",
+            Self::Recovery => "recovery",
+            Self::KeyFile => "file",
+        }
+    }
+}
+
+impl FromStr for UnsealWith {
+    type Err = UnknownAction;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Passphrase, Self::Recovery, Self::KeyFile]
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or(UnknownAction)
+    }
+}
+
+/// The error object every interface answers with:
+/// `{"error":"<message>","code":"<code>"}` plus `"rc"` where a TPM code applies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// A message for the person reading it: what happened and what to do next.
+    pub error: String,
+    /// The stable code.
+    pub code: ErrorCode,
+    /// A TPM return code such as `0x18b`, where one applies.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rc: Option<String>,
+}
+
+impl ErrorBody {
+    /// An error body, with the `rc` the code implies.
+    pub fn new(code: ErrorCode, error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            code,
+            rc: code.implied_rc().map(str::to_owned),
+        }
+    }
+}
+
+/// Bytes serde_json writes for `s` as a JSON string, quotes included. Lets a writer size a
+/// buffer exactly before putting a secret in it, so the buffer never reallocates and leaves
+/// no copy behind.
+pub fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_len_matches_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "quote\"back\\slash",
+            "ctl\u{0}\u{1f}\n\t\r\u{8}\u{c}",
+            "ünïcode ✓",
+            "\u{7f}",
+        ] {
+            assert_eq!(
+                json_string_len(s),
+                serde_json::to_string(s).unwrap().len(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>().unwrap(), a);
+        }
+        assert!("list_all".parse::<Action>().is_err());
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let body = ErrorBody::new(ErrorCode::NotFound, "no secret by that name");
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":"no secret by that name","code":"not_found","rc":"0x18b"}"#
+        );
+        let body = ErrorBody::new(ErrorCode::Denied, "no");
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":"no","code":"denied"}"#
+        );
+    }
+}
