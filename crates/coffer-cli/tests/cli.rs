@@ -77,6 +77,73 @@ fn set_get_del_and_status() {
 }
 
 #[test]
+fn the_daemon_runs_without_core_dumps_and_seal_flushes_the_cache() {
+    let daemon = Daemon::start(&[]);
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid().unwrap())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+
+    assert!(daemon.cli(&["set", "k"], b"cached-value").status.success());
+    assert_eq!(daemon.cli(&["get", "k"], b"").stdout, b"cached-value");
+    let entries = |d: &Daemon| -> u64 {
+        let out = d.cli(&["status", "--json"], b"");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["cache"]["entries"].as_u64().unwrap()
+    };
+    assert_eq!(entries(&daemon), 1);
+    assert!(daemon.cli(&["seal"], b"").status.success());
+    assert_eq!(entries(&daemon), 0);
+    assert!(daemon.cli(&["unseal", "--key-file"], b"").status.success());
+    assert_eq!(daemon.cli(&["get", "k"], b"").stdout, b"cached-value");
+}
+
+#[test]
+fn configuration_comes_from_flags_then_variables_then_the_file() {
+    let mut daemon = Daemon::new(&[]);
+    let config = daemon.root.path().join("coffer.toml");
+    std::fs::write(&config, "ttl = \"5m\"\nmax_value_bytes = 16\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    daemon.env("COFFER_CONFIG", &config);
+    daemon.env("COFFER_SECRET_TTL", "7");
+    daemon.spawn();
+    let out = daemon.cli(&["status", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The variable beats the file for the TTL; the file sets the value limit.
+    assert_eq!(json["cache"]["ttl_seconds"], 7);
+    let big = daemon.cli(&["set", "k"], &[b'x'; 17]);
+    assert!(stderr(&big).contains("too_large"), "{}", stderr(&big));
+    daemon.stop();
+
+    let mut flagged = Daemon::new(&["--ttl", "0", "--config", &config]);
+    flagged.env("COFFER_SECRET_TTL", "7");
+    flagged.spawn();
+    let out = flagged.cli(&["status", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cache"]["ttl_seconds"], 0, "the flag wins");
+
+    let bad = Daemon::new(&[]);
+    let typo = bad.root.path().join("typo.toml");
+    std::fs::write(&typo, "tll = 5\n").unwrap();
+    let out = run_cli(
+        &[
+            "serve",
+            "--config",
+            typo.to_str().unwrap(),
+            "--data-dir",
+            bad.data.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown field"), "{}", stderr(&out));
+}
+
+#[test]
 fn values_never_come_from_arguments() {
     // `set` takes no value argument at all: a second positional is refused by the parser.
     let out = run_cli(

@@ -3,6 +3,9 @@
 //! coffer-crypto).
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod macros;
+
 mod capability;
 mod code;
 mod kind;

@@ -3,105 +3,40 @@
 //! Requests and replies that carry values are read and written by coffer-server and
 //! coffer-client straight into locked memory; this module holds the vocabulary they share.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::ErrorCode;
 
-/// The `action` of a socket request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Action {
-    /// Store a value (a new version when the name exists).
-    Set,
-    /// Read the latest value, or `version`.
-    Get,
-    /// Delete a secret and all its versions.
-    Del,
-    /// Report seal state and store facts; never a value or a name.
-    Status,
-    /// Flush the cache and forget the keys.
-    Seal,
-    /// Open the master key through a slot.
-    Unseal,
-}
-
-impl Action {
-    /// Every action.
-    pub const ALL: [Action; 6] = [
-        Self::Set,
-        Self::Get,
-        Self::Del,
-        Self::Status,
-        Self::Seal,
-        Self::Unseal,
-    ];
-
-    /// The wire string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Set => "set",
-            Self::Get => "get",
-            Self::Del => "del",
-            Self::Status => "status",
-            Self::Seal => "seal",
-            Self::Unseal => "unseal",
-        }
+string_enum! {
+    /// The `action` of a socket request.
+    pub enum Action {
+        /// Store a value (a new version when the name exists).
+        Set = "set",
+        /// Read the latest value, or `version`.
+        Get = "get",
+        /// Delete a secret and all its versions.
+        Del = "del",
+        /// Report seal state and store facts; never a value or a name.
+        Status = "status",
+        /// Flush the cache and forget the keys.
+        Seal = "seal",
+        /// Open the master key through a slot.
+        Unseal = "unseal",
     }
+    /// An `action` string that is not one of ours.
+    error UnknownAction = "unknown action; expected one of set, get, del, status, seal, unseal";
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+string_enum! {
+    /// Which slot an `unseal` request opens the store with.
+    pub enum UnsealWith {
+        /// A passphrase slot.
+        Passphrase = "passphrase",
+        /// The recovery slot.
+        Recovery = "recovery",
+        /// A key file slot: the daemon reads the key file itself.
+        KeyFile = "file",
     }
-}
-
-/// An `action` string that is not one of ours.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown action; expected one of set, get, del, status, seal, unseal")]
-pub struct UnknownAction;
-
-impl FromStr for Action {
-    type Err = UnknownAction;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or(UnknownAction)
-    }
-}
-
-/// Which slot an `unseal` request opens the store with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum UnsealWith {
-    /// A passphrase slot.
-    Passphrase,
-    /// The recovery slot.
-    Recovery,
-    /// A key file slot: the daemon reads the key file itself.
-    KeyFile,
-}
-
-impl UnsealWith {
-    /// The wire string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Passphrase => "passphrase",
-            Self::Recovery => "recovery",
-            Self::KeyFile => "file",
-        }
-    }
-}
-
-impl FromStr for UnsealWith {
-    type Err = UnknownAction;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Passphrase, Self::Recovery, Self::KeyFile]
-            .into_iter()
-            .find(|w| w.as_str() == s)
-            .ok_or(UnknownAction)
-    }
+    /// A `slot` string that is not one of ours.
+    error UnknownSlot = "unknown slot; expected passphrase, recovery or file";
 }
 
 /// The error object every interface answers with:
@@ -166,7 +101,7 @@ mod tests {
 
     #[test]
     fn actions_round_trip() {
-        for a in Action::ALL {
+        for &a in Action::ALL {
             assert_eq!(a.as_str().parse::<Action>().unwrap(), a);
         }
         assert!("list_all".parse::<Action>().is_err());

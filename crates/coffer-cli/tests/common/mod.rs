@@ -26,6 +26,7 @@ pub struct Daemon {
     /// Where its stderr goes.
     pub log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -44,6 +45,7 @@ impl Daemon {
             log,
             root,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             starts: 0,
         }
     }
@@ -53,6 +55,16 @@ impl Daemon {
         let mut d = Self::new(args);
         d.spawn();
         d
+    }
+
+    /// Sets a variable for the next start.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts (or restarts) the process, appending to the same log.
@@ -72,6 +84,7 @@ impl Daemon {
             .args(&self.args)
             .env("COFFER_LOG", "trace")
             .env_remove("COFFER_SOCKET")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -143,6 +143,21 @@ impl SqliteBackend {
         result
     }
 
+    /// Every row a query returns, each turned into a `T` by `map`.
+    fn rows<T>(
+        &self,
+        doing: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c.prepare_cached(sql).map_err(db(doing))?;
+            let rows = st.query_map(params, map).map_err(db(doing))?;
+            rows.map(|r| r.map_err(db(doing))?).collect()
+        })
+    }
+
     fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let sender = self
@@ -309,33 +324,27 @@ impl Backend for SqliteBackend {
     }
 
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
-        self.with_reader(|c| {
-            let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.revoked IS NULL",
-                    row::SECRET_COLUMNS
-                ))
-                .map_err(db("listing secrets"))?;
-            let rows = st
-                .query_map(params![&namespace[..]], |r| row::secret(r, 0))
-                .map_err(db("listing secrets"))?;
-            rows.map(|r| r.map_err(db("listing secrets"))?).collect()
-        })
+        self.rows(
+            "listing secrets",
+            &format!(
+                "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.revoked IS NULL",
+                row::SECRET_COLUMNS
+            ),
+            params![&namespace[..]],
+            |r| row::secret(r, 0),
+        )
     }
 
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError> {
-        self.with_reader(|c| {
-            let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {} FROM versions v WHERE v.secret = ?1 ORDER BY v.version",
-                    row::VERSION_COLUMNS
-                ))
-                .map_err(db("listing versions"))?;
-            let rows = st
-                .query_map(params![&secret.0[..]], |r| row::version(r, 0))
-                .map_err(db("listing versions"))?;
-            rows.map(|r| r.map_err(db("listing versions"))?).collect()
-        })
+        self.rows(
+            "listing versions",
+            &format!(
+                "SELECT {} FROM versions v WHERE v.secret = ?1 ORDER BY v.version",
+                row::VERSION_COLUMNS
+            ),
+            params![&secret.0[..]],
+            |r| row::version(r, 0),
+        )
     }
 }
 
