@@ -30,7 +30,13 @@ use coffer_client::ClientError;
 )]
 struct Cli {
     /// The daemon's socket [default: /run/coffer/coffer.sock as root, $XDG_RUNTIME_DIR/coffer/coffer.sock otherwise]
-    #[arg(long, global = true, env = "COFFER_SOCKET", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_SOCKET",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     socket: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -46,13 +52,27 @@ enum Command {
     Serve(ServeArgs),
     /// Create a new store and print its recovery key (once, on standard output).
     Init(cmd::init::InitArgs),
-    /// Store a secret. The value comes from a hidden prompt, or standard input when it is
-    /// not a terminal; a final newline from a pipe is dropped unless --keep-newline.
-    Set(cmd::secret::SetArgs),
-    /// Print a secret's value on standard output.
+    /// Store a secret (as `coffer secrets set`). The value comes from a hidden prompt, or
+    /// standard input when it is not a terminal; a final newline from a pipe is dropped.
+    Set(cmd::secrets::SetArgs),
+    /// Print a secret's value on standard output: the data plane's read, which policies will
+    /// restrict; operators manage secrets with `coffer secrets`, which never shows values.
     Get(cmd::secret::GetArgs),
-    /// Delete a secret and every version of it.
+    /// Delete a secret and every version of it, for good (`coffer secrets revoke` keeps the
+    /// history).
     Del(cmd::secret::DelArgs),
+    /// Manage secrets without seeing them: set, generate, list, show, describe, rotate,
+    /// revoke, destroy, versions.
+    #[command(subcommand)]
+    Secrets(cmd::secrets::SecretsCommand),
+    /// Create and list namespaces.
+    #[command(subcommand)]
+    Namespaces(cmd::namespaces::NamespacesCommand),
+    /// Print the HMAC of standard input under a secret key; the key stays in the daemon.
+    Hmac(cmd::compute::HmacArgs),
+    /// Run a command with secrets in its environment only:
+    /// `coffer run --env DB_PASSWORD=db/password -- ./server`.
+    Run(cmd::run::RunArgs),
     /// Show the daemon's state: sealed or not, slots, cache. Never a value or a name.
     Status(cmd::status::StatusArgs),
     /// Forget the keys and flush the cache; secrets are unreadable until `coffer unseal`.
@@ -67,32 +87,62 @@ enum Command {
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// TOML configuration file [default: /etc/coffer/coffer.toml when it exists]
-    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "COFFER_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Where the store lives [default: /var/lib/coffer as root, $XDG_DATA_HOME/coffer otherwise]
-    #[arg(long, env = "COFFER_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "COFFER_DATA_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     data_dir: Option<PathBuf>,
     /// A second socket with the same protocol, for apps written against the device daemon
     /// (e.g. /run/tpmd.sock)
-    #[arg(long, env = "COFFER_COMPAT_SOCKET", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "COFFER_COMPAT_SOCKET",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     compat_socket: Option<PathBuf>,
     /// How long a decrypted value stays cached, e.g. 300, 5m; 0 turns the cache off [default: 300s]
-    #[arg(long, env = "COFFER_SECRET_TTL", value_name = "DURATION", value_parser = config::parse_duration)]
+    #[arg(long, env = "COFFER_SECRET_TTL", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
     ttl: Option<Duration>,
     /// The key file of the store's file slot [default: the path recorded in the slot; DATA_DIR/coffer.key for a new store]
-    #[arg(long, env = "COFFER_KEY_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "COFFER_KEY_FILE",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     key_file: Option<PathBuf>,
     /// Largest secret value in bytes [default: 1048576]
-    #[arg(long, env = "COFFER_MAX_VALUE_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "COFFER_MAX_VALUE_BYTES",
+        hide_env_values = true,
+        value_name = "BYTES"
+    )]
     max_value_bytes: Option<usize>,
     /// Connections served at once [default: 1024]
-    #[arg(long, env = "COFFER_MAX_CONNECTIONS", value_name = "N")]
+    #[arg(
+        long,
+        env = "COFFER_MAX_CONNECTIONS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
     max_connections: Option<usize>,
     /// Time allowed to send a whole request [default: 10s]
-    #[arg(long, env = "COFFER_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    #[arg(long, env = "COFFER_REQUEST_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
     request_timeout: Option<Duration>,
     /// Time a keep-alive connection may stay idle [default: 60s]
-    #[arg(long, env = "COFFER_IDLE_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    #[arg(long, env = "COFFER_IDLE_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
     idle_timeout: Option<Duration>,
 }
 
@@ -111,19 +161,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
     init_logging(if serving { "info" } else { "warn" });
-    if let Err(e) = coffer_core::harden_process() {
-        tracing::warn!(error = %e, "could not disable core dumps and ptrace attachment");
-    }
+    let core_limit = match coffer_core::harden_process() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not disable core dumps and ptrace attachment");
+            None
+        }
+    };
     let socket = cli.socket.clone();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(socket, args),
         Command::Init(args) => cmd::init::run(args),
-        Command::Set(args) => cmd::secret::set(&client(socket), args),
+        Command::Set(args) => cmd::secrets::set(&client(socket), args),
         Command::Get(args) => cmd::secret::get(&client(socket), args),
         Command::Del(args) => cmd::secret::del(&client(socket), args),
         Command::Status(args) => cmd::status::status(&client(socket), args),
         Command::Seal => cmd::status::seal(&client(socket)),
         Command::Unseal(args) => cmd::status::unseal(&client(socket), args),
+        Command::Secrets(command) => cmd::secrets::run(&client(socket), command),
+        Command::Namespaces(command) => cmd::namespaces::run(&client(socket), command),
+        Command::Hmac(args) => cmd::compute::hmac(&client(socket), args),
+        Command::Run(args) => cmd::run::run(&client(socket), args, core_limit),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {
@@ -133,18 +191,36 @@ fn main() -> ExitCode {
                 .downcast_ref::<ClientError>()
                 .map(ClientError::code)
                 .or_else(|| e.downcast_ref::<coffer_core::CoreError>().map(|c| c.code()));
+            let message = message(&e);
             match code {
                 Some(code) => {
-                    eprintln!("coffer: {e:#} ({code})");
+                    eprintln!("coffer: {message} ({code})");
                     ExitCode::from(code.exit_status())
                 }
                 None => {
-                    eprintln!("coffer: {e:#}");
+                    eprintln!("coffer: {message}");
                     ExitCode::from(1)
                 }
             }
         }
     }
+}
+
+/// The error and its causes, each once: errors that also travel on the wire name their
+/// cause in their own message, so a cause already said is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn client(socket: Option<PathBuf>) -> coffer_client::Client {

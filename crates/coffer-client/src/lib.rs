@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
 use coffer_types::wire::{UnsealWith, json_string_len};
-use coffer_types::{ErrorCode, Kind, NvIndex, Version};
+use coffer_types::{
+    DigestEncoding, ErrorCode, GeneratorSpec, HmacAlgorithm, Kind, NvIndex, SecretMeta,
+    SecretSummary, Version, VersionInfo,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 /// What went wrong talking to the daemon.
@@ -19,7 +22,7 @@ use zeroize::{Zeroize, Zeroizing};
 #[non_exhaustive]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot reach coffer at {}: {source} (is `coffer serve` running? set --socket or COFFER_SOCKET)", .path.display())]
+    #[error("cannot reach coffer at {} (is `coffer serve` running? set --socket or COFFER_SOCKET)", .path.display())]
     Connect {
         /// The socket.
         path: PathBuf,
@@ -27,7 +30,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The connection failed midway.
-    #[error("talking to coffer failed: {0}")]
+    #[error("talking to coffer failed")]
     Io(#[from] io::Error),
     /// The reply was not what the protocol promises.
     #[error("coffer's reply was not understood: {0}")]
@@ -67,8 +70,30 @@ pub struct Response {
     pub value_b64: Option<SecretBytes>,
     /// The index `set` answers.
     pub index: Option<String>,
+    /// The version a write made.
+    pub version: Option<u32>,
     /// The status report.
     pub status: Option<serde_json::Value>,
+    /// A secret's metadata.
+    pub meta: Option<SecretMeta>,
+    /// A version history.
+    pub versions: Option<Vec<VersionInfo>>,
+    /// The versions `destroy` erased.
+    pub destroyed: Option<Vec<u32>>,
+    /// A page of names.
+    pub names: Option<Vec<String>>,
+    /// A page of secrets with metadata.
+    pub secrets: Option<Vec<SecretSummary>>,
+    /// Revoked secrets with their history.
+    pub revoked: Option<Vec<SecretMeta>>,
+    /// The cursor for the next page.
+    pub next: Option<String>,
+    /// An HMAC digest.
+    pub digest: Option<String>,
+    /// A basic-auth header value.
+    pub header: Option<SecretBytes>,
+    /// The namespaces.
+    pub namespaces: Option<Vec<String>>,
     /// The error message.
     pub error: Option<String>,
     /// The error code.
@@ -166,6 +191,24 @@ impl RequestBuilder {
         self
     }
 
+    /// A field holding any JSON that is not secret.
+    pub fn json(mut self, key: &str, value: &impl serde::Serialize) -> Self {
+        // Serializing plain data (numbers, lists of numbers) cannot fail.
+        let text = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        self.reserve(key.len() + text.len() + 4);
+        self.key(key);
+        self.buf.extend_from_slice(&text);
+        self
+    }
+
+    /// An optional number field.
+    pub fn opt_number(self, key: &str, n: Option<u64>) -> Self {
+        match n {
+            Some(n) => self.number(key, n),
+            None => self,
+        }
+    }
+
     /// A boolean field.
     pub fn flag(mut self, key: &str, on: bool) -> Self {
         self.reserve(key.len() + 8);
@@ -199,6 +242,76 @@ impl RequestBuilder {
         self.reserve(2);
         self.buf.push(b'}');
         self.buf
+    }
+}
+
+/// Kind and metadata of a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The kind; `None` keeps the secret's kind.
+    pub kind: Option<Kind>,
+    /// A new description.
+    pub description: Option<String>,
+    /// A new version limit (0: unlimited).
+    pub max_versions: Option<u32>,
+}
+
+/// What a write answered.
+#[derive(Debug)]
+pub struct Written {
+    /// The secret's index.
+    pub index: NvIndex,
+    /// The version written.
+    pub version: Option<Version>,
+    /// The minted value, for `generate` and `rotate` with `generate`.
+    pub value: Option<SecretBytes>,
+}
+
+/// Which names to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names after this one.
+    pub after: Option<String>,
+    /// Most names in the page.
+    pub limit: Option<u64>,
+}
+
+impl ListOptions {
+    fn add(&self, b: RequestBuilder) -> RequestBuilder {
+        b.opt("prefix", self.prefix.as_deref())
+            .opt("after", self.after.as_deref())
+            .opt_number("limit", self.limit)
+    }
+}
+
+fn written(mut reply: Response) -> Result<Written, ClientError> {
+    let index = reply
+        .index
+        .take()
+        .ok_or(ClientError::Protocol("a write reply without an index"))?;
+    let index = serde_json::from_value(serde_json::Value::String(index))
+        .map_err(|_| ClientError::Protocol("a write reply with a malformed index"))?;
+    Ok(Written {
+        index,
+        version: reply.version.and_then(Version::new),
+        value: reply.value.take(),
+    })
+}
+
+fn with_options(b: RequestBuilder, o: &WriteOptions) -> RequestBuilder {
+    b.opt("kind", o.kind.map(Kind::as_str))
+        .opt("description", o.description.as_deref())
+        .opt_number("max_versions", o.max_versions.map(u64::from))
+}
+
+fn spec_fields(b: RequestBuilder, spec: Option<GeneratorSpec>) -> RequestBuilder {
+    match spec {
+        Some(s) => b
+            .number("byte_len", s.byte_len() as u64)
+            .field("encoding", s.encoding.as_str()),
+        None => b,
     }
 }
 
@@ -261,18 +374,221 @@ impl Client {
         value: &SecretBytes,
         kind: Option<Kind>,
     ) -> Result<NvIndex, ClientError> {
-        let request = RequestBuilder::new("set")
+        let options = WriteOptions {
+            kind,
+            ..WriteOptions::default()
+        };
+        self.set_with(namespace, name, value, &options)
+            .map(|w| w.index)
+    }
+
+    /// Stores a value with kind and metadata.
+    pub fn set_with(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        value: &SecretBytes,
+        options: &WriteOptions,
+    ) -> Result<Written, ClientError> {
+        let b = RequestBuilder::new("set")
+            .field("name", name)
+            .opt("namespace", namespace);
+        let request = with_options(b, options).secret("value", value).finish();
+        written(self.call(&request)?)
+    }
+
+    /// Mints a value for a new secret; the value is in the answer, and nowhere else.
+    pub fn generate(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        spec: Option<GeneratorSpec>,
+        options: &WriteOptions,
+    ) -> Result<Written, ClientError> {
+        let b = RequestBuilder::new("generate")
+            .field("name", name)
+            .opt("namespace", namespace);
+        let request = with_options(spec_fields(b, spec), options).finish();
+        written(self.call(&request)?)
+    }
+
+    /// A new version of an existing secret: `value`, or a minted one when it is `None`.
+    pub fn rotate(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        value: Option<&SecretBytes>,
+        spec: Option<GeneratorSpec>,
+        options: &WriteOptions,
+    ) -> Result<Written, ClientError> {
+        let b = RequestBuilder::new("rotate")
+            .field("name", name)
+            .opt("namespace", namespace);
+        let b = match value {
+            Some(v) => with_options(b, options).secret("value", v),
+            None => with_options(spec_fields(b.flag("generate", true), spec), options),
+        };
+        written(self.call(&b.finish())?)
+    }
+
+    /// Changes a description or version limit.
+    pub fn describe(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        description: Option<&str>,
+        max_versions: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let request = RequestBuilder::new("describe")
             .field("name", name)
             .opt("namespace", namespace)
-            .opt("kind", kind.map(Kind::as_str))
-            .secret("value", value)
+            .opt("description", description)
+            .opt_number("max_versions", max_versions.map(u64::from))
             .finish();
-        let reply = self.call(&request)?;
-        let index = reply
-            .index
-            .ok_or(ClientError::Protocol("a set reply without an index"))?;
-        serde_json::from_value(serde_json::Value::String(index))
-            .map_err(|_| ClientError::Protocol("a set reply with a malformed index"))
+        self.call(&request).map(drop)
+    }
+
+    fn simple(
+        &self,
+        action: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Response, ClientError> {
+        let request = RequestBuilder::new(action)
+            .field("name", name)
+            .opt("namespace", namespace)
+            .finish();
+        self.call(&request)
+    }
+
+    /// Soft-deletes a secret.
+    pub fn revoke(&self, namespace: Option<&str>, name: &str) -> Result<(), ClientError> {
+        self.simple("revoke", namespace, name).map(drop)
+    }
+
+    /// Erases versions' ciphertexts; answers the erased versions.
+    pub fn destroy(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        versions: &[Version],
+    ) -> Result<Vec<u32>, ClientError> {
+        let numbers: Vec<u32> = versions.iter().map(|v| v.get()).collect();
+        let request = RequestBuilder::new("destroy")
+            .field("name", name)
+            .opt("namespace", namespace)
+            .json("versions", &numbers)
+            .finish();
+        self.call(&request)?
+            .destroyed
+            .ok_or(ClientError::Protocol("a destroy reply without versions"))
+    }
+
+    /// A secret's metadata.
+    pub fn meta(&self, namespace: Option<&str>, name: &str) -> Result<SecretMeta, ClientError> {
+        self.simple("meta", namespace, name)?
+            .meta
+            .ok_or(ClientError::Protocol("a meta reply without metadata"))
+    }
+
+    /// A secret's version history.
+    pub fn versions(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<VersionInfo>, ClientError> {
+        self.simple("versions", namespace, name)?
+            .versions
+            .ok_or(ClientError::Protocol("a versions reply without versions"))
+    }
+
+    /// A page of names, and the cursor for the next.
+    pub fn list(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<(Vec<String>, Option<String>), ClientError> {
+        let b = RequestBuilder::new("list").opt("namespace", namespace);
+        let reply = self.call(&options.add(b).finish())?;
+        Ok((reply.names.unwrap_or_default(), reply.next))
+    }
+
+    /// A page of secrets with their metadata, and the cursor for the next.
+    pub fn list_detail(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<(Vec<SecretSummary>, Option<String>), ClientError> {
+        let b = RequestBuilder::new("list")
+            .opt("namespace", namespace)
+            .flag("detail", true);
+        let reply = self.call(&options.add(b).finish())?;
+        Ok((reply.secrets.unwrap_or_default(), reply.next))
+    }
+
+    /// The revoked secrets of a namespace, with their history.
+    pub fn list_revoked(&self, namespace: Option<&str>) -> Result<Vec<SecretMeta>, ClientError> {
+        let request = RequestBuilder::new("list")
+            .opt("namespace", namespace)
+            .flag("revoked", true)
+            .finish();
+        Ok(self.call(&request)?.revoked.unwrap_or_default())
+    }
+
+    /// HMAC of `data` under a secret key; the key stays in the daemon.
+    pub fn hmac(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        algorithm: HmacAlgorithm,
+        data: &[u8],
+        encoding: DigestEncoding,
+    ) -> Result<String, ClientError> {
+        let b = RequestBuilder::new("hmac")
+            .field("name", name)
+            .opt("namespace", namespace)
+            .field("algorithm", algorithm.as_str())
+            .field("encoding", encoding.as_str());
+        let b = match std::str::from_utf8(data) {
+            Ok(text) => b.field("data", text),
+            Err(_) => b.field("data_b64", &data_encoding::BASE64.encode(data)),
+        };
+        self.call(&b.finish())?
+            .digest
+            .ok_or(ClientError::Protocol("an hmac reply without a digest"))
+    }
+
+    /// The `Basic ...` header for `user` and a password secret.
+    pub fn basic_auth(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        user: &str,
+    ) -> Result<SecretBytes, ClientError> {
+        let request = RequestBuilder::new("basic_auth")
+            .field("name", name)
+            .opt("namespace", namespace)
+            .field("user", user)
+            .finish();
+        self.call(&request)?
+            .header
+            .ok_or(ClientError::Protocol("a basic_auth reply without a header"))
+    }
+
+    /// The namespaces.
+    pub fn namespaces(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .call(&RequestBuilder::new("namespace_list").finish())?
+            .namespaces
+            .unwrap_or_default())
+    }
+
+    /// Creates a namespace.
+    pub fn create_namespace(&self, namespace: &str) -> Result<(), ClientError> {
+        let request = RequestBuilder::new("namespace_create")
+            .field("namespace", namespace)
+            .finish();
+        self.call(&request).map(drop)
     }
 
     /// Reads a value.

@@ -20,9 +20,9 @@ mod status;
 mod vault;
 
 pub use error::{CoreError, Gate, Refusal};
-pub use harden::harden_process;
+pub use harden::{CoreLimit, harden_process};
 pub use identity::Identity;
-pub use request::{Reply, Request};
+pub use request::{ListRequest, Reply, Request, SecretOp, WriteOptions};
 pub use service::{Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport};
 pub use vault::{KeyFiles, Vault};

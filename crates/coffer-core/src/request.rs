@@ -7,8 +7,12 @@
 use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
-use coffer_types::wire::{Action, UnsealWith};
-use coffer_types::{Kind, NvIndex, Version};
+use coffer_store::{Page, SecretMeta, SecretSummary, VersionInfo};
+use coffer_types::wire::UnsealWith;
+use coffer_types::{
+    Capability, DigestEncoding, GeneratorSpec, HmacAlgorithm, Kind, Namespace, NvIndex, SecretName,
+    Version,
+};
 
 use crate::status::StatusReport;
 
@@ -16,33 +20,29 @@ use crate::status::StatusReport;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Request {
-    /// Store a value.
-    Set {
+    /// Something done to one secret.
+    Secret {
         /// Namespace (`default` when absent).
         namespace: Option<String>,
         /// Name.
         name: String,
-        /// Value.
-        value: SecretBytes,
-        /// Kind (`text`, or `file` for a value sent as base64, when absent).
-        kind: Option<Kind>,
+        /// What to do.
+        op: SecretOp,
     },
-    /// Read a value.
-    Get {
-        /// Namespace.
+    /// Names in a namespace.
+    List {
+        /// Namespace (`default` when absent).
         namespace: Option<String>,
-        /// Name.
-        name: String,
-        /// A version, or the newest.
-        version: Option<Version>,
+        /// Which names.
+        query: ListRequest,
     },
-    /// Delete a secret with every version.
-    Del {
-        /// Namespace.
-        namespace: Option<String>,
-        /// Name.
-        name: String,
+    /// Create a namespace.
+    CreateNamespace {
+        /// Its path.
+        namespace: String,
     },
+    /// The namespaces.
+    ListNamespaces,
     /// Seal state and store facts.
     Status,
     /// Flush the cache, forget the keys.
@@ -56,33 +56,155 @@ pub enum Request {
     },
 }
 
-impl Request {
-    /// The wire action.
-    pub fn action(&self) -> Action {
+/// How a written value is described.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The kind; `None` keeps the secret's kind (text, or file for a value sent as base64,
+    /// when new).
+    pub kind: Option<Kind>,
+    /// The value came as base64 (binary).
+    pub binary: bool,
+    /// A new description.
+    pub description: Option<String>,
+    /// A new version limit (0: unlimited).
+    pub max_versions: Option<u32>,
+}
+
+/// What to do to one secret.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SecretOp {
+    /// Read the newest value, or `version`.
+    Get {
+        /// A version, or the newest.
+        version: Option<Version>,
+    },
+    /// Store a value: a new secret, or a new version.
+    Set {
+        /// The value.
+        value: SecretBytes,
+        /// Kind and metadata.
+        options: WriteOptions,
+    },
+    /// Mint a value for a new secret and answer it once.
+    Generate {
+        /// What to mint.
+        spec: GeneratorSpec,
+        /// Kind and metadata.
+        options: WriteOptions,
+    },
+    /// A new version of an existing secret: the operator's value, or a minted one.
+    Rotate {
+        /// The new value; `None` mints one.
+        value: Option<SecretBytes>,
+        /// What to mint; `None` reuses the secret's generator, or the default.
+        spec: Option<GeneratorSpec>,
+        /// Kind and metadata.
+        options: WriteOptions,
+    },
+    /// Change the description or version limit; no new version.
+    Describe {
+        /// A new description (empty clears it).
+        description: Option<String>,
+        /// A new version limit (0: unlimited).
+        max_versions: Option<u32>,
+    },
+    /// Soft delete: unreadable, kept for audit, the name freed.
+    Revoke,
+    /// Erase these versions' ciphertexts.
+    Destroy {
+        /// Which versions.
+        versions: Vec<Version>,
+    },
+    /// Delete the secret with every version.
+    Del,
+    /// Metadata, never the value.
+    Meta,
+    /// The version history.
+    Versions,
+    /// HMAC of caller data under the secret; the caller gets the digest only.
+    Hmac {
+        /// The hash.
+        algorithm: HmacAlgorithm,
+        /// The data to authenticate.
+        data: Vec<u8>,
+        /// How the digest is written.
+        encoding: DigestEncoding,
+    },
+    /// The HTTP basic-auth header for `user` and the secret as password.
+    BasicAuth {
+        /// The user-id.
+        user: String,
+    },
+}
+
+impl SecretOp {
+    /// The capability the policy gate asks for.
+    pub fn capability(&self) -> Capability {
         match self {
-            Self::Set { .. } => Action::Set,
-            Self::Get { .. } => Action::Get,
-            Self::Del { .. } => Action::Del,
-            Self::Status => Action::Status,
-            Self::Seal => Action::Seal,
-            Self::Unseal { .. } => Action::Unseal,
+            Self::Get { .. } | Self::Hmac { .. } | Self::BasicAuth { .. } => Capability::Read,
+            // Creating and updating are told apart by the policy engine; until it exists
+            // both need the same grant.
+            Self::Set { .. } | Self::Describe { .. } => Capability::Update,
+            Self::Generate { .. } => Capability::Generate,
+            Self::Rotate { .. } => Capability::Rotate,
+            Self::Revoke => Capability::Revoke,
+            Self::Destroy { .. } | Self::Del => Capability::Destroy,
+            Self::Meta | Self::Versions => Capability::Meta,
         }
     }
+
+    /// Whether the operation can change the newest value (and so must drop it from the cache).
+    pub(crate) fn changes_value(&self) -> bool {
+        matches!(
+            self,
+            Self::Set { .. }
+                | Self::Generate { .. }
+                | Self::Rotate { .. }
+                | Self::Revoke
+                | Self::Destroy { .. }
+                | Self::Del
+        )
+    }
+}
+
+/// Which names a `list` wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names after this one.
+    pub after: Option<String>,
+    /// Most names (default 1000, at most 10000).
+    pub limit: Option<usize>,
+    /// With each secret's metadata (needs `meta` too).
+    pub detail: bool,
+    /// The revoked secrets instead, with their history (needs `meta` too).
+    pub revoked: bool,
 }
 
 /// A successful answer.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Reply {
-    /// Written.
-    Set {
+    /// A version was written.
+    Written {
         /// The secret's index.
         index: NvIndex,
         /// The version written.
         version: Version,
     },
-    /// Read.
-    Get {
+    /// A value was minted and written; this is the only time it is shown.
+    Minted {
+        /// The secret's index.
+        index: NvIndex,
+        /// The version written.
+        version: Version,
+        /// The value.
+        value: SecretBytes,
+    },
+    /// A value was read.
+    Value {
         /// The value (shared with the cache; zeroized when the last holder drops it).
         value: Arc<SecretBytes>,
         /// Its version.
@@ -90,12 +212,26 @@ pub enum Reply {
         /// Its kind.
         kind: Kind,
     },
-    /// Deleted.
-    Deleted,
+    /// Done; nothing to report.
+    Done,
+    /// These versions are destroyed.
+    Destroyed(Vec<Version>),
+    /// A secret's metadata.
+    Meta(Box<SecretMeta>),
+    /// A version history.
+    Versions(Vec<VersionInfo>),
+    /// A page of names.
+    Names(Page<SecretName>),
+    /// A page of names with metadata.
+    Summaries(Page<SecretSummary>),
+    /// Revoked secrets with their history.
+    Revoked(Vec<SecretMeta>),
+    /// An HMAC digest.
+    Digest(String),
+    /// A header value (basic auth).
+    Header(SecretBytes),
+    /// The namespaces.
+    Namespaces(Vec<Namespace>),
     /// Status.
     Status(Box<StatusReport>),
-    /// Sealed now.
-    Sealed,
-    /// Unsealed now (or already was).
-    Unsealed,
 }

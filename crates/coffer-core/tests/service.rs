@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use coffer_core::bootstrap::{self, FirstSlot};
 use coffer_core::{
-    Gate, Identity, KeyFiles, Reply, Request, SealState, Service, ServiceConfig, Vault,
+    Gate, Identity, KeyFiles, Reply, Request, SealState, SecretOp, Service, ServiceConfig, Vault,
+    WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_crypto::kdf::Argon2Params;
@@ -49,26 +50,31 @@ fn first_boot(dir: &Path) -> Service {
     Service::new(vault, ServiceConfig::default())
 }
 
-fn set(name: &str, value: &str) -> Request {
-    Request::Set {
+fn on(name: &str, op: SecretOp) -> Request {
+    Request::Secret {
         namespace: None,
         name: name.into(),
-        value: SecretBytes::copy_from(value.as_bytes()),
-        kind: None,
+        op,
     }
 }
 
+fn set(name: &str, value: &str) -> Request {
+    on(
+        name,
+        SecretOp::Set {
+            value: SecretBytes::copy_from(value.as_bytes()),
+            options: WriteOptions::default(),
+        },
+    )
+}
+
 fn get(name: &str) -> Request {
-    Request::Get {
-        namespace: None,
-        name: name.into(),
-        version: None,
-    }
+    on(name, SecretOp::Get { version: None })
 }
 
 async fn value(service: &Service, name: &str) -> Vec<u8> {
     match service.handle(&root(), get(name)).await {
-        Ok(Reply::Get { value, .. }) => value.expose_secret().to_vec(),
+        Ok(Reply::Value { value, .. }) => value.expose_secret().to_vec(),
         Ok(other) => panic!("unexpected reply {other:?}"),
         Err(r) => panic!("refused at {}: {}", r.gate, r.error),
     }
@@ -98,14 +104,14 @@ async fn first_boot_mints_a_private_key_file_and_serves() {
         fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let Ok(Reply::Set { index, version }) = service.handle(&root(), set("api", "sk_1")).await
+    let Ok(Reply::Written { index, version }) = service.handle(&root(), set("api", "sk_1")).await
     else {
         panic!("set failed")
     };
     assert_eq!(version.get(), 1);
     assert_eq!(value(&service, "api").await, b"sk_1");
     // A write invalidates the cached value.
-    let Ok(Reply::Set { index: again, .. }) = service.handle(&root(), set("api", "sk_2")).await
+    let Ok(Reply::Written { index: again, .. }) = service.handle(&root(), set("api", "sk_2")).await
     else {
         panic!("set failed")
     };
@@ -122,11 +128,7 @@ async fn first_boot_mints_a_private_key_file_and_serves() {
 async fn gates_refuse_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let service = first_boot(dir.path());
-    let bad_name = || Request::Get {
-        namespace: None,
-        name: "../etc".into(),
-        version: None,
-    };
+    let bad_name = || get("../etc");
     // Validation after policy: an unprivileged caller learns nothing about the name.
     assert_eq!(
         refused(&service, &nobody(), bad_name()).await,
@@ -136,10 +138,10 @@ async fn gates_refuse_in_order() {
         refused(&service, &root(), bad_name()).await,
         (Gate::Validation, ErrorCode::InvalidName)
     );
-    let missing_ns = Request::Get {
+    let missing_ns = Request::Secret {
         namespace: Some("no/such".into()),
         name: "x".into(),
-        version: None,
+        op: SecretOp::Get { version: None },
     };
     assert_eq!(
         refused(&service, &nobody(), missing_ns).await,
@@ -149,12 +151,13 @@ async fn gates_refuse_in_order() {
         refused(&service, &root(), get("missing")).await,
         (Gate::Store, ErrorCode::NotFound)
     );
-    let big = Request::Set {
-        namespace: None,
-        name: "big".into(),
-        value: SecretBytes::zeroed((1 << 20) + 1),
-        kind: None,
-    };
+    let big = on(
+        "big",
+        SecretOp::Set {
+            value: SecretBytes::zeroed((1 << 20) + 1),
+            options: WriteOptions::default(),
+        },
+    );
     assert_eq!(
         refused(&service, &root(), big).await,
         (Gate::Validation, ErrorCode::TooLarge)

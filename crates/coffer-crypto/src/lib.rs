@@ -5,15 +5,18 @@
 //! - [`kdf`]: context-separated BLAKE3 derivations and Argon2id.
 //! - [`keys`]: the master key, namespace keys and the index key as distinct types.
 //! - [`slot`]: key slots that each wrap the master key; [`recovery`]: the recovery key.
+//! - [`mint`]: values the daemon generates; [`compute`]: HMAC and basic-auth results.
 //!
 //! Only [`locked`] uses `unsafe` (to call `mlock`).
 #![deny(unsafe_code)]
 
 pub mod aead;
+pub mod compute;
 mod error;
 pub mod kdf;
 pub mod keys;
 pub mod locked;
+pub mod mint;
 pub mod recovery;
 mod secret;
 pub mod slot;

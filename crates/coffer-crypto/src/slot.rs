@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn stored_form_is_stable() {
-        let json = r#"{"id":4,"created":1700000000000,"kind":"passphrase","salt":"AAAAAAAAAAAAAAAAAAAAAA==","argon2":{"memory_kib":65536,"iterations":3,"parallelism":1},"wrapped":"AQ=="}"#;
+        let json = r#"{"id":4,"created":"2023-11-14T22:13:20.000Z","kind":"passphrase","salt":"AAAAAAAAAAAAAAAAAAAAAA==","argon2":{"memory_kib":65536,"iterations":3,"parallelism":1},"wrapped":"AQ=="}"#;
         let slot: SlotRecord = serde_json::from_str(json).unwrap();
         assert_eq!(slot.kind(), SlotKind::Passphrase);
         assert_eq!(serde_json::to_string(&slot).unwrap(), json);

@@ -9,7 +9,8 @@
 //! Writes are planned inside the backend's transaction: [`Backend::write`] hands the plan the
 //! live row (or none) as of that transaction, and the plan returns the encrypted version to
 //! insert. Version numbers and the row's identity are therefore decided exactly once, under
-//! the backend's own serialization, however many writers race.
+//! the backend's own serialization, however many writers race. [`Backend::modify`] does the
+//! same for changes that write no version (metadata, revocation, destroying versions).
 
 use coffer_crypto::RowHash;
 use coffer_types::{Kind, NvIndex, Timestamp, Version};
@@ -63,12 +64,18 @@ pub struct SecretRow {
     pub name_ct: Vec<u8>,
     /// Metadata (description and the like), encrypted under the namespace key.
     pub meta_ct: Vec<u8>,
-    /// The NV-style index, stable for the secret's life.
+    /// The NV-style index, stable for the secret's life (freed when it is revoked).
     pub index: NvIndex,
     /// The newest version.
     pub current: Version,
+    /// The kind of the newest version.
+    pub kind: Kind,
     /// When the secret was created.
     pub created: Timestamp,
+    /// When the newest version was written.
+    pub updated: Timestamp,
+    /// When the secret was revoked; `None` while it is live.
+    pub revoked: Option<Timestamp>,
 }
 
 /// One version of a secret.
@@ -84,8 +91,8 @@ pub struct VersionRow {
     pub actor: String,
     /// Which namespace key generation encrypted it.
     pub key_version: u32,
-    /// The value's envelope.
-    pub ciphertext: Vec<u8>,
+    /// The value's envelope; `None` once the version was destroyed.
+    pub ciphertext: Option<Vec<u8>>,
 }
 
 /// A new secret's identity, planned inside a write.
@@ -108,10 +115,39 @@ pub struct Planned {
     pub create: Option<NewSecret>,
     /// The version to insert: 1 for a new secret, `current + 1` otherwise.
     pub version: VersionRow,
+    /// New metadata for an existing secret.
+    pub meta_ct: Option<Vec<u8>>,
+    /// Versions older than this are removed (`max_versions`).
+    pub prune_before: Option<Version>,
 }
 
 /// Plans a write given the live row, inside the backend's transaction.
 pub type WritePlan = Box<dyn FnOnce(Option<&SecretRow>) -> Result<Planned, StoreError> + Send>;
+
+/// A change to a live secret that writes no version, planned inside the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Modification {
+    /// New metadata.
+    pub meta_ct: Option<Vec<u8>>,
+    /// Revoke the secret at this time: it stays for audit, its name and index are freed.
+    pub revoke: Option<Timestamp>,
+    /// Erase these versions' ciphertexts (each must exist).
+    pub destroy: Vec<Version>,
+    /// Versions older than this are removed (`max_versions` lowered).
+    pub prune_before: Option<Version>,
+}
+
+/// Plans a [`Modification`] given the live row, inside the backend's transaction.
+pub type ModifyPlan = Box<dyn FnOnce(&SecretRow) -> Result<Modification, StoreError> + Send>;
+
+/// What a modification did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modified {
+    /// The row afterwards.
+    pub row: SecretRow,
+    /// The versions whose ciphertexts are now gone (already destroyed ones included).
+    pub destroyed: Vec<Version>,
+}
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +197,15 @@ pub trait Backend: Send + Sync + 'static {
         plan: WritePlan,
     ) -> Result<Written, StoreError>;
 
+    /// Changes the live secret with this name hash as `plan` decides; `Ok(None)` when there
+    /// is none. Atomic and durable.
+    fn modify(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: ModifyPlan,
+    ) -> Result<Option<Modified>, StoreError>;
+
     /// Removes the live secret with this name hash and all its versions. `Ok(false)` when
     /// there was none.
     fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError>;
@@ -168,9 +213,29 @@ pub trait Backend: Send + Sync + 'static {
     /// The live secrets of a namespace (their names stay encrypted).
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;
 
+    /// The revoked secrets of a namespace, kept for audit.
+    fn revoked(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;
+
     /// The versions of a secret, oldest first, without their ciphertexts' plaintext (the
     /// envelopes are returned; callers only read the other fields).
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError>;
+}
+
+/// Checks a modification: every version to destroy exists, and pruning keeps the newest.
+pub(crate) fn check_modification(
+    row: &SecretRow,
+    versions: &[Version],
+    m: &Modification,
+) -> Result<(), StoreError> {
+    if m.destroy.iter().any(|v| !versions.contains(v)) {
+        return Err(StoreError::NotFound("version"));
+    }
+    if m.prune_before.is_some_and(|p| p > row.current) {
+        return Err(StoreError::Malformed(
+            "a plan would prune the newest version",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a plan against the live row: the version it chose must be the next one.

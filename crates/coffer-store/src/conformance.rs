@@ -14,7 +14,7 @@ use coffer_crypto::{MasterKey, SecretBytes};
 use coffer_types::{ErrorCode, Kind, Namespace, SecretName, Version};
 
 use crate::backend::{Backend, Planned, VersionRow};
-use crate::{EncryptedStore, SecretStore, StoreError, Write};
+use crate::{Describe, EncryptedStore, ListQuery, SecretStore, StoreError, Write, WriteMode};
 
 /// A fresh backend and whatever must outlive it.
 pub type Made<B> = (Arc<B>, Box<dyn Any>);
@@ -37,7 +37,14 @@ macro_rules! conformance_suite {
             index_is_stable_and_unique,
             versions_record_time_and_actor,
             metadata_holds_no_value,
-            reopening_with_the_master_key_reads_everything
+            reopening_with_the_master_key_reads_everything,
+            kinds_are_checked_and_kept,
+            write_modes_create_and_update,
+            max_versions_keeps_the_newest,
+            describe_writes_no_version,
+            revoke_keeps_history_and_frees_the_name,
+            destroy_erases_ciphertexts_for_good,
+            list_pages_by_prefix_and_cursor
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -70,16 +77,28 @@ fn open<B: Backend>(backend: &Arc<B>) -> EncryptedStore<B> {
 fn set<S: SecretStore + ?Sized>(store: &S, n: &str, value: &[u8]) -> crate::Written {
     let value = SecretBytes::copy_from(value);
     store
-        .set(
-            &default(),
-            &name(n),
-            Write {
-                value: &value,
-                kind: Kind::Text,
-                actor: "uid:0",
-            },
-        )
+        .set(&default(), &name(n), Write::new(&value, "uid:0"))
         .expect("set")
+}
+
+fn write_with<S: SecretStore + ?Sized>(
+    store: &S,
+    n: &str,
+    value: &[u8],
+    f: impl FnOnce(&mut Write<'_>),
+) -> Result<crate::Written, StoreError> {
+    let value = SecretBytes::copy_from(value);
+    let mut w = Write::new(&value, "uid:0");
+    f(&mut w);
+    store.set(&default(), &name(n), w)
+}
+
+fn names<S: SecretStore + ?Sized>(store: &S, query: &ListQuery) -> (Vec<String>, Option<String>) {
+    let page = store.list(&default(), query).expect("list");
+    (
+        page.items.iter().map(|n| n.as_str().to_owned()).collect(),
+        page.next.map(|n| n.as_str().to_owned()),
+    )
 }
 
 fn get<S: SecretStore + ?Sized>(store: &S, n: &str) -> Vec<u8> {
@@ -105,7 +124,7 @@ pub fn set_then_get<B: Backend>(make: &dyn Fn() -> Made<B>) {
     set(&store, "third-party-api-key", b"sk_live_abc123xyz");
     assert_eq!(get(&store, "third-party-api-key"), b"sk_live_abc123xyz");
     let binary: Vec<u8> = (0..=255u8).collect();
-    set(&store, "bin", &binary);
+    write_with(&store, "bin", &binary, |w| w.new_kind = Kind::File).expect("binary");
     assert_eq!(get(&store, "bin"), binary);
     set(&store, "empty", b"");
     assert_eq!(get(&store, "empty"), b"");
@@ -191,13 +210,9 @@ pub fn list_returns_names_only<B: Backend>(make: &dyn Fn() -> Made<B>) {
         set(&store, n, b"value");
     }
     set(&store, "a", b"value 2");
-    let names: Vec<String> = store
-        .list(&default())
-        .expect("list")
-        .iter()
-        .map(|n| n.as_str().to_owned())
-        .collect();
-    assert_eq!(names, ["a", "b/two", "c.three"]);
+    let (listed, next) = names(&store, &ListQuery::default());
+    assert_eq!(listed, ["a", "b/two", "c.three"]);
+    assert_eq!(next, None);
 }
 
 /// After every secret is deleted, the list is empty.
@@ -207,10 +222,14 @@ pub fn cleanup_leaves_the_list_empty<B: Backend>(make: &dyn Fn() -> Made<B>) {
     for i in 0..10 {
         set(&store, &format!("s{i}"), b"v");
     }
-    for n in store.list(&default()).expect("list") {
+    for n in store
+        .list(&default(), &ListQuery::default())
+        .expect("list")
+        .items
+    {
         store.delete(&default(), &n).expect("delete");
     }
-    assert!(store.list(&default()).expect("list").is_empty());
+    assert!(names(&store, &ListQuery::default()).0.is_empty());
     let ns = &backend.namespaces().expect("namespaces")[0];
     assert!(backend.secrets(&ns.id).expect("rows").is_empty());
 }
@@ -247,14 +266,15 @@ pub fn moved_ciphertext_fails_to_decrypt<B: Backend>(make: &dyn Fn() -> Made<B>)
                             version: Version::new(version).expect("nonzero"),
                             ..stolen
                         },
+                        meta_ct: None,
+                        prune_before: None,
                     })
                 }),
             )
             .expect("raw write");
         let err = store
             .get(&default(), &name("b"), None)
-            .err()
-            .expect("a moved ciphertext must not decrypt");
+            .expect_err("a moved ciphertext must not decrypt");
         assert!(
             matches!(err, StoreError::Corrupt { .. }),
             "expected an integrity failure, got {err}"
@@ -309,23 +329,22 @@ pub fn namespaces_are_isolated<B: Backend>(make: &dyn Fn() -> Made<B>) {
     );
     set(&store, "db", b"default value");
     let v = SecretBytes::copy_from(b"prod value");
-    store
-        .set(
-            &prod,
-            &name("db"),
-            Write {
-                value: &v,
-                kind: Kind::Line,
-                actor: "uid:0",
-            },
-        )
-        .expect("set");
+    let mut w = Write::new(&v, "uid:0");
+    w.kind = Some(Kind::Line);
+    store.set(&prod, &name("db"), w).expect("set");
     assert_eq!(get(&store, "db"), b"default value");
     let p = store.get(&prod, &name("db"), None).expect("get");
     assert_eq!(p.value.expose_secret(), b"prod value");
     assert_eq!(p.kind, Kind::Line);
     store.delete(&default(), &name("db")).expect("delete");
-    assert_eq!(store.list(&prod).expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list(&prod, &ListQuery::default())
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
     assert_eq!(store.namespaces(), vec![prod, default()]);
 }
 
@@ -355,15 +374,7 @@ pub fn versions_record_time_and_actor<B: Backend>(make: &dyn Fn() -> Made<B>) {
     set(&store, "k", b"1");
     let v = SecretBytes::copy_from(b"2");
     store
-        .set(
-            &default(),
-            &name("k"),
-            Write {
-                value: &v,
-                kind: Kind::Text,
-                actor: "uid:1000",
-            },
-        )
+        .set(&default(), &name("k"), Write::new(&v, "uid:1000"))
         .expect("set");
     let versions = store.versions(&default(), &name("k")).expect("versions");
     assert_eq!(versions.len(), 2);
@@ -413,4 +424,217 @@ pub fn reopening_with_the_master_key_reads_everything<B: Backend>(make: &dyn Fn(
     let store = EncryptedStore::open(backend.clone(), master).expect("reopen");
     assert_eq!(get(&store, "k"), b"persisted");
     assert_eq!(store.namespaces(), vec![default()]);
+}
+
+/// A value that does not fit its kind is refused, saying why; a kind is kept by later writes.
+pub fn kinds_are_checked_and_kept<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let err = write_with(&store, "l", b"one\ntwo", |w| w.kind = Some(Kind::Line))
+        .expect_err("a line with a newline");
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    assert!(err.to_string().contains("newline"), "{err}");
+    write_with(&store, "l", b"one", |w| w.kind = Some(Kind::Line)).expect("line");
+    // No kind given: the secret keeps `line`, so a newline is still refused.
+    let err = write_with(&store, "l", b"a\nb", |_| {}).expect_err("kept kind");
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    write_with(&store, "e", b"A=1\nB=2", |w| w.kind = Some(Kind::Env)).expect("env");
+    assert!(write_with(&store, "e", b"not env", |_| {}).is_err());
+    write_with(&store, "j", br#"{"a":1}"#, |w| w.kind = Some(Kind::Kv)).expect("kv");
+    assert!(write_with(&store, "j", b"[1]", |_| {}).is_err());
+    write_with(&store, "f", &[0xff, 0], |w| w.new_kind = Kind::File).expect("file");
+    let got = store.get(&default(), &name("f"), None).expect("get");
+    assert_eq!(got.kind, Kind::File);
+    // An explicit kind changes it.
+    write_with(&store, "l", b"x\ny", |w| w.kind = Some(Kind::Text)).expect("text");
+    assert_eq!(
+        store.metadata(&default(), &name("l")).expect("meta").kind,
+        Kind::Text
+    );
+}
+
+/// `Create` refuses a taken name; `Update` refuses a missing one.
+pub fn write_modes_create_and_update<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let err = write_with(&store, "k", b"v", |w| w.mode = WriteMode::Update)
+        .expect_err("update of nothing");
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    write_with(&store, "k", b"v", |w| w.mode = WriteMode::Create).expect("create");
+    let err =
+        write_with(&store, "k", b"v", |w| w.mode = WriteMode::Create).expect_err("create twice");
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    let w = write_with(&store, "k", b"v2", |w| w.mode = WriteMode::Update).expect("update");
+    assert_eq!(w.version.get(), 2);
+}
+
+/// Past `max_versions`, the oldest versions go; lowering it prunes at once.
+pub fn max_versions_keeps_the_newest<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    write_with(&store, "k", b"1", |w| w.max_versions = Some(3)).expect("set");
+    for v in 2..=5 {
+        set(&store, "k", format!("{v}").as_bytes());
+    }
+    let kept: Vec<u32> = store
+        .versions(&default(), &name("k"))
+        .expect("versions")
+        .iter()
+        .map(|v| v.version.get())
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+    assert_eq!(
+        code(store.get(&default(), &name("k"), Version::new(2))),
+        ErrorCode::NotFound
+    );
+    store
+        .describe(
+            &default(),
+            &name("k"),
+            Describe {
+                max_versions: Some(1),
+                ..Describe::default()
+            },
+        )
+        .expect("describe");
+    assert_eq!(store.versions(&default(), &name("k")).expect("v").len(), 1);
+    assert_eq!(get(&store, "k"), b"5");
+    // 0 is unlimited again.
+    write_with(&store, "k", b"6", |w| w.max_versions = Some(0)).expect("set");
+    set(&store, "k", b"7");
+    assert_eq!(store.versions(&default(), &name("k")).expect("v").len(), 3);
+}
+
+/// A description changes without a new version and never shows in a value.
+pub fn describe_writes_no_version<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    write_with(&store, "k", b"v", |w| w.description = Some("first".into())).expect("set");
+    store
+        .describe(
+            &default(),
+            &name("k"),
+            Describe {
+                description: Some("Stripe live key".into()),
+                ..Describe::default()
+            },
+        )
+        .expect("describe");
+    let meta = store.metadata(&default(), &name("k")).expect("meta");
+    assert_eq!(meta.description.as_deref(), Some("Stripe live key"));
+    assert_eq!(meta.current, Version::FIRST);
+    // A later write keeps the description unless it gives one.
+    set(&store, "k", b"v2");
+    let meta = store.metadata(&default(), &name("k")).expect("meta");
+    assert_eq!(meta.description.as_deref(), Some("Stripe live key"));
+    let err = store
+        .describe(&default(), &name("nope"), Describe::default())
+        .expect_err("missing");
+    assert_eq!(err.code(), ErrorCode::NotFound);
+}
+
+/// Revoke: unreadable at once, the name and its index free, the history kept.
+pub fn revoke_keeps_history_and_frees_the_name<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    let first = set(&store, "k", b"one");
+    set(&store, "k", b"two");
+    store.revoke(&default(), &name("k")).expect("revoke");
+    assert_eq!(
+        code(store.get(&default(), &name("k"), None)),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(store.revoke(&default(), &name("k"))),
+        ErrorCode::NotFound
+    );
+    assert!(names(&store, &ListQuery::default()).0.is_empty());
+    let again = set(&store, "k", b"three");
+    assert_eq!(again.version, Version::FIRST);
+    assert!(again.created);
+    assert_eq!(again.index, first.index, "the freed index is reused");
+    let revoked = store.revoked(&default()).expect("revoked");
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].name.as_str(), "k");
+    assert!(revoked[0].revoked.is_some());
+    assert_eq!(revoked[0].versions.len(), 2);
+    // The rows stay, still encrypted.
+    let ns = backend.namespaces().expect("ns")[0].id;
+    let rows = backend.revoked(&ns).expect("rows");
+    assert!(rows[0].revoked.is_some());
+    let kept = backend.versions(&rows[0].id).expect("versions");
+    assert!(kept.iter().all(|v| v.ciphertext.is_some()));
+}
+
+/// Destroy erases chosen ciphertexts; the versions stay listed as destroyed.
+pub fn destroy_erases_ciphertexts_for_good<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    for v in ["1", "2", "3"] {
+        set(&store, "k", v.as_bytes());
+    }
+    let v = |n| Version::new(n).expect("nonzero");
+    assert_eq!(
+        store
+            .destroy(&default(), &name("k"), &[v(2), v(1), v(2)])
+            .expect("destroy"),
+        [v(1), v(2)]
+    );
+    let err = store
+        .get(&default(), &name("k"), Some(v(1)))
+        .expect_err("destroyed");
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    assert!(err.to_string().contains("destroyed"), "{err}");
+    assert_eq!(get(&store, "k"), b"3");
+    let states: Vec<bool> = store
+        .versions(&default(), &name("k"))
+        .expect("versions")
+        .iter()
+        .map(|i| i.destroyed)
+        .collect();
+    assert_eq!(states, [true, true, false]);
+    let ns = backend.namespaces().expect("ns")[0].id;
+    let row = &backend.secrets(&ns).expect("rows")[0];
+    let raw = backend.versions(&row.id).expect("versions");
+    assert!(raw[0].ciphertext.is_none() && raw[1].ciphertext.is_none());
+    assert_eq!(
+        code(store.destroy(&default(), &name("k"), &[v(9)])),
+        ErrorCode::NotFound
+    );
+    // Destroying again is not an error.
+    store
+        .destroy(&default(), &name("k"), &[v(1)])
+        .expect("again");
+}
+
+/// Lists are sorted, filtered by prefix, and paged with a cursor.
+pub fn list_pages_by_prefix_and_cursor<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    for n in ["app/a", "app/b", "app/c", "db/a", "db/b", "zz"] {
+        set(&store, n, b"v");
+    }
+    let q = |prefix: Option<&str>, after: Option<&str>, limit| ListQuery {
+        prefix: prefix.map(str::to_owned),
+        after: after.map(name),
+        limit,
+    };
+    assert_eq!(
+        names(&store, &q(Some("app/"), None, 2)),
+        (
+            vec!["app/a".to_owned(), "app/b".to_owned()],
+            Some("app/b".to_owned())
+        )
+    );
+    assert_eq!(
+        names(&store, &q(Some("app/"), Some("app/b"), 2)),
+        (vec!["app/c".to_owned()], None)
+    );
+    assert_eq!(names(&store, &q(None, Some("db/b"), 10)).0, ["zz"]);
+    let summaries = store
+        .summaries(&default(), &q(Some("db/"), None, 10))
+        .expect("summaries");
+    assert_eq!(summaries.items.len(), 2);
+    assert_eq!(summaries.items[0].name.as_str(), "db/a");
+    assert_eq!(summaries.items[0].current, Version::FIRST);
 }

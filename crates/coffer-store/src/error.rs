@@ -32,6 +32,12 @@ pub enum StoreError {
     /// A stored record that is not in the expected format.
     #[error("stored data is malformed ({0})")]
     Malformed(&'static str),
+    /// The version's ciphertext was erased by `destroy`.
+    #[error("that version was destroyed")]
+    Destroyed,
+    /// A value that does not fit its kind (the message says why, never quoting it).
+    #[error("{0}")]
+    Invalid(String),
     /// The backend has no room left (TPM NV).
     #[error("the store is full")]
     Full,
@@ -44,7 +50,8 @@ impl StoreError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::Destroyed => ErrorCode::NotFound,
+            Self::Invalid(_) => ErrorCode::InvalidRequest,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unavailable { .. } => ErrorCode::StoreUnavailable,
             Self::Corrupt { .. } | Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,

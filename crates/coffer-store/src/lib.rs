@@ -22,15 +22,16 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, NameHash, NamespaceId, NamespaceRow, NewSecret, Planned, SecretId, SecretRow,
-    VersionRow, WritePlan, Written,
+    Backend, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, NewSecret,
+    Planned, SecretId, SecretRow, VersionRow, WritePlan, Written,
 };
+pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
 pub use error::StoreError;
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
-pub use store::{Secret, SecretMeta, SecretStore, VersionInfo, Write};
+pub use store::{Describe, ListQuery, Page, Secret, SecretStore, Write, WriteMode};
 
 #[cfg(test)]
 mod memory_conformance {

@@ -10,22 +10,29 @@ use coffer_types::{NvIndex, Version};
 
 use crate::StoreError;
 use crate::backend::{
-    Backend, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow, VersionRow, WritePlan,
-    Written, check_plan,
+    Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
+    VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 
 #[derive(Default)]
 struct State {
     header: Option<Vec<u8>>,
     namespaces: BTreeMap<NamespaceId, NamespaceRow>,
+    /// Live and revoked secrets.
     secrets: HashMap<SecretId, SecretRow>,
+    /// Live secrets by name.
     live: HashMap<(NamespaceId, NameHash), SecretId>,
     versions: BTreeMap<(SecretId, Version), VersionRow>,
 }
 
 impl State {
     fn free_index(&self) -> Result<NvIndex, StoreError> {
-        let mut used: Vec<u32> = self.secrets.values().map(|s| s.index.slot()).collect();
+        let mut used: Vec<u32> = self
+            .secrets
+            .values()
+            .filter(|s| s.revoked.is_none())
+            .map(|s| s.index.slot())
+            .collect();
         used.sort_unstable();
         let slot = used
             .iter()
@@ -36,6 +43,21 @@ impl State {
             .ok()
             .and_then(NvIndex::from_slot)
             .ok_or(StoreError::Full)
+    }
+
+    fn version_numbers(&self, id: SecretId) -> Vec<Version> {
+        self.versions
+            .range((id, Version::FIRST)..)
+            .take_while(|((sid, _), _)| *sid == id)
+            .map(|((_, v), _)| *v)
+            .collect()
+    }
+
+    fn prune(&mut self, id: SecretId, before: Option<Version>) {
+        if let Some(before) = before {
+            self.versions
+                .retain(|(sid, v), _| *sid != id || *v >= before);
+        }
     }
 }
 
@@ -53,7 +75,7 @@ impl MemoryBackend {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied write: every mutation
-        // below is a sequence of infallible map inserts after all fallible steps.
+        // below is a sequence of infallible map updates after all fallible steps.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -115,9 +137,19 @@ impl Backend for MemoryBackend {
         let current = state.live.get(&key).map(|id| state.secrets[id].clone());
         let planned = plan(current.as_ref())?;
         check_plan(current.as_ref(), &planned)?;
-        let version = planned.version.version;
+        let v = &planned.version;
         let (id, index, created) = match (current, planned.create) {
-            (Some(row), _) => (row.id, row.index, false),
+            (Some(mut row), _) => {
+                row.current = v.version;
+                row.kind = v.kind;
+                row.updated = v.created;
+                if let Some(meta) = planned.meta_ct {
+                    row.meta_ct = meta;
+                }
+                let (id, index) = (row.id, row.index);
+                state.secrets.insert(id, row);
+                (id, index, false)
+            }
             (None, Some(new)) => {
                 let index = state.free_index()?;
                 state.secrets.insert(
@@ -129,8 +161,11 @@ impl Backend for MemoryBackend {
                         name_ct: new.name_ct,
                         meta_ct: new.meta_ct,
                         index,
-                        current: version,
+                        current: v.version,
+                        kind: v.kind,
                         created: new.created,
+                        updated: v.created,
+                        revoked: None,
                     },
                 );
                 state.live.insert(key, new.id);
@@ -138,15 +173,48 @@ impl Backend for MemoryBackend {
             }
             (None, None) => return Err(StoreError::Malformed("a write plan created nothing")),
         };
-        if let Some(row) = state.secrets.get_mut(&id) {
-            row.current = version;
-        }
+        let version = v.version;
         state.versions.insert((id, version), planned.version);
+        state.prune(id, planned.prune_before);
         Ok(Written {
             version,
             index,
             created,
         })
+    }
+
+    fn modify(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: ModifyPlan,
+    ) -> Result<Option<Modified>, StoreError> {
+        let mut state = self.state();
+        let key = (*namespace, *name);
+        let Some(id) = state.live.get(&key).copied() else {
+            return Ok(None);
+        };
+        let mut row = state.secrets[&id].clone();
+        let m = plan(&row)?;
+        check_modification(&row, &state.version_numbers(id), &m)?;
+        for v in &m.destroy {
+            if let Some(ver) = state.versions.get_mut(&(id, *v)) {
+                ver.ciphertext = None;
+            }
+        }
+        state.prune(id, m.prune_before);
+        if let Some(meta) = m.meta_ct {
+            row.meta_ct = meta;
+        }
+        if let Some(at) = m.revoke {
+            row.revoked = Some(at);
+            state.live.remove(&key);
+        }
+        state.secrets.insert(id, row.clone());
+        Ok(Some(Modified {
+            row,
+            destroyed: m.destroy,
+        }))
     }
 
     fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
@@ -164,7 +232,17 @@ impl Backend for MemoryBackend {
         Ok(state
             .secrets
             .values()
-            .filter(|s| s.namespace == *namespace)
+            .filter(|s| s.namespace == *namespace && s.revoked.is_none())
+            .cloned()
+            .collect())
+    }
+
+    fn revoked(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .secrets
+            .values()
+            .filter(|s| s.namespace == *namespace && s.revoked.is_some())
             .cloned()
             .collect())
     }

@@ -4,11 +4,15 @@
 //! the conformance suite speak only this trait.
 
 use coffer_crypto::SecretBytes;
-use coffer_types::{Kind, Namespace, NvIndex, SecretName, Timestamp, Version};
+use coffer_types::{
+    GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName, SecretSummary, Version,
+    VersionInfo,
+};
 
-use crate::StoreError;
+use crate::{StoreError, Written};
 
-/// A decrypted secret version.
+/// A decrypted secret version. Its `Debug` shows no value.
+#[derive(Debug)]
 pub struct Secret {
     /// The value, in locked memory.
     pub value: SecretBytes,
@@ -20,50 +24,92 @@ pub struct Secret {
     pub index: NvIndex,
 }
 
+/// Whether a write may create, update, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Create the secret or add a version (`set`).
+    #[default]
+    Upsert,
+    /// Only create: [`StoreError::Conflict`] when the name is taken (`generate`).
+    Create,
+    /// Only add a version: [`StoreError::NotFound`] when there is no such secret (`rotate`).
+    Update,
+}
+
 /// What to write.
 pub struct Write<'a> {
     /// The value.
     pub value: &'a SecretBytes,
-    /// Its kind.
-    pub kind: Kind,
+    /// The kind; `None` keeps the secret's current kind.
+    pub kind: Option<Kind>,
+    /// The kind of a new secret written without one.
+    pub new_kind: Kind,
     /// Who writes it, recorded with the version (`uid:0`).
     pub actor: &'a str,
-}
-
-/// One version's facts, without its value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct VersionInfo {
-    /// The version number.
-    pub version: Version,
-    /// Its kind.
-    pub kind: Kind,
-    /// When it was written.
-    pub created: Timestamp,
-    /// Who wrote it.
-    pub actor: String,
-}
-
-/// A secret's metadata. Never the value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SecretMeta {
-    /// Namespace.
-    pub namespace: Namespace,
-    /// Name.
-    pub name: SecretName,
-    /// Index.
-    pub index: NvIndex,
-    /// Newest version.
-    pub current: Version,
-    /// Kind of the newest version.
-    pub kind: Kind,
-    /// Created.
-    pub created: Timestamp,
-    /// Last written.
-    pub updated: Timestamp,
-    /// Operator's description.
+    /// Create, update or either.
+    pub mode: WriteMode,
+    /// A new description; `None` keeps the current one.
     pub description: Option<String>,
-    /// Every version, oldest first.
-    pub versions: Vec<VersionInfo>,
+    /// A new version limit (0: unlimited); `None` keeps the current one.
+    pub max_versions: Option<u32>,
+    /// How the value was minted, when the daemon minted it.
+    pub generated: Option<GeneratorSpec>,
+}
+
+impl<'a> Write<'a> {
+    /// A plain write of `value` by `actor`: create or update, kind kept (text when new).
+    pub fn new(value: &'a SecretBytes, actor: &'a str) -> Self {
+        Self {
+            value,
+            kind: None,
+            new_kind: Kind::Text,
+            actor,
+            mode: WriteMode::Upsert,
+            description: None,
+            max_versions: None,
+            generated: None,
+        }
+    }
+}
+
+/// A change of metadata that writes no version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Describe {
+    /// A new description (empty clears it); `None` keeps the current one.
+    pub description: Option<String>,
+    /// A new version limit (0: unlimited); `None` keeps the current one. Lowering it removes
+    /// the oldest versions at once.
+    pub max_versions: Option<u32>,
+}
+
+/// Which names a list returns: sorted, after a cursor, with a prefix, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names after this one (the previous page's `next`).
+    pub after: Option<SecretName>,
+    /// Most names in the page.
+    pub limit: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            prefix: None,
+            after: None,
+            limit: 1000,
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The cursor for the next page, when there is one.
+    pub next: Option<SecretName>,
 }
 
 /// The store as the core sees it. Blocking; call from a blocking thread.
@@ -88,19 +134,34 @@ pub trait SecretStore: Send + Sync {
         version: Option<Version>,
     ) -> Result<Secret, StoreError>;
 
-    /// Writes a new version (version 1 of a new secret when the name is free).
+    /// Writes a new version (version 1 of a new secret when the name is free), checking the
+    /// value against its kind and pruning past `max_versions`.
     fn set(
         &self,
         namespace: &Namespace,
         name: &SecretName,
         write: Write<'_>,
-    ) -> Result<crate::Written, StoreError>;
+    ) -> Result<Written, StoreError>;
 
-    /// Deletes a secret with every version.
+    /// Deletes a secret with every version, for good.
     fn delete(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError>;
 
     /// Names in a namespace, sorted. Decrypts names only, never values.
-    fn list(&self, namespace: &Namespace) -> Result<Vec<SecretName>, StoreError>;
+    fn list(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretName>, StoreError>;
+
+    /// Like [`SecretStore::list`], with each secret's metadata.
+    fn summaries(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretSummary>, StoreError>;
+
+    /// The revoked secrets of a namespace, with their history.
+    fn revoked(&self, namespace: &Namespace) -> Result<Vec<SecretMeta>, StoreError>;
 
     /// A secret's versions, oldest first.
     fn versions(
@@ -111,4 +172,23 @@ pub trait SecretStore: Send + Sync {
 
     /// A secret's metadata.
     fn metadata(&self, namespace: &Namespace, name: &SecretName) -> Result<SecretMeta, StoreError>;
+
+    /// Changes the description or version limit without writing a version.
+    fn describe(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        change: Describe,
+    ) -> Result<(), StoreError>;
+
+    /// Soft-deletes a secret: it stays, unreadable, for audit; its name is free at once.
+    fn revoke(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError>;
+
+    /// Erases the ciphertexts of these versions for good; answers them.
+    fn destroy(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        versions: &[Version],
+    ) -> Result<Vec<Version>, StoreError>;
 }

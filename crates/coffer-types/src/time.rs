@@ -3,11 +3,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A point in time, in milliseconds since the Unix epoch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
+/// A point in time, in milliseconds since the Unix epoch. Serialized as RFC 3339 text
+/// (`2026-11-22T18:02:00.123Z`); read from that or from a number of milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -52,6 +50,29 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Either<'a> {
+            Millis(i64),
+            Text(std::borrow::Cow<'a, str>),
+        }
+        match Either::deserialize(d)? {
+            Either::Millis(ms) => Ok(Self(ms)),
+            Either::Text(t) => humantime::parse_rfc3339(&t)
+                .map(Self::from)
+                .map_err(|_| serde::de::Error::custom("not an RFC 3339 time")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +85,11 @@ mod tests {
         );
         let now = Timestamp::now();
         assert_eq!(Timestamp::from(now.to_system_time()), now);
+        let json = serde_json::to_string(&now).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), now);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1700000000123").unwrap(),
+            Timestamp::from_millis(1_700_000_000_123)
+        );
     }
 }

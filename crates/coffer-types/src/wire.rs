@@ -20,9 +20,35 @@ string_enum! {
         Seal = "seal",
         /// Open the master key through a slot.
         Unseal = "unseal",
+        /// Names in a namespace (prefix, paging), never values.
+        List = "list",
+        /// A secret's metadata, never its value.
+        Meta = "meta",
+        /// A secret's version history.
+        Versions = "versions",
+        /// Mint a value for a new secret; it is answered once.
+        Generate = "generate",
+        /// A new version of an existing secret (a given value, or a minted one).
+        Rotate = "rotate",
+        /// Change a secret's description or version limit.
+        Describe = "describe",
+        /// Soft-delete a secret: kept for audit, unreadable, the name freed.
+        Revoke = "revoke",
+        /// Erase chosen versions' ciphertexts.
+        Destroy = "destroy",
+        /// HMAC of caller data under a secret key.
+        Hmac = "hmac",
+        /// The HTTP basic-auth header for a user and a password secret.
+        BasicAuth = "basic_auth",
+        /// The namespaces.
+        NamespaceList = "namespace_list",
+        /// Create a namespace.
+        NamespaceCreate = "namespace_create",
     }
     /// An `action` string that is not one of ours.
-    error UnknownAction = "unknown action; expected one of set, get, del, status, seal, unseal";
+    error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
+        generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
+        namespace_create, status, seal, unseal";
 }
 
 string_enum! {

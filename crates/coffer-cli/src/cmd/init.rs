@@ -26,7 +26,12 @@ pub enum SlotChoice {
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Where the store lives [default: /var/lib/coffer as root, $XDG_DATA_HOME/coffer otherwise]
-    #[arg(long, env = "COFFER_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "COFFER_DATA_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     data_dir: Option<PathBuf>,
     /// The first key slot; a recovery slot is always added
     #[arg(long, value_enum, default_value_t = SlotChoice::File)]
@@ -38,7 +43,12 @@ pub struct InitArgs {
     #[arg(long)]
     force: bool,
     /// TOML configuration file (its argon2 table sets the cost of a passphrase slot)
-    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "COFFER_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
 }
 

@@ -1,4 +1,5 @@
-//! `coffer set`, `get`, `del`: the data-plane verbs over the socket.
+//! `coffer get`, `del`: the data-plane verbs over the socket (`coffer set` is
+//! `coffer secrets set`).
 
 use std::io::{IsTerminal, Write};
 
@@ -6,24 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use coffer_client::Client;
 use coffer_types::Version;
-
-use crate::input;
-
-/// Largest value `set` reads from standard input (the daemon enforces its own limit).
-const MAX_INPUT: usize = 64 << 20;
-
-/// Options of `coffer set`.
-#[derive(Args, Debug)]
-pub struct SetArgs {
-    /// The secret's name, e.g. `stripe-api-key` or `db/main/password`
-    name: String,
-    /// The namespace [default: default]
-    #[arg(long, short = 'n')]
-    namespace: Option<String>,
-    /// Keep a final newline read from standard input
-    #[arg(long)]
-    keep_newline: bool,
-}
 
 /// Options of `coffer get`.
 #[derive(Args, Debug)]
@@ -49,19 +32,7 @@ pub struct DelArgs {
     namespace: Option<String>,
 }
 
-fn parse_version(s: &str) -> Result<Version, String> {
-    s.parse::<u32>()
-        .ok()
-        .and_then(Version::new)
-        .ok_or_else(|| "versions are whole numbers from 1".to_owned())
-}
-
-pub fn set(client: &Client, args: SetArgs) -> anyhow::Result<()> {
-    let value = input::value(&args.name, args.keep_newline, MAX_INPUT)?;
-    let index = client.set(args.namespace.as_deref(), &args.name, &value, None)?;
-    eprintln!("stored {} (index {index})", args.name);
-    Ok(())
-}
+use super::secrets::parse_version;
 
 pub fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let value = client.get(args.namespace.as_deref(), &args.name, args.version)?;

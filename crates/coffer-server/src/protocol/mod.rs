@@ -1,13 +1,15 @@
 //! The socket protocol's handler: bytes in, [`coffer_core::Service`] in the middle, bytes out.
 
-mod parse;
+mod fields;
+mod request;
 mod write;
 
 use std::sync::Arc;
 
 use coffer_core::{Identity, Service};
 
-pub use parse::{ParseError, Parsed, parse};
+pub use fields::ParseError;
+pub use request::{Parsed, parse};
 pub use write::{error, reply};
 
 use crate::listener::{Flow, Handler};
@@ -35,9 +37,9 @@ impl Handler for CofferHandler {
                 return Flow { keep_alive: false };
             }
         };
-        let action = parsed.request.action();
+        let action = parsed.action;
         match self.service.handle(peer, parsed.request).await {
-            Ok(answer) => reply(out, &answer, parsed.id.as_deref()),
+            Ok(answer) => reply(out, action, &answer, parsed.id.as_deref()),
             Err(refusal) => {
                 let code = refusal.error.code();
                 if code == coffer_types::ErrorCode::Internal {

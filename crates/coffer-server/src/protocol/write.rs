@@ -5,10 +5,10 @@
 //! buffer never grows and leaves no copy of the value behind in freed memory; the connection
 //! zeroizes it after sending.
 
-use coffer_core::{Reply, StatusReport};
+use coffer_core::Reply;
 use coffer_crypto::SecretBytes;
-use coffer_types::wire::json_string_len;
-use coffer_types::{ErrorCode, Kind};
+use coffer_types::wire::{Action, json_string_len};
+use coffer_types::{ErrorCode, Kind, NvIndex};
 
 fn string(out: &mut Vec<u8>, s: &str) {
     // Writing to a Vec cannot fail.
@@ -23,20 +23,94 @@ fn finish(out: &mut Vec<u8>, id: Option<&str>) {
     out.extend_from_slice(b"}\n");
 }
 
-/// Writes a successful reply.
-pub fn reply(out: &mut Vec<u8>, reply: &Reply, id: Option<&str>) {
+/// Writes a successful reply to `action`.
+pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>) {
     match reply {
-        Reply::Set { index, .. } => {
-            out.extend_from_slice(b"{\"ok\":true,\"index\":\"");
-            out.extend_from_slice(index.to_string().as_bytes());
-            out.push(b'"');
+        Reply::Written { index, version } => {
+            written(out, *index);
+            // `set` answers exactly as the device daemon does; the others add the version.
+            if action != Action::Set {
+                field(out, "version", version);
+            }
         }
-        Reply::Get { value, kind, .. } => value_reply(out, value, *kind, id),
-        Reply::Deleted | Reply::Sealed | Reply::Unsealed => out.extend_from_slice(b"{\"ok\":true"),
-        Reply::Status(report) => status(out, report),
+        Reply::Minted {
+            index,
+            version,
+            value,
+        } => {
+            let need = 64 + secret_len(value) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            written(out, *index);
+            field(out, "version", version);
+            out.extend_from_slice(b",\"value\":");
+            secret_string(out, value);
+        }
+        Reply::Value { value, kind, .. } => value_reply(out, value, *kind, id),
+        Reply::Done => out.extend_from_slice(b"{\"ok\":true"),
+        Reply::Destroyed(versions) => ok_with(out, "destroyed", versions),
+        Reply::Meta(meta) => ok_with(out, "meta", meta),
+        Reply::Versions(versions) => ok_with(out, "versions", versions),
+        Reply::Names(page) => {
+            ok_with(out, "names", &page.items);
+            if let Some(next) = &page.next {
+                field(out, "next", next);
+            }
+        }
+        Reply::Summaries(page) => {
+            ok_with(out, "secrets", &page.items);
+            if let Some(next) = &page.next {
+                field(out, "next", next);
+            }
+        }
+        Reply::Revoked(all) => ok_with(out, "revoked", all),
+        Reply::Digest(digest) => ok_with(out, "digest", digest),
+        Reply::Header(header) => {
+            let need = 32 + secret_len(header) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            out.extend_from_slice(b"{\"ok\":true,\"header\":");
+            secret_string(out, header);
+        }
+        Reply::Namespaces(all) => ok_with(out, "namespaces", all),
+        Reply::Status(report) => ok_with(out, "status", report),
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);
+}
+
+fn written(out: &mut Vec<u8>, index: NvIndex) {
+    out.extend_from_slice(b"{\"ok\":true,\"index\":\"");
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.push(b'"');
+}
+
+/// `,"key":<json>` for a value that holds no secret.
+fn field(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
+    out.push(b',');
+    string(out, key);
+    out.push(b':');
+    // Writing non-secret data to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// `{"ok":true,"key":<json>` for a value that holds no secret.
+fn ok_with(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
+    out.extend_from_slice(b"{\"ok\":true");
+    field(out, key, value);
+}
+
+/// Room a secret needs as a JSON string: the worst case for small ones (cheap, and it spares
+/// a pass over the bytes), exact for large ones.
+fn secret_len(value: &SecretBytes) -> usize {
+    match value.expose_str() {
+        Some(text) if text.len() <= 4096 => 6 * text.len() + 2,
+        Some(text) => json_string_len(text),
+        None => 6 * value.len() + 2,
+    }
+}
+
+/// A secret that is UTF-8 text, as a JSON string, into room reserved beforehand.
+fn secret_string(out: &mut Vec<u8>, value: &SecretBytes) {
+    string(out, value.expose_str().unwrap_or_default());
 }
 
 fn value_reply(out: &mut Vec<u8>, value: &SecretBytes, kind: Kind, id: Option<&str>) {
@@ -47,14 +121,7 @@ fn value_reply(out: &mut Vec<u8>, value: &SecretBytes, kind: Kind, id: Option<&s
     let tail = 8 + id.map_or(0, str::len);
     match text {
         Some(text) => {
-            // Small values: the worst case (every byte escaped as \u00XX) is cheap to reserve
-            // and spares a pass over the value; large ones are measured exactly.
-            let escaped = if text.len() <= 4096 {
-                6 * text.len() + 2
-            } else {
-                json_string_len(text)
-            };
-            let need = b"{\"ok\":true,\"value\":".len() + escaped + tail;
+            let need = b"{\"ok\":true,\"value\":".len() + secret_len(value) + tail;
             *out = reserve_exact(std::mem::take(out), need);
             out.extend_from_slice(b"{\"ok\":true,\"value\":");
             string(out, text);
@@ -82,12 +149,6 @@ fn reserve_exact(mut buf: Vec<u8>, need: usize) -> Vec<u8> {
     bigger.extend_from_slice(&buf);
     zeroize::Zeroize::zeroize(&mut buf);
     bigger
-}
-
-fn status(out: &mut Vec<u8>, report: &StatusReport) {
-    out.extend_from_slice(b"{\"ok\":true,\"status\":");
-    // A status report holds no secret; serializing it cannot fail.
-    let _ = serde_json::to_writer(&mut *out, report);
 }
 
 /// Writes an error reply.
@@ -118,19 +179,23 @@ mod tests {
     #[test]
     fn device_shapes() {
         let mut out = Vec::new();
-        reply(
-            &mut out,
-            &Reply::Set {
-                index: NvIndex::from_slot(0x42).unwrap(),
-                version: Version::FIRST,
-            },
-            None,
-        );
+        let written = Reply::Written {
+            index: NvIndex::from_slot(0x42).unwrap(),
+            version: Version::FIRST,
+        };
+        reply(&mut out, Action::Set, &written, None);
         assert_eq!(text(&out), "{\"ok\":true,\"index\":\"0x01520042\"}\n");
+        out.clear();
+        reply(&mut out, Action::Rotate, &written, None);
+        assert_eq!(
+            text(&out),
+            "{\"ok\":true,\"index\":\"0x01520042\",\"version\":1}\n"
+        );
         out.clear();
         reply(
             &mut out,
-            &Reply::Get {
+            Action::Get,
+            &Reply::Value {
                 value: SecretBytes::copy_from(b"sk_live_abc123xyz").into(),
                 version: Version::FIRST,
                 kind: Kind::Text,
@@ -142,7 +207,7 @@ mod tests {
             "{\"ok\":true,\"value\":\"sk_live_abc123xyz\"}\n"
         );
         out.clear();
-        reply(&mut out, &Reply::Deleted, Some("7"));
+        reply(&mut out, Action::Del, &Reply::Done, Some("7"));
         assert_eq!(text(&out), "{\"ok\":true,\"id\":7}\n");
         out.clear();
         error(
@@ -162,7 +227,8 @@ mod tests {
         let mut out = Vec::new();
         reply(
             &mut out,
-            &Reply::Get {
+            Action::Get,
+            &Reply::Value {
                 value: SecretBytes::copy_from(&[0, 159, 255]).into(),
                 version: Version::FIRST,
                 kind: Kind::File,
@@ -170,6 +236,41 @@ mod tests {
             None,
         );
         assert_eq!(text(&out), "{\"ok\":true,\"value_b64\":\"AJ//\"}\n");
+    }
+
+    #[test]
+    fn minted_values_and_headers_are_answered_once() {
+        let mut out = Vec::new();
+        reply(
+            &mut out,
+            Action::Generate,
+            &Reply::Minted {
+                index: NvIndex::from_slot(1).unwrap(),
+                version: Version::FIRST,
+                value: SecretBytes::copy_from(b"abc-_"),
+            },
+            Some("9"),
+        );
+        assert_eq!(
+            text(&out),
+            "{\"ok\":true,\"index\":\"0x01520001\",\"version\":1,\"value\":\"abc-_\",\"id\":9}\n"
+        );
+        out.clear();
+        reply(
+            &mut out,
+            Action::BasicAuth,
+            &Reply::Header(SecretBytes::copy_from(b"Basic YTpi")),
+            None,
+        );
+        assert_eq!(text(&out), "{\"ok\":true,\"header\":\"Basic YTpi\"}\n");
+        out.clear();
+        reply(
+            &mut out,
+            Action::Destroy,
+            &Reply::Destroyed(vec![Version::FIRST]),
+            None,
+        );
+        assert_eq!(text(&out), "{\"ok\":true,\"destroyed\":[1]}\n");
     }
 
     proptest! {

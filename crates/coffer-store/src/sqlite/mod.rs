@@ -21,8 +21,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::StoreError;
 use crate::backend::{
-    Backend, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow, VersionRow, WritePlan,
-    Written,
+    Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
+    VersionRow, WritePlan, Written,
 };
 use writer::{Job, Reply};
 
@@ -314,6 +314,21 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn modify(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+        plan: ModifyPlan,
+    ) -> Result<Option<Modified>, StoreError> {
+        let (namespace, name) = (*namespace, *name);
+        self.submit(|reply| Job::Modify {
+            namespace,
+            name,
+            plan,
+            reply,
+        })
+    }
+
     fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
         let (namespace, name) = (*namespace, *name);
         self.submit(|reply| Job::Delete {
@@ -328,6 +343,18 @@ impl Backend for SqliteBackend {
             "listing secrets",
             &format!(
                 "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.revoked IS NULL",
+                row::SECRET_COLUMNS
+            ),
+            params![&namespace[..]],
+            |r| row::secret(r, 0),
+        )
+    }
+
+    fn revoked(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
+        self.rows(
+            "listing revoked secrets",
+            &format!(
+                "SELECT {} FROM secrets s WHERE s.namespace = ?1 AND s.revoked IS NOT NULL",
                 row::SECRET_COLUMNS
             ),
             params![&namespace[..]],
@@ -353,7 +380,7 @@ mod tests {
     use super::*;
     use crate::{EncryptedStore, SecretStore, Write};
     use coffer_crypto::{MasterKey, SecretBytes};
-    use coffer_types::{Kind, Namespace, SecretName};
+    use coffer_types::{Namespace, SecretName};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::Arc;
 
@@ -363,11 +390,7 @@ mod tests {
             .set(
                 &Namespace::default(),
                 &SecretName::parse(name).unwrap(),
-                Write {
-                    value: &v,
-                    kind: Kind::Text,
-                    actor: "uid:0",
-                },
+                Write::new(&v, "uid:0"),
             )
             .unwrap();
     }

@@ -8,13 +8,13 @@ use crate::StoreError;
 use crate::backend::{SecretId, SecretRow, VersionRow};
 
 /// The columns [`secret`] reads, from table alias `s`.
-pub(super) const SECRET_COLUMNS: &str =
-    "s.id, s.namespace, s.name_hash, s.name_ct, s.meta_ct, s.slot, s.current, s.created";
+pub(super) const SECRET_COLUMNS: &str = "s.id, s.namespace, s.name_hash, s.name_ct, s.meta_ct, \
+     s.slot, s.current, s.kind, s.created, s.updated, s.revoked";
 /// The columns [`version`] reads, from table alias `v`.
 pub(super) const VERSION_COLUMNS: &str =
     "v.version, v.kind, v.created, v.actor, v.key_version, v.ciphertext";
 /// How many columns [`SECRET_COLUMNS`] has.
-pub(super) const SECRET_WIDTH: usize = 8;
+pub(super) const SECRET_WIDTH: usize = 11;
 
 fn array<const N: usize>(bytes: Vec<u8>) -> Result<[u8; N], StoreError> {
     bytes
@@ -31,7 +31,10 @@ pub(super) fn secret(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<SecretRo
     let meta_ct: Vec<u8> = r.get(at + 4)?;
     let slot: u32 = r.get(at + 5)?;
     let current: u32 = r.get(at + 6)?;
-    let created: i64 = r.get(at + 7)?;
+    let kind: String = r.get(at + 7)?;
+    let created: i64 = r.get(at + 8)?;
+    let updated: i64 = r.get(at + 9)?;
+    let revoked: Option<i64> = r.get(at + 10)?;
     Ok((|| {
         Ok(SecretRow {
             id: SecretId(array(id)?),
@@ -42,7 +45,12 @@ pub(super) fn secret(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<SecretRo
             index: NvIndex::from_slot(slot)
                 .ok_or(StoreError::Malformed("an index is out of range"))?,
             current: Version::new(current).ok_or(StoreError::Malformed("version 0"))?,
+            kind: kind
+                .parse::<Kind>()
+                .map_err(|_| StoreError::Malformed("an unknown kind"))?,
             created: Timestamp::from_millis(created),
+            updated: Timestamp::from_millis(updated),
+            revoked: revoked.map(Timestamp::from_millis),
         })
     })())
 }
@@ -54,7 +62,7 @@ pub(super) fn version(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<Version
     let created: i64 = r.get(at + 2)?;
     let actor: String = r.get(at + 3)?;
     let key_version: u32 = r.get(at + 4)?;
-    let ciphertext: Vec<u8> = r.get(at + 5)?;
+    let ciphertext: Option<Vec<u8>> = r.get(at + 5)?;
     Ok((|| {
         Ok(VersionRow {
             version: Version::new(version).ok_or(StoreError::Malformed("version 0"))?,

@@ -29,7 +29,9 @@ CREATE TABLE secrets (
     meta_ct   BLOB NOT NULL,
     slot      INTEGER NOT NULL,
     current   INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
     created   INTEGER NOT NULL,
+    updated   INTEGER NOT NULL,
     revoked   INTEGER
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX secrets_live_name ON secrets(namespace, name_hash) WHERE revoked IS NULL;
@@ -46,7 +48,7 @@ CREATE TABLE versions (
     created     INTEGER NOT NULL,
     actor       TEXT NOT NULL,
     key_version INTEGER NOT NULL,
-    ciphertext  BLOB NOT NULL,
+    ciphertext  BLOB,                -- NULL once the version is destroyed
     PRIMARY KEY (secret, version)
 ) WITHOUT ROWID;
 "#];

@@ -10,12 +10,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 use coffer_types::{NvIndex, Version};
+
+use crate::backend::SecretId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::row;
 use crate::StoreError;
 use crate::backend::{
-    NameHash, NamespaceId, NamespaceRow, SecretRow, WritePlan, Written, check_plan,
+    Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretRow, WritePlan, Written,
+    check_modification, check_plan,
 };
 
 /// Most jobs committed together.
@@ -34,6 +37,12 @@ pub(super) enum Job {
         plan: WritePlan,
         reply: Reply<Written>,
     },
+    Modify {
+        namespace: NamespaceId,
+        name: NameHash,
+        plan: ModifyPlan,
+        reply: Reply<Option<Modified>>,
+    },
     Delete {
         namespace: NamespaceId,
         name: NameHash,
@@ -45,6 +54,10 @@ pub(super) enum Job {
 enum Done {
     Unit(Reply<()>, Result<(), StoreError>),
     Written(Reply<Written>, Result<Written, StoreError>),
+    Modified(
+        Reply<Option<Modified>>,
+        Result<Option<Modified>, StoreError>,
+    ),
     Deleted(Reply<bool>, Result<bool, StoreError>),
 }
 
@@ -53,6 +66,7 @@ impl Done {
         match self {
             Self::Unit(r, Ok(())) => Self::Unit(r, Err(err())),
             Self::Written(r, Ok(_)) => Self::Written(r, Err(err())),
+            Self::Modified(r, Ok(_)) => Self::Modified(r, Err(err())),
             Self::Deleted(r, Ok(_)) => Self::Deleted(r, Err(err())),
             other => other,
         }
@@ -63,6 +77,7 @@ impl Done {
         match self {
             Self::Unit(r, v) => drop(r.send(v)),
             Self::Written(r, v) => drop(r.send(v)),
+            Self::Modified(r, v) => drop(r.send(v)),
             Self::Deleted(r, v) => drop(r.send(v)),
         }
     }
@@ -113,6 +128,7 @@ fn reject(job: Job, err: impl Fn() -> StoreError) {
     match job {
         Job::Header(_, r) | Job::Namespace(_, r) => drop(r.send(Err(err()))),
         Job::Write { reply, .. } => drop(reply.send(Err(err()))),
+        Job::Modify { reply, .. } => drop(reply.send(Err(err()))),
         Job::Delete { reply, .. } => drop(reply.send(Err(err()))),
     }
 }
@@ -154,6 +170,15 @@ fn apply(tx: &mut Transaction<'_>, job: Job) -> Done {
         } => Done::Written(
             reply,
             in_savepoint(tx, |c| write(c, &namespace, &name, plan)),
+        ),
+        Job::Modify {
+            namespace,
+            name,
+            plan,
+            reply,
+        } => Done::Modified(
+            reply,
+            in_savepoint(tx, |c| modify(c, &namespace, &name, plan)),
         ),
         Job::Delete {
             namespace,
@@ -258,16 +283,29 @@ fn write(
     let version: Version = planned.version.version;
     let (id, index, created) = match (&current, &planned.create) {
         (Some(row), _) => {
-            c.prepare_cached("UPDATE secrets SET current = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute(params![&row.id.0[..], version.get()]))
-                .map_err(db("updating a secret"))?;
+            let v = &planned.version;
+            c.prepare_cached(
+                "UPDATE secrets SET current = ?2, kind = ?3, updated = ?4,
+                 meta_ct = COALESCE(?5, meta_ct) WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    &row.id.0[..],
+                    version.get(),
+                    v.kind.as_str(),
+                    v.created.as_millis(),
+                    planned.meta_ct,
+                ])
+            })
+            .map_err(db("updating a secret"))?;
             (row.id, row.index, false)
         }
         (None, Some(new)) => {
             let index = take_slot(c)?;
             c.prepare_cached(
-                "INSERT INTO secrets (id, namespace, name_hash, name_ct, meta_ct, slot, current, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO secrets (id, namespace, name_hash, name_ct, meta_ct, slot, current,
+                                      kind, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -278,7 +316,9 @@ fn write(
                     new.meta_ct,
                     index.slot(),
                     version.get(),
+                    planned.version.kind.as_str(),
                     new.created.as_millis(),
+                    planned.version.created.as_millis(),
                 ])
             })
             .map_err(db("creating a secret"))?;
@@ -303,11 +343,76 @@ fn write(
         ])
     })
     .map_err(db("writing a version"))?;
+    prune(c, &id, planned.prune_before)?;
     Ok(Written {
         version,
         index,
         created,
     })
+}
+
+fn prune(c: &Connection, id: &SecretId, before: Option<Version>) -> Result<(), StoreError> {
+    let Some(before) = before else {
+        return Ok(());
+    };
+    c.prepare_cached("DELETE FROM versions WHERE secret = ?1 AND version < ?2")
+        .and_then(|mut st| st.execute(params![&id.0[..], before.get()]))
+        .map(drop)
+        .map_err(db("pruning old versions"))
+}
+
+fn version_numbers(c: &Connection, id: &SecretId) -> Result<Vec<Version>, StoreError> {
+    let mut st = c
+        .prepare_cached("SELECT version FROM versions WHERE secret = ?1")
+        .map_err(db("reading versions"))?;
+    let rows = st
+        .query_map(params![&id.0[..]], |r| r.get::<_, u32>(0))
+        .map_err(db("reading versions"))?;
+    rows.map(|r| {
+        r.map_err(db("reading versions"))
+            .and_then(|n| Version::new(n).ok_or(StoreError::Malformed("version 0")))
+    })
+    .collect()
+}
+
+fn modify(
+    c: &Connection,
+    namespace: &NamespaceId,
+    name: &NameHash,
+    plan: ModifyPlan,
+) -> Result<Option<Modified>, StoreError> {
+    let Some(mut row) = live_row(c, namespace, name)? else {
+        return Ok(None);
+    };
+    let m = plan(&row)?;
+    check_modification(&row, &version_numbers(c, &row.id)?, &m)?;
+    for v in &m.destroy {
+        c.prepare_cached(
+            "UPDATE versions SET ciphertext = NULL WHERE secret = ?1 AND version = ?2",
+        )
+        .and_then(|mut st| st.execute(params![&row.id.0[..], v.get()]))
+        .map_err(db("destroying a version"))?;
+    }
+    prune(c, &row.id, m.prune_before)?;
+    if let Some(meta) = &m.meta_ct {
+        c.prepare_cached("UPDATE secrets SET meta_ct = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![&row.id.0[..], meta]))
+            .map_err(db("updating metadata"))?;
+        row.meta_ct.clone_from(meta);
+    }
+    if let Some(at) = m.revoke {
+        // The live-name and live-slot indexes cover unrevoked rows only: the name and the
+        // index are free from this commit on.
+        c.prepare_cached("UPDATE secrets SET revoked = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![&row.id.0[..], at.as_millis()]))
+            .map_err(db("revoking a secret"))?;
+        free_slot(c, row.index)?;
+        row.revoked = Some(at);
+    }
+    Ok(Some(Modified {
+        row,
+        destroyed: m.destroy,
+    }))
 }
 
 fn delete(c: &Connection, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {

@@ -5,21 +5,27 @@
 //!
 //! A refusal names its gate, so the audit log (and the daemon's debug log) can say where a
 //! request stopped. Store work is blocking and runs on the blocking pool; a cache hit never
-//! leaves the calling task.
+//! leaves the calling task. Operations on one secret are in the `secret` module.
+
+mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
-use coffer_store::{SecretStore, Write};
+use coffer_store::{ListQuery, SecretStore};
 use coffer_types::wire::UnsealWith;
-use coffer_types::{Capability, Kind, Namespace, SecretName, Version};
+use coffer_types::{Capability, Namespace, SecretName};
 
-use crate::cache::{CacheKey, CacheLimits, JitCache};
+use crate::cache::{CacheLimits, JitCache};
 use crate::gate::{Access, FirstBootPolicy, Policy, RateLimiter, Unlimited};
+use crate::request::ListRequest;
 use crate::status::{CacheStatus, StatusReport};
 use crate::vault::Vault;
 use crate::{CoreError, Gate, Identity, Refusal, Reply, Request};
+
+/// Most names one `list` page returns.
+pub const MAX_LIST_LIMIT: usize = 10_000;
 
 /// Limits and tunables of the service.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +60,7 @@ fn at(gate: Gate) -> impl FnOnce(CoreError) -> Refusal {
     move |error| Refusal { gate, error }
 }
 
+/// Runs store work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
 ) -> Result<T, CoreError> {
@@ -96,31 +103,28 @@ impl Service {
     /// Handles one request from `who`.
     pub async fn handle(&self, who: &Identity, request: Request) -> Result<Reply, Refusal> {
         match request {
-            Request::Get {
+            Request::Secret {
                 namespace,
                 name,
-                version,
-            } => self.get(who, namespace, name, version).await,
-            Request::Set {
-                namespace,
-                name,
-                value,
-                kind,
-            } => self.set(who, namespace, name, value, kind).await,
-            Request::Del { namespace, name } => self.del(who, namespace, name).await,
+                op,
+            } => self.secret(who, namespace, name, op).await,
+            Request::List { namespace, query } => self.list(who, namespace, query).await,
+            Request::CreateNamespace { namespace } => self.create_namespace(who, namespace).await,
+            Request::ListNamespaces => self.list_namespaces(who),
             Request::Status => self.status(who).await,
             Request::Seal => self.seal(who),
             Request::Unseal { with, key } => self.unseal(who, with, key).await,
         }
     }
 
-    /// Gates 1 to 5 for a secret operation: the store, the namespace, and the caller's right.
+    /// Gates 1 to 5 for work in a namespace: the store, the namespace, the caller's right
+    /// to every capability in `needs`.
     fn admit(
         &self,
         who: &Identity,
         namespace: Option<String>,
-        name: &str,
-        capability: Capability,
+        name: Option<&str>,
+        needs: &[Capability],
     ) -> Gated<(Arc<dyn SecretStore>, Namespace)> {
         let store = self.vault.store().map_err(at(Gate::Seal))?;
         let namespace = match namespace {
@@ -133,16 +137,18 @@ impl Service {
             return Err(Refusal::at(Gate::Namespace, CoreError::NoNamespace));
         }
         self.identity_and_rate(who)?;
-        self.policy
-            .check(
-                who,
-                Access {
-                    capability,
-                    namespace: Some(&namespace),
-                    name: Some(name),
-                },
-            )
-            .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))?;
+        for &capability in needs {
+            self.policy
+                .check(
+                    who,
+                    Access {
+                        capability,
+                        namespace: Some(&namespace),
+                        name,
+                    },
+                )
+                .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))?;
+        }
         Ok((store, namespace))
     }
 
@@ -155,7 +161,7 @@ impl Service {
         Ok(())
     }
 
-    /// Gate 5 for operations on the daemon itself.
+    /// Gates 3 to 5 for operations on the daemon itself.
     fn sudo(&self, who: &Identity) -> Gated<()> {
         self.identity_and_rate(who)?;
         self.policy
@@ -170,110 +176,74 @@ impl Service {
             .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))
     }
 
-    fn name(name: String) -> Gated<SecretName> {
-        SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))
-    }
-
-    async fn get(
+    async fn list(
         &self,
         who: &Identity,
         namespace: Option<String>,
-        name: String,
-        version: Option<Version>,
+        request: ListRequest,
     ) -> Gated<Reply> {
-        let (store, namespace) = self.admit(who, namespace, &name, Capability::Read)?;
-        let key: CacheKey = (namespace, Self::name(name)?);
-        if version.is_none()
-            && let Some(hit) = self.cache.get(&key)
-        {
-            tracing::debug!(event = "secret_materialize", cached = true, "secret read");
-            return Ok(Reply::Get {
-                value: hit.value,
-                version: hit.version,
-                kind: hit.kind,
-            });
-        }
-        let epoch = self.cache.epoch();
-        let (namespace, name) = key.clone();
-        let secret = blocking(move || Ok(store.get(&namespace, &name, version)?))
-            .await
-            .map_err(at(Gate::Store))?;
-        let value = Arc::new(secret.value);
-        if version.is_none() {
-            self.cache
-                .insert(key, &value, secret.version, secret.kind, epoch);
-        }
-        tracing::debug!(event = "secret_materialize", cached = false, "secret read");
-        Ok(Reply::Get {
-            value,
-            version: secret.version,
-            kind: secret.kind,
-        })
-    }
-
-    async fn set(
-        &self,
-        who: &Identity,
-        namespace: Option<String>,
-        name: String,
-        value: SecretBytes,
-        kind: Option<Kind>,
-    ) -> Gated<Reply> {
-        // Creating and updating are told apart by the policy engine; until it exists both
-        // need the same grant.
-        let (store, namespace) = self.admit(who, namespace, &name, Capability::Update)?;
-        let name = Self::name(name)?;
-        let max = self.config.max_value_bytes;
-        if value.len() > max {
+        let needs: &[Capability] = if request.detail || request.revoked {
+            &[Capability::List, Capability::Meta]
+        } else {
+            &[Capability::List]
+        };
+        let (store, namespace) = self.admit(who, namespace, None, needs)?;
+        let limit = request.limit.unwrap_or(1000);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(Refusal::at(
                 Gate::Validation,
-                CoreError::TooLarge {
-                    len: value.len(),
-                    max,
-                },
+                CoreError::InvalidRequest(format!("limit must be between 1 and {MAX_LIST_LIMIT}")),
             ));
         }
-        let key: CacheKey = (namespace, name);
-        let (ns, n) = key.clone();
-        let actor = who.actor();
-        let kind = kind.unwrap_or_default();
-        let written = blocking(move || {
-            Ok(store.set(
-                &ns,
-                &n,
-                Write {
-                    value: &value,
-                    kind,
-                    actor: &actor,
-                },
-            )?)
+        let after = request
+            .after
+            .map(SecretName::parse_owned)
+            .transpose()
+            .map_err(|e| Refusal::at(Gate::Validation, e))?;
+        let query = ListQuery {
+            prefix: request.prefix,
+            after,
+            limit,
+        };
+        blocking(move || {
+            Ok(if request.revoked {
+                Reply::Revoked(store.revoked(&namespace)?)
+            } else if request.detail {
+                Reply::Summaries(store.summaries(&namespace, &query)?)
+            } else {
+                Reply::Names(store.list(&namespace, &query)?)
+            })
         })
-        .await;
-        // Invalidate after the write whatever its outcome: a failed commit may still have
-        // reached the disk.
-        self.cache.invalidate(&key);
-        let written = written.map_err(at(Gate::Store))?;
-        tracing::debug!(
-            event = "secret_action",
-            action = "set",
-            version = written.version.get(),
-            "secret written"
-        );
-        Ok(Reply::Set {
-            index: written.index,
-            version: written.version,
-        })
+        .await
+        .map_err(at(Gate::Store))
     }
 
-    async fn del(&self, who: &Identity, namespace: Option<String>, name: String) -> Gated<Reply> {
-        let (store, namespace) = self.admit(who, namespace, &name, Capability::Destroy)?;
-        let key: CacheKey = (namespace, Self::name(name)?);
-        let (ns, n) = key.clone();
-        let deleted = blocking(move || Ok(store.delete(&ns, &n)?)).await;
-        self.cache.invalidate(&key);
-        deleted.map_err(at(Gate::Store))?;
-        tracing::debug!(event = "secret_action", action = "del", "secret deleted");
-        Ok(Reply::Deleted)
+    async fn create_namespace(&self, who: &Identity, namespace: String) -> Gated<Reply> {
+        let store = self.vault.store().map_err(at(Gate::Seal))?;
+        let namespace =
+            Namespace::parse_owned(namespace).map_err(|e| at(Gate::Namespace)(e.into()))?;
+        self.sudo(who)?;
+        blocking(move || Ok(store.create_namespace(&namespace)?))
+            .await
+            .map_err(at(Gate::Store))?;
+        tracing::info!(event = "secret_action", action = "namespace_create", actor = %who, "namespace created");
+        Ok(Reply::Done)
+    }
+
+    fn list_namespaces(&self, who: &Identity) -> Gated<Reply> {
+        let store = self.vault.store().map_err(at(Gate::Seal))?;
+        self.identity_and_rate(who)?;
+        self.policy
+            .check(
+                who,
+                Access {
+                    capability: Capability::List,
+                    namespace: None,
+                    name: None,
+                },
+            )
+            .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))?;
+        Ok(Reply::Namespaces(store.namespaces()))
     }
 
     async fn status(&self, who: &Identity) -> Gated<Reply> {
@@ -301,7 +271,7 @@ impl Service {
         self.vault.seal();
         self.cache.flush();
         tracing::info!(event = "secret_action", action = "seal", actor = %who, "sealed");
-        Ok(Reply::Sealed)
+        Ok(Reply::Done)
     }
 
     async fn unseal(
@@ -316,7 +286,7 @@ impl Service {
             .await
             .map_err(at(Gate::Seal))?;
         tracing::info!(event = "secret_action", action = "unseal", slot = with.as_str(), actor = %who, "unsealed");
-        Ok(Reply::Unsealed)
+        Ok(Reply::Done)
     }
 
     /// Seals the store and flushes the cache (at shutdown).

@@ -9,137 +9,28 @@
 //! So a ciphertext copied into another row, another version or another namespace fails to
 //! decrypt, and a stolen database yields no name and no value.
 
+mod namespace;
+
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use coffer_crypto::aead::Aad;
-use coffer_crypto::{IndexKey, MasterKey, NamespaceKey, SecretBytes};
-use coffer_types::{Kind, Namespace, SecretName, Timestamp, Version};
+use coffer_crypto::{IndexKey, MasterKey, NamespaceKey};
+use coffer_types::{Namespace, SecretName, Timestamp, Version};
 
 use crate::StoreError;
 use crate::backend::{
-    Backend, NameHash, NamespaceId, NamespaceRow, NewSecret, Planned, SecretId, SecretRow,
-    VersionRow, WritePlan, Written,
+    Backend, Modification, NameHash, NamespaceId, NamespaceRow, SecretRow, Written,
 };
-use crate::store::{Secret, SecretMeta, SecretStore, VersionInfo, Write};
+use crate::store::{Describe, ListQuery, Page, Secret, SecretStore, Write};
+use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
+use namespace::{OpenNamespace, VersionPlan, info};
+
+/// A page of live rows with their decrypted names, and the namespace they belong to.
+type NamedPage = (Arc<OpenNamespace>, Page<(SecretName, SecretRow)>);
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
-
-/// Metadata kept encrypted with each secret.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct MetaBlob {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-}
-
-/// An open namespace: its id, path and key.
-struct OpenNamespace {
-    id: NamespaceId,
-    path: Namespace,
-    key: NamespaceKey,
-    key_version: u32,
-}
-
-impl OpenNamespace {
-    fn entry_aad(&self, secret: &SecretId, version: Version, kind: Kind) -> Aad {
-        Aad::new("coffer entry v1")
-            .with(self.path.as_str())
-            .with(secret.0)
-            .with_u32(version.get())
-            .with(kind.as_str())
-    }
-
-    fn name_aad(&self, secret: &SecretId) -> Aad {
-        Aad::new("coffer secret name v1")
-            .with(self.path.as_str())
-            .with(secret.0)
-    }
-
-    fn meta_aad(&self, secret: &SecretId) -> Aad {
-        Aad::new("coffer secret meta v1")
-            .with(self.path.as_str())
-            .with(secret.0)
-    }
-
-    fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
-        move |source| StoreError::Corrupt { what, source }
-    }
-
-    fn name_of(&self, row: &SecretRow) -> Result<SecretName, StoreError> {
-        let plain = self
-            .key
-            .open(&row.name_ct, &self.name_aad(&row.id))
-            .map_err(Self::corrupt("secret name"))?;
-        plain
-            .expose_str()
-            .and_then(|s| SecretName::parse(s).ok())
-            .ok_or(StoreError::Malformed("a stored name"))
-    }
-
-    fn meta_of(&self, row: &SecretRow) -> Result<MetaBlob, StoreError> {
-        let plain = self
-            .key
-            .open(&row.meta_ct, &self.meta_aad(&row.id))
-            .map_err(Self::corrupt("secret metadata"))?;
-        serde_json::from_slice(plain.expose_secret())
-            .map_err(|_| StoreError::Malformed("stored metadata"))
-    }
-
-    fn plan(
-        self: Arc<Self>,
-        name: SecretName,
-        value: SecretBytes,
-        kind: Kind,
-        actor: String,
-    ) -> WritePlan {
-        Box::new(move |current: Option<&SecretRow>| {
-            let now = Timestamp::now();
-            let (id, version, create) = match current {
-                Some(row) => (
-                    row.id,
-                    row.current.next().ok_or(StoreError::Conflict(
-                        "the secret has reached the last version number",
-                    ))?,
-                    None,
-                ),
-                None => {
-                    let id = SecretId::generate()?;
-                    let meta = serde_json::to_vec(&MetaBlob::default())
-                        .map_err(|_| StoreError::Malformed("metadata"))?;
-                    let new = NewSecret {
-                        id,
-                        name_ct: self
-                            .key
-                            .seal(name.as_str().as_bytes(), &self.name_aad(&id))
-                            .map_err(StoreError::Crypto)?,
-                        meta_ct: self
-                            .key
-                            .seal(&meta, &self.meta_aad(&id))
-                            .map_err(StoreError::Crypto)?,
-                        created: now,
-                    };
-                    (id, Version::FIRST, Some(new))
-                }
-            };
-            let ciphertext = self
-                .key
-                .seal(value.expose_secret(), &self.entry_aad(&id, version, kind))
-                .map_err(StoreError::Crypto)?;
-            Ok(Planned {
-                create,
-                version: VersionRow {
-                    version,
-                    kind,
-                    created: now,
-                    actor,
-                    key_version: self.key_version,
-                    ciphertext,
-                },
-            })
-        })
-    }
-}
 
 /// The data model over a backend, holding the unsealed keys. Dropping it forgets them.
 pub struct EncryptedStore<B: Backend + ?Sized> {
@@ -158,6 +49,10 @@ fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
 
 fn namespace_name_aad(id: &NamespaceId) -> Aad {
     Aad::new("coffer namespace name v1").with(id)
+}
+
+fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
+    move |source| StoreError::Corrupt { what, source }
 }
 
 impl<B: Backend + ?Sized> EncryptedStore<B> {
@@ -180,7 +75,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
         let path = master
             .open(&row.name_ct, &namespace_name_aad(&row.id))
-            .map_err(OpenNamespace::corrupt("namespace name"))?;
+            .map_err(corrupt("namespace name"))?;
         let path = path
             .expose_str()
             .and_then(|s| Namespace::parse(s).ok())
@@ -190,7 +85,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                 &row.wrapped_key,
                 &namespace_key_aad(&row.id, row.key_version),
             )
-            .map_err(OpenNamespace::corrupt("namespace key"))?;
+            .map_err(corrupt("namespace key"))?;
         Ok(OpenNamespace {
             id: row.id,
             path,
@@ -229,14 +124,70 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         &self,
         namespace: &Namespace,
         name: &SecretName,
-    ) -> Result<(Arc<OpenNamespace>, SecretRow, Vec<VersionRow>), StoreError> {
+    ) -> Result<(Arc<OpenNamespace>, SecretRow), StoreError> {
         let ns = self.namespace(namespace)?;
         let (row, _) = self
             .backend
             .read(&ns.id, &self.name_hash(namespace, name), None)?
             .ok_or(StoreError::NotFound("secret"))?;
-        let versions = self.backend.versions(&row.id)?;
-        Ok((ns, row, versions))
+        Ok((ns, row))
+    }
+
+    fn meta(&self, ns: &OpenNamespace, row: &SecretRow) -> Result<SecretMeta, StoreError> {
+        let blob = ns.meta_of(row)?;
+        Ok(SecretMeta {
+            namespace: ns.path.clone(),
+            name: ns.name_of(row)?,
+            index: row.index,
+            current: row.current,
+            kind: row.kind,
+            created: row.created,
+            updated: row.updated,
+            description: blob.description,
+            generated: blob.generated,
+            max_versions: blob.max_versions,
+            revoked: row.revoked,
+            versions: self
+                .backend
+                .versions(&row.id)?
+                .into_iter()
+                .map(info)
+                .collect(),
+        })
+    }
+
+    /// Live rows with their names, sorted, filtered and paged as `query` asks.
+    fn page(&self, namespace: &Namespace, query: &ListQuery) -> Result<NamedPage, StoreError> {
+        let ns = self.namespace(namespace)?;
+        let mut named = Vec::new();
+        for row in self.backend.secrets(&ns.id)? {
+            let name = ns.name_of(&row)?;
+            let wanted = query
+                .prefix
+                .as_deref()
+                .is_none_or(|p| name.as_str().starts_with(p))
+                && query.after.as_ref().is_none_or(|a| &name > a);
+            if wanted {
+                named.push((name, row));
+            }
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let limit = query.limit.max(1);
+        let next = (named.len() > limit).then(|| named[limit - 1].0.clone());
+        named.truncate(limit);
+        Ok((ns, Page { items: named, next }))
+    }
+
+    fn modify(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        plan: crate::backend::ModifyPlan,
+    ) -> Result<crate::backend::Modified, StoreError> {
+        let ns = self.namespace(namespace)?;
+        self.backend
+            .modify(&ns.id, &self.name_hash(namespace, name), plan)?
+            .ok_or(StoreError::NotFound("secret"))
     }
 }
 
@@ -307,15 +258,8 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .backend
             .read(&ns.id, &self.name_hash(namespace, name), version)?
             .ok_or(StoreError::NotFound("secret"))?;
-        let value = ns
-            .key
-            .open(
-                &ver.ciphertext,
-                &ns.entry_aad(&row.id, ver.version, ver.kind),
-            )
-            .map_err(OpenNamespace::corrupt("secret value"))?;
         Ok(Secret {
-            value,
+            value: ns.open_version(&row, &ver)?,
             version: ver.version,
             kind: ver.kind,
             index: row.index,
@@ -330,12 +274,17 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     ) -> Result<Written, StoreError> {
         let ns = self.namespace(namespace)?;
         let id = ns.id;
-        let plan = ns.plan(
-            name.clone(),
-            write.value.clone(),
-            write.kind,
-            write.actor.to_owned(),
-        );
+        let plan = ns.write_plan(VersionPlan {
+            name: name.clone(),
+            value: write.value.clone(),
+            kind: write.kind,
+            new_kind: write.new_kind,
+            actor: write.actor.to_owned(),
+            mode: write.mode,
+            description: write.description,
+            max_versions: write.max_versions,
+            generated: write.generated,
+        });
         self.backend
             .write(&id, &self.name_hash(namespace, name), plan)
     }
@@ -352,16 +301,57 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         }
     }
 
-    fn list(&self, namespace: &Namespace) -> Result<Vec<SecretName>, StoreError> {
+    fn list(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretName>, StoreError> {
+        let (_, page) = self.page(namespace, query)?;
+        Ok(Page {
+            items: page.items.into_iter().map(|(name, _)| name).collect(),
+            next: page.next,
+        })
+    }
+
+    fn summaries(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretSummary>, StoreError> {
+        let (ns, page) = self.page(namespace, query)?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|(name, row)| {
+                let meta = ns.meta_of(&row)?;
+                Ok(SecretSummary {
+                    name,
+                    index: row.index,
+                    current: row.current,
+                    kind: row.kind,
+                    created: row.created,
+                    updated: row.updated,
+                    description: meta.description,
+                    generated: meta.generated.is_some(),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    fn revoked(&self, namespace: &Namespace) -> Result<Vec<SecretMeta>, StoreError> {
         let ns = self.namespace(namespace)?;
-        let mut names = self
+        let mut all = self
             .backend
-            .secrets(&ns.id)?
+            .revoked(&ns.id)?
             .iter()
-            .map(|row| ns.name_of(row))
+            .map(|row| self.meta(&ns, row))
             .collect::<Result<Vec<_>, _>>()?;
-        names.sort();
-        Ok(names)
+        all.sort_by(|a, b| (&a.name, a.revoked).cmp(&(&b.name, b.revoked)));
+        Ok(all)
     }
 
     fn versions(
@@ -369,36 +359,56 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         name: &SecretName,
     ) -> Result<Vec<VersionInfo>, StoreError> {
-        let (_, _, versions) = self.live(namespace, name)?;
-        Ok(versions.into_iter().map(info).collect())
+        let (_, row) = self.live(namespace, name)?;
+        Ok(self
+            .backend
+            .versions(&row.id)?
+            .into_iter()
+            .map(info)
+            .collect())
     }
 
     fn metadata(&self, namespace: &Namespace, name: &SecretName) -> Result<SecretMeta, StoreError> {
-        let (ns, row, versions) = self.live(namespace, name)?;
-        let meta = ns.meta_of(&row)?;
-        let newest = versions
-            .iter()
-            .find(|v| v.version == row.current)
-            .ok_or(StoreError::Malformed("the newest version is missing"))?;
-        Ok(SecretMeta {
-            namespace: namespace.clone(),
-            name: ns.name_of(&row)?,
-            index: row.index,
-            current: row.current,
-            kind: newest.kind,
-            created: row.created,
-            updated: newest.created,
-            description: meta.description,
-            versions: versions.into_iter().map(info).collect(),
-        })
+        let (ns, row) = self.live(namespace, name)?;
+        self.meta(&ns, &row)
     }
-}
 
-fn info(v: VersionRow) -> VersionInfo {
-    VersionInfo {
-        version: v.version,
-        kind: v.kind,
-        created: v.created,
-        actor: v.actor,
+    fn describe(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        change: Describe,
+    ) -> Result<(), StoreError> {
+        let plan = self.namespace(namespace)?.describe_plan(change);
+        self.modify(namespace, name, plan).map(drop)
+    }
+
+    fn revoke(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError> {
+        let at = Timestamp::now();
+        let plan = Box::new(move |_: &SecretRow| {
+            Ok(Modification {
+                revoke: Some(at),
+                ..Modification::default()
+            })
+        });
+        self.modify(namespace, name, plan).map(drop)
+    }
+
+    fn destroy(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        versions: &[Version],
+    ) -> Result<Vec<Version>, StoreError> {
+        let mut versions = versions.to_vec();
+        versions.sort_unstable();
+        versions.dedup();
+        let plan = Box::new(move |_: &SecretRow| {
+            Ok(Modification {
+                destroy: versions,
+                ..Modification::default()
+            })
+        });
+        Ok(self.modify(namespace, name, plan)?.destroyed)
     }
 }

@@ -1,0 +1,174 @@
+//! `coffer run`: a command with secrets in its environment and nowhere else (reference 003,
+//! injection into a child's environment).
+//!
+//! Every secret is read before the command starts, so a missing one fails early, naming the
+//! variable and the secret. Then coffer `exec`s the command: it replaces coffer in the same
+//! process, so standard input, output and error, signals and the exit status are the
+//! command's own, and no coffer process lingers holding the values.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use coffer_client::Client;
+
+/// Options of `coffer run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Put a secret in a variable: `VAR=NAME` (in --namespace) or
+    /// `VAR=coffer://NAMESPACE/NAME` (a nested namespace's `/` written `%2F`)
+    #[arg(long = "env", short = 'e', value_name = "VAR=SECRET")]
+    env: Vec<String>,
+    /// A file of `VAR=coffer://NAMESPACE/NAME` (or `VAR=NAME`) lines; blank lines and `#`
+    /// comments are skipped
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// The namespace of plain names [default: default]
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// One variable to fill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Binding {
+    var: String,
+    namespace: Option<String>,
+    name: String,
+    /// Where it was given, for messages.
+    origin: String,
+}
+
+fn valid_var(var: &str) -> bool {
+    let mut chars = var.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses `VAR=NAME` or `VAR=coffer://NAMESPACE/NAME`.
+fn binding(text: &str, default_ns: Option<&str>, origin: String) -> anyhow::Result<Binding> {
+    let Some((var, reference)) = text.split_once('=') else {
+        bail!("{origin}: expected VAR=SECRET");
+    };
+    if !valid_var(var) {
+        bail!(
+            "{origin}: `{var}` is not a variable name (letters, digits and _, not starting with a digit)"
+        );
+    }
+    let (namespace, name) = match reference.strip_prefix("coffer://") {
+        Some(rest) => {
+            let Some((ns, name)) = rest.split_once('/') else {
+                bail!("{origin}: expected coffer://NAMESPACE/NAME");
+            };
+            (
+                Some(ns.replace("%2F", "/").replace("%2f", "/")),
+                name.to_owned(),
+            )
+        }
+        None => (default_ns.map(str::to_owned), reference.to_owned()),
+    };
+    if name.is_empty() {
+        bail!("{origin}: the secret's name is empty");
+    }
+    Ok(Binding {
+        var: var.to_owned(),
+        namespace,
+        name,
+        origin,
+    })
+}
+
+fn from_file(path: &Path, default_ns: Option<&str>) -> anyhow::Result<Vec<Binding>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the env file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(binding(
+            line,
+            default_ns,
+            format!("{}:{}", path.display(), n + 1),
+        )?);
+    }
+    Ok(out)
+}
+
+/// Reads every secret, then replaces this process with the command.
+pub fn run(
+    client: &Client,
+    args: RunArgs,
+    core_limit: Option<coffer_core::CoreLimit>,
+) -> anyhow::Result<()> {
+    let ns = args.namespace.as_deref();
+    let mut bindings = Vec::new();
+    for file in &args.env_file {
+        bindings.extend(from_file(file, ns)?);
+    }
+    for (i, e) in args.env.iter().enumerate() {
+        bindings.push(binding(e, ns, format!("--env #{}", i + 1))?);
+    }
+    let mut env = Vec::with_capacity(bindings.len());
+    for b in &bindings {
+        let shown = format!("{}/{}", b.namespace.as_deref().unwrap_or("default"), b.name);
+        let value = client
+            .get(b.namespace.as_deref(), &b.name, None)
+            .with_context(|| format!("cannot read secret {shown} for {} ({})", b.var, b.origin))?;
+        if value.expose_secret().contains(&0) {
+            bail!(
+                "secret {shown} for {} holds a NUL byte, which no environment variable can carry",
+                b.var
+            );
+        }
+        env.push((
+            b.var.clone(),
+            OsString::from_vec(value.expose_secret().to_vec()),
+        ));
+    }
+    let (program, rest) = args
+        .command
+        .split_first()
+        .context("no command to run after --")?;
+    // The command should dump core as it would have without coffer.
+    if let Some(limit) = core_limit {
+        let _ = limit.restore();
+    }
+    let err = std::process::Command::new(program)
+        .args(rest)
+        .envs(env)
+        .exec();
+    // exec returns only when it failed.
+    bail!("cannot run {}: {err}", Path::new(program).display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let b = binding("DB=db/password", Some("acme"), "x".into()).unwrap();
+        assert_eq!(
+            (b.namespace.as_deref(), b.name.as_str()),
+            (Some("acme"), "db/password")
+        );
+        let b = binding("DB=coffer://acme%2Fprod/db/password", None, "x".into()).unwrap();
+        assert_eq!(
+            (b.namespace.as_deref(), b.name.as_str()),
+            (Some("acme/prod"), "db/password")
+        );
+        assert!(binding("1DB=x", None, "x".into()).is_err());
+        assert!(binding("DB", None, "x".into()).is_err());
+        assert!(binding("DB=coffer://onlyns", None, "x".into()).is_err());
+        assert!(binding("DB=", None, "x".into()).is_err());
+    }
+}

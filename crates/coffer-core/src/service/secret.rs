@@ -1,0 +1,339 @@
+//! Operations on one secret: reads (through the cache), writes, the lifecycle verbs of the
+//! operator (generate, rotate, describe, revoke, destroy) and the computed values.
+
+use std::sync::Arc;
+
+use coffer_crypto::{SecretBytes, compute, mint};
+use coffer_store::{Describe, SecretStore, StoreError, Write, WriteMode};
+use coffer_types::{GeneratorSpec, Kind, SecretName, Version};
+
+use super::{Gated, Service, at, blocking};
+use crate::cache::CacheKey;
+use crate::request::{SecretOp, WriteOptions};
+use crate::{CoreError, Gate, Identity, Refusal, Reply};
+
+/// How a value is written, decided from the operation.
+struct Writing {
+    value: SecretBytes,
+    options: WriteOptions,
+    mode: WriteMode,
+    generated: Option<GeneratorSpec>,
+}
+
+impl Service {
+    pub(super) async fn secret(
+        &self,
+        who: &Identity,
+        namespace: Option<String>,
+        name: String,
+        op: SecretOp,
+    ) -> Gated<Reply> {
+        let (store, namespace) = self.admit(who, namespace, Some(&name), &[op.capability()])?;
+        let name = SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))?;
+        self.validate(&op)?;
+        let key: CacheKey = (namespace, name);
+        let changes_value = op.changes_value();
+        let action = action_name(&op);
+        let result = self.run(who, store, &key, op).await;
+        if changes_value {
+            // Whatever the outcome: a failed commit may still have reached the disk.
+            self.cache.invalidate(&key);
+        }
+        match (&result, action) {
+            (Ok(_), Some(action)) => tracing::info!(
+                event = "secret_action",
+                action,
+                actor = %who,
+                namespace = %key.0,
+                outcome = "ok",
+                "secret changed"
+            ),
+            (Err(r), Some(action)) => tracing::info!(
+                event = "secret_action",
+                action,
+                actor = %who,
+                namespace = %key.0,
+                outcome = "refused",
+                code = %r.error.code(),
+                "secret change refused"
+            ),
+            _ => {}
+        }
+        result
+    }
+
+    /// Gate 6 beyond the name.
+    fn validate(&self, op: &SecretOp) -> Gated<()> {
+        let max = self.config.max_value_bytes;
+        let refuse = |e: CoreError| Err(Refusal::at(Gate::Validation, e));
+        match op {
+            SecretOp::Set { value, .. }
+            | SecretOp::Rotate {
+                value: Some(value), ..
+            } if value.len() > max => refuse(CoreError::TooLarge {
+                len: value.len(),
+                max,
+            }),
+            SecretOp::Destroy { versions } if versions.is_empty() => refuse(
+                CoreError::InvalidRequest("destroy needs the versions to erase".to_owned()),
+            ),
+            SecretOp::Describe {
+                description: None,
+                max_versions: None,
+            } => refuse(CoreError::InvalidRequest(
+                "describe needs a description or max_versions".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn run(
+        &self,
+        who: &Identity,
+        store: Arc<dyn SecretStore>,
+        key: &CacheKey,
+        op: SecretOp,
+    ) -> Gated<Reply> {
+        let (ns, name) = key.clone();
+        match op {
+            SecretOp::Get { version } => {
+                let (value, version, kind) = self.read(store, key, version).await?;
+                tracing::debug!(event = "secret_materialize", "secret read");
+                Ok(Reply::Value {
+                    value,
+                    version,
+                    kind,
+                })
+            }
+            SecretOp::Hmac {
+                algorithm,
+                data,
+                encoding,
+            } => {
+                let (key_bytes, ..) = self.read(store, key, None).await?;
+                let digest = compute::hmac(algorithm, &key_bytes, &data, encoding)
+                    .map_err(|e| Refusal::at(Gate::Store, StoreError::Crypto(e)))?;
+                tracing::debug!(
+                    event = "secret_materialize",
+                    computed = "hmac",
+                    "secret used"
+                );
+                Ok(Reply::Digest(digest))
+            }
+            SecretOp::BasicAuth { user } => {
+                let (password, ..) = self.read(store, key, None).await?;
+                let header = compute::basic_auth(&user, &password).map_err(|e| {
+                    Refusal::at(Gate::Validation, CoreError::InvalidRequest(e.to_string()))
+                })?;
+                tracing::debug!(
+                    event = "secret_materialize",
+                    computed = "basic_auth",
+                    "secret used"
+                );
+                Ok(Reply::Header(header))
+            }
+            SecretOp::Set { value, options } => {
+                let (index, version) = self
+                    .write(
+                        who,
+                        store,
+                        key,
+                        Writing {
+                            value,
+                            options,
+                            mode: WriteMode::Upsert,
+                            generated: None,
+                        },
+                    )
+                    .await?;
+                Ok(Reply::Written { index, version })
+            }
+            SecretOp::Generate { spec, options } => {
+                self.minted(who, store, key, spec, options, WriteMode::Create)
+                    .await
+            }
+            SecretOp::Rotate {
+                value: Some(value),
+                options,
+                ..
+            } => {
+                let (index, version) = self
+                    .write(
+                        who,
+                        store,
+                        key,
+                        Writing {
+                            value,
+                            options,
+                            mode: WriteMode::Update,
+                            generated: None,
+                        },
+                    )
+                    .await?;
+                Ok(Reply::Written { index, version })
+            }
+            SecretOp::Rotate {
+                value: None,
+                spec,
+                options,
+            } => {
+                let spec = match spec {
+                    Some(spec) => spec,
+                    None => {
+                        let store = store.clone();
+                        blocking(move || Ok(store.metadata(&ns, &name)?.generated))
+                            .await
+                            .map_err(at(Gate::Store))?
+                            .unwrap_or_default()
+                    }
+                };
+                self.minted(who, store, key, spec, options, WriteMode::Update)
+                    .await
+            }
+            SecretOp::Describe {
+                description,
+                max_versions,
+            } => {
+                let change = Describe {
+                    description,
+                    max_versions,
+                };
+                blocking(move || Ok(store.describe(&ns, &name, change)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Done)
+            }
+            SecretOp::Revoke => {
+                blocking(move || Ok(store.revoke(&ns, &name)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Done)
+            }
+            SecretOp::Destroy { versions } => {
+                let destroyed = blocking(move || Ok(store.destroy(&ns, &name, &versions)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Destroyed(destroyed))
+            }
+            SecretOp::Del => {
+                blocking(move || Ok(store.delete(&ns, &name)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Done)
+            }
+            SecretOp::Meta => {
+                let meta = blocking(move || Ok(store.metadata(&ns, &name)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Meta(Box::new(meta)))
+            }
+            SecretOp::Versions => {
+                let versions = blocking(move || Ok(store.versions(&ns, &name)?))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                Ok(Reply::Versions(versions))
+            }
+        }
+    }
+
+    /// A value, from the cache when fresh (newest version only), else from the store.
+    async fn read(
+        &self,
+        store: Arc<dyn SecretStore>,
+        key: &CacheKey,
+        version: Option<Version>,
+    ) -> Gated<(Arc<SecretBytes>, Version, Kind)> {
+        if version.is_none()
+            && let Some(hit) = self.cache.get(key)
+        {
+            return Ok((hit.value, hit.version, hit.kind));
+        }
+        let epoch = self.cache.epoch();
+        let (ns, name) = key.clone();
+        let secret = blocking(move || Ok(store.get(&ns, &name, version)?))
+            .await
+            .map_err(at(Gate::Store))?;
+        let value = Arc::new(secret.value);
+        if version.is_none() {
+            self.cache
+                .insert(key.clone(), &value, secret.version, secret.kind, epoch);
+        }
+        Ok((value, secret.version, secret.kind))
+    }
+
+    async fn write(
+        &self,
+        who: &Identity,
+        store: Arc<dyn SecretStore>,
+        key: &CacheKey,
+        w: Writing,
+    ) -> Gated<(coffer_types::NvIndex, Version)> {
+        let (ns, name) = key.clone();
+        let actor = who.actor();
+        let written = blocking(move || {
+            let options = w.options;
+            let mut write = Write::new(&w.value, &actor);
+            write.kind = options.kind;
+            write.new_kind = if options.binary {
+                Kind::File
+            } else {
+                Kind::Text
+            };
+            write.mode = w.mode;
+            write.description = options.description;
+            write.max_versions = options.max_versions;
+            write.generated = w.generated;
+            Ok(store.set(&ns, &name, write)?)
+        })
+        .await
+        .map_err(at(Gate::Store))?;
+        Ok((written.index, written.version))
+    }
+
+    async fn minted(
+        &self,
+        who: &Identity,
+        store: Arc<dyn SecretStore>,
+        key: &CacheKey,
+        spec: GeneratorSpec,
+        mut options: WriteOptions,
+        mode: WriteMode,
+    ) -> Gated<Reply> {
+        let value =
+            mint::mint(spec).map_err(|e| Refusal::at(Gate::Store, StoreError::Crypto(e)))?;
+        // Minted values are one line of text; an explicit kind still applies.
+        options.kind = options.kind.or(Some(Kind::Line));
+        let (index, version) = self
+            .write(
+                who,
+                store,
+                key,
+                Writing {
+                    value: value.clone(),
+                    options,
+                    mode,
+                    generated: Some(spec),
+                },
+            )
+            .await?;
+        Ok(Reply::Minted {
+            index,
+            version,
+            value,
+        })
+    }
+}
+
+/// The operator action to log at info, if this is one (data-plane reads and sets log at
+/// debug: their frequency would drown the operator's actions).
+fn action_name(op: &SecretOp) -> Option<&'static str> {
+    Some(match op {
+        SecretOp::Generate { .. } => "generate",
+        SecretOp::Rotate { .. } => "rotate",
+        SecretOp::Describe { .. } => "describe",
+        SecretOp::Revoke => "revoke",
+        SecretOp::Destroy { .. } => "destroy",
+        SecretOp::Del => "delete",
+        _ => return None,
+    })
+}

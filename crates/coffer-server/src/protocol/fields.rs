@@ -1,0 +1,224 @@
+//! Reading the fields of one request off the wire.
+//!
+//! Every field the protocol knows is declared once, in [`fields!`], with its type and the
+//! words that describe that type. Values, keys and tokens are read straight into
+//! `SecretBytes`. No message built here ever quotes the input: serde's own "invalid type"
+//! errors do (`invalid type: integer `1234``), so a field that fails to parse is reported by
+//! its name and the type it needs, and only serde_json's syntax errors (which carry
+//! positions, never content) pass through.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use coffer_crypto::SecretBytes;
+use coffer_types::ErrorCode;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+
+/// A request that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// `invalid_request` (or `too_large` for an oversized base64 value).
+    pub code: ErrorCode,
+    /// What is wrong, without quoting the request.
+    pub message: String,
+}
+
+impl ParseError {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidRequest,
+            message: message.into(),
+        }
+    }
+}
+
+/// The field that failed to deserialize, and what it needed.
+type Failed = Cell<Option<(&'static str, &'static str)>>;
+
+struct FieldsSeed<'a> {
+    failed: &'a Failed,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = Fields;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// Shows an untrusted key safely: printable ASCII only, at most 32 characters.
+fn shown(key: &str) -> String {
+    let clean: String = key
+        .chars()
+        .take(32)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if key.chars().count() > 32 {
+        format!("{clean}...")
+    } else {
+        clean
+    }
+}
+
+/// A field name, borrowed from the request when it has no escapes.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON scalar for `id`, kept as its JSON text.
+pub(super) struct IdText(pub String);
+
+impl<'de> de::Deserialize<'de> for IdText {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::String(_) | serde_json::Value::Number(_) => {
+                Ok(IdText(v.to_string()))
+            }
+            _ => Err(de::Error::custom("id")),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(FieldName(key)) = map.next_key::<FieldName<'de>>()? {
+            fields.read(&key, &mut map, self.failed)?;
+        }
+        Ok(fields)
+    }
+}
+
+fn syntax_message(e: &serde_json::Error, failed: &Failed) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        // Our own messages (unknown or repeated fields) and serde's type errors. Only ours
+        // are safe to show; a failed field is described by name instead.
+        Category::Data => match failed.get() {
+            Some((field, needs)) => format!("field `{field}` must be {needs}"),
+            None => {
+                let text = e.to_string();
+                if text.starts_with("unknown field") || text.contains("appears twice") {
+                    text
+                } else {
+                    "the request is not a JSON object".to_owned()
+                }
+            }
+        },
+        // Syntax and end-of-input messages give positions, never content.
+        Category::Syntax | Category::Eof => format!("malformed JSON: {e}"),
+        Category::Io => "the request could not be read".to_owned(),
+    }
+}
+
+/// Declares the fields: the struct, reading each by name, and listing which are present.
+macro_rules! fields {
+    ($( $field:ident : $ty:ty = $needs:literal, )+) => {
+        /// Every field the protocol knows, as read off the wire.
+        #[derive(Default)]
+        pub(super) struct Fields {
+            $( pub $field: Option<$ty>, )+
+        }
+
+        impl Fields {
+            fn read<'de, A: MapAccess<'de>>(
+                &mut self,
+                key: &str,
+                map: &mut A,
+                failed: &Failed,
+            ) -> Result<(), A::Error> {
+                match key {
+                    $(
+                        stringify!($field) => {
+                            if self.$field.is_some() {
+                                return Err(de::Error::custom(concat!(
+                                    "field `", stringify!($field), "` appears twice"
+                                )));
+                            }
+                            failed.set(Some((stringify!($field), $needs)));
+                            self.$field = Some(map.next_value::<$ty>()?);
+                            failed.set(None);
+                            Ok(())
+                        }
+                    )+
+                    other => Err(de::Error::custom(format_args!(
+                        "unknown field `{}`",
+                        shown(other)
+                    ))),
+                }
+            }
+
+            /// The names of the fields present.
+            pub fn present(&self) -> impl Iterator<Item = &'static str> + '_ {
+                [$( (stringify!($field), self.$field.is_some()), )+]
+                    .into_iter()
+                    .filter_map(|(name, here)| here.then_some(name))
+            }
+        }
+    };
+}
+
+fields! {
+    action: String = "a string",
+    id: IdText = "a string or a number",
+    keep_alive: bool = "true or false",
+    token: SecretBytes = "a string",
+    namespace: String = "a string",
+    name: String = "a string",
+    value: SecretBytes = "a string",
+    value_b64: SecretBytes = "a base64 string",
+    version: u64 = "a positive integer",
+    kind: String = "a string",
+    description: String = "a string",
+    max_versions: u64 = "a whole number",
+    byte_len: u64 = "a positive integer",
+    encoding: String = "a string",
+    generate: bool = "true or false",
+    versions: Vec<u64> = "a list of positive integers",
+    prefix: String = "a string",
+    after: String = "a string",
+    limit: u64 = "a positive integer",
+    detail: bool = "true or false",
+    revoked: bool = "true or false",
+    algorithm: String = "a string",
+    data: SecretBytes = "a string",
+    data_b64: SecretBytes = "a base64 string",
+    user: String = "a string",
+    slot: String = "a string",
+    key: SecretBytes = "a string",
+}
+
+/// Reads the fields of one request.
+pub(super) fn read(bytes: &[u8]) -> Result<Fields, ParseError> {
+    let failed = Failed::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    FieldsSeed { failed: &failed }
+        .deserialize(&mut de)
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| ParseError::invalid(syntax_message(&e, &failed)))
+}
