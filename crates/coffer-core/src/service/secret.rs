@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, compute, mint};
 use coffer_store::{Describe, SecretStore, StoreError, Write, WriteMode};
-use coffer_types::{GeneratorSpec, Kind, SecretName, Version};
+use coffer_types::{Capability, GeneratorSpec, Kind, SecretName, Version};
 
 use super::{Gated, Service, at, blocking};
 use crate::cache::CacheKey;
@@ -21,6 +21,26 @@ struct Writing {
 }
 
 impl Service {
+    /// `get`: gates, then the cache or the store.
+    pub(super) async fn get(
+        &self,
+        who: &Identity,
+        namespace: Option<String>,
+        name: String,
+        version: Option<Version>,
+    ) -> Gated<Reply> {
+        let (store, namespace) = self.admit(who, namespace, Some(&name), &[Capability::Read])?;
+        let name = SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))?;
+        let key: CacheKey = (namespace, name);
+        let (value, version, kind) = self.read(store, &key, version).await?;
+        tracing::debug!(event = "secret_materialize", "secret read");
+        Ok(Reply::Value {
+            value,
+            version,
+            kind,
+        })
+    }
+
     pub(super) async fn secret(
         &self,
         who: &Identity,

@@ -36,13 +36,16 @@ impl ParseError {
 /// The field that failed to deserialize, and what it needed.
 type Failed = Cell<Option<(&'static str, &'static str)>>;
 
+/// Reads a request's fields into `fields`, in place (the struct is large; moving it
+/// through serde's layers on every request costs more than the rest of parsing).
 struct FieldsSeed<'a> {
     failed: &'a Failed,
+    fields: &'a mut Fields,
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Fields;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
@@ -99,18 +102,17 @@ impl<'de> de::Deserialize<'de> for IdText {
 }
 
 impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = Fields;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let mut fields = Fields::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(FieldName(key)) = map.next_key::<FieldName<'de>>()? {
-            fields.read(&key, &mut map, self.failed)?;
+            self.fields.read(&key, &mut map, self.failed)?;
         }
-        Ok(fields)
+        Ok(())
     }
 }
 
@@ -143,7 +145,12 @@ macro_rules! fields {
         #[derive(Default)]
         pub(super) struct Fields {
             $( pub $field: Option<$ty>, )+
+            /// One bit per field present, in declaration order (see [`FieldSet`]).
+            pub present: FieldSet,
         }
+
+        /// Field names in declaration order: bit `i` of a [`FieldSet`] is `NAMES[i]`.
+        const NAMES: &[&str] = &[$( stringify!($field), )+];
 
         impl Fields {
             fn read<'de, A: MapAccess<'de>>(
@@ -163,6 +170,9 @@ macro_rules! fields {
                             failed.set(Some((stringify!($field), $needs)));
                             self.$field = Some(map.next_value::<$ty>()?);
                             failed.set(None);
+                            self.present = self
+                                .present
+                                .and(const { FieldSet::EMPTY.with(stringify!($field)) });
                             Ok(())
                         }
                     )+
@@ -172,16 +182,65 @@ macro_rules! fields {
                     ))),
                 }
             }
-
-            /// The names of the fields present.
-            pub fn present(&self) -> impl Iterator<Item = &'static str> + '_ {
-                [$( (stringify!($field), self.$field.is_some()), )+]
-                    .into_iter()
-                    .filter_map(|(name, here)| here.then_some(name))
-            }
         }
     };
 }
+
+/// A set of fields, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct FieldSet(u32);
+
+impl FieldSet {
+    /// The empty set.
+    pub const EMPTY: Self = Self(0);
+
+    /// The set with `name` added. Evaluated at compile time for the constant sets of
+    /// request.rs; an unknown name there fails the build.
+    pub const fn with(self, name: &str) -> Self {
+        let mut i = 0;
+        while i < NAMES.len() {
+            if str_eq(NAMES[i], name) {
+                return Self(self.0 | 1 << i);
+            }
+            i += 1;
+        }
+        panic!("not a field of the protocol");
+    }
+
+    /// The union of two sets.
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The first field of `self` that is not in `allowed`.
+    pub fn first_outside(self, allowed: Self) -> Option<&'static str> {
+        let extra = self.0 & !allowed.0;
+        (extra != 0).then(|| NAMES[extra.trailing_zeros() as usize])
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A constant [`FieldSet`] of the named fields.
+macro_rules! field_set {
+    ($($name:ident),* $(,)?) => {
+        $crate::protocol::fields::FieldSet::EMPTY $(.with(stringify!($name)))*
+    };
+}
+pub(super) use field_set;
 
 fields! {
     action: String = "a string",
@@ -213,12 +272,15 @@ fields! {
     key: SecretBytes = "a string",
 }
 
-/// Reads the fields of one request.
-pub(super) fn read(bytes: &[u8]) -> Result<Fields, ParseError> {
+/// Reads the fields of one request into `fields`.
+pub(super) fn read(bytes: &[u8], fields: &mut Fields) -> Result<(), ParseError> {
     let failed = Failed::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    FieldsSeed { failed: &failed }
-        .deserialize(&mut de)
-        .and_then(|f| de.end().map(|()| f))
-        .map_err(|e| ParseError::invalid(syntax_message(&e, &failed)))
+    FieldsSeed {
+        failed: &failed,
+        fields,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(|e| ParseError::invalid(syntax_message(&e, &failed)))
 }

@@ -11,7 +11,7 @@ use coffer_types::{
     DigestEncoding, Encoding, ErrorCode, GeneratorSpec, HmacAlgorithm, Kind, Version,
 };
 
-use super::fields::{self, Fields, ParseError};
+use super::fields::{self, FieldSet, Fields, ParseError, field_set};
 
 /// A parsed request with its envelope fields.
 #[derive(Debug)]
@@ -27,43 +27,40 @@ pub struct Parsed {
 }
 
 /// Fields every request may carry.
-const ENVELOPE: &[&str] = &["action", "id", "keep_alive", "token"];
-const WRITE: &[&str] = &["kind", "description", "max_versions"];
+const ENVELOPE: FieldSet = field_set!(action, id, keep_alive, token);
+const WRITE: FieldSet = field_set!(kind, description, max_versions);
 
 /// The fields each action takes besides the envelope.
-fn takes(action: Action) -> &'static [&'static [&'static str]] {
+fn takes(action: Action) -> FieldSet {
+    // Every set is a constant: no lookups by name at run time.
+    const ONE: FieldSet = field_set!(namespace, name);
+    const SET: FieldSet = ONE.and(field_set!(value, value_b64)).and(WRITE);
+    const GET: FieldSet = ONE.and(field_set!(version));
+    const GENERATE: FieldSet = ONE.and(field_set!(byte_len, encoding)).and(WRITE);
+    const ROTATE: FieldSet = ONE
+        .and(field_set!(value, value_b64, generate, byte_len, encoding))
+        .and(WRITE);
+    const DESCRIBE: FieldSet = ONE.and(field_set!(description, max_versions));
+    const DESTROY: FieldSet = ONE.and(field_set!(versions));
+    const LIST: FieldSet = field_set!(namespace, prefix, after, limit, detail, revoked);
+    const HMAC: FieldSet = ONE.and(field_set!(algorithm, data, data_b64, encoding));
+    const BASIC_AUTH: FieldSet = ONE.and(field_set!(user));
+    const NAMESPACE: FieldSet = field_set!(namespace);
+    const UNSEAL: FieldSet = field_set!(slot, key);
     match action {
-        Action::Set => &[&["namespace", "name", "value", "value_b64"], WRITE],
-        Action::Get => &[&["namespace", "name", "version"]],
-        Action::Del | Action::Meta | Action::Versions | Action::Revoke => &[&["namespace", "name"]],
-        Action::Generate => &[&["namespace", "name", "byte_len", "encoding"], WRITE],
-        Action::Rotate => &[
-            &[
-                "namespace",
-                "name",
-                "value",
-                "value_b64",
-                "generate",
-                "byte_len",
-                "encoding",
-            ],
-            WRITE,
-        ],
-        Action::Describe => &[&["namespace", "name", "description", "max_versions"]],
-        Action::Destroy => &[&["namespace", "name", "versions"]],
-        Action::List => &[&["namespace", "prefix", "after", "limit", "detail", "revoked"]],
-        Action::Hmac => &[&[
-            "namespace",
-            "name",
-            "algorithm",
-            "data",
-            "data_b64",
-            "encoding",
-        ]],
-        Action::BasicAuth => &[&["namespace", "name", "user"]],
-        Action::NamespaceCreate => &[&["namespace"]],
-        Action::Unseal => &[&["slot", "key"]],
-        _ => &[],
+        Action::Set => SET,
+        Action::Get => GET,
+        Action::Del | Action::Meta | Action::Versions | Action::Revoke => ONE,
+        Action::Generate => GENERATE,
+        Action::Rotate => ROTATE,
+        Action::Describe => DESCRIBE,
+        Action::Destroy => DESTROY,
+        Action::List => LIST,
+        Action::Hmac => HMAC,
+        Action::BasicAuth => BASIC_AUTH,
+        Action::NamespaceCreate => NAMESPACE,
+        Action::Unseal => UNSEAL,
+        _ => FieldSet::EMPTY,
     }
 }
 
@@ -143,7 +140,8 @@ fn spec(f: &mut Fields) -> Result<Option<GeneratorSpec>, ParseError> {
 
 /// Parses one request. `max_value` bounds a base64 value before it is decoded.
 pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
-    let mut f = fields::read(bytes)?;
+    let mut f = Fields::default();
+    fields::read(bytes, &mut f)?;
     let action: Action = f
         .action
         .take()
@@ -158,11 +156,7 @@ pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
                 .to_owned(),
         });
     }
-    let allowed = takes(action);
-    if let Some(extra) = f
-        .present()
-        .find(|n| !ENVELOPE.contains(n) && !allowed.iter().any(|group| group.contains(n)))
-    {
+    if let Some(extra) = f.present.first_outside(takes(action).and(ENVELOPE)) {
         return Err(invalid(format!(
             "the field `{extra}` does not apply to `{action}`"
         )));
