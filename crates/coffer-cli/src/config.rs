@@ -10,6 +10,7 @@ use coffer_core::ServiceConfig;
 use coffer_core::cache::CacheLimits;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_server::Limits;
+use coffer_tpm::PcrPolicy;
 
 /// The system-wide configuration file, read when it exists and `--config` is not given.
 pub const SYSTEM_CONFIG: &str = "/etc/coffer/coffer.toml";
@@ -63,6 +64,76 @@ pub struct FileConfig {
     cache_max_entries: Option<usize>,
     cache_max_bytes: Option<usize>,
     argon2: Option<Argon2Params>,
+    tpm_tcti: Option<String>,
+    store: Option<StoreKind>,
+    pcrs: Option<String>,
+    max_versions: Option<u32>,
+}
+
+/// Where secrets are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// SQLite in the data directory (the embedded default).
+    #[default]
+    Sqlite,
+    /// TPM NV indices: nothing about secrets on the filesystem; small (the TPM's NV space).
+    TpmNv,
+}
+
+impl StoreKind {
+    /// The name used in flags and the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::TpmNv => "tpm-nv",
+        }
+    }
+}
+
+/// How many versions a new secret keeps in the TPM NV store unless told otherwise.
+pub const NV_DEFAULT_MAX_VERSIONS: u32 = 2;
+
+/// `none` turns TPM use off, whatever is discovered.
+pub const NO_TPM: &str = "none";
+
+/// The TCTI to use: the flag (or `COFFER_TPM_TCTI`), the file, else the kernel device when it
+/// exists; `none` anywhere in that order means no TPM.
+pub fn resolve_tcti(flag: Option<String>, file: Option<String>) -> Tcti {
+    match flag.or(file).filter(|t| !t.is_empty()) {
+        Some(t) if t == NO_TPM => Tcti::Off,
+        Some(t) => Tcti::Configured(t),
+        None => match coffer_tpm::discover() {
+            Some(t) => Tcti::Discovered(t),
+            None => Tcti::Off,
+        },
+    }
+}
+
+/// How the TPM is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tcti {
+    /// Named by the operator: failing to reach it is an error.
+    Configured(String),
+    /// Found on the machine: failing to reach it is a warning.
+    Discovered(String),
+    /// No TPM.
+    Off,
+}
+
+impl Tcti {
+    /// The TCTI string, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Configured(t) | Self::Discovered(t) => Some(t),
+            Self::Off => None,
+        }
+    }
+}
+
+/// Parses a PCR policy such as `sha256:0,2,7`.
+pub fn parse_pcrs(text: &str) -> Result<PcrPolicy, String> {
+    text.parse::<PcrPolicy>().map_err(|e| e.to_string())
 }
 
 impl FileConfig {
@@ -92,6 +163,9 @@ pub struct ServeFlags {
     pub max_connections: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub tpm_tcti: Option<String>,
+    pub store: Option<StoreKind>,
+    pub pcrs: Option<PcrPolicy>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -103,6 +177,10 @@ pub struct ServeConfig {
     pub key_file: Option<PathBuf>,
     pub service: ServiceConfig,
     pub limits: Limits,
+    pub tcti: Tcti,
+    pub store: StoreKind,
+    /// The PCR policy of a new store's TPM slot.
+    pub pcrs: PcrPolicy,
 }
 
 fn is_root() -> bool {
@@ -193,6 +271,15 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
     {
         limits.idle_timeout = t;
     }
+    let pcrs = match (flags.pcrs, &file.pcrs) {
+        (Some(p), _) => p,
+        (None, Some(text)) => {
+            parse_pcrs(text).map_err(|e| anyhow::anyhow!("pcrs in the configuration file: {e}"))?
+        }
+        (None, None) => PcrPolicy::default(),
+    };
+    let argon2 = argon2_params(&file)?;
+    let store = flags.store.or(file.store).unwrap_or_default();
     let key_file = flags.key_file.or(file.key_file);
     if let Some(k) = &key_file
         && k.is_dir()
@@ -206,19 +293,29 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
     Ok(ServeConfig {
         data_dir: flags
             .data_dir
-            .or(file.data_dir)
+            .or(file.data_dir.clone())
             .unwrap_or_else(default_data_dir),
         socket: flags
             .socket
-            .or(file.socket)
+            .or(file.socket.clone())
             .unwrap_or_else(default_serve_socket),
-        compat_socket: flags.compat_socket.or(file.compat_socket),
+        compat_socket: flags.compat_socket.or(file.compat_socket.clone()),
         key_file,
         service: ServiceConfig {
             cache,
             max_value_bytes,
+            argon2,
+            default_max_versions: match (file.max_versions, store) {
+                (Some(0), _) => None,
+                (Some(n), _) => Some(n),
+                (None, StoreKind::TpmNv) => Some(NV_DEFAULT_MAX_VERSIONS),
+                (None, StoreKind::Sqlite) => None,
+            },
         },
         limits,
+        tcti: resolve_tcti(flags.tpm_tcti, file.tpm_tcti),
+        store,
+        pcrs,
     })
 }
 
@@ -256,6 +353,39 @@ mod tests {
         assert_eq!(c.limits.request_timeout, Duration::from_secs(3));
         assert_eq!(c.socket, PathBuf::from("/tmp/from-file.sock"));
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_nv_store_keeps_few_versions_unless_told() {
+        let nv = |file: &str| {
+            let flags = ServeFlags {
+                store: Some(StoreKind::TpmNv),
+                ..Default::default()
+            };
+            resolve_serve(flags, toml::from_str(file).unwrap())
+                .unwrap()
+                .service
+                .default_max_versions
+        };
+        assert_eq!(nv(""), Some(NV_DEFAULT_MAX_VERSIONS));
+        assert_eq!(nv("max_versions = 5"), Some(5));
+        assert_eq!(nv("max_versions = 0"), None);
+        let sqlite = resolve_serve(ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(sqlite.service.default_max_versions, None);
+        assert_eq!(sqlite.store, StoreKind::Sqlite);
+        let file: FileConfig = toml::from_str(
+            r#"
+            store = "tpm-nv"
+            tpm_tcti = "none"
+            pcrs = "sha256:0,7"
+            "#,
+        )
+        .unwrap();
+        let c = resolve_serve(ServeFlags::default(), file).unwrap();
+        assert_eq!((c.store, c.tcti), (StoreKind::TpmNv, Tcti::Off));
+        assert_eq!(c.pcrs.to_string(), "sha256:0,7");
+        let bad: FileConfig = toml::from_str(r#"pcrs = "sha256:99""#).unwrap();
+        assert!(resolve_serve(ServeFlags::default(), bad).is_err());
     }
 
     #[test]

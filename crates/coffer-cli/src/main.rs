@@ -3,7 +3,7 @@
 //! The binary is thin: it parses arguments into a validated configuration (config.rs) and
 //! calls the library crates. Errors print as `coffer: <message>` and exit with the status of
 //! their stable code.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod bench;
 mod cmd;
@@ -48,7 +48,8 @@ enum Command {
     /// Run the daemon.
     ///
     /// With no configuration it runs on embedded defaults: SQLite in the data directory and,
-    /// on first start, a new store opened by a freshly minted key file (back it up).
+    /// on first start, a new store sealed to the TPM's PCR 7 when a TPM is reachable (add a
+    /// recovery slot), else one opened by a freshly minted key file (back it up).
     Serve(ServeArgs),
     /// Create a new store and print its recovery key (once, on standard output).
     Init(cmd::init::InitArgs),
@@ -73,12 +74,16 @@ enum Command {
     /// Run a command with secrets in its environment only:
     /// `coffer run --env DB_PASSWORD=db/password -- ./server`.
     Run(cmd::run::RunArgs),
-    /// Show the daemon's state: sealed or not, slots, cache. Never a value or a name.
+    /// Show the daemon's state: sealed or not, slots, the TPM, cache. Never a value or a name.
     Status(cmd::status::StatusArgs),
     /// Forget the keys and flush the cache; secrets are unreadable until `coffer unseal`.
     Seal,
-    /// Open a sealed store with a passphrase (default), the recovery key, or the key file.
+    /// Open a sealed store with a passphrase (default), the recovery key, the key file, or
+    /// the TPM.
     Unseal(cmd::status::UnsealArgs),
+    /// Manage the key slots that open the store: list, add, remove, reseal.
+    #[command(subcommand)]
+    Slots(cmd::slots::SlotsCommand),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
 }
@@ -144,6 +149,26 @@ struct ServeArgs {
     /// Time a keep-alive connection may stay idle [default: 60s]
     #[arg(long, env = "COFFER_IDLE_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// The TPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321; `none` runs without one [default: device:/dev/tpmrm0 when it exists]
+    #[arg(
+        long,
+        env = "COFFER_TPM_TCTI",
+        hide_env_values = true,
+        value_name = "TCTI"
+    )]
+    tpm_tcti: Option<String>,
+    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices [default: sqlite]
+    #[arg(
+        long,
+        env = "COFFER_STORE",
+        hide_env_values = true,
+        value_enum,
+        value_name = "STORE"
+    )]
+    store: Option<config::StoreKind>,
+    /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
+    #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
+    pcrs: Option<coffer_tpm::PcrPolicy>,
 }
 
 fn init_logging(default: &str) {
@@ -157,10 +182,28 @@ fn init_logging(default: &str) {
         .init();
 }
 
+/// Quiets tpm2-tss, which otherwise prints every TPM refusal (an expected PCR mismatch
+/// included) on standard error; coffer logs them itself, with context. An operator's own
+/// `TSS2_LOG` is kept.
+#[allow(unsafe_code)]
+fn quiet_tss() {
+    if std::env::var_os("TSS2_LOG").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing
+        // can read the environment concurrently.
+        unsafe { std::env::set_var("TSS2_LOG", "all+none") };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_tss();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
-    init_logging(if serving { "info" } else { "warn" });
+    // tss-esapi logs every TPM refusal itself; coffer logs them with their context.
+    init_logging(if serving {
+        "info,tss_esapi=off"
+    } else {
+        "warn,tss_esapi=off"
+    });
     let core_limit = match coffer_core::harden_process() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -178,6 +221,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::status(&client(socket), args),
         Command::Seal => cmd::status::seal(&client(socket)),
         Command::Unseal(args) => cmd::status::unseal(&client(socket), args),
+        Command::Slots(command) => cmd::slots::run(&client(socket), command),
         Command::Secrets(command) => cmd::secrets::run(&client(socket), command),
         Command::Namespaces(command) => cmd::namespaces::run(&client(socket), command),
         Command::Hmac(args) => cmd::compute::hmac(&client(socket), args),
@@ -194,7 +238,15 @@ fn main() -> ExitCode {
             let message = message(&e);
             match code {
                 Some(code) => {
-                    eprintln!("coffer: {message} ({code})");
+                    match e.downcast_ref::<ClientError>() {
+                        // A TPM's own code; the ones every not_found carries add nothing.
+                        Some(ClientError::Refused { rc: Some(rc), .. })
+                            if code.implied_rc() != Some(rc.as_str()) && !message.contains(rc) =>
+                        {
+                            eprintln!("coffer: {message} ({code}, rc {rc})");
+                        }
+                        _ => eprintln!("coffer: {message} ({code})"),
+                    }
                     ExitCode::from(code.exit_status())
                 }
                 None => {

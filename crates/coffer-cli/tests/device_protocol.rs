@@ -7,75 +7,18 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, assert_absent, code, raw};
+use common::{Daemon, assert_absent, check_device_workflows, code, node_device_client, raw};
 use serde_json::{Value, json};
-
-/// Runs Node.js with `/run` replaced, in a private mount namespace, by `run_dir`, so the
-/// reference client's hard-coded `/run/tpmd.sock` reaches the daemon's compat socket.
-fn node_in_namespace(run_dir: &Path, script: &Path) -> std::process::Output {
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "Node.js is missing: install it with `apt-get install -y nodejs` (the test script does)"
-    );
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test binds /run/tpmd.sock in a private mount namespace and must run as root \
-         (CI does; run the suite with sudo)"
-    );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(r#"mount --bind "$1" /run && exec node "$2""#)
-        .arg("sh")
-        .arg(run_dir)
-        .arg(script)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn the_reference_nodejs_client_works_unchanged_on_the_compat_socket() {
     let run = tempfile::tempdir().unwrap();
     let compat = run.path().join("tpmd.sock");
     let daemon = Daemon::start(&["--compat-socket", compat.to_str().unwrap()]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/device_client.js");
-    let out = node_in_namespace(run.path(), &script);
-    assert!(
-        out.status.success(),
-        "node failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        daemon.log()
-    );
-    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
-
-    // Workflow 1: {"ok":true,"index":"0x0152XXXX"}, nothing else.
-    let set = results["set"].as_object().unwrap();
-    assert_eq!(set.len(), 2, "{set:?}");
-    assert_eq!(set["ok"], json!(true));
-    let index = set["index"].as_str().unwrap();
-    assert!(
-        index.len() == 10
-            && index.starts_with("0x0152")
-            && index[6..].chars().all(|c| c.is_ascii_hexdigit()),
-        "{index}"
-    );
-    // Workflow 2: the value.
-    assert_eq!(results["get"], json!("sk_live_abc123xyz"));
-    // Workflow 3: rotation keeps the index.
-    assert_eq!(results["rotate"], json!({"ok": true, "index": index}));
-    assert_eq!(results["getRotated"], json!("sk_live_new_key_456"));
-    // Workflow 4: {"ok":true}.
-    assert_eq!(results["del"], json!({"ok": true}));
-    // After deletion: no value, and an error shaped as the device daemon's.
-    assert!(results.get("getDeleted").is_none(), "{results}");
-    let gone = &results["delDeleted"];
-    assert_eq!(gone["code"], json!("not_found"));
-    assert_eq!(gone["rc"], json!("0x18b"));
-    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()));
+    let results = node_device_client(run.path(), &daemon);
+    check_device_workflows(&results);
 
     // The compat socket and the main socket are the same store.
     daemon

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
-use coffer_types::wire::{UnsealWith, json_string_len};
+use coffer_types::wire::{SlotSummary, UnsealWith, json_string_len};
 use coffer_types::{
     DigestEncoding, ErrorCode, GeneratorSpec, HmacAlgorithm, Kind, NvIndex, SecretMeta,
     SecretSummary, Version, VersionInfo,
@@ -94,6 +94,14 @@ pub struct Response {
     pub header: Option<SecretBytes>,
     /// The namespaces.
     pub namespaces: Option<Vec<String>>,
+    /// The key slots.
+    pub slots: Option<Vec<SlotSummary>>,
+    /// The id of a slot just added.
+    pub slot_id: Option<u32>,
+    /// The recovery key of a recovery slot just added (shown once).
+    pub recovery_key: Option<SecretBytes>,
+    /// The slots resealed.
+    pub resealed: Option<Vec<u32>>,
     /// The error message.
     pub error: Option<String>,
     /// The error code.
@@ -636,6 +644,77 @@ impl Client {
         }
         self.call(&b.finish()).map(drop)
     }
+
+    /// The key slots.
+    pub fn slots(&self) -> Result<Vec<SlotSummary>, ClientError> {
+        self.call(&RequestBuilder::new("slot_list").finish())?
+            .slots
+            .ok_or(ClientError::Protocol("a slot_list reply without slots"))
+    }
+
+    /// Adds a key slot; answers its id and, for a recovery slot, the recovery key.
+    pub fn add_slot(&self, slot: &NewSlot<'_>) -> Result<AddedSlot, ClientError> {
+        let mut b = RequestBuilder::new("slot_add")
+            .field("kind", slot.kind)
+            .opt("pcrs", slot.pcrs)
+            .opt("path", slot.path);
+        if let Some(key) = slot.passphrase {
+            b = b.secret("key", key);
+        }
+        let mut reply = self.call(&b.finish())?;
+        Ok(AddedSlot {
+            id: reply
+                .slot_id
+                .ok_or(ClientError::Protocol("a slot_add reply without slot_id"))?,
+            recovery_key: reply.recovery_key.take(),
+        })
+    }
+
+    /// Removes a key slot (the daemon refuses the last one).
+    pub fn remove_slot(&self, id: u32) -> Result<(), ClientError> {
+        let request = RequestBuilder::new("slot_remove")
+            .number("slot_id", id.into())
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// Seals TPM slots (one, or all) to the PCRs' current values; answers those resealed.
+    pub fn reseal(
+        &self,
+        id: Option<u32>,
+        passphrase: Option<&SecretBytes>,
+    ) -> Result<Vec<u32>, ClientError> {
+        let mut b = RequestBuilder::new("slot_reseal").opt_number("slot_id", id.map(u64::from));
+        if let Some(key) = passphrase {
+            b = b.secret("key", key);
+        }
+        self.call(&b.finish())?
+            .resealed
+            .ok_or(ClientError::Protocol(
+                "a slot_reseal reply without resealed",
+            ))
+    }
+}
+
+/// A key slot to add.
+#[derive(Default)]
+pub struct NewSlot<'a> {
+    /// `file`, `passphrase`, `recovery`, `tpm` or `tpm+passphrase`.
+    pub kind: &'a str,
+    /// The PCR policy of a TPM slot, e.g. `sha256:0,2,7`.
+    pub pcrs: Option<&'a str>,
+    /// The key file of a file slot.
+    pub path: Option<&'a str>,
+    /// The passphrase of a passphrase slot.
+    pub passphrase: Option<&'a SecretBytes>,
+}
+
+/// A slot just added.
+pub struct AddedSlot {
+    /// Its id.
+    pub id: u32,
+    /// The recovery key, for a recovery slot: shown this once.
+    pub recovery_key: Option<SecretBytes>,
 }
 
 #[cfg(test)]

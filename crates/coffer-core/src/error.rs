@@ -5,6 +5,8 @@ use std::fmt;
 use coffer_store::StoreError;
 use coffer_types::{ErrorCode, NameError};
 
+use coffer_tpm::TpmError;
+
 use crate::datadir::DataDirError;
 use crate::keyfile::KeyFileError;
 
@@ -99,6 +101,14 @@ pub enum CoreError {
     /// `init` found a store or key already there.
     #[error("{0}")]
     AlreadyInitialized(String),
+    /// The TPM refused, or could not be reached.
+    #[error("{context}: {source}")]
+    Tpm {
+        /// What coffer was doing, e.g. `tpm slot 1 (PCRs sha256:7)`.
+        context: String,
+        /// What the TPM said.
+        source: TpmError,
+    },
 }
 
 impl CoreError {
@@ -118,6 +128,15 @@ impl CoreError {
             Self::Store(e) => e.code(),
             Self::KeyFile(_) | Self::DataDir(_) => ErrorCode::StoreUnavailable,
             Self::AlreadyInitialized(_) => ErrorCode::Conflict,
+            Self::Tpm { .. } => ErrorCode::Tpm,
+        }
+    }
+
+    /// The TPM return code to report beside the code, where one applies.
+    pub fn rc(&self) -> Option<String> {
+        match self {
+            Self::Tpm { source, .. } => source.rc().map(|rc| rc.to_string()),
+            _ => self.code().implied_rc().map(str::to_owned),
         }
     }
 

@@ -24,5 +24,5 @@ pub use harden::{CoreLimit, harden_process};
 pub use identity::Identity;
 pub use request::{ListRequest, Reply, Request, SecretOp, WriteOptions};
 pub use service::{Service, ServiceConfig};
-pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport};
-pub use vault::{KeyFiles, Vault};
+pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
+pub use vault::{FirstBoot, NewSlot, SlotAdded, Vault, VaultOptions};

@@ -54,6 +54,31 @@ pub enum Request {
         /// The passphrase or recovery key; none for a key file.
         key: Option<SecretBytes>,
     },
+    /// The key slots.
+    SlotList,
+    /// Add a key slot (the store must be unsealed).
+    SlotAdd {
+        /// `file`, `passphrase`, `recovery`, `tpm`, `tpm+passphrase`.
+        kind: String,
+        /// PCR policy of a TPM slot (default `sha256:7`).
+        pcrs: Option<String>,
+        /// The passphrase of a passphrase slot.
+        key: Option<SecretBytes>,
+        /// The key file of a file slot (default: beside the database).
+        path: Option<String>,
+    },
+    /// Remove a key slot (never the last).
+    SlotRemove {
+        /// Its id.
+        id: u32,
+    },
+    /// Seal TPM slots' node keys to the PCRs' current values.
+    SlotReseal {
+        /// One slot, or every TPM slot.
+        id: Option<u32>,
+        /// The passphrase, for a `tpm+passphrase` slot.
+        key: Option<SecretBytes>,
+    },
 }
 
 /// How a written value is described.
@@ -234,4 +259,15 @@ pub enum Reply {
     Namespaces(Vec<Namespace>),
     /// Status.
     Status(Box<StatusReport>),
+    /// The key slots.
+    Slots(Vec<crate::SlotSummary>),
+    /// A slot was added.
+    SlotAdded {
+        /// Its id.
+        id: u32,
+        /// The recovery key of a recovery slot, shown this once.
+        recovery: Option<SecretBytes>,
+    },
+    /// These slots were resealed.
+    Resealed(Vec<u32>),
 }

@@ -1,6 +1,7 @@
 //! What `status` reports: seal state and store facts, never a value or a secret's name.
 
 use coffer_types::Timestamp;
+pub use coffer_types::wire::SlotSummary;
 
 /// Whether the store can serve secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -14,18 +15,14 @@ pub enum SealState {
     Unavailable,
 }
 
-/// One key slot as shown to operators.
+/// Whether a TPM is reachable.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct SlotSummary {
-    /// Slot id.
-    pub id: u32,
-    /// `file`, `passphrase`, `recovery`.
-    pub kind: &'static str,
-    /// When it was added.
-    pub created: String,
-    /// The key file, for a file slot.
+pub struct TpmStatus {
+    /// A TPM answered at start.
+    pub present: bool,
+    /// Its TCTI.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub tcti: Option<String>,
 }
 
 /// The JIT cache's figures.
@@ -71,6 +68,8 @@ pub struct StatusReport {
     /// How many namespaces exist (known only while unsealed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<usize>,
+    /// The TPM.
+    pub tpm: TpmStatus,
     /// The cache.
     pub cache: CacheStatus,
     /// Locked memory.

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::bootstrap::{self, FirstSlot};
+use coffer_core::bootstrap;
 use coffer_core::{
-    Gate, Identity, KeyFiles, Reply, Request, SealState, SecretOp, Service, ServiceConfig, Vault,
-    WriteOptions,
+    FirstBoot, Gate, Identity, NewSlot, Reply, Request, SealState, SecretOp, Service,
+    ServiceConfig, Vault, VaultOptions, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_crypto::kdf::Argon2Params;
@@ -42,9 +42,9 @@ fn cheap() -> Argon2Params {
 fn first_boot(dir: &Path) -> Service {
     let vault = Vault::start(
         backend(dir),
-        KeyFiles {
-            path_override: None,
-            first_boot: Some(dir.join("coffer.key")),
+        VaultOptions {
+            first_boot: Some(FirstBoot::KeyFile(dir.join("coffer.key"))),
+            ..VaultOptions::default()
         },
     );
     Service::new(vault, ServiceConfig::default())
@@ -192,17 +192,18 @@ async fn a_passphrase_store_starts_sealed_and_opens_by_passphrase_or_recovery() 
     let dir = tempfile::tempdir().unwrap();
     let made = bootstrap::initialize(
         backend(dir.path()),
-        FirstSlot::Passphrase {
+        NewSlot::Passphrase {
             passphrase: SecretBytes::copy_from(b"correct horse"),
             argon2: cheap(),
         },
         true,
+        None,
     )
     .unwrap();
     let recovery = made.recovery.unwrap().display();
     drop(made.store);
     let service = Service::new(
-        Vault::start(backend(dir.path()), KeyFiles::default()),
+        Vault::start(backend(dir.path()), VaultOptions::default()),
         ServiceConfig::default(),
     );
     assert_eq!(state(&service).await, SealState::Sealed);

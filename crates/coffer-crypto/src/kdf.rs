@@ -19,6 +19,10 @@ pub mod context {
     pub const PASSPHRASE_SLOT: &str = "coffer 2026-11-22 passphrase slot wrapping key";
     /// The wrapping key of the `recovery` slot, from the recovery key.
     pub const RECOVERY_SLOT: &str = "coffer 2026-11-22 recovery slot wrapping key";
+    /// The wrapping key of a `tpm` slot, from the TPM-sealed node key.
+    pub const TPM_SLOT: &str = "coffer 2026-11-22 tpm slot wrapping key";
+    /// The wrapping key of a `tpm+passphrase` slot, from the node key and the Argon2id output.
+    pub const TPM_PASSPHRASE_SLOT: &str = "coffer 2026-11-22 tpm+passphrase slot wrapping key";
     /// The key that encrypts namespace paths in the store.
     pub const NAMESPACE_NAMES: &str = "coffer 2026-11-22 namespace name key";
 }

@@ -33,6 +33,12 @@ impl MasterKey {
         SecretBytes::random(KEY_LEN).map(Self)
     }
 
+    /// An independent copy in its own locked allocation (the vault keeps one to add slots
+    /// while the store holds another).
+    pub fn duplicate(&self) -> Self {
+        Self(self.0.clone())
+    }
+
     pub(crate) fn from_bytes(bytes: SecretBytes) -> Result<Self, CryptoError> {
         checked(bytes).map(Self)
     }

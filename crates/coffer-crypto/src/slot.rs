@@ -32,6 +32,10 @@ pub enum SlotKind {
     Passphrase,
     /// The recovery key shown once at init.
     Recovery,
+    /// A node key sealed by the TPM to a PCR policy: opens with no person present.
+    Tpm,
+    /// The TPM-sealed node key and a passphrase, both needed.
+    TpmPassphrase,
 }
 
 impl SlotKind {
@@ -41,7 +45,14 @@ impl SlotKind {
             Self::File => "file",
             Self::Passphrase => "passphrase",
             Self::Recovery => "recovery",
+            Self::Tpm => "tpm",
+            Self::TpmPassphrase => "tpm+passphrase",
         }
+    }
+
+    /// Whether the slot needs the TPM.
+    pub const fn uses_tpm(self) -> bool {
+        matches!(self, Self::Tpm | Self::TpmPassphrase)
     }
 }
 
@@ -71,6 +82,34 @@ pub enum SlotParams {
     },
     /// The recovery key.
     Recovery {},
+    /// A TPM-sealed node key.
+    Tpm {
+        /// The PCR policy it is sealed to, e.g. `sha256:7`.
+        pcrs: String,
+        /// The sealed object's public part (TPM2B_PUBLIC, marshalled).
+        #[serde(with = "b64")]
+        public: Vec<u8>,
+        /// The sealed object's private part (encrypted by the TPM).
+        #[serde(with = "b64")]
+        private: Vec<u8>,
+    },
+    /// A TPM-sealed node key and a passphrase.
+    #[serde(rename = "tpm+passphrase")]
+    TpmPassphrase {
+        /// The PCR policy the node key is sealed to.
+        pcrs: String,
+        /// The sealed object's public part.
+        #[serde(with = "b64")]
+        public: Vec<u8>,
+        /// The sealed object's private part.
+        #[serde(with = "b64")]
+        private: Vec<u8>,
+        /// Per-slot random salt for the passphrase.
+        #[serde(with = "b64")]
+        salt: Vec<u8>,
+        /// Argon2id cost.
+        argon2: Argon2Params,
+    },
 }
 
 impl SlotParams {
@@ -80,7 +119,37 @@ impl SlotParams {
             Self::File { .. } => SlotKind::File,
             Self::Passphrase { .. } => SlotKind::Passphrase,
             Self::Recovery {} => SlotKind::Recovery,
+            Self::Tpm { .. } => SlotKind::Tpm,
+            Self::TpmPassphrase { .. } => SlotKind::TpmPassphrase,
         }
+    }
+
+    /// The PCR policy of a TPM slot.
+    pub fn pcrs(&self) -> Option<&str> {
+        match self {
+            Self::Tpm { pcrs, .. } | Self::TpmPassphrase { pcrs, .. } => Some(pcrs),
+            _ => None,
+        }
+    }
+
+    /// The sealed node key of a TPM slot: (public, private).
+    pub fn sealed(&self) -> Option<(&[u8], &[u8])> {
+        match self {
+            Self::Tpm {
+                public, private, ..
+            }
+            | Self::TpmPassphrase {
+                public, private, ..
+            } => Some((public, private)),
+            _ => None,
+        }
+    }
+
+    /// A fresh salt, for a new `tpm+passphrase` slot.
+    pub fn new_salt() -> Result<Vec<u8>, CryptoError> {
+        let mut salt = vec![0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|_| CryptoError::Random)?;
+        Ok(salt)
     }
 
     /// Parameters for a new passphrase slot, with a fresh salt.
@@ -122,6 +191,28 @@ impl SlotKey {
     /// From the recovery key.
     pub fn from_recovery(key: &RecoveryKey) -> Self {
         Self(kdf::derive(context::RECOVERY_SLOT, key.bytes()))
+    }
+
+    /// From a node key the TPM unsealed (a `tpm` slot).
+    pub fn from_node_key(node: &SecretBytes) -> Self {
+        Self(kdf::derive(context::TPM_SLOT, node))
+    }
+
+    /// From a node key and a passphrase (a `tpm+passphrase` slot): both are needed. Costs an
+    /// Argon2id run.
+    pub fn from_node_key_and_passphrase(
+        node: &SecretBytes,
+        passphrase: &SecretBytes,
+        params: &SlotParams,
+    ) -> Result<Self, CryptoError> {
+        let SlotParams::TpmPassphrase { salt, argon2, .. } = params else {
+            return Err(CryptoError::Malformed("not a tpm+passphrase slot"));
+        };
+        let stretched = kdf::argon2id(passphrase, salt, *argon2)?;
+        let mut both = SecretBytes::zeroed(node.len() + stretched.len());
+        both.expose_secret_mut()[..node.len()].copy_from_slice(node.expose_secret());
+        both.expose_secret_mut()[node.len()..].copy_from_slice(stretched.expose_secret());
+        Ok(Self(kdf::derive(context::TPM_PASSPHRASE_SLOT, &both)))
     }
 }
 
@@ -278,6 +369,50 @@ mod tests {
         .unwrap();
         slot.id = 2;
         assert!(slot.unwrap_master(&SlotKey::from_recovery(&rk)).is_err());
+    }
+
+    #[test]
+    fn tpm_slots_need_the_node_key_and_their_passphrase() {
+        let master = MasterKey::generate().unwrap();
+        let node = SecretBytes::random(32).unwrap();
+        let tpm = SlotRecord::wrap(
+            1,
+            SlotParams::Tpm {
+                pcrs: "sha256:7".into(),
+                public: vec![1, 2],
+                private: vec![3],
+            },
+            &SlotKey::from_node_key(&node),
+            &master,
+        )
+        .unwrap();
+        assert!(tpm.unwrap_master(&SlotKey::from_node_key(&node)).is_ok());
+        let other = SecretBytes::random(32).unwrap();
+        assert!(tpm.unwrap_master(&SlotKey::from_node_key(&other)).is_err());
+
+        let params = SlotParams::TpmPassphrase {
+            pcrs: "sha256:0,7".into(),
+            public: vec![],
+            private: vec![],
+            salt: SlotParams::new_salt().unwrap(),
+            argon2: cheap(),
+        };
+        let pass = SecretBytes::copy_from(b"pass");
+        let key = SlotKey::from_node_key_and_passphrase(&node, &pass, &params).unwrap();
+        let both = SlotRecord::wrap(2, params.clone(), &key, &master).unwrap();
+        assert!(both.unwrap_master(&key).is_ok());
+        let wrong_pass =
+            SlotKey::from_node_key_and_passphrase(&node, &SecretBytes::copy_from(b"nope"), &params)
+                .unwrap();
+        assert!(both.unwrap_master(&wrong_pass).is_err());
+        let wrong_node = SlotKey::from_node_key_and_passphrase(&other, &pass, &params).unwrap();
+        assert!(both.unwrap_master(&wrong_node).is_err());
+        // Stored form.
+        let json = serde_json::to_string(&both).unwrap();
+        assert!(json.contains(r#""kind":"tpm+passphrase""#), "{json}");
+        let back: SlotRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.kind(), SlotKind::TpmPassphrase);
+        assert_eq!(back.params.pcrs(), Some("sha256:0,7"));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) async fn run<H: Handler>(
             Framed::Closed => return,
             Framed::Fatal(code, message) => {
                 out.clear();
-                protocol::error(&mut out, code, message, None);
+                protocol::error(&mut out, code, message, code.implied_rc(), None);
                 conn.send_and_close(&out).await;
                 return;
             }

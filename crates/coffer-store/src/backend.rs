@@ -108,6 +108,31 @@ pub struct NewSecret {
     pub created: Timestamp,
 }
 
+impl NewSecret {
+    /// The live row of the new secret, at `index`, whose first version is `first`.
+    pub fn into_row(
+        self,
+        namespace: NamespaceId,
+        name_hash: NameHash,
+        index: NvIndex,
+        first: &VersionRow,
+    ) -> SecretRow {
+        SecretRow {
+            id: self.id,
+            namespace,
+            name_hash,
+            name_ct: self.name_ct,
+            meta_ct: self.meta_ct,
+            index,
+            current: first.version,
+            kind: first.kind,
+            created: self.created,
+            updated: first.created,
+            revoked: None,
+        }
+    }
+}
+
 /// What a [`WritePlan`] decided.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -222,7 +247,8 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// Checks a modification: every version to destroy exists, and pruning keeps the newest.
-pub(crate) fn check_modification(
+/// Every backend calls it on what a [`ModifyPlan`] returned.
+pub fn check_modification(
     row: &SecretRow,
     versions: &[Version],
     m: &Modification,
@@ -238,8 +264,9 @@ pub(crate) fn check_modification(
     Ok(())
 }
 
-/// Checks a plan against the live row: the version it chose must be the next one.
-pub(crate) fn check_plan(current: Option<&SecretRow>, planned: &Planned) -> Result<(), StoreError> {
+/// Checks a plan against the live row: the version it chose must be the next one. Every
+/// backend calls it on what a [`WritePlan`] returned.
+pub fn check_plan(current: Option<&SecretRow>, planned: &Planned) -> Result<(), StoreError> {
     let expected = match current {
         Some(row) => row.current.next().ok_or(StoreError::Conflict(
             "the secret has reached the last version number",

@@ -558,12 +558,12 @@ pub fn revoke_keeps_history_and_frees_the_name<B: Backend>(make: &dyn Fn() -> Ma
     assert_eq!(revoked[0].name.as_str(), "k");
     assert!(revoked[0].revoked.is_some());
     assert_eq!(revoked[0].versions.len(), 2);
-    // The rows stay, still encrypted.
+    // The rows stay with their history (a backend short of space, TPM NV, may erase the
+    // ciphertexts of what can never be read again).
     let ns = backend.namespaces().expect("ns")[0].id;
     let rows = backend.revoked(&ns).expect("rows");
     assert!(rows[0].revoked.is_some());
-    let kept = backend.versions(&rows[0].id).expect("versions");
-    assert!(kept.iter().all(|v| v.ciphertext.is_some()));
+    assert_eq!(backend.versions(&rows[0].id).expect("versions").len(), 2);
 }
 
 /// Destroy erases chosen ciphertexts; the versions stay listed as destroyed.

@@ -23,7 +23,7 @@ pub mod conformance;
 
 pub use backend::{
     Backend, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, NewSecret,
-    Planned, SecretId, SecretRow, VersionRow, WritePlan, Written,
+    Planned, SecretId, SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;

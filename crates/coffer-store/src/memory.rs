@@ -152,24 +152,12 @@ impl Backend for MemoryBackend {
             }
             (None, Some(new)) => {
                 let index = state.free_index()?;
-                state.secrets.insert(
-                    new.id,
-                    SecretRow {
-                        id: new.id,
-                        namespace: *namespace,
-                        name_hash: *name,
-                        name_ct: new.name_ct,
-                        meta_ct: new.meta_ct,
-                        index,
-                        current: v.version,
-                        kind: v.kind,
-                        created: new.created,
-                        updated: v.created,
-                        revoked: None,
-                    },
-                );
-                state.live.insert(key, new.id);
-                (new.id, index, true)
+                let id = new.id;
+                state
+                    .secrets
+                    .insert(id, new.into_row(*namespace, *name, index, v));
+                state.live.insert(key, id);
+                (id, index, true)
             }
             (None, None) => return Err(StoreError::Malformed("a write plan created nothing")),
         };

@@ -52,6 +52,8 @@ pub struct Write<'a> {
     pub description: Option<String>,
     /// A new version limit (0: unlimited); `None` keeps the current one.
     pub max_versions: Option<u32>,
+    /// The version limit of a new secret written without one (`None`: unlimited).
+    pub new_max_versions: Option<u32>,
     /// How the value was minted, when the daemon minted it.
     pub generated: Option<GeneratorSpec>,
 }
@@ -67,6 +69,7 @@ impl<'a> Write<'a> {
             mode: WriteMode::Upsert,
             description: None,
             max_versions: None,
+            new_max_versions: None,
             generated: None,
         }
     }

@@ -44,11 +44,19 @@ string_enum! {
         NamespaceList = "namespace_list",
         /// Create a namespace.
         NamespaceCreate = "namespace_create",
+        /// The key slots (kind, PCR policy, creation time).
+        SlotList = "slot_list",
+        /// Add a key slot (the store must be unsealed).
+        SlotAdd = "slot_add",
+        /// Remove a key slot; never the last one.
+        SlotRemove = "slot_remove",
+        /// Seal TPM slots' node keys to the PCRs' current values.
+        SlotReseal = "slot_reseal",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
         generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
-        namespace_create, status, seal, unseal";
+        namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal";
 }
 
 string_enum! {
@@ -60,9 +68,28 @@ string_enum! {
         Recovery = "recovery",
         /// A key file slot: the daemon reads the key file itself.
         KeyFile = "file",
+        /// The TPM slots: the daemon asks its TPM again (after the PCRs were restored).
+        Tpm = "tpm",
     }
     /// A `slot` string that is not one of ours.
-    error UnknownSlot = "unknown slot; expected passphrase, recovery or file";
+    error UnknownSlot = "unknown slot; expected passphrase, recovery, file or tpm";
+}
+
+/// One key slot as shown to operators.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SlotSummary {
+    /// Slot id.
+    pub id: u32,
+    /// `file`, `passphrase`, `recovery`, `tpm`, `tpm+passphrase`.
+    pub kind: std::borrow::Cow<'static, str>,
+    /// When it was added.
+    pub created: String,
+    /// The key file, for a file slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The PCR policy, for a TPM slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcrs: Option<String>,
 }
 
 /// The error object every interface answers with:

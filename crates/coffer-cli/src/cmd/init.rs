@@ -2,15 +2,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use coffer_core::bootstrap::{self, FirstSlot};
+use coffer_core::NewSlot;
+use coffer_core::bootstrap;
 use coffer_core::datadir::DataDir;
-use coffer_store::{Backend, SqliteBackend, StoreHeader};
+use coffer_store::StoreHeader;
+use coffer_tpm::PcrPolicy;
 
-use crate::config::{self, FileConfig};
+use crate::cmd::serve::{open_backend, reach_tpm};
+use crate::config::{self, FileConfig, StoreKind, Tcti};
 use crate::input;
 
 /// The first slot of a new store.
@@ -20,6 +22,12 @@ pub enum SlotChoice {
     File,
     /// A passphrase (the store starts sealed; `coffer unseal` opens it).
     Passphrase,
+    /// A node key sealed by the TPM to a PCR policy: opens at every boot with no person
+    /// present, and never on another machine or after a change to the measured boot chain.
+    Tpm,
+    /// A TPM-sealed node key and a passphrase: both are needed to open the store.
+    #[value(name = "tpm+passphrase")]
+    TpmPassphrase,
 }
 
 /// Options of `coffer init`.
@@ -39,6 +47,20 @@ pub struct InitArgs {
     /// Where the key file goes, for --slot file [default: DATA_DIR/coffer.key]
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    /// PCR policy of a TPM slot: a bank and PCR numbers, e.g. sha256:0,2,7 [default: sha256:7]
+    #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
+    pcrs: Option<PcrPolicy>,
+    /// The TPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321 [default: device:/dev/tpmrm0]
+    #[arg(
+        long,
+        env = "COFFER_TPM_TCTI",
+        hide_env_values = true,
+        value_name = "TCTI"
+    )]
+    tpm_tcti: Option<String>,
+    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite, value_name = "STORE")]
+    store: StoreKind,
     /// Destroy an existing store or key file and start over (asks you to type 'overwrite')
     #[arg(long)]
     force: bool,
@@ -52,8 +74,19 @@ pub struct InitArgs {
     config: Option<PathBuf>,
 }
 
+fn where_(store: StoreKind, dir: &DataDir) -> String {
+    match store {
+        StoreKind::Sqlite => dir.root().display().to_string(),
+        StoreKind::TpmNv => "the TPM's NV".to_owned(),
+    }
+}
+
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
+    let uses_tpm = matches!(args.slot, SlotChoice::Tpm | SlotChoice::TpmPassphrase);
+    if args.pcrs.is_some() && !uses_tpm {
+        bail!("--pcrs applies to --slot tpm and --slot tpm+passphrase only");
+    }
     let data_dir = args.data_dir.unwrap_or_else(config::default_data_dir);
     let dir = DataDir::lock(&data_dir)
         .context("a running daemon holds this data directory; stop it before initializing")?;
@@ -65,11 +98,30 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             key_file.join("coffer.key").display()
         );
     }
-    let existing_store = {
-        let backend = SqliteBackend::open(&dir.database())?;
-        StoreHeader::load(&backend)?.is_some()
+    let tpm = if uses_tpm || args.store == StoreKind::TpmNv {
+        let tcti = match config::resolve_tcti(args.tpm_tcti, None) {
+            Tcti::Off => bail!(
+                "no TPM is reachable: {} does not exist and COFFER_TPM_TCTI is not set \
+                 (give --tpm-tcti, or choose --slot file or passphrase)",
+                coffer_tpm::DEVICE
+            ),
+            Tcti::Configured(t) | Tcti::Discovered(t) => Tcti::Configured(t),
+        };
+        reach_tpm(&tcti)?
+    } else {
+        None
     };
+    let backend = open_backend(args.store, &dir, tpm.as_ref(), false)?;
+    let existing_store = StoreHeader::load(backend.as_ref())?.is_some();
+    if existing_store && args.store == StoreKind::TpmNv {
+        bail!(
+            "the TPM's NV already holds a coffer store; re-initializing it in place is not \
+             supported. Delete its secrets and undefine its indices (or clear the TPM), then \
+             run init again"
+        );
+    }
     let existing_key = args.slot == SlotChoice::File && key_file.exists();
+    drop(backend);
     if existing_store || existing_key {
         let what = if existing_store {
             format!("{} already holds a coffer store", dir.root().display())
@@ -94,15 +146,23 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot remove {}", key_file.display()))?;
         }
     }
+    let pcrs = args.pcrs.unwrap_or_default();
     let first = match args.slot {
-        SlotChoice::File => FirstSlot::KeyFile(key_file.clone()),
-        SlotChoice::Passphrase => FirstSlot::Passphrase {
+        SlotChoice::File => NewSlot::KeyFile(key_file.clone()),
+        SlotChoice::Passphrase => NewSlot::Passphrase {
+            passphrase: input::new_passphrase()?,
+            argon2: config::argon2_params(&file)?,
+        },
+        SlotChoice::Tpm => NewSlot::Tpm { pcrs: pcrs.clone() },
+        SlotChoice::TpmPassphrase => NewSlot::TpmPassphrase {
+            pcrs: pcrs.clone(),
             passphrase: input::new_passphrase()?,
             argon2: config::argon2_params(&file)?,
         },
     };
-    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&dir.database())?);
-    let made = bootstrap::initialize(backend, first, true)?;
+    // The database may have been removed (--force): open it afresh.
+    let backend = open_backend(args.store, &dir, tpm.as_ref(), false)?;
+    let made = bootstrap::initialize(backend, first, true, tpm)?;
     let recovery = made
         .recovery
         .context("initialization made no recovery key")?
@@ -118,6 +178,19 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             "Initialized a coffer store in {} with a passphrase slot and a recovery slot.\n\
              The daemon will start sealed; open it with `coffer unseal`.",
             dir.root().display()
+        ),
+        SlotChoice::Tpm => eprintln!(
+            "Initialized a coffer store in {} with a tpm slot (PCR policy {pcrs}) and a \
+             recovery slot.\nThe daemon opens it at every start through the TPM; after an \
+             intended change of those PCRs, unseal with the recovery key and run \
+             `coffer slots reseal`.",
+            where_(args.store, &dir)
+        ),
+        SlotChoice::TpmPassphrase => eprintln!(
+            "Initialized a coffer store in {} with a tpm+passphrase slot (PCR policy {pcrs}) \
+             and a recovery slot.\nThe daemon will start sealed; open it with `coffer unseal` \
+             and the passphrase.",
+            where_(args.store, &dir)
         ),
     }
     eprintln!(

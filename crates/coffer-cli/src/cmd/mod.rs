@@ -7,5 +7,6 @@ pub mod run;
 pub mod secret;
 pub mod secrets;
 pub mod serve;
+pub mod slots;
 pub mod status;
 mod table;

@@ -1,18 +1,101 @@
-//! `coffer serve`: open the store, listen, and stop cleanly on SIGTERM or SIGINT.
+//! `coffer serve`: reach the TPM, open the store, listen, and stop cleanly on SIGTERM or
+//! SIGINT.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use coffer_core::datadir::DataDir;
-use coffer_core::{KeyFiles, Service, Vault};
+use coffer_core::{FirstBoot, Service, Vault, VaultOptions};
 use coffer_server::protocol::CofferHandler;
-use coffer_store::{Backend, SqliteBackend};
+use coffer_store::{Backend, SqliteBackend, StoreHeader};
+use coffer_tpm::Tpm;
+use coffer_tpm::nv::NvBackend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::ServeArgs;
-use crate::config::{self, FileConfig, ServeFlags};
+use crate::config::{self, FileConfig, ServeFlags, StoreKind, Tcti};
+
+/// Connects to the TPM: an operator-named TPM that does not answer is an error, a discovered
+/// one a warning (the daemon runs on its other slots).
+pub fn reach_tpm(tcti: &Tcti) -> anyhow::Result<Option<Arc<Tpm>>> {
+    let opened = match tcti {
+        Tcti::Off => return Ok(None),
+        Tcti::Configured(t) | Tcti::Discovered(t) => Tpm::open(t),
+    };
+    match (opened, tcti) {
+        (Ok(tpm), _) => {
+            tracing::info!(tcti = tpm.tcti(), "TPM reachable");
+            Ok(Some(Arc::new(tpm)))
+        }
+        (Err(e), Tcti::Configured(_)) => Err(e).context(
+            "the configured TPM does not answer (check --tpm-tcti or COFFER_TPM_TCTI; \
+             `none` runs without a TPM)",
+        ),
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "a TPM was found but does not answer; TPM slots cannot open");
+            Ok(None)
+        }
+    }
+}
+
+/// Opens the backend `kind`. With `guard`, refuses the mix-up of serving one kind while the
+/// store was made in the other (which would silently start a new, empty store).
+pub fn open_backend(
+    kind: StoreKind,
+    dir: &DataDir,
+    tpm: Option<&Arc<Tpm>>,
+    guard: bool,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let sqlite = || -> anyhow::Result<SqliteBackend> {
+        SqliteBackend::open(&dir.database())
+            .with_context(|| format!("cannot open the store in {}", dir.root().display()))
+    };
+    let nv = |tpm: &Arc<Tpm>| -> anyhow::Result<NvBackend> {
+        NvBackend::open(tpm.clone()).context("cannot open the store in the TPM's NV")
+    };
+    let backend: Arc<dyn Backend> = match kind {
+        StoreKind::Sqlite => {
+            let backend = sqlite()?;
+            if guard
+                && StoreHeader::load(&backend)?.is_none()
+                && let Some(tpm) = tpm
+                && StoreHeader::load(&nv(tpm)?)?.is_some()
+            {
+                bail!(
+                    "{} holds no store, but the TPM's NV holds one (made with --store tpm-nv); \
+                     serve it with --store tpm-nv",
+                    dir.root().display()
+                );
+            }
+            Arc::new(backend)
+        }
+        StoreKind::TpmNv => {
+            let Some(tpm) = tpm else {
+                bail!(
+                    "--store tpm-nv needs a TPM and none is reachable (set --tpm-tcti or \
+                     COFFER_TPM_TCTI, or check {})",
+                    coffer_tpm::DEVICE
+                );
+            };
+            let backend = nv(tpm)?;
+            if guard
+                && StoreHeader::load(&backend)?.is_none()
+                && dir.database().exists()
+                && StoreHeader::load(&sqlite()?)?.is_some()
+            {
+                bail!(
+                    "the TPM's NV holds no store, but {} holds one; serve it with --store \
+                     sqlite (the default)",
+                    dir.root().display()
+                );
+            }
+            Arc::new(backend)
+        }
+    };
+    Ok(backend)
+}
 
 pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
@@ -27,30 +110,46 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             request_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
+            tpm_tcti: args.tpm_tcti,
+            store: args.store,
+            pcrs: args.pcrs,
         },
         file,
     )?;
     let dir = DataDir::lock(&cfg.data_dir)?;
-    let backend: Arc<dyn Backend> = Arc::new(
-        SqliteBackend::open(&dir.database())
-            .with_context(|| format!("cannot open the store in {}", dir.root().display()))?,
+    let tpm = reach_tpm(&cfg.tcti)?;
+    let started = std::time::Instant::now();
+    let backend = open_backend(cfg.store, &dir, tpm.as_ref(), true)?;
+    tracing::info!(
+        store = cfg.store.as_str(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "store opened"
     );
-    let first_boot = cfg
-        .key_file
-        .clone()
-        .unwrap_or_else(|| dir.default_key_file());
+    // A new store is sealed to the TPM when there is one, else opened by a minted key file.
+    let first_boot = match &tpm {
+        Some(_) => FirstBoot::Tpm(cfg.pcrs.clone()),
+        None => FirstBoot::KeyFile(dir.default_key_file()),
+    };
+    let started = std::time::Instant::now();
     let vault = Vault::start(
         backend,
-        KeyFiles {
-            path_override: cfg.key_file.clone(),
+        VaultOptions {
+            key_file: cfg.key_file.clone(),
+            tpm,
             first_boot: Some(first_boot),
         },
+    );
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "vault opened"
     );
     let service = Arc::new(Service::new(vault, cfg.service));
     let mut sockets = vec![cfg.socket.clone()];
     sockets.extend(cfg.compat_socket.clone());
     tracing::info!(
         data_dir = %dir.root().display(),
+        store = cfg.store.as_str(),
+        tpm = cfg.tcti.name().unwrap_or("none"),
         ttl_seconds = service.ttl().as_secs(),
         "coffer {} starting",
         env!("CARGO_PKG_VERSION")

@@ -18,11 +18,15 @@ pub struct StatusArgs {
 #[derive(Args, Debug)]
 pub struct UnsealArgs {
     /// Use the recovery key shown at `coffer init`
-    #[arg(long, conflicts_with = "key_file")]
+    #[arg(long, conflicts_with_all = ["key_file", "tpm"])]
     recovery: bool,
     /// Have the daemon read its key file again (after fixing or restoring it)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tpm")]
     key_file: bool,
+    /// Have the daemon ask its TPM again (after the PCRs were restored); a tpm+passphrase
+    /// slot opens with the passphrase (the default)
+    #[arg(long)]
+    tpm: bool,
 }
 
 pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
@@ -43,15 +47,20 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     if let Some(n) = report.get("namespaces").and_then(|v| v.as_u64()) {
         println!("namespaces: {n}");
     }
+    let tpm = &report["tpm"];
+    match (tpm["present"].as_bool(), tpm["tcti"].as_str()) {
+        (Some(true), Some(tcti)) => println!("tpm:        present ({tcti})"),
+        _ => println!("tpm:        none"),
+    }
     println!("slots:");
     for slot in report["slots"].as_array().into_iter().flatten() {
-        let path = slot
-            .get("path")
-            .and_then(|p| p.as_str())
-            .map(|p| format!("  {p}"))
-            .unwrap_or_default();
+        let detail = match (slot["pcrs"].as_str(), slot["path"].as_str()) {
+            (Some(pcrs), _) => format!("  PCR policy {pcrs}"),
+            (None, Some(path)) => format!("  {path}"),
+            (None, None) => String::new(),
+        };
         println!(
-            "  {:>3}  {:<11} created {}{path}",
+            "  {:>3}  {:<14} created {}{detail}",
             slot["id"],
             slot["kind"].as_str().unwrap_or("?"),
             slot["created"].as_str().unwrap_or("?"),
@@ -79,6 +88,8 @@ pub fn seal(client: &Client) -> anyhow::Result<()> {
 pub fn unseal(client: &Client, args: UnsealArgs) -> anyhow::Result<()> {
     if args.key_file {
         client.unseal(UnsealWith::KeyFile, None)?;
+    } else if args.tpm {
+        client.unseal(UnsealWith::Tpm, None)?;
     } else if args.recovery {
         let key = input::line_secret("Recovery key (input hidden): ")?;
         client.unseal(UnsealWith::Recovery, Some(&key))?;

@@ -84,6 +84,8 @@ impl Daemon {
             .args(&self.args)
             .env("COFFER_LOG", "trace")
             .env_remove("COFFER_SOCKET")
+            // No TPM unless a test gives one: the key-file defaults are under test here.
+            .env("COFFER_TPM_TCTI", "none")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -235,4 +237,72 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// Runs Node.js with `/run` replaced, in a private mount namespace, by `run_dir`, so the
+/// reference client's hard-coded `/run/tpmd.sock` reaches the daemon's compat socket.
+pub fn node_in_namespace(run_dir: &Path, script: &Path) -> std::process::Output {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "Node.js is missing: install it with `apt-get install -y nodejs` (the test script does)"
+    );
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test binds /run/tpmd.sock in a private mount namespace and must run as root \
+         (CI does; run the suite with sudo)"
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /run && exec node "$2""#)
+        .arg("sh")
+        .arg(run_dir)
+        .arg(script)
+        .output()
+        .unwrap()
+}
+
+/// Runs the reference Node.js client (tests/node/device_client.js) against the daemon's
+/// compat socket `run_dir/tpmd.sock` and answers what its workflows returned.
+pub fn node_device_client(run_dir: &Path, daemon: &Daemon) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/device_client.js");
+    let out = node_in_namespace(run_dir, &script);
+    assert!(
+        out.status.success(),
+        "node failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Checks the four documented workflows of reference 000 answered as the device daemon does;
+/// answers the index `set` returned.
+pub fn check_device_workflows(results: &serde_json::Value) -> String {
+    use serde_json::json;
+    // Workflow 1: {"ok":true,"index":"0x0152XXXX"}, nothing else.
+    let set = results["set"].as_object().unwrap();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set["ok"], json!(true));
+    let index = set["index"].as_str().unwrap();
+    assert!(
+        index.len() == 10
+            && index.starts_with("0x0152")
+            && index[6..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{index}"
+    );
+    // Workflow 2: the value.
+    assert_eq!(results["get"], json!("sk_live_abc123xyz"));
+    // Workflow 3: rotation keeps the index.
+    assert_eq!(results["rotate"], json!({"ok": true, "index": index}));
+    assert_eq!(results["getRotated"], json!("sk_live_new_key_456"));
+    // Workflow 4: {"ok":true}.
+    assert_eq!(results["del"], json!({"ok": true}));
+    // After deletion: no value, and an error shaped as the device daemon's.
+    assert!(results.get("getDeleted").is_none(), "{results}");
+    let gone = &results["delDeleted"];
+    assert_eq!(gone["code"], json!("not_found"));
+    assert_eq!(gone["rc"], json!("0x18b"));
+    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()));
+    index.to_owned()
 }

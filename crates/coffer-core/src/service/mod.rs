@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
+use coffer_crypto::kdf::Argon2Params;
 use coffer_store::{ListQuery, SecretStore};
 use coffer_types::wire::UnsealWith;
 use coffer_types::{Capability, Namespace, SecretName};
@@ -21,8 +22,9 @@ use crate::cache::{CacheLimits, JitCache};
 use crate::gate::{Access, FirstBootPolicy, Policy, RateLimiter, Unlimited};
 use crate::request::ListRequest;
 use crate::status::{CacheStatus, StatusReport};
-use crate::vault::Vault;
+use crate::vault::{NewSlot, Vault};
 use crate::{CoreError, Gate, Identity, Refusal, Reply, Request};
+use coffer_tpm::PcrPolicy;
 
 /// Most names one `list` page returns.
 pub const MAX_LIST_LIMIT: usize = 10_000;
@@ -34,6 +36,11 @@ pub struct ServiceConfig {
     pub cache: CacheLimits,
     /// The largest value accepted, in bytes.
     pub max_value_bytes: usize,
+    /// Argon2id cost of passphrase slots added at run time.
+    pub argon2: Argon2Params,
+    /// The version limit of a new secret written without one (`None`: unlimited). The TPM NV
+    /// store defaults to a small one: NV holds kilobytes, and every kept version takes room.
+    pub default_max_versions: Option<u32>,
 }
 
 impl Default for ServiceConfig {
@@ -41,6 +48,8 @@ impl Default for ServiceConfig {
         Self {
             cache: CacheLimits::default(),
             max_value_bytes: 1 << 20,
+            argon2: Argon2Params::default(),
+            default_max_versions: None,
         }
     }
 }
@@ -127,7 +136,94 @@ impl Service {
             Request::Status => self.status(who).await,
             Request::Seal => self.seal(who),
             Request::Unseal { with, key } => self.unseal(who, with, key).await,
+            Request::SlotList => {
+                self.sudo(who)?;
+                let vault = self.vault.clone();
+                blocking(move || vault.slots())
+                    .await
+                    .map(Reply::Slots)
+                    .map_err(at(Gate::Store))
+            }
+            Request::SlotAdd {
+                kind,
+                pcrs,
+                key,
+                path,
+            } => self.add_slot(who, kind, pcrs, key, path).await,
+            Request::SlotRemove { id } => {
+                self.sudo(who)?;
+                let vault = self.vault.clone();
+                blocking(move || vault.remove_slot(id))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                tracing::info!(event = "secret_action", action = "slot_remove", slot = id, actor = %who, "slot removed");
+                Ok(Reply::Done)
+            }
+            Request::SlotReseal { id, key } => {
+                self.sudo(who)?;
+                let vault = self.vault.clone();
+                let done = blocking(move || vault.reseal(id, key))
+                    .await
+                    .map_err(at(Gate::Store))?;
+                tracing::info!(event = "secret_action", action = "slot_reseal", slots = ?done, actor = %who, "slots resealed");
+                Ok(Reply::Resealed(done))
+            }
         }
+    }
+
+    async fn add_slot(
+        &self,
+        who: &Identity,
+        kind: String,
+        pcrs: Option<String>,
+        key: Option<SecretBytes>,
+        path: Option<String>,
+    ) -> Gated<Reply> {
+        self.sudo(who)?;
+        let invalid = |m: String| Refusal::at(Gate::Validation, CoreError::InvalidRequest(m));
+        let pcrs = pcrs
+            .map(|p| p.parse::<PcrPolicy>())
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?
+            .unwrap_or_default();
+        let passphrase = |key: Option<SecretBytes>| {
+            key.filter(|k| !k.is_empty())
+                .ok_or_else(|| invalid(format!("a {kind} slot needs `key`, its passphrase")))
+        };
+        let argon2 = self.config.argon2;
+        let new = match kind.as_str() {
+            "file" => NewSlot::KeyFile(
+                path.map(std::path::PathBuf::from)
+                    .ok_or_else(|| invalid("a file slot needs `path`".to_owned()))?,
+            ),
+            "passphrase" => NewSlot::Passphrase {
+                passphrase: passphrase(key)?,
+                argon2,
+            },
+            "recovery" => NewSlot::Recovery,
+            "tpm" => NewSlot::Tpm { pcrs },
+            "tpm+passphrase" => NewSlot::TpmPassphrase {
+                pcrs,
+                passphrase: passphrase(key)?,
+                argon2,
+            },
+            _ => {
+                return Err(invalid(
+                    "the slot kind is one of file, passphrase, recovery, tpm, tpm+passphrase"
+                        .to_owned(),
+                ));
+            }
+        };
+        let kind_name = new.kind().as_str();
+        let vault = self.vault.clone();
+        let added = blocking(move || vault.add_slot(new))
+            .await
+            .map_err(at(Gate::Store))?;
+        tracing::info!(event = "secret_action", action = "slot_add", kind = kind_name, slot = added.id, actor = %who, "slot added");
+        Ok(Reply::SlotAdded {
+            id: added.id,
+            recovery: added.recovery.map(|r| r.display()),
+        })
     }
 
     /// Gates 1 to 5 for work in a namespace: the store, the namespace, the caller's right

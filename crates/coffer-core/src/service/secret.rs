@@ -290,6 +290,7 @@ impl Service {
     ) -> Gated<(coffer_types::NvIndex, Version)> {
         let (ns, name) = key.clone();
         let actor = who.actor();
+        let new_max_versions = self.config.default_max_versions;
         let written = blocking(move || {
             let options = w.options;
             let mut write = Write::new(&w.value, &actor);
@@ -302,6 +303,7 @@ impl Service {
             write.mode = w.mode;
             write.description = options.description;
             write.max_versions = options.max_versions;
+            write.new_max_versions = new_max_versions;
             write.generated = w.generated;
             Ok(store.set(&ns, &name, write)?)
         })

@@ -188,7 +188,7 @@ macro_rules! fields {
 
 /// A set of fields, one bit each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct FieldSet(u32);
+pub(super) struct FieldSet(u64);
 
 impl FieldSet {
     /// The empty set.
@@ -270,6 +270,9 @@ fields! {
     user: String = "a string",
     slot: String = "a string",
     key: SecretBytes = "a string",
+    pcrs: String = "a string",
+    path: String = "a string",
+    slot_id: u64 = "a positive integer",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -33,7 +33,7 @@ impl Handler for CofferHandler {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(code = %e.code, peer = %peer, "request refused before the gates: {}", e.message);
-                error(out, e.code, &e.message, None);
+                error(out, e.code, &e.message, e.code.implied_rc(), None);
                 return Flow { keep_alive: false };
             }
         };
@@ -51,6 +51,7 @@ impl Handler for CofferHandler {
                     out,
                     code,
                     &refusal.error.client_message(),
+                    refusal.error.rc().as_deref(),
                     parsed.id.as_deref(),
                 );
             }

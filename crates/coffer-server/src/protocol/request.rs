@@ -47,6 +47,8 @@ fn takes(action: Action) -> FieldSet {
     const BASIC_AUTH: FieldSet = ONE.and(field_set!(user));
     const NAMESPACE: FieldSet = field_set!(namespace);
     const UNSEAL: FieldSet = field_set!(slot, key);
+    const SLOT_ADD: FieldSet = field_set!(kind, pcrs, key, path);
+    const SLOT_RESEAL: FieldSet = field_set!(slot_id, key);
     match action {
         Action::Set => SET,
         Action::Get => GET,
@@ -60,6 +62,9 @@ fn takes(action: Action) -> FieldSet {
         Action::BasicAuth => BASIC_AUTH,
         Action::NamespaceCreate => NAMESPACE,
         Action::Unseal => UNSEAL,
+        Action::SlotAdd => SLOT_ADD,
+        Action::SlotRemove => field_set!(slot_id),
+        Action::SlotReseal => SLOT_RESEAL,
         _ => FieldSet::EMPTY,
     }
 }
@@ -86,6 +91,10 @@ fn positive(n: u64, field: &str) -> Result<Version, ParseError> {
         .ok()
         .and_then(Version::new)
         .ok_or_else(|| invalid(format!("field `{field}` must be a positive integer")))
+}
+
+fn slot_id(n: u64) -> Result<u32, ParseError> {
+    u32::try_from(n).map_err(|_| invalid("field `slot_id` is not a slot of this store"))
 }
 
 /// The value of `set` or `rotate`: `value`, or `value_b64` decoded (refused early when its
@@ -298,10 +307,30 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                 None if key.is_some() => UnsealWith::Passphrase,
                 None => UnsealWith::KeyFile,
                 Some(s) => s.parse().map_err(|_| {
-                    invalid("field `slot` must be `passphrase`, `recovery` or `file`")
+                    invalid("field `slot` must be `passphrase`, `recovery`, `file` or `tpm`")
                 })?,
             };
             return Ok(Request::Unseal { with, key });
+        }
+        Action::SlotList => return Ok(Request::SlotList),
+        Action::SlotAdd => {
+            return Ok(Request::SlotAdd {
+                kind: needs(f.kind.take(), "kind", action)?,
+                pcrs: f.pcrs.take(),
+                key: f.key.take(),
+                path: f.path.take(),
+            });
+        }
+        Action::SlotRemove => {
+            return Ok(Request::SlotRemove {
+                id: slot_id(needs(f.slot_id.take(), "slot_id", action)?)?,
+            });
+        }
+        Action::SlotReseal => {
+            return Ok(Request::SlotReseal {
+                id: f.slot_id.take().map(slot_id).transpose()?,
+                key: f.key.take(),
+            });
         }
         _ => return Err(invalid("this action is not available on the socket")),
     };
@@ -579,10 +608,75 @@ mod tests {
                 key: None
             }
         ));
+        assert!(matches!(
+            ok(r#"{"action":"unseal","slot":"tpm"}"#).request,
+            Request::Unseal {
+                with: UnsealWith::Tpm,
+                key: None
+            }
+        ));
         assert!(
-            err(r#"{"action":"unseal","slot":"tpm"}"#)
+            err(r#"{"action":"unseal","slot":"hsm"}"#)
                 .message
                 .contains("`slot`")
+        );
+    }
+
+    #[test]
+    fn slot_actions() {
+        assert!(matches!(
+            ok(r#"{"action":"slot_list"}"#).request,
+            Request::SlotList
+        ));
+        let Request::SlotAdd {
+            kind,
+            pcrs,
+            key,
+            path,
+        } = ok(r#"{"action":"slot_add","kind":"tpm+passphrase","pcrs":"sha256:0,7","key":"pw"}"#)
+            .request
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (kind.as_str(), pcrs.as_deref(), path),
+            ("tpm+passphrase", Some("sha256:0,7"), None)
+        );
+        assert_eq!(key.unwrap().expose_secret(), b"pw");
+        assert!(err(r#"{"action":"slot_add"}"#).message.contains("`kind`"));
+        assert!(matches!(
+            ok(r#"{"action":"slot_remove","slot_id":3}"#).request,
+            Request::SlotRemove { id: 3 }
+        ));
+        assert!(
+            err(r#"{"action":"slot_remove"}"#)
+                .message
+                .contains("`slot_id`")
+        );
+        assert!(
+            err(r#"{"action":"slot_remove","slot_id":4294967296}"#)
+                .message
+                .contains("`slot_id`")
+        );
+        assert!(matches!(
+            ok(r#"{"action":"slot_reseal"}"#).request,
+            Request::SlotReseal {
+                id: None,
+                key: None
+            }
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"slot_reseal","slot_id":1,"key":"pw"}"#).request,
+            Request::SlotReseal {
+                id: Some(1),
+                key: Some(_)
+            }
+        ));
+        // Fields of one slot action are refused on another.
+        assert!(
+            err(r#"{"action":"slot_remove","slot_id":1,"pcrs":"sha256:7"}"#)
+                .message
+                .contains("`pcrs`")
         );
     }
 }

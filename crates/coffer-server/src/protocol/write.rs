@@ -72,6 +72,17 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
         }
         Reply::Namespaces(all) => ok_with(out, "namespaces", all),
         Reply::Status(report) => ok_with(out, "status", report),
+        Reply::Slots(slots) => ok_with(out, "slots", slots),
+        Reply::SlotAdded { id: slot, recovery } => {
+            let need = 64 + recovery.as_ref().map_or(0, secret_len) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            ok_with(out, "slot_id", slot);
+            if let Some(key) = recovery {
+                out.extend_from_slice(b",\"recovery_key\":");
+                secret_string(out, key);
+            }
+        }
+        Reply::Resealed(slots) => ok_with(out, "resealed", slots),
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);
@@ -151,14 +162,20 @@ fn reserve_exact(mut buf: Vec<u8>, need: usize) -> Vec<u8> {
     bigger
 }
 
-/// Writes an error reply.
-pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, id: Option<&str>) {
+/// Writes an error reply; `rc` is the TPM return code where one applies.
+pub fn error(
+    out: &mut Vec<u8>,
+    code: ErrorCode,
+    message: &str,
+    rc: Option<&str>,
+    id: Option<&str>,
+) {
     out.extend_from_slice(b"{\"error\":");
     string(out, message);
     out.extend_from_slice(b",\"code\":\"");
     out.extend_from_slice(code.as_str().as_bytes());
     out.push(b'"');
-    if let Some(rc) = code.implied_rc() {
+    if let Some(rc) = rc {
         out.extend_from_slice(b",\"rc\":\"");
         out.extend_from_slice(rc.as_bytes());
         out.push(b'"');
@@ -214,6 +231,7 @@ mod tests {
             &mut out,
             ErrorCode::NotFound,
             "no such secret",
+            ErrorCode::NotFound.implied_rc(),
             Some("\"a\""),
         );
         assert_eq!(
@@ -271,6 +289,40 @@ mod tests {
             None,
         );
         assert_eq!(text(&out), "{\"ok\":true,\"destroyed\":[1]}\n");
+    }
+
+    #[test]
+    fn slot_replies_and_tpm_codes() {
+        let mut out = Vec::new();
+        let added = Reply::SlotAdded {
+            id: 3,
+            recovery: Some(SecretBytes::copy_from(b"ABCD-EFGH")),
+        };
+        reply(&mut out, Action::SlotAdd, &added, Some("1"));
+        assert_eq!(
+            text(&out),
+            "{\"ok\":true,\"slot_id\":3,\"recovery_key\":\"ABCD-EFGH\",\"id\":1}\n"
+        );
+        out.clear();
+        reply(
+            &mut out,
+            Action::SlotReseal,
+            &Reply::Resealed(vec![1, 4]),
+            None,
+        );
+        assert_eq!(text(&out), "{\"ok\":true,\"resealed\":[1,4]}\n");
+        out.clear();
+        error(
+            &mut out,
+            ErrorCode::Tpm,
+            "policy check failed",
+            Some("0x99d"),
+            None,
+        );
+        assert_eq!(
+            text(&out),
+            "{\"error\":\"policy check failed\",\"code\":\"tpm\",\"rc\":\"0x99d\"}\n"
+        );
     }
 
     proptest! {

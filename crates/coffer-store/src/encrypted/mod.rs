@@ -283,6 +283,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             mode: write.mode,
             description: write.description,
             max_versions: write.max_versions,
+            new_max_versions: write.new_max_versions,
             generated: write.generated,
         });
         self.backend

@@ -55,6 +55,7 @@ pub(super) struct VersionPlan {
     pub mode: WriteMode,
     pub description: Option<String>,
     pub max_versions: Option<u32>,
+    pub new_max_versions: Option<u32>,
     pub generated: Option<GeneratorSpec>,
 }
 
@@ -161,7 +162,10 @@ impl OpenNamespace {
                     SecretId::generate()?,
                     Version::FIRST,
                     Some(()),
-                    MetaBlob::default(),
+                    MetaBlob {
+                        max_versions: w.new_max_versions.filter(|m| *m > 0),
+                        ..MetaBlob::default()
+                    },
                 ),
             };
             meta.apply(w.description, w.max_versions);
