@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use coffer_core::ServiceConfig;
+use coffer_core::access::policy::parse_policy_file;
+use coffer_core::access::{AccessConfig, PolicySet, RateLimits};
 use coffer_core::cache::CacheLimits;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_server::Limits;
@@ -68,6 +70,20 @@ pub struct FileConfig {
     store: Option<StoreKind>,
     pcrs: Option<String>,
     max_versions: Option<u32>,
+    policy_file: Option<PathBuf>,
+    audit_dir: Option<PathBuf>,
+    audit_plain_names: Option<bool>,
+    audit_max_file_bytes: Option<u64>,
+    rate_limit: Option<RateLimitText>,
+}
+
+/// `[rate_limit]` in the file.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitText {
+    per_second: Option<u32>,
+    burst: Option<u32>,
+    exempt_root: Option<bool>,
 }
 
 /// Where secrets are kept.
@@ -166,6 +182,18 @@ pub struct ServeFlags {
     pub tpm_tcti: Option<String>,
     pub store: Option<StoreKind>,
     pub pcrs: Option<PcrPolicy>,
+    pub policy_file: Option<PathBuf>,
+    pub audit_dir: Option<PathBuf>,
+    pub no_audit: bool,
+}
+
+/// Where the audit log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditChoice {
+    /// This directory (default: DATA_DIR/audit).
+    Dir(Option<PathBuf>),
+    /// No audit log (`--danger-no-audit`).
+    Off,
 }
 
 /// Everything `serve` needs, resolved.
@@ -181,6 +209,14 @@ pub struct ServeConfig {
     pub store: StoreKind,
     /// The PCR policy of a new store's TPM slot.
     pub pcrs: PcrPolicy,
+    /// Policies and rate limits.
+    pub access: AccessConfig,
+    /// The audit log.
+    pub audit: AuditChoice,
+    /// Names in clear in the audit log.
+    pub audit_plain_names: bool,
+    /// Audit file rotation size.
+    pub audit_max_file_bytes: u64,
 }
 
 fn is_root() -> bool {
@@ -280,6 +316,19 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
     };
     let argon2 = argon2_params(&file)?;
     let store = flags.store.or(file.store).unwrap_or_default();
+    let access = access_config(
+        flags.policy_file.as_deref().or(file.policy_file.as_deref()),
+        file.rate_limit,
+    )?;
+    let audit = if flags.no_audit {
+        AuditChoice::Off
+    } else {
+        AuditChoice::Dir(flags.audit_dir.or(file.audit_dir.clone()))
+    };
+    let audit_max_file_bytes = file.audit_max_file_bytes.unwrap_or(64 << 20);
+    if audit_max_file_bytes < 4096 {
+        bail!("audit_max_file_bytes must be at least 4096");
+    }
     let key_file = flags.key_file.or(file.key_file);
     if let Some(k) = &key_file
         && k.is_dir()
@@ -316,6 +365,36 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         tcti: resolve_tcti(flags.tpm_tcti, file.tpm_tcti),
         store,
         pcrs,
+        access,
+        audit,
+        audit_plain_names: file.audit_plain_names.unwrap_or(false),
+        audit_max_file_bytes,
+    })
+}
+
+/// Reads the policy file (refusing it with its line and reason) and the rate limits.
+fn access_config(
+    policy_file: Option<&Path>,
+    rate: Option<RateLimitText>,
+) -> anyhow::Result<AccessConfig> {
+    let file = match policy_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+            parse_policy_file(&text)
+                .map_err(|e| anyhow::anyhow!("policy file {}, {e}", path.display()))?
+        }
+        None => PolicySet::default(),
+    };
+    let defaults = RateLimits::default();
+    let rate = rate.unwrap_or_default();
+    Ok(AccessConfig {
+        file,
+        rate: RateLimits {
+            per_second: rate.per_second.unwrap_or(defaults.per_second),
+            burst: rate.burst.unwrap_or(defaults.burst),
+            exempt_root: rate.exempt_root.unwrap_or(defaults.exempt_root),
+        },
     })
 }
 

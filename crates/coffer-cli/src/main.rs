@@ -39,6 +39,17 @@ struct Cli {
     )]
     socket: Option<PathBuf>,
 
+    /// A file holding the token to send with every request (or set COFFER_TOKEN); a token
+    /// is never taken from the command line
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_TOKEN_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    token_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +95,15 @@ enum Command {
     /// Manage the key slots that open the store: list, add, remove, reseal.
     #[command(subcommand)]
     Slots(cmd::slots::SlotsCommand),
+    /// Manage policies and the subjects bound to them: put, get, list, delete, bind.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Manage tokens for applications and services: create, list, revoke, lookup.
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
+    /// The audit log: verify its chain, hash a name to search for, tail it.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
 }
@@ -169,6 +189,25 @@ struct ServeArgs {
     /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
     #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
     pcrs: Option<coffer_tpm::PcrPolicy>,
+    /// TOML file of policies and their subjects; refused at start, with its line, when invalid
+    #[arg(
+        long,
+        env = "COFFER_POLICY_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    policy_file: Option<PathBuf>,
+    /// Where the audit log is written [default: DATA_DIR/audit]
+    #[arg(
+        long,
+        env = "COFFER_AUDIT_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    audit_dir: Option<PathBuf>,
+    /// Run without an audit log: no request is recorded (for measurements, never production)
+    #[arg(long, conflicts_with = "audit_dir")]
+    danger_no_audit: bool,
 }
 
 fn init_logging(default: &str) {
@@ -212,20 +251,31 @@ fn main() -> ExitCode {
         }
     };
     let socket = cli.socket.clone();
+    let client = |socket: Option<PathBuf>| client(socket, cli.token_file.as_deref());
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(socket, args),
         Command::Init(args) => cmd::init::run(args),
-        Command::Set(args) => cmd::secrets::set(&client(socket), args),
-        Command::Get(args) => cmd::secret::get(&client(socket), args),
-        Command::Del(args) => cmd::secret::del(&client(socket), args),
-        Command::Status(args) => cmd::status::status(&client(socket), args),
-        Command::Seal => cmd::status::seal(&client(socket)),
-        Command::Unseal(args) => cmd::status::unseal(&client(socket), args),
-        Command::Slots(command) => cmd::slots::run(&client(socket), command),
-        Command::Secrets(command) => cmd::secrets::run(&client(socket), command),
-        Command::Namespaces(command) => cmd::namespaces::run(&client(socket), command),
-        Command::Hmac(args) => cmd::compute::hmac(&client(socket), args),
-        Command::Run(args) => cmd::run::run(&client(socket), args, core_limit),
+        Command::Set(args) => client(socket).and_then(|c| cmd::secrets::set(&c, args)),
+        Command::Get(args) => client(socket).and_then(|c| cmd::secret::get(&c, args)),
+        Command::Del(args) => client(socket).and_then(|c| cmd::secret::del(&c, args)),
+        Command::Status(args) => client(socket).and_then(|c| cmd::status::status(&c, args)),
+        Command::Seal => client(socket).and_then(|c| cmd::status::seal(&c)),
+        Command::Unseal(args) => client(socket).and_then(|c| cmd::status::unseal(&c, args)),
+        Command::Slots(command) => client(socket).and_then(|c| cmd::slots::run(&c, command)),
+        Command::Policy(command) => client(socket).and_then(|c| cmd::policy::run(&c, command)),
+        Command::Token(command) => client(socket).and_then(|c| cmd::token::run(&c, command)),
+        Command::Audit(command) => {
+            match client(socket).and_then(|c| cmd::audit::run(&c, command)) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Secrets(command) => client(socket).and_then(|c| cmd::secrets::run(&c, command)),
+        Command::Namespaces(command) => {
+            client(socket).and_then(|c| cmd::namespaces::run(&c, command))
+        }
+        Command::Hmac(args) => client(socket).and_then(|c| cmd::compute::hmac(&c, args)),
+        Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {
@@ -275,8 +325,33 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-fn client(socket: Option<PathBuf>) -> coffer_client::Client {
-    coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket))
+/// A client for the daemon, carrying the token of `COFFER_TOKEN` or `--token-file` if any.
+fn client(
+    socket: Option<PathBuf>,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<coffer_client::Client> {
+    let client = coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket));
+    let token = match (token_file, std::env::var_os("COFFER_TOKEN")) {
+        (Some(path), _) => {
+            let text = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the token file {}: {e}", path.display())
+            })?;
+            Some(coffer_crypto::SecretBytes::from_vec(text))
+        }
+        (None, Some(t)) => Some(coffer_crypto::SecretBytes::from_vec(t.into_encoded_bytes())),
+        (None, None) => None,
+    };
+    Ok(match token {
+        Some(t) => {
+            // A file or variable may end in a newline; a token never does.
+            let trimmed = coffer_crypto::SecretBytes::copy_from(t.expose_secret().trim_ascii());
+            if trimmed.is_empty() {
+                anyhow::bail!("the token (COFFER_TOKEN or --token-file) is empty");
+            }
+            client.with_token(trimmed)
+        }
+        None => client,
+    })
 }
 
 #[cfg(test)]

@@ -102,6 +102,24 @@ pub struct Response {
     pub recovery_key: Option<SecretBytes>,
     /// The slots resealed.
     pub resealed: Option<Vec<u32>>,
+    /// A token just made (shown once).
+    pub token: Option<SecretBytes>,
+    /// A token's record.
+    pub token_info: Option<serde_json::Value>,
+    /// Token records.
+    pub tokens: Option<Vec<serde_json::Value>>,
+    /// One policy.
+    pub policy: Option<serde_json::Value>,
+    /// Every policy.
+    pub policies: Option<Vec<serde_json::Value>>,
+    /// Every binding.
+    pub subjects: Option<Vec<serde_json::Value>>,
+    /// The audit log's hash of a name.
+    pub name_hash: Option<String>,
+    /// The audit log's hash of a namespace.
+    pub namespace_hash: Option<String>,
+    /// The audit log's verification.
+    pub audit: Option<serde_json::Value>,
     /// The error message.
     pub error: Option<String>,
     /// The error code.
@@ -328,6 +346,7 @@ fn spec_fields(b: RequestBuilder, spec: Option<GeneratorSpec>) -> RequestBuilder
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
+    token: Option<SecretBytes>,
 }
 
 impl Client {
@@ -336,6 +355,22 @@ impl Client {
         Self {
             socket: socket.into(),
             timeout: Duration::from_secs(60),
+            token: None,
+        }
+    }
+
+    /// Sends `token` with every request: they then run as the token.
+    pub fn with_token(mut self, token: SecretBytes) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// A request with the client's token, if it has one.
+    fn request(&self, action: &str) -> RequestBuilder {
+        let b = RequestBuilder::new(action);
+        match &self.token {
+            Some(t) => b.secret("token", t),
+            None => b,
         }
     }
 
@@ -398,7 +433,8 @@ impl Client {
         value: &SecretBytes,
         options: &WriteOptions,
     ) -> Result<Written, ClientError> {
-        let b = RequestBuilder::new("set")
+        let b = self
+            .request("set")
             .field("name", name)
             .opt("namespace", namespace);
         let request = with_options(b, options).secret("value", value).finish();
@@ -413,7 +449,8 @@ impl Client {
         spec: Option<GeneratorSpec>,
         options: &WriteOptions,
     ) -> Result<Written, ClientError> {
-        let b = RequestBuilder::new("generate")
+        let b = self
+            .request("generate")
             .field("name", name)
             .opt("namespace", namespace);
         let request = with_options(spec_fields(b, spec), options).finish();
@@ -429,7 +466,8 @@ impl Client {
         spec: Option<GeneratorSpec>,
         options: &WriteOptions,
     ) -> Result<Written, ClientError> {
-        let b = RequestBuilder::new("rotate")
+        let b = self
+            .request("rotate")
             .field("name", name)
             .opt("namespace", namespace);
         let b = match value {
@@ -447,7 +485,8 @@ impl Client {
         description: Option<&str>,
         max_versions: Option<u32>,
     ) -> Result<(), ClientError> {
-        let request = RequestBuilder::new("describe")
+        let request = self
+            .request("describe")
             .field("name", name)
             .opt("namespace", namespace)
             .opt("description", description)
@@ -462,7 +501,8 @@ impl Client {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Response, ClientError> {
-        let request = RequestBuilder::new(action)
+        let request = self
+            .request(action)
             .field("name", name)
             .opt("namespace", namespace)
             .finish();
@@ -482,7 +522,8 @@ impl Client {
         versions: &[Version],
     ) -> Result<Vec<u32>, ClientError> {
         let numbers: Vec<u32> = versions.iter().map(|v| v.get()).collect();
-        let request = RequestBuilder::new("destroy")
+        let request = self
+            .request("destroy")
             .field("name", name)
             .opt("namespace", namespace)
             .json("versions", &numbers)
@@ -516,7 +557,7 @@ impl Client {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<(Vec<String>, Option<String>), ClientError> {
-        let b = RequestBuilder::new("list").opt("namespace", namespace);
+        let b = self.request("list").opt("namespace", namespace);
         let reply = self.call(&options.add(b).finish())?;
         Ok((reply.names.unwrap_or_default(), reply.next))
     }
@@ -527,7 +568,8 @@ impl Client {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<(Vec<SecretSummary>, Option<String>), ClientError> {
-        let b = RequestBuilder::new("list")
+        let b = self
+            .request("list")
             .opt("namespace", namespace)
             .flag("detail", true);
         let reply = self.call(&options.add(b).finish())?;
@@ -536,7 +578,8 @@ impl Client {
 
     /// The revoked secrets of a namespace, with their history.
     pub fn list_revoked(&self, namespace: Option<&str>) -> Result<Vec<SecretMeta>, ClientError> {
-        let request = RequestBuilder::new("list")
+        let request = self
+            .request("list")
             .opt("namespace", namespace)
             .flag("revoked", true)
             .finish();
@@ -552,7 +595,8 @@ impl Client {
         data: &[u8],
         encoding: DigestEncoding,
     ) -> Result<String, ClientError> {
-        let b = RequestBuilder::new("hmac")
+        let b = self
+            .request("hmac")
             .field("name", name)
             .opt("namespace", namespace)
             .field("algorithm", algorithm.as_str())
@@ -573,7 +617,8 @@ impl Client {
         name: &str,
         user: &str,
     ) -> Result<SecretBytes, ClientError> {
-        let request = RequestBuilder::new("basic_auth")
+        let request = self
+            .request("basic_auth")
             .field("name", name)
             .opt("namespace", namespace)
             .field("user", user)
@@ -586,14 +631,15 @@ impl Client {
     /// The namespaces.
     pub fn namespaces(&self) -> Result<Vec<String>, ClientError> {
         Ok(self
-            .call(&RequestBuilder::new("namespace_list").finish())?
+            .call(&self.request("namespace_list").finish())?
             .namespaces
             .unwrap_or_default())
     }
 
     /// Creates a namespace.
     pub fn create_namespace(&self, namespace: &str) -> Result<(), ClientError> {
-        let request = RequestBuilder::new("namespace_create")
+        let request = self
+            .request("namespace_create")
             .field("namespace", namespace)
             .finish();
         self.call(&request).map(drop)
@@ -606,7 +652,8 @@ impl Client {
         name: &str,
         version: Option<Version>,
     ) -> Result<SecretBytes, ClientError> {
-        let mut b = RequestBuilder::new("get")
+        let mut b = self
+            .request("get")
             .field("name", name)
             .opt("namespace", namespace);
         if let Some(v) = version {
@@ -617,7 +664,8 @@ impl Client {
 
     /// Deletes a secret.
     pub fn del(&self, namespace: Option<&str>, name: &str) -> Result<(), ClientError> {
-        let request = RequestBuilder::new("del")
+        let request = self
+            .request("del")
             .field("name", name)
             .opt("namespace", namespace)
             .finish();
@@ -626,35 +674,154 @@ impl Client {
 
     /// The daemon's status report.
     pub fn status(&self) -> Result<serde_json::Value, ClientError> {
-        self.call(&RequestBuilder::new("status").finish())?
+        self.call(&self.request("status").finish())?
             .status
             .ok_or(ClientError::Protocol("a status reply without a status"))
     }
 
     /// Seals the store.
     pub fn seal(&self) -> Result<(), ClientError> {
-        self.call(&RequestBuilder::new("seal").finish()).map(drop)
+        self.call(&self.request("seal").finish()).map(drop)
     }
 
     /// Unseals the store through a slot.
     pub fn unseal(&self, with: UnsealWith, key: Option<&SecretBytes>) -> Result<(), ClientError> {
-        let mut b = RequestBuilder::new("unseal").field("slot", with.as_str());
+        let mut b = self.request("unseal").field("slot", with.as_str());
         if let Some(key) = key {
             b = b.secret("key", key);
         }
         self.call(&b.finish()).map(drop)
     }
 
+    /// Puts a policy: `rules` is `[{"path": ..., "capabilities": [...]}, ...]`.
+    pub fn put_policy(&self, name: &str, rules: &serde_json::Value) -> Result<(), ClientError> {
+        let request = self
+            .request("policy_put")
+            .field("policy", name)
+            .json("rules", rules)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// One policy.
+    pub fn policy(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(&self.request("policy_get").field("policy", name).finish())?
+            .policy
+            .ok_or(ClientError::Protocol("a policy_get reply without a policy"))
+    }
+
+    /// Every policy and every binding.
+    pub fn policies(
+        &self,
+    ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>), ClientError> {
+        let reply = self.call(&self.request("policy_list").finish())?;
+        Ok((
+            reply.policies.unwrap_or_default(),
+            reply.subjects.unwrap_or_default(),
+        ))
+    }
+
+    /// Deletes a run-time policy.
+    pub fn delete_policy(&self, name: &str) -> Result<(), ClientError> {
+        self.call(&self.request("policy_delete").field("policy", name).finish())
+            .map(drop)
+    }
+
+    /// Binds a subject to policies (none: unbinds it).
+    pub fn bind(&self, subject: &str, policies: &[String]) -> Result<(), ClientError> {
+        let request = self
+            .request("subject_set")
+            .field("subject", subject)
+            .json("policies", &policies)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// Makes a token.
+    pub fn create_token(&self, t: &TokenRequest<'_>) -> Result<CreatedToken, ClientError> {
+        let request = self
+            .request("token_create")
+            .json("policies", &t.policies)
+            .number("ttl", t.ttl.as_secs())
+            .opt("namespace", t.namespace)
+            .opt("display_name", t.display_name)
+            .finish();
+        let mut reply = self.call(&request)?;
+        Ok(CreatedToken {
+            token: reply.token.take().ok_or(ClientError::Protocol(
+                "a token_create reply without a token",
+            ))?,
+            info: reply.token_info.take().unwrap_or_default(),
+        })
+    }
+
+    /// Every live token's record.
+    pub fn tokens(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        Ok(self
+            .call(&self.request("token_list").finish())?
+            .tokens
+            .unwrap_or_default())
+    }
+
+    /// Revokes a token.
+    pub fn revoke_token(&self, accessor: &str) -> Result<(), ClientError> {
+        self.call(
+            &self
+                .request("token_revoke")
+                .field("accessor", accessor)
+                .finish(),
+        )
+        .map(drop)
+    }
+
+    /// A token's record: by accessor, or (`None`) the client's own token.
+    pub fn lookup_token(&self, accessor: Option<&str>) -> Result<serde_json::Value, ClientError> {
+        self.call(
+            &self
+                .request("token_lookup")
+                .opt("accessor", accessor)
+                .finish(),
+        )?
+        .token_info
+        .ok_or(ClientError::Protocol(
+            "a token_lookup reply without token_info",
+        ))
+    }
+
+    /// The audit log's hashes of a name and a namespace.
+    pub fn audit_hash(
+        &self,
+        name: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>), ClientError> {
+        let reply = self.call(
+            &self
+                .request("audit_hash")
+                .opt("name", name)
+                .opt("namespace", namespace)
+                .finish(),
+        )?;
+        Ok((reply.name_hash, reply.namespace_hash))
+    }
+
+    /// The daemon's verification of its audit log.
+    pub fn audit_verify(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(&self.request("audit_verify").finish())?
+            .audit
+            .ok_or(ClientError::Protocol("an audit_verify reply without audit"))
+    }
+
     /// The key slots.
     pub fn slots(&self) -> Result<Vec<SlotSummary>, ClientError> {
-        self.call(&RequestBuilder::new("slot_list").finish())?
+        self.call(&self.request("slot_list").finish())?
             .slots
             .ok_or(ClientError::Protocol("a slot_list reply without slots"))
     }
 
     /// Adds a key slot; answers its id and, for a recovery slot, the recovery key.
     pub fn add_slot(&self, slot: &NewSlot<'_>) -> Result<AddedSlot, ClientError> {
-        let mut b = RequestBuilder::new("slot_add")
+        let mut b = self
+            .request("slot_add")
             .field("kind", slot.kind)
             .opt("pcrs", slot.pcrs)
             .opt("path", slot.path);
@@ -672,7 +839,8 @@ impl Client {
 
     /// Removes a key slot (the daemon refuses the last one).
     pub fn remove_slot(&self, id: u32) -> Result<(), ClientError> {
-        let request = RequestBuilder::new("slot_remove")
+        let request = self
+            .request("slot_remove")
             .number("slot_id", id.into())
             .finish();
         self.call(&request).map(drop)
@@ -684,7 +852,9 @@ impl Client {
         id: Option<u32>,
         passphrase: Option<&SecretBytes>,
     ) -> Result<Vec<u32>, ClientError> {
-        let mut b = RequestBuilder::new("slot_reseal").opt_number("slot_id", id.map(u64::from));
+        let mut b = self
+            .request("slot_reseal")
+            .opt_number("slot_id", id.map(u64::from));
         if let Some(key) = passphrase {
             b = b.secret("key", key);
         }
@@ -694,6 +864,26 @@ impl Client {
                 "a slot_reseal reply without resealed",
             ))
     }
+}
+
+/// A token just made.
+pub struct CreatedToken {
+    /// The token: shown this once.
+    pub token: SecretBytes,
+    /// Its record (accessor, policies, expiry).
+    pub info: serde_json::Value,
+}
+
+/// What a new token carries.
+pub struct TokenRequest<'a> {
+    /// Its policies.
+    pub policies: &'a [String],
+    /// Its time to live.
+    pub ttl: Duration,
+    /// A namespace it is confined to.
+    pub namespace: Option<&'a str>,
+    /// A label.
+    pub display_name: Option<&'a str>,
 }
 
 /// A key slot to add.

@@ -27,6 +27,8 @@ pub enum Gate {
     Validation,
     /// 7. The store did it.
     Store,
+    /// Around them all: the audit log could not be written.
+    Audit,
 }
 
 impl Gate {
@@ -40,6 +42,7 @@ impl Gate {
             Self::Policy => "policy",
             Self::Validation => "validation",
             Self::Store => "store",
+            Self::Audit => "audit",
         }
     }
 }
@@ -101,6 +104,9 @@ pub enum CoreError {
     /// `init` found a store or key already there.
     #[error("{0}")]
     AlreadyInitialized(String),
+    /// The audit log cannot be written, so the request was refused (or its reply withheld).
+    #[error("the audit log cannot be written: {0}")]
+    AuditUnavailable(String),
     /// The TPM refused, or could not be reached.
     #[error("{context}: {source}")]
     Tpm {
@@ -129,6 +135,7 @@ impl CoreError {
             Self::KeyFile(_) | Self::DataDir(_) => ErrorCode::StoreUnavailable,
             Self::AlreadyInitialized(_) => ErrorCode::Conflict,
             Self::Tpm { .. } => ErrorCode::Tpm,
+            Self::AuditUnavailable(_) => ErrorCode::AuditUnavailable,
         }
     }
 

@@ -6,11 +6,11 @@
 //! keys; [`bootstrap`] makes new stores; [`cache`] is the JIT cache.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bootstrap;
 pub mod cache;
 pub mod datadir;
 mod error;
-pub mod gate;
 mod harden;
 mod identity;
 pub mod keyfile;
@@ -22,7 +22,10 @@ mod vault;
 pub use error::{CoreError, Gate, Refusal};
 pub use harden::{CoreLimit, harden_process};
 pub use identity::Identity;
-pub use request::{ListRequest, Reply, Request, SecretOp, WriteOptions};
+pub use request::{
+    AuditReport, BindingView, ListRequest, PolicyListing, PolicySource, PolicyView, Reply, Request,
+    SecretOp, WriteOptions,
+};
 pub use service::{Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
 pub use vault::{FirstBoot, NewSlot, SlotAdded, Vault, VaultOptions};

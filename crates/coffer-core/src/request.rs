@@ -5,6 +5,7 @@
 //! gate 6).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
 use coffer_store::{Page, SecretMeta, SecretSummary, VersionInfo};
@@ -14,6 +15,7 @@ use coffer_types::{
     Version,
 };
 
+use crate::access::{PolicyText, TokenRecord};
 use crate::status::StatusReport;
 
 /// A request to the core.
@@ -79,6 +81,110 @@ pub enum Request {
         /// The passphrase, for a `tpm+passphrase` slot.
         key: Option<SecretBytes>,
     },
+    /// Put a policy (run-time policies live in the store).
+    PolicyPut {
+        /// Its name.
+        name: String,
+        /// Its rules.
+        rules: PolicyText,
+    },
+    /// One policy.
+    PolicyGet {
+        /// Its name.
+        name: String,
+    },
+    /// Every policy and binding.
+    PolicyList,
+    /// Delete a run-time policy.
+    PolicyDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Bind a subject to policies (none: unbind).
+    SubjectSet {
+        /// `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`.
+        subject: String,
+        /// The policies.
+        policies: Vec<String>,
+    },
+    /// Make a token.
+    TokenCreate {
+        /// Its policies.
+        policies: Vec<String>,
+        /// Its time to live.
+        ttl: Duration,
+        /// A namespace it is confined to.
+        namespace: Option<String>,
+        /// A label.
+        display_name: Option<String>,
+    },
+    /// Every live token (never the tokens themselves).
+    TokenList,
+    /// Revoke a token.
+    TokenRevoke {
+        /// Its accessor.
+        accessor: String,
+    },
+    /// A token's record: by accessor, or the caller's own.
+    TokenLookup {
+        /// The accessor; `None` for the token the request carries.
+        accessor: Option<String>,
+    },
+    /// The audit log's hash of a name and/or a namespace.
+    AuditHash {
+        /// A secret name.
+        name: Option<String>,
+        /// A namespace.
+        namespace: Option<String>,
+    },
+    /// Verify the audit log.
+    AuditVerify,
+}
+
+impl Request {
+    /// The action's wire name, as the audit log records it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Secret { op, .. } => op.action(),
+            Self::List { .. } => "list",
+            Self::CreateNamespace { .. } => "namespace_create",
+            Self::ListNamespaces => "namespace_list",
+            Self::Status => "status",
+            Self::Seal => "seal",
+            Self::Unseal { .. } => "unseal",
+            Self::SlotList => "slot_list",
+            Self::SlotAdd { .. } => "slot_add",
+            Self::SlotRemove { .. } => "slot_remove",
+            Self::SlotReseal { .. } => "slot_reseal",
+            Self::PolicyPut { .. } => "policy_put",
+            Self::PolicyGet { .. } => "policy_get",
+            Self::PolicyList => "policy_list",
+            Self::PolicyDelete { .. } => "policy_delete",
+            Self::SubjectSet { .. } => "subject_set",
+            Self::TokenCreate { .. } => "token_create",
+            Self::TokenList => "token_list",
+            Self::TokenRevoke { .. } => "token_revoke",
+            Self::TokenLookup { .. } => "token_lookup",
+            Self::AuditHash { .. } => "audit_hash",
+            Self::AuditVerify => "audit_verify",
+        }
+    }
+
+    /// The namespace and secret name the request is about, as the audit log records them.
+    pub fn target(&self) -> (Option<&str>, Option<&str>) {
+        fn ns(n: &Option<String>) -> Option<&str> {
+            Some(n.as_deref().unwrap_or(Namespace::DEFAULT))
+        }
+        match self {
+            Self::Secret {
+                namespace, name, ..
+            } => (ns(namespace), Some(name)),
+            Self::List { namespace, .. } => (ns(namespace), None),
+            Self::CreateNamespace { namespace } => (Some(namespace), None),
+            Self::TokenCreate { namespace, .. } => (namespace.as_deref(), None),
+            _ => (None, None),
+        }
+    }
 }
 
 /// How a written value is described.
@@ -164,6 +270,24 @@ pub enum SecretOp {
 }
 
 impl SecretOp {
+    /// The action's wire name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Get { .. } => "get",
+            Self::Set { .. } => "set",
+            Self::Generate { .. } => "generate",
+            Self::Rotate { .. } => "rotate",
+            Self::Describe { .. } => "describe",
+            Self::Revoke => "revoke",
+            Self::Destroy { .. } => "destroy",
+            Self::Del => "del",
+            Self::Meta => "meta",
+            Self::Versions => "versions",
+            Self::Hmac { .. } => "hmac",
+            Self::BasicAuth { .. } => "basic_auth",
+        }
+    }
+
     /// The capability the policy gate asks for.
     pub fn capability(&self) -> Capability {
         match self {
@@ -270,4 +394,93 @@ pub enum Reply {
     },
     /// These slots were resealed.
     Resealed(Vec<u32>),
+    /// One policy.
+    Policy(Box<PolicyView>),
+    /// Every policy and binding.
+    Policies(Box<PolicyListing>),
+    /// A token was made: the token, shown this once, and its record.
+    TokenCreated {
+        /// The token.
+        token: SecretBytes,
+        /// Its record.
+        record: Box<TokenRecord>,
+    },
+    /// Token records.
+    Tokens(Vec<TokenRecord>),
+    /// One token's record.
+    TokenInfo(Box<TokenRecord>),
+    /// Audit hashes.
+    AuditHash {
+        /// Of the name.
+        name: Option<String>,
+        /// Of the namespace.
+        namespace: Option<String>,
+    },
+    /// The audit log's verification.
+    AuditVerified(Box<AuditReport>),
+}
+
+/// Where a policy or binding comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// Built in (`root`, and its bindings to root and the daemon's user).
+    Builtin,
+    /// The policy file.
+    File,
+    /// Put at run time, kept in the store.
+    Store,
+}
+
+/// One policy as shown.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyView {
+    /// Its name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: PolicySource,
+    /// Its rules.
+    pub rules: PolicyText,
+}
+
+/// One binding as shown.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BindingView {
+    /// The subject.
+    pub subject: String,
+    /// Its policies.
+    pub policies: Vec<String>,
+    /// Where the binding comes from.
+    pub source: PolicySource,
+}
+
+/// Every policy and binding.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyListing {
+    /// The policies.
+    pub policies: Vec<PolicyView>,
+    /// The bindings.
+    pub subjects: Vec<BindingView>,
+}
+
+/// The audit log's verification, as answered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditReport {
+    /// Whether the chain and the checkpoint hold.
+    pub ok: bool,
+    /// Records read.
+    pub records: u64,
+    /// Files read.
+    pub files: usize,
+    /// The last record's sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// The sequence number the newest valid checkpoint anchors (`None`: not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
+    /// Records written after that checkpoint.
+    pub unanchored: u64,
+    /// The first problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }

@@ -23,6 +23,12 @@ pub mod context {
     pub const TPM_SLOT: &str = "coffer 2026-11-22 tpm slot wrapping key";
     /// The wrapping key of a `tpm+passphrase` slot, from the node key and the Argon2id output.
     pub const TPM_PASSPHRASE_SLOT: &str = "coffer 2026-11-22 tpm+passphrase slot wrapping key";
+    /// The key that turns names into `hmac-sha256:` hashes in the audit log.
+    pub const AUDIT_NAMES: &str = "coffer 2026-11-22 audit name key";
+    /// The key that authenticates the audit log's checkpoints of its chain head.
+    pub const AUDIT_CHECKPOINT: &str = "coffer 2026-11-22 audit checkpoint key";
+    /// The key that hashes tokens for lookup.
+    pub const TOKEN_HASH: &str = "coffer 2026-11-22 token hash key";
     /// The key that encrypts namespace paths in the store.
     pub const NAMESPACE_NAMES: &str = "coffer 2026-11-22 namespace name key";
 }

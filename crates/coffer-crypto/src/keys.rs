@@ -71,6 +71,87 @@ impl MasterKey {
     pub fn index_key(&self) -> IndexKey {
         IndexKey(kdf::derive(context::INDEX, &self.0))
     }
+
+    /// The audit log's keys.
+    pub fn audit_keys(&self) -> AuditKeys {
+        AuditKeys {
+            names: kdf::derive(context::AUDIT_NAMES, &self.0),
+            checkpoint: kdf::derive(context::AUDIT_CHECKPOINT, &self.0),
+        }
+    }
+
+    /// The key that hashes tokens for lookup.
+    pub fn token_key(&self) -> TokenKey {
+        TokenKey(kdf::derive(context::TOKEN_HASH, &self.0))
+    }
+}
+
+/// The audit log's keys, derived from the master key: one hashes names and namespaces so the
+/// log can be searched without showing them, one authenticates checkpoints of the chain head.
+pub struct AuditKeys {
+    names: SecretBytes,
+    checkpoint: SecretBytes,
+}
+
+impl AuditKeys {
+    /// Keys from raw bytes (tests, and verifiers given keys some other way).
+    pub fn from_bytes(names: SecretBytes, checkpoint: SecretBytes) -> Result<Self, CryptoError> {
+        Ok(Self {
+            names: checked(names)?,
+            checkpoint: checked(checkpoint)?,
+        })
+    }
+
+    /// `hmac-sha256:<64 hex>` of `text`: what the audit log shows for a name or namespace.
+    pub fn name_hash(&self, text: &str) -> String {
+        let mut out = String::with_capacity(12 + 64);
+        out.push_str("hmac-sha256:");
+        out.push_str(&data_encoding::HEXLOWER.encode(&hmac_sha256(&self.names, text.as_bytes())));
+        out
+    }
+
+    /// HMAC-SHA256 of a checkpoint's bytes.
+    pub fn checkpoint_mac(&self, message: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.checkpoint, message)
+    }
+
+    /// Checks a checkpoint's MAC in constant time.
+    pub fn checkpoint_mac_ok(&self, message: &[u8], mac: &[u8]) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.checkpoint_mac(message)[..], mac).into()
+    }
+
+    /// An independent copy.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            names: self.names.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+}
+
+/// Hashes tokens so they are stored and looked up without keeping the token itself.
+pub struct TokenKey(SecretBytes);
+
+impl TokenKey {
+    /// Keyed BLAKE3 of a token.
+    pub fn hash(&self, token: &SecretBytes) -> [u8; 32] {
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(self.0.expose_secret());
+        let hash = blake3::keyed_hash(&key, token.expose_secret());
+        zeroize::Zeroize::zeroize(&mut key);
+        *hash.as_bytes()
+    }
+}
+
+fn hmac_sha256(key: &SecretBytes, message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// A namespace's data key: encrypts its entries and secret names.
@@ -121,6 +202,33 @@ impl IndexKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_name_hashes_are_hmac_sha256() {
+        // Known answer from `printf 'default/app' | openssl dgst -sha256 -mac HMAC -macopt
+        // hexkey:0b0b...0b` (32 bytes of 0x0b).
+        let keys = AuditKeys::from_bytes(
+            SecretBytes::copy_from(&[0x0b; 32]),
+            SecretBytes::copy_from(&[0x0c; 32]),
+        )
+        .unwrap();
+        assert_eq!(
+            keys.name_hash("default/app"),
+            "hmac-sha256:48213324ca43d00c6018ac227e47591239d476d212a09ae4ab03bf3f330d3743"
+        );
+        let mac = keys.checkpoint_mac(b"seq 7");
+        assert!(keys.checkpoint_mac_ok(b"seq 7", &mac));
+        assert!(!keys.checkpoint_mac_ok(b"seq 8", &mac));
+        // Derived keys differ by purpose and by store.
+        let mk = MasterKey::generate().unwrap();
+        let a = mk.audit_keys();
+        assert_ne!(
+            a.name_hash("x"),
+            MasterKey::generate().unwrap().audit_keys().name_hash("x")
+        );
+        assert_eq!(a.name_hash("x"), a.duplicate().name_hash("x"));
+        assert!(!a.checkpoint_mac_ok(b"m", &hmac_sha256(&a.names, b"m")));
+    }
 
     #[test]
     fn namespace_keys_wrap_and_unwrap() {

@@ -22,7 +22,7 @@ mod secret;
 pub mod slot;
 
 pub use error::CryptoError;
-pub use keys::{IndexKey, MasterKey, NamespaceKey, RowHash};
+pub use keys::{AuditKeys, IndexKey, MasterKey, NamespaceKey, RowHash, TokenKey};
 pub use recovery::RecoveryKey;
 pub use secret::SecretBytes;
 pub use slot::{SlotKey, SlotKind, SlotParams, SlotRecord};

@@ -54,6 +54,17 @@ pub enum NameError {
         /// "name" or "namespace".
         what: &'static str,
     },
+    /// `sys`, which policies use for the daemon's own operations.
+    #[error("namespace `sys` is reserved: policies name the daemon's own operations sys/...")]
+    Reserved,
+}
+
+fn check_namespace(s: &str) -> Result<(), NameError> {
+    check_path(s, "namespace", MAX_NAMESPACE_LEN)?;
+    if s == "sys" || s.starts_with("sys/") {
+        return Err(NameError::Reserved);
+    }
+    Ok(())
 }
 
 fn check_path(s: &str, what: &'static str, max: usize) -> Result<(), NameError> {
@@ -111,16 +122,30 @@ impl Namespace {
     /// The namespace every store has from the start.
     pub const DEFAULT: &'static str = "default";
 
+    /// Where the daemon keeps its own records (policies, tokens): a path no request can
+    /// name, since `@` is outside the grammar.
+    pub const SYSTEM: &'static str = "@coffer";
+
     /// Parses a namespace, refusing anything outside the grammar.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_path(s, "namespace", MAX_NAMESPACE_LEN)?;
+        check_namespace(s)?;
         Ok(Self(s.to_owned().into()))
     }
 
     /// Parses a namespace, keeping the given allocation.
     pub fn parse_owned(s: String) -> Result<Self, NameError> {
-        check_path(&s, "namespace", MAX_NAMESPACE_LEN)?;
+        check_namespace(&s)?;
         Ok(Self(s.into()))
+    }
+
+    /// The daemon's own namespace (see [`Namespace::SYSTEM`]).
+    pub const fn system() -> Self {
+        Self(std::borrow::Cow::Borrowed(Self::SYSTEM))
+    }
+
+    /// Whether this is the daemon's own namespace.
+    pub fn is_system(&self) -> bool {
+        self.0 == Self::SYSTEM
     }
 
     /// The `default` namespace.
@@ -237,6 +262,18 @@ mod tests {
         assert!(Namespace::parse(&"n".repeat(MAX_NAMESPACE_LEN)).is_ok());
         assert!(Namespace::parse(&"n".repeat(MAX_NAMESPACE_LEN + 1)).is_err());
         assert_eq!(Namespace::default().as_str(), "default");
+    }
+
+    #[test]
+    fn sys_is_reserved_and_the_system_namespace_cannot_be_named() {
+        for s in ["sys", "sys/x"] {
+            assert_eq!(Namespace::parse(s).unwrap_err(), NameError::Reserved);
+        }
+        assert!(Namespace::parse("system").is_ok());
+        assert!(SecretName::parse("sys").is_ok());
+        assert!(Namespace::parse(Namespace::SYSTEM).is_err());
+        assert!(Namespace::system().is_system());
+        assert!(!Namespace::default().is_system());
     }
 
     proptest! {

@@ -52,11 +52,35 @@ string_enum! {
         SlotRemove = "slot_remove",
         /// Seal TPM slots' node keys to the PCRs' current values.
         SlotReseal = "slot_reseal",
+        /// Put a policy.
+        PolicyPut = "policy_put",
+        /// One policy's rules.
+        PolicyGet = "policy_get",
+        /// Every policy and binding.
+        PolicyList = "policy_list",
+        /// Delete a policy.
+        PolicyDelete = "policy_delete",
+        /// Bind a subject to policies.
+        SubjectSet = "subject_set",
+        /// Make a token (shown once).
+        TokenCreate = "token_create",
+        /// Every live token's record.
+        TokenList = "token_list",
+        /// Revoke a token by accessor.
+        TokenRevoke = "token_revoke",
+        /// A token's record: by accessor, or the caller's own.
+        TokenLookup = "token_lookup",
+        /// The audit log's hash of a name or namespace.
+        AuditHash = "audit_hash",
+        /// Verify the audit log's chain and checkpoint.
+        AuditVerify = "audit_verify",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
         generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
-        namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal";
+        namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
+        policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
+        token_list, token_revoke, token_lookup, audit_hash, audit_verify";
 }
 
 string_enum! {

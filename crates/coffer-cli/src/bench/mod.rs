@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// Do not write the secrets `bench-0..N` before measuring (they must exist already)
     #[arg(long)]
     no_fill: bool,
+    /// Start the daemon without its audit log, to measure what the audit costs
+    #[arg(long, conflicts_with = "target")]
+    danger_no_audit: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,13 +175,13 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         None => {
             let socket = tmp.path().join("coffer.sock");
             let data = tmp.path().join("data");
-            let daemon = spawn(&[
-                "serve",
-                "--data-dir",
-                &data.to_string_lossy(),
-                "--socket",
-                &socket.to_string_lossy(),
-            ])?;
+            let data = data.to_string_lossy();
+            let socket_text = socket.to_string_lossy();
+            let mut serve = vec!["serve", "--data-dir", &data, "--socket", &socket_text];
+            if args.danger_no_audit {
+                serve.push("--danger-no-audit");
+            }
+            let daemon = spawn(&serve)?;
             (Some(daemon), socket)
         }
     };

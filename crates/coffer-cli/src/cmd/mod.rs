@@ -1,8 +1,10 @@
 //! One module per group of commands.
 
+pub mod audit;
 pub mod compute;
 pub mod init;
 pub mod namespaces;
+pub mod policy;
 pub mod run;
 pub mod secret;
 pub mod secrets;
@@ -10,3 +12,4 @@ pub mod serve;
 pub mod slots;
 pub mod status;
 mod table;
+pub mod token;

@@ -15,7 +15,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::ServeArgs;
-use crate::config::{self, FileConfig, ServeFlags, StoreKind, Tcti};
+use crate::config::{self, AuditChoice, FileConfig, ServeFlags, StoreKind, Tcti};
+use coffer_audit::{AuditConfig, AuditLog};
+
+/// The audit log's default place: `DATA_DIR/audit`.
+pub fn dir_default(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("audit")
+}
 
 /// Connects to the TPM: an operator-named TPM that does not answer is an error, a discovered
 /// one a warning (the daemon runs on its other slots).
@@ -113,10 +119,14 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             tpm_tcti: args.tpm_tcti,
             store: args.store,
             pcrs: args.pcrs,
+            policy_file: args.policy_file,
+            audit_dir: args.audit_dir,
+            no_audit: args.danger_no_audit,
         },
         file,
     )?;
     let dir = DataDir::lock(&cfg.data_dir)?;
+    let dir_root = dir.root().to_owned();
     let tpm = reach_tpm(&cfg.tcti)?;
     let started = std::time::Instant::now();
     let backend = open_backend(cfg.store, &dir, tpm.as_ref(), true)?;
@@ -143,7 +153,25 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "vault opened"
     );
-    let service = Arc::new(Service::new(vault, cfg.service));
+    let mut service = Service::new(vault, cfg.service).with_access(cfg.access.clone());
+    match &cfg.audit {
+        AuditChoice::Dir(dir) => {
+            let dir = dir.clone().unwrap_or_else(|| dir_default(&dir_root));
+            let audit = AuditLog::open(AuditConfig {
+                dir: dir.clone(),
+                max_file_bytes: cfg.audit_max_file_bytes,
+                plain_names: cfg.audit_plain_names,
+                ..AuditConfig::default()
+            })
+            .with_context(|| format!("cannot open the audit log in {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), plain_names = cfg.audit_plain_names, "audit log open");
+            service = service.with_audit(Arc::new(audit));
+        }
+        AuditChoice::Off => tracing::warn!(
+            "running without an audit log (--danger-no-audit): no request is recorded"
+        ),
+    }
+    let service = Arc::new(service);
     let mut sockets = vec![cfg.socket.clone()];
     sockets.extend(cfg.compat_socket.clone());
     tracing::info!(

@@ -28,6 +28,8 @@ pub struct Daemon {
     args: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
+    /// Run the daemon as this uid (and gid) instead of root.
+    user: Option<u32>,
 }
 
 impl Daemon {
@@ -47,7 +49,47 @@ impl Daemon {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             starts: 0,
+            user: None,
         }
+    }
+
+    /// Runs the daemon as `uid` (its data and socket directories are made for it).
+    pub fn as_user(&mut self, uid: u32) {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "running the daemon as another user needs root (CI runs the suite as root)"
+        );
+        for dir in [self.data.clone(), self.socket.parent().unwrap().to_owned()] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            nix::unistd::chown(
+                &dir,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(uid)),
+            )
+            .unwrap();
+        }
+        self.user = Some(uid);
+    }
+
+    /// Every audit record written so far, in order.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let dir = self.data.join("audit");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Starts a daemon with extra `serve` arguments and waits until it answers.
@@ -75,7 +117,22 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match self.user {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid",
+                    &uid.to_string(),
+                    "--regid",
+                    &uid.to_string(),
+                    "--clear-groups",
+                    BIN,
+                ]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data)
@@ -305,4 +362,50 @@ pub fn check_device_workflows(results: &serde_json::Value) -> String {
     assert_eq!(gone["rc"], json!("0x18b"));
     assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()));
     index.to_owned()
+}
+
+/// Sends each request on its own connection as peer `uid` (through setpriv and the Node.js
+/// helper tests/node/requests.js), in order; answers the replies.
+pub fn requests_as(
+    uid: u32,
+    socket: &Path,
+    requests: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test sends requests as another uid with setpriv and must run as root"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/requests.js");
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &uid.to_string(),
+            "--clear-groups",
+            "node",
+        ])
+        .arg(&script)
+        .arg(socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "setpriv and node run (apt-get install -y util-linux nodejs; the test script does)",
+        );
+    let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "node failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -1,30 +1,34 @@
-//! The service: every request walks the gates in DESIGN.md's order, cheapest first.
+//! The service: every request walks the gates in DESIGN.md's order, cheapest first, and
+//! leaves one audit record.
 //!
 //! 1 sealed/unavailable · 2 namespace · 3 identity · 4 rate limit · 5 policy ·
 //! 6 name and request validation · 7 the store (behind the JIT cache).
 //!
-//! A refusal names its gate, so the audit log (and the daemon's debug log) can say where a
-//! request stopped. Store work is blocking and runs on the blocking pool; a cache hit never
-//! leaves the calling task. Operations on one secret are in the `secret` module.
+//! A refusal names its gate; the audit record carries it. The audit log fails closed: when
+//! it cannot be written, a request is refused before it is carried out (`audit_unavailable`),
+//! and a reply is withheld when its own record cannot be written. Store work is blocking and
+//! runs on the blocking pool; a cache hit never leaves the calling task. Operations on one
+//! secret are in `secret`, operations on the daemon itself in `admin`.
 
+mod admin;
 mod secret;
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use coffer_audit::{Actor, AuditLog, Outcome, Record};
 use coffer_crypto::SecretBytes;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_store::{ListQuery, SecretStore};
-use coffer_types::wire::UnsealWith;
-use coffer_types::{Capability, Namespace, SecretName};
+use coffer_types::{Capability, Namespace, SecretName, Timestamp};
 
+use crate::access::{AccessConfig, AccessControl, Principal};
 use crate::cache::{CacheLimits, JitCache};
-use crate::gate::{Access, FirstBootPolicy, Policy, RateLimiter, Unlimited};
 use crate::request::ListRequest;
-use crate::status::{CacheStatus, StatusReport};
-use crate::vault::{NewSlot, Vault};
+use crate::vault::Vault;
 use crate::{CoreError, Gate, Identity, Refusal, Reply, Request};
-use coffer_tpm::PcrPolicy;
 
 /// Most names one `list` page returns.
 pub const MAX_LIST_LIMIT: usize = 10_000;
@@ -58,12 +62,18 @@ impl Default for ServiceConfig {
 pub struct Service {
     vault: Arc<Vault>,
     cache: JitCache,
-    policy: Box<dyn Policy>,
-    limiter: Box<dyn RateLimiter>,
+    access: Arc<AccessControl>,
+    audit: Option<Arc<AuditLog>>,
     config: ServiceConfig,
+    /// Request ids: a random prefix per start and a counter.
+    request_prefix: String,
+    requests: AtomicU64,
 }
 
 type Gated<T> = Result<T, Refusal>;
+
+/// Gate 3's result: the principal, or why the token was refused.
+type Resolved = Result<Principal, &'static str>;
 
 fn at(gate: Gate) -> impl FnOnce(CoreError) -> Refusal {
     move |error| Refusal { gate, error }
@@ -80,27 +90,34 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Service {
-    /// A service over `vault` with the first-boot policy and no rate limit.
+    /// A service over `vault` with no policy file (root and the daemon's user hold
+    /// everything), the default rate limit, and no audit log.
     pub fn new(vault: Vault, config: ServiceConfig) -> Self {
         let daemon_uid = nix::unistd::geteuid().as_raw();
+        let prefix = SecretBytes::random(4)
+            .map(|b| data_encoding::HEXLOWER.encode(b.expose_secret()))
+            .unwrap_or_else(|_| format!("{:08x}", std::process::id()));
         Self {
             vault: Arc::new(vault),
             cache: JitCache::new(config.cache),
-            policy: Box::new(FirstBootPolicy::new(daemon_uid)),
-            limiter: Box::new(Unlimited),
+            access: Arc::new(AccessControl::new(AccessConfig::default(), daemon_uid)),
+            audit: None,
             config,
+            request_prefix: prefix,
+            requests: AtomicU64::new(0),
         }
     }
 
-    /// Replaces the policy gate.
-    pub fn with_policy(mut self, policy: Box<dyn Policy>) -> Self {
-        self.policy = policy;
+    /// Uses these policies and rate limits.
+    pub fn with_access(mut self, config: AccessConfig) -> Self {
+        let daemon_uid = nix::unistd::geteuid().as_raw();
+        self.access = Arc::new(AccessControl::new(config, daemon_uid));
         self
     }
 
-    /// Replaces the rate-limit gate.
-    pub fn with_rate_limiter(mut self, limiter: Box<dyn RateLimiter>) -> Self {
-        self.limiter = limiter;
+    /// Records every request in `audit`.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -109,8 +126,123 @@ impl Service {
         &self.config
     }
 
-    /// Handles one request from `who`.
+    /// Handles one request from `who`, without a token.
     pub async fn handle(&self, who: &Identity, request: Request) -> Result<Reply, Refusal> {
+        self.handle_with_token(who, None, request).await
+    }
+
+    /// Handles one request from `who`, carrying `token` when it has one: the request then
+    /// runs as the token, and the peer is still recorded.
+    pub async fn handle_with_token(
+        &self,
+        who: &Identity,
+        token: Option<SecretBytes>,
+        request: Request,
+    ) -> Result<Reply, Refusal> {
+        let Some(audit) = &self.audit else {
+            let principal = self.identify(who, token.as_ref()).await;
+            return self.dispatch(&principal, request).await;
+        };
+        if let Err(e) = audit.ready() {
+            tracing::error!(error = %e, action = request.action(), peer = %who, "request refused: the audit log cannot be written");
+            return Err(Refusal::at(
+                Gate::Audit,
+                CoreError::AuditUnavailable(e.to_string()),
+            ));
+        }
+        let action = request.action();
+        let (namespace, name) = request.target();
+        let (namespace, name) = (namespace.map(str::to_owned), name.map(str::to_owned));
+        let principal = self.identify(who, token.as_ref()).await;
+        drop(token);
+        let result = self.dispatch(&principal, request).await;
+        let request_id = self.request_id();
+        let record = Record {
+            time: Timestamp::now(),
+            request_id: Cow::Borrowed(&request_id),
+            actor: Actor {
+                uid: Some(who.uid),
+                gid: Some(who.gid),
+                pid: who.pid,
+                exe: who.exe().map(Cow::Borrowed),
+                token: principal
+                    .as_ref()
+                    .ok()
+                    .and_then(|p| p.token.as_ref())
+                    .map(|t| Cow::Borrowed(t.accessor.as_str())),
+            },
+            action,
+            namespace: namespace.as_deref().map(Cow::Borrowed),
+            name: name.as_deref().map(Cow::Borrowed),
+            outcome: match &result {
+                Ok(_) => Outcome::Ok,
+                Err(r) if r.gate == Gate::Store => Outcome::Error,
+                Err(_) => Outcome::Denied,
+            },
+            code: result.as_ref().err().map(|r| r.error.code()),
+            gate: result.as_ref().err().map(|r| r.gate.as_str()),
+        };
+        let appending = audit.append(&record);
+        drop(record);
+        match appending.await {
+            Ok(_) => result,
+            Err(e) => {
+                tracing::error!(error = %e, action, peer = %who, "a record could not be written; the reply is withheld");
+                Err(Refusal::at(
+                    Gate::Audit,
+                    CoreError::AuditUnavailable(format!(
+                        "{e}; {}",
+                        if result.is_ok() && changes_state(action) {
+                            "the change was carried out, but its record could not be written"
+                        } else {
+                            "the reply is withheld"
+                        }
+                    )),
+                ))
+            }
+        }
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.request_prefix)
+    }
+
+    /// Brings what is derived from the keys (policies and tokens from the store, the audit
+    /// keys) in line with the vault after it was sealed or unsealed, then resolves the
+    /// caller: gate 3's work, whose refusal is reported at gate 3.
+    async fn identify(&self, who: &Identity, token: Option<&SecretBytes>) -> Resolved {
+        let epoch = self.vault.epoch();
+        if self.access.loaded_epoch() != Some(epoch) {
+            self.sync(epoch).await;
+        }
+        self.access
+            .resolve(who.uid, who.gid, token)
+            .map_err(|e| match e {
+                CoreError::Unauthenticated(m) => m,
+                _ => "the token could not be checked",
+            })
+    }
+
+    async fn sync(&self, epoch: u64) {
+        let keys = (self.vault.store(), self.vault.token_key());
+        if let Some(audit) = &self.audit {
+            audit.set_keys(self.vault.audit_keys());
+        }
+        match keys {
+            (Ok(store), Some(token_key)) => {
+                let access = self.access.clone();
+                let loaded = blocking(move || access.load(epoch, &store, token_key)).await;
+                if let Err(e) = loaded {
+                    // Tokens and stored policies stay unknown; the next request tries again.
+                    tracing::error!(error = %e, "cannot load policies and tokens from the store");
+                }
+            }
+            _ => self.access.unload(epoch),
+        }
+    }
+
+    async fn dispatch(&self, principal: &Resolved, request: Request) -> Gated<Reply> {
         match request {
             // The data plane's read is most of the traffic: it runs on a small future of its
             // own; every other request's larger state lives on the heap.
@@ -118,123 +250,56 @@ impl Service {
                 namespace,
                 name,
                 op: crate::SecretOp::Get { version },
-            } => self.get(who, namespace, name, version).await,
-            other => Box::pin(self.handle_other(who, other)).await,
+            } => self.get(principal, namespace, name, version).await,
+            other => Box::pin(self.handle_other(principal, other)).await,
         }
     }
 
-    async fn handle_other(&self, who: &Identity, request: Request) -> Result<Reply, Refusal> {
+    async fn handle_other(&self, principal: &Resolved, request: Request) -> Gated<Reply> {
         match request {
             Request::Secret {
                 namespace,
                 name,
                 op,
-            } => self.secret(who, namespace, name, op).await,
-            Request::List { namespace, query } => self.list(who, namespace, query).await,
-            Request::CreateNamespace { namespace } => self.create_namespace(who, namespace).await,
-            Request::ListNamespaces => self.list_namespaces(who),
-            Request::Status => self.status(who).await,
-            Request::Seal => self.seal(who),
-            Request::Unseal { with, key } => self.unseal(who, with, key).await,
-            Request::SlotList => {
-                self.sudo(who)?;
-                let vault = self.vault.clone();
-                blocking(move || vault.slots())
-                    .await
-                    .map(Reply::Slots)
-                    .map_err(at(Gate::Store))
-            }
-            Request::SlotAdd {
-                kind,
-                pcrs,
-                key,
-                path,
-            } => self.add_slot(who, kind, pcrs, key, path).await,
-            Request::SlotRemove { id } => {
-                self.sudo(who)?;
-                let vault = self.vault.clone();
-                blocking(move || vault.remove_slot(id))
-                    .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "slot_remove", slot = id, actor = %who, "slot removed");
-                Ok(Reply::Done)
-            }
-            Request::SlotReseal { id, key } => {
-                self.sudo(who)?;
-                let vault = self.vault.clone();
-                let done = blocking(move || vault.reseal(id, key))
-                    .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "slot_reseal", slots = ?done, actor = %who, "slots resealed");
-                Ok(Reply::Resealed(done))
-            }
+            } => self.secret(principal, namespace, name, op).await,
+            Request::List { namespace, query } => self.list(principal, namespace, query).await,
+            other => self.admin(principal, other).await,
         }
     }
 
-    async fn add_slot(
-        &self,
-        who: &Identity,
-        kind: String,
-        pcrs: Option<String>,
-        key: Option<SecretBytes>,
-        path: Option<String>,
-    ) -> Gated<Reply> {
-        self.sudo(who)?;
-        let invalid = |m: String| Refusal::at(Gate::Validation, CoreError::InvalidRequest(m));
-        let pcrs = pcrs
-            .map(|p| p.parse::<PcrPolicy>())
-            .transpose()
-            .map_err(|e| invalid(e.to_string()))?
-            .unwrap_or_default();
-        let passphrase = |key: Option<SecretBytes>| {
-            key.filter(|k| !k.is_empty())
-                .ok_or_else(|| invalid(format!("a {kind} slot needs `key`, its passphrase")))
-        };
-        let argon2 = self.config.argon2;
-        let new = match kind.as_str() {
-            "file" => NewSlot::KeyFile(
-                path.map(std::path::PathBuf::from)
-                    .ok_or_else(|| invalid("a file slot needs `path`".to_owned()))?,
-            ),
-            "passphrase" => NewSlot::Passphrase {
-                passphrase: passphrase(key)?,
-                argon2,
-            },
-            "recovery" => NewSlot::Recovery,
-            "tpm" => NewSlot::Tpm { pcrs },
-            "tpm+passphrase" => NewSlot::TpmPassphrase {
-                pcrs,
-                passphrase: passphrase(key)?,
-                argon2,
-            },
-            _ => {
-                return Err(invalid(
-                    "the slot kind is one of file, passphrase, recovery, tpm, tpm+passphrase"
-                        .to_owned(),
-                ));
-            }
-        };
-        let kind_name = new.kind().as_str();
-        let vault = self.vault.clone();
-        let added = blocking(move || vault.add_slot(new))
-            .await
-            .map_err(at(Gate::Store))?;
-        tracing::info!(event = "secret_action", action = "slot_add", kind = kind_name, slot = added.id, actor = %who, "slot added");
-        Ok(Reply::SlotAdded {
-            id: added.id,
-            recovery: added.recovery.map(|r| r.display()),
-        })
+    /// Gates 3 and 4.
+    fn identity_and_rate<'p>(&self, principal: &'p Resolved) -> Gated<&'p Principal> {
+        let p = principal
+            .as_ref()
+            .map_err(|m| Refusal::at(Gate::Identity, CoreError::Unauthenticated(m)))?;
+        if !self.access.admit(p) {
+            return Err(Refusal::at(Gate::RateLimit, CoreError::RateLimited));
+        }
+        Ok(p)
     }
 
-    /// Gates 1 to 5 for work in a namespace: the store, the namespace, the caller's right
-    /// to every capability in `needs`.
-    fn admit(
+    /// Gate 5 for `capability` on `path`.
+    fn allow(
         &self,
-        who: &Identity,
+        p: &Principal,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> Gated<()> {
+        self.access
+            .check(p, capability, path, namespace)
+            .map_err(|e| Refusal::at(Gate::Policy, e))
+    }
+
+    /// Gates 1 to 5 for work in a namespace: the store, the namespace, the caller, its rate,
+    /// its right to every capability in `needs` on `namespace/name`.
+    fn admit<'p>(
+        &self,
+        principal: &'p Resolved,
         namespace: Option<String>,
         name: Option<&str>,
         needs: &[Capability],
-    ) -> Gated<(Arc<dyn SecretStore>, Namespace)> {
+    ) -> Gated<(Arc<dyn SecretStore>, Namespace, &'p Principal)> {
         let store = self.vault.store().map_err(at(Gate::Seal))?;
         let namespace = match namespace {
             None => Namespace::default_namespace(),
@@ -245,49 +310,26 @@ impl Service {
         if !store.has_namespace(&namespace) {
             return Err(Refusal::at(Gate::Namespace, CoreError::NoNamespace));
         }
-        self.identity_and_rate(who)?;
-        for &capability in needs {
-            self.policy
-                .check(
-                    who,
-                    Access {
-                        capability,
-                        namespace: Some(&namespace),
-                        name,
-                    },
-                )
-                .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))?;
+        let p = self.identity_and_rate(principal)?;
+        if !self.access.unconditional(p) {
+            let path = secret_path(&namespace, name.unwrap_or(""));
+            for &capability in needs {
+                self.allow(p, capability, &path, Some(namespace.as_str()))?;
+            }
         }
-        Ok((store, namespace))
+        Ok((store, namespace, p))
     }
 
-    /// Gates 3 and 4.
-    fn identity_and_rate(&self, who: &Identity) -> Gated<()> {
-        // Gate 3: on the socket the kernel vouches for the peer; tokens come later.
-        if !self.limiter.admit(who) {
-            return Err(Refusal::at(Gate::RateLimit, CoreError::RateLimited));
-        }
-        Ok(())
-    }
-
-    /// Gates 3 to 5 for operations on the daemon itself.
-    fn sudo(&self, who: &Identity) -> Gated<()> {
-        self.identity_and_rate(who)?;
-        self.policy
-            .check(
-                who,
-                Access {
-                    capability: Capability::Sudo,
-                    namespace: None,
-                    name: None,
-                },
-            )
-            .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))
+    /// Gates 3 to 5 for operations on the daemon itself, checked at `sys/<area>`.
+    fn sudo<'p>(&self, principal: &'p Resolved, area: &str) -> Gated<&'p Principal> {
+        let p = self.identity_and_rate(principal)?;
+        self.allow(p, Capability::Sudo, &format!("sys/{area}"), None)?;
+        Ok(p)
     }
 
     async fn list(
         &self,
-        who: &Identity,
+        principal: &Resolved,
         namespace: Option<String>,
         request: ListRequest,
     ) -> Gated<Reply> {
@@ -296,7 +338,8 @@ impl Service {
         } else {
             &[Capability::List]
         };
-        let (store, namespace) = self.admit(who, namespace, None, needs)?;
+        let prefix = request.prefix.clone().unwrap_or_default();
+        let (store, namespace, _) = self.admit(principal, namespace, Some(&prefix), needs)?;
         let limit = request.limit.unwrap_or(1000);
         if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(Refusal::at(
@@ -327,85 +370,49 @@ impl Service {
         .map_err(at(Gate::Store))
     }
 
-    async fn create_namespace(&self, who: &Identity, namespace: String) -> Gated<Reply> {
-        let store = self.vault.store().map_err(at(Gate::Seal))?;
-        let namespace =
-            Namespace::parse_owned(namespace).map_err(|e| at(Gate::Namespace)(e.into()))?;
-        self.sudo(who)?;
-        blocking(move || Ok(store.create_namespace(&namespace)?))
-            .await
-            .map_err(at(Gate::Store))?;
-        tracing::info!(event = "secret_action", action = "namespace_create", actor = %who, "namespace created");
-        Ok(Reply::Done)
-    }
-
-    fn list_namespaces(&self, who: &Identity) -> Gated<Reply> {
-        let store = self.vault.store().map_err(at(Gate::Seal))?;
-        self.identity_and_rate(who)?;
-        self.policy
-            .check(
-                who,
-                Access {
-                    capability: Capability::List,
-                    namespace: None,
-                    name: None,
-                },
-            )
-            .map_err(|why| Refusal::at(Gate::Policy, CoreError::Denied(why)))?;
-        Ok(Reply::Namespaces(store.namespaces()))
-    }
-
-    async fn status(&self, who: &Identity) -> Gated<Reply> {
-        self.identity_and_rate(who)?;
-        let (entries, bytes) = self.cache.usage();
-        let cache = CacheStatus {
-            entries,
-            bytes,
-            ttl_seconds: self.cache.ttl().as_secs(),
-        };
-        Ok(Reply::Status(Box::new(self.report(cache).await)))
-    }
-
-    async fn report(&self, cache: CacheStatus) -> StatusReport {
-        // Reading the header is a store read; keep it off the async workers.
-        let vault = self.vault.clone();
-        match tokio::task::spawn_blocking(move || vault.status(cache)).await {
-            Ok(report) => report,
-            Err(_) => self.vault.status(cache),
-        }
-    }
-
-    fn seal(&self, who: &Identity) -> Gated<Reply> {
-        self.sudo(who)?;
-        self.vault.seal();
-        self.cache.flush();
-        tracing::info!(event = "secret_action", action = "seal", actor = %who, "sealed");
-        Ok(Reply::Done)
-    }
-
-    async fn unseal(
-        &self,
-        who: &Identity,
-        with: UnsealWith,
-        key: Option<SecretBytes>,
-    ) -> Gated<Reply> {
-        self.sudo(who)?;
-        let vault = self.vault.clone();
-        blocking(move || vault.unseal(with, key))
-            .await
-            .map_err(at(Gate::Seal))?;
-        tracing::info!(event = "secret_action", action = "unseal", slot = with.as_str(), actor = %who, "unsealed");
-        Ok(Reply::Done)
-    }
-
-    /// Seals the store and flushes the cache (at shutdown).
+    /// Seals the store, flushes the cache, and closes the audit log (at shutdown).
     pub fn shutdown(&self) {
         self.vault.seal();
         self.cache.flush();
+        self.access.unload(self.vault.epoch());
+        if let Some(audit) = &self.audit {
+            audit.shutdown();
+        }
     }
 
     /// The cache's time to live.
     pub fn ttl(&self) -> Duration {
         self.cache.ttl()
     }
+}
+
+/// The policy path of a secret: `namespace/name`.
+pub(crate) fn secret_path(namespace: &Namespace, name: &str) -> String {
+    let mut path = String::with_capacity(namespace.as_str().len() + 1 + name.len());
+    path.push_str(namespace.as_str());
+    path.push('/');
+    path.push_str(name);
+    path
+}
+
+/// Whether an action changes state (so a failed record after success is worth saying).
+fn changes_state(action: &str) -> bool {
+    !matches!(
+        action,
+        "get"
+            | "meta"
+            | "versions"
+            | "list"
+            | "hmac"
+            | "basic_auth"
+            | "namespace_list"
+            | "status"
+            | "slot_list"
+            | "policy_get"
+            | "policy_list"
+            | "token_list"
+            | "token_lookup"
+            | "audit_hash"
+            | "audit_verify"
+    )
 }

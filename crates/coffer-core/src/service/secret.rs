@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, compute, mint};
 use coffer_store::{Describe, SecretStore, StoreError, Write, WriteMode};
-use coffer_types::{Capability, GeneratorSpec, Kind, SecretName, Version};
+use coffer_types::{Capability, ErrorCode, GeneratorSpec, Kind, Namespace, SecretName, Version};
 
-use super::{Gated, Service, at, blocking};
+use super::{Gated, Resolved, Service, at, blocking};
+use crate::access::Principal;
 use crate::cache::CacheKey;
 use crate::request::{SecretOp, WriteOptions};
-use crate::{CoreError, Gate, Identity, Refusal, Reply};
+use crate::{CoreError, Gate, Refusal, Reply};
 
 /// How a value is written, decided from the operation.
 struct Writing {
@@ -24,12 +25,13 @@ impl Service {
     /// `get`: gates, then the cache or the store.
     pub(super) async fn get(
         &self,
-        who: &Identity,
+        principal: &Resolved,
         namespace: Option<String>,
         name: String,
         version: Option<Version>,
     ) -> Gated<Reply> {
-        let (store, namespace) = self.admit(who, namespace, Some(&name), &[Capability::Read])?;
+        let (store, namespace, _) =
+            self.admit(principal, namespace, Some(&name), &[Capability::Read])?;
         let name = SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))?;
         let key: CacheKey = (namespace, name);
         let (value, version, kind) = self.read(store, &key, version).await?;
@@ -43,18 +45,28 @@ impl Service {
 
     pub(super) async fn secret(
         &self,
-        who: &Identity,
+        principal: &Resolved,
         namespace: Option<String>,
         name: String,
         op: SecretOp,
     ) -> Gated<Reply> {
-        let (store, namespace) = self.admit(who, namespace, Some(&name), &[op.capability()])?;
+        let needs: &[Capability] = match &op {
+            // Create or update: decided below, once the caller is known.
+            SecretOp::Set { .. } => &[],
+            op => &[op.capability()],
+        };
+        let (store, namespace, who) = self.admit(principal, namespace, Some(&name), needs)?;
+        let mut op = op;
+        let restrict = match &mut op {
+            SecretOp::Set { .. } => self.create_or_update(who, &namespace, &name)?,
+            _ => None,
+        };
         let name = SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))?;
         self.validate(&op)?;
         let key: CacheKey = (namespace, name);
         let changes_value = op.changes_value();
         let action = action_name(&op);
-        let result = self.run(who, store, &key, op).await;
+        let result = self.run(who, store, &key, op, restrict).await;
         if changes_value {
             // Whatever the outcome: a failed commit may still have reached the disk.
             self.cache.invalidate(&key);
@@ -63,7 +75,7 @@ impl Service {
             (Ok(_), Some(action)) => tracing::info!(
                 event = "secret_action",
                 action,
-                actor = %who,
+                actor = %who.actor(),
                 namespace = %key.0,
                 outcome = "ok",
                 "secret changed"
@@ -71,7 +83,7 @@ impl Service {
             (Err(r), Some(action)) => tracing::info!(
                 event = "secret_action",
                 action,
-                actor = %who,
+                actor = %who.actor(),
                 namespace = %key.0,
                 outcome = "refused",
                 code = %r.error.code(),
@@ -107,12 +119,42 @@ impl Service {
         }
     }
 
+    /// Gate 5 for `set`: creating needs `create`, writing a new version needs `update`. A
+    /// caller holding one of the two writes in that mode only, and the store's answer
+    /// (the name exists; it does not) becomes a denial: answered inside the store's
+    /// transaction, so no race decides it.
+    fn create_or_update(
+        &self,
+        who: &Principal,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Gated<Option<WriteMode>> {
+        if self.access.unconditional(who) {
+            return Ok(None);
+        }
+        let path = super::secret_path(namespace, name);
+        let ns = Some(namespace.as_str());
+        let create = self.access.grants(who, Capability::Create, &path, ns);
+        let update = self.access.grants(who, Capability::Update, &path, ns);
+        match (create, update) {
+            (true, true) => Ok(None),
+            (true, false) => Ok(Some(WriteMode::Create)),
+            (false, true) => Ok(Some(WriteMode::Update)),
+            // Report the more telling refusal (a deny rule, or the missing grant).
+            (false, false) => self
+                .allow(who, Capability::Update, &path, ns)
+                .and_then(|()| self.allow(who, Capability::Create, &path, ns))
+                .map(|()| None),
+        }
+    }
+
     async fn run(
         &self,
-        who: &Identity,
+        who: &Principal,
         store: Arc<dyn SecretStore>,
         key: &CacheKey,
         op: SecretOp,
+        restrict: Option<WriteMode>,
     ) -> Gated<Reply> {
         let (ns, name) = key.clone();
         match op {
@@ -153,7 +195,7 @@ impl Service {
                 Ok(Reply::Header(header))
             }
             SecretOp::Set { value, options } => {
-                let (index, version) = self
+                let written = self
                     .write(
                         who,
                         store,
@@ -161,11 +203,32 @@ impl Service {
                         Writing {
                             value,
                             options,
-                            mode: WriteMode::Upsert,
+                            mode: restrict.unwrap_or(WriteMode::Upsert),
                             generated: None,
                         },
                     )
-                    .await?;
+                    .await;
+                let (index, version) = match (written, restrict) {
+                    (Err(r), Some(WriteMode::Create)) if r.error.code() == ErrorCode::Conflict => {
+                        return Err(Refusal::at(
+                            Gate::Policy,
+                            CoreError::Denied(format!(
+                                "{} may create secrets here but not update them",
+                                who.describe()
+                            )),
+                        ));
+                    }
+                    (Err(r), Some(WriteMode::Update)) if r.error.code() == ErrorCode::NotFound => {
+                        return Err(Refusal::at(
+                            Gate::Policy,
+                            CoreError::Denied(format!(
+                                "{} may update secrets here but not create them",
+                                who.describe()
+                            )),
+                        ));
+                    }
+                    (w, _) => w?,
+                };
                 Ok(Reply::Written { index, version })
             }
             SecretOp::Generate { spec, options } => {
@@ -283,7 +346,7 @@ impl Service {
 
     async fn write(
         &self,
-        who: &Identity,
+        who: &Principal,
         store: Arc<dyn SecretStore>,
         key: &CacheKey,
         w: Writing,
@@ -314,7 +377,7 @@ impl Service {
 
     async fn minted(
         &self,
-        who: &Identity,
+        who: &Principal,
         store: Arc<dyn SecretStore>,
         key: &CacheKey,
         spec: GeneratorSpec,

@@ -15,10 +15,11 @@ mod open;
 mod slots;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use coffer_crypto::{MasterKey, SecretBytes, locked};
+use coffer_crypto::{AuditKeys, MasterKey, SecretBytes, TokenKey, locked};
 use coffer_store::{Backend, SecretStore, StoreHeader};
 use coffer_tpm::{PcrPolicy, Tpm};
 use coffer_types::wire::UnsealWith;
@@ -72,6 +73,9 @@ pub struct Vault {
     last_try: Mutex<Instant>,
     /// Serializes changes of the store header (slots).
     header: Mutex<()>,
+    /// Counts changes of state, so what is derived from the keys (tokens, policies, audit
+    /// keys) is reloaded when the store was sealed and opened again.
+    epoch: AtomicU64,
 }
 
 impl Vault {
@@ -86,10 +90,32 @@ impl Vault {
             state: RwLock::new(State::Sealed(String::new())),
             last_try: Mutex::new(Instant::now()),
             header: Mutex::new(()),
+            epoch: AtomicU64::new(0),
         };
         let state = vault.automatic();
-        *vault.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+        vault.replace(state);
         vault
+    }
+
+    fn replace(&self, next: State) {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        *state = next;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes each time the vault is sealed or unsealed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The audit log's keys, while unsealed.
+    pub fn audit_keys(&self) -> Option<AuditKeys> {
+        self.with_master(|m| Ok(m.audit_keys())).ok()
+    }
+
+    /// The token hashing key, while unsealed.
+    pub fn token_key(&self) -> Option<TokenKey> {
+        self.with_master(|m| Ok(m.token_key())).ok()
     }
 
     /// The backend.
@@ -130,6 +156,7 @@ impl Vault {
         // Someone may have unsealed meanwhile; only replace an unavailable state.
         if matches!(*state, State::Unavailable(_)) {
             *state = next;
+            self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         match &*state {
             State::Unsealed { store, .. } => Ok(store.clone()),
@@ -152,8 +179,9 @@ impl Vault {
 
     /// Forgets the keys. The caller flushes the cache.
     pub fn seal(&self) {
-        *self.state.write().unwrap_or_else(PoisonError::into_inner) =
-            State::Sealed("sealed by an operator; run `coffer unseal`".to_owned());
+        self.replace(State::Sealed(
+            "sealed by an operator; run `coffer unseal`".to_owned(),
+        ));
         tracing::info!("store sealed; keys forgotten");
     }
 
@@ -169,8 +197,7 @@ impl Vault {
         let header = self.header()?;
         let master = self.open_by_request(&header, with, key)?;
         let store = open::open_store(self.backend.clone(), master.duplicate())?;
-        *self.state.write().unwrap_or_else(PoisonError::into_inner) =
-            State::Unsealed { store, master };
+        self.replace(State::Unsealed { store, master });
         tracing::info!(slot = with.as_str(), "store unsealed");
         Ok(())
     }
@@ -180,9 +207,11 @@ impl Vault {
         let (state, reason, namespaces) = {
             let guard = self.state.read().unwrap_or_else(PoisonError::into_inner);
             match &*guard {
-                State::Unsealed { store, .. } => {
-                    (SealState::Unsealed, None, Some(store.namespaces().len()))
-                }
+                State::Unsealed { store, .. } => (
+                    SealState::Unsealed,
+                    None,
+                    Some(store.namespaces().iter().filter(|n| !n.is_system()).count()),
+                ),
                 State::Sealed(r) => (SealState::Sealed, Some(r.clone()), None),
                 State::Unavailable(r) => (SealState::Unavailable, Some(r.clone()), None),
             }

@@ -273,6 +273,13 @@ fields! {
     pcrs: String = "a string",
     path: String = "a string",
     slot_id: u64 = "a positive integer",
+    policy: String = "a string",
+    rules: Vec<coffer_core::access::policy::RuleText> = "a list of {\"path\", \"capabilities\"} objects",
+    subject: String = "a string",
+    policies: Vec<String> = "a list of strings",
+    ttl: u64 = "a whole number of seconds",
+    accessor: String = "a string",
+    display_name: String = "a string",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -38,7 +38,11 @@ impl Handler for CofferHandler {
             }
         };
         let action = parsed.action;
-        match self.service.handle(peer, parsed.request).await {
+        match self
+            .service
+            .handle_with_token(peer, parsed.token, parsed.request)
+            .await
+        {
             Ok(answer) => reply(out, action, &answer, parsed.id.as_deref()),
             Err(refusal) => {
                 let code = refusal.error.code();

@@ -4,6 +4,7 @@
 //! Each action names the fields it takes; any other field is refused, so a typo or a field
 //! meant for another action is never silently ignored.
 
+use coffer_core::access::PolicyText;
 use coffer_core::{ListRequest, Request, SecretOp, WriteOptions};
 use coffer_crypto::SecretBytes;
 use coffer_types::wire::{Action, UnsealWith};
@@ -24,6 +25,8 @@ pub struct Parsed {
     pub id: Option<String>,
     /// Whether the client asked to keep the connection open.
     pub keep_alive: bool,
+    /// The token the request runs as, if it carries one.
+    pub token: Option<SecretBytes>,
 }
 
 /// Fields every request may carry.
@@ -49,6 +52,8 @@ fn takes(action: Action) -> FieldSet {
     const UNSEAL: FieldSet = field_set!(slot, key);
     const SLOT_ADD: FieldSet = field_set!(kind, pcrs, key, path);
     const SLOT_RESEAL: FieldSet = field_set!(slot_id, key);
+    const POLICY: FieldSet = field_set!(policy);
+    const TOKEN_CREATE: FieldSet = field_set!(policies, ttl, namespace, display_name);
     match action {
         Action::Set => SET,
         Action::Get => GET,
@@ -65,6 +70,13 @@ fn takes(action: Action) -> FieldSet {
         Action::SlotAdd => SLOT_ADD,
         Action::SlotRemove => field_set!(slot_id),
         Action::SlotReseal => SLOT_RESEAL,
+        Action::PolicyPut => POLICY.and(field_set!(rules)),
+        Action::PolicyGet | Action::PolicyDelete => POLICY,
+        Action::SubjectSet => field_set!(subject, policies),
+        Action::TokenCreate => TOKEN_CREATE,
+        Action::TokenRevoke => field_set!(accessor),
+        Action::TokenLookup => field_set!(accessor),
+        Action::AuditHash => field_set!(name, namespace),
         _ => FieldSet::EMPTY,
     }
 }
@@ -157,14 +169,6 @@ pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
         .ok_or_else(|| invalid("the request needs the field `action`"))?
         .parse()
         .map_err(|e: coffer_types::wire::UnknownAction| invalid(e.to_string()))?;
-    if f.token.is_some() {
-        return Err(ParseError {
-            code: ErrorCode::Unsupported,
-            message: "token authentication is not available in this version; \
-                      the socket identifies callers by their uid"
-                .to_owned(),
-        });
-    }
     if let Some(extra) = f.present.first_outside(takes(action).and(ENVELOPE)) {
         return Err(invalid(format!(
             "the field `{extra}` does not apply to `{action}`"
@@ -172,12 +176,14 @@ pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
     }
     let id = f.id.take().map(|i| i.0);
     let keep_alive = f.keep_alive.take().unwrap_or(false);
+    let token = f.token.take();
     let request = convert(action, &mut f, max_value)?;
     Ok(Parsed {
         action,
         request,
         id,
         keep_alive,
+        token,
     })
 }
 
@@ -332,6 +338,58 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                 key: f.key.take(),
             });
         }
+        Action::PolicyPut => {
+            return Ok(Request::PolicyPut {
+                name: needs(f.policy.take(), "policy", action)?,
+                rules: PolicyText {
+                    rules: needs(f.rules.take(), "rules", action)?,
+                },
+            });
+        }
+        Action::PolicyGet => {
+            return Ok(Request::PolicyGet {
+                name: needs(f.policy.take(), "policy", action)?,
+            });
+        }
+        Action::PolicyDelete => {
+            return Ok(Request::PolicyDelete {
+                name: needs(f.policy.take(), "policy", action)?,
+            });
+        }
+        Action::PolicyList => return Ok(Request::PolicyList),
+        Action::SubjectSet => {
+            return Ok(Request::SubjectSet {
+                subject: needs(f.subject.take(), "subject", action)?,
+                policies: needs(f.policies.take(), "policies", action)?,
+            });
+        }
+        Action::TokenCreate => {
+            return Ok(Request::TokenCreate {
+                policies: needs(f.policies.take(), "policies", action)?,
+                ttl: std::time::Duration::from_secs(needs(f.ttl.take(), "ttl", action)?),
+                namespace: f.namespace.take(),
+                display_name: f.display_name.take(),
+            });
+        }
+        Action::TokenList => return Ok(Request::TokenList),
+        Action::TokenRevoke => {
+            return Ok(Request::TokenRevoke {
+                accessor: needs(f.accessor.take(), "accessor", action)?,
+            });
+        }
+        Action::TokenLookup => {
+            return Ok(Request::TokenLookup {
+                accessor: f.accessor.take(),
+            });
+        }
+        Action::AuditHash => {
+            let (name, namespace) = (f.name.take(), f.namespace.take());
+            if name.is_none() && namespace.is_none() {
+                return Err(invalid("`audit_hash` needs `name`, `namespace`, or both"));
+            }
+            return Ok(Request::AuditHash { name, namespace });
+        }
+        Action::AuditVerify => return Ok(Request::AuditVerify),
         _ => return Err(invalid("this action is not available on the socket")),
     };
     secret(f, op)
@@ -577,9 +635,58 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_refused_until_supported() {
-        let e = err(r#"{"action":"get","name":"k","token":"t"}"#);
-        assert_eq!(e.code, ErrorCode::Unsupported);
+    fn tokens_ride_on_any_request() {
+        let p = ok(r#"{"action":"get","name":"k","token":"cft_abc"}"#);
+        assert_eq!(p.token.unwrap().expose_secret(), b"cft_abc");
+        assert!(ok(r#"{"action":"get","name":"k"}"#).token.is_none());
+    }
+
+    #[test]
+    fn access_actions() {
+        let Request::PolicyPut { name, rules } = ok(
+            r#"{"action":"policy_put","policy":"app","rules":[{"path":"app/*","capabilities":["read"]}]}"#,
+        )
+        .request
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), rules.rules[0].path.as_str()),
+            ("app", "app/*")
+        );
+        assert!(
+            err(r#"{"action":"policy_put","policy":"app","rules":[{"path":"a"}]}"#)
+                .message
+                .contains("field `rules` must be")
+        );
+        let Request::TokenCreate {
+            policies,
+            ttl,
+            namespace,
+            ..
+        } = ok(r#"{"action":"token_create","policies":["app"],"ttl":3600,"namespace":"app"}"#)
+            .request
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (policies, ttl.as_secs(), namespace.as_deref()),
+            (vec!["app".to_owned()], 3600, Some("app"))
+        );
+        assert!(
+            err(r#"{"action":"token_create","policies":["a"]}"#)
+                .message
+                .contains("`ttl`")
+        );
+        assert!(matches!(
+            ok(r#"{"action":"token_lookup"}"#).request,
+            Request::TokenLookup { accessor: None }
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"subject_set","subject":"uid:5","policies":[]}"#).request,
+            Request::SubjectSet { .. }
+        ));
+        assert!(err(r#"{"action":"audit_hash"}"#).message.contains("needs"));
     }
 
     #[test]

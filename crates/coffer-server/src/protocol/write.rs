@@ -83,6 +83,31 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             }
         }
         Reply::Resealed(slots) => ok_with(out, "resealed", slots),
+        Reply::Policy(view) => ok_with(out, "policy", view),
+        Reply::Policies(listing) => {
+            ok_with(out, "policies", &listing.policies);
+            field(out, "subjects", &listing.subjects);
+        }
+        Reply::TokenCreated { token, record } => {
+            // The record first: the buffer may grow for it, but not once the token is in.
+            ok_with(out, "token_info", record);
+            let need = 16 + secret_len(token) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            out.extend_from_slice(b",\"token\":");
+            secret_string(out, token);
+        }
+        Reply::Tokens(all) => ok_with(out, "tokens", all),
+        Reply::TokenInfo(record) => ok_with(out, "token_info", record),
+        Reply::AuditHash { name, namespace } => {
+            out.extend_from_slice(b"{\"ok\":true");
+            if let Some(h) = name {
+                field(out, "name_hash", h);
+            }
+            if let Some(h) = namespace {
+                field(out, "namespace_hash", h);
+            }
+        }
+        Reply::AuditVerified(report) => ok_with(out, "audit", report),
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);

@@ -78,7 +78,14 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             .map_err(corrupt("namespace name"))?;
         let path = path
             .expose_str()
-            .and_then(|s| Namespace::parse(s).ok())
+            .and_then(|s| {
+                // The daemon's own namespace is outside the grammar on purpose.
+                if s == Namespace::SYSTEM {
+                    Some(Namespace::system())
+                } else {
+                    Namespace::parse(s).ok()
+                }
+            })
             .ok_or(StoreError::Malformed("a stored namespace"))?;
         let key = master
             .unwrap_key(

@@ -1,0 +1,39 @@
+//! coffer's audit log (DESIGN.md, Audit): one JSON line per request, in append-only files,
+//! each line carrying the hash of the one before it, with the chain head checkpointed under a
+//! MAC keyed from the master key. Editing, deleting or truncating records is detected by
+//! [`verify()`]; [`tail()`] follows the log for `coffer audit tail`.
+//!
+//! Where things live, along the path of a record:
+//! - [`record`]: [`Record`] as the daemon hands it over, and how it becomes a line (names
+//!   hashed under the audit key, withheld while sealed, or in the clear when configured).
+//! - [`log`]: [`AuditLog`], the shared handle: group commit of appends, its health check,
+//!   and the syncer thread.
+//! - `message`: the state the handle and the writer share.
+//! - `writer`: numbers and chains a batch of lines and writes it with one system call,
+//!   rotates files, checks the file is still writable, prepares syncs and checkpoints.
+//! - [`checkpoint`]: the two-slot, MAC'd checkpoint file.
+//! - `recover`: where the chain continues when the log is opened.
+//! - [`verify`](mod@verify) and [`tail`](mod@tail): the readers.
+//! - `chain`: line hashes, file names and reading lines backwards, shared by all of them.
+//!
+//! The log fails closed: when a record cannot be written the request is refused
+//! ([`AuditError::Unavailable`], wire code `audit_unavailable`).
+#![forbid(unsafe_code)]
+
+mod chain;
+pub mod checkpoint;
+mod error;
+pub mod log;
+mod message;
+pub mod record;
+mod recover;
+pub mod tail;
+pub mod verify;
+mod writer;
+
+pub use checkpoint::CHECKPOINT_FILE;
+pub use error::AuditError;
+pub use log::{AuditConfig, AuditLog};
+pub use record::{Actor, Outcome, Record};
+pub use tail::tail;
+pub use verify::{Problem, VerifyReport, verify};

@@ -1,0 +1,405 @@
+//! The writer: the only code that appends to the log, called by the task leading a batch
+//! (see `crate::log`) under the writer's mutex.
+//!
+//! Each batch of lines is appended with one `write(2)` through the descriptor kept open on
+//! the current file. A failed write is cut back off the file (a record is never half in the
+//! chain) and the descriptor is dropped, so the next batch opens the file again. What a kept
+//! descriptor cannot notice by itself (the file removed or replaced, the file or directory
+//! made unwritable) is checked by the syncer thread every `check_interval` with
+//! [`Writer::check`], which makes the log refuse requests until it is fixed. Syncing and checkpointing are split in three,
+//! so the `fdatasync`s run outside the mutex (see `crate::log`): [`Writer::prepare_sync`]
+//! under the mutex, [`PendingSync::run`] outside it, [`Writer::finish_sync`] under it again.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use coffer_crypto::AuditKeys;
+
+use crate::AuditError;
+use crate::chain::{self, Hash};
+use crate::checkpoint::{self, Checkpoint};
+use crate::message::Shared;
+use crate::record::finish_line;
+use crate::recover::Start;
+
+/// A batch buffer grown past this by a burst is given back afterwards.
+const KEEP_BUFFER: usize = 256 << 10;
+
+/// Opens an audit file for appending, as every write does.
+pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
+    // std sets O_CLOEXEC on every file it opens.
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+pub(crate) struct Writer {
+    dir: PathBuf,
+    max_file_bytes: u64,
+    shared: Arc<Shared>,
+    /// The key checkpoints are MAC'd with.
+    keys: Option<AuditKeys>,
+    /// The seq and `prev` of the next line.
+    next_seq: u64,
+    prev: Hash,
+    /// The lines of the batch being written.
+    out: Vec<u8>,
+    current: PathBuf,
+    current_name: String,
+    current_len: u64,
+    /// The descriptor batches are written through, opened at the first write to `current`.
+    file: Option<File>,
+    /// The last record written.
+    written: Option<Checkpoint>,
+    unsynced: bool,
+    /// A file was created since the directory was last synced.
+    dir_dirty: bool,
+    pub(crate) last_sync: Instant,
+    /// The seq last checkpointed under the current keys, and the slot to write next.
+    checkpointed: Option<u64>,
+    next_slot: Option<usize>,
+    /// Bytes of a failed write that could not be cut off yet: (file, length to cut back to).
+    pending_truncate: Option<(PathBuf, u64)>,
+}
+
+/// The slow half of a sync, run without the writer's mutex.
+pub(crate) struct PendingSync {
+    dir: PathBuf,
+    /// The file the last record is in.
+    file: PathBuf,
+    dir_dirty: bool,
+    /// What the sync makes durable.
+    cp: Checkpoint,
+    /// The checkpoint to write after it: keys and the slots to use.
+    keys: Option<AuditKeys>,
+    slots: Vec<usize>,
+}
+
+impl PendingSync {
+    /// `fdatasync`s the file (and the directory), then writes the checkpoint.
+    pub(crate) fn run(&self) -> Result<(), AuditError> {
+        File::open(&self.file)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| AuditError::unavailable(&self.file, &e))?;
+        if self.dir_dirty {
+            checkpoint::sync_dir(&self.dir).map_err(|e| AuditError::unavailable(&self.dir, &e))?;
+        }
+        if let Some(keys) = &self.keys {
+            for &slot in &self.slots {
+                checkpoint::write(&self.dir, slot, &self.cp, keys)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(config: &crate::AuditConfig, start: Start, shared: Arc<Shared>) -> Self {
+        // The last record on disk may be only in the page cache (after a crash of the
+        // process, not of the machine): sync it before the first checkpoint anchors it.
+        let written = start.last_file.as_deref().map(|path| Checkpoint {
+            seq: start.next_seq - 1,
+            hash: start.prev,
+            file: file_name_of(path),
+        });
+        Self {
+            unsynced: written.is_some(),
+            dir: config.dir.clone(),
+            max_file_bytes: config.max_file_bytes,
+            shared,
+            keys: None,
+            next_seq: start.next_seq,
+            prev: start.prev,
+            out: Vec::with_capacity(16 << 10),
+            current_name: file_name_of(&start.current),
+            current: start.current,
+            current_len: start.len,
+            file: None,
+            written,
+            dir_dirty: false,
+            last_sync: Instant::now(),
+            checkpointed: None,
+            next_slot: None,
+            pending_truncate: None,
+        }
+    }
+
+    /// Gives each body its seq and `prev`, in order, and appends the lines with one write.
+    /// Answers the first seq: on success the lines are in the chain as `first..`, on
+    /// failure none of them is and the chain goes on from where it was.
+    pub(crate) fn write_batch<'b>(
+        &mut self,
+        bodies: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Result<u64, AuditError> {
+        let first = self.next_seq;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let (mut seq, mut prev) = (first, self.prev);
+        for body in bodies {
+            prev = finish_line(&mut out, seq, body, prev);
+            seq += 1;
+        }
+        let result = self.write_buf(&out, first);
+        if out.capacity() <= KEEP_BUFFER {
+            self.out = out;
+        }
+        match result {
+            Ok(()) => {
+                let last = seq - 1;
+                self.next_seq = seq;
+                self.prev = prev;
+                match &mut self.written {
+                    Some(w) => {
+                        w.seq = last;
+                        w.hash = prev;
+                        if w.file != self.current_name {
+                            w.file.clone_from(&self.current_name);
+                        }
+                    }
+                    None => {
+                        self.written = Some(Checkpoint {
+                            seq: last,
+                            hash: prev,
+                            file: self.current_name.clone(),
+                        });
+                    }
+                }
+                self.unsynced = true;
+                self.shared.healthy.store(true, Ordering::Release);
+                Ok(first)
+            }
+            Err(err) => {
+                if self.shared.healthy.swap(false, Ordering::AcqRel) {
+                    tracing::error!(
+                        error = %err,
+                        "audit records could not be written; requests are refused until they can"
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Rotates when due (the new file named by `first`), cuts off leftovers of a failed
+    /// write, and appends `buf` with one write through a descriptor opened for it.
+    fn write_buf(&mut self, buf: &[u8], first: u64) -> Result<(), AuditError> {
+        if self.current_len > 0 && self.current_len >= self.max_file_bytes {
+            self.rotate(first)?;
+        }
+        if let Some((path, len)) = &self.pending_truncate {
+            cut_back(path, *len).map_err(|e| AuditError::unavailable(path, &e))?;
+            self.pending_truncate = None;
+        }
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => open_append(&self.current)
+                .map_err(|e| AuditError::unavailable(&self.current, &e))?,
+        };
+        let mut written = 0;
+        while written < buf.len() {
+            match file.write(&buf[written..]) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(self.cut_failed(&file, written, &e));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // The descriptor is dropped: the next batch opens the file again.
+                Err(e) => return Err(self.cut_failed(&file, written, &e)),
+            }
+        }
+        self.file = Some(file);
+        if self.current_len == 0 {
+            self.dir_dirty = true; // the file may be new
+        }
+        self.current_len += written as u64;
+        Ok(())
+    }
+
+    /// Removes the part of a record that reached the file before `err`, so no record is half
+    /// in the chain; when that fails too, it is retried before the next write.
+    fn cut_failed(&mut self, file: &File, written: usize, err: &std::io::Error) -> AuditError {
+        let path = &self.current;
+        if written > 0 {
+            // O_APPEND and the directory lock make these the file's last bytes; the length
+            // is asked for only now, so a good write costs no fstat.
+            let before = file
+                .metadata()
+                .map(|m| m.len().saturating_sub(written as u64))
+                .unwrap_or(self.current_len);
+            if let Err(trunc) = file.set_len(before) {
+                tracing::error!(
+                    path = %path.display(),
+                    error = %trunc,
+                    "cannot cut a failed audit write off; retrying before the next write"
+                );
+                self.pending_truncate = Some((path.clone(), before));
+            }
+        }
+        AuditError::unavailable(path, err)
+    }
+
+    /// Starts a new file named by `first`, after syncing and checkpointing the old one
+    /// so a checkpoint covering records in the new file never covers unsynced records in the
+    /// old (rare, so done under the mutex).
+    fn rotate(&mut self, first: u64) -> Result<(), AuditError> {
+        if let Some(pending) = self.prepare_sync(false) {
+            let result = pending.run();
+            self.finish_sync(pending, result)?;
+        }
+        self.file = None;
+        let next = self.dir.join(chain::file_name(first));
+        tracing::info!(path = %next.display(), "starting a new audit file");
+        self.current_len = 0;
+        self.current_name = file_name_of(&next);
+        self.current = next.clone();
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *current = next;
+        Ok(())
+    }
+
+    /// Checks that the next batch can go where the chain is: the current file is still the
+    /// one the descriptor writes to, and it and the directory are writable. Otherwise drops
+    /// the descriptor and marks the log unhealthy (requests are refused until
+    /// [`writable`] succeeds again).
+    pub(crate) fn check(&mut self) -> Result<(), AuditError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let replaced = match (file.metadata(), std::fs::metadata(&self.current)) {
+            (Ok(open), Ok(named)) => open.ino() != named.ino() || open.dev() != named.dev(),
+            _ => true,
+        };
+        let problem = if replaced {
+            Err(std::io::Error::other(
+                "the file was removed or replaced while open",
+            ))
+        } else {
+            writable(&self.dir, &self.current)
+        };
+        problem.map_err(|e| {
+            self.file = None;
+            let err = AuditError::unavailable(&self.current, &e);
+            if self.shared.healthy.swap(false, Ordering::AcqRel) {
+                tracing::error!(
+                    error = %err,
+                    "the audit log cannot be written; requests are refused until it can"
+                );
+            }
+            err
+        })
+    }
+
+    /// Whether records were written since the last sync.
+    pub(crate) fn unsynced(&self) -> bool {
+        self.unsynced || self.dir_dirty
+    }
+
+    /// What a sync of everything written so far has to do; `None` when there is nothing.
+    /// `last` checkpoints into both slots (for shutdown and key changes).
+    pub(crate) fn prepare_sync(&mut self, last: bool) -> Option<PendingSync> {
+        let cp = self.written.clone()?;
+        let keys = self.keys.as_ref().map(AuditKeys::duplicate);
+        let needs_checkpoint = keys.is_some() && (last || self.checkpointed != Some(cp.seq));
+        if !self.unsynced() && !needs_checkpoint {
+            return None;
+        }
+        let slots = match (&keys, needs_checkpoint) {
+            (Some(k), true) => {
+                let first = self
+                    .next_slot
+                    .unwrap_or_else(|| checkpoint::read(&self.dir, k).map_or(0, |s| s.next_slot()));
+                if last {
+                    vec![first, 1 - first]
+                } else {
+                    vec![first]
+                }
+            }
+            _ => Vec::new(),
+        };
+        let pending = PendingSync {
+            dir: self.dir.clone(),
+            file: self.dir.join(&cp.file),
+            dir_dirty: self.dir_dirty,
+            cp,
+            keys,
+            slots,
+        };
+        // Writes from here on are after the sync: they set these again.
+        self.unsynced = false;
+        self.dir_dirty = false;
+        Some(pending)
+    }
+
+    /// Records what [`PendingSync::run`] achieved.
+    pub(crate) fn finish_sync(
+        &mut self,
+        pending: PendingSync,
+        result: Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
+        self.last_sync = Instant::now();
+        match result {
+            Ok(()) => {
+                if let Some(&slot) = pending.slots.last() {
+                    self.next_slot = Some(1 - slot);
+                    self.checkpointed = Some(pending.cp.seq);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                // Try again at the next sync.
+                self.unsynced = true;
+                self.dir_dirty |= pending.dir_dirty;
+                self.next_slot = None;
+                self.shared.healthy.store(false, Ordering::Release);
+                tracing::error!(error = %err, "cannot sync the audit log or write its checkpoint");
+                Err(err)
+            }
+        }
+    }
+
+    /// Switches keys (the caller anchored what was written under the old ones first).
+    pub(crate) fn set_keys(&mut self, keys: Option<AuditKeys>) {
+        self.keys = keys;
+        self.checkpointed = None;
+        self.next_slot = None;
+    }
+
+    /// Whether keys are set.
+    pub(crate) fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+}
+
+/// Whether a record could be appended to `path` in `dir`: the directory is writable (for
+/// rotation) and the file opens for appending (it is created if missing, as a write would).
+pub(crate) fn writable(dir: &Path, path: &Path) -> std::io::Result<()> {
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(std::io::Error::from)?;
+    open_append(path).map(drop)
+}
+
+/// Cuts a file back to `len` (the leftovers of a failed write).
+fn cut_back(path: &Path, len: u64) -> std::io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.set_len(len)
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,476 @@
+//! Access control: who the caller is (gate 3), whether it is within its rate (gate 4), and
+//! whether a policy grants what it asks (gate 5). Deny by default.
+//!
+//! - [`pattern`]: path patterns (`acme/prod/*`, `acme/+/db`).
+//! - [`policy`]: policies, subjects and the policy file.
+//! - [`engine`]: the compiled decision.
+//! - [`token`]: tokens, stored as keyed hashes.
+//! - [`rate`]: the token bucket per identity.
+//! - `system`: policies and tokens kept in the store's own namespace.
+//!
+//! The policy file is read at start and never changes; policies, bindings and tokens put at
+//! run time live in the store (encrypted like every secret) and are loaded into memory each
+//! time the store is unsealed.
+
+pub mod engine;
+pub mod pattern;
+pub mod policy;
+pub mod rate;
+mod system;
+pub mod token;
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use coffer_crypto::{SecretBytes, TokenKey};
+use coffer_store::SecretStore;
+use coffer_types::{Capability, Timestamp};
+
+pub use engine::{Caller, Decision, Engine};
+pub use policy::{PolicyDoc, PolicyError, PolicySet, PolicyText, Subject};
+pub use rate::{RateKey, RateLimiter, RateLimits};
+pub use token::{Minted, TokenRecord, TokenSpec};
+
+use crate::CoreError;
+
+/// What the access gates start with.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// The policy file's policies and bindings.
+    pub file: PolicySet,
+    /// The rate limit.
+    pub rate: RateLimits,
+}
+
+/// What is loaded from the store while it is unsealed.
+#[derive(Default)]
+struct Loaded {
+    /// The vault epoch this was loaded for (`None`: nothing loaded).
+    epoch: Option<u64>,
+    stored: PolicySet,
+    tokens: token::Tokens,
+    token_key: Option<TokenKey>,
+}
+
+/// The access gates.
+pub struct AccessControl {
+    daemon_uid: u32,
+    file: PolicySet,
+    engine: RwLock<Arc<Engine>>,
+    loaded: RwLock<Loaded>,
+    /// Serializes loading and changes.
+    changing: Mutex<()>,
+    rate: RateLimiter,
+}
+
+/// The identity a request runs as, once gate 3 resolved it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The peer's uid.
+    pub uid: u32,
+    /// The peer's gid.
+    pub gid: u32,
+    /// The token, when the request carried a valid one.
+    pub token: Option<Arc<TokenRecord>>,
+}
+
+impl Principal {
+    /// How the principal is recorded on what it writes: `uid:0` or `token:<accessor>`.
+    pub fn actor(&self) -> String {
+        match &self.token {
+            Some(t) => format!("token:{}", t.accessor),
+            None => format!("uid:{}", self.uid),
+        }
+    }
+
+    /// Its rate limit bucket.
+    pub fn rate_key(&self) -> RateKey {
+        match &self.token {
+            Some(t) => RateKey::Token(t.accessor.clone()),
+            None => RateKey::Uid(self.uid),
+        }
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            uid: self.uid,
+            gid: self.gid,
+            token: self
+                .token
+                .as_deref()
+                .map(|t| (t.accessor.as_str(), t.policies.as_slice())),
+        }
+    }
+
+    /// How refusals name the principal: `uid 65534`, `token <accessor>`.
+    pub fn describe(&self) -> String {
+        match &self.token {
+            Some(t) => format!("token {}", t.accessor),
+            None => format!("uid {}", self.uid),
+        }
+    }
+}
+
+impl AccessControl {
+    /// The gates with the policy file's policies; the store's are loaded at unseal.
+    pub fn new(config: AccessConfig, daemon_uid: u32) -> Self {
+        let engine = Engine::compile(daemon_uid, &[&config.file]);
+        Self {
+            daemon_uid,
+            file: config.file,
+            engine: RwLock::new(Arc::new(engine)),
+            loaded: RwLock::new(Loaded::default()),
+            changing: Mutex::new(()),
+            rate: RateLimiter::new(config.rate, daemon_uid),
+        }
+    }
+
+    /// The epoch loaded, if any.
+    pub fn loaded_epoch(&self) -> Option<u64> {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .epoch
+    }
+
+    /// Loads the store's policies and tokens for vault `epoch` (blocking: store reads).
+    pub fn load(
+        &self,
+        epoch: u64,
+        store: &Arc<dyn SecretStore>,
+        token_key: TokenKey,
+    ) -> Result<(), CoreError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.loaded_epoch() == Some(epoch) {
+            return Ok(());
+        }
+        let file = &self.file;
+        let (stored, tokens) = system::load(store, &|n| file.policies.contains_key(n))?;
+        let mut tokens = tokens;
+        for accessor in tokens.expired(Timestamp::now()) {
+            if let Some(hash) = tokens.remove(&accessor) {
+                system::delete_token(store, &hash)?;
+                tracing::info!(event = "secret_action", action = "token_expire", accessor = %accessor, "expired token removed");
+            }
+        }
+        self.install(&stored);
+        *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Loaded {
+            epoch: Some(epoch),
+            stored,
+            tokens,
+            token_key: Some(token_key),
+        };
+        Ok(())
+    }
+
+    /// Forgets what was loaded (the vault is sealed at `epoch`).
+    pub fn unload(&self, epoch: u64) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Loaded {
+            epoch: Some(epoch),
+            ..Loaded::default()
+        };
+        self.install(&PolicySet::default());
+    }
+
+    fn install(&self, stored: &PolicySet) {
+        let engine = Engine::compile(self.daemon_uid, &[&self.file, stored]);
+        *self.engine.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(engine);
+    }
+
+    /// Gate 3: the principal of a request from peer `uid`/`gid`, with its token if any.
+    pub fn resolve(
+        &self,
+        uid: u32,
+        gid: u32,
+        token: Option<&SecretBytes>,
+    ) -> Result<Principal, CoreError> {
+        let Some(token) = token else {
+            return Ok(Principal {
+                uid,
+                gid,
+                token: None,
+            });
+        };
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let unknown = CoreError::Unauthenticated("the token is not valid (unknown or revoked)");
+        let key = loaded.token_key.as_ref().ok_or(unknown)?;
+        let record = loaded
+            .tokens
+            .by_hash(&key.hash(token))
+            .ok_or(CoreError::Unauthenticated(
+                "the token is not valid (unknown or revoked)",
+            ))?;
+        if record.expired(Timestamp::now()) {
+            return Err(CoreError::Unauthenticated("the token has expired"));
+        }
+        Ok(Principal {
+            uid,
+            gid,
+            token: Some(record.clone()),
+        })
+    }
+
+    /// Whether every check would pass for `who` without looking at the path: a peer bound
+    /// to the built-in `root` policy and nothing else (root, the daemon's user).
+    pub fn unconditional(&self, who: &Principal) -> bool {
+        who.token.is_none()
+            && self
+                .engine
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .root_only(who.uid, who.gid)
+    }
+
+    /// Gate 4.
+    pub fn admit(&self, who: &Principal) -> bool {
+        self.rate.admit(&who.rate_key())
+    }
+
+    /// Gate 5: `Ok` when a policy grants `capability` on `path` (`namespace/name`, or
+    /// `sys/<area>`) and none denies it. `namespace` is the namespace of a secret operation,
+    /// for a token confined to one.
+    pub fn check(
+        &self,
+        who: &Principal,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), CoreError> {
+        if let Some(t) = &who.token
+            && t.namespace.is_some()
+            && !namespace.is_some_and(|ns| t.covers(ns))
+        {
+            return Err(CoreError::Denied(format!(
+                "{} is confined to namespace {} and may not act here",
+                who.describe(),
+                t.namespace.as_deref().unwrap_or_default()
+            )));
+        }
+        let decision = self
+            .engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide(who.caller(), capability, path);
+        match decision {
+            Decision::Allowed => Ok(()),
+            Decision::Denied => Err(CoreError::Denied(format!(
+                "a policy denies {} here",
+                who.describe()
+            ))),
+            Decision::NotGranted => Err(CoreError::Denied(format!(
+                "no policy grants {} `{capability}` here",
+                who.describe()
+            ))),
+        }
+    }
+
+    /// Whether `capability` would be granted (for choosing between create and update).
+    pub fn grants(
+        &self,
+        who: &Principal,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> bool {
+        self.check(who, capability, path, namespace).is_ok()
+    }
+
+    /// The policies and bindings: the file's and the store's.
+    pub fn policies(&self) -> (PolicySet, PolicySet) {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        (self.file.clone(), loaded.stored.clone())
+    }
+
+    /// Puts a policy in the store (blocking). The file's policies and `root` cannot be
+    /// changed here.
+    pub fn put_policy(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        name: &str,
+        text: &PolicyText,
+        actor: &str,
+    ) -> Result<(), CoreError> {
+        policy::check_policy_name(name).map_err(invalid)?;
+        if name == policy::ROOT_POLICY || self.file.policies.contains_key(name) {
+            return Err(CoreError::InvalidRequest(format!(
+                "policy {name} is {}; it cannot be changed at run time",
+                if name == policy::ROOT_POLICY {
+                    "built in"
+                } else {
+                    "defined in the policy file"
+                }
+            )));
+        }
+        let doc = PolicyDoc::from_text(text).map_err(invalid)?;
+        self.change(store, actor, |set| {
+            set.policies.insert(name.to_owned(), doc);
+            Ok(())
+        })
+    }
+
+    /// Deletes a policy from the store (blocking); bindings to it are dropped too.
+    pub fn delete_policy(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        name: &str,
+        actor: &str,
+    ) -> Result<(), CoreError> {
+        self.change(store, actor, |set| {
+            if set.policies.remove(name).is_none() {
+                return Err(CoreError::Store(coffer_store::StoreError::NotFound(
+                    "policy",
+                )));
+            }
+            for names in set.subjects.values_mut() {
+                names.retain(|n| n != name);
+            }
+            set.subjects.retain(|_, names| !names.is_empty());
+            Ok(())
+        })
+    }
+
+    /// Binds `subject` to `policies` in the store, replacing its binding (none: unbinds).
+    pub fn bind(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        subject: &str,
+        policies: Vec<String>,
+        actor: &str,
+    ) -> Result<(), CoreError> {
+        let subject = Subject::parse(subject).map_err(invalid)?;
+        let engine = self
+            .engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.change(store, actor, |set| {
+            for p in &policies {
+                if !engine.has_policy(p) && !set.policies.contains_key(p) {
+                    return Err(CoreError::InvalidRequest(format!(
+                        "there is no policy named {p}"
+                    )));
+                }
+            }
+            if policies.is_empty() {
+                set.subjects.remove(&subject);
+            } else {
+                set.subjects.insert(subject, policies);
+            }
+            Ok(())
+        })
+    }
+
+    fn change(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        actor: &str,
+        f: impl FnOnce(&mut PolicySet) -> Result<(), CoreError>,
+    ) -> Result<(), CoreError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self
+            .loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stored
+            .clone();
+        f(&mut set)?;
+        system::save_policies(store, &set, actor)?;
+        self.install(&set);
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stored = set;
+        Ok(())
+    }
+
+    /// Makes a token (blocking); answers it with its record. Every policy must exist.
+    pub fn create_token(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        spec: TokenSpec,
+        actor: &str,
+    ) -> Result<Minted, CoreError> {
+        if spec.policies.is_empty() {
+            return Err(CoreError::InvalidRequest(
+                "a token needs at least one policy".to_owned(),
+            ));
+        }
+        let engine = self
+            .engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(p) = spec.policies.iter().find(|p| !engine.has_policy(p)) {
+            return Err(CoreError::InvalidRequest(format!(
+                "there is no policy named {p}"
+            )));
+        }
+        if let Some(ns) = &spec.namespace {
+            let parsed = coffer_types::Namespace::parse(ns)?;
+            if !store.has_namespace(&parsed) {
+                return Err(CoreError::NoNamespace);
+            }
+        }
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let minted = {
+            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+            let key = loaded.token_key.as_ref().ok_or(CoreError::Sealed)?;
+            token::mint(key, spec, actor.to_owned())?
+        };
+        system::save_token(store, &minted.hash, &minted.record, actor)?;
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .insert(minted.hash, minted.record.clone());
+        Ok(minted)
+    }
+
+    /// Revokes a token by accessor (blocking).
+    pub fn revoke_token(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        accessor: &str,
+    ) -> Result<(), CoreError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let hash = self
+            .loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .hash_of(accessor)
+            .ok_or(CoreError::Store(coffer_store::StoreError::NotFound(
+                "token",
+            )))?;
+        system::delete_token(store, &hash)?;
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .remove(accessor);
+        Ok(())
+    }
+
+    /// A token's record by accessor.
+    pub fn token(&self, accessor: &str) -> Option<Arc<TokenRecord>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .by_accessor(accessor)
+            .cloned()
+    }
+
+    /// Every live token's record.
+    pub fn tokens(&self) -> Vec<Arc<TokenRecord>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .all()
+    }
+}
+
+fn invalid(e: PolicyError) -> CoreError {
+    CoreError::InvalidRequest(e.0)
+}

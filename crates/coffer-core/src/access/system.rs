@@ -1,0 +1,145 @@
+//! Policies, bindings and tokens kept in the store's own namespace ([`Namespace::SYSTEM`],
+//! which no request can name), encrypted like every secret and carried by every backend:
+//!
+//! - `access/policies`: the run-time policies and bindings, one JSON document (kind `kv`);
+//! - `tokens/<hex of the token's keyed hash>`: one token record each (kind `kv`).
+
+use std::sync::Arc;
+
+use coffer_crypto::SecretBytes;
+use coffer_store::{ListQuery, SecretStore, StoreError, Write};
+use coffer_types::{Kind, Namespace, SecretName};
+
+use super::policy::{PolicySet, PolicySetText};
+use super::token::{TokenRecord, Tokens};
+use crate::CoreError;
+
+const POLICIES: &str = "access/policies";
+const TOKENS: &str = "tokens/";
+
+fn name(text: &str) -> Result<SecretName, CoreError> {
+    SecretName::parse(text).map_err(CoreError::from)
+}
+
+fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
+    move |e| {
+        tracing::error!(error = %e, "the stored {what} cannot be read");
+        CoreError::Unavailable(format!("the stored {what} cannot be read"))
+    }
+}
+
+fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
+    let ns = Namespace::system();
+    if !store.has_namespace(&ns) {
+        match store.create_namespace(&ns) {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ns)
+}
+
+/// Reads the stored policies (checked against `known` policy names of the file) and tokens.
+pub(super) fn load(
+    store: &Arc<dyn SecretStore>,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(PolicySet, Tokens), CoreError> {
+    let ns = ensure_namespace(store)?;
+    let policies = match store.get(&ns, &name(POLICIES)?, None) {
+        Ok(secret) => {
+            let text: PolicySetText = serde_json::from_slice(secret.value.expose_secret())
+                .map_err(malformed("policies"))?;
+            PolicySet::from_text(&text, known).map_err(|e| {
+                tracing::error!(error = %e, "the stored policies are invalid");
+                CoreError::Unavailable(format!("the stored policies are invalid: {e}"))
+            })?
+        }
+        Err(StoreError::NotFound(_)) => PolicySet::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut tokens = Tokens::default();
+    let mut query = ListQuery {
+        prefix: Some(TOKENS.to_owned()),
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store.list(&ns, &query)?;
+        for entry in &page.items {
+            let Some(hex) = entry.as_str().strip_prefix(TOKENS) else {
+                continue;
+            };
+            let Ok(bytes) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else {
+                continue;
+            };
+            let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
+            let secret = store.get(&ns, entry, None)?;
+            let record: TokenRecord =
+                serde_json::from_slice(secret.value.expose_secret()).map_err(malformed("token"))?;
+            tokens.insert(hash, record);
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    Ok((policies, tokens))
+}
+
+fn put(
+    store: &Arc<dyn SecretStore>,
+    at: &str,
+    json: Vec<u8>,
+    actor: &str,
+    keep: u32,
+) -> Result<(), CoreError> {
+    let ns = ensure_namespace(store)?;
+    let value = SecretBytes::from_vec(json);
+    let mut write = Write::new(&value, actor);
+    write.kind = Some(Kind::Kv);
+    write.new_max_versions = Some(keep);
+    store.set(&ns, &name(at)?, write)?;
+    Ok(())
+}
+
+/// Writes the run-time policies and bindings.
+pub(super) fn save_policies(
+    store: &Arc<dyn SecretStore>,
+    set: &PolicySet,
+    actor: &str,
+) -> Result<(), CoreError> {
+    let json = serde_json::to_vec(&set.to_text()).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode policies");
+        CoreError::Unavailable("cannot encode policies".to_owned())
+    })?;
+    // A few versions stay, as a record of recent policy changes.
+    put(store, POLICIES, json, actor, 10)
+}
+
+fn token_name(hash: &[u8; 32]) -> String {
+    format!("{TOKENS}{}", data_encoding::HEXLOWER.encode(hash))
+}
+
+/// Writes a token's record.
+pub(super) fn save_token(
+    store: &Arc<dyn SecretStore>,
+    hash: &[u8; 32],
+    record: &TokenRecord,
+    actor: &str,
+) -> Result<(), CoreError> {
+    let json = serde_json::to_vec(record).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a token record");
+        CoreError::Unavailable("cannot encode a token record".to_owned())
+    })?;
+    put(store, &token_name(hash), json, actor, 1)
+}
+
+/// Deletes a token's record for good.
+pub(super) fn delete_token(store: &Arc<dyn SecretStore>, hash: &[u8; 32]) -> Result<(), CoreError> {
+    let ns = ensure_namespace(store)?;
+    match store.delete(&ns, &name(&token_name(hash))?) {
+        Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
