@@ -55,8 +55,8 @@ struct Queued {
 /// How a waiting append ends.
 #[derive(Debug)]
 enum Done {
-    Written(u64),
-    Failed(AuditError),
+    /// Its line was written (the seq) or could not be.
+    Answer(Result<u64, AuditError>),
     /// The task is to lead the next batch.
     Lead,
 }
@@ -373,24 +373,18 @@ impl AuditLog {
                 std::mem::replace(&mut chain.queue, spare)
             };
             let result = locked(&self.writer).write_batch(batch.iter().map(|q| q.body.as_slice()));
-            for (queued, seq) in batch.iter().zip(0..) {
-                let done = match &result {
-                    Ok(first) => Done::Written(first + seq),
-                    Err(e) => Done::Failed(e.duplicate()),
+            for (queued, i) in batch.iter().zip(0..) {
+                let outcome = match &result {
+                    Ok(first) => Ok(first + i),
+                    Err(e) => Err(e.duplicate()),
                 };
-                let mine = match (&queued.slot, own) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    _ => false,
-                };
-                if mine && answer.is_none() {
-                    answer = Some(match done {
-                        Done::Written(s) => Ok(s),
-                        Done::Failed(e) => Err(e),
-                        Done::Lead => Err(AuditError::Closed),
-                    });
-                } else if let Some(slot) = &queued.slot {
-                    slot.finish(done);
+                match (&queued.slot, own) {
+                    (None, None) => answer = Some(outcome),
+                    (Some(slot), Some(mine)) if Arc::ptr_eq(slot, mine) => answer = Some(outcome),
+                    (Some(slot), _) => {
+                        slot.finish(Done::Answer(outcome));
+                    }
+                    (None, Some(_)) => {}
                 }
             }
             let mut chain = locked(&self.chain);
@@ -487,8 +481,7 @@ impl Future for Appending<'_> {
         };
         drop(state);
         let answer = match done {
-            Done::Written(seq) => Ok(seq),
-            Done::Failed(e) => Err(e),
+            Done::Answer(answer) => answer,
             Done::Lead => this.log.lead(Some(&slot)),
         };
         this.state = Step::Done(None);

@@ -208,27 +208,23 @@ impl Service {
                         },
                     )
                     .await;
-                let (index, version) = match (written, restrict) {
+                // The store found the other case than the one the caller may do.
+                let refused = match (&written, restrict) {
                     (Err(r), Some(WriteMode::Create)) if r.error.code() == ErrorCode::Conflict => {
-                        return Err(Refusal::at(
-                            Gate::Policy,
-                            CoreError::Denied(format!(
-                                "{} may create secrets here but not update them",
-                                who.describe()
-                            )),
-                        ));
+                        Some("create secrets here but not update")
                     }
                     (Err(r), Some(WriteMode::Update)) if r.error.code() == ErrorCode::NotFound => {
-                        return Err(Refusal::at(
-                            Gate::Policy,
-                            CoreError::Denied(format!(
-                                "{} may update secrets here but not create them",
-                                who.describe()
-                            )),
-                        ));
+                        Some("update secrets here but not create")
                     }
-                    (w, _) => w?,
+                    _ => None,
                 };
+                if let Some(may) = refused {
+                    return Err(Refusal::at(
+                        Gate::Policy,
+                        CoreError::Denied(format!("{} may {may} them", who.describe())),
+                    ));
+                }
+                let (index, version) = written?;
                 Ok(Reply::Written { index, version })
             }
             SecretOp::Generate { spec, options } => {
