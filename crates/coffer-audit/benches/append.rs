@@ -25,6 +25,7 @@ fn record(i: u64) -> Record<'static> {
             gid: Some(1000),
             pid: Some(4242),
             exe: Some(std::path::Path::new("/usr/bin/app").into()),
+            addr: None,
             token: None,
         },
         action: "get",

@@ -42,6 +42,9 @@ pub struct Actor<'a> {
     /// The peer's executable path.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "lossy_path")]
     pub exe: Option<Cow<'a, Path>>,
+    /// The client's network address (HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<Cow<'a, str>>,
     /// The accessor of the token used (never the token itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Cow<'a, str>>,

@@ -75,6 +75,11 @@ pub struct FileConfig {
     audit_plain_names: Option<bool>,
     audit_max_file_bytes: Option<u64>,
     rate_limit: Option<RateLimitText>,
+    http: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_names: Option<Vec<String>>,
+    no_tls: Option<bool>,
 }
 
 /// `[rate_limit]` in the file.
@@ -185,6 +190,78 @@ pub struct ServeFlags {
     pub policy_file: Option<PathBuf>,
     pub audit_dir: Option<PathBuf>,
     pub no_audit: bool,
+    pub http: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_names: Vec<String>,
+    pub no_tls: bool,
+}
+
+/// The HTTP API's address when `--http` is given without one.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8200";
+
+/// How the HTTP API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpTls {
+    /// Plain HTTP (loopback only; checked at start).
+    Plain,
+    /// The operator's certificate chain and key.
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+    /// A certificate coffer issues itself for these extra names.
+    SelfIssued(Vec<String>),
+}
+
+/// The HTTP API's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// How.
+    pub tls: HttpTls,
+}
+
+fn http_settings(flags: &ServeFlags, file: &FileConfig) -> anyhow::Result<Option<HttpSettings>> {
+    let Some(addr) = flags.http.clone().or(file.http.clone()) else {
+        if flags.tls_cert.is_some() || flags.tls_key.is_some() || flags.no_tls {
+            bail!("--tls-cert, --tls-key and --no-tls apply to the HTTP API: add --http [ADDR]");
+        }
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = addr.parse().with_context(|| {
+        format!("--http {addr:?} is not an address such as {DEFAULT_HTTP_ADDR} or [::1]:8200")
+    })?;
+    let cert = flags.tls_cert.clone().or(file.tls_cert.clone());
+    let key = flags.tls_key.clone().or(file.tls_key.clone());
+    let no_tls = flags.no_tls || file.no_tls.unwrap_or(false);
+    let tls = match (cert, key, no_tls) {
+        (Some(_), _, true) | (_, Some(_), true) => {
+            bail!("--no-tls cannot be combined with --tls-cert or --tls-key")
+        }
+        (Some(cert), Some(key), false) => HttpTls::Files { cert, key },
+        (Some(_), None, _) | (None, Some(_), _) => {
+            bail!("--tls-cert and --tls-key go together: give both, or neither")
+        }
+        (None, None, true) => HttpTls::Plain,
+        (None, None, false) if addr.ip().is_loopback() => HttpTls::Plain,
+        (None, None, false) => {
+            let mut names = flags.tls_names.clone();
+            names.extend(file.tls_names.clone().unwrap_or_default());
+            HttpTls::SelfIssued(names)
+        }
+    };
+    if tls == HttpTls::Plain && !addr.ip().is_loopback() {
+        bail!(
+            "--http {addr}: plain HTTP (--no-tls) is served on loopback addresses only; drop \
+             --no-tls to serve TLS with a certificate coffer issues itself, or give --tls-cert \
+             and --tls-key"
+        );
+    }
+    Ok(Some(HttpSettings { addr, tls }))
 }
 
 /// Where the audit log goes.
@@ -217,6 +294,8 @@ pub struct ServeConfig {
     pub audit_plain_names: bool,
     /// Audit file rotation size.
     pub audit_max_file_bytes: u64,
+    /// The HTTP API, when it is served.
+    pub http: Option<HttpSettings>,
 }
 
 fn is_root() -> bool {
@@ -272,6 +351,7 @@ pub fn default_client_socket() -> PathBuf {
 
 /// Merges flags, file and defaults for `serve`.
 pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<ServeConfig> {
+    let http = http_settings(&flags, &file)?;
     let defaults = ServiceConfig::default();
     let max_value_bytes = flags
         .max_value_bytes
@@ -369,6 +449,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         audit,
         audit_plain_names: file.audit_plain_names.unwrap_or(false),
         audit_max_file_bytes,
+        http,
     })
 }
 

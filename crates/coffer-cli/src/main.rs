@@ -61,7 +61,7 @@ enum Command {
     /// With no configuration it runs on embedded defaults: SQLite in the data directory and,
     /// on first start, a new store sealed to the TPM's PCR 7 when a TPM is reachable (add a
     /// recovery slot), else one opened by a freshly minted key file (back it up).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create a new store and print its recovery key (once, on standard output).
     Init(cmd::init::InitArgs),
     /// Store a secret (as `coffer secrets set`). The value comes from a hidden prompt, or
@@ -208,6 +208,39 @@ struct ServeArgs {
     /// Run without an audit log: no request is recorded (for measurements, never production)
     #[arg(long, conflicts_with = "audit_dir")]
     danger_no_audit: bool,
+    /// Serve the Vault-compatible HTTP API on ADDR [default when given alone: 127.0.0.1:8200];
+    /// plain HTTP on loopback, TLS on any other address
+    #[arg(
+        long,
+        env = "COFFER_HTTP",
+        hide_env_values = true,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = config::DEFAULT_HTTP_ADDR
+    )]
+    http: Option<String>,
+    /// PEM certificate chain for the HTTP API [default: a certificate coffer issues itself, in DATA_DIR/tls, for a non-loopback address]
+    #[arg(
+        long,
+        env = "COFFER_TLS_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "COFFER_TLS_KEY",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Another DNS name or IP address coffer's own certificate covers (repeatable)
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+    /// Serve plain HTTP, as on loopback by default; refused for any other address
+    #[arg(long)]
+    no_tls: bool,
 }
 
 fn init_logging(default: &str) {
@@ -253,7 +286,7 @@ fn main() -> ExitCode {
     let socket = cli.socket.clone();
     let client = |socket: Option<PathBuf>| client(socket, cli.token_file.as_deref());
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(socket, args),
+        Command::Serve(args) => cmd::serve::run(socket, *args),
         Command::Init(args) => cmd::init::run(args),
         Command::Set(args) => client(socket).and_then(|c| cmd::secrets::set(&c, args)),
         Command::Get(args) => client(socket).and_then(|c| cmd::secret::get(&c, args)),

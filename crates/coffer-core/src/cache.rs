@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
-use coffer_types::{Kind, Namespace, SecretName, Version};
+use coffer_types::{Kind, Namespace, SecretName, Timestamp, Version};
 
 /// What the cache is keyed by.
 pub type CacheKey = (Namespace, SecretName);
 
 /// A cached value.
+#[derive(Clone)]
 pub struct Cached {
     /// The value, shared with the cache.
     pub value: Arc<SecretBytes>,
@@ -31,6 +32,19 @@ pub struct Cached {
     pub version: Version,
     /// Its kind.
     pub kind: Kind,
+    /// What KV v2 says beside it.
+    pub facts: Arc<Facts>,
+}
+
+/// What a KV v2 read shows beside a value: never secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// When the version was written.
+    pub created: Timestamp,
+    /// When it is to be soft-deleted.
+    pub deletion: Option<Timestamp>,
+    /// The secret's custom metadata.
+    pub custom_metadata: std::collections::BTreeMap<String, String>,
 }
 
 struct Entry {
@@ -114,19 +128,23 @@ impl JitCache {
         {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             let entry = inner.map.get(key)?;
-            if entry.at.elapsed() < self.limits.ttl {
-                return Some(Cached {
-                    value: Arc::clone(&entry.cached.value),
-                    version: entry.cached.version,
-                    kind: entry.cached.kind,
-                });
+            // A version scheduled for deletion leaves the cache when its time comes.
+            let deleted = || {
+                entry
+                    .cached
+                    .facts
+                    .deletion
+                    .is_some_and(|d| d <= Timestamp::now())
+            };
+            if entry.at.elapsed() < self.limits.ttl && !deleted() {
+                return Some(entry.cached.clone());
             }
         }
         let mut inner = self.inner();
         if inner
             .map
             .get(key)
-            .is_some_and(|e| e.at.elapsed() >= self.limits.ttl)
+            .is_some_and(|e| e.at.elapsed() >= self.limits.ttl || e.cached.facts.deletion.is_some())
         {
             inner.remove(key);
         }
@@ -139,14 +157,8 @@ impl JitCache {
     }
 
     /// Caches a value read from the store, unless a write happened since `epoch`.
-    pub fn insert(
-        &self,
-        key: CacheKey,
-        value: &Arc<SecretBytes>,
-        version: Version,
-        kind: Kind,
-        epoch: u64,
-    ) {
+    pub fn insert(&self, key: CacheKey, cached: &Cached, epoch: u64) {
+        let value = &cached.value;
         let limits = self.limits;
         if limits.ttl.is_zero() || value.len() > limits.max_bytes / 4 {
             return;
@@ -163,11 +175,7 @@ impl JitCache {
         inner.map.insert(
             key,
             Entry {
-                cached: Cached {
-                    value: Arc::clone(value),
-                    version,
-                    kind,
-                },
+                cached: cached.clone(),
                 at: Instant::now(),
                 generation,
             },
@@ -221,14 +229,32 @@ mod tests {
         (Namespace::default(), SecretName::parse(n).unwrap())
     }
 
+    fn cached(v: &[u8], deletion: Option<Timestamp>) -> Cached {
+        Cached {
+            value: Arc::new(SecretBytes::copy_from(v)),
+            version: Version::FIRST,
+            kind: Kind::Text,
+            facts: Arc::new(Facts {
+                created: Timestamp::now(),
+                deletion,
+                custom_metadata: Default::default(),
+            }),
+        }
+    }
+
     fn put(cache: &JitCache, n: &str, v: &[u8]) {
-        cache.insert(
-            key(n),
-            &Arc::new(SecretBytes::copy_from(v)),
-            Version::FIRST,
-            Kind::Text,
-            cache.epoch(),
-        );
+        cache.insert(key(n), &cached(v, None), cache.epoch());
+    }
+
+    #[test]
+    fn a_version_leaves_when_its_deletion_comes() {
+        let cache = JitCache::new(limits(60_000, 10, 1000));
+        let soon = Timestamp::from_millis(Timestamp::now().as_millis() + 100);
+        cache.insert(key("a"), &cached(b"v", Some(soon)), cache.epoch());
+        assert!(cache.get(&key("a")).is_some());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(cache.get(&key("a")).is_none());
+        assert_eq!(cache.usage(), (0, 0));
     }
 
     fn limits(ttl_ms: u64, entries: usize, bytes: usize) -> CacheLimits {
@@ -282,13 +308,7 @@ mod tests {
         let cache = JitCache::new(limits(60_000, 10, 1000));
         let seen = cache.epoch();
         cache.invalidate(&key("a"));
-        cache.insert(
-            key("a"),
-            &Arc::new(SecretBytes::copy_from(b"old")),
-            Version::FIRST,
-            Kind::Text,
-            seen,
-        );
+        cache.insert(key("a"), &cached(b"old", None), seen);
         assert!(cache.get(&key("a")).is_none());
     }
 

@@ -1,6 +1,7 @@
 //! Who is asking: the kernel's word for a socket peer, later strengthened by a token.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -16,6 +17,9 @@ pub struct Identity {
     /// The executable behind the pid, read from `/proc/<pid>/exe` the first time something
     /// asks (a log line, an audit record), so connections nobody inspects pay nothing.
     exe: OnceLock<Option<PathBuf>>,
+    /// The client's address, for a request over the network (HTTP): such a caller has no
+    /// credentials of its own and acts only through a token.
+    pub remote: Option<SocketAddr>,
 }
 
 impl Identity {
@@ -26,7 +30,21 @@ impl Identity {
             gid,
             pid,
             exe: OnceLock::new(),
+            remote: None,
         }
+    }
+
+    /// A client over the network: no uid, gid or process; a token is its only identity.
+    pub fn remote(addr: SocketAddr) -> Self {
+        let me = Self {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            pid: None,
+            exe: OnceLock::new(),
+            remote: Some(addr),
+        };
+        let _ = me.exe.set(None);
+        me
     }
 
     /// The process itself (for operations the daemon performs on its own behalf).
@@ -58,6 +76,9 @@ impl Identity {
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(addr) = self.remote {
+            return write!(f, "remote:{addr}");
+        }
         write!(f, "uid:{} gid:{}", self.uid, self.gid)?;
         if let Some(pid) = self.pid {
             write!(f, " pid:{pid}")?;

@@ -14,6 +14,7 @@ mod error;
 mod harden;
 mod identity;
 pub mod keyfile;
+pub mod kv;
 mod request;
 pub mod service;
 mod status;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
-use coffer_store::{Page, SecretMeta, SecretSummary, VersionInfo};
+use coffer_store::{Describe, Mark, Page, SecretMeta, SecretSummary, VersionInfo};
 use coffer_types::wire::UnsealWith;
 use coffer_types::{
     Capability, DigestEncoding, GeneratorSpec, HmacAlgorithm, Kind, Namespace, NvIndex, SecretName,
@@ -16,6 +16,7 @@ use coffer_types::{
 };
 
 use crate::access::{PolicyText, TokenRecord};
+use crate::cache::Facts;
 use crate::status::StatusReport;
 
 /// A request to the core.
@@ -55,6 +56,15 @@ pub enum Request {
         with: UnsealWith,
         /// The passphrase or recovery key; none for a key file.
         key: Option<SecretBytes>,
+    },
+    /// Open the store through a slot whose key the request carries, with no other
+    /// credential: over HTTP, as in Vault, the key itself is the caller's authority (a token
+    /// cannot be checked while the store is sealed).
+    UnsealByKey {
+        /// Which kind of slot.
+        with: UnsealWith,
+        /// The passphrase or recovery key.
+        key: SecretBytes,
     },
     /// The key slots.
     SlotList,
@@ -125,6 +135,10 @@ pub enum Request {
         /// Its accessor.
         accessor: String,
     },
+    /// Revoke the caller's own token.
+    TokenRevokeSelf,
+    /// Renew the caller's own token: its expiry moves to now plus its original time to live.
+    TokenRenewSelf,
     /// A token's record: by accessor, or the caller's own.
     TokenLookup {
         /// The accessor; `None` for the token the request carries.
@@ -139,6 +153,9 @@ pub enum Request {
     },
     /// Verify the audit log.
     AuditVerify,
+    /// May the caller read the daemon's metrics (`read` on `sys/metrics`)? The listener
+    /// that serves them renders them after this passes.
+    Metrics,
 }
 
 impl Request {
@@ -151,7 +168,7 @@ impl Request {
             Self::ListNamespaces => "namespace_list",
             Self::Status => "status",
             Self::Seal => "seal",
-            Self::Unseal { .. } => "unseal",
+            Self::Unseal { .. } | Self::UnsealByKey { .. } => "unseal",
             Self::SlotList => "slot_list",
             Self::SlotAdd { .. } => "slot_add",
             Self::SlotRemove { .. } => "slot_remove",
@@ -165,8 +182,11 @@ impl Request {
             Self::TokenList => "token_list",
             Self::TokenRevoke { .. } => "token_revoke",
             Self::TokenLookup { .. } => "token_lookup",
+            Self::TokenRenewSelf => "token_renew",
+            Self::TokenRevokeSelf => "token_revoke",
             Self::AuditHash { .. } => "audit_hash",
             Self::AuditVerify => "audit_verify",
+            Self::Metrics => "metrics",
         }
     }
 
@@ -199,6 +219,8 @@ pub struct WriteOptions {
     pub description: Option<String>,
     /// A new version limit (0: unlimited).
     pub max_versions: Option<u32>,
+    /// Check-and-set: write only when the newest version is this one (0: only a new secret).
+    pub cas: Option<u32>,
 }
 
 /// What to do to one secret.
@@ -233,12 +255,18 @@ pub enum SecretOp {
         /// Kind and metadata.
         options: WriteOptions,
     },
-    /// Change the description or version limit; no new version.
+    /// Change metadata, or soft-delete and undelete versions; no new version.
     Describe {
-        /// A new description (empty clears it).
-        description: Option<String>,
-        /// A new version limit (0: unlimited).
-        max_versions: Option<u32>,
+        /// The change.
+        change: Describe,
+    },
+    /// A new version of a KV secret: its newest value (a JSON object) with a JSON merge
+    /// patch (RFC 7396) applied. The newest version must be readable.
+    Patch {
+        /// The merge patch, a JSON object.
+        patch: SecretBytes,
+        /// Check-and-set, as for a write.
+        cas: Option<u32>,
     },
     /// Soft delete: unreadable, kept for audit, the name freed.
     Revoke,
@@ -277,7 +305,12 @@ impl SecretOp {
             Self::Set { .. } => "set",
             Self::Generate { .. } => "generate",
             Self::Rotate { .. } => "rotate",
-            Self::Describe { .. } => "describe",
+            Self::Describe { change } => match change.mark {
+                Some(Mark::Undelete(_)) => "undelete",
+                Some(_) => "delete",
+                None => "describe",
+            },
+            Self::Patch { .. } => "patch",
             Self::Revoke => "revoke",
             Self::Destroy { .. } => "destroy",
             Self::Del => "del",
@@ -294,7 +327,11 @@ impl SecretOp {
             Self::Get { .. } | Self::Hmac { .. } | Self::BasicAuth { .. } => Capability::Read,
             // Creating and updating are told apart by the policy engine; until it exists
             // both need the same grant.
-            Self::Set { .. } | Self::Describe { .. } => Capability::Update,
+            Self::Set { .. } | Self::Patch { .. } => Capability::Update,
+            // Soft deletion and its undoing are KV v2's `delete`: coffer's `revoke`, which
+            // also makes a value unreadable without erasing it.
+            Self::Describe { change } if change.mark.is_some() => Capability::Revoke,
+            Self::Describe { .. } => Capability::Update,
             Self::Generate { .. } => Capability::Generate,
             Self::Rotate { .. } => Capability::Rotate,
             Self::Revoke => Capability::Revoke,
@@ -308,6 +345,8 @@ impl SecretOp {
         matches!(
             self,
             Self::Set { .. }
+                | Self::Patch { .. }
+                | Self::Describe { .. }
                 | Self::Generate { .. }
                 | Self::Rotate { .. }
                 | Self::Revoke
@@ -360,6 +399,8 @@ pub enum Reply {
         version: Version,
         /// Its kind.
         kind: Kind,
+        /// What KV v2 shows beside it.
+        facts: Arc<Facts>,
     },
     /// Done; nothing to report.
     Done,

@@ -7,6 +7,7 @@
 mod connection;
 pub mod floor;
 pub mod framing;
+pub mod http;
 pub mod listener;
 pub mod peer;
 pub mod protocol;

@@ -44,7 +44,9 @@ macro_rules! conformance_suite {
             describe_writes_no_version,
             revoke_keeps_history_and_frees_the_name,
             destroy_erases_ciphertexts_for_good,
-            list_pages_by_prefix_and_cursor
+            list_pages_by_prefix_and_cursor,
+            check_and_set_is_decided_in_the_transaction,
+            soft_deletion_and_custom_metadata_live_in_the_metadata
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -637,4 +639,101 @@ pub fn list_pages_by_prefix_and_cursor<B: Backend>(make: &dyn Fn() -> Made<B>) {
     assert_eq!(summaries.items.len(), 2);
     assert_eq!(summaries.items[0].name.as_str(), "db/a");
     assert_eq!(summaries.items[0].current, Version::FIRST);
+}
+
+/// `cas`: 0 writes only a new secret, N only over version N; `cas_required` makes it mandatory.
+pub fn check_and_set_is_decided_in_the_transaction<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    write_with(&store, "k", b"1", |w| w.cas = Some(0)).expect("cas 0 on a new secret");
+    let err = write_with(&store, "k", b"x", |w| w.cas = Some(0)).expect_err("cas 0 again");
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    assert!(err.to_string().contains("check-and-set"), "{err}");
+    write_with(&store, "k", b"2", |w| w.cas = Some(1)).expect("cas 1");
+    let err = write_with(&store, "k", b"x", |w| w.cas = Some(1)).expect_err("stale cas");
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    assert_eq!(get(&store, "k"), b"2");
+    store
+        .describe(
+            &default(),
+            &name("k"),
+            Describe {
+                cas_required: Some(true),
+                ..Describe::default()
+            },
+        )
+        .expect("describe");
+    let err = write_with(&store, "k", b"x", |_| {}).expect_err("cas required");
+    assert!(err.to_string().contains("required"), "{err}");
+    write_with(&store, "k", b"3", |w| w.cas = Some(2)).expect("cas 2");
+    assert!(
+        store
+            .metadata(&default(), &name("k"))
+            .expect("meta")
+            .cas_required
+    );
+}
+
+/// Soft deletion marks versions unreadable and undeletion restores them; custom metadata is
+/// kept, replaced whole, and shown with a read. No version is written by either.
+pub fn soft_deletion_and_custom_metadata_live_in_the_metadata<B: Backend>(
+    make: &dyn Fn() -> Made<B>,
+) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    set(&store, "k", b"1");
+    set(&store, "k", b"2");
+    let custom: std::collections::BTreeMap<String, String> =
+        [("owner".to_owned(), "ops".to_owned())].into();
+    let change = |d: Describe| store.describe(&default(), &name("k"), d).expect("describe");
+    change(Describe {
+        custom_metadata: Some(custom.clone()),
+        mark: Some(crate::Mark::DeleteLatest),
+        ..Describe::default()
+    });
+    let gone = store
+        .get(&default(), &name("k"), None)
+        .expect_err("deleted");
+    match gone {
+        StoreError::Gone(g) => {
+            assert_eq!(g.version.get(), 2);
+            assert!(!g.destroyed && g.deletion.is_some());
+            assert_eq!(g.custom_metadata, custom);
+        }
+        other => panic!("expected Gone, got {other}"),
+    }
+    let one = store
+        .get(&default(), &name("k"), Version::new(1))
+        .expect("v1");
+    assert_eq!(one.value.expose_secret(), b"1");
+    assert_eq!(one.custom_metadata, custom);
+    let meta = store.metadata(&default(), &name("k")).expect("meta");
+    assert_eq!(meta.current.get(), 2, "no version written");
+    assert!(meta.versions[1].deleted.is_some() && meta.versions[0].deleted.is_none());
+    change(Describe {
+        mark: Some(crate::Mark::Undelete(vec![Version::new(2).expect("2")])),
+        ..Describe::default()
+    });
+    assert_eq!(get(&store, "k"), b"2");
+    // Deleting a version that does not exist is passed over.
+    change(Describe {
+        mark: Some(crate::Mark::Delete(vec![Version::new(9).expect("9")])),
+        ..Describe::default()
+    });
+    assert_eq!(get(&store, "k"), b"2");
+    // delete_version_after schedules deletion of new versions.
+    change(Describe {
+        delete_version_after: Some(3600),
+        custom_metadata: Some(Default::default()),
+        ..Describe::default()
+    });
+    set(&store, "k", b"3");
+    let read = store
+        .get(&default(), &name("k"), None)
+        .expect("not yet deleted");
+    assert!(
+        read.deletion
+            .is_some_and(|d| d > coffer_types::Timestamp::now())
+    );
+    assert!(read.custom_metadata.is_empty());
 }

@@ -3,6 +3,21 @@
 use coffer_crypto::CryptoError;
 use coffer_types::ErrorCode;
 
+/// A version that exists but cannot be read, with what may be said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    /// The version.
+    pub version: coffer_types::Version,
+    /// When it was written.
+    pub created: coffer_types::Timestamp,
+    /// When it was soft-deleted.
+    pub deletion: Option<coffer_types::Timestamp>,
+    /// Whether its ciphertext was erased.
+    pub destroyed: bool,
+    /// The secret's custom metadata (KV v2 shows it with a gone version).
+    pub custom_metadata: std::collections::BTreeMap<String, String>,
+}
+
 /// What went wrong in the store. Messages name what failed, never a secret's name or value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,9 +47,10 @@ pub enum StoreError {
     /// A stored record that is not in the expected format.
     #[error("stored data is malformed ({0})")]
     Malformed(&'static str),
-    /// The version's ciphertext was erased by `destroy`.
-    #[error("that version was destroyed")]
-    Destroyed,
+    /// The version cannot be read: its ciphertext was erased by `destroy`, or it was
+    /// soft-deleted (KV v2's `delete`) and is unreadable until it is undeleted.
+    #[error("that version was {}", if .0.destroyed { "destroyed" } else { "deleted" })]
+    Gone(Gone),
     /// A value that does not fit its kind (the message says why, never quoting it).
     #[error("{0}")]
     Invalid(String),
@@ -50,7 +66,7 @@ impl StoreError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) | Self::Destroyed => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::Gone(_) => ErrorCode::NotFound,
             Self::Invalid(_) => ErrorCode::InvalidRequest,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unavailable { .. } => ErrorCode::StoreUnavailable,

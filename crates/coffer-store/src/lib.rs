@@ -27,11 +27,11 @@ pub use backend::{
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
-pub use error::StoreError;
+pub use error::{Gone, StoreError};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
-pub use store::{Describe, ListQuery, Page, Secret, SecretStore, Write, WriteMode};
+pub use store::{Describe, ListQuery, Mark, Page, Secret, SecretStore, Write, WriteMode};
 
 #[cfg(test)]
 mod memory_conformance {

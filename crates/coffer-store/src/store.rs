@@ -3,10 +3,12 @@
 //! Implemented once, by [`crate::EncryptedStore`], over any [`crate::Backend`]; the core and
 //! the conformance suite speak only this trait.
 
+use std::collections::BTreeMap;
+
 use coffer_crypto::SecretBytes;
 use coffer_types::{
-    GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName, SecretSummary, Version,
-    VersionInfo,
+    GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName, SecretSummary, Timestamp,
+    Version, VersionInfo,
 };
 
 use crate::{StoreError, Written};
@@ -22,6 +24,12 @@ pub struct Secret {
     pub kind: Kind,
     /// The secret's index.
     pub index: NvIndex,
+    /// When the version was written.
+    pub created: Timestamp,
+    /// When the version is to be soft-deleted (`delete_version_after`), in the future.
+    pub deletion: Option<Timestamp>,
+    /// The secret's custom metadata (KV v2), never secret.
+    pub custom_metadata: BTreeMap<String, String>,
 }
 
 /// Whether a write may create, update, or either.
@@ -56,6 +64,12 @@ pub struct Write<'a> {
     pub new_max_versions: Option<u32>,
     /// How the value was minted, when the daemon minted it.
     pub generated: Option<GeneratorSpec>,
+    /// Check-and-set: write only when the newest version is this one (0: only when the
+    /// secret does not exist). A mismatch is [`StoreError::Conflict`](crate::StoreError).
+    pub cas: Option<u32>,
+    /// Refuse a write without `cas` even when the secret does not ask for one (the KV
+    /// engine's `cas_required`).
+    pub cas_required: bool,
 }
 
 impl<'a> Write<'a> {
@@ -71,6 +85,8 @@ impl<'a> Write<'a> {
             max_versions: None,
             new_max_versions: None,
             generated: None,
+            cas: None,
+            cas_required: false,
         }
     }
 }
@@ -83,6 +99,34 @@ pub struct Describe {
     /// A new version limit (0: unlimited); `None` keeps the current one. Lowering it removes
     /// the oldest versions at once.
     pub max_versions: Option<u32>,
+    /// New custom metadata, replacing the old; `None` keeps it.
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+    /// Whether writes must carry `cas`; `None` keeps the setting.
+    pub cas_required: Option<bool>,
+    /// Soft-delete new versions this many seconds after they are written (0: never);
+    /// `None` keeps the setting.
+    pub delete_version_after: Option<u64>,
+    /// Soft-delete or undelete versions.
+    pub mark: Option<Mark>,
+}
+
+impl Describe {
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A soft deletion or its undoing (KV v2's `delete` and `undelete`). Versions that do not
+/// exist are passed over, as KV v2 does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// Soft-delete the newest version.
+    DeleteLatest,
+    /// Soft-delete these versions.
+    Delete(Vec<Version>),
+    /// Make these versions readable again.
+    Undelete(Vec<Version>),
 }
 
 /// Which names a list returns: sorted, after a cursor, with a prefix, at most `limit`.

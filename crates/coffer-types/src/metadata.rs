@@ -1,5 +1,7 @@
 //! What coffer says about a secret without its value: metadata, versions, list entries.
 
+use std::collections::BTreeMap;
+
 use crate::{GeneratorSpec, Kind, Namespace, NvIndex, SecretName, Timestamp, Version};
 
 /// One version's facts, without its value.
@@ -15,6 +17,17 @@ pub struct VersionInfo {
     pub actor: String,
     /// Whether its ciphertext was erased.
     pub destroyed: bool,
+    /// When it was (or will be) soft-deleted: unreadable from then on until undeleted
+    /// (KV v2's `deletion_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Timestamp>,
+}
+
+impl VersionInfo {
+    /// Whether the version is soft-deleted at `now`.
+    pub fn deleted_at(&self, now: Timestamp) -> bool {
+        self.deleted.is_some_and(|d| d <= now)
+    }
 }
 
 /// A secret's metadata. Never the value.
@@ -42,6 +55,16 @@ pub struct SecretMeta {
     pub max_versions: Option<u32>,
     /// When it was revoked.
     pub revoked: Option<Timestamp>,
+    /// The operator's key-value metadata (KV v2's `custom_metadata`). Never secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_metadata: BTreeMap<String, String>,
+    /// Whether every write must carry a check-and-set version (KV v2's `cas_required`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cas_required: bool,
+    /// New versions are soft-deleted this many seconds after they are written (KV v2's
+    /// `delete_version_after`); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_version_after: Option<u64>,
     /// Every version kept, oldest first.
     pub versions: Vec<VersionInfo>,
 }

@@ -33,6 +33,7 @@ pub fn record(i: u64) -> Record<'static> {
             gid: Some(1000),
             pid: Some(4242),
             exe: Some(std::path::Path::new("/usr/bin/app").into()),
+            addr: None,
             token: None,
         },
         action: if i.is_multiple_of(3) { "set" } else { "get" },

@@ -103,6 +103,29 @@ pub fn open_backend(
     Ok(backend)
 }
 
+/// The HTTP API's TLS configuration (`None`: plain HTTP), issuing coffer's own
+/// certificate in `DATA_DIR/tls` when it needs one.
+fn http_tls(
+    http: &config::HttpSettings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    use coffer_server::http::tls;
+    Ok(match &http.tls {
+        config::HttpTls::Plain => None,
+        config::HttpTls::Files { cert, key } => {
+            Some(tls::from_files(cert, key).context("cannot use the HTTP API's certificate")?)
+        }
+        config::HttpTls::SelfIssued(extra) => {
+            let dir = data_dir.join("tls");
+            let names = tls::names_for(http.addr.ip(), extra);
+            let config = tls::self_issued(&dir, &names)
+                .context("cannot issue the HTTP API's certificate")?;
+            tracing::info!(ca = %dir.join("ca.pem").display(), "HTTP API serves TLS with coffer's own certificate");
+            Some(config)
+        }
+    })
+}
+
 pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
     let cfg = config::resolve_serve(
@@ -122,11 +145,20 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             policy_file: args.policy_file,
             audit_dir: args.audit_dir,
             no_audit: args.danger_no_audit,
+            http: args.http,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_names: args.tls_names,
+            no_tls: args.no_tls,
         },
         file,
     )?;
     let dir = DataDir::lock(&cfg.data_dir)?;
     let dir_root = dir.root().to_owned();
+    let http_tls = match &cfg.http {
+        None => None,
+        Some(http) => Some(http_tls(http, &dir_root)?),
+    };
     let tpm = reach_tpm(&cfg.tcti)?;
     let started = std::time::Instant::now();
     let backend = open_backend(cfg.store, &dir, tpm.as_ref(), true)?;
@@ -200,7 +232,29 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("stopping");
             let _ = stop.send(true);
         });
+        let http = match (&cfg.http, http_tls) {
+            (Some(settings), Some(tls)) => {
+                let listener = coffer_server::http::bind(settings.addr).await?;
+                Some(tokio::spawn(coffer_server::http::serve_http(
+                    service.clone(),
+                    listener,
+                    coffer_server::http::HttpConfig {
+                        addr: settings.addr,
+                        tls,
+                        limits: cfg.limits,
+                    },
+                    stopped.clone(),
+                )))
+            }
+            _ => None,
+        };
         coffer_server::serve_sockets(handler, &sockets, cfg.limits, stopped).await?;
+        if let Some(http) = http {
+            match http.await {
+                Ok(served) => served?,
+                Err(e) => tracing::error!(error = %e, "the HTTP API task failed"),
+            }
+        }
         anyhow::Ok(())
     });
     service.shutdown();

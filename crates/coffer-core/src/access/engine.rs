@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use coffer_types::Capability;
 
-use super::policy::{PolicyDoc, PolicySet, ROOT_POLICY, Subject};
+use super::policy::{DEFAULT_POLICY, PolicyDoc, PolicySet, ROOT_POLICY, Subject};
 
 /// What the policy gate needs to know of a caller.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +55,13 @@ impl Engine {
         engine
             .policies
             .insert(ROOT_POLICY.to_owned(), Arc::new(PolicyDoc::root()));
+        // Vault's `default` policy exists everywhere, so clients that make tokens with it
+        // work unchanged; here it grants nothing (a token's own lookup, renewal and
+        // revocation need no grant). A policy file or the store may define it.
+        engine.policies.insert(
+            DEFAULT_POLICY.to_owned(),
+            Arc::new(PolicyDoc { rules: Vec::new() }),
+        );
         for set in sets {
             for (name, doc) in &set.policies {
                 engine.policies.insert(name.clone(), Arc::new(doc.clone()));

@@ -26,7 +26,9 @@ use coffer_store::SecretStore;
 use coffer_types::{Capability, Timestamp};
 
 pub use engine::{Caller, Decision, Engine};
-pub use policy::{PolicyDoc, PolicyError, PolicySet, PolicyText, Subject};
+pub use policy::{
+    DEFAULT_POLICY, PolicyDoc, PolicyError, PolicySet, PolicyText, ROOT_POLICY, Subject,
+};
 pub use rate::{RateKey, RateLimiter, RateLimits};
 pub use token::{Minted, TokenRecord, TokenSpec};
 
@@ -449,6 +451,30 @@ impl AccessControl {
             .tokens
             .remove(accessor);
         Ok(())
+    }
+
+    /// Renews a token by accessor (blocking): its expiry becomes now plus its time to live.
+    pub fn renew_token(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        accessor: &str,
+        actor: &str,
+    ) -> Result<TokenRecord, CoreError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let gone = || CoreError::Store(coffer_store::StoreError::NotFound("token"));
+        let (hash, record) = {
+            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+            let hash = loaded.tokens.hash_of(accessor).ok_or_else(gone)?;
+            let record = loaded.tokens.by_accessor(accessor).ok_or_else(gone)?;
+            (hash, record.renewed(Timestamp::now()))
+        };
+        system::save_token(store, &hash, &record, actor)?;
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .insert(hash, record.clone());
+        Ok(record)
     }
 
     /// A token's record by accessor.

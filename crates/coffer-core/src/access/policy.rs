@@ -26,6 +26,9 @@ use super::pattern::PathPattern;
 /// The name of the built-in policy that grants everything.
 pub const ROOT_POLICY: &str = "root";
 
+/// The name of the built-in policy that grants nothing (Vault's `default`).
+pub const DEFAULT_POLICY: &str = "default";
+
 /// A set of capabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CapSet(u16);

@@ -36,6 +36,9 @@ pub struct TokenRecord {
     pub created: Timestamp,
     /// When it stops working.
     pub expires: Timestamp,
+    /// Its time to live in seconds, as made: a renewal moves the expiry to now plus this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
     /// Who made it (`uid:0`, `token:<accessor>`).
     pub creator: String,
 }
@@ -44,6 +47,21 @@ impl TokenRecord {
     /// Whether it has expired at `now`.
     pub fn expired(&self, now: Timestamp) -> bool {
         self.expires <= now
+    }
+
+    /// The record renewed at `now`: expiring its time to live from now.
+    pub fn renewed(&self, now: Timestamp) -> Self {
+        let ttl_ms = match self.ttl {
+            Some(secs) => i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            None => self
+                .expires
+                .as_millis()
+                .saturating_sub(self.created.as_millis()),
+        };
+        Self {
+            expires: Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms)),
+            ..self.clone()
+        }
     }
 
     /// Whether the token may act in `namespace`.
@@ -107,6 +125,7 @@ pub fn mint(key: &TokenKey, spec: TokenSpec, creator: String) -> Result<Minted, 
         display_name: spec.display_name,
         created: now,
         expires: Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms)),
+        ttl: Some(spec.ttl.as_secs()),
         creator,
     };
     Ok(Minted {

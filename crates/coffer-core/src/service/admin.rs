@@ -36,7 +36,11 @@ impl Service {
             Request::ListNamespaces => self.list_namespaces(principal),
             Request::Status => self.status(principal).await,
             Request::Seal => self.seal(principal),
-            Request::Unseal { with, key } => self.unseal(principal, with, key).await,
+            Request::Unseal { with, key } => {
+                self.sudo(principal, "seal")?;
+                self.unseal(with, key).await
+            }
+            Request::UnsealByKey { with, key } => self.unseal(with, Some(key)).await,
             Request::SlotList => {
                 self.sudo(principal, "slots")?;
                 let vault = self.vault.clone();
@@ -177,6 +181,31 @@ impl Service {
                     )),
                 }
             }
+            Request::TokenRevokeSelf => {
+                let store = self.vault.store().map_err(at(Gate::Seal))?;
+                let p = self.identity_and_rate(principal)?;
+                let Some(token) = &p.token else {
+                    return Err(invalid("this request carries no token to revoke"));
+                };
+                let (access, accessor) = (self.access.clone(), token.accessor.clone());
+                blocking(move || access.revoke_token(&store, &accessor))
+                    .await
+                    .map(|()| Reply::Done)
+                    .map_err(at(Gate::Store))
+            }
+            Request::TokenRenewSelf => {
+                let store = self.vault.store().map_err(at(Gate::Seal))?;
+                let p = self.identity_and_rate(principal)?;
+                let Some(token) = &p.token else {
+                    return Err(invalid("this request carries no token to renew"));
+                };
+                let (access, accessor, actor) =
+                    (self.access.clone(), token.accessor.clone(), p.actor());
+                blocking(move || access.renew_token(&store, &accessor, &actor))
+                    .await
+                    .map(|record| Reply::TokenInfo(Box::new(record)))
+                    .map_err(at(Gate::Store))
+            }
             Request::TokenLookup {
                 accessor: Some(accessor),
             } => {
@@ -202,6 +231,11 @@ impl Service {
                     name: name.map(|n| keys.name_hash(&n)),
                     namespace: namespace.map(|n| keys.name_hash(&n)),
                 })
+            }
+            Request::Metrics => {
+                let p = self.identity_and_rate(principal)?;
+                self.allow(p, Capability::Read, "sys/metrics", None)?;
+                Ok(Reply::Done)
             }
             Request::AuditVerify => {
                 self.sudo(principal, "audit")?;
@@ -376,7 +410,7 @@ impl Service {
         Ok(Reply::Status(Box::new(self.report(cache).await)))
     }
 
-    async fn report(&self, cache: CacheStatus) -> StatusReport {
+    pub(super) async fn report(&self, cache: CacheStatus) -> StatusReport {
         // Reading the header is a store read; keep it off the async workers.
         let vault = self.vault.clone();
         match tokio::task::spawn_blocking(move || vault.status(cache)).await {
@@ -393,18 +427,17 @@ impl Service {
         Ok(Reply::Done)
     }
 
-    async fn unseal(
-        &self,
-        principal: &Resolved,
-        with: UnsealWith,
-        key: Option<SecretBytes>,
-    ) -> Gated<Reply> {
-        let p = self.sudo(principal, "seal")?;
+    async fn unseal(&self, with: UnsealWith, key: Option<SecretBytes>) -> Gated<Reply> {
         let vault = self.vault.clone();
         blocking(move || vault.unseal(with, key))
             .await
             .map_err(at(Gate::Seal))?;
-        tracing::info!(event = "secret_action", action = "unseal", slot = with.as_str(), actor = %p.actor(), "unsealed");
+        tracing::info!(
+            event = "secret_action",
+            action = "unseal",
+            slot = with.as_str(),
+            "unsealed"
+        );
         Ok(Reply::Done)
     }
 }

@@ -68,6 +68,8 @@ pub struct Service {
     /// Request ids: a random prefix per start and a counter.
     request_prefix: String,
     requests: AtomicU64,
+    /// Values read per namespace (a metric).
+    materialized: std::sync::RwLock<std::collections::HashMap<Namespace, AtomicU64>>,
 }
 
 type Gated<T> = Result<T, Refusal>;
@@ -105,6 +107,7 @@ impl Service {
             config,
             request_prefix: prefix,
             requests: AtomicU64::new(0),
+            materialized: Default::default(),
         }
     }
 
@@ -161,10 +164,11 @@ impl Service {
             time: Timestamp::now(),
             request_id: Cow::Borrowed(&request_id),
             actor: Actor {
-                uid: Some(who.uid),
-                gid: Some(who.gid),
+                uid: who.remote.is_none().then_some(who.uid),
+                gid: who.remote.is_none().then_some(who.gid),
                 pid: who.pid,
                 exe: who.exe().map(Cow::Borrowed),
+                addr: who.remote.map(|a| Cow::Owned(a.to_string())),
                 token: principal
                     .as_ref()
                     .ok()
@@ -215,6 +219,9 @@ impl Service {
         let epoch = self.vault.epoch();
         if self.access.loaded_epoch() != Some(epoch) {
             self.sync(epoch).await;
+        }
+        if who.remote.is_some() && token.is_none() {
+            return Err("a token is required (X-Vault-Token or Authorization: Bearer)");
         }
         self.access
             .resolve(who.uid, who.gid, token)
@@ -380,6 +387,78 @@ impl Service {
         }
     }
 
+    /// Whether the store is sealed (or unavailable). Not a request: nothing is audited.
+    pub fn sealed(&self) -> bool {
+        self.vault.store().is_err()
+    }
+
+    /// The namespaces (not the store's own), for routing; `None` while sealed. Not a
+    /// request: nothing is audited, and callers must not show the list to anyone.
+    pub fn namespaces_for_routing(&self) -> Option<Vec<Namespace>> {
+        let store = self.vault.store().ok()?;
+        Some(
+            store
+                .namespaces()
+                .into_iter()
+                .filter(|n| !n.is_system())
+                .collect(),
+        )
+    }
+
+    /// The seal state and store facts without a caller (Vault's unauthenticated
+    /// `sys/health` and `sys/seal-status`, which are not audited either).
+    pub async fn public_status(&self) -> crate::StatusReport {
+        let (entries, bytes) = self.cache.usage();
+        self.report(crate::CacheStatus {
+            entries,
+            bytes,
+            ttl_seconds: self.cache.ttl().as_secs(),
+        })
+        .await
+    }
+
+    /// Whether `token` is a live token (gate 3 alone; not audited).
+    pub async fn token_is_live(&self, token: &SecretBytes) -> bool {
+        let epoch = self.vault.epoch();
+        if self.access.loaded_epoch() != Some(epoch) {
+            self.sync(epoch).await;
+        }
+        self.access.resolve(u32::MAX, u32::MAX, Some(token)).is_ok()
+    }
+
+    /// How many values were read (materialized) in each namespace since the start.
+    pub fn materializations(&self) -> Vec<(Namespace, u64)> {
+        let map = self
+            .materialized
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<_> = map
+            .iter()
+            .map(|(ns, n)| (ns.clone(), n.load(Ordering::Relaxed)))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Counts one materialization in `namespace`.
+    pub(crate) fn materialized(&self, namespace: &Namespace) {
+        if let Some(n) = self
+            .materialized
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(namespace)
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.materialized
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(namespace.clone())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The cache's time to live.
     pub fn ttl(&self) -> Duration {
         self.cache.ttl()
@@ -414,5 +493,6 @@ fn changes_state(action: &str) -> bool {
             | "token_lookup"
             | "audit_hash"
             | "audit_verify"
+            | "metrics"
     )
 }

@@ -9,7 +9,7 @@ use coffer_types::{Capability, ErrorCode, GeneratorSpec, Kind, Namespace, Secret
 
 use super::{Gated, Resolved, Service, at, blocking};
 use crate::access::Principal;
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, Cached, Facts};
 use crate::request::{SecretOp, WriteOptions};
 use crate::{CoreError, Gate, Refusal, Reply};
 
@@ -34,13 +34,10 @@ impl Service {
             self.admit(principal, namespace, Some(&name), &[Capability::Read])?;
         let name = SecretName::parse_owned(name).map_err(|e| Refusal::at(Gate::Validation, e))?;
         let key: CacheKey = (namespace, name);
-        let (value, version, kind) = self.read(store, &key, version).await?;
+        let read = self.read(store, &key, version).await?;
         tracing::debug!(event = "secret_materialize", "secret read");
-        Ok(Reply::Value {
-            value,
-            version,
-            kind,
-        })
+        self.materialized(&key.0);
+        Ok(value_reply(read))
     }
 
     pub(super) async fn secret(
@@ -53,6 +50,17 @@ impl Service {
         let needs: &[Capability] = match &op {
             // Create or update: decided below, once the caller is known.
             SecretOp::Set { .. } => &[],
+            // Soft deletion with a metadata change needs both grants.
+            SecretOp::Describe { change }
+                if change.mark.is_some()
+                    && !Describe {
+                        mark: None,
+                        ..change.clone()
+                    }
+                    .is_empty() =>
+            {
+                &[Capability::Revoke, Capability::Update]
+            }
             op => &[op.capability()],
         };
         let (store, namespace, who) = self.admit(principal, namespace, Some(&name), needs)?;
@@ -100,6 +108,7 @@ impl Service {
         let refuse = |e: CoreError| Err(Refusal::at(Gate::Validation, e));
         match op {
             SecretOp::Set { value, .. }
+            | SecretOp::Patch { patch: value, .. }
             | SecretOp::Rotate {
                 value: Some(value), ..
             } if value.len() > max => refuse(CoreError::TooLarge {
@@ -109,12 +118,6 @@ impl Service {
             SecretOp::Destroy { versions } if versions.is_empty() => refuse(
                 CoreError::InvalidRequest("destroy needs the versions to erase".to_owned()),
             ),
-            SecretOp::Describe {
-                description: None,
-                max_versions: None,
-            } => refuse(CoreError::InvalidRequest(
-                "describe needs a description or max_versions".to_owned(),
-            )),
             _ => Ok(()),
         }
     }
@@ -159,21 +162,52 @@ impl Service {
         let (ns, name) = key.clone();
         match op {
             SecretOp::Get { version } => {
-                let (value, version, kind) = self.read(store, key, version).await?;
+                let read = self.read(store, key, version).await?;
                 tracing::debug!(event = "secret_materialize", "secret read");
-                Ok(Reply::Value {
-                    value,
-                    version,
-                    kind,
-                })
+                self.materialized(&key.0);
+                Ok(value_reply(read))
+            }
+            SecretOp::Patch { patch, cas } => {
+                let current = self.read(store.clone(), key, None).await?;
+                if cas.is_some_and(|c| c != current.version.get()) {
+                    return Err(Refusal::at(
+                        Gate::Store,
+                        StoreError::Conflict(
+                            "check-and-set parameter did not match the current version",
+                        ),
+                    ));
+                }
+                let merged = crate::kv::merge(&current.value, current.kind, &patch)
+                    .map_err(|e| Refusal::at(Gate::Validation, e))?;
+                drop(current.value);
+                let (index, version) = self
+                    .write(
+                        who,
+                        store,
+                        key,
+                        Writing {
+                            value: merged,
+                            options: WriteOptions {
+                                kind: Some(Kind::Kv),
+                                // The version read is the one patched: a write in between
+                                // is a conflict, not a lost update.
+                                cas: Some(current.version.get()),
+                                ..WriteOptions::default()
+                            },
+                            mode: WriteMode::Update,
+                            generated: None,
+                        },
+                    )
+                    .await?;
+                Ok(Reply::Written { index, version })
             }
             SecretOp::Hmac {
                 algorithm,
                 data,
                 encoding,
             } => {
-                let (key_bytes, ..) = self.read(store, key, None).await?;
-                let digest = compute::hmac(algorithm, &key_bytes, &data, encoding)
+                let read = self.read(store, key, None).await?;
+                let digest = compute::hmac(algorithm, &read.value, &data, encoding)
                     .map_err(|e| Refusal::at(Gate::Store, StoreError::Crypto(e)))?;
                 tracing::debug!(
                     event = "secret_materialize",
@@ -183,8 +217,8 @@ impl Service {
                 Ok(Reply::Digest(digest))
             }
             SecretOp::BasicAuth { user } => {
-                let (password, ..) = self.read(store, key, None).await?;
-                let header = compute::basic_auth(&user, &password).map_err(|e| {
+                let read = self.read(store, key, None).await?;
+                let header = compute::basic_auth(&user, &read.value).map_err(|e| {
                     Refusal::at(Gate::Validation, CoreError::InvalidRequest(e.to_string()))
                 })?;
                 tracing::debug!(
@@ -269,14 +303,7 @@ impl Service {
                 self.minted(who, store, key, spec, options, WriteMode::Update)
                     .await
             }
-            SecretOp::Describe {
-                description,
-                max_versions,
-            } => {
-                let change = Describe {
-                    description,
-                    max_versions,
-                };
+            SecretOp::Describe { change } => {
                 blocking(move || Ok(store.describe(&ns, &name, change)?))
                     .await
                     .map_err(at(Gate::Store))?;
@@ -321,23 +348,31 @@ impl Service {
         store: Arc<dyn SecretStore>,
         key: &CacheKey,
         version: Option<Version>,
-    ) -> Gated<(Arc<SecretBytes>, Version, Kind)> {
+    ) -> Gated<Cached> {
         if version.is_none()
             && let Some(hit) = self.cache.get(key)
         {
-            return Ok((hit.value, hit.version, hit.kind));
+            return Ok(hit);
         }
         let epoch = self.cache.epoch();
         let (ns, name) = key.clone();
         let secret = blocking(move || Ok(store.get(&ns, &name, version)?))
             .await
             .map_err(at(Gate::Store))?;
-        let value = Arc::new(secret.value);
+        let read = Cached {
+            value: Arc::new(secret.value),
+            version: secret.version,
+            kind: secret.kind,
+            facts: Arc::new(Facts {
+                created: secret.created,
+                deletion: secret.deletion,
+                custom_metadata: secret.custom_metadata,
+            }),
+        };
         if version.is_none() {
-            self.cache
-                .insert(key.clone(), &value, secret.version, secret.kind, epoch);
+            self.cache.insert(key.clone(), &read, epoch);
         }
-        Ok((value, secret.version, secret.kind))
+        Ok(read)
     }
 
     async fn write(
@@ -364,6 +399,7 @@ impl Service {
             write.max_versions = options.max_versions;
             write.new_max_versions = new_max_versions;
             write.generated = w.generated;
+            write.cas = options.cas;
             Ok(store.set(&ns, &name, write)?)
         })
         .await
@@ -405,12 +441,22 @@ impl Service {
     }
 }
 
+fn value_reply(read: Cached) -> Reply {
+    Reply::Value {
+        value: read.value,
+        version: read.version,
+        kind: read.kind,
+        facts: read.facts,
+    }
+}
+
 /// The operator action to log at info, if this is one (data-plane reads and sets log at
 /// debug: their frequency would drown the operator's actions).
 fn action_name(op: &SecretOp) -> Option<&'static str> {
     Some(match op {
         SecretOp::Generate { .. } => "generate",
         SecretOp::Rotate { .. } => "rotate",
+        SecretOp::Describe { change } if change.mark.is_some() => "delete_versions",
         SecretOp::Describe { .. } => "describe",
         SecretOp::Revoke => "revoke",
         SecretOp::Destroy { .. } => "destroy",

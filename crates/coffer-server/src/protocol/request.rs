@@ -143,6 +143,7 @@ fn write_options(f: &mut Fields, binary: bool) -> Result<WriteOptions, ParseErro
             .take()
             .map(|n| u32::try_from(n).map_err(|_| invalid("field `max_versions` is too large")))
             .transpose()?,
+        cas: None,
     })
 }
 
@@ -247,14 +248,23 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                 },
             }
         }
-        Action::Describe => SecretOp::Describe {
-            description: f.description.take(),
-            max_versions: f
-                .max_versions
-                .take()
-                .map(|n| u32::try_from(n).map_err(|_| invalid("field `max_versions` is too large")))
-                .transpose()?,
-        },
+        Action::Describe => {
+            let change = coffer_store::Describe {
+                description: f.description.take(),
+                max_versions: f
+                    .max_versions
+                    .take()
+                    .map(|n| {
+                        u32::try_from(n).map_err(|_| invalid("field `max_versions` is too large"))
+                    })
+                    .transpose()?,
+                ..coffer_store::Describe::default()
+            };
+            if change.is_empty() {
+                return Err(invalid("describe needs a description or max_versions"));
+            }
+            SecretOp::Describe { change }
+        }
         Action::Destroy => SecretOp::Destroy {
             versions: needs(f.versions.take(), "versions", action)?
                 .into_iter()
@@ -504,10 +514,7 @@ mod tests {
         );
         assert!(matches!(
             op(r#"{"action":"describe","name":"k","description":"x","max_versions":5}"#),
-            SecretOp::Describe {
-                max_versions: Some(5),
-                ..
-            }
+            SecretOp::Describe { change } if change.max_versions == Some(5)
         ));
         assert!(matches!(
             op(

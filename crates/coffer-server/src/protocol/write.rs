@@ -241,6 +241,7 @@ mod tests {
                 value: SecretBytes::copy_from(b"sk_live_abc123xyz").into(),
                 version: Version::FIRST,
                 kind: Kind::Text,
+                facts: facts(),
             },
             None,
         );
@@ -265,6 +266,14 @@ mod tests {
         );
     }
 
+    fn facts() -> std::sync::Arc<coffer_core::cache::Facts> {
+        std::sync::Arc::new(coffer_core::cache::Facts {
+            created: coffer_types::Timestamp::now(),
+            deletion: None,
+            custom_metadata: Default::default(),
+        })
+    }
+
     #[test]
     fn binary_and_file_values_go_as_base64() {
         let mut out = Vec::new();
@@ -275,6 +284,7 @@ mod tests {
                 value: SecretBytes::copy_from(&[0, 159, 255]).into(),
                 version: Version::FIRST,
                 kind: Kind::File,
+                facts: facts(),
             },
             None,
         );

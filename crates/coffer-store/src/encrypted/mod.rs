@@ -142,6 +142,12 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
 
     fn meta(&self, ns: &OpenNamespace, row: &SecretRow) -> Result<SecretMeta, StoreError> {
         let blob = ns.meta_of(row)?;
+        let versions = self
+            .backend
+            .versions(&row.id)?
+            .into_iter()
+            .map(|v| info(v, &blob))
+            .collect();
         Ok(SecretMeta {
             namespace: ns.path.clone(),
             name: ns.name_of(row)?,
@@ -154,12 +160,10 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             generated: blob.generated,
             max_versions: blob.max_versions,
             revoked: row.revoked,
-            versions: self
-                .backend
-                .versions(&row.id)?
-                .into_iter()
-                .map(info)
-                .collect(),
+            versions,
+            custom_metadata: blob.custom,
+            cas_required: blob.cas_required,
+            delete_version_after: blob.delete_after,
         })
     }
 
@@ -265,11 +269,32 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .backend
             .read(&ns.id, &self.name_hash(namespace, name), version)?
             .ok_or(StoreError::NotFound("secret"))?;
+        let meta = ns.meta_of(&row)?;
+        let deletion = meta.deletion(ver.version);
+        if deletion.is_some_and(|d| d <= Timestamp::now()) {
+            return Err(StoreError::Gone(crate::Gone {
+                version: ver.version,
+                created: ver.created,
+                deletion,
+                destroyed: ver.ciphertext.is_none(),
+                custom_metadata: meta.custom,
+            }));
+        }
+        let value = match ns.open_version(&row, &ver) {
+            Err(StoreError::Gone(mut gone)) => {
+                gone.custom_metadata = meta.custom;
+                return Err(StoreError::Gone(gone));
+            }
+            other => other?,
+        };
         Ok(Secret {
-            value: ns.open_version(&row, &ver)?,
+            value,
             version: ver.version,
             kind: ver.kind,
             index: row.index,
+            created: ver.created,
+            deletion,
+            custom_metadata: meta.custom,
         })
     }
 
@@ -292,6 +317,8 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             max_versions: write.max_versions,
             new_max_versions: write.new_max_versions,
             generated: write.generated,
+            cas: write.cas,
+            cas_required: write.cas_required,
         });
         self.backend
             .write(&id, &self.name_hash(namespace, name), plan)
@@ -367,12 +394,13 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         name: &SecretName,
     ) -> Result<Vec<VersionInfo>, StoreError> {
-        let (_, row) = self.live(namespace, name)?;
+        let (ns, row) = self.live(namespace, name)?;
+        let blob = ns.meta_of(&row)?;
         Ok(self
             .backend
             .versions(&row.id)?
             .into_iter()
-            .map(info)
+            .map(|v| info(v, &blob))
             .collect())
     }
 

@@ -1,16 +1,18 @@
 //! An open namespace: its key, the associated data of each record kind, and the write and
 //! modify plans that run inside the backend's transaction.
 
+use std::collections::BTreeMap;
+
 use coffer_crypto::aead::Aad;
 use coffer_crypto::{CryptoError, NamespaceKey, SecretBytes};
 use coffer_types::{GeneratorSpec, Kind, Namespace, SecretName, Timestamp, Version};
 
-use crate::StoreError;
 use crate::backend::{
     Modification, ModifyPlan, NamespaceId, NewSecret, Planned, SecretId, SecretRow, VersionRow,
     WritePlan,
 };
-use crate::store::{Describe, WriteMode};
+use crate::store::{Describe, Mark, WriteMode};
+use crate::{Gone, StoreError};
 use coffer_types::VersionInfo;
 
 /// Metadata kept encrypted with each secret.
@@ -22,9 +24,68 @@ pub(super) struct MetaBlob {
     pub generated: Option<GeneratorSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_versions: Option<u32>,
+    /// KV v2's `custom_metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, String>,
+    /// KV v2's `cas_required`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cas_required: bool,
+    /// KV v2's `delete_version_after`, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<u64>,
+    /// Soft-deleted versions (KV v2's `deletion_time`): version number to the time it was,
+    /// or will be, deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted: BTreeMap<u32, Timestamp>,
 }
 
 impl MetaBlob {
+    /// When `version` was (or will be) soft-deleted.
+    pub fn deletion(&self, version: Version) -> Option<Timestamp> {
+        self.deleted.get(&version.get()).copied()
+    }
+
+    /// Applies a [`Describe`]'s changes but the description and the version limit.
+    fn apply_kv(&mut self, change: &Describe, current: Version, now: Timestamp) {
+        if let Some(custom) = &change.custom_metadata {
+            self.custom = custom.clone();
+        }
+        if let Some(required) = change.cas_required {
+            self.cas_required = required;
+        }
+        if let Some(after) = change.delete_version_after {
+            self.delete_after = (after > 0).then_some(after);
+        }
+        let delete = |deleted: &mut BTreeMap<u32, Timestamp>, v: u32| {
+            if v >= 1 && v <= current.get() {
+                let at = deleted.entry(v).or_insert(now);
+                // A deletion scheduled for later happens now.
+                *at = (*at).min(now);
+            }
+        };
+        match &change.mark {
+            None => {}
+            Some(Mark::DeleteLatest) => delete(&mut self.deleted, current.get()),
+            Some(Mark::Delete(versions)) => {
+                for v in versions {
+                    delete(&mut self.deleted, v.get());
+                }
+            }
+            Some(Mark::Undelete(versions)) => {
+                for v in versions {
+                    self.deleted.remove(&v.get());
+                }
+            }
+        }
+    }
+
+    /// Forgets the deletion times of versions pruned below `before`.
+    fn forget_before(&mut self, before: Option<Version>) {
+        if let Some(before) = before {
+            self.deleted = self.deleted.split_off(&before.get());
+        }
+    }
+
     fn apply(&mut self, description: Option<String>, max_versions: Option<u32>) {
         if let Some(d) = description {
             self.description = (!d.is_empty()).then_some(d);
@@ -57,6 +118,8 @@ pub(super) struct VersionPlan {
     pub max_versions: Option<u32>,
     pub new_max_versions: Option<u32>,
     pub generated: Option<GeneratorSpec>,
+    pub cas: Option<u32>,
+    pub cas_required: bool,
 }
 
 /// A namespace with its key unwrapped.
@@ -124,7 +187,13 @@ impl OpenNamespace {
         row: &SecretRow,
         version: &VersionRow,
     ) -> Result<SecretBytes, StoreError> {
-        let ciphertext = version.ciphertext.as_ref().ok_or(StoreError::Destroyed)?;
+        let ciphertext = version.ciphertext.as_ref().ok_or(StoreError::Gone(Gone {
+            version: version.version,
+            created: version.created,
+            deletion: None,
+            destroyed: true,
+            custom_metadata: BTreeMap::new(),
+        }))?;
         self.key
             .open(
                 ciphertext,
@@ -146,19 +215,33 @@ impl OpenNamespace {
                 _ => {}
             }
             let kind = w.kind.or(current.map(|r| r.kind)).unwrap_or(w.new_kind);
+            let stored_meta = current.map(|row| self.meta_of(row)).transpose()?;
+            match w.cas {
+                Some(cas) if cas != current.map_or(0, |r| r.current.get()) => {
+                    return Err(StoreError::Conflict(
+                        "check-and-set parameter did not match the current version",
+                    ));
+                }
+                None if w.cas_required || stored_meta.as_ref().is_some_and(|m| m.cas_required) => {
+                    return Err(StoreError::Conflict(
+                        "check-and-set parameter required for this call",
+                    ));
+                }
+                _ => {}
+            }
             kind.check(w.value.expose_secret())
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
             let now = Timestamp::now();
-            let (id, version, create, mut meta) = match current {
-                Some(row) => (
+            let (id, version, create, mut meta) = match (current, stored_meta) {
+                (Some(row), Some(meta)) => (
                     row.id,
                     row.current.next().ok_or(StoreError::Conflict(
                         "the secret has reached the last version number",
                     ))?,
                     None,
-                    self.meta_of(row)?,
+                    meta,
                 ),
-                None => (
+                _ => (
                     SecretId::generate()?,
                     Version::FIRST,
                     Some(()),
@@ -170,6 +253,15 @@ impl OpenNamespace {
             };
             meta.apply(w.description, w.max_versions);
             meta.generated = w.generated;
+            if let Some(after) = meta.delete_after {
+                let ms = i64::try_from(after.saturating_mul(1000)).unwrap_or(i64::MAX);
+                meta.deleted.insert(
+                    version.get(),
+                    Timestamp::from_millis(now.as_millis().saturating_add(ms)),
+                );
+            }
+            let prune_before = meta.prune_before(version);
+            meta.forget_before(prune_before);
             let meta_ct = self.seal_meta(&id, &meta)?;
             let create = match create {
                 Some(()) => Some(NewSecret {
@@ -190,7 +282,7 @@ impl OpenNamespace {
             Ok(Planned {
                 meta_ct: create.is_none().then_some(meta_ct),
                 create,
-                prune_before: meta.prune_before(version),
+                prune_before,
                 version: VersionRow {
                     version,
                     kind,
@@ -207,10 +299,13 @@ impl OpenNamespace {
     pub fn describe_plan(self: std::sync::Arc<Self>, change: Describe) -> ModifyPlan {
         Box::new(move |row: &SecretRow| {
             let mut meta = self.meta_of(row)?;
+            meta.apply_kv(&change, row.current, Timestamp::now());
             meta.apply(change.description, change.max_versions);
+            let prune_before = meta.prune_before(row.current);
+            meta.forget_before(prune_before);
             Ok(Modification {
                 meta_ct: Some(self.seal_meta(&row.id, &meta)?),
-                prune_before: meta.prune_before(row.current),
+                prune_before,
                 ..Modification::default()
             })
         })
@@ -218,8 +313,9 @@ impl OpenNamespace {
 }
 
 /// A version's facts for callers.
-pub(super) fn info(v: VersionRow) -> VersionInfo {
+pub(super) fn info(v: VersionRow, meta: &MetaBlob) -> VersionInfo {
     VersionInfo {
+        deleted: meta.deletion(v.version),
         version: v.version,
         kind: v.kind,
         created: v.created,

@@ -1,0 +1,130 @@
+//! Prometheus metrics (`/v1/sys/metrics?format=prometheus`): HTTP requests by route, method
+//! class and status, their latency by route, values read per namespace, and the seal state.
+//!
+//! Labels are route names (`kv.data`, `sys.health`), never paths: a secret's name never
+//! becomes a label. Namespaces are labels (they are the mounts, not secrets).
+
+use std::time::{Duration, Instant};
+
+use coffer_core::Service;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 us to about 3.3 s.
+    Histogram::new(exponential_buckets(0.000_05, 3.0, 11))
+}
+
+/// The HTTP API's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    materializations: Family<NamespaceLabels, Counter>,
+    sealed: Gauge,
+    uptime: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Empty counters, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("coffer");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let materializations = Family::<NamespaceLabels, Counter>::default();
+        let sealed = Gauge::default();
+        let uptime = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "materializations",
+            "Secret values read (materialized) through any interface, by namespace",
+            materializations.clone(),
+        );
+        registry.register(
+            "sealed",
+            "1 while the store is sealed or unavailable",
+            sealed.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the HTTP API started",
+            uptime.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            materializations,
+            sealed,
+            uptime,
+        }
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn observe(&self, route: &'static str, code: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, code })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, with the service's counters brought up to date.
+    pub fn render(&self, service: &Service, started: Instant) -> String {
+        for (namespace, n) in service.materializations() {
+            let counter = self.materializations.get_or_create(&NamespaceLabels {
+                namespace: namespace.as_str().to_owned(),
+            });
+            counter
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sealed.set(i64::from(service.sealed()));
+        self.uptime
+            .set(i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            tracing::error!("the metrics could not be encoded");
+        }
+        text
+    }
+}
