@@ -79,6 +79,15 @@ fn curl(base: &str, token: Option<&str>, args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// `POST` (or `PUT`) of `body` to `path` with a token.
+fn post(base: &str, token: &str, path: &str, body: &str) -> (u16, String) {
+    curl(base, Some(token), &["-X", "POST", "-d", body, path])
+}
+
+fn put(base: &str, token: &str, path: &str, body: &str) -> (u16, String) {
+    curl(base, Some(token), &["-X", "PUT", "-d", body, path])
+}
+
 fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -137,16 +146,11 @@ fn vault_clients_get_the_outcomes_openbao_gives() {
 
     // A value written over HTTP never reaches the log or the audit trail.
     let secret = "hv-SECRET-value-71c0";
-    let (status, _) = curl(
+    let (status, _) = post(
         &url,
-        Some(&token),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            &json!({"data": {"pw": secret}}).to_string(),
-            "/v1/secret/data/leak/check",
-        ],
+        &token,
+        "/v1/secret/data/leak/check",
+        &json!({"data": {"pw": secret}}).to_string(),
     );
     assert_eq!(status, 200);
     let (status, body) = curl(&url, Some(&token), &["/v1/secret/data/leak/check"]);
@@ -178,16 +182,11 @@ fn socket_values_and_kv_objects_read_through_each_other() {
         json!({"value": "from-the-socket"})
     );
 
-    let (status, _) = curl(
+    let (status, _) = put(
         &url,
-        Some(&token),
-        &[
-            "-X",
-            "PUT",
-            "-d",
-            r#"{"data":{"user":"u","n":2}}"#,
-            "/v1/secret/data/object",
-        ],
+        &token,
+        "/v1/secret/data/object",
+        r#"{"data":{"user":"u","n":2}}"#,
     );
     assert_eq!(status, 200);
     let r = raw(&daemon.socket, br#"{"action":"get","name":"object"}"#);
@@ -198,16 +197,11 @@ fn socket_values_and_kv_objects_read_through_each_other() {
     // Namespaces are mounts of their own.
     let out = daemon.cli(&["namespaces", "create", "acme/prod"], b"");
     assert!(out.status.success(), "{}", stderr(&out));
-    let (status, _) = curl(
+    let (status, _) = post(
         &url,
-        Some(&token),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            r#"{"data":{"k":"v"}}"#,
-            "/v1/acme/prod/data/db",
-        ],
+        &token,
+        "/v1/acme/prod/data/db",
+        r#"{"data":{"k":"v"}}"#,
     );
     assert_eq!(status, 200);
     let (status, body) = curl(&url, Some(&token), &["/v1/acme/prod/data/db"]);
@@ -243,16 +237,11 @@ fn no_token_sealed_and_denied_answer_as_vault_does() {
     .unwrap();
     let (daemon, url, root) = http_daemon(&["--policy-file", policy.to_str().unwrap()]);
     for name in ["app/x", "other/x"] {
-        let (status, _) = curl(
+        let (status, _) = post(
             &url,
-            Some(&root),
-            &[
-                "-X",
-                "POST",
-                "-d",
-                r#"{"data":{"v":"1"}}"#,
-                &format!("/v1/secret/data/{name}"),
-            ],
+            &root,
+            &format!("/v1/secret/data/{name}"),
+            r#"{"data":{"v":"1"}}"#,
         );
         assert_eq!(status, 200);
     }
@@ -270,16 +259,11 @@ fn no_token_sealed_and_denied_answer_as_vault_does() {
     assert_eq!(status, 403);
 
     // A token for app/* reads app/x; other/x is 403 with an audit record that says so.
-    let (status, body) = curl(
+    let (status, body) = post(
         &url,
-        Some(&root),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            r#"{"policies":["app"],"ttl":"10m"}"#,
-            "/v1/auth/token/create",
-        ],
+        &root,
+        "/v1/auth/token/create",
+        r#"{"policies":["app"],"ttl":"10m"}"#,
     );
     assert_eq!(status, 200, "{body}");
     let created = json_of(&body);
@@ -396,11 +380,7 @@ fn no_token_sealed_and_denied_answer_as_vault_does() {
 #[test]
 fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     let (daemon, url, token) = http_daemon(&["--max-value-bytes", "1024"]);
-    let (status, body) = curl(
-        &url,
-        Some(&token),
-        &["-X", "POST", "-d", r#"{"data":{"a":"#, "/v1/secret/data/x"],
-    );
+    let (status, body) = post(&url, &token, "/v1/secret/data/x", r#"{"data":{"a":"#);
     assert_eq!(status, 400, "{body}");
     assert!(
         json_of(&body)["errors"][0]
@@ -408,24 +388,15 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
             .unwrap()
             .contains("JSON")
     );
-    let (status, body) = curl(
+    let (status, body) = post(
         &url,
-        Some(&token),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            r#"{"data":["not","an","object"]}"#,
-            "/v1/secret/data/x",
-        ],
+        &token,
+        "/v1/secret/data/x",
+        r#"{"data":["not","an","object"]}"#,
     );
     assert_eq!(status, 400, "{body}");
     let big = json!({"data": {"a": "x".repeat(2000)}}).to_string();
-    let (status, body) = curl(
-        &url,
-        Some(&token),
-        &["-X", "POST", "-d", &big, "/v1/secret/data/x"],
-    );
+    let (status, body) = post(&url, &token, "/v1/secret/data/x", &big);
     assert_eq!(status, 413, "{body}");
     let huge = "y".repeat(5 << 20);
     let file = daemon.root.path().join("huge.json");
@@ -442,11 +413,7 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
         ],
     );
     assert_eq!(status, 413);
-    let (status, body) = curl(
-        &url,
-        Some(&token),
-        &["-X", "POST", "-d", "{}", "/v1/secret/data/bad%00name"],
-    );
+    let (status, body) = post(&url, &token, "/v1/secret/data/bad%00name", "{}");
     assert_eq!(status, 400, "{body}");
     let (status, _) = curl(
         &url,
@@ -457,17 +424,7 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     let (status, _) = curl(&url, Some(&token), &["/v1/no/such/route"]);
     assert_eq!(status, 404);
     // Still serving.
-    let (status, _) = curl(
-        &url,
-        Some(&token),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            r#"{"data":{"a":"b"}}"#,
-            "/v1/secret/data/x",
-        ],
-    );
+    let (status, _) = post(&url, &token, "/v1/secret/data/x", r#"{"data":{"a":"b"}}"#);
     assert_eq!(status, 200);
 }
 
@@ -475,16 +432,11 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
 fn metrics_count_requests_without_naming_secrets() {
     let (_daemon, url, token) = http_daemon(&[]);
     let name = "zz-hidden-secret-name";
-    curl(
+    post(
         &url,
-        Some(&token),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            r#"{"data":{"a":"b"}}"#,
-            &format!("/v1/secret/data/{name}"),
-        ],
+        &token,
+        &format!("/v1/secret/data/{name}"),
+        r#"{"data":{"a":"b"}}"#,
     );
     for _ in 0..3 {
         assert_eq!(
@@ -516,20 +468,16 @@ fn metrics_count_requests_without_naming_secrets() {
 fn off_loopback_it_serves_tls_only_and_curl_trusts_its_ca() {
     need("curl", "apt-get install curl");
     // Plain HTTP off loopback is refused at start, with the reason.
-    let mut refused = Daemon::new(&["--http", "0.0.0.0:1", "--no-tls"]);
-    let out = Command::new(common::BIN)
+    let scratch = tempfile::tempdir().unwrap();
+    let out = run(Command::new(common::BIN)
         .args(["serve", "--data-dir"])
-        .arg(&refused.data)
+        .arg(scratch.path().join("data"))
         .arg("--socket")
-        .arg(&refused.socket)
+        .arg(scratch.path().join("coffer.sock"))
         .args(["--http", "0.0.0.0:1", "--no-tls"])
-        .env("COFFER_TPM_TCTI", "none")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env("COFFER_TPM_TCTI", "none"));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("loopback"), "{}", stderr(&out));
-    refused.stop();
 
     let port = free_port();
     let addr = format!("0.0.0.0:{port}");

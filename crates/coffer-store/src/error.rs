@@ -3,6 +3,10 @@
 use coffer_crypto::CryptoError;
 use coffer_types::ErrorCode;
 
+/// The conflict of a check-and-set write whose version is not the newest (KV v2's words,
+/// which its clients show).
+pub const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
+
 /// A version that exists but cannot be read, with what may be said about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gone {

@@ -27,7 +27,7 @@ pub use backend::{
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
-pub use error::{Gone, StoreError};
+pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;

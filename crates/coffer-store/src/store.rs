@@ -113,7 +113,16 @@ pub struct Describe {
 impl Describe {
     /// Whether the change changes nothing.
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self.mark.is_none() && !self.changes_metadata()
+    }
+
+    /// Whether it changes a setting or custom metadata (as opposed to soft deletion only).
+    pub fn changes_metadata(&self) -> bool {
+        self.description.is_some()
+            || self.max_versions.is_some()
+            || self.custom_metadata.is_some()
+            || self.cas_required.is_some()
+            || self.delete_version_after.is_some()
     }
 }
 

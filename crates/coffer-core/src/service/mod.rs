@@ -392,17 +392,13 @@ impl Service {
         self.vault.store().is_err()
     }
 
-    /// The namespaces (not the store's own), for routing; `None` while sealed. Not a
-    /// request: nothing is audited, and callers must not show the list to anyone.
-    pub fn namespaces_for_routing(&self) -> Option<Vec<Namespace>> {
+    /// The namespace `text` names when it exists (never the store's own), for routing;
+    /// `None` while sealed. Not a request: nothing is audited, and callers must not answer
+    /// whether a namespace exists to anyone the gates would not tell.
+    pub fn namespace_for_routing(&self, text: &str) -> Option<Namespace> {
         let store = self.vault.store().ok()?;
-        Some(
-            store
-                .namespaces()
-                .into_iter()
-                .filter(|n| !n.is_system())
-                .collect(),
-        )
+        let namespace = Namespace::parse(text).ok()?;
+        (!namespace.is_system() && store.has_namespace(&namespace)).then_some(namespace)
     }
 
     /// The seal state and store facts without a caller (Vault's unauthenticated

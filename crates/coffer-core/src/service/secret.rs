@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, compute, mint};
-use coffer_store::{Describe, SecretStore, StoreError, Write, WriteMode};
+use coffer_store::{SecretStore, StoreError, Write, WriteMode};
 use coffer_types::{Capability, ErrorCode, GeneratorSpec, Kind, Namespace, SecretName, Version};
 
 use super::{Gated, Resolved, Service, at, blocking};
@@ -51,14 +51,7 @@ impl Service {
             // Create or update: decided below, once the caller is known.
             SecretOp::Set { .. } => &[],
             // Soft deletion with a metadata change needs both grants.
-            SecretOp::Describe { change }
-                if change.mark.is_some()
-                    && !Describe {
-                        mark: None,
-                        ..change.clone()
-                    }
-                    .is_empty() =>
-            {
+            SecretOp::Describe { change } if change.mark.is_some() && change.changes_metadata() => {
                 &[Capability::Revoke, Capability::Update]
             }
             op => &[op.capability()],
@@ -172,9 +165,7 @@ impl Service {
                 if cas.is_some_and(|c| c != current.version.get()) {
                     return Err(Refusal::at(
                         Gate::Store,
-                        StoreError::Conflict(
-                            "check-and-set parameter did not match the current version",
-                        ),
+                        StoreError::Conflict(coffer_store::CAS_MISMATCH),
                     ));
                 }
                 let merged = crate::kv::merge(&current.value, current.kind, &patch)

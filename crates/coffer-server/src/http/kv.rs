@@ -36,8 +36,9 @@ struct Mount<'p> {
     rest: &'p str,
 }
 
-/// Finds the mount of `path` among `namespaces`.
-fn mount<'p>(path: &'p str, namespaces: &[Namespace]) -> Option<Mount<'p>> {
+/// Finds the mount of `path`: the longest prefix ending at a `/` that `find` knows as a
+/// namespace (a hash lookup per prefix, no list of every namespace).
+fn mount<'p>(path: &'p str, find: impl Fn(&str) -> Option<Namespace>) -> Option<Mount<'p>> {
     if path == "secret" || path.starts_with("secret/") {
         return Some(Mount {
             path: "secret/".to_owned(),
@@ -48,18 +49,23 @@ fn mount<'p>(path: &'p str, namespaces: &[Namespace]) -> Option<Mount<'p>> {
                 .trim_start_matches('/'),
         });
     }
-    namespaces
-        .iter()
-        .filter(|ns| {
-            let n = ns.as_str();
-            path == n || path.strip_prefix(n).is_some_and(|r| r.starts_with('/'))
-        })
-        .max_by_key(|ns| ns.as_str().len())
-        .map(|ns| Mount {
-            path: format!("{}/", ns.as_str()),
-            namespace: ns.clone(),
-            rest: path[ns.as_str().len()..].trim_start_matches('/'),
-        })
+    let mut end = path.len();
+    loop {
+        let candidate = &path[..end];
+        if let Some(namespace) = find(candidate) {
+            return Some(Mount {
+                path: format!("{candidate}/"),
+                namespace,
+                rest: path[end..].trim_start_matches('/'),
+            });
+        }
+        end = candidate.rfind('/')?;
+    }
+}
+
+/// The mount of `path` in the running store (`None` also while sealed).
+fn mount_in<'p>(ctx: &Ctx<'_>, path: &'p str) -> Option<Mount<'p>> {
+    mount(path, |c| ctx.shared.service.namespace_for_routing(c))
 }
 
 /// The mount entry of `path` for `sys/internal/ui/mounts/<path>` and `sys/mounts`.
@@ -91,8 +97,7 @@ fn blake3_hex(text: &str) -> String {
 
 /// Resolves `path` to its mount, for the mounts preflight.
 pub(crate) fn resolve(ctx: &Ctx<'_>, path: &str) -> Option<(String, Namespace)> {
-    let namespaces = ctx.shared.service.namespaces_for_routing()?;
-    mount(path, &namespaces).map(|m| (m.path, m.namespace))
+    mount_in(ctx, path).map(|m| (m.path, m.namespace))
 }
 
 /// Handles a path under a mount.
@@ -103,13 +108,13 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, path: &str) -> (&'static str, Response
             reply::error(StatusCode::FORBIDDEN, "permission denied"),
         );
     }
-    let Some(namespaces) = ctx.shared.service.namespaces_for_routing() else {
+    if ctx.shared.service.sealed() {
         return (
             "kv",
             reply::error(StatusCode::SERVICE_UNAVAILABLE, reply::SEALED),
         );
-    };
-    let Some(m) = mount(path, &namespaces) else {
+    }
+    let Some(m) = mount_in(ctx, path) else {
         return ("other", no_route(path));
     };
     let (op, name) = m.rest.split_once('/').unwrap_or((m.rest, ""));
@@ -197,11 +202,7 @@ async fn data(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
 }
 
 async fn read(ctx: &Ctx<'_>, ns: String, name: &str, version: Option<Version>) -> Response {
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Get { version },
-    };
+    let request = secret(ns, name, SecretOp::Get { version });
     match ctx.call(request).await {
         Ok(Reply::Value {
             value,
@@ -209,7 +210,7 @@ async fn read(ctx: &Ctx<'_>, ns: String, name: &str, version: Option<Version>) -
             kind,
             facts,
         }) => value_response(&value, kind, version, &facts),
-        Ok(_) => unexpected(),
+        Ok(_) => reply::unexpected(),
         Err(r) => gone_or(&r),
     }
 }
@@ -294,7 +295,7 @@ fn value_response(value: &SecretBytes, kind: Kind, version: Version, facts: &Fac
     };
     match encoded {
         Ok(bytes) => reply::raw(StatusCode::OK, Wiped(bytes)),
-        Err(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Err(_) => reply::unexpected(),
     }
 }
 
@@ -351,21 +352,15 @@ async fn write(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Set {
-            value,
-            options: WriteOptions {
-                kind: Some(Kind::Kv),
-                cas: input.options.and_then(|o| o.cas),
-                ..WriteOptions::default()
-            },
-        },
+    let options = WriteOptions {
+        kind: Some(Kind::Kv),
+        cas: input.options.and_then(|o| o.cas),
+        ..WriteOptions::default()
     };
+    let request = secret(ns, name, SecretOp::Set { value, options });
     match ctx.call(request).await {
         Ok(Reply::Written { version, .. }) => written(version),
-        Ok(_) => unexpected(),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -385,17 +380,11 @@ async fn patch(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Patch {
-            patch,
-            cas: input.options.and_then(|o| o.cas),
-        },
-    };
+    let cas = input.options.and_then(|o| o.cas);
+    let request = secret(ns, name, SecretOp::Patch { patch, cas });
     match ctx.call(request).await {
         Ok(Reply::Written { version, .. }) => written(version),
-        Ok(_) => unexpected(),
+        Ok(_) => reply::unexpected(),
         Err(r) if r.error.code() == coffer_types::ErrorCode::NotFound => reply::not_found(),
         Err(r) => reply::refusal(&r),
     }
@@ -409,15 +398,8 @@ fn merge_patch_type(ctx: &Ctx<'_>) -> bool {
 }
 
 async fn describe(ctx: &Ctx<'_>, ns: String, name: &str, change: Describe) -> Response {
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Describe { change },
-    };
-    match ctx.call(request).await {
-        Ok(_) => reply::no_content(),
-        Err(r) => reply::refusal(&r),
-    }
+    let request = secret(ns, name, SecretOp::Describe { change });
+    reply::done(ctx.call(request).await)
 }
 
 /// `{"versions":[1,"2"]}`: the bao CLI sends numbers as strings.
@@ -486,15 +468,8 @@ async fn destroy(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Destroy { versions },
-    };
-    match ctx.call(request).await {
-        Ok(_) => reply::no_content(),
-        Err(r) => reply::refusal(&r),
-    }
+    let request = secret(ns, name, SecretOp::Destroy { versions });
+    reply::done(ctx.call(request).await)
 }
 
 async fn metadata(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
@@ -505,24 +480,16 @@ async fn metadata(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
         return no_route("metadata/");
     }
     if ctx.reads() {
-        let request = Request::Secret {
-            namespace: Some(ns),
-            name: name.to_owned(),
-            op: SecretOp::Meta,
-        };
+        let request = secret(ns, name, SecretOp::Meta);
         return match ctx.call(request).await {
             Ok(Reply::Meta(meta)) => reply::data(metadata_view(&meta)),
-            Ok(_) => unexpected(),
+            Ok(_) => reply::unexpected(),
             Err(r) if r.error.code() == coffer_types::ErrorCode::NotFound => reply::not_found(),
             Err(r) => reply::refusal(&r),
         };
     }
     if ctx.method == Method::DELETE {
-        let request = Request::Secret {
-            namespace: Some(ns),
-            name: name.to_owned(),
-            op: SecretOp::Del,
-        };
+        let request = secret(ns, name, SecretOp::Del);
         return match ctx.call(request).await {
             // Vault answers 204 whether or not there was anything to delete.
             Ok(_) => reply::no_content(),
@@ -548,14 +515,10 @@ async fn metadata(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
             }
             // Merge the custom metadata into what is there: `null` removes a key.
             if let Some(patch) = input.custom_metadata {
-                let request = Request::Secret {
-                    namespace: Some(ns.clone()),
-                    name: name.to_owned(),
-                    op: SecretOp::Meta,
-                };
+                let request = secret(ns.clone(), name, SecretOp::Meta);
                 let mut current = match ctx.call(request).await {
                     Ok(Reply::Meta(meta)) => meta.custom_metadata,
-                    Ok(_) => return unexpected(),
+                    Ok(_) => return reply::unexpected(),
                     Err(r) if r.error.code() == coffer_types::ErrorCode::NotFound => {
                         return reply::not_found();
                     }
@@ -582,15 +545,8 @@ async fn metadata(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
         }
         if change.is_empty() {
             // Nothing to change: still check that the secret exists and may be changed.
-            let request = Request::Secret {
-                namespace: Some(ns),
-                name: name.to_owned(),
-                op: SecretOp::Meta,
-            };
-            return match ctx.call(request).await {
-                Ok(_) => reply::no_content(),
-                Err(r) => reply::refusal(&r),
-            };
+            let request = secret(ns, name, SecretOp::Meta);
+            return reply::done(ctx.call(request).await);
         }
         return describe(ctx, ns, name, change).await;
     }
@@ -737,7 +693,7 @@ async fn list(ctx: &Ctx<'_>, ns: String, folder: &str) -> Response {
         };
         let page = match ctx.call(request).await {
             Ok(Reply::Names(page)) => page,
-            Ok(_) => return unexpected(),
+            Ok(_) => return reply::unexpected(),
             Err(r) => return reply::refusal(&r),
         };
         for name in &page.items {
@@ -777,11 +733,7 @@ async fn subkeys(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
             return reply::error(StatusCode::BAD_REQUEST, "depth must be a number");
         }
     };
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: SecretOp::Get { version },
-    };
+    let request = secret(ns, name, SecretOp::Get { version });
     let (value, kind, version, facts) = match ctx.call(request).await {
         Ok(Reply::Value {
             value,
@@ -789,7 +741,7 @@ async fn subkeys(ctx: &Ctx<'_>, ns: String, name: &str) -> Response {
             version,
             facts,
         }) => (value, kind, version, facts),
-        Ok(_) => return unexpected(),
+        Ok(_) => return reply::unexpected(),
         Err(r) => return gone_or(&r),
     };
     let mut map = match coffer_core::kv::to_object(&value, kind) {
@@ -847,10 +799,13 @@ fn config(ctx: &Ctx<'_>) -> Response {
     )
 }
 
-/// An answer the core should not give for this request.
-fn unexpected() -> Response {
-    tracing::error!("the core answered an HTTP request with an unexpected reply");
-    reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+/// The request for `op` on `namespace/name`.
+fn secret(namespace: String, name: &str, op: SecretOp) -> Request {
+    Request::Secret {
+        namespace: Some(namespace),
+        name: name.to_owned(),
+        op,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -996,15 +951,11 @@ async fn coffer_op(ctx: &Ctx<'_>, ns: String, op: &str, name: &str) -> Response 
         }
         _ => return no_route(op),
     };
-    let request = Request::Secret {
-        namespace: Some(ns),
-        name: name.to_owned(),
-        op: secret_op,
-    };
+    let request = secret(ns, name, secret_op);
     match ctx.call(request).await {
         Ok(Reply::Minted { value, version, .. }) => {
             let Some(text) = value.expose_str() else {
-                return unexpected();
+                return reply::unexpected();
             };
             reply::data(serde_json::json!({ "value": text, "version": version.get() }))
         }
@@ -1015,10 +966,10 @@ async fn coffer_op(ctx: &Ctx<'_>, ns: String, op: &str, name: &str) -> Response 
         Ok(Reply::Digest(digest)) => reply::data(serde_json::json!({ "digest": digest })),
         Ok(Reply::Header(header)) => match header.expose_str() {
             Some(h) => reply::data(serde_json::json!({ "header": h })),
-            None => unexpected(),
+            None => reply::unexpected(),
         },
         Ok(Reply::Done) => reply::no_content(),
-        Ok(_) => unexpected(),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -1034,14 +985,15 @@ mod tests {
     #[test]
     fn the_longest_namespace_is_the_mount() {
         let all = [ns("default"), ns("acme"), ns("acme/prod")];
-        let m = mount("acme/prod/data/db", &all).unwrap();
+        let all = |c: &str| all.iter().find(|n| n.as_str() == c).cloned();
+        let m = mount("acme/prod/data/db", all).unwrap();
         assert_eq!((m.path.as_str(), m.rest), ("acme/prod/", "data/db"));
-        let m = mount("acme/data/x", &all).unwrap();
+        let m = mount("acme/data/x", all).unwrap();
         assert_eq!((m.namespace.as_str(), m.rest), ("acme", "data/x"));
-        let m = mount("secret/data/a/b", &all).unwrap();
+        let m = mount("secret/data/a/b", all).unwrap();
         assert_eq!((m.namespace.as_str(), m.rest), ("default", "data/a/b"));
-        assert!(mount("acmeish/data/x", &all).is_none());
-        assert!(mount("nothing", &all).is_none());
+        assert!(mount("acmeish/data/x", all).is_none());
+        assert!(mount("nothing", all).is_none());
     }
 
     #[test]

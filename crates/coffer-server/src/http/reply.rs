@@ -138,6 +138,20 @@ pub(crate) fn not_found() -> Response {
     json(StatusCode::NOT_FOUND, &Errors { errors: &[] })
 }
 
+/// 204 when the core carried the request out, its refusal otherwise.
+pub(crate) fn done<T>(result: Result<T, Refusal>) -> Response {
+    match result {
+        Ok(_) => no_content(),
+        Err(r) => refusal(&r),
+    }
+}
+
+/// An answer the core should not give for the request it was sent.
+pub(crate) fn unexpected() -> Response {
+    tracing::error!("the core answered an HTTP request with an unexpected reply");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
 /// Vault's message when the store is sealed (clients match on it).
 pub(crate) const SEALED: &str = "Vault is sealed";
 

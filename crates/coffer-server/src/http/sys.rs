@@ -175,10 +175,7 @@ async fn seal(ctx: &Ctx<'_>) -> Response {
     if ctx.token.is_none() {
         return reply::error(StatusCode::FORBIDDEN, "permission denied");
     }
-    match ctx.call(Request::Seal).await {
-        Ok(_) => reply::no_content(),
-        Err(r) => reply::refusal(&r),
-    }
+    reply::done(ctx.call(Request::Seal).await)
 }
 
 #[derive(Deserialize)]
@@ -236,7 +233,7 @@ async fn mounts(ctx: &Ctx<'_>) -> Response {
     }
     let namespaces = match ctx.call(Request::ListNamespaces).await {
         Ok(Reply::Namespaces(n)) => n,
-        Ok(_) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => return reply::unexpected(),
         Err(r) => return reply::refusal(&r),
     };
     let mut table = serde_json::Map::new();
@@ -326,7 +323,7 @@ async fn policy_list(ctx: &Ctx<'_>) -> Response {
             names.dedup();
             reply::data(serde_json::json!({ "keys": names, "policies": names }))
         }
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -353,21 +350,14 @@ async fn policy(ctx: &Ctx<'_>, name: &str) -> Response {
                     "source": view.source,
                 }))
             }
-            Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            Ok(_) => reply::unexpected(),
             Err(r) if r.error.code() == coffer_types::ErrorCode::NotFound => reply::not_found(),
             Err(r) => reply::refusal(&r),
         };
     }
     if ctx.method == Method::DELETE {
-        return match ctx
-            .call(Request::PolicyDelete {
-                name: name.to_owned(),
-            })
-            .await
-        {
-            Ok(_) => reply::no_content(),
-            Err(r) => reply::refusal(&r),
-        };
+        let name = name.to_owned();
+        return reply::done(ctx.call(Request::PolicyDelete { name }).await);
     }
     if ctx.writes() {
         let input: PolicyIn = match ctx.json() {
@@ -386,16 +376,8 @@ async fn policy(ctx: &Ctx<'_>, name: &str) -> Response {
                 );
             }
         };
-        return match ctx
-            .call(Request::PolicyPut {
-                name: name.to_owned(),
-                rules,
-            })
-            .await
-        {
-            Ok(_) => reply::no_content(),
-            Err(r) => reply::refusal(&r),
-        };
+        let name = name.to_owned();
+        return reply::done(ctx.call(Request::PolicyPut { name, rules }).await);
     }
     unsupported()
 }
@@ -406,7 +388,7 @@ async fn status(ctx: &Ctx<'_>) -> Response {
     }
     match ctx.call(Request::Status).await {
         Ok(Reply::Status(report)) => reply::data(&*report),
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -417,7 +399,7 @@ async fn audit_verify(ctx: &Ctx<'_>) -> Response {
     }
     match ctx.call(Request::AuditVerify).await {
         Ok(Reply::AuditVerified(report)) => reply::data(&*report),
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -448,9 +430,15 @@ async fn audit_hash(ctx: &Ctx<'_>) -> Response {
         Ok(Reply::AuditHash { name, namespace }) => {
             reply::data(serde_json::json!({ "name": name, "namespace": namespace }))
         }
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
+}
+
+/// `{"accessor": "..."}`.
+#[derive(Deserialize)]
+struct AccessorIn {
+    accessor: String,
 }
 
 /// Handles `auth/token/<rest>`.
@@ -464,44 +452,23 @@ pub(crate) async fn token(ctx: &Ctx<'_>, rest: &str) -> (&'static str, Response)
     let response = match rest.trim_end_matches('/') {
         "create" | "create-orphan" if ctx.writes() => create(ctx).await,
         "lookup-self" if ctx.reads() || ctx.writes() => lookup(ctx, None).await,
-        "lookup-accessor" if ctx.writes() => {
-            #[derive(Deserialize)]
-            struct In {
-                accessor: String,
-            }
-            match ctx.json::<In>() {
-                Ok(i) => lookup(ctx, Some(i.accessor)).await,
-                Err(r) => r,
-            }
-        }
-        "revoke-self" if ctx.writes() => match ctx.call(Request::TokenRevokeSelf).await {
-            Ok(_) => reply::no_content(),
-            Err(r) => reply::refusal(&r),
+        "lookup-accessor" if ctx.writes() => match ctx.json::<AccessorIn>() {
+            Ok(i) => lookup(ctx, Some(i.accessor)).await,
+            Err(r) => r,
         },
-        "revoke-accessor" if ctx.writes() => {
-            #[derive(Deserialize)]
-            struct In {
-                accessor: String,
+        "revoke-self" if ctx.writes() => reply::done(ctx.call(Request::TokenRevokeSelf).await),
+        "revoke-accessor" if ctx.writes() => match ctx.json::<AccessorIn>() {
+            Ok(AccessorIn { accessor }) => {
+                reply::done(ctx.call(Request::TokenRevoke { accessor }).await)
             }
-            match ctx.json::<In>() {
-                Ok(i) => match ctx
-                    .call(Request::TokenRevoke {
-                        accessor: i.accessor,
-                    })
-                    .await
-                {
-                    Ok(_) => reply::no_content(),
-                    Err(r) => reply::refusal(&r),
-                },
-                Err(r) => r,
-            }
-        }
+            Err(r) => r,
+        },
         "renew-self" if ctx.writes() => match ctx.call(Request::TokenRenewSelf).await {
             Ok(Reply::TokenInfo(record)) => {
                 let id = reply::request_id();
                 reply::json(StatusCode::OK, &Envelope::auth(&id, auth_of(&record, "")))
             }
-            Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            Ok(_) => reply::unexpected(),
             Err(r) => reply::refusal(&r),
         },
         "create" | "create-orphan" | "lookup-self" | "lookup-accessor" | "revoke-self"
@@ -587,12 +554,12 @@ async fn create(ctx: &Ctx<'_>) -> Response {
     match ctx.call(request).await {
         Ok(Reply::TokenCreated { token, record }) => {
             let Some(text) = token.expose_str() else {
-                return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                return reply::unexpected();
             };
             let id = reply::request_id();
             reply::json(StatusCode::OK, &Envelope::auth(&id, auth_of(&record, text)))
         }
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }
@@ -634,7 +601,7 @@ async fn lookup(ctx: &Ctx<'_>, accessor: Option<String>) -> Response {
                 "creator": record.creator,
             }))
         }
-        Ok(_) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Ok(_) => reply::unexpected(),
         Err(r) => reply::refusal(&r),
     }
 }

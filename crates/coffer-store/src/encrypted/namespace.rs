@@ -218,9 +218,7 @@ impl OpenNamespace {
             let stored_meta = current.map(|row| self.meta_of(row)).transpose()?;
             match w.cas {
                 Some(cas) if cas != current.map_or(0, |r| r.current.get()) => {
-                    return Err(StoreError::Conflict(
-                        "check-and-set parameter did not match the current version",
-                    ));
+                    return Err(StoreError::Conflict(crate::CAS_MISMATCH));
                 }
                 None if w.cas_required || stored_meta.as_ref().is_some_and(|m| m.cas_required) => {
                     return Err(StoreError::Conflict(
