@@ -28,7 +28,7 @@ fn record(i: u64) -> Record<'static> {
             addr: None,
             token: None,
         },
-        action: "get",
+        action: coffer_types::Action::Get,
         namespace: Some("default".into()),
         name: Some(format!("app/secret-{}", i % 50).into()),
         outcome: Outcome::Ok,

@@ -22,6 +22,7 @@
 
 mod chain;
 pub mod checkpoint;
+mod config;
 mod error;
 pub mod log;
 mod message;
@@ -32,8 +33,9 @@ pub mod verify;
 mod writer;
 
 pub use checkpoint::CHECKPOINT_FILE;
+pub use config::AuditConfig;
 pub use error::AuditError;
-pub use log::{AuditConfig, AuditLog};
+pub use log::AuditLog;
 pub use record::{Actor, Outcome, Record};
 pub use tail::tail;
 pub use verify::{Problem, VerifyReport, verify};

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard};
 
 use coffer_crypto::AuditKeys;
-use coffer_types::{ErrorCode, Timestamp};
+use coffer_types::{Action, ErrorCode, Timestamp};
 use serde::{Serialize, Serializer};
 
 use crate::AuditError;
@@ -80,8 +80,8 @@ pub struct Record<'a> {
     pub request_id: Cow<'a, str>,
     /// Who made it.
     pub actor: Actor<'a>,
-    /// What was asked, e.g. `"get"`, `"set"`, `"token_create"`.
-    pub action: &'static str,
+    /// What was asked (written as its wire word: `"get"`, `"set"`, `"token_create"`).
+    pub action: Action,
     /// The namespace, in the clear.
     pub namespace: Option<Cow<'a, str>>,
     /// The secret's name, in the clear.
@@ -178,7 +178,7 @@ impl Names {
             time: record.time,
             request_id: &record.request_id,
             actor: &record.actor,
-            action: record.action,
+            action: record.action.as_str(),
             namespace: shown(self.plain, &keyed, texts[0]),
             name: shown(self.plain, &keyed, texts[1]),
             withheld,
@@ -255,7 +255,7 @@ pub(crate) mod tests {
                 pid: Some(42),
                 ..Actor::default()
             },
-            action: "get",
+            action: Action::Get,
             namespace: Some("default".into()),
             name: Some("db/password".into()),
             outcome: Outcome::Denied,

@@ -45,6 +45,22 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problem.is_none()
     }
+
+    /// The report as the daemon answers it and the CLI prints it.
+    pub fn to_reply(&self) -> coffer_types::reply::AuditReport {
+        coffer_types::reply::AuditReport {
+            ok: self.ok(),
+            records: self.records,
+            files: self.files,
+            last_seq: self.last_seq,
+            checkpoint: self.checkpoint,
+            unanchored: self.unanchored,
+            problem: self
+                .problem
+                .as_ref()
+                .map(|p| format!("{}, line {}: {}", p.file.display(), p.line, p.reason)),
+        }
+    }
 }
 
 /// The first thing wrong with a log.

@@ -101,7 +101,11 @@ impl PendingSync {
 }
 
 impl Writer {
-    pub(crate) fn new(config: &crate::AuditConfig, start: Start, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        config: &crate::config::AuditConfig,
+        start: Start,
+        shared: Arc<Shared>,
+    ) -> Self {
         // The last record on disk may be only in the page cache (after a crash of the
         // process, not of the machine): sync it before the first checkpoint anchors it.
         let written = start.last_file.as_deref().map(|path| Checkpoint {

@@ -12,6 +12,7 @@ use coffer_core::access::{AccessConfig, PolicySet, RateLimits};
 use coffer_core::cache::CacheLimits;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_server::Limits;
+use coffer_server::daemon::{HttpListen, HttpTls, TpmChoice};
 use coffer_tpm::PcrPolicy;
 
 /// The system-wide configuration file, read when it exists and `--config` is not given.
@@ -102,16 +103,6 @@ pub enum StoreKind {
     TpmNv,
 }
 
-impl StoreKind {
-    /// The name used in flags and the file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::TpmNv => "tpm-nv",
-        }
-    }
-}
-
 /// How many versions a new secret keeps in the TPM NV store unless told otherwise.
 pub const NV_DEFAULT_MAX_VERSIONS: u32 = 2;
 
@@ -120,35 +111,14 @@ pub const NO_TPM: &str = "none";
 
 /// The TCTI to use: the flag (or `COFFER_TPM_TCTI`), the file, else the kernel device when it
 /// exists; `none` anywhere in that order means no TPM.
-pub fn resolve_tcti(flag: Option<String>, file: Option<String>) -> Tcti {
+pub fn resolve_tcti(flag: Option<String>, file: Option<String>) -> TpmChoice {
     match flag.or(file).filter(|t| !t.is_empty()) {
-        Some(t) if t == NO_TPM => Tcti::Off,
-        Some(t) => Tcti::Configured(t),
+        Some(t) if t == NO_TPM => TpmChoice::Off,
+        Some(t) => TpmChoice::Required(t),
         None => match coffer_tpm::discover() {
-            Some(t) => Tcti::Discovered(t),
-            None => Tcti::Off,
+            Some(t) => TpmChoice::Optional(t),
+            None => TpmChoice::Off,
         },
-    }
-}
-
-/// How the TPM is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tcti {
-    /// Named by the operator: failing to reach it is an error.
-    Configured(String),
-    /// Found on the machine: failing to reach it is a warning.
-    Discovered(String),
-    /// No TPM.
-    Off,
-}
-
-impl Tcti {
-    /// The TCTI string, if any.
-    pub fn name(&self) -> Option<&str> {
-        match self {
-            Self::Configured(t) | Self::Discovered(t) => Some(t),
-            Self::Off => None,
-        }
     }
 }
 
@@ -200,32 +170,7 @@ pub struct ServeFlags {
 /// The HTTP API's address when `--http` is given without one.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8200";
 
-/// How the HTTP API is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpTls {
-    /// Plain HTTP (loopback only; checked at start).
-    Plain,
-    /// The operator's certificate chain and key.
-    Files {
-        /// PEM certificate chain.
-        cert: PathBuf,
-        /// PEM private key.
-        key: PathBuf,
-    },
-    /// A certificate coffer issues itself for these extra names.
-    SelfIssued(Vec<String>),
-}
-
-/// The HTTP API's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSettings {
-    /// Where it listens.
-    pub addr: std::net::SocketAddr,
-    /// How.
-    pub tls: HttpTls,
-}
-
-fn http_settings(flags: &ServeFlags, file: &FileConfig) -> anyhow::Result<Option<HttpSettings>> {
+fn http_settings(flags: &ServeFlags, file: &FileConfig) -> anyhow::Result<Option<HttpListen>> {
     let Some(addr) = flags.http.clone().or(file.http.clone()) else {
         if flags.tls_cert.is_some() || flags.tls_key.is_some() || flags.no_tls {
             bail!("--tls-cert, --tls-key and --no-tls apply to the HTTP API: add --http [ADDR]");
@@ -261,7 +206,7 @@ fn http_settings(flags: &ServeFlags, file: &FileConfig) -> anyhow::Result<Option
              and --tls-key"
         );
     }
-    Ok(Some(HttpSettings { addr, tls }))
+    Ok(Some(HttpListen { addr, tls }))
 }
 
 /// Where the audit log goes.
@@ -282,7 +227,7 @@ pub struct ServeConfig {
     pub key_file: Option<PathBuf>,
     pub service: ServiceConfig,
     pub limits: Limits,
-    pub tcti: Tcti,
+    pub tcti: TpmChoice,
     pub store: StoreKind,
     /// The PCR policy of a new store's TPM slot.
     pub pcrs: PcrPolicy,
@@ -295,7 +240,7 @@ pub struct ServeConfig {
     /// Audit file rotation size.
     pub audit_max_file_bytes: u64,
     /// The HTTP API, when it is served.
-    pub http: Option<HttpSettings>,
+    pub http: Option<HttpListen>,
 }
 
 fn is_root() -> bool {
@@ -375,17 +320,29 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         }
         limits.max_connections = n;
     }
+    // Deadlines are added to the clock on every connection: bounded here, so no setting
+    // can overflow that addition.
+    let bounded = |what: &str, t: Duration| -> anyhow::Result<Duration> {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if t.is_zero() || t > DAY {
+            bail!("{what} must be more than 0 and at most 24h");
+        }
+        Ok(t)
+    };
     if let Some(t) = flags
         .request_timeout
         .or(file.request_timeout.map(DurationText::get))
     {
-        limits.request_timeout = t;
+        limits.request_timeout = bounded("request_timeout", t)?;
     }
     if let Some(t) = flags
         .idle_timeout
         .or(file.idle_timeout.map(DurationText::get))
     {
-        limits.idle_timeout = t;
+        limits.idle_timeout = bounded("idle_timeout", t)?;
+    }
+    if cache.ttl > Duration::from_secs(30 * 24 * 3600) {
+        bail!("the cache ttl must be at most 30d (0 turns the cache off)");
     }
     let pcrs = match (flags.pcrs, &file.pcrs) {
         (Some(p), _) => p,
@@ -542,7 +499,7 @@ mod tests {
         )
         .unwrap();
         let c = resolve_serve(ServeFlags::default(), file).unwrap();
-        assert_eq!((c.store, c.tcti), (StoreKind::TpmNv, Tcti::Off));
+        assert_eq!((c.store, c.tcti), (StoreKind::TpmNv, TpmChoice::Off));
         assert_eq!(c.pcrs.to_string(), "sha256:0,7");
         let bad: FileConfig = toml::from_str(r#"pcrs = "sha256:99""#).unwrap();
         assert!(resolve_serve(ServeFlags::default(), bad).is_err());

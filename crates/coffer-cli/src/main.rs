@@ -12,9 +12,8 @@ mod input;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use coffer_client::ClientError;
 
 /// coffer: a TPM-rooted secrets manager for machines that can be stolen.
@@ -61,7 +60,7 @@ enum Command {
     /// With no configuration it runs on embedded defaults: SQLite in the data directory and,
     /// on first start, a new store sealed to the TPM's PCR 7 when a TPM is reachable (add a
     /// recovery slot), else one opened by a freshly minted key file (back it up).
-    Serve(Box<ServeArgs>),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Create a new store and print its recovery key (once, on standard output).
     Init(cmd::init::InitArgs),
     /// Store a secret (as `coffer secrets set`). The value comes from a hidden prompt, or
@@ -106,141 +105,6 @@ enum Command {
     Audit(cmd::audit::AuditCommand),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
-}
-
-/// Options of `coffer serve`; each also has a `COFFER_*` variable and a key in the file.
-#[derive(Args, Debug)]
-struct ServeArgs {
-    /// TOML configuration file [default: /etc/coffer/coffer.toml when it exists]
-    #[arg(
-        long,
-        env = "COFFER_CONFIG",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    config: Option<PathBuf>,
-    /// Where the store lives [default: /var/lib/coffer as root, $XDG_DATA_HOME/coffer otherwise]
-    #[arg(
-        long,
-        env = "COFFER_DATA_DIR",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
-    data_dir: Option<PathBuf>,
-    /// A second socket with the same protocol, for apps written against the device daemon
-    /// (e.g. /run/tpmd.sock)
-    #[arg(
-        long,
-        env = "COFFER_COMPAT_SOCKET",
-        hide_env_values = true,
-        value_name = "PATH"
-    )]
-    compat_socket: Option<PathBuf>,
-    /// How long a decrypted value stays cached, e.g. 300, 5m; 0 turns the cache off [default: 300s]
-    #[arg(long, env = "COFFER_SECRET_TTL", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
-    ttl: Option<Duration>,
-    /// The key file of the store's file slot [default: the path recorded in the slot; DATA_DIR/coffer.key for a new store]
-    #[arg(
-        long,
-        env = "COFFER_KEY_FILE",
-        hide_env_values = true,
-        value_name = "PATH"
-    )]
-    key_file: Option<PathBuf>,
-    /// Largest secret value in bytes [default: 1048576]
-    #[arg(
-        long,
-        env = "COFFER_MAX_VALUE_BYTES",
-        hide_env_values = true,
-        value_name = "BYTES"
-    )]
-    max_value_bytes: Option<usize>,
-    /// Connections served at once [default: 1024]
-    #[arg(
-        long,
-        env = "COFFER_MAX_CONNECTIONS",
-        hide_env_values = true,
-        value_name = "N"
-    )]
-    max_connections: Option<usize>,
-    /// Time allowed to send a whole request [default: 10s]
-    #[arg(long, env = "COFFER_REQUEST_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
-    request_timeout: Option<Duration>,
-    /// Time a keep-alive connection may stay idle [default: 60s]
-    #[arg(long, env = "COFFER_IDLE_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
-    idle_timeout: Option<Duration>,
-    /// The TPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321; `none` runs without one [default: device:/dev/tpmrm0 when it exists]
-    #[arg(
-        long,
-        env = "COFFER_TPM_TCTI",
-        hide_env_values = true,
-        value_name = "TCTI"
-    )]
-    tpm_tcti: Option<String>,
-    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices [default: sqlite]
-    #[arg(
-        long,
-        env = "COFFER_STORE",
-        hide_env_values = true,
-        value_enum,
-        value_name = "STORE"
-    )]
-    store: Option<config::StoreKind>,
-    /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
-    #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
-    pcrs: Option<coffer_tpm::PcrPolicy>,
-    /// TOML file of policies and their subjects; refused at start, with its line, when invalid
-    #[arg(
-        long,
-        env = "COFFER_POLICY_FILE",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    policy_file: Option<PathBuf>,
-    /// Where the audit log is written [default: DATA_DIR/audit]
-    #[arg(
-        long,
-        env = "COFFER_AUDIT_DIR",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
-    audit_dir: Option<PathBuf>,
-    /// Run without an audit log: no request is recorded (for measurements, never production)
-    #[arg(long, conflicts_with = "audit_dir")]
-    danger_no_audit: bool,
-    /// Serve the Vault-compatible HTTP API on ADDR [default when given alone: 127.0.0.1:8200];
-    /// plain HTTP on loopback, TLS on any other address
-    #[arg(
-        long,
-        env = "COFFER_HTTP",
-        hide_env_values = true,
-        value_name = "ADDR",
-        num_args = 0..=1,
-        default_missing_value = config::DEFAULT_HTTP_ADDR
-    )]
-    http: Option<String>,
-    /// PEM certificate chain for the HTTP API [default: a certificate coffer issues itself, in DATA_DIR/tls, for a non-loopback address]
-    #[arg(
-        long,
-        env = "COFFER_TLS_CERT",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert
-    #[arg(
-        long,
-        env = "COFFER_TLS_KEY",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    tls_key: Option<PathBuf>,
-    /// Another DNS name or IP address coffer's own certificate covers (repeatable)
-    #[arg(long = "tls-name", value_name = "NAME")]
-    tls_names: Vec<String>,
-    /// Serve plain HTTP, as on loopback by default; refused for any other address
-    #[arg(long)]
-    no_tls: bool,
 }
 
 fn init_logging(default: &str) {

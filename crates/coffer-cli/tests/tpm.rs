@@ -80,7 +80,9 @@ fn init(daemon: &Daemon, tpm: &Swtpm, extra: &[&str], stdin: &[u8]) -> String {
 }
 
 fn state(daemon: &Daemon) -> String {
-    daemon.client().status().unwrap()["state"]
+    let state = daemon.client().status().unwrap().state;
+    serde_json::to_value(state)
+        .unwrap()
         .as_str()
         .unwrap()
         .to_owned()
@@ -142,7 +144,7 @@ fn a_tpm_store_opens_unattended_seals_on_a_pcr_change_and_recovers() {
             && log.contains("PCRs no longer hold"),
         "the log names the slot, its PCRs and the policy failure:\n{log}"
     );
-    let reason = daemon.client().status().unwrap()["reason"].to_string();
+    let reason = daemon.client().status().unwrap().reason.unwrap_or_default();
     assert!(reason.contains("0x99d"), "{reason}");
     // Asking the TPM again answers its code.
     let again = raw(&daemon.socket, br#"{"action":"unseal","slot":"tpm"}"#);
@@ -344,7 +346,7 @@ fn the_nv_store_serves_the_device_client_and_keeps_nothing_readable() {
         "first boot warns to add a recovery slot:\n{}",
         daemon.log()
     );
-    assert_eq!(daemon.client().status().unwrap()["backend"], "tpm-nv");
+    assert_eq!(daemon.client().status().unwrap().backend, "tpm-nv");
 
     // The reference client, unchanged.
     let results = node_device_client(run.path(), &daemon);

@@ -14,8 +14,7 @@ use coffer_store::{Backend, SecretStore, StoreError, StoreHeader};
 use coffer_tpm::Tpm;
 
 use crate::CoreError;
-use crate::vault::NewSlot;
-use crate::vault::{make_slot, open_store};
+use crate::vault::{NewSlot, make_slot, open_store};
 
 /// What initialization made.
 pub struct Initialized {

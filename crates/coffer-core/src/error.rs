@@ -10,15 +10,17 @@ use coffer_tpm::TpmError;
 use crate::datadir::DataDirError;
 use crate::keyfile::KeyFileError;
 
-/// The gates every request passes, in order, cheapest first (DESIGN.md).
+/// The gates every request passes, in order, cheapest first (DESIGN.md). Both protocols
+/// refuse in this order, because both go through [`Service::call`](crate::Service::call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gate {
     /// 1. The store is unsealed and available.
     Seal,
-    /// 2. The namespace exists.
-    Namespace,
-    /// 3. The caller's identity is established.
+    /// 2. The caller's identity is established (a bad token is refused before anything
+    ///    about the path is looked at).
     Identity,
+    /// 3. The namespace exists.
+    Namespace,
     /// 4. The caller is within its rate.
     RateLimit,
     /// 5. A policy grants the capability.
@@ -66,6 +68,9 @@ pub enum CoreError {
     /// The namespace does not exist.
     #[error("no such namespace")]
     NoNamespace,
+    /// The daemon is stopping: requests that arrive now are refused.
+    #[error("the daemon is stopping; retry when it is back")]
+    Stopping,
     /// The caller may not do this.
     #[error("{0}")]
     Denied(String),
@@ -81,6 +86,14 @@ pub enum CoreError {
     /// A request that does not make sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A listener could not make an operation of the request (its shape does not fit).
+    #[error("{message}")]
+    Rejected {
+        /// The stable code.
+        code: ErrorCode,
+        /// What is wrong.
+        message: String,
+    },
     /// A value above the limit.
     #[error("the value is {len} bytes; the limit is {max} bytes")]
     TooLarge {
@@ -124,11 +137,13 @@ impl CoreError {
             Self::Sealed => ErrorCode::Sealed,
             Self::Unavailable(_) => ErrorCode::StoreUnavailable,
             Self::NoNamespace => ErrorCode::NotFound,
+            Self::Stopping => ErrorCode::StoreUnavailable,
             Self::Denied(_) => ErrorCode::Denied,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::InvalidName(_) => ErrorCode::InvalidName,
             Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::Rejected { code, .. } => *code,
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Unsupported(_) => ErrorCode::Unsupported,
             Self::Store(e) => e.code(),

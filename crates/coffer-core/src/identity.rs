@@ -90,6 +90,38 @@ impl fmt::Display for Identity {
     }
 }
 
+/// Who asks, as a listener knows it: the peer, and the token the request carries if any.
+/// The peer is shared: every request of a connection is the same peer, and what is learnt
+/// about it once (its executable) is not looked up again.
+#[derive(Debug)]
+pub struct Caller {
+    /// The peer.
+    pub identity: std::sync::Arc<Identity>,
+    /// The token (socket: the `token` field; HTTP: `X-Vault-Token` or a bearer token).
+    pub token: Option<coffer_crypto::SecretBytes>,
+}
+
+impl Caller {
+    /// A caller with no token.
+    pub fn peer(identity: impl Into<std::sync::Arc<Identity>>) -> Self {
+        Self {
+            identity: identity.into(),
+            token: None,
+        }
+    }
+
+    /// A caller with a token (when `token` is `Some`).
+    pub fn with_token(
+        identity: impl Into<std::sync::Arc<Identity>>,
+        token: Option<coffer_crypto::SecretBytes>,
+    ) -> Self {
+        Self {
+            identity: identity.into(),
+            token,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

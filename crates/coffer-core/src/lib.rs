@@ -1,9 +1,12 @@
 //! coffer's service, independent of any listener.
 //!
-//! A listener turns bytes into a [`Request`] and a peer into an [`Identity`], then calls
-//! [`Service::handle`], which walks the gates (see [`service`]) and answers a [`Reply`] or a
-//! [`Refusal`] naming the gate that stopped it. The [`Vault`] holds the seal state and the
-//! keys; [`bootstrap`] makes new stores; [`cache`] is the JIT cache.
+//! A listener turns its wire shape into an [`Operation`] (names parsed into a
+//! [`coffer_types::Target`] at the edge) and its peer into a [`Caller`], then calls
+//! [`Service::call`]: the one path every request takes, through the gates in DESIGN.md's
+//! order (see [`service`]), answering a [`Reply`] or a [`Refusal`] naming the gate that
+//! stopped it, and leaving one audit record. [`op`] holds the operations and every rule
+//! about their input; the [`Vault`] holds the seal state and the keys; [`bootstrap`] makes
+//! new stores; [`cache`] is the JIT cache.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -15,18 +18,21 @@ mod harden;
 mod identity;
 pub mod keyfile;
 pub mod kv;
-mod request;
+pub mod op;
+mod reply;
 pub mod service;
 mod status;
 mod vault;
 
+pub use coffer_types::reply::{AuditReport, BindingView, PolicyListing, PolicySource, PolicyView};
 pub use error::{CoreError, Gate, Refusal};
 pub use harden::{CoreLimit, harden_process};
-pub use identity::Identity;
-pub use request::{
-    AuditReport, BindingView, ListRequest, PolicyListing, PolicySource, PolicyView, Reply, Request,
-    SecretOp, WriteOptions,
+pub use identity::{Caller, Identity};
+pub use op::{
+    Candidate, ListInput, MetadataChange, Operation, Rejection, Request, SecretOp, SpecInput,
+    TokenInput, WriteOptions, least_capabilities,
 };
+pub use reply::Reply;
 pub use service::{Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
 pub use vault::{FirstBoot, NewSlot, SlotAdded, Vault, VaultOptions};

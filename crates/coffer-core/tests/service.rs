@@ -2,6 +2,10 @@
 //! states, unseal through every slot kind, and the key-file failure modes.
 #![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
 
+mod common;
+
+use common::Handle;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -10,14 +14,14 @@ use std::time::Duration;
 
 use coffer_core::bootstrap;
 use coffer_core::{
-    FirstBoot, Gate, Identity, NewSlot, Reply, Request, SealState, SecretOp, Service,
+    FirstBoot, Gate, Identity, NewSlot, Operation, Reply, SealState, SecretOp, Service,
     ServiceConfig, Vault, VaultOptions, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_store::{Backend, SqliteBackend};
-use coffer_types::ErrorCode;
 use coffer_types::wire::UnsealWith;
+use coffer_types::{ErrorCode, Target};
 
 fn root() -> Identity {
     Identity::peer(0, 0, None)
@@ -39,7 +43,7 @@ fn cheap() -> Argon2Params {
     }
 }
 
-fn first_boot(dir: &Path) -> Service {
+fn first_boot(dir: &Path) -> Arc<Service> {
     let vault = Vault::start(
         backend(dir),
         VaultOptions {
@@ -47,18 +51,17 @@ fn first_boot(dir: &Path) -> Service {
             ..VaultOptions::default()
         },
     );
-    Service::new(vault, ServiceConfig::default())
+    Arc::new(Service::new(vault, ServiceConfig::default()))
 }
 
-fn on(name: &str, op: SecretOp) -> Request {
-    Request::Secret {
-        namespace: None,
-        name: name.into(),
+fn on(name: &str, op: SecretOp) -> Operation {
+    Operation::Secret {
+        target: Target::parse(None, name),
         op,
     }
 }
 
-fn set(name: &str, value: &str) -> Request {
+fn set(name: &str, value: &str) -> Operation {
     on(
         name,
         SecretOp::Set {
@@ -68,11 +71,11 @@ fn set(name: &str, value: &str) -> Request {
     )
 }
 
-fn get(name: &str) -> Request {
+fn get(name: &str) -> Operation {
     on(name, SecretOp::Get { version: None })
 }
 
-async fn value(service: &Service, name: &str) -> Vec<u8> {
+async fn value(service: &Arc<Service>, name: &str) -> Vec<u8> {
     match service.handle(&root(), get(name)).await {
         Ok(Reply::Value { value, .. }) => value.expose_secret().to_vec(),
         Ok(other) => panic!("unexpected reply {other:?}"),
@@ -80,15 +83,15 @@ async fn value(service: &Service, name: &str) -> Vec<u8> {
     }
 }
 
-async fn refused(service: &Service, who: &Identity, request: Request) -> (Gate, ErrorCode) {
+async fn refused(service: &Arc<Service>, who: &Identity, request: Operation) -> (Gate, ErrorCode) {
     match service.handle(who, request).await {
         Ok(reply) => panic!("expected a refusal, got {reply:?}"),
         Err(r) => (r.gate, r.error.code()),
     }
 }
 
-async fn state(service: &Service) -> SealState {
-    match service.handle(&root(), Request::Status).await {
+async fn state(service: &Arc<Service>) -> SealState {
+    match service.handle(&root(), Operation::Status).await {
         Ok(Reply::Status(report)) => report.state,
         other => panic!("{other:?}"),
     }
@@ -138,9 +141,8 @@ async fn gates_refuse_in_order() {
         refused(&service, &root(), bad_name()).await,
         (Gate::Validation, ErrorCode::InvalidName)
     );
-    let missing_ns = Request::Secret {
-        namespace: Some("no/such".into()),
-        name: "x".into(),
+    let missing_ns = Operation::Secret {
+        target: Target::parse(Some("no/such"), "x"),
         op: SecretOp::Get { version: None },
     };
     assert_eq!(
@@ -163,11 +165,11 @@ async fn gates_refuse_in_order() {
         (Gate::Validation, ErrorCode::TooLarge)
     );
     assert_eq!(
-        refused(&service, &nobody(), Request::Seal).await,
+        refused(&service, &nobody(), Operation::Seal).await,
         (Gate::Policy, ErrorCode::Denied)
     );
     // Sealed beats everything, even a bad name from a stranger.
-    service.handle(&root(), Request::Seal).await.unwrap();
+    service.handle(&root(), Operation::Seal).await.unwrap();
     assert_eq!(
         refused(&service, &nobody(), bad_name()).await,
         (Gate::Seal, ErrorCode::Sealed)
@@ -177,7 +179,8 @@ async fn gates_refuse_in_order() {
     service
         .handle(
             &root(),
-            Request::Unseal {
+            Operation::Unseal {
+                by_key: false,
                 with: UnsealWith::KeyFile,
                 key: None,
             },
@@ -202,16 +205,17 @@ async fn a_passphrase_store_starts_sealed_and_opens_by_passphrase_or_recovery() 
     .unwrap();
     let recovery = made.recovery.unwrap().display();
     drop(made.store);
-    let service = Service::new(
+    let service = Arc::new(Service::new(
         Vault::start(backend(dir.path()), VaultOptions::default()),
         ServiceConfig::default(),
-    );
+    ));
     assert_eq!(state(&service).await, SealState::Sealed);
     assert_eq!(
         refused(&service, &root(), get("x")).await,
         (Gate::Seal, ErrorCode::Sealed)
     );
-    let unseal = |with, key: &[u8]| Request::Unseal {
+    let unseal = |with, key: &[u8]| Operation::Unseal {
+        by_key: false,
         with,
         key: Some(SecretBytes::copy_from(key)),
     };
@@ -237,7 +241,7 @@ async fn a_passphrase_store_starts_sealed_and_opens_by_passphrase_or_recovery() 
         .await
         .unwrap();
     service.handle(&root(), set("k", "v")).await.unwrap();
-    service.handle(&root(), Request::Seal).await.unwrap();
+    service.handle(&root(), Operation::Seal).await.unwrap();
     service
         .handle(
             &root(),

@@ -2,12 +2,16 @@
 //! recovery and reseal, another TPM, slot management.
 #![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
 
+mod common;
+
+use common::Handle;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use coffer_core::bootstrap;
 use coffer_core::{
-    FirstBoot, Identity, NewSlot, Reply, Request, SealState, SecretOp, Service, ServiceConfig,
+    FirstBoot, Identity, NewSlot, Operation, Reply, SealState, SecretOp, Service, ServiceConfig,
     Vault, VaultOptions, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
@@ -15,8 +19,8 @@ use coffer_crypto::kdf::Argon2Params;
 use coffer_store::{Backend, SqliteBackend};
 use coffer_tpm::fixture::Swtpm;
 use coffer_tpm::{PcrPolicy, Tpm};
-use coffer_types::ErrorCode;
 use coffer_types::wire::UnsealWith;
+use coffer_types::{ErrorCode, SlotKind, Target};
 
 fn root() -> Identity {
     Identity::peer(0, 0, None)
@@ -26,7 +30,7 @@ fn backend(dir: &Path) -> Arc<dyn Backend> {
     Arc::new(SqliteBackend::open(&dir.join("coffer.db")).unwrap())
 }
 
-fn service(dir: &Path, tpm: Option<Arc<Tpm>>, first_boot: Option<FirstBoot>) -> Service {
+fn service(dir: &Path, tpm: Option<Arc<Tpm>>, first_boot: Option<FirstBoot>) -> Arc<Service> {
     let vault = Vault::start(
         backend(dir),
         VaultOptions {
@@ -35,7 +39,7 @@ fn service(dir: &Path, tpm: Option<Arc<Tpm>>, first_boot: Option<FirstBoot>) -> 
             ..VaultOptions::default()
         },
     );
-    Service::new(vault, ServiceConfig::default())
+    Arc::new(Service::new(vault, ServiceConfig::default()))
 }
 
 fn cheap() -> Argon2Params {
@@ -46,19 +50,18 @@ fn cheap() -> Argon2Params {
     }
 }
 
-async fn status(s: &Service) -> (SealState, Option<String>, Vec<coffer_core::SlotSummary>) {
-    match s.handle(&root(), Request::Status).await {
+async fn status(s: &Arc<Service>) -> (SealState, Option<String>, Vec<coffer_core::SlotSummary>) {
+    match s.handle(&root(), Operation::Status).await {
         Ok(Reply::Status(r)) => (r.state, r.reason, r.slots),
         _ => panic!("no status"),
     }
 }
 
-async fn set(s: &Service, name: &str, value: &str) {
+async fn set(s: &Arc<Service>, name: &str, value: &str) {
     s.handle(
         &root(),
-        Request::Secret {
-            namespace: None,
-            name: name.into(),
+        Operation::Secret {
+            target: Target::parse(None, name),
             op: SecretOp::Set {
                 value: SecretBytes::copy_from(value.as_bytes()),
                 options: WriteOptions::default(),
@@ -69,13 +72,12 @@ async fn set(s: &Service, name: &str, value: &str) {
     .unwrap();
 }
 
-async fn get(s: &Service, name: &str) -> Result<Vec<u8>, ErrorCode> {
+async fn get(s: &Arc<Service>, name: &str) -> Result<Vec<u8>, ErrorCode> {
     match s
         .handle(
             &root(),
-            Request::Secret {
-                namespace: None,
-                name: name.into(),
+            Operation::Secret {
+                target: Target::parse(None, name),
                 op: SecretOp::Get { version: None },
             },
         )
@@ -142,7 +144,8 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     let again = s
         .handle(
             &root(),
-            Request::Unseal {
+            Operation::Unseal {
+                by_key: false,
                 with: UnsealWith::Tpm,
                 key: None,
             },
@@ -154,7 +157,8 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     // Recovery opens it; reseal binds the slot to the new PCR values.
     s.handle(
         &root(),
-        Request::Unseal {
+        Operation::Unseal {
+            by_key: false,
             with: UnsealWith::Recovery,
             key: Some(recovery),
         },
@@ -165,7 +169,7 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     let Ok(Reply::Resealed(done)) = s
         .handle(
             &root(),
-            Request::SlotReseal {
+            Operation::SlotReseal {
                 id: None,
                 key: None,
             },
@@ -221,7 +225,7 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
         argon2: cheap(),
         ..ServiceConfig::default()
     };
-    let s = Service::new(
+    let s = Arc::new(Service::new(
         Vault::start(
             backend(dir.path()),
             VaultOptions {
@@ -231,10 +235,10 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
             },
         ),
         config,
-    );
+    ));
     set(&s, "k", "v").await;
-    let add = |kind: &str, key: Option<&[u8]>| Request::SlotAdd {
-        kind: kind.into(),
+    let add = |kind: &str, key: Option<&[u8]>| Operation::SlotAdd {
+        kind: kind.parse::<SlotKind>().unwrap(),
         pcrs: None,
         key: key.map(SecretBytes::copy_from),
         path: None,
@@ -256,7 +260,7 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
         .await
         .unwrap_err();
     assert_eq!(refused.error.code(), ErrorCode::InvalidRequest);
-    let Ok(Reply::Slots(slots)) = s.handle(&root(), Request::SlotList).await else {
+    let Ok(Reply::Slots(slots)) = s.handle(&root(), Operation::SlotList).await else {
         panic!()
     };
     let kinds: Vec<&str> = slots.iter().map(|s| s.kind.as_ref()).collect();
@@ -264,14 +268,15 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
     assert_eq!(slots[0].pcrs.as_deref(), Some("sha256:0,7"));
 
     // tpm+passphrase needs both the TPM and the passphrase.
-    s.handle(&root(), Request::SlotRemove { id: 1 })
+    s.handle(&root(), Operation::SlotRemove { id: 1 })
         .await
         .unwrap();
-    s.handle(&root(), Request::Seal).await.unwrap();
+    s.handle(&root(), Operation::Seal).await.unwrap();
     let wrong = s
         .handle(
             &root(),
-            Request::Unseal {
+            Operation::Unseal {
+                by_key: false,
                 with: UnsealWith::Passphrase,
                 key: Some(SecretBytes::copy_from(b"wrong")),
             },
@@ -281,7 +286,8 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
     assert_eq!(wrong.error.code(), ErrorCode::Denied);
     s.handle(
         &root(),
-        Request::Unseal {
+        Operation::Unseal {
+            by_key: false,
             with: UnsealWith::Passphrase,
             key: Some(SecretBytes::copy_from(b"second factor")),
         },
@@ -290,11 +296,11 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
     .unwrap();
     assert_eq!(get(&s, "k").await.unwrap(), b"v");
 
-    s.handle(&root(), Request::SlotRemove { id: both })
+    s.handle(&root(), Operation::SlotRemove { id: both })
         .await
         .unwrap();
     let last = s
-        .handle(&root(), Request::SlotRemove { id: 2 })
+        .handle(&root(), Operation::SlotRemove { id: 2 })
         .await
         .unwrap_err();
     assert!(
@@ -303,10 +309,11 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
         last.error
     );
     // The recovery slot still opens it.
-    s.handle(&root(), Request::Seal).await.unwrap();
+    s.handle(&root(), Operation::Seal).await.unwrap();
     s.handle(
         &root(),
-        Request::Unseal {
+        Operation::Unseal {
+            by_key: false,
             with: UnsealWith::Recovery,
             key: Some(recovery),
         },
@@ -315,7 +322,7 @@ async fn slots_are_added_listed_and_removed_but_never_the_last() {
     .unwrap();
     assert_eq!(get(&s, "k").await.unwrap(), b"v");
     // Slot management needs the store unsealed.
-    s.handle(&root(), Request::Seal).await.unwrap();
+    s.handle(&root(), Operation::Seal).await.unwrap();
     let sealed = s.handle(&root(), add("recovery", None)).await.unwrap_err();
     assert_eq!(sealed.error.code(), ErrorCode::Sealed);
 }

@@ -22,45 +22,7 @@ pub const KEY_FILE_LEN: usize = 32;
 /// Length of a passphrase slot's salt.
 pub const SALT_LEN: usize = 16;
 
-/// The kind of a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SlotKind {
-    /// A 32-byte key file.
-    File,
-    /// A passphrase through Argon2id.
-    Passphrase,
-    /// The recovery key shown once at init.
-    Recovery,
-    /// A node key sealed by the TPM to a PCR policy: opens with no person present.
-    Tpm,
-    /// The TPM-sealed node key and a passphrase, both needed.
-    TpmPassphrase,
-}
-
-impl SlotKind {
-    /// The stable string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::File => "file",
-            Self::Passphrase => "passphrase",
-            Self::Recovery => "recovery",
-            Self::Tpm => "tpm",
-            Self::TpmPassphrase => "tpm+passphrase",
-        }
-    }
-
-    /// Whether the slot needs the TPM.
-    pub const fn uses_tpm(self) -> bool {
-        matches!(self, Self::Tpm | Self::TpmPassphrase)
-    }
-}
-
-impl std::fmt::Display for SlotKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use coffer_types::SlotKind;
 
 /// What a slot keeps to rebuild its wrapping key. Public data.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

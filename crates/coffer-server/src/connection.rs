@@ -7,6 +7,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -14,8 +15,8 @@ use coffer_core::Identity;
 use coffer_types::ErrorCode;
 
 use crate::framing::{ObjectScanner, Scan, next_line};
-use crate::listener::{Handler, Limits};
-use crate::protocol;
+use crate::handler::{Handler, Limits, Replies};
+use crate::protocol::write::error as error_reply;
 
 /// Initial read buffer; most requests fit.
 const INITIAL: usize = 4 << 10;
@@ -41,21 +42,27 @@ struct Conn<'a> {
     limits: &'a Limits,
     buf: Zeroizing<Vec<u8>>,
     keep_alive: bool,
+    /// Turns true when the daemon stops: no new request is taken after the one in hand.
+    stop: watch::Receiver<bool>,
 }
 
-/// Runs a connection to its end.
+/// Runs a connection to its end (or, once `stop` turns true, to the end of the request in
+/// hand).
 pub(crate) async fn run<H: Handler>(
     stream: UnixStream,
     handler: &H,
     limits: &Limits,
     peer: Identity,
+    stop: watch::Receiver<bool>,
 ) {
     let mut conn = Conn {
         stream,
         limits,
         buf: Zeroizing::new(Vec::with_capacity(INITIAL)),
         keep_alive: false,
+        stop,
     };
+    let peer = std::sync::Arc::new(peer);
     let mut out = Zeroizing::new(Vec::with_capacity(256));
     loop {
         let (start, end, next) = match conn.frame().await {
@@ -63,14 +70,22 @@ pub(crate) async fn run<H: Handler>(
             Framed::Closed => return,
             Framed::Fatal(code, message) => {
                 out.clear();
-                protocol::error(&mut out, code, message, code.implied_rc(), None);
+                error_reply(&mut out, code, message, code.implied_rc(), None);
                 conn.send_and_close(&out).await;
                 return;
             }
         };
         out.zeroize();
         out.clear();
-        let flow = handler.handle(&peer, &conn.buf[start..end], &mut out).await;
+        let flow = {
+            let request = &conn.buf[start..end];
+            let mut replies = Replies::new(
+                &mut out,
+                Some(&mut conn.stream),
+                conn.limits.request_timeout,
+            );
+            handler.handle(&peer, request, &mut replies).await
+        };
         conn.consume(next);
         if !conn.keep_alive && !flow.keep_alive {
             conn.send_and_close(&out).await;
@@ -78,6 +93,10 @@ pub(crate) async fn run<H: Handler>(
         }
         conn.keep_alive = true;
         if !conn.send(&out).await {
+            return;
+        }
+        if *conn.stop.borrow() {
+            conn.send_and_close(&[]).await;
             return;
         }
     }
@@ -127,7 +146,22 @@ impl Conn<'_> {
             }
             let wait = deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
             self.make_room();
-            match timeout_at(wait, self.stream.read_buf(&mut *self.buf)).await {
+            // Waiting for a request that has not begun ends when the daemon stops; one that
+            // has begun may still arrive whole within its deadline.
+            let mut stop = self.stop.clone();
+            let stopping = async move {
+                if pending {
+                    std::future::pending::<()>().await;
+                }
+                let _ = stop.wait_for(|s| *s).await.map(drop);
+            };
+            let read = tokio::select! {
+                // A request already sent when the stop comes is still read and answered.
+                biased;
+                read = timeout_at(wait, self.stream.read_buf(&mut *self.buf)) => read,
+                () = stopping => return Framed::Closed,
+            };
+            match read {
                 Ok(Ok(0)) => {
                     return if pending {
                         Framed::Fatal(

@@ -4,7 +4,7 @@
 
 use coffer_core::Identity;
 
-use crate::listener::{Flow, Handler};
+use crate::handler::{Flow, Handler, Replies};
 
 /// The body the floor answers, shaped like a small `get` reply.
 pub const FLOOR_BODY: &[u8] = b"{\"ok\":true,\"value\":\"floor-value-0123456789\"}\n";
@@ -14,8 +14,13 @@ pub const FLOOR_BODY: &[u8] = b"{\"ok\":true,\"value\":\"floor-value-0123456789\
 pub struct FloorHandler;
 
 impl Handler for FloorHandler {
-    async fn handle(&self, _peer: &Identity, request: &[u8], out: &mut Vec<u8>) -> Flow {
-        out.extend_from_slice(FLOOR_BODY);
+    async fn handle(
+        &self,
+        _peer: &std::sync::Arc<Identity>,
+        request: &[u8],
+        replies: &mut Replies<'_>,
+    ) -> Flow {
+        replies.buf().extend_from_slice(FLOOR_BODY);
         // Keep-alive is the only thing the floor reads, so the bench can drive both modes.
         let keep_alive = request
             .windows(b"\"keep_alive\":true".len())

@@ -5,64 +5,18 @@
 //! per request from the peer's credentials, not by file mode. A stale socket left by a crash
 //! is replaced; a live one (another daemon answering) is not.
 
-use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::Identity;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::connection;
+use crate::handler::{Handler, Limits};
 use crate::peer;
-
-/// What a handler wants after answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flow {
-    /// Keep the connection open for newline-delimited requests.
-    pub keep_alive: bool,
-}
-
-/// Answers one framed request.
-pub trait Handler: Send + Sync + 'static {
-    /// Writes the reply for `request` from `peer` into `out`.
-    fn handle(
-        &self,
-        peer: &Identity,
-        request: &[u8],
-        out: &mut Vec<u8>,
-    ) -> impl Future<Output = Flow> + Send;
-}
-
-/// Per-connection and per-listener limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Connections served at once; more are told to retry and closed.
-    pub max_connections: usize,
-    /// Time to receive a whole request once its first byte arrived (and the first request
-    /// of a connection from accept), and to write a reply.
-    pub request_timeout: Duration,
-    /// Time a keep-alive connection may sit idle between requests.
-    pub idle_timeout: Duration,
-    /// Largest request, in bytes.
-    pub max_request_bytes: usize,
-}
-
-impl Limits {
-    /// Limits for values of at most `max_value` bytes: a request may be four times that
-    /// (JSON escaping, base64) plus room for the envelope.
-    pub fn for_values(max_value: usize) -> Self {
-        Self {
-            max_connections: 1024,
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_request_bytes: max_value.saturating_mul(4).saturating_add(64 << 10),
-        }
-    }
-}
 
 /// Binds a socket at `path` (creating its directory, 0755, when missing), replacing a stale
 /// socket file but never a live one, and opens it to every user.
@@ -105,8 +59,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 const TOO_MANY: &[u8] =
     b"{\"error\":\"too many connections to coffer; retry shortly\",\"code\":\"rate_limited\"}\n";
 
-/// Serves `listener` with `handler` until `shutdown` turns true, then waits (up to the
-/// request timeout) for connections in flight to finish.
+/// Serves `listener` with `handler` until `shutdown` turns true, then lets connections
+/// finish the request in hand (up to the request timeout) and ends the ones still open.
 pub async fn serve<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
@@ -114,7 +68,10 @@ pub async fn serve<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections as we go, so the set stays as small as what is open.
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => accepted,
@@ -134,21 +91,77 @@ pub async fn serve<H: Handler>(
             continue;
         };
         tracing::trace!(free = permits.available_permits(), "accepted a connection");
-        let handler = handler.clone();
-        tokio::spawn(async move {
+        let (handler, stop) = (handler.clone(), shutdown.clone());
+        connections.spawn(async move {
             let _permit = permit;
             match peer::identify(&stream) {
-                Ok(who) => connection::run(stream, handler.as_ref(), &limits, who).await,
+                Ok(who) => connection::run(stream, handler.as_ref(), &limits, who, stop).await,
                 Err(e) => tracing::warn!(error = %e, "could not read the peer's credentials"),
             }
         });
     }
-    let drained = tokio::time::timeout(
-        limits.request_timeout,
-        permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX)),
-    )
+    drop(listener);
+    let drained = tokio::time::timeout(limits.request_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
     .await;
     if drained.is_err() {
-        tracing::warn!("connections still open at shutdown were dropped");
+        // A request cut here that passed the gates still completes with its record: its
+        // work runs in a task of its own (coffer_core::Service::call).
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open at shutdown were closed"
+        );
+        connections.shutdown().await;
     }
+}
+
+/// Binds every socket in `paths` (errors name the path), before anything is served.
+pub fn bind_sockets(paths: &[PathBuf]) -> io::Result<Vec<tokio::net::UnixListener>> {
+    paths
+        .iter()
+        .map(|path| {
+            let listener = bind(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {}: {e}", path.display()),
+                )
+            })?;
+            tracing::info!(socket = %path.display(), "listening");
+            Ok(listener)
+        })
+        .collect()
+}
+
+/// Serves `handler` on `listeners` (bound at `paths`) until `shutdown` turns true, then
+/// removes the socket files.
+pub async fn serve_listeners<H: Handler>(
+    handler: Arc<H>,
+    listeners: Vec<tokio::net::UnixListener>,
+    paths: Vec<PathBuf>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    // In a set: if this task is aborted, its listeners (and their connections) are too.
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        tasks.spawn(serve(l, handler.clone(), limits, shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Serves `handler` on every socket in `paths` until `shutdown` turns true, then removes the
+/// socket files. Binding errors are returned before anything is served.
+pub async fn serve_sockets<H: Handler>(
+    handler: Arc<H>,
+    paths: &[PathBuf],
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listeners = bind_sockets(paths)?;
+    serve_listeners(handler, listeners, paths.to_vec(), limits, shutdown).await;
+    Ok(())
 }

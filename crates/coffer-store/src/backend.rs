@@ -7,9 +7,10 @@
 //! cryptography and the same conformance suite.
 //!
 //! Writes are planned inside the backend's transaction: [`Backend::write`] hands the plan the
-//! live row (or none) as of that transaction, and the plan returns the encrypted version to
-//! insert. Version numbers and the row's identity are therefore decided exactly once, under
-//! the backend's own serialization, however many writers race. [`Backend::modify`] does the
+//! live row (or none) as of that transaction, and on request its newest version ([`Live`]),
+//! and the plan returns the encrypted version to insert. Version numbers and the row's
+//! identity are therefore decided exactly once, under the backend's own serialization,
+//! however many writers race. [`Backend::modify`] does the
 //! same for changes that write no version (metadata, revocation, destroying versions).
 
 use coffer_crypto::RowHash;
@@ -146,8 +147,48 @@ pub struct Planned {
     pub prune_before: Option<Version>,
 }
 
-/// Plans a write given the live row, inside the backend's transaction.
-pub type WritePlan = Box<dyn FnOnce(Option<&SecretRow>) -> Result<Planned, StoreError> + Send>;
+/// Reads the newest version of a live row inside the backend's transaction.
+pub type ReadNewest<'a> = &'a dyn Fn(&SecretRow) -> Result<VersionRow, StoreError>;
+
+/// What a [`WritePlan`] sees inside the backend's transaction: the live row, if any, and a
+/// way to read that row's newest version. The version is read only when the plan asks
+/// ([`Live::newest`]), so an ordinary write pays no extra read; a derived write (a merge
+/// patch) asks, and so reads and writes in one transaction.
+#[derive(Clone, Copy)]
+pub struct Live<'a> {
+    row: Option<&'a SecretRow>,
+    newest: ReadNewest<'a>,
+}
+
+impl<'a> Live<'a> {
+    /// The view a backend hands a plan: `row` as of the transaction, and `newest`, which
+    /// reads the newest version of a row in the same transaction.
+    pub fn new(row: Option<&'a SecretRow>, newest: ReadNewest<'a>) -> Self {
+        Self { row, newest }
+    }
+
+    /// The live row; `None` when no live secret has the name.
+    pub fn row(&self) -> Option<&'a SecretRow> {
+        self.row
+    }
+
+    /// The newest version of the live row, read now, inside the transaction; `Ok(None)` when
+    /// there is no live row.
+    pub fn newest(&self) -> Result<Option<VersionRow>, StoreError> {
+        self.row.map(self.newest).transpose()
+    }
+}
+
+impl std::fmt::Debug for Live<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Plans a write given the live secret, inside the backend's transaction.
+pub type WritePlan = Box<dyn FnOnce(Live<'_>) -> Result<Planned, StoreError> + Send>;
 
 /// A change to a live secret that writes no version, planned inside the transaction.
 #[derive(Debug, Clone, Default)]
@@ -177,6 +218,8 @@ pub struct Modified {
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
+    /// The secret's identity (new when `created`).
+    pub id: SecretId,
     /// The version written.
     pub version: Version,
     /// The secret's index.
@@ -214,7 +257,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Option<(SecretRow, VersionRow)>, StoreError>;
 
     /// Writes a version planned by `plan`, creating the secret when no live one has the
-    /// name. Atomic and durable.
+    /// name. The plan is handed the live row and, when it asks, the row's newest version,
+    /// both read in the same transaction as the write. Atomic and durable.
     fn write(
         &self,
         namespace: &NamespaceId,
@@ -231,9 +275,13 @@ pub trait Backend: Send + Sync + 'static {
         plan: ModifyPlan,
     ) -> Result<Option<Modified>, StoreError>;
 
-    /// Removes the live secret with this name hash and all its versions. `Ok(false)` when
-    /// there was none.
-    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError>;
+    /// Removes the live secret with this name hash and all its versions; answers the id of
+    /// the secret removed, `Ok(None)` when there was none.
+    fn delete(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+    ) -> Result<Option<SecretId>, StoreError>;
 
     /// The live secrets of a namespace (their names stay encrypted).
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;

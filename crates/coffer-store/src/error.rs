@@ -58,6 +58,14 @@ pub enum StoreError {
     /// A value that does not fit its kind (the message says why, never quoting it).
     #[error("{0}")]
     Invalid(String),
+    /// A value larger than a limit (a derived value, such as a merged KV document).
+    #[error("the value is {len} bytes; the limit is {max} bytes")]
+    TooLarge {
+        /// The value's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The backend has no room left (TPM NV).
     #[error("the store is full")]
     Full,
@@ -72,6 +80,7 @@ impl StoreError {
         match self {
             Self::NotFound(_) | Self::Gone(_) => ErrorCode::NotFound,
             Self::Invalid(_) => ErrorCode::InvalidRequest,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unavailable { .. } => ErrorCode::StoreUnavailable,
             Self::Corrupt { .. } | Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
@@ -85,5 +94,23 @@ impl StoreError {
             doing,
             detail: err.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_large_says_both_sizes_and_maps_to_its_code() {
+        let e = StoreError::TooLarge {
+            len: 70_000,
+            max: 65_536,
+        };
+        assert_eq!(e.code(), ErrorCode::TooLarge);
+        assert_eq!(
+            e.to_string(),
+            "the value is 70000 bytes; the limit is 65536 bytes"
+        );
     }
 }

@@ -22,8 +22,9 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, NewSecret,
-    Planned, SecretId, SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
+    Backend, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow,
+    NewSecret, Planned, ReadNewest, SecretId, SecretRow, VersionRow, WritePlan, Written,
+    check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
@@ -31,7 +32,10 @@ pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
-pub use store::{Describe, ListQuery, Mark, Page, Secret, SecretStore, Write, WriteMode};
+pub use store::{
+    DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Secret, SecretStore, Write,
+    WriteMode, WriteValue,
+};
 
 #[cfg(test)]
 mod memory_conformance {

@@ -3,14 +3,14 @@
 //! It holds the same sealed rows as the others (values stay encrypted even in memory) behind
 //! one mutex, which also gives writes their serialization.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use coffer_types::{NvIndex, Version};
 
 use crate::StoreError;
 use crate::backend::{
-    Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
+    Backend, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
     VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 
@@ -23,26 +23,28 @@ struct State {
     /// Live secrets by name.
     live: HashMap<(NamespaceId, NameHash), SecretId>,
     versions: BTreeMap<(SecretId, Version), VersionRow>,
+    /// Index slots freed by deletes and revocations, lowest first.
+    free_slots: BTreeSet<u32>,
+    /// The first slot never handed out.
+    next_slot: u32,
 }
 
 impl State {
+    /// The lowest free index, as the SQLite backend allocates them; taken once the write
+    /// cannot fail any more.
     fn free_index(&self) -> Result<NvIndex, StoreError> {
-        let mut used: Vec<u32> = self
-            .secrets
-            .values()
-            .filter(|s| s.revoked.is_none())
-            .map(|s| s.index.slot())
-            .collect();
-        used.sort_unstable();
-        let slot = used
-            .iter()
-            .enumerate()
-            .find(|&(i, &s)| s as usize != i)
-            .map_or(used.len(), |(i, _)| i);
-        u32::try_from(slot)
-            .ok()
-            .and_then(NvIndex::from_slot)
-            .ok_or(StoreError::Full)
+        let slot = self.free_slots.first().copied().unwrap_or(self.next_slot);
+        NvIndex::from_slot(slot).ok_or(StoreError::Full)
+    }
+
+    fn take_index(&mut self, index: NvIndex) {
+        if !self.free_slots.remove(&index.slot()) {
+            self.next_slot = self.next_slot.max(index.slot().saturating_add(1));
+        }
+    }
+
+    fn free(&mut self, index: NvIndex) {
+        self.free_slots.insert(index.slot());
     }
 
     fn version_numbers(&self, id: SecretId) -> Vec<Version> {
@@ -135,7 +137,14 @@ impl Backend for MemoryBackend {
         let mut state = self.state();
         let key = (*namespace, *name);
         let current = state.live.get(&key).map(|id| state.secrets[id].clone());
-        let planned = plan(current.as_ref())?;
+        let newest = |row: &SecretRow| {
+            state
+                .versions
+                .get(&(row.id, row.current))
+                .cloned()
+                .ok_or(StoreError::NotFound("version"))
+        };
+        let planned = plan(Live::new(current.as_ref(), &newest))?;
         check_plan(current.as_ref(), &planned)?;
         let v = &planned.version;
         let (id, index, created) = match (current, planned.create) {
@@ -152,6 +161,7 @@ impl Backend for MemoryBackend {
             }
             (None, Some(new)) => {
                 let index = state.free_index()?;
+                state.take_index(index);
                 let id = new.id;
                 state
                     .secrets
@@ -165,6 +175,7 @@ impl Backend for MemoryBackend {
         state.versions.insert((id, version), planned.version);
         state.prune(id, planned.prune_before);
         Ok(Written {
+            id,
             version,
             index,
             created,
@@ -196,6 +207,7 @@ impl Backend for MemoryBackend {
         }
         if let Some(at) = m.revoke {
             row.revoked = Some(at);
+            state.free(row.index);
             state.live.remove(&key);
         }
         state.secrets.insert(id, row.clone());
@@ -205,14 +217,20 @@ impl Backend for MemoryBackend {
         }))
     }
 
-    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+    fn delete(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+    ) -> Result<Option<SecretId>, StoreError> {
         let mut state = self.state();
         let Some(id) = state.live.remove(&(*namespace, *name)) else {
-            return Ok(false);
+            return Ok(None);
         };
-        state.secrets.remove(&id);
+        if let Some(row) = state.secrets.remove(&id) {
+            state.free(row.index);
+        }
         state.versions.retain(|(sid, _), _| *sid != id);
-        Ok(true)
+        Ok(Some(id))
     }
 
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {

@@ -4,8 +4,11 @@
 //! the conformance suite speak only this trait.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
+use coffer_types::custom::CustomMetadataChange;
 use coffer_types::{
     GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName, SecretSummary, Timestamp,
     Version, VersionInfo,
@@ -44,10 +47,43 @@ pub enum WriteMode {
     Update,
 }
 
+/// Computes a new value from the newest version's plaintext and kind, inside the backend's
+/// transaction (a KV merge patch). It may refuse with any [`StoreError`], such as
+/// [`StoreError::TooLarge`] or [`StoreError::Invalid`]; the write is then not made. It may
+/// run on the backend's writer thread, while the backend holds its write lock: it should do
+/// its work and return, never call the store. A panic in it is a bug; the SQLite and TPM NV
+/// backends turn it into an error (nothing is written), the memory backend lets it reach the
+/// caller.
+pub type DeriveValue =
+    Box<dyn FnOnce(&SecretBytes, Kind) -> Result<SecretBytes, StoreError> + Send>;
+
+/// The value a [`Write`] writes.
+pub enum WriteValue<'a> {
+    /// This value.
+    Given(&'a SecretBytes),
+    /// A value computed from the newest version inside the write's transaction, so that the
+    /// read and the write are one atomic step. The secret must exist
+    /// ([`StoreError::NotFound`] otherwise) and its newest version must be readable: a
+    /// destroyed or soft-deleted newest version answers [`StoreError::Gone`], as
+    /// [`SecretStore::get`] does. Check-and-set applies as to any write.
+    Derived(DeriveValue),
+}
+
+impl fmt::Debug for WriteValue<'_> {
+    /// Never shows a value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Given(_) => "Given(..)",
+            Self::Derived(_) => "Derived(..)",
+        })
+    }
+}
+
 /// What to write.
+#[derive(Debug)]
 pub struct Write<'a> {
-    /// The value.
-    pub value: &'a SecretBytes,
+    /// The value, given or derived from the newest version.
+    pub value: WriteValue<'a>,
     /// The kind; `None` keeps the secret's current kind.
     pub kind: Option<Kind>,
     /// The kind of a new secret written without one.
@@ -75,6 +111,19 @@ pub struct Write<'a> {
 impl<'a> Write<'a> {
     /// A plain write of `value` by `actor`: create or update, kind kept (text when new).
     pub fn new(value: &'a SecretBytes, actor: &'a str) -> Self {
+        Self::with_value(WriteValue::Given(value), actor)
+    }
+
+    /// A new version of an existing secret computed by `derive` from its newest version, in
+    /// the write's transaction (see [`WriteValue::Derived`]); kind kept.
+    pub fn derived(derive: DeriveValue, actor: &'a str) -> Self {
+        Self {
+            mode: WriteMode::Update,
+            ..Self::with_value(WriteValue::Derived(derive), actor)
+        }
+    }
+
+    fn with_value(value: WriteValue<'a>, actor: &'a str) -> Self {
         Self {
             value,
             kind: None,
@@ -99,8 +148,10 @@ pub struct Describe {
     /// A new version limit (0: unlimited); `None` keeps the current one. Lowering it removes
     /// the oldest versions at once.
     pub max_versions: Option<u32>,
-    /// New custom metadata, replacing the old; `None` keeps it.
-    pub custom_metadata: Option<BTreeMap<String, String>>,
+    /// A change of custom metadata (a replacement or a merge), applied to the stored map in
+    /// the transaction and checked against the limits there ([`StoreError::Invalid`] when
+    /// the result is outside them); `None` keeps it.
+    pub custom_metadata: Option<CustomMetadataChange>,
     /// Whether writes must carry `cas`; `None` keeps the setting.
     pub cas_required: Option<bool>,
     /// Soft-delete new versions this many seconds after they are written (0: never);
@@ -138,15 +189,34 @@ pub enum Mark {
     Undelete(Vec<Version>),
 }
 
-/// Which names a list returns: sorted, after a cursor, with a prefix, at most `limit`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Decides whether a name may be shown (a caller's policy). It is called outside the store's
+/// locks, but should be quick: a list may call it for many names.
+pub type NameFilter = Arc<dyn Fn(&SecretName) -> bool + Send + Sync>;
+
+/// Which names a list returns: sorted, after a cursor, with a prefix, accepted by a filter,
+/// at most `limit`.
+#[derive(Clone)]
 pub struct ListQuery {
     /// Only names starting with this.
     pub prefix: Option<String>,
     /// Only names after this one (the previous page's `next`).
     pub after: Option<SecretName>,
-    /// Most names in the page.
+    /// Most names in the page (0 is read as 1).
     pub limit: usize,
+    /// Only names this accepts. A refused name is skipped while the page is filled: it is
+    /// never returned and never counts toward `limit`.
+    pub filter: Option<NameFilter>,
+}
+
+impl ListQuery {
+    /// Whether `name` passes the prefix, the cursor and the filter.
+    pub fn accepts(&self, name: &SecretName) -> bool {
+        self.prefix
+            .as_deref()
+            .is_none_or(|p| name.as_str().starts_with(p))
+            && self.after.as_ref().is_none_or(|a| name > a)
+            && self.filter.as_ref().is_none_or(|f| f(name))
+    }
 }
 
 impl Default for ListQuery {
@@ -155,7 +225,19 @@ impl Default for ListQuery {
             prefix: None,
             after: None,
             limit: 1000,
+            filter: None,
         }
+    }
+}
+
+impl fmt::Debug for ListQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListQuery")
+            .field("prefix", &self.prefix)
+            .field("after", &self.after)
+            .field("limit", &self.limit)
+            .field("filter", &self.filter.as_ref().map(|_| ".."))
+            .finish()
     }
 }
 
@@ -202,22 +284,43 @@ pub trait SecretStore: Send + Sync {
     /// Deletes a secret with every version, for good.
     fn delete(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError>;
 
-    /// Names in a namespace, sorted. Decrypts names only, never values.
+    /// Names in a namespace, sorted, paged as `query` asks. Served from an in-memory index
+    /// of names: no row is read or decrypted.
     fn list(
         &self,
         namespace: &Namespace,
         query: &ListQuery,
     ) -> Result<Page<SecretName>, StoreError>;
 
-    /// Like [`SecretStore::list`], with each secret's metadata.
+    /// Like [`SecretStore::list`], with each secret's metadata (only the page's rows are
+    /// read).
     fn summaries(
         &self,
         namespace: &Namespace,
         query: &ListQuery,
     ) -> Result<Page<SecretSummary>, StoreError>;
 
-    /// The revoked secrets of a namespace, with their history.
-    fn revoked(&self, namespace: &Namespace) -> Result<Vec<SecretMeta>, StoreError>;
+    /// The entries one level under the folder `prefix` (Vault's LIST), sorted, without
+    /// duplicates: a name directly in the folder as its last segment (`a`), a deeper one as
+    /// its subfolder with a trailing `/` (`b/`). `prefix` is empty for the top, or a folder
+    /// ending in `/` (one without it is read as if it had it). With a filter, a name appears
+    /// when the filter accepts it, a subfolder when the filter accepts a name under it.
+    fn keys(
+        &self,
+        namespace: &Namespace,
+        prefix: &str,
+        filter: Option<&NameFilter>,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// The revoked secrets of a namespace with their history, sorted by name then revocation
+    /// time, paged as `query` asks. Several revoked secrets can share a name; a page holds all
+    /// of a name's secrets or none, and `limit` counts names, not secrets (so a page can hold
+    /// more than `limit` items, and `next`, the last name of the page, stays a name cursor).
+    fn revoked(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretMeta>, StoreError>;
 
     /// A secret's versions, oldest first.
     fn versions(

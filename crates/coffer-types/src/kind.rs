@@ -20,6 +20,37 @@ string_enum! {
     error UnknownKind = "unknown kind; expected one of line, text, env, file, kv";
 }
 
+/// The deepest nesting of objects and arrays a `kv` value may have. Checked on every write,
+/// so every stored value reads back (serde_json's own limit when reading is 128).
+pub const MAX_KV_DEPTH: usize = 64;
+
+/// The deepest nesting of objects and arrays in JSON text, counted without recursion (so
+/// any depth is measured safely). Brackets inside strings do not count.
+pub fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A value that does not fit its kind. The message says why without quoting the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -76,6 +107,13 @@ impl Kind {
                 Ok(())
             }
             Self::Kv => {
+                let depth = json_depth(value);
+                if depth > MAX_KV_DEPTH {
+                    return Err(KindError(format!(
+                        "a `kv` secret nests objects and arrays at most {MAX_KV_DEPTH} deep; \
+                         this one is {depth} deep"
+                    )));
+                }
                 let starts_object = value
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
@@ -128,6 +166,24 @@ mod tests {
             assert!(err.contains(why), "{kind}: {err}");
             assert!(!err.contains("secret-"), "{kind}: quotes the value: {err}");
         }
+    }
+
+    #[test]
+    fn kv_depth_is_bounded_on_write() {
+        let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert_eq!(json_depth(deep(MAX_KV_DEPTH).as_bytes()), MAX_KV_DEPTH);
+        assert!(Kind::Kv.check(deep(MAX_KV_DEPTH).as_bytes()).is_ok());
+        let err = Kind::Kv
+            .check(deep(100_000).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 64 deep"), "{err}");
+        assert_eq!(
+            json_depth(br#"{"a":"[[[[{{{{"}"#),
+            1,
+            "brackets in strings do not count"
+        );
+        assert_eq!(json_depth(br#"{"a":"\"[["}"#), 1);
     }
 
     #[test]

@@ -6,24 +6,33 @@
 #[macro_use]
 mod macros;
 
+mod action;
 mod capability;
 mod code;
+pub mod custom;
+pub mod duration;
 mod generate;
 mod kind;
 mod metadata;
 mod name;
+pub mod reply;
+mod slot;
+mod target;
 mod time;
 mod version;
 pub mod wire;
 
+pub use action::{Action, UnknownAction};
 pub use capability::{Capability, UnknownCapability};
 pub use code::{ErrorCode, RC_NV_SPACE, RC_NV_UNDEFINED, UnknownCode};
 pub use generate::{
     ByteLenError, DigestEncoding, Encoding, GeneratorSpec, HmacAlgorithm, UnknownAlgorithm,
     UnknownDigestEncoding, UnknownEncoding,
 };
-pub use kind::{Kind, KindError, UnknownKind};
+pub use kind::{Kind, KindError, MAX_KV_DEPTH, UnknownKind, json_depth};
 pub use metadata::{SecretMeta, SecretSummary, VersionInfo};
 pub use name::{MAX_NAME_LEN, MAX_NAMESPACE_LEN, NameError, Namespace, SecretName};
+pub use slot::{SlotKind, UnknownSlotKind};
+pub use target::{Parsed, RefError, SecretRef, Target, parse_namespace};
 pub use time::Timestamp;
 pub use version::{NvIndex, Version};

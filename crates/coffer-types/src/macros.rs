@@ -24,6 +24,11 @@ macro_rules! string_enum {
             /// Every variant, in declaration order.
             pub const ALL: &'static [$name] = &[$(Self::$variant),+];
 
+            /// The variant's position in [`Self::ALL`], for tables indexed by variant.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
             /// The stable string.
             pub const fn as_str(self) -> &'static str {
                 match self {

@@ -107,6 +107,14 @@ impl SecretName {
         Ok(Self(s))
     }
 
+    /// Parses a name, keeping the allocation either way: the text comes back with the error.
+    pub(crate) fn parse_keeping(s: String) -> Result<Self, (String, NameError)> {
+        match check_path(&s, "name", MAX_NAME_LEN) {
+            Ok(()) => Ok(Self(s)),
+            Err(e) => Err((s, e)),
+        }
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -136,6 +144,17 @@ impl Namespace {
     pub fn parse_owned(s: String) -> Result<Self, NameError> {
         check_namespace(&s)?;
         Ok(Self(s.into()))
+    }
+
+    /// Parses a namespace, keeping the allocation either way (`default` borrows none).
+    pub(crate) fn parse_keeping(s: String) -> Result<Self, (String, NameError)> {
+        if s == Self::DEFAULT {
+            return Ok(Self::default_namespace());
+        }
+        match check_namespace(&s) {
+            Ok(()) => Ok(Self(s.into())),
+            Err(e) => Err((s, e)),
+        }
     }
 
     /// The daemon's own namespace (see [`Namespace::SYSTEM`]).

@@ -4,84 +4,7 @@
 //! coffer-client straight into locked memory; this module holds the vocabulary they share.
 
 use crate::ErrorCode;
-
-string_enum! {
-    /// The `action` of a socket request.
-    pub enum Action {
-        /// Store a value (a new version when the name exists).
-        Set = "set",
-        /// Read the latest value, or `version`.
-        Get = "get",
-        /// Delete a secret and all its versions.
-        Del = "del",
-        /// Report seal state and store facts; never a value or a name.
-        Status = "status",
-        /// Flush the cache and forget the keys.
-        Seal = "seal",
-        /// Open the master key through a slot.
-        Unseal = "unseal",
-        /// Names in a namespace (prefix, paging), never values.
-        List = "list",
-        /// A secret's metadata, never its value.
-        Meta = "meta",
-        /// A secret's version history.
-        Versions = "versions",
-        /// Mint a value for a new secret; it is answered once.
-        Generate = "generate",
-        /// A new version of an existing secret (a given value, or a minted one).
-        Rotate = "rotate",
-        /// Change a secret's description or version limit.
-        Describe = "describe",
-        /// Soft-delete a secret: kept for audit, unreadable, the name freed.
-        Revoke = "revoke",
-        /// Erase chosen versions' ciphertexts.
-        Destroy = "destroy",
-        /// HMAC of caller data under a secret key.
-        Hmac = "hmac",
-        /// The HTTP basic-auth header for a user and a password secret.
-        BasicAuth = "basic_auth",
-        /// The namespaces.
-        NamespaceList = "namespace_list",
-        /// Create a namespace.
-        NamespaceCreate = "namespace_create",
-        /// The key slots (kind, PCR policy, creation time).
-        SlotList = "slot_list",
-        /// Add a key slot (the store must be unsealed).
-        SlotAdd = "slot_add",
-        /// Remove a key slot; never the last one.
-        SlotRemove = "slot_remove",
-        /// Seal TPM slots' node keys to the PCRs' current values.
-        SlotReseal = "slot_reseal",
-        /// Put a policy.
-        PolicyPut = "policy_put",
-        /// One policy's rules.
-        PolicyGet = "policy_get",
-        /// Every policy and binding.
-        PolicyList = "policy_list",
-        /// Delete a policy.
-        PolicyDelete = "policy_delete",
-        /// Bind a subject to policies.
-        SubjectSet = "subject_set",
-        /// Make a token (shown once).
-        TokenCreate = "token_create",
-        /// Every live token's record.
-        TokenList = "token_list",
-        /// Revoke a token by accessor.
-        TokenRevoke = "token_revoke",
-        /// A token's record: by accessor, or the caller's own.
-        TokenLookup = "token_lookup",
-        /// The audit log's hash of a name or namespace.
-        AuditHash = "audit_hash",
-        /// Verify the audit log's chain and checkpoint.
-        AuditVerify = "audit_verify",
-    }
-    /// An `action` string that is not one of ours.
-    error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
-        generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
-        namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
-        policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
-        token_list, token_revoke, token_lookup, audit_hash, audit_verify";
-}
+pub use crate::action::{Action, UnknownAction};
 
 string_enum! {
     /// Which slot an `unseal` request opens the store with.
@@ -174,14 +97,6 @@ mod tests {
                 "{s:?}"
             );
         }
-    }
-
-    #[test]
-    fn actions_round_trip() {
-        for &a in Action::ALL {
-            assert_eq!(a.as_str().parse::<Action>().unwrap(), a);
-        }
-        assert!("list_all".parse::<Action>().is_err());
     }
 
     #[test]

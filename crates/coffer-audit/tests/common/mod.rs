@@ -36,7 +36,11 @@ pub fn record(i: u64) -> Record<'static> {
             addr: None,
             token: None,
         },
-        action: if i.is_multiple_of(3) { "set" } else { "get" },
+        action: if i.is_multiple_of(3) {
+            coffer_types::Action::Set
+        } else {
+            coffer_types::Action::Get
+        },
         namespace: Some("default".into()),
         name: Some(format!("app/secret-{}", i % 5).into()),
         outcome: if i.is_multiple_of(4) {

@@ -15,11 +15,14 @@ use clap::{Args, Subcommand};
 use coffer_client::Client;
 use coffer_core::{Vault, VaultOptions};
 use coffer_store::{Backend, SqliteBackend};
+use coffer_types::reply::AuditReport;
 use coffer_types::wire::UnsealWith;
 
-use crate::cmd::serve::{dir_default, reach_tpm};
+use super::json;
+use crate::cmd::serve::dir_default;
 use crate::config;
 use crate::input;
+use coffer_server::daemon::reach_tpm;
 
 /// Audit verbs.
 #[derive(Subcommand, Debug)]
@@ -106,11 +109,8 @@ pub fn run(client: &Client, command: AuditCommand) -> anyhow::Result<std::proces
             if name.is_none() && namespace.is_none() {
                 bail!("give a name, --namespace, or both");
             }
-            let (n, ns) = client.audit_hash(name.as_deref(), namespace.as_deref())?;
-            if let Some(h) = n {
-                println!("{h}");
-            }
-            if let Some(h) = ns {
+            let hashes = client.audit_hash(name.as_deref(), namespace.as_deref())?;
+            for h in [hashes.name, hashes.namespace].into_iter().flatten() {
                 println!("{h}");
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -140,29 +140,27 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
         offline(&args)?
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        json::print(&report)?;
     } else {
         println!(
             "{} records in {} file(s), last seq {}",
-            report["records"],
-            report["files"],
-            report["last_seq"]
-                .as_u64()
-                .map_or("-".to_owned(), |s| s.to_string())
+            report.records,
+            report.files,
+            report.last_seq.map_or("-".to_owned(), |s| s.to_string())
         );
-        match report["checkpoint"].as_u64() {
+        match report.checkpoint {
             Some(seq) => println!(
                 "checkpoint: verified through record {seq}; {} record(s) written after it",
-                report["unanchored"]
+                report.unanchored
             ),
             None => println!("checkpoint: not checked (no key to check it with)"),
         }
     }
-    if let Some(problem) = report["problem"].as_str() {
+    if let Some(problem) = &report.problem {
         eprintln!("coffer: the audit log is damaged: {problem}");
         return Ok(std::process::ExitCode::from(1));
     }
-    if report["checkpoint"].is_null() {
+    if report.checkpoint.is_none() {
         eprintln!(
             "coffer: the chain is intact, but without the checkpoint a truncation cannot be \
              ruled out; give --data-dir of a store whose key file or TPM slot opens, or \
@@ -174,7 +172,7 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn offline(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
+fn offline(args: &VerifyArgs) -> anyhow::Result<AuditReport> {
     let audit_dir = args.audit_dir.clone().unwrap_or_else(|| {
         dir_default(
             args.data_dir
@@ -188,9 +186,7 @@ fn offline(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
     };
     let report = coffer_audit::verify(&audit_dir, keys.as_ref())
         .with_context(|| format!("cannot read the audit log in {}", audit_dir.display()))?;
-    Ok(serde_json::to_value(coffer_core::AuditReport::from(
-        &report,
-    ))?)
+    Ok(report.to_reply())
 }
 
 /// Opens the store in `data` the way the daemon does at start, to derive the audit keys.
@@ -216,7 +212,7 @@ fn master_keys(
     if recovery && vault.audit_keys().is_none() {
         let key = input::line_secret("Recovery key (input hidden): ")?;
         vault
-            .unseal(UnsealWith::Recovery, Some(key))
+            .unseal(UnsealWith::Recovery, Some(key), true)
             .context("the recovery key did not open the store")?;
     }
     Ok(vault.audit_keys())

@@ -11,9 +11,11 @@ use coffer_core::datadir::DataDir;
 use coffer_store::StoreHeader;
 use coffer_tpm::PcrPolicy;
 
-use crate::cmd::serve::{open_backend, reach_tpm};
-use crate::config::{self, FileConfig, StoreKind, Tcti};
+use crate::cmd::serve::store_kind;
+use crate::config::{self, FileConfig, StoreKind};
 use crate::input;
+use coffer_server::daemon::TpmChoice;
+use coffer_server::daemon::{open_backend, reach_tpm};
 
 /// The first slot of a new store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,18 +102,18 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     }
     let tpm = if uses_tpm || args.store == StoreKind::TpmNv {
         let tcti = match config::resolve_tcti(args.tpm_tcti, None) {
-            Tcti::Off => bail!(
+            TpmChoice::Off => bail!(
                 "no TPM is reachable: {} does not exist and COFFER_TPM_TCTI is not set \
                  (give --tpm-tcti, or choose --slot file or passphrase)",
                 coffer_tpm::DEVICE
             ),
-            Tcti::Configured(t) | Tcti::Discovered(t) => Tcti::Configured(t),
+            TpmChoice::Required(t) | TpmChoice::Optional(t) => TpmChoice::Required(t),
         };
         reach_tpm(&tcti)?
     } else {
         None
     };
-    let backend = open_backend(args.store, &dir, tpm.as_ref(), false)?;
+    let backend = open_backend(store_kind(args.store), &dir, tpm.as_ref(), false)?;
     let existing_store = StoreHeader::load(backend.as_ref())?.is_some();
     if existing_store && args.store == StoreKind::TpmNv {
         bail!(
@@ -161,7 +163,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         },
     };
     // The database may have been removed (--force): open it afresh.
-    let backend = open_backend(args.store, &dir, tpm.as_ref(), false)?;
+    let backend = open_backend(store_kind(args.store), &dir, tpm.as_ref(), false)?;
     let made = bootstrap::initialize(backend, first, true, tpm)?;
     let recovery = made
         .recovery

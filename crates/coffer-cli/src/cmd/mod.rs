@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod compute;
 pub mod init;
+mod json;
 pub mod namespaces;
 pub mod policy;
 pub mod run;

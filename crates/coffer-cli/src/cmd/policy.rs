@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use coffer_client::Client;
+use coffer_types::reply::{PolicySource, RuleText};
 
+use super::json;
 use super::table::Table;
 
 /// Policy verbs.
@@ -51,7 +53,7 @@ pub enum PolicyCommand {
 }
 
 /// Reads rules from TOML or JSON.
-fn read_rules(file: &PathBuf) -> anyhow::Result<serde_json::Value> {
+fn read_rules(file: &PathBuf) -> anyhow::Result<Vec<RuleText>> {
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
     } else {
@@ -65,30 +67,32 @@ fn read_rules(file: &PathBuf) -> anyhow::Result<serde_json::Value> {
             serde_json::to_value(t)?
         }
     };
+    let example = "rules = [{ path = \"app/*\", capabilities = [\"read\"] }]";
     match doc.get("rules") {
-        Some(rules) if rules.is_array() => Ok(rules.clone()),
-        _ => bail!(
-            "{} needs `rules`, a list such as rules = [{{ path = \"app/*\", capabilities = [\"read\"] }}]",
-            file.display()
-        ),
+        Some(rules) if rules.is_array() => serde_json::from_value(rules.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: each rule is a path and its capabilities, such as {example} ({e})",
+                file.display()
+            )
+        }),
+        _ => bail!("{} needs `rules`, a list such as {example}", file.display()),
     }
 }
 
-fn rules_table(rules: &serde_json::Value) -> Table<2> {
+fn rules_table(rules: &[RuleText]) -> Table<2> {
     let mut t = Table::new(["PATH", "CAPABILITIES"]);
-    for r in rules.as_array().into_iter().flatten() {
-        let caps: Vec<&str> = r["capabilities"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str())
-            .collect();
-        t.row([
-            r["path"].as_str().unwrap_or("?").to_owned(),
-            caps.join(", "),
-        ]);
+    for r in rules {
+        t.row([r.path.clone(), r.capabilities.join(", ")]);
     }
     t
+}
+
+fn source(s: PolicySource) -> &'static str {
+    match s {
+        PolicySource::Builtin => "builtin",
+        PolicySource::File => "file",
+        PolicySource::Store => "store",
+    }
 }
 
 /// Runs one verb.
@@ -101,48 +105,33 @@ pub fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Get { name, json } => {
             let p = client.policy(&name)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+                json::print(&p)?;
             } else {
-                println!(
-                    "policy {} ({})",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["source"].as_str().unwrap_or("?")
-                );
-                rules_table(&p["rules"]["rules"]).print();
+                println!("policy {} ({})", p.name, source(p.source));
+                rules_table(&p.rules.rules).print();
             }
         }
         PolicyCommand::List { json } => {
-            let (policies, subjects) = client.policies()?;
+            let listing = client.policies()?;
             if json {
-                let all = serde_json::json!({"policies": policies, "subjects": subjects});
-                println!("{}", serde_json::to_string_pretty(&all)?);
-                return Ok(());
+                return json::print(&listing);
             }
             let mut t = Table::new(["POLICY", "SOURCE", "RULES"]);
-            for p in &policies {
+            for p in listing.policies {
                 t.row([
-                    p["name"].as_str().unwrap_or("?").to_owned(),
-                    p["source"].as_str().unwrap_or("?").to_owned(),
-                    p["rules"]["rules"]
-                        .as_array()
-                        .map_or(0, Vec::len)
-                        .to_string(),
+                    p.name,
+                    source(p.source).to_owned(),
+                    p.rules.rules.len().to_string(),
                 ]);
             }
             t.print();
             println!();
             let mut t = Table::new(["SUBJECT", "SOURCE", "POLICIES"]);
-            for s in &subjects {
-                let names: Vec<&str> = s["policies"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|n| n.as_str())
-                    .collect();
+            for s in listing.subjects {
                 t.row([
-                    s["subject"].as_str().unwrap_or("?").to_owned(),
-                    s["source"].as_str().unwrap_or("?").to_owned(),
-                    names.join(", "),
+                    s.subject,
+                    source(s.source).to_owned(),
+                    s.policies.join(", "),
                 ]);
             }
             t.print();

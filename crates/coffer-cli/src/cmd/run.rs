@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use coffer_client::Client;
+use coffer_types::{Namespace, SecretRef};
 
 /// Options of `coffer run`.
 #[derive(Args, Debug)]
@@ -62,25 +63,16 @@ fn binding(text: &str, default_ns: Option<&str>, origin: String) -> anyhow::Resu
             "{origin}: `{var}` is not a variable name (letters, digits and _, not starting with a digit)"
         );
     }
-    let (namespace, name) = match reference.strip_prefix("coffer://") {
-        Some(rest) => {
-            let Some((ns, name)) = rest.split_once('/') else {
-                bail!("{origin}: expected coffer://NAMESPACE/NAME");
-            };
-            (
-                Some(ns.replace("%2F", "/").replace("%2f", "/")),
-                name.to_owned(),
-            )
-        }
-        None => (default_ns.map(str::to_owned), reference.to_owned()),
-    };
-    if name.is_empty() {
-        bail!("{origin}: the secret's name is empty");
-    }
+    let default_ns = default_ns
+        .map(Namespace::parse)
+        .transpose()
+        .with_context(|| format!("{origin}: the namespace given with --namespace"))?;
+    let parsed = SecretRef::parse(reference, default_ns.as_ref())
+        .with_context(|| format!("{origin}: expected NAME or coffer://NAMESPACE/NAME"))?;
     Ok(Binding {
         var: var.to_owned(),
-        namespace,
-        name,
+        namespace: parsed.namespace.map(|n| n.as_str().to_owned()),
+        name: parsed.name.as_str().to_owned(),
         origin,
     })
 }

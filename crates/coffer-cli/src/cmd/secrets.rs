@@ -238,7 +238,7 @@ pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
         SecretsCommand::Destroy(args) => {
             let t = &args.target;
             let gone = client.destroy(t.namespace.as_deref(), &t.name, &args.versions)?;
-            let gone: Vec<String> = gone.iter().map(u32::to_string).collect();
+            let gone: Vec<String> = gone.iter().map(Version::to_string).collect();
             eprintln!(
                 "destroyed version {} of {} for good",
                 gone.join(", "),
@@ -373,12 +373,12 @@ fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
         after: args.after,
         limit: Some(args.limit),
     };
-    let (secrets, next) = client.list_detail(ns, &options)?;
+    let page = client.list_detail(ns, &options)?;
     if args.json {
-        json(&serde_json::json!({ "secrets": secrets, "next": next }))?;
+        json(&serde_json::json!({ "secrets": page.items, "next": page.next }))?;
     } else {
         let mut table = Table::new(["NAME", "KIND", "VERSION", "UPDATED", "DESCRIPTION"]);
-        for s in &secrets {
+        for s in &page.items {
             table.row([
                 s.name.to_string(),
                 s.kind.to_string(),
@@ -389,7 +389,7 @@ fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
         }
         table.print();
     }
-    if let Some(next) = next {
+    if let Some(next) = page.next {
         eprintln!("more: --after {next}");
     }
     Ok(())

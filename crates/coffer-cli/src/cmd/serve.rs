@@ -1,131 +1,195 @@
-//! `coffer serve`: reach the TPM, open the store, listen, and stop cleanly on SIGTERM or
-//! SIGINT.
+//! `coffer serve`: turn flags, variables and the configuration file into a
+//! [`DaemonConfig`], run the [`Daemon`], and stop it gracefully on SIGTERM or SIGINT.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use coffer_core::datadir::DataDir;
-use coffer_core::{FirstBoot, Service, Vault, VaultOptions};
-use coffer_server::protocol::CofferHandler;
-use coffer_store::{Backend, SqliteBackend, StoreHeader};
-use coffer_tpm::Tpm;
-use coffer_tpm::nv::NvBackend;
+use anyhow::Context;
+use clap::Args;
+use coffer_audit::AuditConfig;
+use coffer_server::Daemon;
+use coffer_server::daemon::{DaemonConfig, StoreKind};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
-use crate::ServeArgs;
-use crate::config::{self, AuditChoice, FileConfig, ServeFlags, StoreKind, Tcti};
-use coffer_audit::{AuditConfig, AuditLog};
+use crate::config::{self, AuditChoice, FileConfig, ServeConfig, ServeFlags};
 
 /// The audit log's default place: `DATA_DIR/audit`.
 pub fn dir_default(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("audit")
 }
 
-/// Connects to the TPM: an operator-named TPM that does not answer is an error, a discovered
-/// one a warning (the daemon runs on its other slots).
-pub fn reach_tpm(tcti: &Tcti) -> anyhow::Result<Option<Arc<Tpm>>> {
-    let opened = match tcti {
-        Tcti::Off => return Ok(None),
-        Tcti::Configured(t) | Tcti::Discovered(t) => Tpm::open(t),
+/// Options of `coffer serve`; each also has a `COFFER_*` variable and a key in the file.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file [default: /etc/coffer/coffer.toml when it exists]
+    #[arg(
+        long,
+        env = "COFFER_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Where the store lives [default: /var/lib/coffer as root, $XDG_DATA_HOME/coffer otherwise]
+    #[arg(
+        long,
+        env = "COFFER_DATA_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// A second socket with the same protocol, for apps written against the device daemon
+    /// (e.g. /run/tpmd.sock)
+    #[arg(
+        long,
+        env = "COFFER_COMPAT_SOCKET",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub compat_socket: Option<PathBuf>,
+    /// How long a decrypted value stays cached, e.g. 300, 5m; 0 turns the cache off [default: 300s]
+    #[arg(long, env = "COFFER_SECRET_TTL", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub ttl: Option<Duration>,
+    /// The key file of the store's file slot [default: the path recorded in the slot; DATA_DIR/coffer.key for a new store]
+    #[arg(
+        long,
+        env = "COFFER_KEY_FILE",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// Largest secret value in bytes [default: 1048576]
+    #[arg(
+        long,
+        env = "COFFER_MAX_VALUE_BYTES",
+        hide_env_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_value_bytes: Option<usize>,
+    /// Connections served at once [default: 1024]
+    #[arg(
+        long,
+        env = "COFFER_MAX_CONNECTIONS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
+    pub max_connections: Option<usize>,
+    /// Time allowed to send a whole request [default: 10s]
+    #[arg(long, env = "COFFER_REQUEST_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Time a keep-alive connection may stay idle [default: 60s]
+    #[arg(long, env = "COFFER_IDLE_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// The TPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321; `none` runs without one [default: device:/dev/tpmrm0 when it exists]
+    #[arg(
+        long,
+        env = "COFFER_TPM_TCTI",
+        hide_env_values = true,
+        value_name = "TCTI"
+    )]
+    pub tpm_tcti: Option<String>,
+    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices [default: sqlite]
+    #[arg(
+        long,
+        env = "COFFER_STORE",
+        hide_env_values = true,
+        value_enum,
+        value_name = "STORE"
+    )]
+    pub store: Option<config::StoreKind>,
+    /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
+    #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
+    pub pcrs: Option<coffer_tpm::PcrPolicy>,
+    /// TOML file of policies and their subjects; refused at start, with its line, when invalid
+    #[arg(
+        long,
+        env = "COFFER_POLICY_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub policy_file: Option<PathBuf>,
+    /// Where the audit log is written [default: DATA_DIR/audit]
+    #[arg(
+        long,
+        env = "COFFER_AUDIT_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub audit_dir: Option<PathBuf>,
+    /// Run without an audit log: no request is recorded (for measurements, never production)
+    #[arg(long, conflicts_with = "audit_dir")]
+    pub danger_no_audit: bool,
+    /// Serve the Vault-compatible HTTP API on ADDR [default when given alone: 127.0.0.1:8200];
+    /// plain HTTP on loopback, TLS on any other address
+    #[arg(
+        long,
+        env = "COFFER_HTTP",
+        hide_env_values = true,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = config::DEFAULT_HTTP_ADDR
+    )]
+    pub http: Option<String>,
+    /// PEM certificate chain for the HTTP API [default: a certificate coffer issues itself, in DATA_DIR/tls, for a non-loopback address]
+    #[arg(
+        long,
+        env = "COFFER_TLS_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "COFFER_TLS_KEY",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Another DNS name or IP address coffer's own certificate covers (repeatable)
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
+    /// Serve plain HTTP, as on loopback by default; refused for any other address
+    #[arg(long)]
+    pub no_tls: bool,
+}
+
+/// The daemon's configuration from the resolved flags and file.
+fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
+    let mut sockets = vec![cfg.socket];
+    sockets.extend(cfg.compat_socket);
+    let audit = match cfg.audit {
+        AuditChoice::Dir(dir) => Some(AuditConfig {
+            dir: dir.unwrap_or_else(|| dir_default(&cfg.data_dir)),
+            max_file_bytes: cfg.audit_max_file_bytes,
+            plain_names: cfg.audit_plain_names,
+            ..AuditConfig::default()
+        }),
+        AuditChoice::Off => None,
     };
-    match (opened, tcti) {
-        (Ok(tpm), _) => {
-            tracing::info!(tcti = tpm.tcti(), "TPM reachable");
-            Ok(Some(Arc::new(tpm)))
-        }
-        (Err(e), Tcti::Configured(_)) => Err(e).context(
-            "the configured TPM does not answer (check --tpm-tcti or COFFER_TPM_TCTI; \
-             `none` runs without a TPM)",
-        ),
-        (Err(e), _) => {
-            tracing::warn!(error = %e, "a TPM was found but does not answer; TPM slots cannot open");
-            Ok(None)
-        }
+    DaemonConfig {
+        data_dir: cfg.data_dir,
+        sockets,
+        key_file: cfg.key_file,
+        service: cfg.service,
+        limits: cfg.limits,
+        tpm: cfg.tcti,
+        store: store_kind(cfg.store),
+        pcrs: cfg.pcrs,
+        access: cfg.access,
+        audit,
+        http: cfg.http,
     }
 }
 
-/// Opens the backend `kind`. With `guard`, refuses the mix-up of serving one kind while the
-/// store was made in the other (which would silently start a new, empty store).
-pub fn open_backend(
-    kind: StoreKind,
-    dir: &DataDir,
-    tpm: Option<&Arc<Tpm>>,
-    guard: bool,
-) -> anyhow::Result<Arc<dyn Backend>> {
-    let sqlite = || -> anyhow::Result<SqliteBackend> {
-        SqliteBackend::open(&dir.database())
-            .with_context(|| format!("cannot open the store in {}", dir.root().display()))
-    };
-    let nv = |tpm: &Arc<Tpm>| -> anyhow::Result<NvBackend> {
-        NvBackend::open(tpm.clone()).context("cannot open the store in the TPM's NV")
-    };
-    let backend: Arc<dyn Backend> = match kind {
-        StoreKind::Sqlite => {
-            let backend = sqlite()?;
-            if guard
-                && StoreHeader::load(&backend)?.is_none()
-                && let Some(tpm) = tpm
-                && StoreHeader::load(&nv(tpm)?)?.is_some()
-            {
-                bail!(
-                    "{} holds no store, but the TPM's NV holds one (made with --store tpm-nv); \
-                     serve it with --store tpm-nv",
-                    dir.root().display()
-                );
-            }
-            Arc::new(backend)
-        }
-        StoreKind::TpmNv => {
-            let Some(tpm) = tpm else {
-                bail!(
-                    "--store tpm-nv needs a TPM and none is reachable (set --tpm-tcti or \
-                     COFFER_TPM_TCTI, or check {})",
-                    coffer_tpm::DEVICE
-                );
-            };
-            let backend = nv(tpm)?;
-            if guard
-                && StoreHeader::load(&backend)?.is_none()
-                && dir.database().exists()
-                && StoreHeader::load(&sqlite()?)?.is_some()
-            {
-                bail!(
-                    "the TPM's NV holds no store, but {} holds one; serve it with --store \
-                     sqlite (the default)",
-                    dir.root().display()
-                );
-            }
-            Arc::new(backend)
-        }
-    };
-    Ok(backend)
+/// The daemon's store kind for the CLI's.
+pub fn store_kind(kind: config::StoreKind) -> StoreKind {
+    match kind {
+        config::StoreKind::Sqlite => StoreKind::Sqlite,
+        config::StoreKind::TpmNv => StoreKind::TpmNv,
+    }
 }
 
-/// The HTTP API's TLS configuration (`None`: plain HTTP), issuing coffer's own
-/// certificate in `DATA_DIR/tls` when it needs one.
-fn http_tls(
-    http: &config::HttpSettings,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    use coffer_server::http::tls;
-    Ok(match &http.tls {
-        config::HttpTls::Plain => None,
-        config::HttpTls::Files { cert, key } => {
-            Some(tls::from_files(cert, key).context("cannot use the HTTP API's certificate")?)
-        }
-        config::HttpTls::SelfIssued(extra) => {
-            let dir = data_dir.join("tls");
-            let names = tls::names_for(http.addr.ip(), extra);
-            let config = tls::self_issued(&dir, &names)
-                .context("cannot issue the HTTP API's certificate")?;
-            tracing::info!(ca = %dir.join("ca.pem").display(), "HTTP API serves TLS with coffer's own certificate");
-            Some(config)
-        }
-    })
-}
-
+/// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
     let cfg = config::resolve_serve(
@@ -153,113 +217,25 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         },
         file,
     )?;
-    let dir = DataDir::lock(&cfg.data_dir)?;
-    let dir_root = dir.root().to_owned();
-    let http_tls = match &cfg.http {
-        None => None,
-        Some(http) => Some(http_tls(http, &dir_root)?),
-    };
-    let tpm = reach_tpm(&cfg.tcti)?;
-    let started = std::time::Instant::now();
-    let backend = open_backend(cfg.store, &dir, tpm.as_ref(), true)?;
-    tracing::info!(
-        store = cfg.store.as_str(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "store opened"
-    );
-    // A new store is sealed to the TPM when there is one, else opened by a minted key file.
-    let first_boot = match &tpm {
-        Some(_) => FirstBoot::Tpm(cfg.pcrs.clone()),
-        None => FirstBoot::KeyFile(dir.default_key_file()),
-    };
-    let started = std::time::Instant::now();
-    let vault = Vault::start(
-        backend,
-        VaultOptions {
-            key_file: cfg.key_file.clone(),
-            tpm,
-            first_boot: Some(first_boot),
-        },
-    );
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "vault opened"
-    );
-    let mut service = Service::new(vault, cfg.service).with_access(cfg.access.clone());
-    match &cfg.audit {
-        AuditChoice::Dir(dir) => {
-            let dir = dir.clone().unwrap_or_else(|| dir_default(&dir_root));
-            let audit = AuditLog::open(AuditConfig {
-                dir: dir.clone(),
-                max_file_bytes: cfg.audit_max_file_bytes,
-                plain_names: cfg.audit_plain_names,
-                ..AuditConfig::default()
-            })
-            .with_context(|| format!("cannot open the audit log in {}", dir.display()))?;
-            tracing::info!(dir = %dir.display(), plain_names = cfg.audit_plain_names, "audit log open");
-            service = service.with_audit(Arc::new(audit));
-        }
-        AuditChoice::Off => tracing::warn!(
-            "running without an audit log (--danger-no-audit): no request is recorded"
-        ),
-    }
-    let service = Arc::new(service);
-    let mut sockets = vec![cfg.socket.clone()];
-    sockets.extend(cfg.compat_socket.clone());
-    tracing::info!(
-        data_dir = %dir.root().display(),
-        store = cfg.store.as_str(),
-        tpm = cfg.tcti.name().unwrap_or("none"),
-        ttl_seconds = service.ttl().as_secs(),
-        "coffer {} starting",
-        env!("CARGO_PKG_VERSION")
-    );
+    let config = daemon_config(cfg);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("coffer")
         .build()
         .context("cannot start the async runtime")?;
-    let handler = Arc::new(CofferHandler::new(service.clone()));
-    let served = runtime.block_on(async {
-        let (stop, stopped) = watch::channel(false);
+    runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!("stopping");
-            let _ = stop.send(true);
-        });
-        let http = match (&cfg.http, http_tls) {
-            (Some(settings), Some(tls)) => {
-                let listener = coffer_server::http::bind(settings.addr).await?;
-                Some(tokio::spawn(coffer_server::http::serve_http(
-                    service.clone(),
-                    listener,
-                    coffer_server::http::HttpConfig {
-                        addr: settings.addr,
-                        tls,
-                        limits: cfg.limits,
-                    },
-                    stopped.clone(),
-                )))
-            }
-            _ => None,
-        };
-        coffer_server::serve_sockets(handler, &sockets, cfg.limits, stopped).await?;
-        if let Some(http) = http {
-            match http.await {
-                Ok(served) => served?,
-                Err(e) => tracing::error!(error = %e, "the HTTP API task failed"),
-            }
+        let daemon = Daemon::start(config).await?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
+        tracing::info!("stopping");
+        daemon.shutdown().await?;
         anyhow::Ok(())
-    });
-    service.shutdown();
-    drop(dir);
-    served?;
-    tracing::info!("stopped");
+    })?;
+    // Whatever is still queued on the runtime (nothing the daemon waits for) ends here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use coffer_client::{Client, NewSlot};
+use coffer_types::SlotKind;
 
 use super::table::Table;
 use crate::input;
@@ -27,13 +28,13 @@ pub enum SlotArg {
 }
 
 impl SlotArg {
-    fn wire(self) -> &'static str {
+    fn kind(self) -> SlotKind {
         match self {
-            Self::File => "file",
-            Self::Passphrase => "passphrase",
-            Self::Recovery => "recovery",
-            Self::Tpm => "tpm",
-            Self::TpmPassphrase => "tpm+passphrase",
+            Self::File => SlotKind::File,
+            Self::Passphrase => SlotKind::Passphrase,
+            Self::Recovery => SlotKind::Recovery,
+            Self::Tpm => SlotKind::Tpm,
+            Self::TpmPassphrase => SlotKind::TpmPassphrase,
         }
     }
 }
@@ -146,12 +147,12 @@ fn add(
         _ => None,
     };
     let added = client.add_slot(&NewSlot {
-        kind: kind.wire(),
+        kind: kind.kind(),
         pcrs: pcrs.as_deref(),
         path: path.as_deref(),
         passphrase: passphrase.as_ref(),
     })?;
-    eprintln!("added {} slot {}", kind.wire(), added.id);
+    eprintln!("added {} slot {}", kind.kind().as_str(), added.id);
     if let Some(key) = added.recovery_key {
         eprintln!(
             "The recovery key follows on standard output. It is shown only this once: store it \

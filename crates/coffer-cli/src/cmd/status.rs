@@ -2,8 +2,10 @@
 
 use clap::Args;
 use coffer_client::Client;
+use coffer_types::reply::SealState;
 use coffer_types::wire::UnsealWith;
 
+use super::json;
 use crate::input;
 
 /// Options of `coffer status`.
@@ -32,49 +34,50 @@ pub struct UnsealArgs {
 pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     let report = client.status()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return json::print(&report);
     }
-    let field = |k: &str| report.get(k).and_then(|v| v.as_str()).unwrap_or("-");
-    println!("state:      {}", field("state"));
-    if let Some(reason) = report.get("reason").and_then(|v| v.as_str()) {
+    let state = match report.state {
+        SealState::Unsealed => "unsealed",
+        SealState::Sealed => "sealed",
+        SealState::Unavailable => "unavailable",
+    };
+    println!("state:      {state}");
+    if let Some(reason) = &report.reason {
         println!("reason:     {reason}");
     }
-    println!("version:    {}", field("version"));
-    println!("backend:    {}", field("backend"));
-    println!("store id:   {}", field("store_id"));
+    println!("version:    {}", report.version);
+    println!("backend:    {}", report.backend);
+    println!("store id:   {}", report.store_id.as_deref().unwrap_or("-"));
     println!("socket:     {}", client.socket().display());
-    if let Some(n) = report.get("namespaces").and_then(|v| v.as_u64()) {
+    if let Some(n) = report.namespaces {
         println!("namespaces: {n}");
     }
-    let tpm = &report["tpm"];
-    match (tpm["present"].as_bool(), tpm["tcti"].as_str()) {
-        (Some(true), Some(tcti)) => println!("tpm:        present ({tcti})"),
+    match (report.tpm.present, &report.tpm.tcti) {
+        (true, Some(tcti)) => println!("tpm:        present ({tcti})"),
         _ => println!("tpm:        none"),
     }
     println!("slots:");
-    for slot in report["slots"].as_array().into_iter().flatten() {
-        let detail = match (slot["pcrs"].as_str(), slot["path"].as_str()) {
+    for slot in &report.slots {
+        let detail = match (&slot.pcrs, &slot.path) {
             (Some(pcrs), _) => format!("  PCR policy {pcrs}"),
             (None, Some(path)) => format!("  {path}"),
             (None, None) => String::new(),
         };
+        // The id unpadded, as this line has always printed it.
         println!(
-            "  {:>3}  {:<14} created {}{detail}",
-            slot["id"],
-            slot["kind"].as_str().unwrap_or("?"),
-            slot["created"].as_str().unwrap_or("?"),
+            "  {}  {:<14} created {}{detail}",
+            slot.id, slot.kind, slot.created,
         );
     }
-    let cache = &report["cache"];
+    let cache = &report.cache;
     println!(
         "cache:      {} entries, {} bytes, ttl {}s",
-        cache["entries"], cache["bytes"], cache["ttl_seconds"]
+        cache.entries, cache.bytes, cache.ttl_seconds
     );
-    let memory = &report["memory"];
+    let memory = &report.memory;
     println!(
         "memory:     {} locked pages, {} lock refusals",
-        memory["locked_pages"], memory["lock_refusals"]
+        memory.locked_pages, memory.lock_refusals
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use coffer_client::{Client, TokenRequest};
 
+use super::json;
 use super::table::Table;
 use crate::config;
 
@@ -66,9 +67,9 @@ pub fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
             eprintln!(
                 "created token {} (policies {}, expires {}); it follows on standard output, this \
                  once only",
-                made.info["accessor"].as_str().unwrap_or("?"),
+                made.record.accessor,
                 policies.join(", "),
-                made.info["expires"].as_str().unwrap_or("?")
+                made.record.expires
             );
             let mut out = std::io::stdout().lock();
             out.write_all(made.token.expose_secret())
@@ -79,23 +80,16 @@ pub fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { json } => {
             let tokens = client.tokens()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tokens)?);
-                return Ok(());
+                return json::print(&tokens);
             }
             let mut t = Table::new(["ACCESSOR", "POLICIES", "NAMESPACE", "EXPIRES", "NAME"]);
-            for tok in &tokens {
-                let names: Vec<&str> = tok["policies"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.as_str())
-                    .collect();
+            for tok in tokens {
                 t.row([
-                    tok["accessor"].as_str().unwrap_or("?").to_owned(),
-                    names.join(", "),
-                    tok["namespace"].as_str().unwrap_or("-").to_owned(),
-                    tok["expires"].as_str().unwrap_or("?").to_owned(),
-                    tok["display_name"].as_str().unwrap_or("-").to_owned(),
+                    tok.accessor,
+                    tok.policies.join(", "),
+                    tok.namespace.unwrap_or_else(|| "-".to_owned()),
+                    tok.expires.to_string(),
+                    tok.display_name.unwrap_or_else(|| "-".to_owned()),
                 ]);
             }
             t.print();
@@ -105,8 +99,7 @@ pub fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
             eprintln!("token {accessor} revoked");
         }
         TokenCommand::Lookup { accessor } => {
-            let info = client.lookup_token(accessor.as_deref())?;
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            json::print(&client.lookup_token(accessor.as_deref())?)?;
         }
     }
     Ok(())

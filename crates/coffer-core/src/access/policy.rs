@@ -92,23 +92,7 @@ pub struct PolicyDoc {
     pub rules: Vec<Rule>,
 }
 
-/// The stored and wire form of a policy: `{"rules":[{"path":"app/*","capabilities":["read"]}]}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyText {
-    /// The rules.
-    pub rules: Vec<RuleText>,
-}
-
-/// A rule as written.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RuleText {
-    /// The path pattern.
-    pub path: String,
-    /// The capability words.
-    pub capabilities: Vec<String>,
-}
+pub use coffer_types::reply::{PolicyText, RuleText};
 
 /// Why a policy or a binding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,71 +12,13 @@ use std::time::Duration;
 
 use coffer_crypto::{SecretBytes, TokenKey};
 use coffer_types::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
 /// The prefix of every coffer token.
 pub const TOKEN_PREFIX: &str = "cft_";
 
-/// What is kept of a token (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// The public id: `token list` shows it, `token revoke` takes it, the audit log records it.
-    pub accessor: String,
-    /// The policies the token carries.
-    pub policies: Vec<String>,
-    /// The namespace the token is confined to (and its children), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// A label for people.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    /// When it was made.
-    pub created: Timestamp,
-    /// When it stops working.
-    pub expires: Timestamp,
-    /// Its time to live in seconds, as made: a renewal moves the expiry to now plus this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<u64>,
-    /// Who made it (`uid:0`, `token:<accessor>`).
-    pub creator: String,
-}
-
-impl TokenRecord {
-    /// Whether it has expired at `now`.
-    pub fn expired(&self, now: Timestamp) -> bool {
-        self.expires <= now
-    }
-
-    /// The record renewed at `now`: expiring its time to live from now.
-    pub fn renewed(&self, now: Timestamp) -> Self {
-        let ttl_ms = match self.ttl {
-            Some(secs) => i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            None => self
-                .expires
-                .as_millis()
-                .saturating_sub(self.created.as_millis()),
-        };
-        Self {
-            expires: Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms)),
-            ..self.clone()
-        }
-    }
-
-    /// Whether the token may act in `namespace`.
-    pub fn covers(&self, namespace: &str) -> bool {
-        match &self.namespace {
-            None => true,
-            Some(own) => {
-                namespace == own
-                    || namespace
-                        .strip_prefix(own.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            }
-        }
-    }
-}
+pub use coffer_types::reply::TokenRecord;
 
 /// A token just made: shown once, then only its hash is kept.
 pub struct Minted {

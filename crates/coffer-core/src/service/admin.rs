@@ -1,228 +1,138 @@
-//! Operations on the daemon itself: namespaces, status, seal and unseal, key slots,
-//! policies, tokens and the audit log. Each is checked as `sudo` on `sys/<area>` (listing
-//! namespaces as `list` on `sys/namespaces`; status needs no grant, it holds no name).
+//! Gate 7 (with the validation that belongs to each) for operations on the daemon itself:
+//! namespaces, status, seal and unseal, key slots, policies and the audit log. Their grants
+//! (`sudo` on `sys/<area>`, `list` on `sys/namespaces`) were checked at gate 5; tokens are
+//! in `tokens`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use coffer_crypto::SecretBytes;
 use coffer_tpm::PcrPolicy;
+use coffer_types::reply::{BindingView, PolicyListing, PolicySource, PolicyView};
 use coffer_types::wire::UnsealWith;
-use coffer_types::{Capability, Namespace};
+use coffer_types::{Namespace, SlotKind};
 
-use super::{Gated, Resolved, Service, at, blocking};
+use super::state::{Gated, Service, at, blocking, invalid, stored};
 use crate::access::policy::ROOT_POLICY;
-use crate::access::{PolicyDoc, PolicySet, TokenSpec};
-use crate::request::{AuditReport, BindingView, PolicyListing, PolicySource, PolicyView};
-use crate::status::CacheStatus;
-use crate::status::StatusReport;
+use crate::access::{PolicyDoc, PolicySet, Principal};
+use crate::op::Operation;
+use crate::status::{CacheStatus, StatusReport};
 use crate::vault::NewSlot;
-use crate::{CoreError, Gate, Refusal, Reply, Request};
+use crate::{CoreError, Gate, Refusal, Reply};
 
-/// The longest token lifetime accepted: ten years.
-const MAX_TOKEN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-fn invalid(m: impl Into<String>) -> Refusal {
-    Refusal::at(Gate::Validation, CoreError::InvalidRequest(m.into()))
+fn not_found(what: &'static str) -> Refusal {
+    Refusal::at(
+        Gate::Store,
+        CoreError::Store(coffer_store::StoreError::NotFound(what)),
+    )
 }
 
 impl Service {
-    pub(super) async fn admin(&self, principal: &Resolved, request: Request) -> Gated<Reply> {
-        match request {
-            Request::CreateNamespace { namespace } => {
-                self.create_namespace(principal, namespace).await
+    pub(super) async fn admin(&self, who: &Principal, op: Operation) -> Gated<Reply> {
+        match op {
+            Operation::NamespaceCreate { namespace } => {
+                let store = self.store()?;
+                let namespace = namespace
+                    .valid()
+                    .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
+                    .clone();
+                blocking(move || Ok(store.create_namespace(&namespace)?))
+                    .await
+                    .map_err(stored)?;
+                Ok(Reply::Done)
             }
-            Request::ListNamespaces => self.list_namespaces(principal),
-            Request::Status => self.status(principal).await,
-            Request::Seal => self.seal(principal),
-            Request::Unseal { with, key } => {
-                self.sudo(principal, "seal")?;
-                self.unseal(with, key).await
+            Operation::NamespaceList => {
+                let store = self.store()?;
+                Ok(Reply::Namespaces(
+                    store
+                        .namespaces()
+                        .into_iter()
+                        .filter(|n| !n.is_system())
+                        .collect::<Vec<Namespace>>(),
+                ))
             }
-            Request::UnsealByKey { with, key } => self.unseal(with, Some(key)).await,
-            Request::SlotList => {
-                self.sudo(principal, "slots")?;
+            Operation::Status => Ok(Reply::Status(Box::new(self.report().await))),
+            Operation::Seal => {
+                self.vault.seal();
+                self.cache.flush();
+                Ok(Reply::Done)
+            }
+            Operation::Unseal { with, key, by_key } => {
+                // A key that is its own authority opens only what a key opens: a
+                // passphrase or the recovery slot (the daemon opens file and TPM slots).
+                if by_key
+                    && (key.is_none()
+                        || !matches!(with, UnsealWith::Passphrase | UnsealWith::Recovery))
+                {
+                    return Err(invalid(
+                        "unsealing by key opens a passphrase or recovery slot and needs the \
+                         key; file and tpm slots are opened by the daemon itself",
+                    ));
+                }
+                self.unseal(with, key, !by_key).await
+            }
+            Operation::SlotList => {
                 let vault = self.vault.clone();
                 blocking(move || vault.slots())
                     .await
                     .map(Reply::Slots)
-                    .map_err(at(Gate::Store))
+                    .map_err(stored)
             }
-            Request::SlotAdd {
+            Operation::SlotAdd {
                 kind,
                 pcrs,
                 key,
                 path,
-            } => self.add_slot(principal, kind, pcrs, key, path).await,
-            Request::SlotRemove { id } => {
-                let p = self.sudo(principal, "slots")?;
+            } => self.add_slot(kind, pcrs, key, path).await,
+            Operation::SlotRemove { id } => {
                 let vault = self.vault.clone();
                 blocking(move || vault.remove_slot(id))
                     .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "slot_remove", slot = id, actor = %p.actor(), "slot removed");
+                    .map_err(stored)?;
                 Ok(Reply::Done)
             }
-            Request::SlotReseal { id, key } => {
-                let p = self.sudo(principal, "slots")?;
+            Operation::SlotReseal { id, key } => {
                 let vault = self.vault.clone();
                 let done = blocking(move || vault.reseal(id, key))
                     .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "slot_reseal", slots = ?done, actor = %p.actor(), "slots resealed");
+                    .map_err(stored)?;
                 Ok(Reply::Resealed(done))
             }
-            Request::PolicyPut { name, rules } => {
-                let (store, p) = self.sys(principal, "policy")?;
-                let access = self.access.clone();
-                let actor = p.actor();
-                let shown = name.clone();
+            Operation::PolicyPut { name, rules } => {
+                let store = self.store()?;
+                let (access, actor) = (self.access.clone(), who.actor());
                 blocking(move || access.put_policy(&store, &name, &rules, &actor))
                     .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "policy_put", policy = %shown, actor = %p.actor(), "policy put");
+                    .map_err(policy_refusal)?;
                 Ok(Reply::Done)
             }
-            Request::PolicyDelete { name } => {
-                let (store, p) = self.sys(principal, "policy")?;
-                let access = self.access.clone();
-                let actor = p.actor();
-                let shown = name.clone();
+            Operation::PolicyDelete { name } => {
+                let store = self.store()?;
+                let (access, actor) = (self.access.clone(), who.actor());
                 blocking(move || access.delete_policy(&store, &name, &actor))
                     .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "policy_delete", policy = %shown, actor = %p.actor(), "policy deleted");
+                    .map_err(policy_refusal)?;
                 Ok(Reply::Done)
             }
-            Request::SubjectSet { subject, policies } => {
-                let (store, p) = self.sys(principal, "policy")?;
-                let access = self.access.clone();
-                let actor = p.actor();
-                let shown = subject.clone();
+            Operation::SubjectSet { subject, policies } => {
+                let store = self.store()?;
+                let (access, actor) = (self.access.clone(), who.actor());
                 blocking(move || access.bind(&store, &subject, policies, &actor))
                     .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "subject_set", subject = %shown, actor = %p.actor(), "binding changed");
+                    .map_err(policy_refusal)?;
                 Ok(Reply::Done)
             }
-            Request::PolicyGet { name } => {
-                self.sys(principal, "policy")?;
-                let listing = self.listing();
-                listing
-                    .policies
-                    .into_iter()
-                    .find(|v| v.name == name)
-                    .map(|v| Reply::Policy(Box::new(v)))
-                    .ok_or_else(|| {
-                        Refusal::at(
-                            Gate::Store,
-                            CoreError::Store(coffer_store::StoreError::NotFound("policy")),
-                        )
-                    })
-            }
-            Request::PolicyList => {
-                self.sys(principal, "policy")?;
-                Ok(Reply::Policies(Box::new(self.listing())))
-            }
-            Request::TokenCreate {
-                policies,
-                ttl,
-                namespace,
-                display_name,
-            } => {
-                let (store, p) = self.sys(principal, "token")?;
-                if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
-                    return Err(invalid("a token's ttl is between 1 second and 10 years"));
+            Operation::PolicyGet { name } => self
+                .listing()
+                .policies
+                .into_iter()
+                .find(|v| v.name == name)
+                .map(|v| Reply::Policy(Box::new(v)))
+                .ok_or_else(|| not_found("policy")),
+            Operation::PolicyList => Ok(Reply::Policies(Box::new(self.listing()))),
+            Operation::AuditHash { name, namespace } => {
+                if name.is_none() && namespace.is_none() {
+                    return Err(invalid("audit_hash needs a name, a namespace, or both"));
                 }
-                if display_name.as_ref().is_some_and(|d| d.len() > 128) {
-                    return Err(invalid("a display name is at most 128 bytes"));
-                }
-                let access = self.access.clone();
-                let actor = p.actor();
-                let spec = TokenSpec {
-                    policies,
-                    ttl,
-                    namespace,
-                    display_name,
-                };
-                let minted = blocking(move || access.create_token(&store, spec, &actor))
-                    .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "token_create", accessor = %minted.record.accessor, actor = %p.actor(), "token created");
-                Ok(Reply::TokenCreated {
-                    token: minted.token,
-                    record: Box::new(minted.record),
-                })
-            }
-            Request::TokenList => {
-                self.sys(principal, "token")?;
-                Ok(Reply::Tokens(
-                    self.access.tokens().iter().map(|t| (**t).clone()).collect(),
-                ))
-            }
-            Request::TokenRevoke { accessor } => {
-                let (store, p) = self.sys(principal, "token")?;
-                let access = self.access.clone();
-                let shown = accessor.clone();
-                blocking(move || access.revoke_token(&store, &accessor))
-                    .await
-                    .map_err(at(Gate::Store))?;
-                tracing::info!(event = "secret_action", action = "token_revoke", accessor = %shown, actor = %p.actor(), "token revoked");
-                Ok(Reply::Done)
-            }
-            Request::TokenLookup { accessor: None } => {
-                self.vault.store().map_err(at(Gate::Seal))?;
-                let p = self.identity_and_rate(principal)?;
-                match &p.token {
-                    Some(t) => Ok(Reply::TokenInfo(Box::new((**t).clone()))),
-                    None => Err(invalid(
-                        "this request carries no token; give an accessor to look one up",
-                    )),
-                }
-            }
-            Request::TokenRevokeSelf => {
-                let store = self.vault.store().map_err(at(Gate::Seal))?;
-                let p = self.identity_and_rate(principal)?;
-                let Some(token) = &p.token else {
-                    return Err(invalid("this request carries no token to revoke"));
-                };
-                let (access, accessor) = (self.access.clone(), token.accessor.clone());
-                blocking(move || access.revoke_token(&store, &accessor))
-                    .await
-                    .map(|()| Reply::Done)
-                    .map_err(at(Gate::Store))
-            }
-            Request::TokenRenewSelf => {
-                let store = self.vault.store().map_err(at(Gate::Seal))?;
-                let p = self.identity_and_rate(principal)?;
-                let Some(token) = &p.token else {
-                    return Err(invalid("this request carries no token to renew"));
-                };
-                let (access, accessor, actor) =
-                    (self.access.clone(), token.accessor.clone(), p.actor());
-                blocking(move || access.renew_token(&store, &accessor, &actor))
-                    .await
-                    .map(|record| Reply::TokenInfo(Box::new(record)))
-                    .map_err(at(Gate::Store))
-            }
-            Request::TokenLookup {
-                accessor: Some(accessor),
-            } => {
-                self.sys(principal, "token")?;
-                self.access
-                    .token(&accessor)
-                    .map(|t| Reply::TokenInfo(Box::new((*t).clone())))
-                    .ok_or_else(|| {
-                        Refusal::at(
-                            Gate::Store,
-                            CoreError::Store(coffer_store::StoreError::NotFound("token")),
-                        )
-                    })
-            }
-            Request::AuditHash { name, namespace } => {
-                self.vault.store().map_err(at(Gate::Seal))?;
-                self.sudo(principal, "audit")?;
                 let keys = self
                     .vault
                     .audit_keys()
@@ -232,13 +142,7 @@ impl Service {
                     namespace: namespace.map(|n| keys.name_hash(&n)),
                 })
             }
-            Request::Metrics => {
-                let p = self.identity_and_rate(principal)?;
-                self.allow(p, Capability::Read, "sys/metrics", None)?;
-                Ok(Reply::Done)
-            }
-            Request::AuditVerify => {
-                self.sudo(principal, "audit")?;
+            Operation::AuditVerify => {
                 let audit = self.audit.clone().ok_or_else(|| {
                     Refusal::at(
                         Gate::Validation,
@@ -251,33 +155,25 @@ impl Service {
                     if let Err(e) = audit.sync() {
                         tracing::warn!(error = %e, "cannot checkpoint the audit log before verifying it");
                     }
-                    coffer_audit::verify(audit.dir(), keys.as_ref()).map_err(|e| {
-                        CoreError::AuditUnavailable(e.to_string())
-                    })
+                    coffer_audit::verify(audit.dir(), keys.as_ref())
+                        .map_err(|e| CoreError::AuditUnavailable(e.to_string()))
                 })
                 .await
                 .map_err(at(Gate::Store))?;
-                Ok(Reply::AuditVerified(Box::new(AuditReport::from(&report))))
+                Ok(Reply::AuditVerified(Box::new(report.to_reply())))
             }
-            // Secret operations and lists are dispatched before this.
-            Request::Secret { .. } | Request::List { .. } => {
+            Operation::Metrics => Ok(Reply::Done),
+            Operation::TokenCreate(_)
+            | Operation::TokenList
+            | Operation::TokenRevoke { .. }
+            | Operation::TokenRevokeSelf
+            | Operation::TokenRenewSelf
+            | Operation::TokenLookup { .. } => self.tokens(who, op).await,
+            // Secrets, lists and mounts are admitted as their own work.
+            Operation::Secret { .. } | Operation::List { .. } | Operation::Mount { .. } => {
                 Err(invalid("not an operation on the daemon"))
             }
         }
-    }
-
-    /// Gates 1 and 3 to 5 for an operation on the store's own records.
-    fn sys<'p>(
-        &self,
-        principal: &'p Resolved,
-        area: &str,
-    ) -> Gated<(
-        Arc<dyn coffer_store::SecretStore>,
-        &'p crate::access::Principal,
-    )> {
-        let store = self.vault.store().map_err(at(Gate::Seal))?;
-        let p = self.sudo(principal, area)?;
-        Ok((store, p))
     }
 
     fn listing(&self) -> PolicyListing {
@@ -323,13 +219,11 @@ impl Service {
 
     async fn add_slot(
         &self,
-        principal: &Resolved,
-        kind: String,
+        kind: SlotKind,
         pcrs: Option<String>,
         key: Option<SecretBytes>,
         path: Option<String>,
     ) -> Gated<Reply> {
-        let p = self.sudo(principal, "slots")?;
         let pcrs = pcrs
             .map(|p| p.parse::<PcrPolicy>())
             .transpose()
@@ -340,77 +234,41 @@ impl Service {
                 .ok_or_else(|| invalid(format!("a {kind} slot needs `key`, its passphrase")))
         };
         let argon2 = self.config.argon2;
-        let new = match kind.as_str() {
-            "file" => NewSlot::KeyFile(
+        let new = match kind {
+            SlotKind::File => NewSlot::KeyFile(
                 path.map(PathBuf::from)
                     .ok_or_else(|| invalid("a file slot needs `path`"))?,
             ),
-            "passphrase" => NewSlot::Passphrase {
+            SlotKind::Passphrase => NewSlot::Passphrase {
                 passphrase: passphrase(key)?,
                 argon2,
             },
-            "recovery" => NewSlot::Recovery,
-            "tpm" => NewSlot::Tpm { pcrs },
-            "tpm+passphrase" => NewSlot::TpmPassphrase {
+            SlotKind::Recovery => NewSlot::Recovery,
+            SlotKind::Tpm => NewSlot::Tpm { pcrs },
+            SlotKind::TpmPassphrase => NewSlot::TpmPassphrase {
                 pcrs,
                 passphrase: passphrase(key)?,
                 argon2,
             },
-            _ => {
-                return Err(invalid(
-                    "the slot kind is one of file, passphrase, recovery, tpm, tpm+passphrase",
-                ));
-            }
+            _ => return Err(invalid("this slot kind cannot be added")),
         };
-        let kind_name = new.kind().as_str();
         let vault = self.vault.clone();
         let added = blocking(move || vault.add_slot(new))
             .await
-            .map_err(at(Gate::Store))?;
-        tracing::info!(event = "secret_action", action = "slot_add", kind = kind_name, slot = added.id, actor = %p.actor(), "slot added");
+            .map_err(stored)?;
         Ok(Reply::SlotAdded {
             id: added.id,
             recovery: added.recovery.map(|r| r.display()),
         })
     }
 
-    async fn create_namespace(&self, principal: &Resolved, namespace: String) -> Gated<Reply> {
-        let store = self.vault.store().map_err(at(Gate::Seal))?;
-        let namespace =
-            Namespace::parse_owned(namespace).map_err(|e| at(Gate::Namespace)(e.into()))?;
-        let p = self.sudo(principal, "namespaces")?;
-        blocking(move || Ok(store.create_namespace(&namespace)?))
-            .await
-            .map_err(at(Gate::Store))?;
-        tracing::info!(event = "secret_action", action = "namespace_create", actor = %p.actor(), "namespace created");
-        Ok(Reply::Done)
-    }
-
-    fn list_namespaces(&self, principal: &Resolved) -> Gated<Reply> {
-        let store = self.vault.store().map_err(at(Gate::Seal))?;
-        let p = self.identity_and_rate(principal)?;
-        self.allow(p, Capability::List, "sys/namespaces", None)?;
-        Ok(Reply::Namespaces(
-            store
-                .namespaces()
-                .into_iter()
-                .filter(|n| !n.is_system())
-                .collect(),
-        ))
-    }
-
-    async fn status(&self, principal: &Resolved) -> Gated<Reply> {
-        self.identity_and_rate(principal)?;
+    pub(super) async fn report(&self) -> StatusReport {
         let (entries, bytes) = self.cache.usage();
         let cache = CacheStatus {
             entries,
             bytes,
             ttl_seconds: self.cache.ttl().as_secs(),
         };
-        Ok(Reply::Status(Box::new(self.report(cache).await)))
-    }
-
-    pub(super) async fn report(&self, cache: CacheStatus) -> StatusReport {
         // Reading the header is a store read; keep it off the async workers.
         let vault = self.vault.clone();
         match tokio::task::spawn_blocking(move || vault.status(cache)).await {
@@ -419,42 +277,27 @@ impl Service {
         }
     }
 
-    fn seal(&self, principal: &Resolved) -> Gated<Reply> {
-        let p = self.sudo(principal, "seal")?;
-        self.vault.seal();
-        self.cache.flush();
-        tracing::info!(event = "secret_action", action = "seal", actor = %p.actor(), "sealed");
-        Ok(Reply::Done)
-    }
-
-    async fn unseal(&self, with: UnsealWith, key: Option<SecretBytes>) -> Gated<Reply> {
+    async fn unseal(
+        &self,
+        with: UnsealWith,
+        key: Option<SecretBytes>,
+        queue: bool,
+    ) -> Gated<Reply> {
         let vault = self.vault.clone();
-        blocking(move || vault.unseal(with, key))
+        blocking(move || vault.unseal(with, key, queue))
             .await
             .map_err(at(Gate::Seal))?;
-        tracing::info!(
-            event = "secret_action",
-            action = "unseal",
-            slot = with.as_str(),
-            "unsealed"
-        );
         Ok(Reply::Done)
     }
 }
 
-impl From<&coffer_audit::VerifyReport> for AuditReport {
-    fn from(r: &coffer_audit::VerifyReport) -> Self {
-        Self {
-            ok: r.ok(),
-            records: r.records,
-            files: r.files,
-            last_seq: r.last_seq,
-            checkpoint: r.checkpoint,
-            unanchored: r.unanchored,
-            problem: r
-                .problem
-                .as_ref()
-                .map(|p| format!("{}, line {}: {}", p.file.display(), p.line, p.reason)),
+/// A refusal from a policy change: a policy or binding the request got wrong is invalid
+/// input; the rest is the store's.
+fn policy_refusal(error: CoreError) -> Refusal {
+    match error {
+        e @ (CoreError::InvalidRequest(_) | CoreError::InvalidName(_)) => {
+            Refusal::at(Gate::Validation, e)
         }
+        e => stored(e),
     }
 }

@@ -1,48 +1,164 @@
 //! Opening the master key through a slot: automatically at start (first boot, TPM slots,
 //! key file slots), or on request (`coffer unseal`).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
-use coffer_crypto::{
-    MasterKey, RecoveryKey, SecretBytes, SlotKey, SlotKind, SlotParams, SlotRecord,
-};
-use coffer_store::{Backend, EncryptedStore, SecretStore, StoreError, StoreHeader};
-use coffer_tpm::{PcrPolicy, SealedKey, TpmRc};
-use coffer_types::Namespace;
+use coffer_crypto::{MasterKey, SecretBytes, SlotKind};
+use coffer_store::{Backend, SecretStore, StoreHeader};
+use coffer_tpm::TpmRc;
 use coffer_types::wire::UnsealWith;
 
-use super::{FirstBoot, State, Vault};
+use super::state::{FirstBoot, RETRY_EVERY, State, Vault, VaultOptions};
+use super::unlock::open_store;
+use crate::CoreError;
 use crate::bootstrap;
+use crate::status::{
+    CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus, show_time,
+};
 use crate::vault::slots::NewSlot;
-use crate::{CoreError, keyfile};
-
-/// Opens the data model with the master key, creating `default` if a crash left it out.
-pub(crate) fn open_store(
-    backend: Arc<dyn Backend>,
-    master: MasterKey,
-) -> Result<Arc<dyn SecretStore>, CoreError> {
-    let store = EncryptedStore::open(backend, master)?;
-    let default = Namespace::default_namespace();
-    if !store.has_namespace(&default) {
-        store.create_namespace(&default)?;
-    }
-    Ok(Arc::new(store))
-}
-
-fn crypto(e: coffer_crypto::CryptoError) -> CoreError {
-    CoreError::Store(StoreError::Crypto(e))
-}
-
-/// How a slot is described in messages: `tpm slot 1 (PCRs sha256:7)`.
-pub(super) fn describe(slot: &SlotRecord) -> String {
-    match slot.params.pcrs() {
-        Some(pcrs) => format!("{} slot {} (PCRs {pcrs})", slot.kind(), slot.id),
-        None => format!("{} slot {}", slot.kind(), slot.id),
-    }
-}
 
 impl Vault {
+    /// Opens the vault, unsealing through the TPM or a key file when the store has such a
+    /// slot, and initializing an empty store when `options.first_boot` says how. Never fails:
+    /// a problem leaves the vault sealed or unavailable, with the reason logged and reported
+    /// by `status`.
+    pub fn start(backend: Arc<dyn Backend>, options: VaultOptions) -> Self {
+        let vault = Self {
+            backend,
+            options,
+            state: RwLock::new(State::Sealed(String::new())),
+            last_try: Mutex::new(Instant::now()),
+            unsealing: Mutex::new(()),
+            header: Mutex::new(()),
+            epoch: AtomicU64::new(0),
+        };
+        let state = vault.automatic();
+        vault.replace(state);
+        vault
+    }
+    /// Gate 1: the open store, or why there is none. An unavailable store retries its key
+    /// file at most once a second, so fixing it needs no restart.
+    pub fn store(&self) -> Result<Arc<dyn SecretStore>, CoreError> {
+        {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            match &*state {
+                State::Unsealed { store, .. } => return Ok(store.clone()),
+                State::Sealed(_) => return Err(CoreError::Sealed),
+                State::Unavailable(reason) => {
+                    let mut last = self.last_try.lock().unwrap_or_else(PoisonError::into_inner);
+                    if last.elapsed() < RETRY_EVERY {
+                        return Err(CoreError::Unavailable(reason.clone()));
+                    }
+                    *last = Instant::now();
+                }
+            }
+        }
+        let next = self.automatic();
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        // Someone may have unsealed meanwhile; only replace an unavailable state.
+        if matches!(*state, State::Unavailable(_)) {
+            *state = next;
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        match &*state {
+            State::Unsealed { store, .. } => Ok(store.clone()),
+            State::Sealed(_) => Err(CoreError::Sealed),
+            State::Unavailable(reason) => Err(CoreError::Unavailable(reason.clone())),
+        }
+    }
+    /// Opens the store through slots of the given kind. Blocking (Argon2id and the TPM run
+    /// here), one attempt at a time: an attempt that finds another under way waits for it
+    /// when `queue` (an operator known to the daemon), or is refused at once
+    /// (`rate_limited`: an anonymous key over the network), so guesses cannot pile up.
+    pub fn unseal(
+        &self,
+        with: UnsealWith,
+        key: Option<SecretBytes>,
+        queue: bool,
+    ) -> Result<(), CoreError> {
+        let unsealed = || {
+            matches!(
+                *self.state.read().unwrap_or_else(PoisonError::into_inner),
+                State::Unsealed { .. }
+            )
+        };
+        if unsealed() {
+            return Ok(());
+        }
+        let _one = if queue {
+            self.unsealing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        } else {
+            match self.unsealing.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Err(CoreError::RateLimited),
+            }
+        };
+        // Another attempt may have opened it while this one waited.
+        if unsealed() {
+            return Ok(());
+        }
+        let header = self.header()?;
+        let master = self.open_by_request(&header, with, key)?;
+        let store = open_store(self.backend.clone(), master.duplicate())?;
+        self.replace(State::Unsealed { store, master });
+        tracing::info!(slot = with.as_str(), "store unsealed");
+        Ok(())
+    }
+    /// The status report (reads the header: blocking).
+    pub fn status(&self, cache: CacheStatus) -> StatusReport {
+        let (state, reason, namespaces) = {
+            let guard = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            match &*guard {
+                State::Unsealed { store, .. } => (
+                    SealState::Unsealed,
+                    None,
+                    Some(store.namespaces().iter().filter(|n| !n.is_system()).count()),
+                ),
+                State::Sealed(r) => (SealState::Sealed, Some(r.clone()), None),
+                State::Unavailable(r) => (SealState::Unavailable, Some(r.clone()), None),
+            }
+        };
+        let header = StoreHeader::load(self.backend.as_ref()).ok().flatten();
+        let slots = header
+            .as_ref()
+            .map(|h| h.slots.iter().map(|s| self.summary(s)).collect())
+            .unwrap_or_default();
+        let lock = coffer_crypto::locked::stats();
+        StatusReport {
+            state,
+            reason,
+            version: env!("CARGO_PKG_VERSION").into(),
+            backend: self.backend.kind().into(),
+            store_id: header.as_ref().map(|h| h.store_id.clone()),
+            initialized: header.as_ref().map(|h| show_time(h.created)),
+            slots,
+            namespaces,
+            tpm: TpmStatus {
+                present: self.options.tpm.is_some(),
+                tcti: self.options.tpm.as_ref().map(|t| t.tcti().to_owned()),
+            },
+            cache,
+            memory: MemoryStatus {
+                locked_pages: lock.pages,
+                lock_refusals: lock.refused,
+            },
+        }
+    }
+    pub(super) fn summary(&self, s: &coffer_crypto::SlotRecord) -> SlotSummary {
+        SlotSummary {
+            id: s.id,
+            kind: s.kind().as_str().into(),
+            created: show_time(s.created),
+            path: self.key_file_of(&s.params).map(|p| p.display().to_string()),
+            pcrs: s.params.pcrs().map(str::to_owned),
+        }
+    }
+
     /// Tries what needs no person: first-boot initialization, then TPM and key-file slots.
     pub(super) fn automatic(&self) -> State {
         match self.open_automatically() {
@@ -168,166 +284,6 @@ impl Vault {
             );
         }
         Ok(Some(made.master))
-    }
-
-    pub(super) fn key_file_of(&self, params: &SlotParams) -> Option<PathBuf> {
-        match params {
-            SlotParams::File { path } => Some(
-                self.options
-                    .key_file
-                    .clone()
-                    .unwrap_or_else(|| path.clone()),
-            ),
-            _ => None,
-        }
-    }
-
-    fn open_file_slot(&self, slot: &SlotRecord) -> Result<MasterKey, CoreError> {
-        let Some(path) = self.key_file_of(&slot.params) else {
-            return Err(CoreError::InvalidRequest("not a key file slot".to_owned()));
-        };
-        let contents = keyfile::read(&path)?;
-        let key = SlotKey::from_key_file(&contents).map_err(crypto)?;
-        slot.unwrap_master(&key).map_err(|_| {
-            CoreError::Unavailable(format!(
-                "key file {} does not open this store (it belongs to another store, or was \
-                 replaced); restore the right key file or unseal with the recovery key",
-                path.display()
-            ))
-        })
-    }
-
-    /// Unseals a TPM slot's node key with the TPM.
-    pub(super) fn node_key(&self, slot: &SlotRecord) -> Result<SecretBytes, CoreError> {
-        let (Some(pcrs), Some((public, private))) = (slot.params.pcrs(), slot.params.sealed())
-        else {
-            return Err(CoreError::InvalidRequest("not a TPM slot".to_owned()));
-        };
-        let tpm = self.tpm().ok_or_else(|| {
-            CoreError::Unavailable(format!(
-                "{} needs a TPM and none is reachable (set COFFER_TPM_TCTI or check {})",
-                describe(slot),
-                coffer_tpm::DEVICE
-            ))
-        })?;
-        let policy: PcrPolicy = pcrs
-            .parse()
-            .map_err(|e: coffer_tpm::PcrPolicyError| CoreError::InvalidRequest(e.to_string()))?;
-        let sealed = SealedKey {
-            public: public.to_vec(),
-            private: private.to_vec(),
-        };
-        tpm.unseal(&sealed, &policy)
-            .map_err(|source| CoreError::Tpm {
-                context: format!("{} did not open", describe(slot)),
-                source,
-            })
-    }
-
-    fn open_tpm_slot(
-        &self,
-        slot: &SlotRecord,
-        passphrase: Option<&SecretBytes>,
-    ) -> Result<MasterKey, CoreError> {
-        let node = self.node_key(slot)?;
-        let key = match (&slot.params, passphrase) {
-            (SlotParams::TpmPassphrase { .. }, Some(p)) => {
-                SlotKey::from_node_key_and_passphrase(&node, p, &slot.params).map_err(crypto)?
-            }
-            (SlotParams::TpmPassphrase { .. }, None) => {
-                return Err(CoreError::InvalidRequest(format!(
-                    "{} needs its passphrase too",
-                    describe(slot)
-                )));
-            }
-            _ => SlotKey::from_node_key(&node),
-        };
-        slot.unwrap_master(&key)
-            .map_err(|_| CoreError::Denied(format!("{} does not open this store", describe(slot))))
-    }
-
-    /// `coffer unseal`: tries the slots of the kind asked for.
-    pub(super) fn open_by_request(
-        &self,
-        header: &StoreHeader,
-        with: UnsealWith,
-        key: Option<SecretBytes>,
-    ) -> Result<MasterKey, CoreError> {
-        match with {
-            UnsealWith::KeyFile => {
-                let slot = header.slots_of(SlotKind::File).next().ok_or_else(|| {
-                    CoreError::InvalidRequest("this store has no key file slot".to_owned())
-                })?;
-                self.open_file_slot(slot)
-            }
-            UnsealWith::Tpm => {
-                let mut last = None;
-                for slot in header.slots_of(SlotKind::Tpm) {
-                    match self.open_tpm_slot(slot, None) {
-                        Ok(m) => return Ok(m),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    CoreError::InvalidRequest("this store has no tpm slot".to_owned())
-                }))
-            }
-            UnsealWith::Passphrase => {
-                let passphrase = key.ok_or_else(|| {
-                    CoreError::InvalidRequest("unseal with a passphrase needs `key`".to_owned())
-                })?;
-                let mut tried = false;
-                for slot in header.slots_of(SlotKind::Passphrase) {
-                    tried = true;
-                    let key =
-                        SlotKey::from_passphrase(&passphrase, &slot.params).map_err(crypto)?;
-                    if let Ok(m) = slot.unwrap_master(&key) {
-                        return Ok(m);
-                    }
-                }
-                let mut tpm_err = None;
-                for slot in header.slots_of(SlotKind::TpmPassphrase) {
-                    tried = true;
-                    match self.open_tpm_slot(slot, Some(&passphrase)) {
-                        Ok(m) => return Ok(m),
-                        Err(e @ CoreError::Tpm { .. }) => tpm_err = Some(e),
-                        Err(_) => {}
-                    }
-                }
-                match (tried, tpm_err) {
-                    (_, Some(e)) => Err(e),
-                    (true, None) => Err(CoreError::Denied(
-                        "that passphrase does not open any passphrase slot of this store"
-                            .to_owned(),
-                    )),
-                    (false, None) => Err(CoreError::InvalidRequest(
-                        "this store has no passphrase slot".to_owned(),
-                    )),
-                }
-            }
-            UnsealWith::Recovery => {
-                let text = key.ok_or_else(|| {
-                    CoreError::InvalidRequest("unseal with the recovery key needs `key`".to_owned())
-                })?;
-                let rk = RecoveryKey::parse(&text)
-                    .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
-                let mut any = false;
-                for slot in header.slots_of(SlotKind::Recovery) {
-                    any = true;
-                    if let Ok(m) = slot.unwrap_master(&SlotKey::from_recovery(&rk)) {
-                        return Ok(m);
-                    }
-                }
-                Err(if any {
-                    CoreError::Denied(
-                        "that recovery key does not open this store's recovery slot".to_owned(),
-                    )
-                } else {
-                    CoreError::InvalidRequest("this store has no recovery slot".to_owned())
-                })
-            }
-            _ => Err(CoreError::Unsupported("this slot kind cannot unseal")),
-        }
     }
 }
 

@@ -12,8 +12,8 @@ use coffer_crypto::{
 use coffer_store::{StoreError, StoreHeader};
 use coffer_tpm::{PcrPolicy, Tpm};
 
-use super::Vault;
-use super::open::describe;
+use super::state::Vault;
+use super::unlock::describe;
 use crate::status::SlotSummary;
 use crate::{CoreError, keyfile};
 

@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use coffer_core::Service;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -27,6 +30,12 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
     namespace: String,
 }
@@ -42,6 +51,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     materializations: Family<NamespaceLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
     sealed: Gauge,
     uptime: Gauge,
 }
@@ -61,6 +71,7 @@ impl Metrics {
             latency_histogram,
         );
         let materializations = Family::<NamespaceLabels, Counter>::default();
+        let actions = Family::<ActionLabels, Counter>::default();
         let sealed = Gauge::default();
         let uptime = Gauge::default();
         registry.register(
@@ -79,6 +90,11 @@ impl Metrics {
             materializations.clone(),
         );
         registry.register(
+            "requests",
+            "Requests answered through any interface, by action and outcome (ok, denied, error)",
+            actions.clone(),
+        );
+        registry.register(
             "sealed",
             "1 while the store is sealed or unavailable",
             sealed.clone(),
@@ -93,6 +109,7 @@ impl Metrics {
             requests,
             latency,
             materializations,
+            actions,
             sealed,
             uptime,
         }
@@ -118,6 +135,15 @@ impl Metrics {
                 .inner()
                 .store(n, std::sync::atomic::Ordering::Relaxed);
         }
+        for count in service.request_counts() {
+            self.actions
+                .get_or_create(&ActionLabels {
+                    action: count.action.as_str(),
+                    outcome: count.outcome,
+                })
+                .inner()
+                .store(count.count, std::sync::atomic::Ordering::Relaxed);
+        }
         self.sealed.set(i64::from(service.sealed()));
         self.uptime
             .set(i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX));
@@ -127,4 +153,55 @@ impl Metrics {
         }
         text
     }
+}
+
+/// The route a response answered, set by handlers whose route the router cannot name (the
+/// KV mounts): `kv.data`, `kv.metadata`, ...
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteLabel(pub &'static str);
+
+/// The label of a route the router matched: its path without `/v1/` and parameters, never a
+/// name from the request.
+fn label_of(matched: &str) -> &'static str {
+    let path = matched.trim_start_matches("/v1/");
+    match path {
+        "sys/health" => "sys.health",
+        "sys/seal-status" => "sys.seal-status",
+        "sys/leader" => "sys.leader",
+        "sys/seal" => "sys.seal",
+        "sys/unseal" => "sys.unseal",
+        "sys/metrics" => "sys.metrics",
+        "sys/coffer/status" => "coffer.status",
+        _ if path.starts_with("sys/mounts") || path.starts_with("sys/internal/ui/mounts") => {
+            "sys.mounts"
+        }
+        _ if path.starts_with("sys/policies") || path.starts_with("sys/policy") => "sys.policies",
+        _ if path.starts_with("sys/coffer/audit") => "coffer.audit",
+        _ if path.starts_with("auth/token") => "auth.token",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts each answered request by route and status, with its latency.
+pub(crate) async fn track(
+    State(state): State<crate::http::state::Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| label_of(m.as_str()));
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|l| l.0)
+        .or(matched)
+        .unwrap_or("other");
+    state
+        .metrics
+        .observe(route, response.status().as_u16(), started.elapsed());
+    response
 }

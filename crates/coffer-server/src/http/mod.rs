@@ -1,34 +1,32 @@
-//! The Vault-compatible HTTP API (DESIGN.md, HTTP API): axum behind hyper, on plain TCP
-//! (loopback only) or rustls.
+//! The Vault-compatible HTTP API (DESIGN.md, HTTP API): an axum [`app`] behind hyper, on
+//! plain TCP (loopback only) or rustls.
 //!
 //! The source follows a request: [`serve_http`] accepts and limits connections (a cap on
-//! how many at once, a TLS handshake timeout, hyper's header timeout), `entry` reads the
-//! body within the size and time limits, takes the token, and hands the path to `route`,
-//! which sends `sys/` and `auth/` to `sys` and every other mount to `kv`. Both build core
-//! [`Request`](coffer_core::Request)s and answer through the same `Service` as the socket,
-//! so every request walks the same gates and leaves the same audit record. `reply` holds
-//! Vault's envelope and error shapes, `metrics` the Prometheus counters.
-//!
-//! Parsing helpers return the finished error `Response` as their `Err`: it is built once, on
-//! the refusal path only, so its size does not matter.
-#![allow(clippy::result_large_err)]
+//! how many at once, a TLS handshake timeout, hyper's header timeout, a graceful end at
+//! shutdown); [`app`] routes `sys/` and `auth/token/` to typed handlers (`sys`, `token`) and
+//! every other path to the one KV mount resolver (`kv`). Handlers only translate: each turns
+//! its request into core operations (`extract` takes the caller, the body and the query),
+//! calls `coffer_core::Service::call`, and shapes the answer (`envelope`); `error` maps a
+//! refusal to Vault's status and message exactly once. `metrics` counts what was answered.
 
-mod body;
+mod envelope;
+mod error;
+mod extract;
 mod kv;
 mod metrics;
-mod reply;
-mod route;
+mod state;
 mod sys;
 pub mod tls;
+mod token;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::extract::ConnectInfo;
+use axum::routing::{any, get, post};
 use coffer_core::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -36,9 +34,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::listener::Limits;
+use crate::handler::Limits;
 
+pub use error::CODE_HEADER;
 pub use metrics::Metrics;
+pub use state::AppState;
 
 /// Where and how the HTTP API listens.
 pub struct HttpConfig {
@@ -72,23 +72,84 @@ impl HttpConfig {
     }
 }
 
-/// What every request handler shares.
-pub(crate) struct Shared {
-    pub service: Arc<Service>,
-    pub metrics: Metrics,
-    pub limits: Limits,
-    pub started: Instant,
+/// The HTTP API as a router over `state`: typed routes for `sys/` and `auth/token/`, the
+/// KV mount resolver for every other path. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let both = |router: Router<state::Shared>,
+                path: &str,
+                route: axum::routing::MethodRouter<state::Shared>| {
+        router
+            .route(path, route.clone())
+            .route(&format!("{path}/"), route)
+    };
+    let mut router = Router::new()
+        .route("/v1/sys/health", get(sys::health).head(sys::health))
+        .route("/v1/sys/seal-status", get(sys::seal_status))
+        .route("/v1/sys/leader", get(sys::leader))
+        .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
+        .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
+        .route("/v1/sys/mounts", get(sys::mounts))
+        .route("/v1/sys/metrics", get(sys::metrics))
+        .route("/v1/sys/policies/acl/{name}", any(sys::policy))
+        .route("/v1/sys/policy/{name}", any(sys::policy))
+        .route("/v1/sys/coffer/status", get(sys::status))
+        .route(
+            "/v1/sys/coffer/audit/verify",
+            get(sys::audit_verify)
+                .post(sys::audit_verify)
+                .put(sys::audit_verify),
+        )
+        .route(
+            "/v1/sys/coffer/audit/hash",
+            post(sys::audit_hash).put(sys::audit_hash),
+        )
+        .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::mount_of))
+        .route("/v1/sys/{*rest}", any(sys::no_route))
+        .route(
+            "/v1/auth/token/create",
+            post(token::create).put(token::create),
+        )
+        .route(
+            "/v1/auth/token/create-orphan",
+            post(token::create).put(token::create),
+        )
+        .route(
+            "/v1/auth/token/lookup-self",
+            get(token::lookup_self).post(token::lookup_self),
+        )
+        .route(
+            "/v1/auth/token/lookup-accessor",
+            post(token::lookup_accessor),
+        )
+        .route("/v1/auth/token/revoke-self", post(token::revoke_self))
+        .route(
+            "/v1/auth/token/revoke-accessor",
+            post(token::revoke_accessor),
+        )
+        .route("/v1/auth/token/renew-self", post(token::renew_self))
+        .route("/v1/auth/{*rest}", any(sys::no_route));
+    router = both(router, "/v1/sys/policies/acl", any(sys::policy_list));
+    router = both(router, "/v1/sys/policy", any(sys::policy_list));
+    router
+        .fallback(kv::handle)
+        .method_not_allowed_fallback(sys::unsupported)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
 }
 
-/// Binds `config.addr`; errors name the address.
+/// Binds `addr`; errors name the address.
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Serves the HTTP API on `listener` until `shutdown` turns true. Refuses plain HTTP off
-/// loopback before serving anything.
+/// Serves the HTTP API on `listener` until `shutdown` turns true, then lets the requests in
+/// flight finish (up to the request timeout). Refuses plain HTTP off loopback before
+/// serving anything.
 pub async fn serve_http(
     service: Arc<Service>,
     listener: TcpListener,
@@ -98,13 +159,7 @@ pub async fn serve_http(
     config
         .check()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let shared = Arc::new(Shared {
-        service,
-        metrics: Metrics::new(),
-        limits: config.limits,
-        started: Instant::now(),
-    });
-    let app: Router = Router::new().fallback(entry).with_state(shared);
+    let app = app(AppState::new(service, config.limits));
     let acceptor = config.tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
     tracing::info!(
@@ -124,9 +179,11 @@ pub async fn serve_http(
         .keep_alive_interval(Some(config.limits.idle_timeout))
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
+            () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -145,20 +202,34 @@ pub async fn serve_http(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let limits = config.limits;
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
+        let (app, acceptor, builder) = (app.clone(), acceptor.clone(), builder.clone());
+        let (limits, stop) = (config.limits, shutdown.clone());
+        connections.spawn(async move {
             let _permit = permit;
-            tokio::select! {
-                () = connection(stream, peer, app, acceptor, &builder, limits) => {}
-                _ = stop.changed() => {}
-            }
+            connection(stream, peer, app, acceptor, &builder, limits, stop).await;
         });
     }
+    drop(listener);
+    // Each connection ends gracefully (the request in flight finishes) within the request
+    // timeout; what is left after twice that is closed.
+    let drained = tokio::time::timeout(config.limits.request_timeout.saturating_mul(2), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "HTTP connections still open at shutdown were closed"
+        );
+        connections.shutdown().await;
+    }
     Ok(())
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` answers is not `Send`: drop it before anything else awaits.
+    let _ = stop.wait_for(|s| *s).await.map(drop);
 }
 
 async fn connection(
@@ -168,24 +239,13 @@ async fn connection(
     acceptor: Option<TlsAcceptor>,
     builder: &auto::Builder<TokioExecutor>,
     limits: Limits,
+    stop: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let mut app = app.clone();
-        async move {
-            use tower::Service as _;
-            app.call(request.map(axum::body::Body::new)).await
-        }
-    });
     let served = match acceptor {
-        None => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-        }
+        None => serve(TokioIo::new(stream), peer, app, builder, limits, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(limits.request_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
+                Ok(Ok(tls)) => serve(TokioIo::new(tls), peer, app, builder, limits, stop).await,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                     return;
@@ -202,17 +262,37 @@ async fn connection(
     }
 }
 
-/// Every request: limits, the token, the route, the metrics.
-async fn entry(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
-) -> Response {
-    let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let (route, response) = route::handle(&shared, peer, parts, body).await;
-    shared
-        .metrics
-        .observe(route, response.status().as_u16(), started.elapsed());
-    response
+/// Serves one connection; at shutdown, lets the request in flight finish (hyper's graceful
+/// shutdown), then closes.
+async fn serve<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    app: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut app = app.clone();
+        async move {
+            use tower::Service as _;
+            app.call(request.map(axum::body::Body::new)).await
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => served,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.request_timeout, conn).await {
+                Ok(served) => served,
+                Err(_) => Ok(()),
+            }
+        }
+    }
 }

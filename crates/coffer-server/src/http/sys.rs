@@ -1,93 +1,64 @@
-//! `sys/` and `auth/token/`: health and seal state (unauthenticated and not audited, as in
-//! Vault), seal and unseal, mounts, ACL policies, metrics, coffer's own daemon operations
-//! (`sys/coffer/...`), and the token routes.
+//! `sys/`: health and seal state (unauthenticated and not audited, as in Vault), seal and
+//! unseal, mounts, ACL policies, metrics, and coffer's own daemon operations
+//! (`sys/coffer/...`). Each route turns its request into one core operation.
 
-use std::time::Duration;
-
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
-use coffer_core::access::{PolicyText, TokenRecord};
-use coffer_core::{Reply, Request, SealState, StatusReport};
+use axum::response::{IntoResponse, Response};
+use coffer_core::{Operation, Reply, SealState, StatusReport};
 use coffer_crypto::SecretBytes;
-use coffer_types::Timestamp;
+use coffer_types::reply::PolicyText;
 use coffer_types::wire::UnsealWith;
+use coffer_types::{Namespace, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-use super::kv;
-use super::reply::{self, Envelope};
-use super::route::{Ctx, no_route, unsupported};
+use super::envelope::{self, Envelope};
+use super::error::{ApiError, ApiResult, is_missing};
+use super::extract::{Body, Query, Who, lists, reads, writes};
+use super::kv::mount;
+use super::state::Shared;
 
-/// The time to live of a token made without one (Vault's default, 32 days).
-const DEFAULT_TOKEN_TTL: u64 = 768 * 3600;
-
-/// Handles `sys/<rest>`.
-pub(crate) async fn handle(ctx: &Ctx<'_>, rest: &str) -> (&'static str, Response) {
-    let rest = rest.trim_end_matches('/');
-    match rest {
-        "health" => ("sys.health", health(ctx).await),
-        "seal-status" => ("sys.seal-status", seal_status(ctx).await),
-        "leader" => (
-            "sys.leader",
-            reply::json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "ha_enabled": false,
-                    "is_self": false,
-                    "active_time": "0001-01-01T00:00:00Z",
-                    "leader_address": "",
-                    "leader_cluster_address": "",
-                    "performance_standby": false,
-                    "performance_standby_last_remote_wal": 0,
-                }),
-            ),
-        ),
-        "seal" => ("sys.seal", seal(ctx).await),
-        "unseal" => ("sys.unseal", unseal(ctx).await),
-        "mounts" => ("sys.mounts", mounts(ctx).await),
-        "metrics" => ("sys.metrics", metrics(ctx).await),
-        "policies/acl" | "policy" => ("sys.policies", policy_list(ctx).await),
-        "coffer/status" => ("coffer.status", status(ctx).await),
-        "coffer/audit/verify" => ("coffer.audit", audit_verify(ctx).await),
-        "coffer/audit/hash" => ("coffer.audit", audit_hash(ctx).await),
-        _ => {
-            if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
-                return ("sys.mounts", mount_of(ctx, path).await);
-            }
-            if let Some(name) = rest
-                .strip_prefix("policies/acl/")
-                .or_else(|| rest.strip_prefix("policy/"))
-            {
-                return ("sys.policies", policy(ctx, name).await);
-            }
-            ("other", no_route(&format!("sys/{rest}")))
-        }
-    }
+/// An answer the core should not give for the request it was sent.
+fn unexpected() -> ApiError {
+    tracing::error!("the core answered an HTTP request with an unexpected reply");
+    ApiError::Edge(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+    )
 }
 
-fn code_from(ctx: &Ctx<'_>, key: &str, default: u16) -> StatusCode {
-    ctx.query(key)
+/// The status `sys/health` answers: the caller's override when it is a final status
+/// (200-599; hyper answers 1xx itself), else `default`.
+fn code_from(query: &Query, key: &str, default: u16) -> StatusCode {
+    query
+        .get(key)
         .and_then(|v| v.parse::<u16>().ok())
+        .filter(|c| (200..600).contains(c))
         .and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::OK))
 }
 
+fn cluster_name(report: &StatusReport) -> String {
+    match &report.store_id {
+        Some(id) => format!("coffer-{}", &id[..id.len().min(8)]),
+        None => "coffer".to_owned(),
+    }
+}
+
 /// `sys/health`: 200 unsealed, 503 sealed, 501 not initialized, each overridable by
 /// `activecode`, `sealedcode`, `uninitcode`. HEAD answers the code alone.
-async fn health(ctx: &Ctx<'_>) -> Response {
-    if !ctx.reads() {
-        return unsupported();
-    }
-    let report = ctx.shared.service.public_status().await;
+pub(crate) async fn health(State(state): State<Shared>, method: Method, query: Query) -> Response {
+    let report = state.service.public_status().await;
     let initialized = report.initialized.is_some();
     let sealed = report.state != SealState::Unsealed;
     let status = if !initialized {
-        code_from(ctx, "uninitcode", 501)
+        code_from(&query, "uninitcode", 501)
     } else if sealed {
-        code_from(ctx, "sealedcode", 503)
+        code_from(&query, "sealedcode", 503)
     } else {
-        code_from(ctx, "activecode", 200)
+        code_from(&query, "activecode", 200)
     };
-    let now = Timestamp::now().as_millis() / 1000;
     let body = serde_json::json!({
         "initialized": initialized,
         "sealed": sealed,
@@ -95,7 +66,7 @@ async fn health(ctx: &Ctx<'_>) -> Response {
         "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
-        "server_time_utc": now,
+        "server_time_utc": Timestamp::now().as_millis() / 1000,
         "version": report.version,
         "enterprise": false,
         "cluster_name": cluster_name(&report),
@@ -104,18 +75,27 @@ async fn health(ctx: &Ctx<'_>) -> Response {
         "clock_skew_ms": 0,
         "coffer": { "state": report.state, "reason": report.reason, "backend": report.backend },
     });
-    let mut response = reply::json(status, &body);
-    if ctx.method == Method::HEAD {
+    let mut response = envelope::json(status, &body);
+    if method == Method::HEAD {
         *response.body_mut() = axum::body::Body::empty();
     }
     response
 }
 
-fn cluster_name(report: &StatusReport) -> String {
-    match &report.store_id {
-        Some(id) => format!("coffer-{}", &id[..id.len().min(8)]),
-        None => "coffer".to_owned(),
-    }
+/// `sys/leader`: coffer has no HA leader of Vault's kind.
+pub(crate) async fn leader() -> Response {
+    envelope::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "ha_enabled": false,
+            "is_self": false,
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": "",
+            "leader_cluster_address": "",
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+        }),
+    )
 }
 
 #[derive(Serialize)]
@@ -128,54 +108,50 @@ struct SealStatus {
     n: usize,
     progress: u32,
     nonce: &'static str,
-    version: &'static str,
+    version: Cow<'static, str>,
     build_date: &'static str,
     migration: bool,
     recovery_seal: bool,
-    storage_type: &'static str,
+    storage_type: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster_id: Option<String>,
 }
 
-fn seal_facts(report: &StatusReport) -> SealStatus {
+fn seal_facts(report: &StatusReport) -> Response {
     let sealed = report.state != SealState::Unsealed;
-    SealStatus {
-        kind: "coffer",
-        initialized: report.initialized.is_some(),
-        sealed,
-        // Any one slot opens the store.
-        t: 1,
-        n: report.slots.len(),
-        progress: 0,
-        nonce: "",
-        version: report.version,
-        build_date: "",
-        migration: false,
-        recovery_seal: false,
-        storage_type: report.backend,
-        cluster_name: (!sealed).then(|| cluster_name(report)),
-        cluster_id: (!sealed).then(|| report.store_id.clone().unwrap_or_default()),
-    }
+    envelope::json(
+        StatusCode::OK,
+        &SealStatus {
+            kind: "coffer",
+            initialized: report.initialized.is_some(),
+            sealed,
+            // Any one slot opens the store.
+            t: 1,
+            n: report.slots.len(),
+            progress: 0,
+            nonce: "",
+            version: report.version.clone(),
+            build_date: "",
+            migration: false,
+            recovery_seal: false,
+            storage_type: report.backend.clone(),
+            cluster_name: (!sealed).then(|| cluster_name(report)),
+            cluster_id: (!sealed).then(|| report.store_id.clone().unwrap_or_default()),
+        },
+    )
 }
 
-async fn seal_status(ctx: &Ctx<'_>) -> Response {
-    if !ctx.reads() {
-        return unsupported();
-    }
-    let report = ctx.shared.service.public_status().await;
-    reply::json(StatusCode::OK, &seal_facts(&report))
+/// `sys/seal-status`.
+pub(crate) async fn seal_status(State(state): State<Shared>) -> Response {
+    seal_facts(&state.service.public_status().await)
 }
 
-async fn seal(ctx: &Ctx<'_>) -> Response {
-    if !ctx.writes() {
-        return unsupported();
-    }
-    if ctx.token.is_none() {
-        return reply::error(StatusCode::FORBIDDEN, "permission denied");
-    }
-    reply::done(ctx.call(Request::Seal).await)
+/// `sys/seal`.
+pub(crate) async fn seal(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    state.service.call(caller, Operation::Seal).await?;
+    Ok(envelope::no_content())
 }
 
 #[derive(Deserialize)]
@@ -191,141 +167,127 @@ struct UnsealIn {
     slot: Option<String>,
 }
 
-async fn unseal(ctx: &Ctx<'_>) -> Response {
-    if !ctx.writes() {
-        return unsupported();
-    }
-    let input: UnsealIn = match ctx.json() {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+/// `sys/unseal`: the key is the caller's authority, as in Vault.
+pub(crate) async fn unseal(State(state): State<Shared>, Who(caller): Who, body: Body) -> ApiResult {
+    let input: UnsealIn = body.json()?;
     if let (Some(key), false) = (input.key, input.reset) {
         let key = SecretBytes::from_string(key);
         let with = match input.slot.as_deref() {
-            Some(s) => match s.parse::<UnsealWith>() {
-                Ok(w @ (UnsealWith::Passphrase | UnsealWith::Recovery)) => w,
-                Ok(_) => {
-                    return reply::error(
-                        StatusCode::BAD_REQUEST,
-                        "over HTTP a key opens a passphrase or recovery slot; file and tpm \
-                         slots are opened by the daemon itself",
-                    );
-                }
-                Err(e) => return reply::error(StatusCode::BAD_REQUEST, &e.to_string()),
-            },
+            Some(s) => s
+                .parse::<UnsealWith>()
+                .map_err(|e| ApiError::bad(e.to_string()))?,
             None if coffer_crypto::RecoveryKey::parse(&key).is_ok() => UnsealWith::Recovery,
             None => UnsealWith::Passphrase,
         };
-        if let Err(r) = ctx.call(Request::UnsealByKey { with, key }).await {
-            return reply::refusal(&r);
-        }
+        let op = Operation::Unseal {
+            with,
+            key: Some(key),
+            by_key: true,
+        };
+        state.service.call(caller, op).await?;
     }
-    let report = ctx.shared.service.public_status().await;
-    reply::json(StatusCode::OK, &seal_facts(&report))
+    Ok(seal_facts(&state.service.public_status().await))
 }
 
-async fn mounts(ctx: &Ctx<'_>) -> Response {
-    if !ctx.reads() {
-        return unsupported();
-    }
-    if ctx.token.is_none() {
-        return reply::error(StatusCode::FORBIDDEN, "permission denied");
-    }
-    let namespaces = match ctx.call(Request::ListNamespaces).await {
-        Ok(Reply::Namespaces(n)) => n,
-        Ok(_) => return reply::unexpected(),
-        Err(r) => return reply::refusal(&r),
+/// `sys/mounts`: a mount per namespace, and `secret/` for `default`.
+pub(crate) async fn mounts(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    let Reply::Namespaces(namespaces) =
+        state.service.call(caller, Operation::NamespaceList).await?
+    else {
+        return Err(unexpected());
     };
     let mut table = serde_json::Map::new();
     table.insert(
         "secret/".to_owned(),
-        kv::mount_entry("secret/", coffer_types::Namespace::DEFAULT),
+        mount::entry("secret/", Namespace::DEFAULT),
     );
     for ns in &namespaces {
         let path = format!("{}/", ns.as_str());
-        table.insert(path.clone(), kv::mount_entry(&path, ns.as_str()));
+        table.insert(path.clone(), mount::entry(&path, ns.as_str()));
     }
     // Vault answers the table both at the top level and under `data`.
-    let id = reply::request_id();
+    let id = envelope::request_id();
     let mut body = serde_json::to_value(Envelope::data(&id, &table)).unwrap_or_default();
     if let serde_json::Value::Object(b) = &mut body {
         for (k, v) in table {
             b.insert(k, v);
         }
     }
-    reply::json(StatusCode::OK, &body)
+    Ok(envelope::json(StatusCode::OK, &body))
 }
 
 /// `sys/internal/ui/mounts/<path>`: which mount serves `path` (the bao and vault CLIs ask
-/// before every `kv` command). Needs a live token.
-async fn mount_of(ctx: &Ctx<'_>, path: &str) -> Response {
-    let Some(token) = &ctx.token else {
-        return reply::error(StatusCode::FORBIDDEN, "permission denied");
+/// before every `kv` command).
+pub(crate) async fn mount_of(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    Path(path): Path<String>,
+) -> ApiResult {
+    let prefixes = mount::prefixes(&path);
+    let op = Operation::Mount {
+        candidates: prefixes.iter().map(|(_, ns)| ns.clone()).collect(),
     };
-    if ctx.shared.service.sealed() {
-        return reply::error(StatusCode::SERVICE_UNAVAILABLE, reply::SEALED);
-    }
-    if !ctx.shared.service.token_is_live(token).await {
-        return reply::error(StatusCode::FORBIDDEN, "permission denied");
-    }
-    match kv::resolve(ctx, path.trim_matches('/')) {
-        Some((mount, ns)) => reply::data(kv::mount_entry(&mount, ns.as_str())),
-        None => reply::error(
+    match state.service.call(caller, op).await {
+        Ok(Reply::Mount(found)) => {
+            let (mount_path, _) = prefixes
+                .iter()
+                .find(|(_, ns)| *ns == found)
+                .ok_or_else(unexpected)?;
+            Ok(envelope::data(mount::entry(mount_path, found.as_str())))
+        }
+        Ok(_) => Err(unexpected()),
+        Err(r) if r.gate == coffer_core::Gate::Namespace => Err(ApiError::Edge(
             StatusCode::FORBIDDEN,
-            &format!(
+            format!(
                 "preflight capability check returned 403, please ensure client's policies \
                  grant access to path {path:?}"
             ),
-        ),
+        )),
+        Err(r) => Err(r.into()),
     }
 }
 
-async fn metrics(ctx: &Ctx<'_>) -> Response {
-    if !ctx.reads() {
-        return unsupported();
+/// `sys/metrics?format=prometheus`, for a caller with `read` on `sys/metrics`.
+pub(crate) async fn metrics(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    query: Query,
+) -> ApiResult {
+    state.service.call(caller, Operation::Metrics).await?;
+    if query.get("format") != Some("prometheus") {
+        return Err(ApiError::bad(
+            "coffer serves metrics as Prometheus text: add ?format=prometheus",
+        ));
     }
-    if ctx.token.is_none() {
-        return reply::error(StatusCode::FORBIDDEN, "permission denied");
-    }
-    if let Err(r) = ctx.call(Request::Metrics).await {
-        return reply::refusal(&r);
-    }
-    match ctx.query("format") {
-        Some("prometheus") => {}
-        _ => {
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "coffer serves metrics as Prometheus text: add ?format=prometheus",
-            );
-        }
-    }
-    let text = ctx
-        .shared
-        .metrics
-        .render(&ctx.shared.service, ctx.shared.started);
-    let mut response = axum::response::Response::new(axum::body::Body::from(text));
+    let text = state.metrics.render(&state.service, state.started);
+    let mut response = Response::new(axum::body::Body::from(text));
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
-async fn policy_list(ctx: &Ctx<'_>) -> Response {
-    if !(ctx.list || ctx.reads()) {
-        return unsupported();
+/// `sys/policies/acl` (LIST or GET): the policies' names.
+pub(crate) async fn policy_list(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    method: Method,
+    query: Query,
+) -> ApiResult {
+    if !(lists(&method, &query) || reads(&method, &query)) {
+        return Err(ApiError::unsupported());
     }
-    match ctx.call(Request::PolicyList).await {
-        Ok(Reply::Policies(listing)) => {
-            let mut names: Vec<&str> = listing.policies.iter().map(|p| p.name.as_str()).collect();
-            names.extend(["root", "default"]);
-            names.sort_unstable();
-            names.dedup();
-            reply::data(serde_json::json!({ "keys": names, "policies": names }))
-        }
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
-    }
+    let Reply::Policies(listing) = state.service.call(caller, Operation::PolicyList).await? else {
+        return Err(unexpected());
+    };
+    let mut names: Vec<&str> = listing.policies.iter().map(|p| p.name.as_str()).collect();
+    names.extend(["root", "default"]);
+    names.sort_unstable();
+    names.dedup();
+    Ok(envelope::data(
+        serde_json::json!({ "keys": names, "policies": names }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -333,74 +295,72 @@ struct PolicyIn {
     policy: String,
 }
 
-async fn policy(ctx: &Ctx<'_>, name: &str) -> Response {
-    if ctx.reads() {
-        return match ctx
-            .call(Request::PolicyGet {
-                name: name.to_owned(),
-            })
+/// `sys/policies/acl/<name>`: read, write, delete one policy.
+pub(crate) async fn policy(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    method: Method,
+    query: Query,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    if reads(&method, &query) {
+        return match state
+            .service
+            .call(caller, Operation::PolicyGet { name })
             .await
         {
             Ok(Reply::Policy(view)) => {
                 let text = serde_json::to_string_pretty(&view.rules).unwrap_or_default();
-                reply::data(serde_json::json!({
+                Ok(envelope::data(serde_json::json!({
                     "name": view.name,
                     "policy": text,
                     "rules": view.rules,
                     "source": view.source,
-                }))
+                })))
             }
-            Ok(_) => reply::unexpected(),
-            Err(r) if r.error.code() == coffer_types::ErrorCode::NotFound => reply::not_found(),
-            Err(r) => reply::refusal(&r),
+            Ok(_) => Err(unexpected()),
+            Err(r) if is_missing(&r) => Err(ApiError::Missing),
+            Err(r) => Err(r.into()),
         };
     }
-    if ctx.method == Method::DELETE {
-        let name = name.to_owned();
-        return reply::done(ctx.call(Request::PolicyDelete { name }).await);
+    if method == Method::DELETE {
+        state
+            .service
+            .call(caller, Operation::PolicyDelete { name })
+            .await?;
+        return Ok(envelope::no_content());
     }
-    if ctx.writes() {
-        let input: PolicyIn = match ctx.json() {
-            Ok(i) => i,
-            Err(r) => return r,
-        };
-        let rules: PolicyText = match serde_json::from_str(&input.policy) {
-            Ok(r) => r,
-            Err(e) => {
-                return reply::error(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "the policy is coffer's JSON form ({{\"rules\":[{{\"path\":\"app/*\",\
-                         \"capabilities\":[\"read\"]}}]}}), which this is not: {e}"
-                    ),
-                );
-            }
-        };
-        let name = name.to_owned();
-        return reply::done(ctx.call(Request::PolicyPut { name, rules }).await);
+    if !writes(&method) {
+        return Err(ApiError::unsupported());
     }
-    unsupported()
+    let input: PolicyIn = body.json()?;
+    let rules: PolicyText = serde_json::from_str(&input.policy).map_err(|e| {
+        ApiError::bad(format!(
+            "the policy is coffer's JSON form ({{\"rules\":[{{\"path\":\"app/*\",\
+             \"capabilities\":[\"read\"]}}]}}), which this is not: {e}"
+        ))
+    })?;
+    state
+        .service
+        .call(caller, Operation::PolicyPut { name, rules })
+        .await?;
+    Ok(envelope::no_content())
 }
 
-async fn status(ctx: &Ctx<'_>) -> Response {
-    if !ctx.reads() {
-        return unsupported();
-    }
-    match ctx.call(Request::Status).await {
-        Ok(Reply::Status(report)) => reply::data(&*report),
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
+/// `sys/coffer/status`.
+pub(crate) async fn status(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    match state.service.call(caller, Operation::Status).await? {
+        Reply::Status(report) => Ok(envelope::data(&*report)),
+        _ => Err(unexpected()),
     }
 }
 
-async fn audit_verify(ctx: &Ctx<'_>) -> Response {
-    if !(ctx.writes() || ctx.reads()) {
-        return unsupported();
-    }
-    match ctx.call(Request::AuditVerify).await {
-        Ok(Reply::AuditVerified(report)) => reply::data(&*report),
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
+/// `sys/coffer/audit/verify`.
+pub(crate) async fn audit_verify(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    match state.service.call(caller, Operation::AuditVerify).await? {
+        Reply::AuditVerified(report) => Ok(envelope::data(&*report)),
+        _ => Err(unexpected()),
     }
 }
 
@@ -412,196 +372,32 @@ struct HashIn {
     namespace: Option<String>,
 }
 
-async fn audit_hash(ctx: &Ctx<'_>) -> Response {
-    if !ctx.writes() {
-        return unsupported();
-    }
-    let input: HashIn = match ctx.json() {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    match ctx
-        .call(Request::AuditHash {
-            name: input.name,
-            namespace: input.namespace,
-        })
-        .await
-    {
-        Ok(Reply::AuditHash { name, namespace }) => {
-            reply::data(serde_json::json!({ "name": name, "namespace": namespace }))
-        }
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
-    }
-}
-
-/// `{"accessor": "..."}`.
-#[derive(Deserialize)]
-struct AccessorIn {
-    accessor: String,
-}
-
-/// Handles `auth/token/<rest>`.
-pub(crate) async fn token(ctx: &Ctx<'_>, rest: &str) -> (&'static str, Response) {
-    if ctx.token.is_none() {
-        return (
-            "auth.token",
-            reply::error(StatusCode::FORBIDDEN, "permission denied"),
-        );
-    }
-    let response = match rest.trim_end_matches('/') {
-        "create" | "create-orphan" if ctx.writes() => create(ctx).await,
-        "lookup-self" if ctx.reads() || ctx.writes() => lookup(ctx, None).await,
-        "lookup-accessor" if ctx.writes() => match ctx.json::<AccessorIn>() {
-            Ok(i) => lookup(ctx, Some(i.accessor)).await,
-            Err(r) => r,
-        },
-        "revoke-self" if ctx.writes() => reply::done(ctx.call(Request::TokenRevokeSelf).await),
-        "revoke-accessor" if ctx.writes() => match ctx.json::<AccessorIn>() {
-            Ok(AccessorIn { accessor }) => {
-                reply::done(ctx.call(Request::TokenRevoke { accessor }).await)
-            }
-            Err(r) => r,
-        },
-        "renew-self" if ctx.writes() => match ctx.call(Request::TokenRenewSelf).await {
-            Ok(Reply::TokenInfo(record)) => {
-                let id = reply::request_id();
-                reply::json(StatusCode::OK, &Envelope::auth(&id, auth_of(&record, "")))
-            }
-            Ok(_) => reply::unexpected(),
-            Err(r) => reply::refusal(&r),
-        },
-        "create" | "create-orphan" | "lookup-self" | "lookup-accessor" | "revoke-self"
-        | "revoke-accessor" | "renew-self" => unsupported(),
-        other => no_route(&format!("auth/token/{other}")),
-    };
-    ("auth.token", response)
-}
-
-#[derive(Serialize)]
-struct Auth<'a> {
-    client_token: &'a str,
-    accessor: &'a str,
-    policies: &'a [String],
-    token_policies: &'a [String],
-    metadata: Option<()>,
-    lease_duration: u64,
-    renewable: bool,
-    entity_id: &'static str,
-    token_type: &'static str,
-    orphan: bool,
-    mfa_requirement: Option<()>,
-    num_uses: u32,
-}
-
-fn remaining(record: &TokenRecord) -> u64 {
-    let left = record.expires.as_millis() - Timestamp::now().as_millis();
-    u64::try_from(left.max(0) / 1000).unwrap_or(0)
-}
-
-fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
-    // Just made or just renewed: the whole time to live is left.
-    let lease = record.ttl.unwrap_or_else(|| remaining(record));
-    Auth {
-        client_token: token,
-        accessor: &record.accessor,
-        policies: &record.policies,
-        token_policies: &record.policies,
-        metadata: None,
-        lease_duration: lease,
-        renewable: true,
-        entity_id: "",
-        token_type: "service",
-        orphan: false,
-        mfa_requirement: None,
-        num_uses: 0,
-    }
-}
-
-#[derive(Deserialize)]
-struct CreateIn {
-    #[serde(default)]
-    policies: Vec<String>,
-    #[serde(default)]
-    ttl: Option<serde_json::Value>,
-    #[serde(default)]
-    display_name: Option<String>,
-    /// coffer's own: confine the token to a namespace.
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-async fn create(ctx: &Ctx<'_>) -> Response {
-    let input: CreateIn = match ctx.json() {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let ttl = match input.ttl.as_ref().map(reply::parse_duration).transpose() {
-        Ok(t) => t.filter(|t| *t > 0).unwrap_or(DEFAULT_TOKEN_TTL),
-        Err(e) => return reply::error(StatusCode::BAD_REQUEST, &format!("ttl: {e}")),
-    };
-    let policies = if input.policies.is_empty() {
-        vec![coffer_core::access::DEFAULT_POLICY.to_owned()]
-    } else {
-        input.policies
-    };
-    let request = Request::TokenCreate {
-        policies,
-        ttl: Duration::from_secs(ttl),
+/// `sys/coffer/audit/hash`: the audit log's hash of a name and/or a namespace.
+pub(crate) async fn audit_hash(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let input: HashIn = body.json()?;
+    let op = Operation::AuditHash {
+        name: input.name,
         namespace: input.namespace,
-        display_name: input.display_name,
     };
-    match ctx.call(request).await {
-        Ok(Reply::TokenCreated { token, record }) => {
-            let Some(text) = token.expose_str() else {
-                return reply::unexpected();
-            };
-            let id = reply::request_id();
-            reply::json(StatusCode::OK, &Envelope::auth(&id, auth_of(&record, text)))
-        }
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
+    match state.service.call(caller, op).await? {
+        Reply::AuditHash { name, namespace } => Ok(envelope::data(
+            serde_json::json!({ "name": name, "namespace": namespace }),
+        )),
+        _ => Err(unexpected()),
     }
 }
 
-async fn lookup(ctx: &Ctx<'_>, accessor: Option<String>) -> Response {
-    // Vault shows a token its own id on lookup-self; the caller sent it, so it learns
-    // nothing new. A lookup by accessor never shows the token.
-    let own = if accessor.is_none() {
-        ctx.token
-            .as_ref()
-            .and_then(|t| t.expose_str())
-            .unwrap_or("")
-    } else {
-        ""
-    };
-    match ctx.call(Request::TokenLookup { accessor }).await {
-        Ok(Reply::TokenInfo(record)) => {
-            let created_secs = record.created.as_millis() / 1000;
-            let ttl = record.ttl.unwrap_or_else(|| remaining(&record));
-            reply::data(serde_json::json!({
-                "accessor": record.accessor,
-                "creation_time": created_secs,
-                "creation_ttl": ttl,
-                "display_name": record.display_name.clone().unwrap_or_else(|| "token".to_owned()),
-                "entity_id": "",
-                "expire_time": record.expires.to_string(),
-                "explicit_max_ttl": 0,
-                "id": own,
-                "issue_time": record.created.to_string(),
-                "meta": null,
-                "num_uses": 0,
-                "orphan": false,
-                "path": "auth/token/create",
-                "policies": record.policies,
-                "renewable": true,
-                "ttl": remaining(&record),
-                "type": "service",
-                "namespace": record.namespace,
-                "creator": record.creator,
-            }))
-        }
-        Ok(_) => reply::unexpected(),
-        Err(r) => reply::refusal(&r),
-    }
+/// A path under `sys/` or `auth/` that nothing serves.
+pub(crate) async fn no_route(uri: axum::http::Uri) -> Response {
+    let path = uri.path().strip_prefix("/v1/").unwrap_or(uri.path());
+    ApiError::no_route(path).into_response()
+}
+
+/// A method the route does not take.
+pub(crate) async fn unsupported() -> Response {
+    ApiError::unsupported().into_response()
 }

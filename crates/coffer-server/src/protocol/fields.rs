@@ -101,6 +101,36 @@ impl<'de> de::Deserialize<'de> for IdText {
     }
 }
 
+/// A duration: a number of seconds, or text such as `90s` or `30d`.
+pub(super) struct Seconds(pub u64);
+
+impl<'de> de::Deserialize<'de> for Seconds {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(Seconds)
+                .ok_or_else(|| de::Error::custom("seconds")),
+            serde_json::Value::String(s) => coffer_types::duration::parse_seconds(&s)
+                .map(Seconds)
+                .map_err(|_| de::Error::custom("seconds")),
+            _ => Err(de::Error::custom("seconds")),
+        }
+    }
+}
+
+/// Custom metadata: an object of strings, replacing what the secret had.
+pub(super) struct CustomMap(pub coffer_types::custom::CustomMetadataChange);
+
+impl<'de> de::Deserialize<'de> for CustomMap {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(CustomMap(
+            coffer_types::custom::CustomMetadataChange::Replace(map),
+        ))
+    }
+}
+
 impl<'de> Visitor<'de> for FieldsSeed<'_> {
     type Value = ();
 
@@ -255,6 +285,10 @@ fields! {
     kind: String = "a string",
     description: String = "a string",
     max_versions: u64 = "a whole number",
+    cas: u64 = "a whole number",
+    cas_required: bool = "true or false",
+    delete_version_after: Seconds = "a number of seconds or a duration such as 30d",
+    custom_metadata: CustomMap = "an object of strings",
     byte_len: u64 = "a positive integer",
     encoding: String = "a string",
     generate: bool = "true or false",
@@ -277,7 +311,7 @@ fields! {
     rules: Vec<coffer_core::access::policy::RuleText> = "a list of {\"path\", \"capabilities\"} objects",
     subject: String = "a string",
     policies: Vec<String> = "a list of strings",
-    ttl: u64 = "a whole number of seconds",
+    ttl: Seconds = "a number of seconds or a duration such as 8h",
     accessor: String = "a string",
     display_name: String = "a string",
 }

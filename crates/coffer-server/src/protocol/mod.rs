@@ -1,18 +1,20 @@
-//! The socket protocol's handler: bytes in, [`coffer_core::Service`] in the middle, bytes out.
+//! The socket protocol's handler: bytes in, [`coffer_core::Service::call`] in the middle,
+//! bytes out. `fields` reads a request's fields, `request` turns them into an operation,
+//! `write` shapes replies.
 
 mod fields;
 mod request;
-mod write;
+pub mod write;
 
 use std::sync::Arc;
 
-use coffer_core::{Identity, Service};
+use coffer_core::{Caller, Identity, Service};
 
 pub use fields::ParseError;
 pub use request::{Parsed, parse};
 pub use write::{error, reply};
 
-use crate::listener::{Flow, Handler};
+use crate::handler::{Flow, Handler, Replies};
 
 /// Answers requests with coffer's service.
 pub struct CofferHandler {
@@ -27,9 +29,14 @@ impl CofferHandler {
 }
 
 impl Handler for CofferHandler {
-    async fn handle(&self, peer: &Identity, request: &[u8], out: &mut Vec<u8>) -> Flow {
-        let max_value = self.service.config().max_value_bytes;
-        let parsed = match parse(request, max_value) {
+    async fn handle(
+        &self,
+        peer: &Arc<Identity>,
+        request: &[u8],
+        replies: &mut Replies<'_>,
+    ) -> Flow {
+        let out = replies.buf();
+        let parsed = match parse(request) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(code = %e.code, peer = %peer, "request refused before the gates: {}", e.message);
@@ -38,19 +45,12 @@ impl Handler for CofferHandler {
             }
         };
         let action = parsed.action;
-        match self
-            .service
-            .handle_with_token(peer, parsed.token, parsed.request)
-            .await
-        {
+        let caller = Caller::with_token(peer.clone(), parsed.token);
+        match self.service.call(caller, parsed.operation).await {
             Ok(answer) => reply(out, action, &answer, parsed.id.as_deref()),
             Err(refusal) => {
                 let code = refusal.error.code();
-                if code == coffer_types::ErrorCode::Internal {
-                    tracing::error!(%action, gate = %refusal.gate, error = %refusal.error, "request failed");
-                } else {
-                    tracing::debug!(%action, gate = %refusal.gate, %code, peer = %peer, "request refused");
-                }
+                tracing::debug!(%action, gate = %refusal.gate, %code, peer = %peer, "request refused");
                 error(
                     out,
                     code,

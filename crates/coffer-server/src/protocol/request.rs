@@ -1,15 +1,19 @@
-//! Turning the fields of a request into a core [`Request`] (DESIGN.md, Local socket protocol;
-//! reference 000 for `set`/`get`/`del`).
+//! Turning the fields of a request into a core [`Operation`] (DESIGN.md, Local socket
+//! protocol; reference 000 for `set`/`get`/`del`).
 //!
 //! Each action names the fields it takes; any other field is refused, so a typo or a field
-//! meant for another action is never silently ignored.
+//! meant for another action is never silently ignored. This is a translation of the wire's
+//! shape only: names and namespaces are parsed into a [`Target`] (an invalid one waits for
+//! its gate), numbers are passed on as given, and every rule about them (ranges, limits,
+//! defaults, what needs which capability) is the core's (`coffer_core::op`).
 
-use coffer_core::access::PolicyText;
-use coffer_core::{ListRequest, Request, SecretOp, WriteOptions};
+use coffer_core::Operation;
+use coffer_core::op::{ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WriteOptions};
 use coffer_crypto::SecretBytes;
+use coffer_types::reply::PolicyText;
 use coffer_types::wire::{Action, UnsealWith};
 use coffer_types::{
-    DigestEncoding, Encoding, ErrorCode, GeneratorSpec, HmacAlgorithm, Kind, Version,
+    DigestEncoding, Encoding, HmacAlgorithm, Kind, SlotKind, Target, Version, parse_namespace,
 };
 
 use super::fields::{self, FieldSet, Fields, ParseError, field_set};
@@ -20,7 +24,7 @@ pub struct Parsed {
     /// The action, for shaping the reply.
     pub action: Action,
     /// What to do.
-    pub request: Request,
+    pub operation: Operation,
     /// The `id` to echo, as JSON text.
     pub id: Option<String>,
     /// Whether the client asked to keep the connection open.
@@ -32,6 +36,13 @@ pub struct Parsed {
 /// Fields every request may carry.
 const ENVELOPE: FieldSet = field_set!(action, id, keep_alive, token);
 const WRITE: FieldSet = field_set!(kind, description, max_versions);
+const METADATA: FieldSet = field_set!(
+    description,
+    max_versions,
+    cas_required,
+    delete_version_after,
+    custom_metadata
+);
 
 /// The fields each action takes besides the envelope.
 fn takes(action: Action) -> FieldSet {
@@ -43,7 +54,8 @@ fn takes(action: Action) -> FieldSet {
     const ROTATE: FieldSet = ONE
         .and(field_set!(value, value_b64, generate, byte_len, encoding))
         .and(WRITE);
-    const DESCRIBE: FieldSet = ONE.and(field_set!(description, max_versions));
+    const DESCRIBE: FieldSet = ONE.and(METADATA);
+    const PATCH: FieldSet = ONE.and(field_set!(value, cas));
     const DESTROY: FieldSet = ONE.and(field_set!(versions));
     const LIST: FieldSet = field_set!(namespace, prefix, after, limit, detail, revoked);
     const HMAC: FieldSet = ONE.and(field_set!(algorithm, data, data_b64, encoding));
@@ -61,6 +73,7 @@ fn takes(action: Action) -> FieldSet {
         Action::Generate => GENERATE,
         Action::Rotate => ROTATE,
         Action::Describe => DESCRIBE,
+        Action::Patch => PATCH,
         Action::Destroy => DESTROY,
         Action::List => LIST,
         Action::Hmac => HMAC,
@@ -109,18 +122,12 @@ fn slot_id(n: u64) -> Result<u32, ParseError> {
     u32::try_from(n).map_err(|_| invalid("field `slot_id` is not a slot of this store"))
 }
 
-/// The value of `set` or `rotate`: `value`, or `value_b64` decoded (refused early when its
-/// decoded size must exceed `max_value`).
-fn value(f: &mut Fields, max_value: usize) -> Result<Option<(SecretBytes, bool)>, ParseError> {
+/// The value of `set` or `rotate`: `value`, or `value_b64` decoded. (The request's size
+/// bounds what is decoded; the value's own limit is the core's.)
+fn value(f: &mut Fields) -> Result<Option<(SecretBytes, bool)>, ParseError> {
     match (f.value.take(), f.value_b64.take()) {
         (Some(v), None) => Ok(Some((v, false))),
         (None, Some(b64)) => {
-            if b64.len() / 4 * 3 > max_value + 3 {
-                return Err(ParseError {
-                    code: ErrorCode::TooLarge,
-                    message: format!("the value is larger than the limit of {max_value} bytes"),
-                });
-            }
             let text = b64
                 .expose_str()
                 .ok_or_else(|| invalid("field `value_b64` must be a base64 string"))?;
@@ -138,30 +145,21 @@ fn write_options(f: &mut Fields, binary: bool) -> Result<WriteOptions, ParseErro
         kind: parse_word::<Kind>(f.kind.take())?,
         binary,
         description: f.description.take(),
-        max_versions: f
-            .max_versions
-            .take()
-            .map(|n| u32::try_from(n).map_err(|_| invalid("field `max_versions` is too large")))
-            .transpose()?,
+        max_versions: f.max_versions.take(),
         cas: None,
     })
 }
 
-fn spec(f: &mut Fields) -> Result<Option<GeneratorSpec>, ParseError> {
+fn spec(f: &mut Fields) -> Result<Option<SpecInput>, ParseError> {
     let encoding = parse_word::<Encoding>(f.encoding.take())?;
-    match (f.byte_len.take(), encoding) {
-        (None, None) => Ok(None),
-        (len, enc) => GeneratorSpec::new(
-            len.unwrap_or(u64::from(GeneratorSpec::DEFAULT_BYTES)),
-            enc.unwrap_or_default(),
-        )
-        .map(Some)
-        .map_err(|e| invalid(e.to_string())),
-    }
+    Ok(match (f.byte_len.take(), encoding) {
+        (None, None) => None,
+        (byte_len, encoding) => Some(SpecInput { byte_len, encoding }),
+    })
 }
 
-/// Parses one request. `max_value` bounds a base64 value before it is decoded.
-pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
+/// Parses one request.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let mut f = Fields::default();
     fields::read(bytes, &mut f)?;
     let action: Action = f
@@ -169,7 +167,9 @@ pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
         .take()
         .ok_or_else(|| invalid("the request needs the field `action`"))?
         .parse()
-        .map_err(|e: coffer_types::wire::UnknownAction| invalid(e.to_string()))?;
+        .ok()
+        .filter(|a: &Action| a.on_socket())
+        .ok_or_else(|| invalid(coffer_types::UnknownAction.to_string()))?;
     if let Some(extra) = f.present.first_outside(takes(action).and(ENVELOPE)) {
         return Err(invalid(format!(
             "the field `{extra}` does not apply to `{action}`"
@@ -178,27 +178,27 @@ pub fn parse(bytes: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
     let id = f.id.take().map(|i| i.0);
     let keep_alive = f.keep_alive.take().unwrap_or(false);
     let token = f.token.take();
-    let request = convert(action, &mut f, max_value)?;
+    let operation = convert(action, &mut f)?;
     Ok(Parsed {
         action,
-        request,
+        operation,
         id,
         keep_alive,
         token,
     })
 }
 
-fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, ParseError> {
-    let secret = |f: &mut Fields, op: SecretOp| -> Result<Request, ParseError> {
-        Ok(Request::Secret {
-            namespace: f.namespace.take(),
-            name: needs(f.name.take(), "name", action)?,
+fn convert(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
+    let secret = |f: &mut Fields, op: SecretOp| -> Result<Operation, ParseError> {
+        let name = needs(f.name.take(), "name", action)?;
+        Ok(Operation::Secret {
+            target: Target::parse_owned(f.namespace.take(), name),
             op,
         })
     };
     let op = match action {
         Action::Set => {
-            let (value, binary) = needs(value(f, max_value)?, "value` (or `value_b64", action)?;
+            let (value, binary) = needs(value(f)?, "value` (or `value_b64", action)?;
             let options = write_options(f, binary)?;
             SecretOp::Set { value, options }
         }
@@ -209,20 +209,21 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                 .map(|v| positive(v, "version"))
                 .transpose()?,
         },
+        Action::Patch => SecretOp::Patch {
+            patch: needs(f.value.take(), "value", action)?,
+            cas: f.cas.take(),
+        },
         Action::Del => SecretOp::Del,
         Action::Meta => SecretOp::Meta,
         Action::Versions => SecretOp::Versions,
         Action::Revoke => SecretOp::Revoke,
-        Action::Generate => {
-            let spec = spec(f)?.unwrap_or_default();
-            SecretOp::Generate {
-                spec,
-                options: write_options(f, false)?,
-            }
-        }
+        Action::Generate => SecretOp::Generate {
+            spec: spec(f)?.unwrap_or_default(),
+            options: write_options(f, false)?,
+        },
         Action::Rotate => {
             let generate = f.generate.take().unwrap_or(false);
-            let given = value(f, max_value)?;
+            let given = value(f)?;
             let spec = spec(f)?;
             match (generate, given) {
                 (true, Some(_)) => {
@@ -233,9 +234,6 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                         "`rotate` needs the field `value` (or `value_b64`), or `generate`: true",
                     ));
                 }
-                (false, Some(_)) if spec.is_some() => {
-                    return Err(invalid("`byte_len` and `encoding` go with `generate`"));
-                }
                 (true, None) => SecretOp::Rotate {
                     value: None,
                     spec,
@@ -243,28 +241,20 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                 },
                 (false, Some((value, binary))) => SecretOp::Rotate {
                     value: Some(value),
-                    spec: None,
+                    spec,
                     options: write_options(f, binary)?,
                 },
             }
         }
-        Action::Describe => {
-            let change = coffer_store::Describe {
+        Action::Describe => SecretOp::Describe {
+            change: MetadataChange {
                 description: f.description.take(),
-                max_versions: f
-                    .max_versions
-                    .take()
-                    .map(|n| {
-                        u32::try_from(n).map_err(|_| invalid("field `max_versions` is too large"))
-                    })
-                    .transpose()?,
-                ..coffer_store::Describe::default()
-            };
-            if change.is_empty() {
-                return Err(invalid("describe needs a description or max_versions"));
-            }
-            SecretOp::Describe { change }
-        }
+                max_versions: f.max_versions.take(),
+                cas_required: f.cas_required.take(),
+                delete_version_after: f.delete_version_after.take().map(|d| d.0),
+                custom_metadata: f.custom_metadata.take().map(|m| m.0),
+            },
+        },
         Action::Destroy => SecretOp::Destroy {
             versions: needs(f.versions.take(), "versions", action)?
                 .into_iter()
@@ -294,29 +284,31 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
         Action::BasicAuth => SecretOp::BasicAuth {
             user: needs(f.user.take(), "user", action)?,
         },
-        Action::List => {
-            return Ok(Request::List {
-                namespace: f.namespace.take(),
-                query: ListRequest {
-                    prefix: f.prefix.take(),
-                    after: f.after.take(),
-                    limit: f
-                        .limit
-                        .take()
-                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-                    detail: f.detail.take().unwrap_or(false),
-                    revoked: f.revoked.take().unwrap_or(false),
-                },
-            });
-        }
-        Action::NamespaceCreate => {
-            return Ok(Request::CreateNamespace {
-                namespace: needs(f.namespace.take(), "namespace", action)?,
-            });
-        }
-        Action::NamespaceList => return Ok(Request::ListNamespaces),
-        Action::Status => return Ok(Request::Status),
-        Action::Seal => return Ok(Request::Seal),
+        _ => return daemon(action, f),
+    };
+    secret(f, op)
+}
+
+/// Requests that are not about one secret.
+fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
+    Ok(match action {
+        Action::List => Operation::List {
+            namespace: parse_namespace(f.namespace.take().as_deref()),
+            input: ListInput {
+                prefix: f.prefix.take(),
+                after: f.after.take(),
+                limit: f.limit.take(),
+                detail: f.detail.take().unwrap_or(false),
+                revoked: f.revoked.take().unwrap_or(false),
+                folders: false,
+            },
+        },
+        Action::NamespaceCreate => Operation::NamespaceCreate {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+        },
+        Action::NamespaceList => Operation::NamespaceList,
+        Action::Status => Operation::Status,
+        Action::Seal => Operation::Seal,
         Action::Unseal => {
             let key = f.key.take();
             let with = match f.slot.take().as_deref() {
@@ -326,471 +318,67 @@ fn convert(action: Action, f: &mut Fields, max_value: usize) -> Result<Request, 
                     invalid("field `slot` must be `passphrase`, `recovery`, `file` or `tpm`")
                 })?,
             };
-            return Ok(Request::Unseal { with, key });
-        }
-        Action::SlotList => return Ok(Request::SlotList),
-        Action::SlotAdd => {
-            return Ok(Request::SlotAdd {
-                kind: needs(f.kind.take(), "kind", action)?,
-                pcrs: f.pcrs.take(),
-                key: f.key.take(),
-                path: f.path.take(),
-            });
-        }
-        Action::SlotRemove => {
-            return Ok(Request::SlotRemove {
-                id: slot_id(needs(f.slot_id.take(), "slot_id", action)?)?,
-            });
-        }
-        Action::SlotReseal => {
-            return Ok(Request::SlotReseal {
-                id: f.slot_id.take().map(slot_id).transpose()?,
-                key: f.key.take(),
-            });
-        }
-        Action::PolicyPut => {
-            return Ok(Request::PolicyPut {
-                name: needs(f.policy.take(), "policy", action)?,
-                rules: PolicyText {
-                    rules: needs(f.rules.take(), "rules", action)?,
-                },
-            });
-        }
-        Action::PolicyGet => {
-            return Ok(Request::PolicyGet {
-                name: needs(f.policy.take(), "policy", action)?,
-            });
-        }
-        Action::PolicyDelete => {
-            return Ok(Request::PolicyDelete {
-                name: needs(f.policy.take(), "policy", action)?,
-            });
-        }
-        Action::PolicyList => return Ok(Request::PolicyList),
-        Action::SubjectSet => {
-            return Ok(Request::SubjectSet {
-                subject: needs(f.subject.take(), "subject", action)?,
-                policies: needs(f.policies.take(), "policies", action)?,
-            });
-        }
-        Action::TokenCreate => {
-            return Ok(Request::TokenCreate {
-                policies: needs(f.policies.take(), "policies", action)?,
-                ttl: std::time::Duration::from_secs(needs(f.ttl.take(), "ttl", action)?),
-                namespace: f.namespace.take(),
-                display_name: f.display_name.take(),
-            });
-        }
-        Action::TokenList => return Ok(Request::TokenList),
-        Action::TokenRevoke => {
-            return Ok(Request::TokenRevoke {
-                accessor: needs(f.accessor.take(), "accessor", action)?,
-            });
-        }
-        Action::TokenLookup => {
-            return Ok(Request::TokenLookup {
-                accessor: f.accessor.take(),
-            });
-        }
-        Action::AuditHash => {
-            let (name, namespace) = (f.name.take(), f.namespace.take());
-            if name.is_none() && namespace.is_none() {
-                return Err(invalid("`audit_hash` needs `name`, `namespace`, or both"));
+            Operation::Unseal {
+                with,
+                key,
+                by_key: false,
             }
-            return Ok(Request::AuditHash { name, namespace });
         }
-        Action::AuditVerify => return Ok(Request::AuditVerify),
+        Action::SlotList => Operation::SlotList,
+        Action::SlotAdd => Operation::SlotAdd {
+            kind: needs(f.kind.take(), "kind", action)?
+                .parse::<SlotKind>()
+                .map_err(|e| invalid(e.to_string()))?,
+            pcrs: f.pcrs.take(),
+            key: f.key.take(),
+            path: f.path.take(),
+        },
+        Action::SlotRemove => Operation::SlotRemove {
+            id: slot_id(needs(f.slot_id.take(), "slot_id", action)?)?,
+        },
+        Action::SlotReseal => Operation::SlotReseal {
+            id: f.slot_id.take().map(slot_id).transpose()?,
+            key: f.key.take(),
+        },
+        Action::PolicyPut => Operation::PolicyPut {
+            name: needs(f.policy.take(), "policy", action)?,
+            rules: PolicyText {
+                rules: needs(f.rules.take(), "rules", action)?,
+            },
+        },
+        Action::PolicyGet => Operation::PolicyGet {
+            name: needs(f.policy.take(), "policy", action)?,
+        },
+        Action::PolicyDelete => Operation::PolicyDelete {
+            name: needs(f.policy.take(), "policy", action)?,
+        },
+        Action::PolicyList => Operation::PolicyList,
+        Action::SubjectSet => Operation::SubjectSet {
+            subject: needs(f.subject.take(), "subject", action)?,
+            policies: needs(f.policies.take(), "policies", action)?,
+        },
+        Action::TokenCreate => Operation::TokenCreate(TokenInput {
+            policies: needs(f.policies.take(), "policies", action)?,
+            ttl: Some(needs(f.ttl.take(), "ttl", action)?.0),
+            namespace: f.namespace.take(),
+            display_name: f.display_name.take(),
+        }),
+        Action::TokenList => Operation::TokenList,
+        Action::TokenRevoke => Operation::TokenRevoke {
+            accessor: needs(f.accessor.take(), "accessor", action)?,
+        },
+        Action::TokenLookup => Operation::TokenLookup {
+            accessor: f.accessor.take(),
+        },
+        Action::AuditHash => Operation::AuditHash {
+            name: f.name.take(),
+            namespace: f.namespace.take(),
+        },
+        Action::AuditVerify => Operation::AuditVerify,
         _ => return Err(invalid("this action is not available on the socket")),
-    };
-    secret(f, op)
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(input: &str) -> Parsed {
-        parse(input.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{input}: {}", e.message))
-    }
-
-    fn err(input: &str) -> ParseError {
-        parse(input.as_bytes(), 1 << 20).expect_err("expected an error")
-    }
-
-    fn op(input: &str) -> SecretOp {
-        match ok(input).request {
-            Request::Secret { op, .. } => op,
-            other => panic!("not a secret request: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_device_requests_parse() {
-        let p = ok(r#"{"action":"set","name":"third-party-api-key","value":"sk_live_abc123xyz"}"#);
-        let Request::Secret {
-            name,
-            namespace,
-            op: SecretOp::Set { value, options },
-        } = p.request
-        else {
-            panic!()
-        };
-        assert_eq!(name, "third-party-api-key");
-        assert_eq!(value.expose_secret(), b"sk_live_abc123xyz");
-        assert_eq!((options, namespace), (WriteOptions::default(), None));
-        assert!(!p.keep_alive && p.id.is_none());
-        assert!(matches!(
-            op(r#"{"action":"get","name":"k"}"#),
-            SecretOp::Get { version: None }
-        ));
-        assert!(matches!(
-            op(r#"{"action":"del","name":"k"}"#),
-            SecretOp::Del
-        ));
-    }
-
-    #[test]
-    fn envelope_fields() {
-        let p = ok(
-            r#"{"action":"get","name":"k","namespace":"acme/prod","version":2,"id":"r-1","keep_alive":true}"#,
-        );
-        assert_eq!(p.id.as_deref(), Some(r#""r-1""#));
-        assert!(p.keep_alive);
-        let Request::Secret {
-            namespace,
-            op: SecretOp::Get { version },
-            ..
-        } = p.request
-        else {
-            panic!()
-        };
-        assert_eq!(version.map(Version::get), Some(2));
-        assert_eq!(namespace.as_deref(), Some("acme/prod"));
-        assert_eq!(ok(r#"{"action":"status","id":7}"#).id.as_deref(), Some("7"));
-    }
-
-    #[test]
-    fn lifecycle_actions() {
-        let SecretOp::Generate { spec, options } = op(
-            r#"{"action":"generate","name":"k","byte_len":16,"encoding":"hex","description":"d"}"#,
-        ) else {
-            panic!()
-        };
-        assert_eq!((spec.byte_len(), spec.encoding), (16, Encoding::Hex));
-        assert_eq!(options.description.as_deref(), Some("d"));
-        assert!(matches!(
-            op(r#"{"action":"generate","name":"k"}"#),
-            SecretOp::Generate { spec, .. } if spec == GeneratorSpec::default()
-        ));
-        assert_eq!(
-            err(r#"{"action":"generate","name":"k","byte_len":4097}"#).message,
-            "byte_len must be between 1 and 4096, got 4097"
-        );
-        assert!(matches!(
-            op(r#"{"action":"rotate","name":"k","generate":true}"#),
-            SecretOp::Rotate {
-                value: None,
-                spec: None,
-                ..
-            }
-        ));
-        assert!(matches!(
-            op(r#"{"action":"rotate","name":"k","value":"v"}"#),
-            SecretOp::Rotate { value: Some(_), .. }
-        ));
-        assert!(
-            err(r#"{"action":"rotate","name":"k"}"#)
-                .message
-                .contains("`generate`")
-        );
-        assert!(matches!(
-            op(r#"{"action":"destroy","name":"k","versions":[1,3]}"#),
-            SecretOp::Destroy { versions } if versions.len() == 2
-        ));
-        assert!(
-            err(r#"{"action":"destroy","name":"k","versions":[0]}"#)
-                .message
-                .contains("positive")
-        );
-        assert!(matches!(
-            op(r#"{"action":"describe","name":"k","description":"x","max_versions":5}"#),
-            SecretOp::Describe { change } if change.max_versions == Some(5)
-        ));
-        assert!(matches!(
-            op(
-                r#"{"action":"hmac","name":"k","data":"body","algorithm":"sha512","encoding":"base64"}"#
-            ),
-            SecretOp::Hmac {
-                algorithm: HmacAlgorithm::Sha512,
-                encoding: DigestEncoding::Base64,
-                ..
-            }
-        ));
-        assert!(matches!(
-            op(r#"{"action":"basic_auth","name":"pw","user":"alice"}"#),
-            SecretOp::BasicAuth { .. }
-        ));
-        let p = ok(r#"{"action":"list","prefix":"db/","limit":10,"after":"db/a","detail":true}"#);
-        let Request::List { query, .. } = p.request else {
-            panic!()
-        };
-        assert_eq!(query.limit, Some(10));
-        assert!(query.detail && !query.revoked);
-        assert!(matches!(
-            ok(r#"{"action":"namespace_create","namespace":"acme/prod"}"#).request,
-            Request::CreateNamespace { .. }
-        ));
-    }
-
-    #[test]
-    fn base64_values() {
-        let SecretOp::Set { value, options } =
-            op(r#"{"action":"set","name":"f","value_b64":"AAEC/w=="}"#)
-        else {
-            panic!()
-        };
-        assert_eq!(value.expose_secret(), &[0, 1, 2, 255]);
-        assert!(options.binary && options.kind.is_none());
-        assert_eq!(
-            err(r#"{"action":"set","name":"f","value_b64":"@@@"}"#).code,
-            ErrorCode::InvalidRequest
-        );
-        let big = format!(
-            r#"{{"action":"set","name":"f","value_b64":"{}"}}"#,
-            "A".repeat(100)
-        );
-        assert_eq!(
-            parse(big.as_bytes(), 10).err().unwrap().code,
-            ErrorCode::TooLarge
-        );
-    }
-
-    #[test]
-    fn bad_requests_say_what_is_wrong() {
-        let cases = [
-            ("{", "malformed JSON"),
-            (r#"{"action":"get","name":"k",}"#, "malformed JSON"),
-            (r#"{"name":"k"}"#, "needs the field `action`"),
-            (r#"{"action":"steal","name":"k"}"#, "unknown action"),
-            (r#"{"action":"get"}"#, "`get` needs the field `name`"),
-            (
-                r#"{"action":"set","name":"k"}"#,
-                "`set` needs the field `value`",
-            ),
-            (
-                r#"{"action":"get","name":7}"#,
-                "field `name` must be a string",
-            ),
-            (
-                r#"{"action":"get","name":"k","version":0}"#,
-                "positive integer",
-            ),
-            (
-                r#"{"action":"get","name":"k","version":-1}"#,
-                "field `version` must be a positive integer",
-            ),
-            (
-                r#"{"action":"get","name":"k","vlaue":"x"}"#,
-                "unknown field `vlaue`",
-            ),
-            (r#"{"action":"get","name":"k","name":"j"}"#, "appears twice"),
-            (
-                r#"{"action":"get","name":"k","value":"v"}"#,
-                "does not apply to `get`",
-            ),
-            (
-                r#"{"action":"del","name":"k","kind":"text"}"#,
-                "does not apply to `del`",
-            ),
-            (
-                r#"{"action":"get","name":"k","id":{"a":1}}"#,
-                "field `id` must be a string or a number",
-            ),
-            (r#"{"action":"get","name":"k"} trailing"#, "malformed JSON"),
-            (
-                r#"{"action":"set","name":"k","value":"v","kind":"blob"}"#,
-                "unknown kind",
-            ),
-            (
-                r#"{"action":"destroy","name":"k","versions":"1"}"#,
-                "list of positive integers",
-            ),
-            (r#"["get"]"#, "not a JSON object"),
-        ];
-        for (input, expected) in cases {
-            let e = err(input);
-            assert_eq!(e.code, ErrorCode::InvalidRequest, "{input}");
-            assert!(e.message.contains(expected), "{input}: {}", e.message);
-        }
-    }
-
-    #[test]
-    fn mistyped_values_are_never_quoted() {
-        for input in [
-            r#"{"action":"set","name":"k","value":918273645}"#,
-            r#"{"action":"set","name":"k","value":[918273645]}"#,
-            r#"{"action":"set","name":918273645,"value":"x"}"#,
-            r#"{"action":"get","name":"k","version":"918273645"}"#,
-            r#"{"action":"unseal","key":918273645}"#,
-            r#"{"action":"get","name":"k","keep_alive":"918273645"}"#,
-            r#"{"action":"hmac","name":"k","data":918273645}"#,
-        ] {
-            let e = err(input);
-            assert!(!e.message.contains("918273645"), "{input}: {}", e.message);
-            assert!(e.message.starts_with("field `"), "{input}: {}", e.message);
-        }
-    }
-
-    #[test]
-    fn tokens_ride_on_any_request() {
-        let p = ok(r#"{"action":"get","name":"k","token":"cft_abc"}"#);
-        assert_eq!(p.token.unwrap().expose_secret(), b"cft_abc");
-        assert!(ok(r#"{"action":"get","name":"k"}"#).token.is_none());
-    }
-
-    #[test]
-    fn access_actions() {
-        let Request::PolicyPut { name, rules } = ok(
-            r#"{"action":"policy_put","policy":"app","rules":[{"path":"app/*","capabilities":["read"]}]}"#,
-        )
-        .request
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (name.as_str(), rules.rules[0].path.as_str()),
-            ("app", "app/*")
-        );
-        assert!(
-            err(r#"{"action":"policy_put","policy":"app","rules":[{"path":"a"}]}"#)
-                .message
-                .contains("field `rules` must be")
-        );
-        let Request::TokenCreate {
-            policies,
-            ttl,
-            namespace,
-            ..
-        } = ok(r#"{"action":"token_create","policies":["app"],"ttl":3600,"namespace":"app"}"#)
-            .request
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (policies, ttl.as_secs(), namespace.as_deref()),
-            (vec!["app".to_owned()], 3600, Some("app"))
-        );
-        assert!(
-            err(r#"{"action":"token_create","policies":["a"]}"#)
-                .message
-                .contains("`ttl`")
-        );
-        assert!(matches!(
-            ok(r#"{"action":"token_lookup"}"#).request,
-            Request::TokenLookup { accessor: None }
-        ));
-        assert!(matches!(
-            ok(r#"{"action":"subject_set","subject":"uid:5","policies":[]}"#).request,
-            Request::SubjectSet { .. }
-        ));
-        assert!(err(r#"{"action":"audit_hash"}"#).message.contains("needs"));
-    }
-
-    #[test]
-    fn unseal_slots() {
-        let p = ok(r#"{"action":"unseal","slot":"recovery","key":"AAAA"}"#);
-        assert!(matches!(
-            p.request,
-            Request::Unseal {
-                with: UnsealWith::Recovery,
-                key: Some(_)
-            }
-        ));
-        let p = ok(r#"{"action":"unseal","key":"pw"}"#);
-        assert!(matches!(
-            p.request,
-            Request::Unseal {
-                with: UnsealWith::Passphrase,
-                ..
-            }
-        ));
-        let p = ok(r#"{"action":"unseal"}"#);
-        assert!(matches!(
-            p.request,
-            Request::Unseal {
-                with: UnsealWith::KeyFile,
-                key: None
-            }
-        ));
-        assert!(matches!(
-            ok(r#"{"action":"unseal","slot":"tpm"}"#).request,
-            Request::Unseal {
-                with: UnsealWith::Tpm,
-                key: None
-            }
-        ));
-        assert!(
-            err(r#"{"action":"unseal","slot":"hsm"}"#)
-                .message
-                .contains("`slot`")
-        );
-    }
-
-    #[test]
-    fn slot_actions() {
-        assert!(matches!(
-            ok(r#"{"action":"slot_list"}"#).request,
-            Request::SlotList
-        ));
-        let Request::SlotAdd {
-            kind,
-            pcrs,
-            key,
-            path,
-        } = ok(r#"{"action":"slot_add","kind":"tpm+passphrase","pcrs":"sha256:0,7","key":"pw"}"#)
-            .request
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (kind.as_str(), pcrs.as_deref(), path),
-            ("tpm+passphrase", Some("sha256:0,7"), None)
-        );
-        assert_eq!(key.unwrap().expose_secret(), b"pw");
-        assert!(err(r#"{"action":"slot_add"}"#).message.contains("`kind`"));
-        assert!(matches!(
-            ok(r#"{"action":"slot_remove","slot_id":3}"#).request,
-            Request::SlotRemove { id: 3 }
-        ));
-        assert!(
-            err(r#"{"action":"slot_remove"}"#)
-                .message
-                .contains("`slot_id`")
-        );
-        assert!(
-            err(r#"{"action":"slot_remove","slot_id":4294967296}"#)
-                .message
-                .contains("`slot_id`")
-        );
-        assert!(matches!(
-            ok(r#"{"action":"slot_reseal"}"#).request,
-            Request::SlotReseal {
-                id: None,
-                key: None
-            }
-        ));
-        assert!(matches!(
-            ok(r#"{"action":"slot_reseal","slot_id":1,"key":"pw"}"#).request,
-            Request::SlotReseal {
-                id: Some(1),
-                key: Some(_)
-            }
-        ));
-        // Fields of one slot action are refused on another.
-        assert!(
-            err(r#"{"action":"slot_remove","slot_id":1,"pcrs":"sha256:7"}"#)
-                .message
-                .contains("`pcrs`")
-        );
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

@@ -7,7 +7,8 @@
 
 use coffer_core::Reply;
 use coffer_crypto::SecretBytes;
-use coffer_types::wire::{Action, json_string_len};
+use coffer_types::Action;
+use coffer_types::wire::json_string_len;
 use coffer_types::{ErrorCode, Kind, NvIndex};
 
 fn string(out: &mut Vec<u8>, s: &str) {
@@ -62,7 +63,14 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
                 field(out, "next", next);
             }
         }
-        Reply::Revoked(all) => ok_with(out, "revoked", all),
+        Reply::Revoked(page) => {
+            ok_with(out, "revoked", &page.items);
+            if let Some(next) = &page.next {
+                field(out, "next", next);
+            }
+        }
+        Reply::Keys(keys) => ok_with(out, "keys", keys),
+        Reply::Mount(namespace) => ok_with(out, "namespace", namespace),
         Reply::Digest(digest) => ok_with(out, "digest", digest),
         Reply::Header(header) => {
             let need = 32 + secret_len(header) + id.map_or(0, str::len);

@@ -8,11 +8,19 @@
 //!
 //! So a ciphertext copied into another row, another version or another namespace fails to
 //! decrypt, and a stolen database yields no name and no value.
+//!
+//! Lists are served from an in-memory index of each namespace's names ([`index`]), built in
+//! the background when the store is opened and kept in step with every change made here.
 
+mod index;
+mod listing;
+mod meta;
 mod namespace;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
 
 use coffer_crypto::aead::Aad;
 use coffer_crypto::{IndexKey, MasterKey, NamespaceKey};
@@ -22,23 +30,52 @@ use crate::StoreError;
 use crate::backend::{
     Backend, Modification, NameHash, NamespaceId, NamespaceRow, SecretRow, Written,
 };
-use crate::store::{Describe, ListQuery, Page, Secret, SecretStore, Write};
+use crate::store::{Describe, ListQuery, NameFilter, Page, Secret, SecretStore, Write, WriteValue};
 use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-use namespace::{OpenNamespace, VersionPlan, info};
-
-/// A page of live rows with their decrypted names, and the namespace they belong to.
-type NamedPage = (Arc<OpenNamespace>, Page<(SecretName, SecretRow)>);
+use index::{NameIndex, Names};
+use meta::info;
+use namespace::{OpenNamespace, PlanValue, VersionPlan};
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
 
-/// The data model over a backend, holding the unsealed keys. Dropping it forgets them.
+/// The data model over a backend, holding the unsealed keys. Dropping it forgets them (and
+/// stops the thread building the name indexes, waiting for it).
 pub struct EncryptedStore<B: Backend + ?Sized> {
     backend: Arc<B>,
     master: MasterKey,
     index: IndexKey,
     /// Seeded foldhash: looked up on every request, cheaper than SipHash, still keyed.
     namespaces: RwLock<HashMap<Namespace, Arc<OpenNamespace>, foldhash::fast::RandomState>>,
+    /// Set when the store is dropped: a build in progress gives up.
+    closing: Arc<AtomicBool>,
+    /// The thread building the name indexes of the namespaces that existed at open.
+    builder: Option<JoinHandle<()>>,
+}
+
+/// Rows decrypted between two looks at the closing flag while a name index is built.
+const CLOSING_CHECK: usize = 4096;
+
+/// Reads every live row of a namespace and decrypts its name: the start of its name index.
+/// While it runs it holds the namespace's rows as [`Backend::secrets`] returns them, all at
+/// once; what it keeps is the index.
+fn scan<B: Backend + ?Sized>(
+    backend: &B,
+    ns: &OpenNamespace,
+    closing: &AtomicBool,
+) -> Result<Names, StoreError> {
+    let rows = backend.secrets(&ns.id)?;
+    let mut named: Vec<(Box<str>, crate::SecretId)> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        if i.is_multiple_of(CLOSING_CHECK) && closing.load(Ordering::Relaxed) {
+            return Err(StoreError::unavailable(
+                "building the name index",
+                "the store is closing",
+            ));
+        }
+        named.push((ns.name_of(&row)?.as_str().into(), row.id));
+    }
+    Ok(Names::scanned(named.into_iter().collect()))
 }
 
 fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
@@ -56,7 +93,9 @@ fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreEr
 }
 
 impl<B: Backend + ?Sized> EncryptedStore<B> {
-    /// Opens the store with its master key, unwrapping every namespace key.
+    /// Opens the store with its master key, unwrapping every namespace key, and starts
+    /// building the namespaces' name indexes in the background (a list made before its
+    /// namespace's index is built waits for it, or builds it).
     pub fn open(backend: Arc<B>, master: MasterKey) -> Result<Self, StoreError> {
         let index = master.index_key();
         let mut namespaces = HashMap::default();
@@ -64,12 +103,53 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             let ns = Self::open_namespace(&master, &row)?;
             namespaces.insert(ns.path.clone(), Arc::new(ns));
         }
+        let closing = Arc::new(AtomicBool::new(false));
+        let builder = Self::start_builder(&backend, namespaces.values().cloned(), &closing);
         Ok(Self {
             backend,
             master,
             index,
             namespaces: RwLock::new(namespaces),
+            closing,
+            builder,
         })
+    }
+
+    /// Starts the thread that builds the name indexes of `namespaces`, one after the other.
+    /// Without it (the thread cannot start) every index is built by its first list.
+    fn start_builder(
+        backend: &Arc<B>,
+        namespaces: impl Iterator<Item = Arc<OpenNamespace>>,
+        closing: &Arc<AtomicBool>,
+    ) -> Option<JoinHandle<()>> {
+        let namespaces: Vec<Arc<OpenNamespace>> = namespaces.collect();
+        if namespaces.is_empty() {
+            return None;
+        }
+        let (backend, closing) = (backend.clone(), closing.clone());
+        std::thread::Builder::new()
+            .name("coffer-name-index".into())
+            .spawn(move || {
+                for ns in namespaces {
+                    if closing.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // A namespace some list is already building is left to it.
+                    let built = ns.names.build(false, || scan(&*backend, &ns, &closing));
+                    if let Err(e) = built.as_ref()
+                        && !closing.load(Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            error = %e,
+                            "building a namespace's name index failed; its next list retries"
+                        );
+                    }
+                }
+            })
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "the name index thread did not start; lists build it");
+            })
+            .ok()
     }
 
     fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
@@ -98,6 +178,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             path,
             key,
             key_version: row.key_version,
+            names: NameIndex::pending(),
         })
     }
 
@@ -167,28 +248,8 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         })
     }
 
-    /// Live rows with their names, sorted, filtered and paged as `query` asks.
-    fn page(&self, namespace: &Namespace, query: &ListQuery) -> Result<NamedPage, StoreError> {
-        let ns = self.namespace(namespace)?;
-        let mut named = Vec::new();
-        for row in self.backend.secrets(&ns.id)? {
-            let name = ns.name_of(&row)?;
-            let wanted = query
-                .prefix
-                .as_deref()
-                .is_none_or(|p| name.as_str().starts_with(p))
-                && query.after.as_ref().is_none_or(|a| &name > a);
-            if wanted {
-                named.push((name, row));
-            }
-        }
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        let limit = query.limit.max(1);
-        let next = (named.len() > limit).then(|| named[limit - 1].0.clone());
-        named.truncate(limit);
-        Ok((ns, Page { items: named, next }))
-    }
-
+    /// Runs a modification of the live secret `name`; records a revocation in the name
+    /// index once the backend committed it.
     fn modify(
         &self,
         namespace: &Namespace,
@@ -196,9 +257,14 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         plan: crate::backend::ModifyPlan,
     ) -> Result<crate::backend::Modified, StoreError> {
         let ns = self.namespace(namespace)?;
-        self.backend
+        let modified = self
+            .backend
             .modify(&ns.id, &self.name_hash(namespace, name), plan)?
-            .ok_or(StoreError::NotFound("secret"))
+            .ok_or(StoreError::NotFound("secret"))?;
+        if modified.row.revoked.is_some() {
+            ns.names.removed(name, modified.row.id);
+        }
+        Ok(modified)
     }
 }
 
@@ -253,6 +319,8 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                     path: namespace.clone(),
                     key,
                     key_version: FIRST_KEY_VERSION,
+                    // A namespace that did not exist has no secrets.
+                    names: NameIndex::empty(),
                 }),
             );
         Ok(())
@@ -270,30 +338,14 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .read(&ns.id, &self.name_hash(namespace, name), version)?
             .ok_or(StoreError::NotFound("secret"))?;
         let meta = ns.meta_of(&row)?;
-        let deletion = meta.deletion(ver.version);
-        if deletion.is_some_and(|d| d <= Timestamp::now()) {
-            return Err(StoreError::Gone(crate::Gone {
-                version: ver.version,
-                created: ver.created,
-                deletion,
-                destroyed: ver.ciphertext.is_none(),
-                custom_metadata: meta.custom,
-            }));
-        }
-        let value = match ns.open_version(&row, &ver) {
-            Err(StoreError::Gone(mut gone)) => {
-                gone.custom_metadata = meta.custom;
-                return Err(StoreError::Gone(gone));
-            }
-            other => other?,
-        };
+        let value = ns.readable(&row, &ver, &meta, Timestamp::now())?;
         Ok(Secret {
             value,
             version: ver.version,
             kind: ver.kind,
             index: row.index,
             created: ver.created,
-            deletion,
+            deletion: meta.deletion(ver.version),
             custom_metadata: meta.custom,
         })
     }
@@ -306,9 +358,12 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     ) -> Result<Written, StoreError> {
         let ns = self.namespace(namespace)?;
         let id = ns.id;
-        let plan = ns.write_plan(VersionPlan {
+        let plan = ns.clone().write_plan(VersionPlan {
             name: name.clone(),
-            value: write.value.clone(),
+            value: match write.value {
+                WriteValue::Given(value) => PlanValue::Given(value.clone()),
+                WriteValue::Derived(derive) => PlanValue::Derived(derive),
+            },
             kind: write.kind,
             new_kind: write.new_kind,
             actor: write.actor.to_owned(),
@@ -320,20 +375,23 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             cas: write.cas,
             cas_required: write.cas_required,
         });
-        self.backend
-            .write(&id, &self.name_hash(namespace, name), plan)
+        let written = self
+            .backend
+            .write(&id, &self.name_hash(namespace, name), plan)?;
+        if written.created {
+            ns.names.created(name, written.id);
+        }
+        Ok(written)
     }
 
     fn delete(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError> {
         let ns = self.namespace(namespace)?;
-        if self
+        let id = self
             .backend
             .delete(&ns.id, &self.name_hash(namespace, name))?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound("secret"))
-        }
+            .ok_or(StoreError::NotFound("secret"))?;
+        ns.names.removed(name, id);
+        Ok(())
     }
 
     fn list(
@@ -341,11 +399,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         query: &ListQuery,
     ) -> Result<Page<SecretName>, StoreError> {
-        let (_, page) = self.page(namespace, query)?;
-        Ok(Page {
-            items: page.items.into_iter().map(|(name, _)| name).collect(),
-            next: page.next,
-        })
+        self.names_page(&*self.namespace(namespace)?, query)
     }
 
     fn summaries(
@@ -353,40 +407,24 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         query: &ListQuery,
     ) -> Result<Page<SecretSummary>, StoreError> {
-        let (ns, page) = self.page(namespace, query)?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|(name, row)| {
-                let meta = ns.meta_of(&row)?;
-                Ok(SecretSummary {
-                    name,
-                    index: row.index,
-                    current: row.current,
-                    kind: row.kind,
-                    created: row.created,
-                    updated: row.updated,
-                    description: meta.description,
-                    generated: meta.generated.is_some(),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Page {
-            items,
-            next: page.next,
-        })
+        self.summary_page(namespace, query)
     }
 
-    fn revoked(&self, namespace: &Namespace) -> Result<Vec<SecretMeta>, StoreError> {
-        let ns = self.namespace(namespace)?;
-        let mut all = self
-            .backend
-            .revoked(&ns.id)?
-            .iter()
-            .map(|row| self.meta(&ns, row))
-            .collect::<Result<Vec<_>, _>>()?;
-        all.sort_by(|a, b| (&a.name, a.revoked).cmp(&(&b.name, b.revoked)));
-        Ok(all)
+    fn keys(
+        &self,
+        namespace: &Namespace,
+        prefix: &str,
+        filter: Option<&NameFilter>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.folder(&*self.namespace(namespace)?, prefix, filter)
+    }
+
+    fn revoked(
+        &self,
+        namespace: &Namespace,
+        query: &ListQuery,
+    ) -> Result<Page<SecretMeta>, StoreError> {
+        self.revoked_page(&*self.namespace(namespace)?, query)
     }
 
     fn versions(
@@ -446,5 +484,16 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             })
         });
         Ok(self.modify(namespace, name, plan)?.destroyed)
+    }
+}
+
+impl<B: Backend + ?Sized> Drop for EncryptedStore<B> {
+    /// Stops the index builder and waits for it, so no thread keeps the keys past the store.
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
+        if let Some(builder) = self.builder.take() {
+            // A builder that panicked has nothing more to tell.
+            let _ = builder.join();
+        }
     }
 }

@@ -1,115 +1,34 @@
-//! An open namespace: its key, the associated data of each record kind, and the write and
-//! modify plans that run inside the backend's transaction.
+//! An open namespace: its key, its name index, the associated data of each record kind, and
+//! the write and modify plans that run inside the backend's transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use coffer_crypto::aead::Aad;
 use coffer_crypto::{CryptoError, NamespaceKey, SecretBytes};
 use coffer_types::{GeneratorSpec, Kind, Namespace, SecretName, Timestamp, Version};
 
+use super::index::NameIndex;
+use super::meta::MetaBlob;
 use crate::backend::{
-    Modification, ModifyPlan, NamespaceId, NewSecret, Planned, SecretId, SecretRow, VersionRow,
-    WritePlan,
+    Live, Modification, ModifyPlan, NamespaceId, NewSecret, Planned, SecretId, SecretRow,
+    VersionRow, WritePlan,
 };
-use crate::store::{Describe, Mark, WriteMode};
+use crate::store::{DeriveValue, Describe, WriteMode};
 use crate::{Gone, StoreError};
-use coffer_types::VersionInfo;
 
-/// Metadata kept encrypted with each secret.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct MetaBlob {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generated: Option<GeneratorSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_versions: Option<u32>,
-    /// KV v2's `custom_metadata`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub custom: BTreeMap<String, String>,
-    /// KV v2's `cas_required`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cas_required: bool,
-    /// KV v2's `delete_version_after`, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete_after: Option<u64>,
-    /// Soft-deleted versions (KV v2's `deletion_time`): version number to the time it was,
-    /// or will be, deleted.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub deleted: BTreeMap<u32, Timestamp>,
-}
-
-impl MetaBlob {
-    /// When `version` was (or will be) soft-deleted.
-    pub fn deletion(&self, version: Version) -> Option<Timestamp> {
-        self.deleted.get(&version.get()).copied()
-    }
-
-    /// Applies a [`Describe`]'s changes but the description and the version limit.
-    fn apply_kv(&mut self, change: &Describe, current: Version, now: Timestamp) {
-        if let Some(custom) = &change.custom_metadata {
-            self.custom = custom.clone();
-        }
-        if let Some(required) = change.cas_required {
-            self.cas_required = required;
-        }
-        if let Some(after) = change.delete_version_after {
-            self.delete_after = (after > 0).then_some(after);
-        }
-        let delete = |deleted: &mut BTreeMap<u32, Timestamp>, v: u32| {
-            if v >= 1 && v <= current.get() {
-                let at = deleted.entry(v).or_insert(now);
-                // A deletion scheduled for later happens now.
-                *at = (*at).min(now);
-            }
-        };
-        match &change.mark {
-            None => {}
-            Some(Mark::DeleteLatest) => delete(&mut self.deleted, current.get()),
-            Some(Mark::Delete(versions)) => {
-                for v in versions {
-                    delete(&mut self.deleted, v.get());
-                }
-            }
-            Some(Mark::Undelete(versions)) => {
-                for v in versions {
-                    self.deleted.remove(&v.get());
-                }
-            }
-        }
-    }
-
-    /// Forgets the deletion times of versions pruned below `before`.
-    fn forget_before(&mut self, before: Option<Version>) {
-        if let Some(before) = before {
-            self.deleted = self.deleted.split_off(&before.get());
-        }
-    }
-
-    fn apply(&mut self, description: Option<String>, max_versions: Option<u32>) {
-        if let Some(d) = description {
-            self.description = (!d.is_empty()).then_some(d);
-        }
-        if let Some(m) = max_versions {
-            self.max_versions = (m > 0).then_some(m);
-        }
-    }
-
-    /// The oldest version to keep once `current` is the newest.
-    fn prune_before(&self, current: Version) -> Option<Version> {
-        let keep = self.max_versions?;
-        current
-            .get()
-            .checked_sub(keep)
-            .and_then(|n| Version::new(n + 1))
-            .filter(|v| *v > Version::FIRST)
-    }
+/// The value a plan writes, owned so it can cross to the writer thread.
+pub(super) enum PlanValue {
+    /// A value given by the caller.
+    Given(SecretBytes),
+    /// A value computed from the newest version, in the transaction.
+    Derived(DeriveValue),
 }
 
 /// What a plan needs to write a version, owned so it can cross to the writer thread.
 pub(super) struct VersionPlan {
     pub name: SecretName,
-    pub value: SecretBytes,
+    pub value: PlanValue,
     pub kind: Option<Kind>,
     pub new_kind: Kind,
     pub actor: String,
@@ -128,6 +47,8 @@ pub(super) struct OpenNamespace {
     pub path: Namespace,
     pub key: NamespaceKey,
     pub key_version: u32,
+    /// The live names, for lists.
+    pub names: NameIndex,
 }
 
 fn corrupt(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
@@ -202,9 +123,35 @@ impl OpenNamespace {
             .map_err(corrupt("secret value"))
     }
 
-    /// Plans a new version given the live row (if any), checking mode and kind.
-    pub fn write_plan(self: std::sync::Arc<Self>, w: VersionPlan) -> WritePlan {
-        Box::new(move |current: Option<&SecretRow>| {
+    /// The plaintext of `version` as a read may see it at `now`: a version soft-deleted by
+    /// then, or destroyed, is [`StoreError::Gone`] with the secret's custom metadata.
+    pub fn readable(
+        &self,
+        row: &SecretRow,
+        version: &VersionRow,
+        meta: &MetaBlob,
+        now: Timestamp,
+    ) -> Result<SecretBytes, StoreError> {
+        let deletion = meta.deletion(version.version);
+        let destroyed = version.ciphertext.is_none();
+        if destroyed || deletion.is_some_and(|d| d <= now) {
+            return Err(StoreError::Gone(Gone {
+                version: version.version,
+                created: version.created,
+                deletion,
+                destroyed,
+                custom_metadata: meta.custom.clone(),
+            }));
+        }
+        self.open_version(row, version)
+    }
+
+    /// Plans a new version given the live row (if any), checking mode, check-and-set and
+    /// kind; a derived value is computed here, from the newest version read in the same
+    /// transaction.
+    pub fn write_plan(self: Arc<Self>, w: VersionPlan) -> WritePlan {
+        Box::new(move |live: Live<'_>| {
+            let current = live.row();
             match (w.mode, current) {
                 (WriteMode::Create, Some(_)) => {
                     return Err(StoreError::Conflict(
@@ -213,6 +160,9 @@ impl OpenNamespace {
                 }
                 (WriteMode::Update, None) => return Err(StoreError::NotFound("secret")),
                 _ => {}
+            }
+            if current.is_none() && matches!(w.value, PlanValue::Derived(_)) {
+                return Err(StoreError::NotFound("secret"));
             }
             let kind = w.kind.or(current.map(|r| r.kind)).unwrap_or(w.new_kind);
             let stored_meta = current.map(|row| self.meta_of(row)).transpose()?;
@@ -227,9 +177,21 @@ impl OpenNamespace {
                 }
                 _ => {}
             }
-            kind.check(w.value.expose_secret())
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
             let now = Timestamp::now();
+            let value = match w.value {
+                PlanValue::Given(value) => value,
+                PlanValue::Derived(derive) => {
+                    let (Some(row), Some(meta), Some(newest)) =
+                        (current, stored_meta.as_ref(), live.newest()?)
+                    else {
+                        return Err(StoreError::NotFound("secret"));
+                    };
+                    let plain = self.readable(row, &newest, meta, now)?;
+                    derive(&plain, newest.kind)?
+                }
+            };
+            kind.check(value.expose_secret())
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
             let (id, version, create, mut meta) = match (current, stored_meta) {
                 (Some(row), Some(meta)) => (
                     row.id,
@@ -251,13 +213,7 @@ impl OpenNamespace {
             };
             meta.apply(w.description, w.max_versions);
             meta.generated = w.generated;
-            if let Some(after) = meta.delete_after {
-                let ms = i64::try_from(after.saturating_mul(1000)).unwrap_or(i64::MAX);
-                meta.deleted.insert(
-                    version.get(),
-                    Timestamp::from_millis(now.as_millis().saturating_add(ms)),
-                );
-            }
+            meta.schedule_deletion(version, now);
             let prune_before = meta.prune_before(version);
             meta.forget_before(prune_before);
             let meta_ct = self.seal_meta(&id, &meta)?;
@@ -275,7 +231,7 @@ impl OpenNamespace {
             };
             let ciphertext = self
                 .key
-                .seal(w.value.expose_secret(), &self.entry_aad(&id, version, kind))
+                .seal(value.expose_secret(), &self.entry_aad(&id, version, kind))
                 .map_err(StoreError::Crypto)?;
             Ok(Planned {
                 meta_ct: create.is_none().then_some(meta_ct),
@@ -294,10 +250,10 @@ impl OpenNamespace {
     }
 
     /// Plans a metadata change.
-    pub fn describe_plan(self: std::sync::Arc<Self>, change: Describe) -> ModifyPlan {
+    pub fn describe_plan(self: Arc<Self>, change: Describe) -> ModifyPlan {
         Box::new(move |row: &SecretRow| {
             let mut meta = self.meta_of(row)?;
-            meta.apply_kv(&change, row.current, Timestamp::now());
+            meta.apply_kv(&change, row.current, Timestamp::now())?;
             meta.apply(change.description, change.max_versions);
             let prune_before = meta.prune_before(row.current);
             meta.forget_before(prune_before);
@@ -310,32 +266,126 @@ impl OpenNamespace {
     }
 }
 
-/// A version's facts for callers.
-pub(super) fn info(v: VersionRow, meta: &MetaBlob) -> VersionInfo {
-    VersionInfo {
-        deleted: meta.deletion(v.version),
-        version: v.version,
-        kind: v.kind,
-        created: v.created,
-        actor: v.actor,
-        destroyed: v.ciphertext.is_none(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_types::NvIndex;
+
+    fn namespace() -> Arc<OpenNamespace> {
+        Arc::new(OpenNamespace {
+            id: [7; 32],
+            path: Namespace::default_namespace(),
+            key: NamespaceKey::generate().expect("random"),
+            key_version: 1,
+            names: NameIndex::empty(),
+        })
+    }
+
+    /// A live row at `current` with valid sealed metadata.
+    fn row(ns: &OpenNamespace, current: Version, meta: &MetaBlob) -> SecretRow {
+        let id = SecretId([1; 16]);
+        SecretRow {
+            id,
+            namespace: ns.id,
+            name_hash: [2; 32],
+            name_ct: Vec::new(),
+            meta_ct: ns.seal_meta(&id, meta).expect("seal"),
+            index: NvIndex::from_slot(0).expect("slot 0"),
+            current,
+            kind: Kind::Text,
+            created: Timestamp::now(),
+            updated: Timestamp::now(),
+            revoked: None,
+        }
+    }
+
+    fn plan(value: PlanValue, cas: Option<u32>) -> VersionPlan {
+        VersionPlan {
+            name: SecretName::parse("k").expect("valid"),
+            value,
+            kind: None,
+            new_kind: Kind::Text,
+            actor: "uid:0".to_owned(),
+            mode: WriteMode::Upsert,
+            description: None,
+            max_versions: Some(u32::MAX),
+            new_max_versions: None,
+            generated: None,
+            cas,
+            cas_required: false,
+        }
+    }
+
+    fn no_read(_: &SecretRow) -> Result<VersionRow, StoreError> {
+        panic!("an ordinary write must not read the newest version")
+    }
 
     #[test]
-    fn pruning_keeps_the_newest_max_versions() {
-        let meta = |m| MetaBlob {
-            max_versions: Some(m),
+    fn the_last_version_number_is_a_conflict_not_a_panic() {
+        let ns = namespace();
+        let last = Version::new(u32::MAX).expect("nonzero");
+        let meta = MetaBlob {
+            delete_after: Some(u64::MAX),
+            max_versions: Some(u32::MAX),
             ..MetaBlob::default()
         };
-        let v = |n| Version::new(n).unwrap();
-        assert_eq!(meta(3).prune_before(v(3)), None);
-        assert_eq!(meta(3).prune_before(v(4)), Some(v(2)));
-        assert_eq!(meta(1).prune_before(v(10)), Some(v(10)));
-        assert_eq!(MetaBlob::default().prune_before(v(100)), None);
+        let row = row(&ns, last, &meta);
+        let value = PlanValue::Given(SecretBytes::copy_from(b"v"));
+        let err = ns.clone().write_plan(plan(value, None))(Live::new(Some(&row), &no_read))
+            .expect_err("no version after the last");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let value = PlanValue::Given(SecretBytes::copy_from(b"v"));
+        let err =
+            ns.clone().write_plan(plan(value, Some(u32::MAX)))(Live::new(Some(&row), &no_read))
+                .expect_err("no version after the last");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        // Metadata changes at the last version still work.
+        let change = Describe {
+            max_versions: Some(1),
+            mark: Some(crate::Mark::DeleteLatest),
+            ..Describe::default()
+        };
+        let m = ns.describe_plan(change)(&row).expect("describe");
+        assert_eq!(m.prune_before, Some(last));
+    }
+
+    #[test]
+    fn only_a_derived_write_reads_the_newest_version() {
+        let ns = namespace();
+        let meta = MetaBlob::default();
+        let row = row(&ns, Version::FIRST, &meta);
+        let value = PlanValue::Given(SecretBytes::copy_from(b"v"));
+        let planned = ns.clone().write_plan(plan(value, None))(Live::new(Some(&row), &no_read))
+            .expect("ordinary write");
+        assert_eq!(planned.version.version.get(), 2);
+        let stored = VersionRow {
+            version: Version::FIRST,
+            kind: Kind::Text,
+            created: Timestamp::now(),
+            actor: "uid:0".to_owned(),
+            key_version: 1,
+            ciphertext: Some(
+                ns.key
+                    .seal(b"old", &ns.entry_aad(&row.id, Version::FIRST, Kind::Text))
+                    .expect("seal"),
+            ),
+        };
+        let read = |_: &SecretRow| Ok(stored.clone());
+        let derive: DeriveValue = Box::new(|old, _| {
+            let mut next = old.expose_secret().to_vec();
+            next.extend_from_slice(b"+new");
+            Ok(SecretBytes::from_vec(next))
+        });
+        let planned = ns
+            .clone()
+            .write_plan(plan(PlanValue::Derived(derive), Some(1)))(Live::new(
+            Some(&row),
+            &read,
+        ))
+        .expect("derived write");
+        let written = ns
+            .open_version(&row, &planned.version)
+            .expect("the new version opens");
+        assert_eq!(written.expose_secret(), b"old+new");
     }
 }

@@ -329,7 +329,11 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+    fn delete(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+    ) -> Result<Option<SecretId>, StoreError> {
         let (namespace, name) = (*namespace, *name);
         self.submit(|reply| Job::Delete {
             namespace,
@@ -435,6 +439,34 @@ mod tests {
         drop(store);
         drop(backend);
         check("closed");
+    }
+
+    #[test]
+    fn a_panicking_derived_write_is_rolled_back_and_the_writer_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(SqliteBackend::open(&dir.path().join("coffer.db")).unwrap());
+        let store = EncryptedStore::open(backend, MasterKey::generate().unwrap()).unwrap();
+        store.create_namespace(&Namespace::default()).unwrap();
+        write(&store, "k", b"before");
+        let derive: crate::DeriveValue = Box::new(|_, _| panic!("a bug in a derive"));
+        let err = store
+            .set(
+                &Namespace::default(),
+                &SecretName::parse("k").unwrap(),
+                Write::derived(derive, "uid:0"),
+            )
+            .expect_err("the panic is an error");
+        assert_eq!(err.code(), coffer_types::ErrorCode::Internal, "{err}");
+        write(&store, "k", b"after");
+        let read = store
+            .get(
+                &Namespace::default(),
+                &SecretName::parse("k").unwrap(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(read.value.expose_secret(), b"after");
+        assert_eq!(read.version.get(), 2, "the panicked write left no version");
     }
 
     #[test]

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::row;
 use crate::StoreError;
 use crate::backend::{
-    Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretRow, WritePlan, Written,
-    check_modification, check_plan,
+    Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretRow, VersionRow,
+    WritePlan, Written, check_modification, check_plan,
 };
 
 /// Most jobs committed together.
@@ -46,7 +46,7 @@ pub(super) enum Job {
     Delete {
         namespace: NamespaceId,
         name: NameHash,
-        reply: Reply<bool>,
+        reply: Reply<Option<SecretId>>,
     },
 }
 
@@ -58,7 +58,10 @@ enum Done {
         Reply<Option<Modified>>,
         Result<Option<Modified>, StoreError>,
     ),
-    Deleted(Reply<bool>, Result<bool, StoreError>),
+    Deleted(
+        Reply<Option<SecretId>>,
+        Result<Option<SecretId>, StoreError>,
+    ),
 }
 
 impl Done {
@@ -278,7 +281,8 @@ fn write(
     plan: WritePlan,
 ) -> Result<Written, StoreError> {
     let current = live_row(c, namespace, name)?;
-    let planned = plan(current.as_ref())?;
+    let newest = |row: &SecretRow| version_row(c, &row.id, row.current);
+    let planned = plan(Live::new(current.as_ref(), &newest))?;
     check_plan(current.as_ref(), &planned)?;
     let version: Version = planned.version.version;
     let (id, index, created) = match (&current, &planned.create) {
@@ -345,10 +349,25 @@ fn write(
     .map_err(db("writing a version"))?;
     prune(c, &id, planned.prune_before)?;
     Ok(Written {
+        id,
         version,
         index,
         created,
     })
+}
+
+/// One version of a secret, read inside the write's transaction.
+fn version_row(c: &Connection, id: &SecretId, version: Version) -> Result<VersionRow, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {} FROM versions v WHERE v.secret = ?1 AND v.version = ?2",
+        row::VERSION_COLUMNS
+    ))
+    .and_then(|mut st| {
+        st.query_row(params![&id.0[..], version.get()], |r| row::version(r, 0))
+            .optional()
+    })
+    .map_err(db("reading a version"))?
+    .ok_or(StoreError::NotFound("version"))?
 }
 
 fn prune(c: &Connection, id: &SecretId, before: Option<Version>) -> Result<(), StoreError> {
@@ -415,14 +434,18 @@ fn modify(
     }))
 }
 
-fn delete(c: &Connection, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+fn delete(
+    c: &Connection,
+    namespace: &NamespaceId,
+    name: &NameHash,
+) -> Result<Option<SecretId>, StoreError> {
     let Some(row) = live_row(c, namespace, name)? else {
-        return Ok(false);
+        return Ok(None);
     };
     // Versions go with their secret (ON DELETE CASCADE); secure_delete zeroes the pages.
     c.prepare_cached("DELETE FROM secrets WHERE id = ?1")
         .and_then(|mut st| st.execute(params![&row.id.0[..]]))
         .map_err(db("deleting a secret"))?;
     free_slot(c, row.index)?;
-    Ok(true)
+    Ok(Some(row.id))
 }

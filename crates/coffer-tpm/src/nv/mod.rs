@@ -14,10 +14,11 @@
 mod chain;
 mod state;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coffer_store::{
-    Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
+    Backend, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
     StoreError, VersionRow, WritePlan, Written,
 };
 use coffer_types::{NvIndex, Version};
@@ -35,6 +36,16 @@ fn lock(state: &Mutex<NvState>) -> MutexGuard<'_, NvState> {
     // Every change to the state is applied only after NV accepted it, so a panic cannot leave
     // memory and NV disagreeing.
     state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs a plan on the TPM thread. A plan that panics (a bug, or a caller's derive closure)
+/// must not take that thread down, and every TPM operation with it: the panic becomes an
+/// error, and since plans run before anything changes, nothing was written.
+fn guarded<T>(plan: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(plan)).unwrap_or_else(|_| {
+        tracing::error!("a write panicked; nothing was written");
+        Err(StoreError::Malformed("a write failed inside the store"))
+    })
 }
 
 impl NvBackend {
@@ -117,7 +128,12 @@ impl Backend for NvBackend {
         let key = (*namespace, *name);
         self.change(move |s, st| {
             let current = st.live(&key).map(SecretRecord::row).transpose()?;
-            let planned = plan(current.as_ref())?;
+            let newest = |row: &SecretRow| {
+                st.live(&key)
+                    .and_then(|record| record.version(row.current))
+                    .ok_or(StoreError::NotFound("version"))
+            };
+            let planned = guarded(|| plan(Live::new(current.as_ref(), &newest)))?;
             coffer_store::check_plan(current.as_ref(), &planned)?;
             let (mut record, created) = match (st.live(&key).cloned(), planned.create) {
                 (Some(mut record), _) => {
@@ -138,8 +154,10 @@ impl Backend for NvBackend {
             record.push(planned.version);
             record.prune(planned.prune_before);
             let index = NvIndex::from_slot(record.slot()).ok_or(StoreError::Full)?;
+            let id = record.id();
             st.put_secret(s, record)?;
             Ok(Written {
+                id,
                 version,
                 index,
                 created,
@@ -159,7 +177,7 @@ impl Backend for NvBackend {
                 return Ok(None);
             };
             let row = record.row()?;
-            let m = plan(&row)?;
+            let m = guarded(|| plan(&row))?;
             coffer_store::check_modification(&row, &record.version_numbers(), &m)?;
             if let Some(at) = m.revoke {
                 st.remove_secret(s, record.slot(), Some(at))?;
@@ -184,14 +202,18 @@ impl Backend for NvBackend {
         })
     }
 
-    fn delete(&self, namespace: &NamespaceId, name: &NameHash) -> Result<bool, StoreError> {
+    fn delete(
+        &self,
+        namespace: &NamespaceId,
+        name: &NameHash,
+    ) -> Result<Option<SecretId>, StoreError> {
         let key = (*namespace, *name);
         self.change(move |s, st| {
-            let Some(slot) = st.live(&key).map(SecretRecord::slot) else {
-                return Ok(false);
+            let Some((slot, id)) = st.live(&key).map(|r| (r.slot(), r.id())) else {
+                return Ok(None);
             };
             st.remove_secret(s, slot, None)?;
-            Ok(true)
+            Ok(Some(id))
         })
     }
 
@@ -379,6 +401,25 @@ mod tests {
         // The torn side is rewritten cleanly by the next write.
         set(&store, "k", b"next").unwrap();
         assert_eq!(get(&f.open(), "k"), b"next");
+    }
+
+    #[test]
+    fn a_panicking_derived_write_changes_nothing_and_the_tpm_thread_lives_on() {
+        let f = Fixture::new();
+        let store = f.open();
+        set(&store, "k", b"before").unwrap();
+        let derive: coffer_store::DeriveValue = Box::new(|_, _| panic!("a bug in a derive"));
+        let err = store
+            .set(
+                &Namespace::default(),
+                &SecretName::parse("k").unwrap(),
+                Write::derived(derive, "uid:0"),
+            )
+            .expect_err("the panic is an error");
+        assert_eq!(err.code(), ErrorCode::Internal, "{err}");
+        assert_eq!(get(&store, "k"), b"before");
+        set(&store, "k", b"after").unwrap();
+        assert_eq!(get(&f.open(), "k"), b"after");
     }
 
     #[test]

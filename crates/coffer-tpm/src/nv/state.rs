@@ -107,6 +107,19 @@ pub(super) fn store_error(e: TpmError) -> StoreError {
     }
 }
 
+impl VersionRecord {
+    fn row(&self) -> Result<VersionRow, StoreError> {
+        Ok(VersionRow {
+            version: Version::new(self.version).ok_or(StoreError::Malformed("version 0"))?,
+            kind: self.kind,
+            created: Timestamp::from_millis(self.created),
+            actor: self.actor.clone(),
+            key_version: self.key_version,
+            ciphertext: self.ciphertext.clone(),
+        })
+    }
+}
+
 impl SecretRecord {
     pub(super) fn row(&self) -> Result<SecretRow, StoreError> {
         Ok(SecretRow {
@@ -125,23 +138,15 @@ impl SecretRecord {
     }
 
     pub(super) fn versions(&self) -> Result<Vec<VersionRow>, StoreError> {
-        self.versions
-            .iter()
-            .map(|v| {
-                Ok(VersionRow {
-                    version: Version::new(v.version).ok_or(StoreError::Malformed("version 0"))?,
-                    kind: v.kind,
-                    created: Timestamp::from_millis(v.created),
-                    actor: v.actor.clone(),
-                    key_version: v.key_version,
-                    ciphertext: v.ciphertext.clone(),
-                })
-            })
-            .collect()
+        self.versions.iter().map(VersionRecord::row).collect()
     }
 
+    /// One version; `None` when it is not kept (or its record is malformed).
     pub(super) fn version(&self, v: Version) -> Option<VersionRow> {
-        self.versions().ok()?.into_iter().find(|r| r.version == v)
+        self.versions
+            .iter()
+            .find(|r| r.version == v.get())
+            .and_then(|r| r.row().ok())
     }
 
     pub(super) fn new(row: &SecretRow, slot: u32) -> Self {

@@ -1,0 +1,104 @@
+//! What the core answers: a [`Reply`] per operation. Listeners turn it into their wire shape.
+
+use std::sync::Arc;
+
+use coffer_crypto::SecretBytes;
+use coffer_store::{Page, SecretMeta, SecretSummary, VersionInfo};
+use coffer_types::reply::{AuditReport, PolicyListing, PolicyView, StatusReport, TokenRecord};
+use coffer_types::{Kind, Namespace, NvIndex, SecretName, Version};
+
+use crate::cache::Facts;
+
+/// A successful answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A version was written.
+    Written {
+        /// The secret's index.
+        index: NvIndex,
+        /// The version written.
+        version: Version,
+    },
+    /// A value was minted and written; this is the only time it is shown.
+    Minted {
+        /// The secret's index.
+        index: NvIndex,
+        /// The version written.
+        version: Version,
+        /// The value.
+        value: SecretBytes,
+    },
+    /// A value was read.
+    Value {
+        /// The value (shared with the cache; zeroized when the last holder drops it).
+        value: Arc<SecretBytes>,
+        /// Its version.
+        version: Version,
+        /// Its kind.
+        kind: Kind,
+        /// What KV v2 shows beside it.
+        facts: Arc<Facts>,
+    },
+    /// Done; nothing to report.
+    Done,
+    /// These versions are destroyed.
+    Destroyed(Vec<Version>),
+    /// A secret's metadata.
+    Meta(Box<SecretMeta>),
+    /// A version history.
+    Versions(Vec<VersionInfo>),
+    /// A page of names.
+    Names(Page<SecretName>),
+    /// A page of names with metadata.
+    Summaries(Page<SecretSummary>),
+    /// A page of revoked secrets with their history.
+    Revoked(Page<SecretMeta>),
+    /// Keys one level below a folder (Vault's LIST); folders end in `/`.
+    Keys(Vec<String>),
+    /// The namespace that serves a path.
+    Mount(Namespace),
+    /// An HMAC digest.
+    Digest(String),
+    /// A header value (basic auth).
+    Header(SecretBytes),
+    /// The namespaces.
+    Namespaces(Vec<Namespace>),
+    /// Status.
+    Status(Box<StatusReport>),
+    /// The key slots.
+    Slots(Vec<crate::SlotSummary>),
+    /// A slot was added.
+    SlotAdded {
+        /// Its id.
+        id: u32,
+        /// The recovery key of a recovery slot, shown this once.
+        recovery: Option<SecretBytes>,
+    },
+    /// These slots were resealed.
+    Resealed(Vec<u32>),
+    /// One policy.
+    Policy(Box<PolicyView>),
+    /// Every policy and binding.
+    Policies(Box<PolicyListing>),
+    /// A token was made: the token, shown this once, and its record.
+    TokenCreated {
+        /// The token.
+        token: SecretBytes,
+        /// Its record.
+        record: Box<TokenRecord>,
+    },
+    /// Token records.
+    Tokens(Vec<TokenRecord>),
+    /// One token's record.
+    TokenInfo(Box<TokenRecord>),
+    /// Audit hashes.
+    AuditHash {
+        /// Of the name.
+        name: Option<String>,
+        /// Of the namespace.
+        namespace: Option<String>,
+    },
+    /// The audit log's verification.
+    AuditVerified(Box<AuditReport>),
+}

@@ -1,0 +1,149 @@
+//! The request path: [`Service::call`] and [`Service::call_mounted`], and the end of a
+//! daemon's life ([`Service::drain`]).
+
+use std::sync::Arc;
+
+use super::gates::Admitted;
+use super::record::Pending;
+use super::state::Service;
+use crate::access::Principal;
+use crate::op::{Candidate, Operation, Request};
+use crate::{Caller, CoreError, Gate, Refusal, Reply};
+
+impl Service {
+    /// Carries out one operation from `caller` through every gate, and records it.
+    ///
+    /// The answer is the reply, or the refusal with the gate that gave it. Dropping the
+    /// returned future (the client went away) does not stop a request that passed the
+    /// gates: its work and its record complete in their own task.
+    pub async fn call(self: &Arc<Self>, caller: Caller, op: Operation) -> Result<Reply, Refusal> {
+        self.run(caller, Request::One(op)).await.1
+    }
+
+    /// Carries out the first of `candidates` whose namespace exists (an HTTP path whose
+    /// mount is not known before the gates), as [`Service::call`] does one operation.
+    /// Answers which candidate it was, once the namespace gate chose one.
+    pub async fn call_mounted(
+        self: &Arc<Self>,
+        caller: Caller,
+        candidates: Vec<Candidate>,
+    ) -> (Option<usize>, Result<Reply, Refusal>) {
+        self.run(caller, Request::FirstMounted(candidates)).await
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        caller: Caller,
+        request: Request,
+    ) -> (Option<usize>, Result<Reply, Refusal>) {
+        let Some(action) = request.action() else {
+            return (
+                None,
+                Err(Refusal::at(
+                    Gate::Validation,
+                    CoreError::InvalidRequest("the request names no operation".to_owned()),
+                )),
+            );
+        };
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.ready()
+        {
+            tracing::error!(error = %e, %action, peer = %caller.identity, "request refused: the audit log cannot be written");
+            return (
+                None,
+                Err(Refusal::at(
+                    Gate::Audit,
+                    CoreError::AuditUnavailable(e.to_string()),
+                )),
+            );
+        }
+        let (_entered, stopping) = self.inflight.enter();
+        let pending = Pending::new(caller.identity, &request);
+        if stopping {
+            let refusal = Refusal::at(Gate::Seal, CoreError::Stopping);
+            return (None, self.finish(pending, Err(refusal)).await);
+        }
+        let token = caller.token;
+        if self.identity_waits() {
+            // The first request after a seal or an unseal loads policies and tokens from the
+            // store before its caller can be known: that wait could be cut short by a client
+            // going away, so the whole request runs in a task of its own.
+            let this = Arc::clone(self);
+            let work = self
+                .tasks
+                .spawn(async move { this.gated(pending, token, request).await });
+            return work
+                .await
+                .unwrap_or_else(|e| (None, Err(task_failed(action, &e))));
+        }
+        self.gated(pending, token, request).await
+    }
+
+    /// Gates 1 to 7 and the record. Up to gate 7 nothing waits (the caller's policies and
+    /// tokens are loaded, see `run`), so a request cannot be cut between arriving and its
+    /// record being queued; a cached read is answered in place, and anything else runs in a
+    /// task of its own.
+    async fn gated(
+        self: &Arc<Self>,
+        mut pending: Pending,
+        token: Option<coffer_crypto::SecretBytes>,
+        request: Request,
+    ) -> (Option<usize>, Result<Reply, Refusal>) {
+        let action = request.action().unwrap_or(coffer_types::Action::Status);
+        // Gates 1 and 2. (Only flags of the request are passed across the wait below: its
+        // readings need not be `Sync`.)
+        let how = (request.runs_sealed(), request.unseals_by_key());
+        let identified = self.identify(pending.identity(), how, token.as_ref()).await;
+        drop(token);
+        let principal = match identified {
+            Ok(p) => p,
+            Err(refusal) => return (None, self.finish(pending, Err(refusal)).await),
+        };
+        pending.principal(&principal);
+        // Gates 3 to 6: no waiting, no store work.
+        let (admitted, chosen) = match self.admit(&principal, request, &mut pending) {
+            Ok(a) => a,
+            Err((refusal, chosen)) => return (chosen, self.finish(pending, Err(refusal)).await),
+        };
+        pending.admitted(admitted.namespace());
+        // Gate 7. A cached value is answered in place; anything else runs in its own task.
+        let admitted = match self.inline(admitted) {
+            Ok(reply) => return (chosen, self.finish(pending, Ok(reply)).await),
+            Err(admitted) => admitted,
+        };
+        let this = Arc::clone(self);
+        let work = self.tasks.spawn(async move {
+            let result = this.execute(principal, admitted).await;
+            this.finish(pending, result).await
+        });
+        let result = work.await.unwrap_or_else(|e| Err(task_failed(action, &e)));
+        (chosen, result)
+    }
+
+    async fn execute(&self, principal: Principal, admitted: Admitted) -> Result<Reply, Refusal> {
+        match admitted {
+            Admitted::Secret(secret) => self.secret(&principal, secret).await,
+            Admitted::List(list) => self.list(list).await,
+            Admitted::Daemon(op) => Box::pin(self.admin(&principal, op)).await,
+            Admitted::Done(reply, _) => Ok(reply),
+        }
+    }
+
+    /// At shutdown, after the listeners stopped taking connections: refuses requests that
+    /// still arrive (`store_unavailable`, recorded), and waits for every request already in
+    /// the service, the ones running detached from their vanished clients included, to end
+    /// with its record. Then the store can be sealed and the audit log closed.
+    pub async fn drain(&self) {
+        self.inflight.close().await;
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+fn task_failed(action: coffer_types::Action, e: &tokio::task::JoinError) -> Refusal {
+    tracing::error!(error = %e, %action, "a request's task failed");
+    Refusal::at(
+        Gate::Store,
+        CoreError::Unavailable("the request's task failed".to_owned()),
+    )
+}

@@ -1,0 +1,444 @@
+//! Gates 1 to 6, in DESIGN.md's order: the store is open, the caller is known, the namespace
+//! exists, the caller is within its rate, a policy grants what the operation needs, and the
+//! input is valid. They run in place (no waiting but for loading policies after an unseal),
+//! and what passes comes out as [`Admitted`] work for gate 7.
+
+use std::sync::Arc;
+
+use coffer_crypto::SecretBytes;
+use coffer_store::{ListQuery, NameFilter, SecretStore, WriteMode};
+use coffer_types::{Capability, Namespace, Parsed, SecretName, Target};
+
+use super::record::Pending;
+use super::state::{Gated, Service, at};
+use crate::access::Principal;
+use crate::cache::CacheKey;
+use crate::op::secret::{Checked, Needs, SecretOp};
+use crate::op::{Candidate, DEFAULT_LIST_LIMIT, ListInput, MAX_LIST_LIMIT, Operation, Request};
+use crate::{CoreError, Gate, Identity, Refusal, Reply};
+
+/// Work that passed gates 1 to 6.
+pub(super) enum Admitted {
+    /// An operation on one secret.
+    Secret(SecretWork),
+    /// A list.
+    List(ListWork),
+    /// An operation on the daemon itself (its own validation runs with it).
+    Daemon(Operation),
+    /// Answered by the gates themselves (which mount serves a path).
+    Done(Reply, Namespace),
+}
+
+/// An operation on one secret, checked.
+pub(super) struct SecretWork {
+    pub store: Arc<dyn SecretStore>,
+    pub key: CacheKey,
+    pub op: Checked,
+    /// Create-only or update-only, when the caller holds one of the two.
+    pub restrict: Option<WriteMode>,
+    /// Who it is recorded as on what it writes.
+    pub actor: String,
+}
+
+/// A list, checked.
+pub(super) struct ListWork {
+    pub store: Arc<dyn SecretStore>,
+    pub namespace: Namespace,
+    pub query: ListQuery,
+    pub detail: bool,
+    pub revoked: bool,
+    pub folders: bool,
+    /// The prefix of a folder listing.
+    pub prefix: String,
+}
+
+impl Admitted {
+    /// The namespace the work acts in, once known.
+    pub(super) fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            Self::Secret(w) => Some(&w.key.0),
+            Self::List(w) => Some(&w.namespace),
+            Self::Done(_, ns) => Some(ns),
+            Self::Daemon(_) => None,
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal::at(Gate::Validation, CoreError::InvalidRequest(message.into()))
+}
+
+impl Service {
+    /// Gates 1 and 2: the store is open (unless the operation runs sealed), then who the
+    /// caller is. Brings what is derived from the keys (policies and tokens from the store,
+    /// the audit keys) in line with the vault first, after a seal or an unseal.
+    pub(super) async fn identify(
+        &self,
+        who: &Identity,
+        (runs_sealed, by_key): (bool, bool),
+        token: Option<&SecretBytes>,
+    ) -> Gated<Principal> {
+        if !runs_sealed {
+            self.store()?;
+        }
+        if by_key {
+            // The key is the authority; whoever sends it is recorded by address.
+            return Ok(Principal {
+                uid: who.uid,
+                gid: who.gid,
+                token: None,
+            });
+        }
+        let epoch = self.vault.epoch();
+        if self.access.loaded_epoch() != Some(epoch) {
+            self.sync(epoch).await;
+        }
+        if who.remote.is_some() && token.is_none() {
+            return Err(Refusal::at(
+                Gate::Identity,
+                CoreError::Unauthenticated(
+                    "a token is required (X-Vault-Token or Authorization: Bearer)",
+                ),
+            ));
+        }
+        self.access
+            .resolve(who.uid, who.gid, token)
+            .map_err(|e| match e {
+                CoreError::Unauthenticated(m) => {
+                    Refusal::at(Gate::Identity, CoreError::Unauthenticated(m))
+                }
+                _ => Refusal::at(
+                    Gate::Identity,
+                    CoreError::Unauthenticated("the token could not be checked"),
+                ),
+            })
+    }
+
+    /// Whether identifying a caller must first load policies and tokens (the first request
+    /// after a seal or an unseal).
+    pub(super) fn identity_waits(&self) -> bool {
+        self.access.loaded_epoch() != Some(self.vault.epoch())
+    }
+
+    async fn sync(&self, epoch: u64) {
+        let keys = (self.vault.store(), self.vault.token_key());
+        if let Some(audit) = &self.audit {
+            audit.set_keys(self.vault.audit_keys());
+        }
+        match keys {
+            (Ok(store), Some(token_key)) => {
+                let access = self.access.clone();
+                let loaded =
+                    super::state::blocking(move || access.load(epoch, &store, token_key)).await;
+                if let Err(e) = loaded {
+                    // Tokens and stored policies stay unknown; the next request tries again.
+                    tracing::error!(error = %e, "cannot load policies and tokens from the store");
+                }
+            }
+            _ => self.access.unload(epoch),
+        }
+    }
+
+    /// Gates 3 to 6; for readings of a mounted path, also which one was chosen (the first
+    /// whose namespace exists; only it is made into an operation).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn admit(
+        &self,
+        who: &Principal,
+        request: Request,
+        pending: &mut Pending,
+    ) -> Result<(Admitted, Option<usize>), (Refusal, Option<usize>)> {
+        let readings = match request {
+            Request::One(op) => {
+                return self
+                    .admit_one(who, op)
+                    .map(|a| (a, None))
+                    .map_err(|r| (r, None));
+            }
+            Request::FirstMounted(readings) => readings,
+        };
+        let store = self.store().map_err(|r| (r, None))?;
+        let (chosen, reading) = readings
+            .into_iter()
+            .enumerate()
+            .find(|(_, c)| store.has_namespace(&c.namespace))
+            .ok_or((Refusal::at(Gate::Namespace, CoreError::NoNamespace), None))?;
+        pending.chose(&reading);
+        let Candidate {
+            namespace,
+            text,
+            name_at,
+            action,
+            build,
+        } = reading;
+        let op = match build() {
+            Ok(op) => op,
+            Err(rejected) => {
+                // The reading's own shape does not fit (its body, its method): refused at
+                // validation, after the caller's rate and the least grant its action needs.
+                self.rate(who).map_err(|r| (r, Some(chosen)))?;
+                let name = text.get(name_at..).unwrap_or("");
+                self.least_grant(who, &namespace, name, action)
+                    .map_err(|r| (r, Some(chosen)))?;
+                let refusal = Refusal::at(
+                    Gate::Validation,
+                    CoreError::Rejected {
+                        code: rejected.code,
+                        message: rejected.message,
+                    },
+                );
+                return Err((refusal, Some(chosen)));
+            }
+        };
+        pending.built(&op);
+        self.admit_one(who, op)
+            .map(|a| (a, Some(chosen)))
+            .map_err(|r| (r, Some(chosen)))
+    }
+
+    fn admit_one(&self, who: &Principal, op: Operation) -> Gated<Admitted> {
+        match op {
+            Operation::Secret { target, op } => self.admit_secret(who, target, op),
+            Operation::List { namespace, input } => self.admit_list(who, &namespace, input),
+            Operation::Mount { candidates } => {
+                let store = self.store()?;
+                let found = candidates
+                    .into_iter()
+                    .find(|ns| store.has_namespace(ns))
+                    .ok_or(Refusal::at(Gate::Namespace, CoreError::NoNamespace))?;
+                self.rate(who)?;
+                Ok(Admitted::Done(Reply::Mount(found.clone()), found))
+            }
+            other => {
+                // A namespace to create is checked at validation (it need not exist, so
+                // the namespace gate has nothing to say about it).
+                self.rate(who)?;
+                if let Some((capability, area)) = daemon_grant(&other) {
+                    self.allow(who, capability, area, None)?;
+                }
+                Ok(Admitted::Daemon(other))
+            }
+        }
+    }
+
+    /// Gate 3: the namespace is valid and exists.
+    fn namespace_gate(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        namespace: &Parsed<Namespace>,
+    ) -> Gated<Namespace> {
+        let namespace = namespace
+            .valid()
+            .map_err(|e| Refusal::at(Gate::Namespace, CoreError::InvalidName(e)))?;
+        if !store.has_namespace(namespace) {
+            return Err(Refusal::at(Gate::Namespace, CoreError::NoNamespace));
+        }
+        Ok(namespace.clone())
+    }
+
+    /// Gate 4.
+    fn rate(&self, who: &Principal) -> Gated<()> {
+        if !self.access.admit(who) {
+            return Err(Refusal::at(Gate::RateLimit, CoreError::RateLimited));
+        }
+        Ok(())
+    }
+
+    /// Gate 5 for `capability` on `path`.
+    pub(super) fn allow(
+        &self,
+        who: &Principal,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> Gated<()> {
+        self.access
+            .check(who, capability, path, namespace)
+            .map_err(at(Gate::Policy))
+    }
+
+    fn admit_secret(&self, who: &Principal, target: Target, op: SecretOp) -> Gated<Admitted> {
+        let store = self.store()?;
+        let namespace = self.namespace_gate(&store, &target.namespace)?;
+        self.rate(who)?;
+        let restrict = self.policy_for_secret(who, &namespace, target.name.text(), op.needs())?;
+        let name = target
+            .name
+            .valid()
+            .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
+            .clone();
+        let op = op
+            .check(self.config.max_value_bytes)
+            .map_err(at(Gate::Validation))?;
+        Ok(Admitted::Secret(SecretWork {
+            store,
+            key: (namespace, name),
+            op,
+            restrict,
+            actor: who.actor(),
+        }))
+    }
+
+    /// Gate 5 for a request that could not be made into an operation: one of the
+    /// capabilities its action needs at least, on `namespace/name`.
+    fn least_grant(
+        &self,
+        who: &Principal,
+        namespace: &Namespace,
+        name: &str,
+        action: coffer_types::Action,
+    ) -> Gated<()> {
+        let any = crate::op::least_capabilities(action);
+        if any.is_empty() || self.access.unconditional(who) {
+            return Ok(());
+        }
+        let path = super::state::secret_path(namespace, name);
+        let ns = Some(namespace.as_str());
+        if any.iter().any(|&c| self.access.grants(who, c, &path, ns)) {
+            return Ok(());
+        }
+        self.allow(who, any[0], &path, ns)
+    }
+
+    /// Gate 5 for an operation on one secret: every capability it needs on
+    /// `namespace/name`; for a plain write, `create` or `update` (answering which one the
+    /// caller is limited to, when it holds only one).
+    fn policy_for_secret(
+        &self,
+        who: &Principal,
+        namespace: &Namespace,
+        name: &str,
+        needs: Needs,
+    ) -> Gated<Option<WriteMode>> {
+        if self.access.unconditional(who) {
+            return Ok(None);
+        }
+        let path = super::state::secret_path(namespace, name);
+        let ns = Some(namespace.as_str());
+        for &capability in Capability::ALL {
+            if needs.capabilities.has(capability) {
+                self.allow(who, capability, &path, ns)?;
+            }
+        }
+        if !needs.create_or_update {
+            return Ok(None);
+        }
+        let create = self.access.grants(who, Capability::Create, &path, ns);
+        let update = self.access.grants(who, Capability::Update, &path, ns);
+        match (create, update) {
+            (true, true) => Ok(None),
+            (true, false) => Ok(Some(WriteMode::Create)),
+            (false, true) => Ok(Some(WriteMode::Update)),
+            // Report the more telling refusal (a deny rule, or the missing grant).
+            (false, false) => self
+                .allow(who, Capability::Update, &path, ns)
+                .and_then(|()| self.allow(who, Capability::Create, &path, ns))
+                .map(|()| None),
+        }
+    }
+
+    fn admit_list(
+        &self,
+        who: &Principal,
+        namespace: &Parsed<Namespace>,
+        input: ListInput,
+    ) -> Gated<Admitted> {
+        let store = self.store()?;
+        let namespace = self.namespace_gate(&store, namespace)?;
+        self.rate(who)?;
+        let needs_meta = input.detail || input.revoked;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let filter = if self.access.unconditional(who) {
+            None
+        } else {
+            let path = super::state::secret_path(&namespace, &prefix);
+            let ns = Some(namespace.as_str());
+            self.allow(who, Capability::List, &path, ns)?;
+            if needs_meta {
+                self.allow(who, Capability::Meta, &path, ns)?;
+            }
+            Some(self.name_filter(who, &namespace, needs_meta))
+        };
+        if prefix.len() > coffer_types::MAX_NAME_LEN {
+            return Err(invalid(format!(
+                "prefix is longer than {} bytes",
+                coffer_types::MAX_NAME_LEN
+            )));
+        }
+        if input.folders && (input.detail || input.revoked) {
+            return Err(invalid(
+                "a folder listing shows names only (no detail or revoked)",
+            ));
+        }
+        let limit = input.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(invalid(format!(
+                "limit must be between 1 and {MAX_LIST_LIMIT}"
+            )));
+        }
+        let after = input
+            .after
+            .map(SecretName::parse_owned)
+            .transpose()
+            .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?;
+        let query = ListQuery {
+            prefix: input.prefix,
+            after,
+            // Checked above: at most MAX_LIST_LIMIT.
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            filter,
+        };
+        Ok(Admitted::List(ListWork {
+            store,
+            namespace,
+            query,
+            detail: input.detail,
+            revoked: input.revoked,
+            folders: input.folders,
+            prefix,
+        }))
+    }
+
+    /// The policy applied to every name a list returns: `list` (and `meta` when metadata
+    /// is shown) on `namespace/name`, so a deny rule hides names under a wider prefix.
+    fn name_filter(&self, who: &Principal, namespace: &Namespace, meta: bool) -> NameFilter {
+        let access = Arc::clone(&self.access);
+        let who = who.clone();
+        let namespace = namespace.clone();
+        Arc::new(move |name: &SecretName| {
+            let path = super::state::secret_path(&namespace, name.as_str());
+            let ns = Some(namespace.as_str());
+            access.grants(&who, Capability::List, &path, ns)
+                && (!meta || access.grants(&who, Capability::Meta, &path, ns))
+        })
+    }
+}
+
+/// The grant an operation on the daemon needs: (capability, `sys/` path). `None`: the
+/// caller's identity is enough (its own token, the daemon's status, unsealing by key).
+fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
+    use Capability::{List, Read, Sudo};
+    Some(match op {
+        Operation::NamespaceCreate { .. } => (Sudo, "sys/namespaces"),
+        Operation::NamespaceList => (List, "sys/namespaces"),
+        Operation::Seal | Operation::Unseal { by_key: false, .. } => (Sudo, "sys/seal"),
+        Operation::SlotList
+        | Operation::SlotAdd { .. }
+        | Operation::SlotRemove { .. }
+        | Operation::SlotReseal { .. } => (Sudo, "sys/slots"),
+        Operation::PolicyPut { .. }
+        | Operation::PolicyGet { .. }
+        | Operation::PolicyList
+        | Operation::PolicyDelete { .. }
+        | Operation::SubjectSet { .. } => (Sudo, "sys/policy"),
+        Operation::TokenCreate(_)
+        | Operation::TokenList
+        | Operation::TokenRevoke { .. }
+        | Operation::TokenLookup {
+            accessor: Some(_), ..
+        } => (Sudo, "sys/token"),
+        Operation::AuditHash { .. } | Operation::AuditVerify => (Sudo, "sys/audit"),
+        Operation::Metrics => (Read, "sys/metrics"),
+        _ => return None,
+    })
+}

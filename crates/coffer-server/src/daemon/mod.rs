@@ -1,0 +1,227 @@
+//! [`Daemon`]: coffer assembled from a [`DaemonConfig`] (the data directory, the TPM, the
+//! store, the vault, the service with its policies and audit log, the socket listeners and
+//! the HTTP API), running until [`Daemon::shutdown`]. `coffer serve` only turns its flags,
+//! variables and configuration file into the config; the tests, the agent and the hub embed
+//! the same daemon.
+//!
+//! Shutdown is graceful: the listeners stop taking connections and let requests in flight
+//! finish, the requests still running detached from their connections are waited for, then
+//! the store is sealed and the audit log closed.
+
+mod assemble;
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use coffer_audit::AuditLog;
+use coffer_core::datadir::DataDir;
+use coffer_core::{FirstBoot, Service, Vault, VaultOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use assemble::{DaemonError, http_tls, open_backend, reach_tpm};
+pub use config::{DaemonConfig, HttpListen, HttpTls, StoreKind, TpmChoice};
+
+use crate::http::{HttpConfig, serve_http};
+use crate::protocol::CofferHandler;
+
+/// A running daemon. Stop it with [`Daemon::shutdown`]; dropping it instead stops its
+/// listeners at once (requests in flight are cut, though work that passed the gates still
+/// completes with its record) and releases the data directory.
+pub struct Daemon {
+    service: Arc<Service>,
+    stop: watch::Sender<bool>,
+    sockets: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    http_addr: Option<SocketAddr>,
+    dir: Option<DataDir>,
+}
+
+/// What the blocking part of starting makes.
+struct Assembled {
+    dir: DataDir,
+    service: Service,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
+    let dir = DataDir::lock(&config.data_dir)?;
+    let tls = match &config.http {
+        Some(http) => http_tls(http, dir.root())?,
+        None => None,
+    };
+    let tpm = reach_tpm(&config.tpm)?;
+    let started = Instant::now();
+    let backend = open_backend(config.store, &dir, tpm.as_ref(), true)?;
+    tracing::info!(
+        store = config.store.as_str(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "store opened"
+    );
+    // A new store is sealed to the TPM when there is one, else opened by a minted key file.
+    let first_boot = match &tpm {
+        Some(_) => FirstBoot::Tpm(config.pcrs.clone()),
+        None => FirstBoot::KeyFile(dir.default_key_file()),
+    };
+    let started = Instant::now();
+    let vault = Vault::start(
+        backend,
+        VaultOptions {
+            key_file: config.key_file.clone(),
+            tpm,
+            first_boot: Some(first_boot),
+        },
+    );
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "vault opened"
+    );
+    let mut service = Service::new(vault, config.service).with_access(config.access.clone());
+    match &config.audit {
+        Some(audit) => {
+            let log = AuditLog::open(audit.clone()).map_err(|source| DaemonError::Audit {
+                dir: audit.dir.clone(),
+                source,
+            })?;
+            tracing::info!(dir = %audit.dir.display(), plain_names = audit.plain_names, "audit log open");
+            service = service.with_audit(Arc::new(log));
+        }
+        None => tracing::warn!(
+            "running without an audit log (--danger-no-audit): no request is recorded"
+        ),
+    }
+    Ok(Assembled { dir, service, tls })
+}
+
+impl Daemon {
+    /// Assembles the daemon and starts serving; answers once every listener is bound.
+    /// Runs inside a multi-threaded tokio runtime.
+    pub async fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
+        let cfg = config.clone();
+        let Assembled { dir, service, tls } = tokio::task::spawn_blocking(move || assemble(&cfg))
+            .await
+            .map_err(|e| DaemonError::Runtime(e.to_string()))??;
+        let service = Arc::new(service);
+        let listeners = crate::listener::bind_sockets(&config.sockets)?;
+        let (stop, stopped) = watch::channel(false);
+        let (http, http_addr) = match &config.http {
+            Some(settings) => {
+                let listener = crate::http::bind(settings.addr).await?;
+                let addr = listener.local_addr()?;
+                let http = HttpConfig {
+                    addr,
+                    tls,
+                    limits: config.limits,
+                };
+                http.check().map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+                let task =
+                    tokio::spawn(serve_http(service.clone(), listener, http, stopped.clone()));
+                (Some(task), Some(addr))
+            }
+            None => (None, None),
+        };
+        tracing::info!(
+            data_dir = %dir.root().display(),
+            store = config.store.as_str(),
+            tpm = config.tpm.tcti().unwrap_or("none"),
+            ttl_seconds = service.ttl().as_secs(),
+            "coffer {} starting",
+            env!("CARGO_PKG_VERSION")
+        );
+        let handler = Arc::new(CofferHandler::new(service.clone()));
+        let sockets = tokio::spawn(crate::listener::serve_listeners(
+            handler,
+            listeners,
+            config.sockets.clone(),
+            config.limits,
+            stopped,
+        ));
+        Ok(Self {
+            service,
+            stop,
+            sockets: Some(sockets),
+            http,
+            http_addr,
+            dir: Some(dir),
+        })
+    }
+
+    /// The service every listener calls.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Where the HTTP API listens, when it does (the bound address, also for port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir
+            .as_ref()
+            .map_or(std::path::Path::new(""), DataDir::root)
+    }
+
+    /// Stops gracefully: no new connections, requests in flight finish (within the request
+    /// timeout), requests detached from their connections complete with their audit
+    /// records, then the store is sealed and the audit log closed.
+    pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        let _ = self.stop.send(true);
+        if let Some(sockets) = self.sockets.take()
+            && let Err(e) = sockets.await
+        {
+            tracing::error!(error = %e, "the socket listeners' task failed");
+        }
+        let served = match self.http.take() {
+            Some(http) => http
+                .await
+                .map_err(|e| DaemonError::Runtime(e.to_string()))
+                .and_then(|r| r.map_err(DaemonError::Listen)),
+            None => Ok(()),
+        };
+        self.service.drain().await;
+        let service = self.service.clone();
+        // Closing the audit log syncs it: blocking work.
+        let _ = tokio::task::spawn_blocking(move || service.shutdown()).await;
+        drop(self.dir.take());
+        tracing::info!("stopped");
+        served
+    }
+}
+
+impl Drop for Daemon {
+    /// Not shut down: stops the listeners at once (their connections with them), then, on
+    /// the runtime, lets the work already in the service end with its records before the
+    /// store is sealed, the log closed and the data directory released.
+    fn drop(&mut self) {
+        let Some(sockets) = self.sockets.take() else {
+            return;
+        };
+        let _ = self.stop.send(true);
+        sockets.abort();
+        if let Some(http) = self.http.take() {
+            http.abort();
+        }
+        let (service, dir) = (self.service.clone(), self.dir.take());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    service.drain().await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        service.shutdown();
+                        drop(dir);
+                    })
+                    .await;
+                });
+            }
+            // No runtime: nothing detached can still be running; the log closes when the
+            // service is dropped.
+            Err(_) => drop(dir),
+        }
+    }
+}

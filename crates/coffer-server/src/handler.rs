@@ -1,0 +1,104 @@
+//! What the socket listener needs from whoever answers requests: [`Handler`], the [`Flow`]
+//! it asks for after answering, the [`Replies`] it writes into, and the [`Limits`] every
+//! connection lives within. A leaf: the listener, the connection and the protocol all use
+//! it, and it uses none of them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_core::Identity;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use zeroize::Zeroize;
+
+/// What a handler wants after answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// Keep the connection open for newline-delimited requests.
+    pub keep_alive: bool,
+}
+
+/// Answers one framed request.
+pub trait Handler: Send + Sync + 'static {
+    /// Writes the answer to `request` from `peer`. The last (or only) reply goes into
+    /// [`Replies::buf`]; a handler that streams sends each earlier one with
+    /// [`Replies::send`].
+    fn handle(
+        &self,
+        peer: &Arc<Identity>,
+        request: &[u8],
+        replies: &mut Replies<'_>,
+    ) -> impl Future<Output = Flow> + Send;
+}
+
+/// Where a handler writes its replies: a buffer for the reply being built, sent by the
+/// connection when the handler returns, or earlier by [`Replies::send`] for a stream of
+/// replies to one request. The buffer is zeroized after each send: replies carry values.
+pub struct Replies<'a> {
+    buf: &'a mut Vec<u8>,
+    stream: Option<&'a mut UnixStream>,
+    timeout: Duration,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies written to `stream` (none: the buffer only, for tests and the floor).
+    pub fn new(
+        buf: &'a mut Vec<u8>,
+        stream: Option<&'a mut UnixStream>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            buf,
+            stream,
+            timeout,
+        }
+    }
+
+    /// The reply being built.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+
+    /// Sends the reply built so far and starts the next; false when the client is gone
+    /// (or too slow to take it within the request timeout).
+    pub async fn send(&mut self) -> bool {
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return false;
+        };
+        let sent = matches!(
+            tokio::time::timeout(self.timeout, stream.write_all(self.buf)).await,
+            Ok(Ok(()))
+        );
+        self.buf.zeroize();
+        self.buf.clear();
+        sent
+    }
+}
+
+/// Per-connection and per-listener limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are told to retry and closed.
+    pub max_connections: usize,
+    /// Time to receive a whole request once its first byte arrived (and the first request
+    /// of a connection from accept), and to write a reply.
+    pub request_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Largest request, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Limits {
+    /// Limits for values of at most `max_value` bytes: a request may be four times that
+    /// (JSON escaping, base64) plus room for the envelope.
+    pub fn for_values(max_value: usize) -> Self {
+        Self {
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_request_bytes: max_value.saturating_mul(4).saturating_add(64 << 10),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What handlers take from a request: the caller ([`Who`]: the client's address and its
+//! token), the body within its size and time limits ([`Body`], wiped when dropped), the
+//! query ([`Query`]), and whether a request lists (Vault's `LIST` method, or `GET` with
+//! `list=true`).
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use coffer_core::{Caller, Identity};
+use coffer_crypto::SecretBytes;
+use http_body_util::BodyExt as _;
+use zeroize::Zeroize;
+
+use super::error::ApiError;
+use super::state::Shared;
+
+/// The caller: a remote client, known by its address, acting through the token it sent
+/// (`X-Vault-Token`, or `Authorization: Bearer`). A request without a token is refused by
+/// the core's identity gate, like one with a bad token.
+pub(crate) struct Who(pub Caller);
+
+fn token(headers: &HeaderMap) -> Option<SecretBytes> {
+    if let Some(t) = headers.get("x-vault-token") {
+        return Some(SecretBytes::copy_from(t.as_bytes()));
+    }
+    let auth = headers.get(axum::http::header::AUTHORIZATION)?.as_bytes();
+    let bearer = auth
+        .strip_prefix(b"Bearer ")
+        .or_else(|| auth.strip_prefix(b"bearer "))?;
+    Some(SecretBytes::copy_from(bearer))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The accept loop records the peer; a router driven without one (tests) is a
+        // client from nowhere, which changes nothing but the audit record's address.
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        Ok(Who(Caller::with_token(
+            Identity::remote(addr),
+            token(&parts.headers),
+        )))
+    }
+}
+
+/// The request body, read whole within the size limit and the request timeout, and
+/// zeroed when dropped (when nothing else holds it).
+pub(crate) struct Body(Bytes);
+
+impl Body {
+    /// The body as JSON of type `T` (an empty body reads as `{}`). Errors never quote the
+    /// body: serde's type errors do (`invalid type: string "..."`), so only its syntax
+    /// errors (positions) and missing-field errors (our field names) are passed on.
+    pub fn json<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, ApiError> {
+        let bytes: &[u8] = if self.0.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &self.0
+        };
+        serde_json::from_slice(bytes).map_err(|e| {
+            use serde_json::error::Category;
+            let text = e.to_string();
+            ApiError::bad(match e.classify() {
+                Category::Data if text.starts_with("missing field") => {
+                    format!("failed to parse JSON input: {text}")
+                }
+                Category::Data => format!(
+                    "failed to parse JSON input: a field has the wrong type or shape (line {}, \
+                     column {})",
+                    e.line(),
+                    e.column()
+                ),
+                _ => format!("failed to parse JSON input: {text}"),
+            })
+        })
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.0);
+        if let Ok(mut owned) = bytes.try_into_mut() {
+            owned.as_mut().zeroize();
+        }
+    }
+}
+
+impl FromRequest<Shared> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Shared) -> Result<Self, ApiError> {
+        let (max, timeout) = (state.limits.max_request_bytes, state.limits.request_timeout);
+        let limited = http_body_util::Limited::new(request.into_body(), max);
+        match tokio::time::timeout(timeout, limited.collect()).await {
+            Err(_) => Err(ApiError::Edge(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time".to_owned(),
+            )),
+            Ok(Ok(collected)) => Ok(Body(collected.to_bytes())),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::Edge(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {max} bytes"),
+            )),
+            Ok(Err(_)) => Err(ApiError::bad("the request body could not be read")),
+        }
+    }
+}
+
+/// The query string's parameters.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// A parameter.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.uri.query() {
+            None => Ok(Query(Vec::new())),
+            Some(q) => serde_urlencoded::from_str(q)
+                .map(Query)
+                .map_err(|_| ApiError::bad("the query string is malformed")),
+        }
+    }
+}
+
+/// Whether the request lists: `LIST`, or `GET` with `list=true`.
+pub(crate) fn lists(method: &Method, query: &Query) -> bool {
+    method.as_str() == "LIST"
+        || (method == Method::GET && matches!(query.get("list"), Some("true" | "1")))
+}
+
+/// Whether the method reads (`GET`, `HEAD`), not counting lists.
+pub(crate) fn reads(method: &Method, query: &Query) -> bool {
+    !lists(method, query) && (method == Method::GET || method == Method::HEAD)
+}
+
+/// Whether the method writes (`POST` and `PUT` are the same in Vault).
+pub(crate) fn writes(method: &Method) -> bool {
+    method == Method::POST || method == Method::PUT
+}

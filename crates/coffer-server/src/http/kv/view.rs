@@ -1,0 +1,269 @@
+//! KV v2's response shapes: a value with its version's metadata, a secret's metadata, a
+//! version that is gone, a secret's subkeys.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use coffer_core::cache::Facts;
+use coffer_crypto::SecretBytes;
+use coffer_store::{Gone, SecretMeta};
+use coffer_types::{Kind, Timestamp, Version, duration};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::http::envelope::{self, Envelope};
+use crate::http::error::ApiError;
+
+/// A minted value, shown this once.
+#[derive(Serialize)]
+pub(crate) struct Minted<'a> {
+    pub value: &'a str,
+    pub version: u32,
+}
+
+/// A basic-auth header.
+#[derive(Serialize)]
+pub(crate) struct Header<'a> {
+    pub header: &'a str,
+}
+
+/// The metadata KV v2 shows with a version.
+#[derive(Serialize)]
+pub(crate) struct VersionMeta<'a> {
+    pub created_time: String,
+    pub custom_metadata: Option<&'a BTreeMap<String, String>>,
+    pub deletion_time: String,
+    pub destroyed: bool,
+    pub version: u32,
+}
+
+impl<'a> VersionMeta<'a> {
+    /// The metadata of a version read with its value.
+    pub fn of(version: Version, facts: &'a Facts) -> Self {
+        Self {
+            created_time: facts.created.to_string(),
+            custom_metadata: custom(&facts.custom_metadata),
+            deletion_time: deletion_text(facts.deletion),
+            destroyed: false,
+            version: version.get(),
+        }
+    }
+
+    /// The metadata of a version just written.
+    pub fn written(version: Version) -> Self {
+        Self {
+            created_time: Timestamp::now().to_string(),
+            custom_metadata: None,
+            deletion_time: String::new(),
+            destroyed: false,
+            version: version.get(),
+        }
+    }
+}
+
+fn deletion_text(deletion: Option<Timestamp>) -> String {
+    deletion.map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn custom(map: &BTreeMap<String, String>) -> Option<&BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
+}
+
+#[derive(Serialize)]
+struct KvData<'a, D: Serialize + ?Sized> {
+    data: &'a D,
+    metadata: VersionMeta<'a>,
+}
+
+/// A read's answer, written straight into a wiped buffer: a `kv` value is embedded as the
+/// JSON text it is stored as, without a parsed copy.
+pub(crate) fn value(value: &SecretBytes, kind: Kind, version: Version, facts: &Facts) -> Response {
+    let meta = VersionMeta::of(version, facts);
+    let id = envelope::request_id();
+    let encoded = if kind == Kind::Kv {
+        match serde_json::from_slice::<&RawValue>(value.expose_secret()) {
+            Ok(raw) => envelope::encode(&Envelope::data(
+                &id,
+                KvData {
+                    data: raw,
+                    metadata: meta,
+                },
+            )),
+            Err(_) => return internal("a stored kv secret is not valid JSON"),
+        }
+    } else {
+        let mut map = match coffer_core::kv::to_object(value, kind) {
+            Ok(m) => m,
+            Err(e) => return internal(&e.to_string()),
+        };
+        let encoded = envelope::encode(&Envelope::data(
+            &id,
+            KvData {
+                data: &map,
+                metadata: meta,
+            },
+        ));
+        coffer_core::kv::wipe_map(&mut map);
+        encoded
+    };
+    match encoded {
+        Ok(bytes) => envelope::raw(StatusCode::OK, bytes),
+        Err(_) => internal("an answer could not be encoded"),
+    }
+}
+
+/// A fault inside coffer: logged here, told to the client as no more than that.
+pub(crate) fn internal(detail: &str) -> Response {
+    tracing::error!(detail, "an HTTP answer could not be made");
+    envelope::errors(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &["internal error in the secret store; the daemon's log has details"],
+    )
+}
+
+/// Vault's 404 for a deleted or destroyed version: no data, and the version's metadata.
+pub(crate) fn gone(gone: &Gone) -> Response {
+    #[derive(Serialize)]
+    struct GoneData<'a> {
+        data: Option<()>,
+        metadata: VersionMeta<'a>,
+    }
+    let id = envelope::request_id();
+    envelope::json(
+        StatusCode::NOT_FOUND,
+        &Envelope::data(
+            &id,
+            GoneData {
+                data: None,
+                metadata: VersionMeta {
+                    created_time: gone.created.to_string(),
+                    custom_metadata: custom(&gone.custom_metadata),
+                    deletion_time: if gone.destroyed {
+                        String::new()
+                    } else {
+                        deletion_text(gone.deletion)
+                    },
+                    destroyed: gone.destroyed,
+                    version: gone.version.get(),
+                },
+            },
+        ),
+    )
+}
+
+#[derive(Serialize)]
+struct VersionEntry {
+    created_time: String,
+    deletion_time: String,
+    destroyed: bool,
+}
+
+#[derive(Serialize)]
+struct MetadataView<'a> {
+    cas_required: bool,
+    created_time: String,
+    current_version: u32,
+    custom_metadata: Option<&'a BTreeMap<String, String>>,
+    delete_version_after: String,
+    max_versions: u32,
+    oldest_version: u32,
+    updated_time: String,
+    versions: BTreeMap<String, VersionEntry>,
+    // coffer's own, beside Vault's fields.
+    kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+}
+
+/// A secret's metadata as KV v2 shows it.
+pub(crate) fn metadata(meta: &SecretMeta) -> Response {
+    let oldest = meta.versions.first().map_or(0, |v| v.version.get());
+    envelope::data(MetadataView {
+        cas_required: meta.cas_required,
+        created_time: meta.created.to_string(),
+        current_version: meta.current.get(),
+        custom_metadata: custom(&meta.custom_metadata),
+        delete_version_after: duration::go_text(meta.delete_version_after.unwrap_or(0)),
+        max_versions: meta.max_versions.unwrap_or(0),
+        // Vault says 0 until versions were pruned.
+        oldest_version: if oldest > 1 { oldest } else { 0 },
+        updated_time: meta.updated.to_string(),
+        versions: meta
+            .versions
+            .iter()
+            .map(|v| {
+                (
+                    v.version.get().to_string(),
+                    VersionEntry {
+                        created_time: v.created.to_string(),
+                        deletion_time: deletion_text(v.deleted),
+                        destroyed: v.destroyed,
+                    },
+                )
+            })
+            .collect(),
+        kind: meta.kind,
+        description: meta.description.as_deref(),
+    })
+}
+
+/// A secret's subkeys: its object's keys, nested objects down to `depth` (0: all), leaves
+/// as null. Never a value.
+pub(crate) fn subkeys(
+    value: &SecretBytes,
+    kind: Kind,
+    version: Version,
+    facts: &Facts,
+    depth: usize,
+) -> Result<Response, ApiError> {
+    let mut map = match coffer_core::kv::to_object(value, kind) {
+        Ok(m) => m,
+        Err(e) => return Ok(internal(&e.to_string())),
+    };
+    let shape = keys_only(&map, depth, 1);
+    coffer_core::kv::wipe_map(&mut map);
+    Ok(envelope::data(serde_json::json!({
+        "subkeys": shape,
+        "metadata": VersionMeta::of(version, facts),
+    })))
+}
+
+fn keys_only(
+    map: &serde_json::Map<String, serde_json::Value>,
+    depth: usize,
+    at: usize,
+) -> serde_json::Value {
+    serde_json::Value::Object(
+        map.iter()
+            .map(|(k, v)| {
+                let shape = match v {
+                    serde_json::Value::Object(inner) if depth == 0 || at < depth => {
+                        keys_only(inner, depth, at + 1)
+                    }
+                    _ => serde_json::Value::Null,
+                };
+                (k.clone(), shape)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subkeys_keep_the_shape_only() {
+        let map = serde_json::json!({"a": "1", "b": {"c": "2", "d": {"e": "3"}}});
+        let map = map.as_object().unwrap();
+        assert_eq!(
+            keys_only(map, 0, 1),
+            serde_json::json!({"a": null, "b": {"c": null, "d": {"e": null}}})
+        );
+        assert_eq!(
+            keys_only(map, 1, 1),
+            serde_json::json!({"a": null, "b": null})
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! `auth/token/`: making, looking up, renewing and revoking tokens, in Vault's shapes.
+
+use axum::extract::State;
+use coffer_core::{Operation, Reply, TokenInput};
+use coffer_types::Timestamp;
+use coffer_types::duration;
+use coffer_types::reply::TokenRecord;
+use serde::{Deserialize, Serialize};
+
+use super::envelope;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Body, Who};
+use super::state::Shared;
+
+#[derive(Serialize)]
+struct Auth<'a> {
+    client_token: &'a str,
+    accessor: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    metadata: Option<()>,
+    lease_duration: u64,
+    renewable: bool,
+    entity_id: &'static str,
+    token_type: &'static str,
+    orphan: bool,
+    mfa_requirement: Option<()>,
+    num_uses: u32,
+}
+
+fn remaining(record: &TokenRecord) -> u64 {
+    let left = record.expires.as_millis() - Timestamp::now().as_millis();
+    u64::try_from(left.max(0) / 1000).unwrap_or(0)
+}
+
+fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
+    // Just made or just renewed: the whole time to live is left.
+    let lease = record.ttl.unwrap_or_else(|| remaining(record));
+    Auth {
+        client_token: token,
+        accessor: &record.accessor,
+        policies: &record.policies,
+        token_policies: &record.policies,
+        metadata: None,
+        lease_duration: lease,
+        renewable: true,
+        entity_id: "",
+        token_type: "service",
+        orphan: false,
+        mfa_requirement: None,
+        num_uses: 0,
+    }
+}
+
+fn unexpected() -> ApiError {
+    tracing::error!("the core answered a token request with an unexpected reply");
+    ApiError::Edge(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+    )
+}
+
+#[derive(Deserialize)]
+struct CreateIn {
+    #[serde(default)]
+    policies: Vec<String>,
+    #[serde(default)]
+    ttl: Option<serde_json::Value>,
+    #[serde(default)]
+    display_name: Option<String>,
+    /// coffer's own: confine the token to a namespace.
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+/// `auth/token/create` and `create-orphan`.
+pub(crate) async fn create(State(state): State<Shared>, Who(caller): Who, body: Body) -> ApiResult {
+    let input: CreateIn = body.json()?;
+    let ttl = input
+        .ttl
+        .as_ref()
+        .map(|v| match v {
+            serde_json::Value::Number(n) => n.as_u64().ok_or(duration::DurationError),
+            serde_json::Value::String(s) => duration::parse_seconds(s),
+            _ => Err(duration::DurationError),
+        })
+        .transpose()
+        .map_err(|e| ApiError::bad(format!("ttl: {e}")))?;
+    let op = Operation::TokenCreate(TokenInput {
+        policies: input.policies,
+        ttl,
+        namespace: input.namespace,
+        display_name: input.display_name,
+    });
+    match state.service.call(caller, op).await? {
+        Reply::TokenCreated { token, record } => {
+            let text = token.expose_str().ok_or_else(unexpected)?;
+            Ok(envelope::auth(auth_of(&record, text)))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// `{"accessor": "..."}`.
+#[derive(Deserialize)]
+struct AccessorIn {
+    accessor: String,
+}
+
+/// `auth/token/lookup-self`.
+pub(crate) async fn lookup_self(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    // Vault shows a token its own id on lookup-self; the caller sent it, so it learns
+    // nothing new.
+    let own = caller
+        .token
+        .as_ref()
+        .and_then(|t| t.expose_str().map(str::to_owned))
+        .map(zeroize::Zeroizing::new);
+    let reply = state
+        .service
+        .call(caller, Operation::TokenLookup { accessor: None })
+        .await?;
+    lookup_answer(reply, own.as_deref().map_or("", String::as_str))
+}
+
+/// `auth/token/lookup-accessor`: never shows the token.
+pub(crate) async fn lookup_accessor(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let AccessorIn { accessor } = body.json()?;
+    let op = Operation::TokenLookup {
+        accessor: Some(accessor),
+    };
+    lookup_answer(state.service.call(caller, op).await?, "")
+}
+
+fn lookup_answer(reply: Reply, own: &str) -> ApiResult {
+    let Reply::TokenInfo(record) = reply else {
+        return Err(unexpected());
+    };
+    let created_secs = record.created.as_millis() / 1000;
+    let ttl = record.ttl.unwrap_or_else(|| remaining(&record));
+    Ok(envelope::data(serde_json::json!({
+        "accessor": record.accessor,
+        "creation_time": created_secs,
+        "creation_ttl": ttl,
+        "display_name": record.display_name.clone().unwrap_or_else(|| "token".to_owned()),
+        "entity_id": "",
+        "expire_time": record.expires.to_string(),
+        "explicit_max_ttl": 0,
+        "id": own,
+        "issue_time": record.created.to_string(),
+        "meta": null,
+        "num_uses": 0,
+        "orphan": false,
+        "path": "auth/token/create",
+        "policies": record.policies,
+        "renewable": true,
+        "ttl": remaining(&record),
+        "type": "service",
+        "namespace": record.namespace,
+        "creator": record.creator,
+    })))
+}
+
+/// `auth/token/revoke-self`.
+pub(crate) async fn revoke_self(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    state
+        .service
+        .call(caller, Operation::TokenRevokeSelf)
+        .await?;
+    Ok(envelope::no_content())
+}
+
+/// `auth/token/revoke-accessor`.
+pub(crate) async fn revoke_accessor(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let AccessorIn { accessor } = body.json()?;
+    state
+        .service
+        .call(caller, Operation::TokenRevoke { accessor })
+        .await?;
+    Ok(envelope::no_content())
+}
+
+/// `auth/token/renew-self`.
+pub(crate) async fn renew_self(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    match state
+        .service
+        .call(caller, Operation::TokenRenewSelf)
+        .await?
+    {
+        Reply::TokenInfo(record) => Ok(envelope::auth(auth_of(&record, ""))),
+        _ => Err(unexpected()),
+    }
+}

@@ -1,0 +1,212 @@
+//! A secret's metadata as kept encrypted in its row, and how writes and metadata changes
+//! update it. Nothing here panics, whatever numbers a request carries: times saturate at
+//! [`Timestamp::MAX`], version arithmetic is checked.
+
+use std::collections::BTreeMap;
+
+use coffer_types::{GeneratorSpec, Timestamp, Version, VersionInfo};
+
+use crate::StoreError;
+use crate::backend::VersionRow;
+use crate::store::{Describe, Mark};
+
+/// Metadata kept encrypted with each secret.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct MetaBlob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratorSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u32>,
+    /// KV v2's `custom_metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, String>,
+    /// KV v2's `cas_required`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cas_required: bool,
+    /// KV v2's `delete_version_after`, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<u64>,
+    /// Soft-deleted versions (KV v2's `deletion_time`): version number to the time it was,
+    /// or will be, deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted: BTreeMap<u32, Timestamp>,
+}
+
+impl MetaBlob {
+    /// When `version` was (or will be) soft-deleted.
+    pub fn deletion(&self, version: Version) -> Option<Timestamp> {
+        self.deleted.get(&version.get()).copied()
+    }
+
+    /// Schedules the soft deletion of a version written at `now`, when the secret asks for it
+    /// (`delete_version_after`).
+    pub fn schedule_deletion(&mut self, version: Version, now: Timestamp) {
+        if let Some(after) = self.delete_after {
+            self.deleted
+                .insert(version.get(), now.saturating_add_secs(after));
+        }
+    }
+
+    /// Applies a [`Describe`]'s changes but the description and the version limit. Custom
+    /// metadata outside the limits is [`StoreError::Invalid`].
+    pub fn apply_kv(
+        &mut self,
+        change: &Describe,
+        current: Version,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some(custom) = &change.custom_metadata {
+            self.custom = custom
+                .apply(&self.custom)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        }
+        if let Some(required) = change.cas_required {
+            self.cas_required = required;
+        }
+        if let Some(after) = change.delete_version_after {
+            self.delete_after = (after > 0).then_some(after);
+        }
+        let delete = |deleted: &mut BTreeMap<u32, Timestamp>, v: u32| {
+            if v >= 1 && v <= current.get() {
+                let at = deleted.entry(v).or_insert(now);
+                // A deletion scheduled for later happens now.
+                *at = (*at).min(now);
+            }
+        };
+        match &change.mark {
+            None => {}
+            Some(Mark::DeleteLatest) => delete(&mut self.deleted, current.get()),
+            Some(Mark::Delete(versions)) => {
+                for v in versions {
+                    delete(&mut self.deleted, v.get());
+                }
+            }
+            Some(Mark::Undelete(versions)) => {
+                for v in versions {
+                    self.deleted.remove(&v.get());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the deletion times of versions pruned below `before`.
+    pub fn forget_before(&mut self, before: Option<Version>) {
+        if let Some(before) = before {
+            self.deleted = self.deleted.split_off(&before.get());
+        }
+    }
+
+    /// Applies a new description and version limit.
+    pub fn apply(&mut self, description: Option<String>, max_versions: Option<u32>) {
+        if let Some(d) = description {
+            self.description = (!d.is_empty()).then_some(d);
+        }
+        if let Some(m) = max_versions {
+            self.max_versions = (m > 0).then_some(m);
+        }
+    }
+
+    /// The oldest version to keep once `current` is the newest.
+    pub fn prune_before(&self, current: Version) -> Option<Version> {
+        let keep = self.max_versions?;
+        // `keep >= 1`, so `n < current <= u32::MAX` and `n + 1` cannot overflow; checked all
+        // the same.
+        current
+            .get()
+            .checked_sub(keep)
+            .and_then(|n| n.checked_add(1))
+            .and_then(Version::new)
+            .filter(|v| *v > Version::FIRST)
+    }
+}
+
+/// A version's facts for callers.
+pub(super) fn info(v: VersionRow, meta: &MetaBlob) -> VersionInfo {
+    VersionInfo {
+        deleted: meta.deletion(v.version),
+        version: v.version,
+        kind: v.kind,
+        created: v.created,
+        actor: v.actor,
+        destroyed: v.ciphertext.is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u32) -> Version {
+        Version::new(n).expect("nonzero")
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_max_versions() {
+        let meta = |m| MetaBlob {
+            max_versions: Some(m),
+            ..MetaBlob::default()
+        };
+        assert_eq!(meta(3).prune_before(v(3)), None);
+        assert_eq!(meta(3).prune_before(v(4)), Some(v(2)));
+        assert_eq!(meta(1).prune_before(v(10)), Some(v(10)));
+        assert_eq!(MetaBlob::default().prune_before(v(100)), None);
+        assert_eq!(meta(u32::MAX).prune_before(v(u32::MAX)), None);
+        assert_eq!(meta(1).prune_before(v(u32::MAX)), Some(v(u32::MAX)));
+    }
+
+    #[test]
+    fn extreme_numbers_saturate() {
+        let mut meta = MetaBlob::default();
+        let change = Describe {
+            delete_version_after: Some(u64::MAX),
+            mark: Some(Mark::Delete(vec![v(u32::MAX), v(1)])),
+            ..Describe::default()
+        };
+        let now = Timestamp::now();
+        meta.apply_kv(&change, v(1), now).expect("apply");
+        meta.schedule_deletion(v(2), now);
+        assert_eq!(meta.deletion(v(2)), Some(Timestamp::MAX));
+        assert_eq!(meta.deletion(v(1)), Some(now));
+        assert_eq!(
+            meta.deletion(v(u32::MAX)),
+            None,
+            "past the newest: passed over"
+        );
+        // The far-future time survives the round trip through the stored form.
+        let json = serde_json::to_vec(&meta).expect("encode");
+        let back: MetaBlob = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back.deletion(v(2)), Some(Timestamp::MAX));
+    }
+
+    #[test]
+    fn custom_metadata_merges_and_limits_are_invalid() {
+        use coffer_types::custom::CustomMetadataChange;
+        let mut meta = MetaBlob::default();
+        let set = |k: &str, val: Option<&str>| {
+            CustomMetadataChange::Merge(BTreeMap::from([(k.to_owned(), val.map(str::to_owned))]))
+        };
+        let describe = |c| Describe {
+            custom_metadata: Some(c),
+            ..Describe::default()
+        };
+        meta.apply_kv(&describe(set("a", Some("1"))), v(1), Timestamp::now())
+            .expect("merge");
+        meta.apply_kv(&describe(set("b", Some("2"))), v(1), Timestamp::now())
+            .expect("merge");
+        meta.apply_kv(&describe(set("a", None)), v(1), Timestamp::now())
+            .expect("merge");
+        assert_eq!(meta.custom.keys().collect::<Vec<_>>(), ["b"]);
+        let err = meta
+            .apply_kv(
+                &describe(set("k", Some(&"v".repeat(4096)))),
+                v(1),
+                Timestamp::now(),
+            )
+            .expect_err("too long");
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert_eq!(meta.custom.keys().collect::<Vec<_>>(), ["b"], "unchanged");
+    }
+}

@@ -1,0 +1,224 @@
+//! Replies that carry no secret, shared by the daemon that writes them and the clients that
+//! read them: token records, policies, the audit log's verification, the daemon's status.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+pub use crate::wire::SlotSummary;
+
+/// What is kept of a token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The public id: `token list` shows it, `token revoke` takes it, the audit log records it.
+    pub accessor: String,
+    /// The policies the token carries.
+    pub policies: Vec<String>,
+    /// The namespace the token is confined to (and its children), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A label for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// When it was made.
+    pub created: Timestamp,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Its time to live in seconds, as made: a renewal moves the expiry to now plus this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// Who made it (`uid:0`, `token:<accessor>`).
+    pub creator: String,
+}
+
+impl TokenRecord {
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires <= now
+    }
+
+    /// The record renewed at `now`: expiring its time to live from now.
+    pub fn renewed(&self, now: Timestamp) -> Self {
+        let ttl_ms = match self.ttl {
+            Some(secs) => i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            None => self
+                .expires
+                .as_millis()
+                .saturating_sub(self.created.as_millis()),
+        };
+        Self {
+            expires: Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms)),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the token may act in `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        match &self.namespace {
+            None => true,
+            Some(own) => {
+                namespace == own
+                    || namespace
+                        .strip_prefix(own.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// The stored and wire form of a policy: `{"rules":[{"path":"app/*","capabilities":["read"]}]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyText {
+    /// The rules.
+    pub rules: Vec<RuleText>,
+}
+
+/// A rule as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleText {
+    /// The path pattern.
+    pub path: String,
+    /// The capability words.
+    pub capabilities: Vec<String>,
+}
+
+/// Where a policy or binding comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// Built in (`root`, and its bindings to root and the daemon's user).
+    Builtin,
+    /// The policy file.
+    File,
+    /// Put at run time, kept in the store.
+    Store,
+}
+
+/// One policy as shown.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyView {
+    /// Its name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: PolicySource,
+    /// Its rules.
+    pub rules: PolicyText,
+}
+
+/// One binding as shown.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BindingView {
+    /// The subject.
+    pub subject: String,
+    /// Its policies.
+    pub policies: Vec<String>,
+    /// Where the binding comes from.
+    pub source: PolicySource,
+}
+
+/// Every policy and binding.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyListing {
+    /// The policies.
+    pub policies: Vec<PolicyView>,
+    /// The bindings.
+    pub subjects: Vec<BindingView>,
+}
+
+/// The audit log's verification, as answered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditReport {
+    /// Whether the chain and the checkpoint hold.
+    pub ok: bool,
+    /// Records read.
+    pub records: u64,
+    /// Files read.
+    pub files: usize,
+    /// The last record's sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// The sequence number the newest valid checkpoint anchors (`None`: not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
+    /// Records written after that checkpoint.
+    pub unanchored: u64,
+    /// The first problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Whether the store can serve secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealState {
+    /// Keys are in memory; secrets are served.
+    Unsealed,
+    /// Waiting for `coffer unseal`.
+    Sealed,
+    /// Something needs fixing (the key file); secret operations answer `store_unavailable`.
+    Unavailable,
+}
+
+/// Whether a TPM is reachable.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TpmStatus {
+    /// A TPM answered at start.
+    pub present: bool,
+    /// Its TCTI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcti: Option<String>,
+}
+
+/// The JIT cache's figures.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct CacheStatus {
+    /// Cached values.
+    pub entries: usize,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Time to live in seconds (0: the cache is off).
+    pub ttl_seconds: u64,
+}
+
+/// Locked-memory figures.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct MemoryStatus {
+    /// Pages locked for secrets now.
+    pub locked_pages: usize,
+    /// Times the kernel refused to lock a page since start.
+    pub lock_refusals: u64,
+}
+
+/// The daemon's state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// Seal state.
+    pub state: SealState,
+    /// Why it is sealed or unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// coffer's version.
+    pub version: Cow<'static, str>,
+    /// The storage backend.
+    pub backend: Cow<'static, str>,
+    /// The store's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// When the store was initialized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initialized: Option<String>,
+    /// Key slots.
+    pub slots: Vec<SlotSummary>,
+    /// How many namespaces exist (known only while unsealed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<usize>,
+    /// The TPM.
+    pub tpm: TpmStatus,
+    /// The cache.
+    pub cache: CacheStatus,
+    /// Locked memory.
+    pub memory: MemoryStatus,
+}
