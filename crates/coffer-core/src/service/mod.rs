@@ -12,8 +12,9 @@
 //! daemon told to stop cannot separate a change the store committed from its record; only
 //! a read answered from the cache, which never waits, is answered in place.
 //!
-//! Where the work lives: `gates` (2 to 6), `record` (the audit record and the counters),
-//! `secret` and `list` (the data plane), `admin` and `tokens` (the daemon's own records).
+//! Where the work lives: `call` (the path and shutdown's drain), `state` (what the service
+//! holds), `gates` (1 to 6), `record` (the audit record and the counters), `secret` and
+//! `list` (the data plane), `admin` and `tokens` (the daemon's own records).
 
 mod admin;
 mod call;
