@@ -148,7 +148,7 @@ impl Conn<'_> {
             self.make_room();
             // Waiting for a request that has not begun ends when the daemon stops; one that
             // has begun may still arrive whole within its deadline.
-            let mut stop = self.stop.clone();
+            let stop = &mut self.stop;
             let stopping = async move {
                 if pending {
                     std::future::pending::<()>().await;

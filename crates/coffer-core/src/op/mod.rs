@@ -277,15 +277,6 @@ impl Operation {
         }
     }
 
-    /// The namespace the operation acts in, when it names one.
-    pub fn namespace(&self) -> Option<&Parsed<Namespace>> {
-        match self {
-            Self::Secret { target, .. } => Some(&target.namespace),
-            Self::List { namespace, .. } | Self::NamespaceCreate { namespace } => Some(namespace),
-            _ => None,
-        }
-    }
-
     /// Whether the operation can run while the store is sealed (gate 1 lets it through):
     /// reading the daemon's state, sealing, unsealing, and listing the slots to unseal with.
     pub(crate) fn runs_sealed(&self) -> bool {

@@ -95,13 +95,13 @@ impl Service {
         let how = (request.runs_sealed(), request.unseals_by_key());
         let identified = self.identify(pending.identity(), how, token.as_ref()).await;
         drop(token);
-        let principal = match identified {
+        let (principal, store) = match identified {
             Ok(p) => p,
             Err(refusal) => return (None, self.finish(pending, Err(refusal)).await),
         };
         pending.principal(&principal);
         // Gates 3 to 6: no waiting, no store work.
-        let (admitted, chosen) = match self.admit(&principal, request, &mut pending) {
+        let (admitted, chosen) = match self.admit(&principal, store, request, &mut pending) {
             Ok(a) => a,
             Err((refusal, chosen)) => return (chosen, self.finish(pending, Err(refusal)).await),
         };

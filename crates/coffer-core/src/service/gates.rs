@@ -70,24 +70,28 @@ fn invalid(message: impl Into<String>) -> Refusal {
 
 impl Service {
     /// Gates 1 and 2: the store is open (unless the operation runs sealed), then who the
-    /// caller is. Brings what is derived from the keys (policies and tokens from the store,
-    /// the audit keys) in line with the vault first, after a seal or an unseal.
+    /// caller is; answers the caller and the open store (taken once, for the gates after).
+    /// Brings what is derived from the keys (policies and tokens from the store, the audit
+    /// keys) in line with the vault first, after a seal or an unseal.
     pub(super) async fn identify(
         &self,
         who: &Identity,
         (runs_sealed, by_key): (bool, bool),
         token: Option<&SecretBytes>,
-    ) -> Gated<Principal> {
-        if !runs_sealed {
-            self.store()?;
-        }
+    ) -> Gated<(Principal, Option<Arc<dyn SecretStore>>)> {
+        let store = if runs_sealed {
+            None
+        } else {
+            Some(self.store()?)
+        };
         if by_key {
             // The key is the authority; whoever sends it is recorded by address.
-            return Ok(Principal {
+            let principal = Principal {
                 uid: who.uid,
                 gid: who.gid,
                 token: None,
-            });
+            };
+            return Ok((principal, store));
         }
         let epoch = self.vault.epoch();
         if self.access.loaded_epoch() != Some(epoch) {
@@ -101,7 +105,8 @@ impl Service {
                 ),
             ));
         }
-        self.access
+        let principal = self
+            .access
             .resolve(who.uid, who.gid, token)
             .map_err(|e| match e {
                 CoreError::Unauthenticated(m) => {
@@ -111,7 +116,8 @@ impl Service {
                     Gate::Identity,
                     CoreError::Unauthenticated("the token could not be checked"),
                 ),
-            })
+            })?;
+        Ok((principal, store))
     }
 
     /// Whether identifying a caller must first load policies and tokens (the first request
@@ -145,19 +151,20 @@ impl Service {
     pub(super) fn admit(
         &self,
         who: &Principal,
+        store: Option<Arc<dyn SecretStore>>,
         request: Request,
         pending: &mut Pending,
     ) -> Result<(Admitted, Option<usize>), (Refusal, Option<usize>)> {
         let readings = match request {
             Request::One(op) => {
                 return self
-                    .admit_one(who, op)
+                    .admit_one(who, store, op)
                     .map(|a| (a, None))
                     .map_err(|r| (r, None));
             }
             Request::FirstMounted(readings) => readings,
         };
-        let store = self.store().map_err(|r| (r, None))?;
+        let store = self.opened(store).map_err(|r| (r, None))?;
         let (chosen, reading) = readings
             .into_iter()
             .enumerate()
@@ -191,17 +198,34 @@ impl Service {
             }
         };
         pending.built(&op);
-        self.admit_one(who, op)
+        self.admit_one(who, Some(store), op)
             .map(|a| (a, Some(chosen)))
             .map_err(|r| (r, Some(chosen)))
     }
 
-    fn admit_one(&self, who: &Principal, op: Operation) -> Gated<Admitted> {
+    /// The store gate 1 opened, or (for an operation that runs sealed) the store if open.
+    fn opened(&self, store: Option<Arc<dyn SecretStore>>) -> Gated<Arc<dyn SecretStore>> {
+        match store {
+            Some(store) => Ok(store),
+            None => self.store(),
+        }
+    }
+
+    fn admit_one(
+        &self,
+        who: &Principal,
+        store: Option<Arc<dyn SecretStore>>,
+        op: Operation,
+    ) -> Gated<Admitted> {
         match op {
-            Operation::Secret { target, op } => self.admit_secret(who, target, op),
-            Operation::List { namespace, input } => self.admit_list(who, &namespace, input),
+            Operation::Secret { target, op } => {
+                self.admit_secret(who, self.opened(store)?, target, op)
+            }
+            Operation::List { namespace, input } => {
+                self.admit_list(who, self.opened(store)?, &namespace, input)
+            }
             Operation::Mount { candidates } => {
-                let store = self.store()?;
+                let store = self.opened(store)?;
                 let found = candidates
                     .into_iter()
                     .find(|ns| store.has_namespace(ns))
@@ -257,8 +281,13 @@ impl Service {
             .map_err(at(Gate::Policy))
     }
 
-    fn admit_secret(&self, who: &Principal, target: Target, op: SecretOp) -> Gated<Admitted> {
-        let store = self.store()?;
+    fn admit_secret(
+        &self,
+        who: &Principal,
+        store: Arc<dyn SecretStore>,
+        target: Target,
+        op: SecretOp,
+    ) -> Gated<Admitted> {
         let namespace = self.namespace_gate(&store, &target.namespace)?;
         self.rate(who)?;
         let restrict = self.policy_for_secret(who, &namespace, target.name.text(), op.needs())?;
@@ -340,10 +369,10 @@ impl Service {
     fn admit_list(
         &self,
         who: &Principal,
+        store: Arc<dyn SecretStore>,
         namespace: &Parsed<Namespace>,
         input: ListInput,
     ) -> Gated<Admitted> {
-        let store = self.store()?;
         let namespace = self.namespace_gate(&store, namespace)?;
         self.rate(who)?;
         let needs_meta = input.detail || input.revoked;

@@ -135,11 +135,7 @@ impl Service {
                         CoreError::Denied(format!("{} may {may} them", who.describe())),
                     ));
                 }
-                let w = written?;
-                Ok(Reply::Written {
-                    index: w.index,
-                    version: w.version,
-                })
+                written.map(self::written)
             }
             Checked::Rotate { value, options } => {
                 let writing = Writing {
@@ -148,11 +144,7 @@ impl Service {
                     mode: WriteMode::Update,
                     generated: None,
                 };
-                let w = self.write(store, key, writing, actor).await?;
-                Ok(Reply::Written {
-                    index: w.index,
-                    version: w.version,
-                })
+                self.write(store, key, writing, actor).await.map(written)
             }
             Checked::Patch {
                 patch,
@@ -174,11 +166,7 @@ impl Service {
                     mode: WriteMode::Update,
                     generated: None,
                 };
-                let w = self.write(store, key, writing, actor).await?;
-                Ok(Reply::Written {
-                    index: w.index,
-                    version: w.version,
-                })
+                self.write(store, key, writing, actor).await.map(written)
             }
             Checked::Mint {
                 spec,
@@ -363,6 +351,14 @@ fn merged(
         });
     }
     Ok(merged)
+}
+
+/// The answer to a write.
+fn written(w: Written) -> Reply {
+    Reply::Written {
+        index: w.index,
+        version: w.version,
+    }
 }
 
 fn value_reply(read: Cached) -> Reply {

@@ -41,6 +41,20 @@ impl ApiError {
         )
     }
 
+    /// A fault inside coffer (500): the detail is logged, the client told no more than that.
+    pub fn internal(detail: &str) -> Self {
+        tracing::error!(detail, "an HTTP answer could not be made");
+        Self::Edge(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error in the secret store; the daemon's log has details".to_owned(),
+        )
+    }
+
+    /// An answer the core should not give for the request it was sent (500).
+    pub fn unexpected() -> Self {
+        Self::internal("the core answered with a reply of another operation")
+    }
+
     /// A method the path does not take (405).
     pub fn unsupported() -> Self {
         Self::Edge(

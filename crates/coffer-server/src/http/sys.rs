@@ -19,15 +19,6 @@ use super::extract::{Body, Query, Who, lists, reads, writes};
 use super::kv::mount;
 use super::state::Shared;
 
-/// An answer the core should not give for the request it was sent.
-fn unexpected() -> ApiError {
-    tracing::error!("the core answered an HTTP request with an unexpected reply");
-    ApiError::Edge(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error".to_owned(),
-    )
-}
-
 /// The status `sys/health` answers: the caller's override when it is a final status
 /// (200-599; hyper answers 1xx itself), else `default`.
 fn code_from(query: &Query, key: &str, default: u16) -> StatusCode {
@@ -194,7 +185,7 @@ pub(crate) async fn mounts(State(state): State<Shared>, Who(caller): Who) -> Api
     let Reply::Namespaces(namespaces) =
         state.service.call(caller, Operation::NamespaceList).await?
     else {
-        return Err(unexpected());
+        return Err(ApiError::unexpected());
     };
     let mut table = serde_json::Map::new();
     table.insert(
@@ -232,10 +223,10 @@ pub(crate) async fn mount_of(
             let (mount_path, _) = prefixes
                 .iter()
                 .find(|(_, ns)| *ns == found)
-                .ok_or_else(unexpected)?;
+                .ok_or_else(ApiError::unexpected)?;
             Ok(envelope::data(mount::entry(mount_path, found.as_str())))
         }
-        Ok(_) => Err(unexpected()),
+        Ok(_) => Err(ApiError::unexpected()),
         Err(r) if r.gate == coffer_core::Gate::Namespace => Err(ApiError::Edge(
             StatusCode::FORBIDDEN,
             format!(
@@ -279,7 +270,7 @@ pub(crate) async fn policy_list(
         return Err(ApiError::unsupported());
     }
     let Reply::Policies(listing) = state.service.call(caller, Operation::PolicyList).await? else {
-        return Err(unexpected());
+        return Err(ApiError::unexpected());
     };
     let mut names: Vec<&str> = listing.policies.iter().map(|p| p.name.as_str()).collect();
     names.extend(["root", "default"]);
@@ -319,7 +310,7 @@ pub(crate) async fn policy(
                     "source": view.source,
                 })))
             }
-            Ok(_) => Err(unexpected()),
+            Ok(_) => Err(ApiError::unexpected()),
             Err(r) if is_missing(&r) => Err(ApiError::Missing),
             Err(r) => Err(r.into()),
         };
@@ -352,7 +343,7 @@ pub(crate) async fn policy(
 pub(crate) async fn status(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
     match state.service.call(caller, Operation::Status).await? {
         Reply::Status(report) => Ok(envelope::data(&*report)),
-        _ => Err(unexpected()),
+        _ => Err(ApiError::unexpected()),
     }
 }
 
@@ -360,7 +351,7 @@ pub(crate) async fn status(State(state): State<Shared>, Who(caller): Who) -> Api
 pub(crate) async fn audit_verify(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
     match state.service.call(caller, Operation::AuditVerify).await? {
         Reply::AuditVerified(report) => Ok(envelope::data(&*report)),
-        _ => Err(unexpected()),
+        _ => Err(ApiError::unexpected()),
     }
 }
 
@@ -387,7 +378,7 @@ pub(crate) async fn audit_hash(
         Reply::AuditHash { name, namespace } => Ok(envelope::data(
             serde_json::json!({ "name": name, "namespace": namespace }),
         )),
-        _ => Err(unexpected()),
+        _ => Err(ApiError::unexpected()),
     }
 }
 

@@ -52,14 +52,6 @@ fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
     }
 }
 
-fn unexpected() -> ApiError {
-    tracing::error!("the core answered a token request with an unexpected reply");
-    ApiError::Edge(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error".to_owned(),
-    )
-}
-
 #[derive(Deserialize)]
 struct CreateIn {
     #[serde(default)]
@@ -94,10 +86,10 @@ pub(crate) async fn create(State(state): State<Shared>, Who(caller): Who, body: 
     });
     match state.service.call(caller, op).await? {
         Reply::TokenCreated { token, record } => {
-            let text = token.expose_str().ok_or_else(unexpected)?;
+            let text = token.expose_str().ok_or_else(ApiError::unexpected)?;
             Ok(envelope::auth(auth_of(&record, text)))
         }
-        _ => Err(unexpected()),
+        _ => Err(ApiError::unexpected()),
     }
 }
 
@@ -138,7 +130,7 @@ pub(crate) async fn lookup_accessor(
 
 fn lookup_answer(reply: Reply, own: &str) -> ApiResult {
     let Reply::TokenInfo(record) = reply else {
-        return Err(unexpected());
+        return Err(ApiError::unexpected());
     };
     let created_secs = record.created.as_millis() / 1000;
     let ttl = record.ttl.unwrap_or_else(|| remaining(&record));
@@ -196,6 +188,6 @@ pub(crate) async fn renew_self(State(state): State<Shared>, Who(caller): Who) ->
         .await?
     {
         Reply::TokenInfo(record) => Ok(envelope::auth(auth_of(&record, ""))),
-        _ => Err(unexpected()),
+        _ => Err(ApiError::unexpected()),
     }
 }

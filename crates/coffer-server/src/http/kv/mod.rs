@@ -184,7 +184,7 @@ fn render(shape: Shape, result: Result<Reply, Refusal>, path: &str) -> ApiResult
                 value,
                 version: version.get(),
             }),
-            None => view::internal("a minted value is not text"),
+            None => return Err(ApiError::internal("a minted value is not text")),
         },
         (Shape::Coffer, Reply::Written { version, .. }) => {
             envelope::data(serde_json::json!({ "version": version.get() }))
@@ -197,10 +197,10 @@ fn render(shape: Shape, result: Result<Reply, Refusal>, path: &str) -> ApiResult
         }
         (Shape::Coffer, Reply::Header(header)) => match header.expose_str() {
             Some(header) => envelope::data(view::Header { header }),
-            None => view::internal("a header is not text"),
+            None => return Err(ApiError::internal("a header is not text")),
         },
         (Shape::Coffer, Reply::Done) => envelope::no_content(),
-        _ => view::internal("the core answered a KV request with an unexpected reply"),
+        _ => return Err(ApiError::unexpected()),
     })
 }
 

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::http::envelope::{self, Envelope};
 use crate::http::error::ApiError;
+use axum::response::IntoResponse as _;
 
 /// A minted value, shown this once.
 #[derive(Serialize)]
@@ -113,13 +114,9 @@ pub(crate) fn value(value: &SecretBytes, kind: Kind, version: Version, facts: &F
     }
 }
 
-/// A fault inside coffer: logged here, told to the client as no more than that.
-pub(crate) fn internal(detail: &str) -> Response {
-    tracing::error!(detail, "an HTTP answer could not be made");
-    envelope::errors(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &["internal error in the secret store; the daemon's log has details"],
-    )
+/// A fault inside coffer, as a response.
+fn internal(detail: &str) -> Response {
+    ApiError::internal(detail).into_response()
 }
 
 /// Vault's 404 for a deleted or destroyed version: no data, and the version's metadata.
@@ -219,7 +216,7 @@ pub(crate) fn subkeys(
 ) -> Result<Response, ApiError> {
     let mut map = match coffer_core::kv::to_object(value, kind) {
         Ok(m) => m,
-        Err(e) => return Ok(internal(&e.to_string())),
+        Err(e) => return Err(ApiError::internal(&e.to_string())),
     };
     let shape = keys_only(&map, depth, 1);
     coffer_core::kv::wipe_map(&mut map);
