@@ -18,9 +18,7 @@ use crate::config;
 /// on `sys/token`; a token renews, looks up and revokes itself without a grant.
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Make a token; it is printed once, alone on standard output. Made with a token, it is
-    /// that token's child: it carries only policies its parent holds, and ends when its
-    /// parent is revoked or expires.
+    /// Make a token (with a token: its child, holding no more); printed once, alone on stdout
     Create {
         /// A policy it carries (repeat for several; each once)
         #[arg(long = "policy", value_name = "POLICY", required = true)]
@@ -49,14 +47,12 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by its accessor, with every token descended from it; they stop
-    /// working at once.
+    /// Revoke a token by its accessor, and the tokens descended from it; they stop at once
     Revoke {
         /// The accessor, from `token list`
         accessor: String,
     },
-    /// Renew the token this command carries: it expires its time to live from now, never
-    /// past its max TTL.
+    /// Renew the token this command carries (never past its max TTL)
     Renew,
     /// Show a token's record: by accessor, or (without one) the token this command carries.
     Lookup {
