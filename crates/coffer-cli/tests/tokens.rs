@@ -34,7 +34,13 @@ rules = [
   { path = "acme/*", capabilities = ["read"] },
   { path = "sys/token", capabilities = ["create"] },
 ]
+
+[subjects]
+"uid:65533" = ["ops"]
 "#;
+
+/// A local account bound to the `ops` role (as `user:deploy` is in docs/access.md).
+const DEPLOY: u32 = 65533;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -283,14 +289,7 @@ fn an_ops_token_cannot_mint_a_root_token_on_the_socket_or_over_http() {
         assert!(r["auth"].is_null(), "{r}");
     }
     // No token was made but the ops token itself.
-    let list = sock(&daemon, None, json!({"action": "token_list"}));
-    let accessors: Vec<&str> = list["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["accessor"].as_str().unwrap())
-        .collect();
-    assert_eq!(accessors, vec![ops_acc.as_str()], "{list}");
+    assert_eq!(accessors(&daemon), vec![ops_acc.clone()]);
     // Every refusal is recorded, at the policy gate, as the ops token.
     let refused = daemon
         .audit()
@@ -303,6 +302,29 @@ fn an_ops_token_cannot_mint_a_root_token_on_the_socket_or_over_http() {
         })
         .count();
     assert_eq!(refused, 1 + 4 + 5, "one record per refused request");
+
+    // The same role held by a local account (no token) on the socket: no root token either.
+    let replies = common::requests_as(
+        DEPLOY,
+        &daemon.socket,
+        &[
+            json!({"action": "token_create", "policies": ["root"], "ttl": 315_360_000u64}),
+            json!({"action": "token_create", "policies": ["ops"], "ttl": 60}),
+            json!({"action": "get", "name": "prod/db"}),
+        ],
+    );
+    assert_eq!(code(&replies[0]), "denied", "{}", replies[0]);
+    assert!(replies[0].get("token").is_none());
+    assert_eq!(
+        replies[1]["ok"], true,
+        "its own role it may give: {}",
+        replies[1]
+    );
+    assert_eq!(code(&replies[2]), "denied", "{}", replies[2]);
+    let deploy_made = replies[1]["token"].as_str().unwrap();
+    let (s, status, _) = reads_prod_db(&daemon, &url, deploy_made);
+    assert_eq!(code(&s), "denied", "{s}");
+    assert_eq!(status, 403);
 
     // What the ops role may make: a child with its own policies, still without prod/db.
     let (child, _) = make_http(
