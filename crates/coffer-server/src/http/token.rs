@@ -35,8 +35,11 @@ fn remaining(record: &TokenRecord) -> u64 {
 }
 
 fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
-    // Just made or just renewed: the whole time to live is left.
-    let lease = record.ttl.unwrap_or_else(|| remaining(record));
+    // Just made or just renewed: the whole time to live is left, unless the max TTL cut it.
+    let lease = match record.ttl {
+        Some(ttl) if record.max_expires != Some(record.expires) => ttl,
+        _ => remaining(record),
+    };
     Auth {
         client_token: token,
         accessor: &record.accessor,
