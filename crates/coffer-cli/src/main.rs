@@ -97,7 +97,7 @@ enum Command {
     /// Manage policies and the subjects bound to them: put, get, list, delete, bind.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
-    /// Manage tokens for applications and services: create, list, revoke, lookup.
+    /// Manage tokens for applications and services: create, list, revoke, renew, lookup.
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
     /// The audit log: verify its chain, hash a name to search for, tail it.

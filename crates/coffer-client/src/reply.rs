@@ -65,6 +65,9 @@ pub struct Reply {
     pub token_info: Option<TokenRecord>,
     /// Token records.
     pub tokens: Option<Vec<TokenRecord>>,
+    /// The accessors of the tokens a revocation ended: the one asked for, then its
+    /// descendants.
+    pub revoked_tokens: Option<Vec<String>>,
     /// One policy.
     pub policy: Option<PolicyView>,
     /// Every policy.

@@ -20,6 +20,12 @@ pub struct TokenRequest<'a> {
     pub namespace: Option<&'a str>,
     /// A label.
     pub display_name: Option<&'a str>,
+    /// Its explicit max TTL, fixed now: no renewal goes past it (`None`: its creator's, or
+    /// ten years).
+    pub max_ttl: Option<Duration>,
+    /// Make it without a parent, so revoking the token that made it leaves it alone
+    /// (needs `sudo` on `sys/token`).
+    pub orphan: bool,
 }
 
 /// A token just made.
@@ -34,13 +40,17 @@ pub struct CreatedToken {
 impl Client {
     /// Makes a token.
     pub fn create_token(&self, t: &TokenRequest<'_>) -> Result<CreatedToken, ClientError> {
-        let request = self
+        let mut request = self
             .request("token_create")
             .json("policies", &t.policies)
             .number("ttl", t.ttl.as_secs())
             .opt("namespace", t.namespace)
             .opt("display_name", t.display_name)
-            .finish();
+            .opt_number("max_ttl", t.max_ttl.map(|d| d.as_secs()));
+        if t.orphan {
+            request = request.flag("orphan", true);
+        }
+        let request = request.finish();
         let mut reply = self.call(&request)?;
         Ok(CreatedToken {
             token: reply.token.take().ok_or(ClientError::Protocol(
@@ -60,13 +70,24 @@ impl Client {
             .unwrap_or_default())
     }
 
-    /// Revokes a token, and the tokens it made.
-    pub fn revoke_token(&self, accessor: &str) -> Result<(), ClientError> {
+    /// Revokes a token, and every token descended from it (the tokens it made, and theirs).
+    /// Answers the accessors revoked, the token's first.
+    pub fn revoke_token(&self, accessor: &str) -> Result<Vec<String>, ClientError> {
         let request = self
             .request("token_revoke")
             .field("accessor", accessor)
             .finish();
-        self.call(&request).map(drop)
+        Ok(self.call(&request)?.revoked_tokens.unwrap_or_default())
+    }
+
+    /// Renews the client's own token: its expiry becomes now plus its time to live, never
+    /// past its max expiry. Answers its record.
+    pub fn renew_token(&self) -> Result<TokenRecord, ClientError> {
+        self.call(&self.request("token_renew").finish())?
+            .token_info
+            .ok_or(ClientError::Protocol(
+                "a token_renew reply without token_info",
+            ))
     }
 
     /// A token's record: by accessor, or (`None`) the client's own token.

@@ -115,6 +115,8 @@ fn calls_answer_the_daemons_typed_replies() {
             ttl: Duration::from_secs(3600),
             namespace: Some("app"),
             display_name: None,
+            max_ttl: None,
+            orphan: false,
         })
         .unwrap();
     assert_eq!(made.token.expose_secret(), b"cft_shown_once");

@@ -92,6 +92,9 @@ pub enum Reply {
     Tokens(Vec<TokenRecord>),
     /// One token's record.
     TokenInfo(Box<TokenRecord>),
+    /// Tokens revoked: the one asked for, then its descendants (each also has its own
+    /// audit record).
+    TokensRevoked(Vec<String>),
     /// Audit hashes.
     AuditHash {
         /// Of the name.

@@ -90,7 +90,8 @@ string_enum! {
         generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
         namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
-        token_list, token_revoke, token_lookup, audit_hash, audit_verify, patch";
+        token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
+        audit_verify, patch";
 }
 
 impl Action {
@@ -124,12 +125,7 @@ impl Action {
     pub const fn on_socket(self) -> bool {
         !matches!(
             self,
-            Self::Delete
-                | Self::Undelete
-                | Self::TokenRevokeSelf
-                | Self::TokenRenew
-                | Self::Metrics
-                | Self::Mount
+            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount
         )
     }
 

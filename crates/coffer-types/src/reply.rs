@@ -30,6 +30,15 @@ pub struct TokenRecord {
     pub ttl: Option<u64>,
     /// Who made it (`uid:0`, `token:<accessor>`).
     pub creator: String,
+    /// The accessor of the token that made it: revoking (or the expiry of) that token ends
+    /// this one too. `None` for a token made by a peer without a token (root on the socket)
+    /// or made as an orphan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The latest it can ever expire, fixed when it was made (its explicit max TTL, capped by
+    /// its parent's): no renewal moves its expiry past this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expires: Option<Timestamp>,
 }
 
 impl TokenRecord {
@@ -38,7 +47,8 @@ impl TokenRecord {
         self.expires <= now
     }
 
-    /// The record renewed at `now`: expiring its time to live from now.
+    /// The record renewed at `now`: expiring its time to live from now, but never after
+    /// its max expiry.
     pub fn renewed(&self, now: Timestamp) -> Self {
         let ttl_ms = match self.ttl {
             Some(secs) => i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
@@ -47,10 +57,25 @@ impl TokenRecord {
                 .as_millis()
                 .saturating_sub(self.created.as_millis()),
         };
+        let mut expires = Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms));
+        if let Some(max) = self.max_expires {
+            expires = expires.min(max);
+        }
         Self {
-            expires: Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms)),
+            expires,
             ..self.clone()
         }
+    }
+
+    /// Whether it was made without a parent token.
+    pub fn orphan(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// Its max TTL in seconds from its creation (`None`: no max recorded).
+    pub fn explicit_max_ttl(&self) -> Option<u64> {
+        let max = self.max_expires?;
+        u64::try_from((max.as_millis() - self.created.as_millis()).max(0) / 1000).ok()
     }
 
     /// Whether the token may act in `namespace`.

@@ -13,17 +13,27 @@ use super::json;
 use super::table::Table;
 use crate::config;
 
-/// Token verbs. All but `lookup` of one's own token need `sudo` on `sys/token`.
+/// Token verbs. `create` needs `create` on `sys/token` and gives only policies the caller
+/// holds (`--orphan` needs `sudo` there); `list`, `revoke` and `lookup ACCESSOR` need `sudo`
+/// on `sys/token`; a token renews, looks up and revokes itself without a grant.
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Make a token; it is printed once, alone on standard output.
+    /// Make a token (with a token: its child, holding no more); printed once, alone on stdout
     Create {
-        /// A policy it carries (repeat for several)
+        /// A policy it carries (repeat for several; each once)
         #[arg(long = "policy", value_name = "POLICY", required = true)]
         policies: Vec<String>,
         /// How long it lives, e.g. 1h, 30d
         #[arg(long, default_value = "30d", value_parser = config::parse_duration)]
         ttl: Duration,
+        /// The longest it can live, renewals included, fixed now (default: its parent's, or
+        /// ten years)
+        #[arg(long, value_parser = config::parse_duration)]
+        max_ttl: Option<Duration>,
+        /// Make it without a parent: revoking the token that makes it leaves it alone
+        /// (needs `sudo` on `sys/token`)
+        #[arg(long)]
+        orphan: bool,
         /// Confine it to a namespace (and the namespaces under it)
         #[arg(long, short = 'n')]
         namespace: Option<String>,
@@ -37,11 +47,13 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by its accessor; it stops working at once.
+    /// Revoke a token by its accessor, and the tokens descended from it; they stop at once
     Revoke {
         /// The accessor, from `token list`
         accessor: String,
     },
+    /// Renew the token this command carries (never past its max TTL)
+    Renew,
     /// Show a token's record: by accessor, or (without one) the token this command carries.
     Lookup {
         /// The accessor
@@ -57,12 +69,16 @@ pub fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
             ttl,
             namespace,
             display_name,
+            max_ttl,
+            orphan,
         } => {
             let made = client.create_token(&TokenRequest {
                 policies: &policies,
                 ttl,
                 namespace: namespace.as_deref(),
                 display_name: display_name.as_deref(),
+                max_ttl,
+                orphan,
             })?;
             eprintln!(
                 "created token {} (policies {}, expires {}); it follows on standard output, this \
@@ -82,21 +98,43 @@ pub fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
             if json {
                 return json::print(&tokens);
             }
-            let mut t = Table::new(["ACCESSOR", "POLICIES", "NAMESPACE", "EXPIRES", "NAME"]);
+            let mut t = Table::new([
+                "ACCESSOR",
+                "POLICIES",
+                "NAMESPACE",
+                "EXPIRES",
+                "PARENT",
+                "NAME",
+            ]);
             for tok in tokens {
                 t.row([
                     tok.accessor,
                     tok.policies.join(", "),
                     tok.namespace.unwrap_or_else(|| "-".to_owned()),
                     tok.expires.to_string(),
+                    tok.parent.unwrap_or_else(|| "-".to_owned()),
                     tok.display_name.unwrap_or_else(|| "-".to_owned()),
                 ]);
             }
             t.print();
         }
         TokenCommand::Revoke { accessor } => {
-            client.revoke_token(&accessor)?;
-            eprintln!("token {accessor} revoked");
+            let revoked = client.revoke_token(&accessor)?;
+            match revoked.len() {
+                0 | 1 => eprintln!("token {accessor} revoked"),
+                n => eprintln!(
+                    "token {accessor} revoked, with {} tokens descended from it: {}",
+                    n - 1,
+                    revoked[1..].join(", ")
+                ),
+            }
+        }
+        TokenCommand::Renew => {
+            let record = client.renew_token()?;
+            eprintln!(
+                "token {} renewed; it expires {}",
+                record.accessor, record.expires
+            );
         }
         TokenCommand::Lookup { accessor } => {
             json::print(&client.lookup_token(accessor.as_deref())?)?;

@@ -31,8 +31,19 @@ pub struct Engine {
     by_uid: HashMap<u32, Vec<Arc<PolicyDoc>>>,
     by_gid: HashMap<u32, Vec<Arc<PolicyDoc>>>,
     by_token: HashMap<String, Vec<Arc<PolicyDoc>>>,
+    /// The names of the policies bound to each subject (that exist), for the rule that a
+    /// new token carries only policies its creator holds.
+    names: Bound,
     /// uids that hold `root` and nothing else: decided without looking at rules.
     root_only: Vec<u32>,
+}
+
+/// Policy names bound to uids, gids and token accessors.
+#[derive(Debug, Default)]
+struct Bound {
+    uid: HashMap<u32, Vec<String>>,
+    gid: HashMap<u32, Vec<String>>,
+    token: HashMap<String, Vec<String>>,
 }
 
 /// The result of a decision.
@@ -93,6 +104,27 @@ impl Engine {
                 target.extend(names.iter().cloned());
             }
         }
+        let existing = |names: &[String], policies: &HashMap<String, Arc<PolicyDoc>>| {
+            let mut kept: Vec<String> = Vec::new();
+            for n in names {
+                if policies.contains_key(n) && !kept.contains(n) {
+                    kept.push(n.clone());
+                }
+            }
+            kept
+        };
+        for (uid, names) in &uid_names {
+            let kept = existing(names, &engine.policies);
+            engine.names.uid.insert(*uid, kept);
+        }
+        for (gid, names) in &gid_names {
+            let kept = existing(names, &engine.policies);
+            engine.names.gid.insert(*gid, kept);
+        }
+        for (acc, names) in &token_names {
+            let kept = existing(names, &engine.policies);
+            engine.names.token.insert(acc.clone(), kept);
+        }
         let resolve = |names: Vec<String>, policies: &HashMap<String, Arc<PolicyDoc>>| {
             let mut docs: Vec<Arc<PolicyDoc>> = Vec::new();
             for n in names {
@@ -132,6 +164,31 @@ impl Engine {
     /// Whether a policy of that name exists (built in, file or store).
     pub fn has_policy(&self, name: &str) -> bool {
         self.policies.contains_key(name)
+    }
+
+    /// The names of the policies `caller` holds: a token's own and those bound to its
+    /// accessor; for a peer, those bound to its uid and gid (root and the daemon's user hold
+    /// `root`).
+    pub fn held(&self, caller: Caller<'_>) -> Vec<String> {
+        let mut held: Vec<String> = Vec::new();
+        let mut add = |names: &[String]| {
+            for n in names {
+                if self.policies.contains_key(n) && !held.contains(n) {
+                    held.push(n.clone());
+                }
+            }
+        };
+        match caller.token {
+            Some((accessor, own)) => {
+                add(own);
+                add(self.names.token.get(accessor).map_or(&[], Vec::as_slice));
+            }
+            None => {
+                add(self.names.uid.get(&caller.uid).map_or(&[], Vec::as_slice));
+                add(self.names.gid.get(&caller.gid).map_or(&[], Vec::as_slice));
+            }
+        }
+        held
     }
 
     /// Decides whether `caller` may use `capability` on `path`.

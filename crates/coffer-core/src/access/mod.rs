@@ -5,6 +5,8 @@
 //! - [`policy`]: policies, subjects and the policy file.
 //! - [`engine`]: the compiled decision.
 //! - [`token`]: tokens, stored as keyed hashes.
+//! - `lineage`: making, renewing and revoking tokens, with Vault's rules (a child holds no
+//!   more than its creator; revoking a token revokes its descendants).
 //! - [`rate`]: the token bucket per identity.
 //! - `system`: policies and tokens kept in the store's own namespace.
 //!
@@ -13,6 +15,7 @@
 //! time the store is unsealed.
 
 pub mod engine;
+mod lineage;
 pub mod pattern;
 pub mod policy;
 pub mod rate;
@@ -148,11 +151,17 @@ impl AccessControl {
         let file = &self.file;
         let (stored, tokens) = system::load(store, &|n| file.policies.contains_key(n))?;
         let mut tokens = tokens;
-        for accessor in tokens.expired(Timestamp::now()) {
-            if let Some(hash) = tokens.remove(&accessor) {
+        // Expired tokens go, and so do tokens whose parent is gone (revoked just before a
+        // crash) or expired: a token never outlives its ancestors.
+        let gone = tokens.expired(Timestamp::now());
+        for accessor in &gone {
+            if let Some(hash) = tokens.hash_of(accessor) {
                 system::delete_token(store, &hash)?;
                 tracing::info!(event = "secret_action", action = "token_expire", accessor = %accessor, "expired token removed");
             }
+        }
+        for accessor in &gone {
+            tokens.remove(accessor);
         }
         self.install(&stored);
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Loaded {
@@ -202,9 +211,10 @@ impl AccessControl {
             .ok_or(CoreError::Unauthenticated(
                 "the token is not valid (unknown or revoked)",
             ))?;
-        if record.expired(Timestamp::now()) {
-            return Err(CoreError::Unauthenticated("the token has expired"));
-        }
+        loaded
+            .tokens
+            .alive(record, Timestamp::now())
+            .map_err(CoreError::Unauthenticated)?;
         Ok(Principal {
             uid,
             gid,
@@ -383,98 +393,6 @@ impl AccessControl {
             .unwrap_or_else(PoisonError::into_inner)
             .stored = set;
         Ok(())
-    }
-
-    /// Makes a token (blocking); answers it with its record. Every policy must exist.
-    pub fn create_token(
-        &self,
-        store: &Arc<dyn SecretStore>,
-        spec: TokenSpec,
-        actor: &str,
-    ) -> Result<Minted, CoreError> {
-        if spec.policies.is_empty() {
-            return Err(CoreError::InvalidRequest(
-                "a token needs at least one policy".to_owned(),
-            ));
-        }
-        let engine = self
-            .engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(p) = spec.policies.iter().find(|p| !engine.has_policy(p)) {
-            return Err(CoreError::InvalidRequest(format!(
-                "there is no policy named {p}"
-            )));
-        }
-        if let Some(ns) = &spec.namespace {
-            let parsed = coffer_types::Namespace::parse(ns)?;
-            if !store.has_namespace(&parsed) {
-                return Err(CoreError::NoNamespace);
-            }
-        }
-        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let minted = {
-            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
-            let key = loaded.token_key.as_ref().ok_or(CoreError::Sealed)?;
-            token::mint(key, spec, actor.to_owned())?
-        };
-        system::save_token(store, &minted.hash, &minted.record, actor)?;
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tokens
-            .insert(minted.hash, minted.record.clone());
-        Ok(minted)
-    }
-
-    /// Revokes a token by accessor (blocking).
-    pub fn revoke_token(
-        &self,
-        store: &Arc<dyn SecretStore>,
-        accessor: &str,
-    ) -> Result<(), CoreError> {
-        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let hash = self
-            .loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tokens
-            .hash_of(accessor)
-            .ok_or(CoreError::Store(coffer_store::StoreError::NotFound(
-                "token",
-            )))?;
-        system::delete_token(store, &hash)?;
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tokens
-            .remove(accessor);
-        Ok(())
-    }
-
-    /// Renews a token by accessor (blocking): its expiry becomes now plus its time to live.
-    pub fn renew_token(
-        &self,
-        store: &Arc<dyn SecretStore>,
-        accessor: &str,
-        actor: &str,
-    ) -> Result<TokenRecord, CoreError> {
-        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let gone = || CoreError::Store(coffer_store::StoreError::NotFound("token"));
-        let (hash, record) = {
-            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
-            let hash = loaded.tokens.hash_of(accessor).ok_or_else(gone)?;
-            let record = loaded.tokens.by_accessor(accessor).ok_or_else(gone)?;
-            (hash, record.renewed(Timestamp::now()))
-        };
-        system::save_token(store, &hash, &record, actor)?;
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tokens
-            .insert(hash, record.clone());
-        Ok(record)
     }
 
     /// A token's record by accessor.

@@ -174,10 +174,16 @@ pub struct TokenInput {
     pub policies: Vec<String>,
     /// Its time to live in seconds; `None`: 32 days, Vault's default.
     pub ttl: Option<u64>,
-    /// A namespace it is confined to.
+    /// A namespace it is confined to (a confined creator's own when not given).
     pub namespace: Option<String>,
     /// A label.
     pub display_name: Option<String>,
+    /// Its explicit max TTL in seconds, fixed now: no renewal goes past it (`None` or 0:
+    /// the creator's max, or ten years).
+    pub max_ttl: Option<u64>,
+    /// Made without a parent: revoking its creator leaves it alone. Needs `sudo` on
+    /// `sys/token`, and must be asked for.
+    pub orphan: bool,
 }
 
 /// A request: one operation, or (for a path whose mount is not yet known) its readings, one

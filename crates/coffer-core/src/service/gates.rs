@@ -233,6 +233,21 @@ impl Service {
                 self.rate(who)?;
                 Ok(Admitted::Done(Reply::Mount(found.clone()), found))
             }
+            Operation::TokenCreate(mut input) => {
+                // Gate 5 for a new token: `create` on sys/token (`sudo` for an orphan), and
+                // only policies and a namespace the creator holds.
+                self.rate(who)?;
+                input.namespace = self
+                    .access
+                    .check_token_create(
+                        who,
+                        &input.policies,
+                        input.namespace.as_deref(),
+                        input.orphan,
+                    )
+                    .map_err(at(Gate::Policy))?;
+                Ok(Admitted::Daemon(Operation::TokenCreate(input)))
+            }
             other => {
                 // A namespace to create is checked at validation (it need not exist, so
                 // the namespace gate has nothing to say about it).
@@ -460,8 +475,7 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         | Operation::PolicyList
         | Operation::PolicyDelete { .. }
         | Operation::SubjectSet { .. } => (Sudo, "sys/policy"),
-        Operation::TokenCreate(_)
-        | Operation::TokenList
+        Operation::TokenList
         | Operation::TokenRevoke { .. }
         | Operation::TokenLookup {
             accessor: Some(_), ..

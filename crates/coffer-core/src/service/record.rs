@@ -36,6 +36,15 @@ fn label(op: &Operation) -> (Action, Option<String>, Option<String>) {
         Operation::List { namespace, .. } | Operation::NamespaceCreate { namespace } => {
             (namespace.ok().map(|n| n.as_str().to_owned()), None)
         }
+        // The token acted on, by accessor (well-formed ones only: a record never keeps
+        // arbitrary input).
+        Operation::TokenRevoke { accessor }
+        | Operation::TokenLookup {
+            accessor: Some(accessor),
+        } => (
+            None,
+            crate::access::token::is_accessor(accessor).then(|| accessor.clone()),
+        ),
         Operation::TokenCreate(input) => (
             input
                 .namespace
@@ -141,6 +150,11 @@ impl Service {
             return result;
         };
         let request_id = self.request_id();
+        let mut pending = pending;
+        if let Ok(Reply::TokenCreated { record, .. }) = &result {
+            // The new token, by accessor (its creator is the actor).
+            pending.name = Some(record.accessor.clone());
+        }
         let who = &pending.identity;
         let record = Record {
             time: Timestamp::now(),
@@ -162,8 +176,27 @@ impl Service {
         };
         // Queued now: the line is written even if this future is dropped while waiting.
         let appending = audit.append(&record);
+        // Tokens revoked with the one asked for (its descendants): a record each, naming it.
+        let cascade: Vec<_> = match &result {
+            Ok(Reply::TokensRevoked(all)) => all
+                .iter()
+                .skip(1)
+                .map(|accessor| {
+                    let mut with = record.clone();
+                    with.name = Some(Cow::Borrowed(accessor.as_str()));
+                    audit.append(&with)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         drop(record);
-        match appending.await {
+        let written = appending.await;
+        for line in cascade {
+            if let Err(e) = line.await {
+                tracing::error!(error = %e, "the record of a token revoked with its parent could not be written");
+            }
+        }
+        match written {
             Ok(_) => result,
             Err(e) => {
                 tracing::error!(error = %e, %action, peer = %who, "a record could not be written; the reply is withheld");

@@ -1,6 +1,7 @@
 //! Gate 7 (with its validation) for tokens: making, listing, looking up, renewing and
-//! revoking them. Making and managing others' tokens needs `sudo` on `sys/token` (gate 5);
-//! a token's own lookup, renewal and revocation need only the token.
+//! revoking them. Making a token needs `create` on `sys/token` and only gives policies the
+//! creator holds (gate 5, `AccessControl::check_token_create`); managing others' tokens
+//! needs `sudo` there; a token's own lookup, renewal and revocation need only the token.
 
 use std::time::Duration;
 
@@ -8,14 +9,11 @@ use coffer_types::Namespace;
 
 use super::state::invalid;
 use super::state::{Gated, Service, blocking, stored};
+use crate::access::token::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 use crate::access::{DEFAULT_POLICY, Principal, TokenSpec};
 use crate::op::{Operation, TokenInput};
 use crate::{CoreError, Gate, Refusal, Reply};
 
-/// The time to live of a token made without one (Vault's default, 32 days).
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(768 * 3600);
-/// The longest token lifetime accepted: ten years.
-pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The longest display name, in bytes.
 const MAX_DISPLAY_NAME: usize = 128;
 
@@ -31,8 +29,8 @@ impl Service {
                 let access = self.access.clone();
                 blocking(move || access.revoke_token(&store, &accessor))
                     .await
-                    .map_err(stored)?;
-                Ok(Reply::Done)
+                    .map(Reply::TokensRevoked)
+                    .map_err(stored)
             }
             Operation::TokenLookup {
                 accessor: Some(accessor),
@@ -60,7 +58,7 @@ impl Service {
                 let (access, accessor) = (self.access.clone(), token.accessor.clone());
                 blocking(move || access.revoke_token(&store, &accessor))
                     .await
-                    .map(|()| Reply::Done)
+                    .map(Reply::TokensRevoked)
                     .map_err(stored)
             }
             Operation::TokenRenewSelf => {
@@ -88,6 +86,15 @@ impl Service {
         if ttl > MAX_TOKEN_TTL {
             return Err(invalid("a token's ttl is between 1 second and 10 years"));
         }
+        let max_ttl = input
+            .max_ttl
+            .filter(|&t| t > 0)
+            .map_or(MAX_TOKEN_TTL, Duration::from_secs);
+        if max_ttl > MAX_TOKEN_TTL {
+            return Err(invalid(
+                "a token's explicit max ttl is between 1 second and 10 years",
+            ));
+        }
         if input
             .display_name
             .as_ref()
@@ -101,6 +108,13 @@ impl Service {
             Namespace::parse(ns)
                 .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?;
         }
+        for (i, p) in input.policies.iter().enumerate() {
+            if input.policies[..i].contains(p) {
+                return Err(invalid(format!(
+                    "the policy {p} is named twice; name each policy once"
+                )));
+            }
+        }
         let policies = if input.policies.is_empty() {
             vec![DEFAULT_POLICY.to_owned()]
         } else {
@@ -113,11 +127,20 @@ impl Service {
             ttl,
             namespace: input.namespace,
             display_name: input.display_name,
+            max_ttl,
+            // A token's child, unless it asked for an orphan (gate 5 checked it may).
+            parent: who
+                .token
+                .as_ref()
+                .filter(|_| !input.orphan)
+                .map(|t| t.accessor.clone()),
+            ceiling: None,
         };
         let minted = blocking(move || access.create_token(&store, spec, &actor))
             .await
             .map_err(|e| match e {
                 e @ CoreError::InvalidRequest(_) => Refusal::at(Gate::Validation, e),
+                e @ CoreError::Unauthenticated(_) => Refusal::at(Gate::Identity, e),
                 e => stored(e),
             })?;
         Ok(Reply::TokenCreated {

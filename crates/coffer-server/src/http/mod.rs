@@ -111,7 +111,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/auth/token/create-orphan",
-            post(token::create).put(token::create),
+            post(token::create_orphan).put(token::create_orphan),
         )
         .route(
             "/v1/auth/token/lookup-self",

@@ -1,6 +1,7 @@
 //! `auth/token/`: making, looking up, renewing and revoking tokens, in Vault's shapes.
 
 use axum::extract::State;
+use coffer_core::access::token::MAX_TOKEN_TTL;
 use coffer_core::{Operation, Reply, TokenInput};
 use coffer_types::Timestamp;
 use coffer_types::duration;
@@ -34,8 +35,11 @@ fn remaining(record: &TokenRecord) -> u64 {
 }
 
 fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
-    // Just made or just renewed: the whole time to live is left.
-    let lease = record.ttl.unwrap_or_else(|| remaining(record));
+    // Just made or just renewed: the whole time to live is left, unless the max TTL cut it.
+    let lease = match record.ttl {
+        Some(ttl) if record.max_expires != Some(record.expires) => ttl,
+        _ => remaining(record),
+    };
     Auth {
         client_token: token,
         accessor: &record.accessor,
@@ -46,7 +50,7 @@ fn auth_of<'a>(record: &'a TokenRecord, token: &'a str) -> Auth<'a> {
         renewable: true,
         entity_id: "",
         token_type: "service",
-        orphan: false,
+        orphan: record.orphan(),
         mfa_requirement: None,
         num_uses: 0,
     }
@@ -63,26 +67,49 @@ struct CreateIn {
     /// coffer's own: confine the token to a namespace.
     #[serde(default)]
     namespace: Option<String>,
+    /// Fixed now: no renewal goes past it.
+    #[serde(default)]
+    explicit_max_ttl: Option<serde_json::Value>,
+    /// Make an orphan (Vault: only for a caller with `sudo`).
+    #[serde(default)]
+    no_parent: bool,
 }
 
-/// `auth/token/create` and `create-orphan`.
-pub(crate) async fn create(State(state): State<Shared>, Who(caller): Who, body: Body) -> ApiResult {
-    let input: CreateIn = body.json()?;
-    let ttl = input
-        .ttl
-        .as_ref()
+/// A duration as Vault takes it: seconds, or a string such as `"30m"` or `"3600"`.
+fn seconds(field: &str, value: Option<&serde_json::Value>) -> Result<Option<u64>, ApiError> {
+    value
         .map(|v| match v {
             serde_json::Value::Number(n) => n.as_u64().ok_or(duration::DurationError),
             serde_json::Value::String(s) => duration::parse_seconds(s),
             _ => Err(duration::DurationError),
         })
         .transpose()
-        .map_err(|e| ApiError::bad(format!("ttl: {e}")))?;
+        .map_err(|e| ApiError::bad(format!("{field}: {e}")))
+}
+
+/// `auth/token/create`: a child of the calling token (an orphan with `"no_parent": true`).
+pub(crate) async fn create(State(state): State<Shared>, who: Who, body: Body) -> ApiResult {
+    make(state, who, body, false).await
+}
+
+/// `auth/token/create-orphan`: a token without a parent.
+pub(crate) async fn create_orphan(State(state): State<Shared>, who: Who, body: Body) -> ApiResult {
+    make(state, who, body, true).await
+}
+
+/// Translates the request; the rules (which policies, which namespace, who may make an
+/// orphan, the TTLs) are the operation's, in coffer-core.
+async fn make(state: Shared, Who(caller): Who, body: Body, orphan: bool) -> ApiResult {
+    let input: CreateIn = body.json()?;
+    let ttl = seconds("ttl", input.ttl.as_ref())?;
+    let max_ttl = seconds("explicit_max_ttl", input.explicit_max_ttl.as_ref())?;
     let op = Operation::TokenCreate(TokenInput {
         policies: input.policies,
         ttl,
         namespace: input.namespace,
         display_name: input.display_name,
+        max_ttl,
+        orphan: orphan || input.no_parent,
     });
     match state.service.call(caller, op).await? {
         Reply::TokenCreated { token, record } => {
@@ -141,12 +168,16 @@ fn lookup_answer(reply: Reply, own: &str) -> ApiResult {
         "display_name": record.display_name.clone().unwrap_or_else(|| "token".to_owned()),
         "entity_id": "",
         "expire_time": record.expires.to_string(),
-        "explicit_max_ttl": 0,
+        // Vault shows 0 for a token made without one (here: the ten-year system max).
+        "explicit_max_ttl": record
+            .explicit_max_ttl()
+            .filter(|&s| s < MAX_TOKEN_TTL.as_secs())
+            .unwrap_or(0),
         "id": own,
         "issue_time": record.created.to_string(),
         "meta": null,
         "num_uses": 0,
-        "orphan": false,
+        "orphan": record.orphan(),
         "path": "auth/token/create",
         "policies": record.policies,
         "renewable": true,
@@ -154,6 +185,7 @@ fn lookup_answer(reply: Reply, own: &str) -> ApiResult {
         "type": "service",
         "namespace": record.namespace,
         "creator": record.creator,
+        "parent": record.parent,
     })))
 }
 

@@ -312,6 +312,8 @@ fields! {
     subject: String = "a string",
     policies: Vec<String> = "a list of strings",
     ttl: Seconds = "a number of seconds or a duration such as 8h",
+    max_ttl: Seconds = "a number of seconds or a duration such as 30d",
+    orphan: bool = "true or false",
     accessor: String = "a string",
     display_name: String = "a string",
 }

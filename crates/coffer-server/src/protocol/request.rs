@@ -65,7 +65,8 @@ fn takes(action: Action) -> FieldSet {
     const SLOT_ADD: FieldSet = field_set!(kind, pcrs, key, path);
     const SLOT_RESEAL: FieldSet = field_set!(slot_id, key);
     const POLICY: FieldSet = field_set!(policy);
-    const TOKEN_CREATE: FieldSet = field_set!(policies, ttl, namespace, display_name);
+    const TOKEN_CREATE: FieldSet =
+        field_set!(policies, ttl, namespace, display_name, max_ttl, orphan);
     match action {
         Action::Set => SET,
         Action::Get => GET,
@@ -362,8 +363,12 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             ttl: Some(needs(f.ttl.take(), "ttl", action)?.0),
             namespace: f.namespace.take(),
             display_name: f.display_name.take(),
+            max_ttl: f.max_ttl.take().map(|s| s.0),
+            orphan: f.orphan.take().unwrap_or(false),
         }),
         Action::TokenList => Operation::TokenList,
+        Action::TokenRenew => Operation::TokenRenewSelf,
+        Action::TokenRevokeSelf => Operation::TokenRevokeSelf,
         Action::TokenRevoke => Operation::TokenRevoke {
             accessor: needs(f.accessor.take(), "accessor", action)?,
         },

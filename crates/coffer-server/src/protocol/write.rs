@@ -106,6 +106,7 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
         }
         Reply::Tokens(all) => ok_with(out, "tokens", all),
         Reply::TokenInfo(record) => ok_with(out, "token_info", record),
+        Reply::TokensRevoked(accessors) => ok_with(out, "revoked_tokens", accessors),
         Reply::AuditHash { name, namespace } => {
             out.extend_from_slice(b"{\"ok\":true");
             if let Some(h) = name {
