@@ -23,6 +23,9 @@ use crate::protocol::write::error as error_reply;
 
 /// Initial read buffer; most requests fit.
 const INITIAL: usize = 4 << 10;
+/// Buffer a connection may grow to outside the listener's budget (16 MiB for 1,024
+/// connections).
+const UNBUDGETED: usize = 16 << 10;
 /// Longest wait for a client to close after the last reply.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -205,18 +208,24 @@ impl Conn<'_> {
 
     /// Ensures spare capacity for a read without letting the buffer reallocate by itself:
     /// a grown buffer is copied and the old one zeroized, so no request bytes are left in
-    /// freed memory. Growing past `INITIAL` first takes the new size from the listener's
-    /// budget, waiting for it until `until`; false when it could not be had.
+    /// freed memory. Growing past `UNBUDGETED` first takes the new size from the listener's
+    /// budget (fair: first come, first served), waiting for it until `until`; false when
+    /// it could not be had.
     async fn make_room(&mut self, until: Instant) -> bool {
         let room = self.buf.capacity() - self.buf.len();
         if room >= 1024 {
             return true;
         }
-        let want = (self.buf.capacity() * 2)
-            .max(INITIAL)
-            .min(self.limits.max_request_bytes + 1024)
-            .max(self.buf.len() + 1024);
-        let permit = if want > INITIAL {
+        // Up to `UNBUDGETED` a buffer doubles; past it, it goes straight to the largest
+        // request, taking that from the budget in one piece: connections that each hold a
+        // part of the budget while waiting for more could starve one another.
+        let want = if self.buf.capacity() >= UNBUDGETED {
+            self.limits.max_request_bytes + 1024
+        } else {
+            (self.buf.capacity() * 2).max(INITIAL).min(UNBUDGETED)
+        }
+        .max(self.buf.len() + 1024);
+        let permit = if want > UNBUDGETED {
             let kib = u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX);
             match timeout_at(until, Arc::clone(self.budget).acquire_many_owned(kib)).await {
                 Ok(Ok(permit)) => Some(permit),

@@ -96,7 +96,7 @@ pub struct Limits {
     /// Largest request, in bytes.
     pub max_request_bytes: usize,
     /// Bytes of requests (socket) or bodies (HTTP) buffered at once by each listener,
-    /// beyond the first 4 KiB of each; a request that would go over waits, up to its
+    /// beyond the first 16 KiB of each (4 KiB of a body); one that would go over waits, up to its
     /// deadline, then is refused (`rate_limited`).
     pub max_buffered_bytes: usize,
     /// Concurrent streams one HTTP/2 connection may open.
@@ -115,7 +115,7 @@ impl Limits {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_request_bytes,
-            max_buffered_bytes: 16 << 20,
+            max_buffered_bytes: 12 << 20,
             http2_max_streams: 16,
         };
         limits.fit_buffered();
