@@ -222,7 +222,7 @@ impl Conn<'_> {
         let want = if self.buf.capacity() >= UNBUDGETED {
             self.limits.max_request_bytes + 1024
         } else {
-            (self.buf.capacity() * 2).max(INITIAL).min(UNBUDGETED)
+            (self.buf.capacity() * 2).clamp(INITIAL, UNBUDGETED)
         }
         .max(self.buf.len() + 1024);
         let permit = if want > UNBUDGETED {
