@@ -34,6 +34,7 @@ fn record(i: u64) -> Record<'static> {
         outcome: Outcome::Ok,
         code: None,
         gate: None,
+        repeated: None,
     }
 }
 

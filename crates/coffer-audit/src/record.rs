@@ -2,7 +2,7 @@
 //! turns it into the JSON line the chain hashes.
 //!
 //! The field order is fixed (`seq`, `time`, `request_id`, `actor`, `action`, `namespace`,
-//! `name`, `withheld`, `outcome`, `code`, `gate`, `prev`) so lines read the same in every file
+//! `name`, `withheld`, `outcome`, `code`, `gate`, `repeated`, `prev`) so lines read the same in every file
 //! and a reviewer can diff them. Names and namespaces arrive in the clear and leave as
 //! `hmac-sha256:<hex>` under the audit key, in the clear when the operator asked for plain
 //! names, or withheld (null, with `"withheld":true`) while no key is known. The namespace and
@@ -92,6 +92,9 @@ pub struct Record<'a> {
     pub code: Option<ErrorCode>,
     /// The gate that refused it, e.g. `"policy"`.
     pub gate: Option<&'static str>,
+    /// A summary record: this many more refusals of this action and code from this peer
+    /// in the window were counted here rather than recorded one by one.
+    pub repeated: Option<u64>,
 }
 
 /// The line's body as encoded: everything but `seq` and `prev`.
@@ -110,6 +113,8 @@ struct Body<'a> {
     code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gate: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeated: Option<u64>,
 }
 
 /// Above this many cached name hashes the cache starts over (bounds memory on a store with
@@ -185,6 +190,7 @@ impl Names {
             outcome: record.outcome,
             code: record.code,
             gate: record.gate,
+            repeated: record.repeated,
         };
         let start = buf.len();
         serde_json::to_writer(&mut *buf, &body).map_err(|e| {
@@ -261,6 +267,7 @@ pub(crate) mod tests {
             outcome: Outcome::Denied,
             code: Some(ErrorCode::Denied),
             gate: Some("policy"),
+            repeated: None,
         }
     }
 

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use coffer_core::ServiceConfig;
 use coffer_core::access::policy::parse_policy_file;
 use coffer_core::access::{AccessConfig, PolicySet, RateLimits};
+use coffer_core::bounds::PeerLimits;
 use coffer_core::cache::CacheLimits;
 use coffer_crypto::kdf::Argon2Params;
 use coffer_server::Limits;
@@ -62,6 +63,11 @@ pub struct FileConfig {
     ttl: Option<DurationText>,
     max_value_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
+    reserved_connections: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    http2_max_streams: Option<u32>,
+    peer_limit: Option<PeerLimitText>,
     request_timeout: Option<DurationText>,
     idle_timeout: Option<DurationText>,
     cache_max_entries: Option<usize>,
@@ -90,6 +96,51 @@ struct RateLimitText {
     per_second: Option<u32>,
     burst: Option<u32>,
     exempt_root: Option<bool>,
+}
+
+/// `[peer_limit]` in the file: gate 0, what one peer (a uid, an address) may cost.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerLimitText {
+    per_second: Option<u32>,
+    burst: Option<u32>,
+    failure_burst: Option<u32>,
+    failure_period: Option<DurationText>,
+    unseal_burst: Option<u32>,
+    unseal_period: Option<DurationText>,
+    unseal_global_burst: Option<u32>,
+    unseal_global_period: Option<DurationText>,
+    refusals_recorded: Option<u32>,
+    refusal_window: Option<DurationText>,
+}
+
+impl PeerLimitText {
+    fn resolve(self) -> anyhow::Result<PeerLimits> {
+        let d = PeerLimits::default();
+        let period = |what: &str, t: Option<DurationText>, default: Duration| {
+            let t = t.map_or(default, DurationText::get);
+            if t.is_zero() || t > Duration::from_secs(24 * 3600) {
+                bail!("peer_limit.{what} must be more than 0 and at most 24h");
+            }
+            Ok(t)
+        };
+        Ok(PeerLimits {
+            per_second: self.per_second.unwrap_or(d.per_second),
+            burst: self.burst.unwrap_or(d.burst),
+            failure_burst: self.failure_burst.unwrap_or(d.failure_burst),
+            failure_period: period("failure_period", self.failure_period, d.failure_period)?,
+            unseal_burst: self.unseal_burst.unwrap_or(d.unseal_burst),
+            unseal_period: period("unseal_period", self.unseal_period, d.unseal_period)?,
+            unseal_global_burst: self.unseal_global_burst.unwrap_or(d.unseal_global_burst),
+            unseal_global_period: period(
+                "unseal_global_period",
+                self.unseal_global_period,
+                d.unseal_global_period,
+            )?,
+            refusals_recorded: self.refusals_recorded.unwrap_or(d.refusals_recorded),
+            refusal_window: period("refusal_window", self.refusal_window, d.refusal_window)?,
+        })
+    }
 }
 
 /// Where secrets are kept.
@@ -152,6 +203,7 @@ pub struct ServeFlags {
     pub ttl: Option<Duration>,
     pub max_value_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub tpm_tcti: Option<String>,
@@ -318,7 +370,32 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         if n == 0 {
             bail!("max_connections must be at least 1");
         }
-        limits.max_connections = n;
+        limits.set_max_connections(n);
+    }
+    if let Some(n) = flags
+        .max_connections_per_peer
+        .or(file.max_connections_per_peer)
+    {
+        if n == 0 || n > limits.max_connections {
+            bail!("max_connections_per_peer must be between 1 and max_connections");
+        }
+        limits.max_connections_per_peer = n;
+    }
+    if let Some(n) = file.reserved_connections {
+        if n >= limits.max_connections {
+            bail!("reserved_connections must be less than max_connections");
+        }
+        limits.reserved_connections = n;
+    }
+    if let Some(n) = file.max_buffered_bytes {
+        limits.max_buffered_bytes = n;
+    }
+    limits.fit_buffered();
+    if let Some(n) = file.http2_max_streams {
+        if n == 0 || n > 1024 {
+            bail!("http2_max_streams must be between 1 and 1024");
+        }
+        limits.http2_max_streams = n;
     }
     // Deadlines are added to the clock on every connection: bounded here, so no setting
     // can overflow that addition.
@@ -397,6 +474,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
                 (None, StoreKind::TpmNv) => Some(NV_DEFAULT_MAX_VERSIONS),
                 (None, StoreKind::Sqlite) => None,
             },
+            peer: file.peer_limit.unwrap_or_default().resolve()?,
         },
         limits,
         tcti: resolve_tcti(flags.tpm_tcti, file.tpm_tcti),

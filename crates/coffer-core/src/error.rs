@@ -14,6 +14,9 @@ use crate::keyfile::KeyFileError;
 /// refuse in this order, because both go through [`Service::call`](crate::Service::call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gate {
+    /// 0. The peer (a uid, a source address) is within its rate and not backed off after
+    ///    too many refusals, before anything about the request is looked at.
+    Peer,
     /// 1. The store is unsealed and available.
     Seal,
     /// 2. The caller's identity is established (a bad token is refused before anything
@@ -37,6 +40,7 @@ impl Gate {
     /// The stable string, as audit records carry it.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Peer => "peer",
             Self::Seal => "seal",
             Self::Namespace => "namespace",
             Self::Identity => "identity",

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod bootstrap;
+pub mod bounds;
 pub mod cache;
 pub mod datadir;
 mod error;

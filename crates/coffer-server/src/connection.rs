@@ -2,12 +2,15 @@
 //! keep answering newline-delimited requests in order.
 //!
 //! Every wait has a deadline (a whole request within `request_timeout` of its first byte, an
-//! idle keep-alive connection within `idle_timeout`), every request a size limit, and the
+//! idle keep-alive connection within `idle_timeout` of its last reply, which blank lines do
+//! not extend), every request a size limit, all buffers together a byte budget, and the
 //! buffers that held requests and replies are zeroized before they are freed or reused.
 
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::watch;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -20,6 +23,9 @@ use crate::protocol::write::error as error_reply;
 
 /// Initial read buffer; most requests fit.
 const INITIAL: usize = 4 << 10;
+/// Buffer a connection may grow to outside the listener's budget (16 MiB for 1,024
+/// connections).
+const UNBUDGETED: usize = 16 << 10;
 /// Longest wait for a client to close after the last reply.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -40,6 +46,10 @@ enum Framed {
 struct Conn<'a> {
     stream: UnixStream,
     limits: &'a Limits,
+    /// The listener's budget of buffered request bytes (permits of 1 KiB).
+    budget: &'a Arc<Semaphore>,
+    /// What this connection's buffer holds of the budget (beyond its first `INITIAL`).
+    held: Option<OwnedSemaphorePermit>,
     buf: Zeroizing<Vec<u8>>,
     keep_alive: bool,
     /// Turns true when the daemon stops: no new request is taken after the one in hand.
@@ -52,12 +62,15 @@ pub(crate) async fn run<H: Handler>(
     stream: UnixStream,
     handler: &H,
     limits: &Limits,
+    budget: &Arc<Semaphore>,
     peer: Identity,
     stop: watch::Receiver<bool>,
 ) {
     let mut conn = Conn {
         stream,
         limits,
+        budget,
+        held: None,
         buf: Zeroizing::new(Vec::with_capacity(INITIAL)),
         keep_alive: false,
         stop,
@@ -87,6 +100,7 @@ pub(crate) async fn run<H: Handler>(
             handler.handle(&peer, request, &mut replies).await
         };
         conn.consume(next);
+        conn.shrink();
         if !conn.keep_alive && !flow.keep_alive {
             conn.send_and_close(&out).await;
             return;
@@ -107,6 +121,8 @@ impl Conn<'_> {
     async fn frame(&mut self) -> Framed {
         let mut scanner = ObjectScanner::default();
         let mut deadline = (!self.keep_alive).then(|| Instant::now() + self.limits.request_timeout);
+        // Absolute: blank lines (or anything short of a request) do not move it.
+        let idle_until = Instant::now() + self.limits.idle_timeout;
         let mut line_from = 0;
         loop {
             if self.keep_alive {
@@ -144,8 +160,13 @@ impl Conn<'_> {
             if pending && deadline.is_none() {
                 deadline = Some(Instant::now() + self.limits.request_timeout);
             }
-            let wait = deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
-            self.make_room();
+            let wait = deadline.unwrap_or(idle_until);
+            if !self.make_room(wait).await {
+                return Framed::Fatal(
+                    ErrorCode::RateLimited,
+                    "the daemon is receiving too many large requests at once; retry shortly",
+                );
+            }
             // Waiting for a request that has not begun ends when the daemon stops; one that
             // has begun may still arrive whole within its deadline.
             let stop = &mut self.stop;
@@ -187,19 +208,52 @@ impl Conn<'_> {
 
     /// Ensures spare capacity for a read without letting the buffer reallocate by itself:
     /// a grown buffer is copied and the old one zeroized, so no request bytes are left in
-    /// freed memory.
-    fn make_room(&mut self) {
+    /// freed memory. Growing past `UNBUDGETED` first takes the new size from the listener's
+    /// budget (fair: first come, first served), waiting for it until `until`; false when
+    /// it could not be had.
+    async fn make_room(&mut self, until: Instant) -> bool {
         let room = self.buf.capacity() - self.buf.len();
         if room >= 1024 {
-            return;
+            return true;
         }
-        let want = (self.buf.capacity() * 2)
-            .max(INITIAL)
-            .min(self.limits.max_request_bytes + 1024);
-        let mut bigger = Vec::with_capacity(want.max(self.buf.len() + 1024));
+        // Up to `UNBUDGETED` a buffer doubles; past it, it goes straight to the largest
+        // request, taking that from the budget in one piece: connections that each hold a
+        // part of the budget while waiting for more could starve one another.
+        let want = if self.buf.capacity() >= UNBUDGETED {
+            self.limits.max_request_bytes + 1024
+        } else {
+            (self.buf.capacity() * 2).clamp(INITIAL, UNBUDGETED)
+        }
+        .max(self.buf.len() + 1024);
+        let permit = if want > UNBUDGETED {
+            let kib = u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX);
+            match timeout_at(until, Arc::clone(self.budget).acquire_many_owned(kib)).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => return false,
+            }
+        } else {
+            None
+        };
+        let mut bigger = Vec::with_capacity(want);
         bigger.extend_from_slice(&self.buf);
         self.buf.zeroize();
         *self.buf = bigger;
+        // The old buffer is freed: its share of the budget goes back.
+        self.held = permit;
+        true
+    }
+
+    /// After a request: a buffer grown for a large request goes back to its first size
+    /// (and its budget to the listener) when what is left of it fits.
+    fn shrink(&mut self) {
+        if self.held.is_none() || self.buf.len() > INITIAL / 2 {
+            return;
+        }
+        let mut small = Vec::with_capacity(INITIAL);
+        small.extend_from_slice(&self.buf);
+        self.buf.zeroize();
+        *self.buf = small;
+        self.held = None;
     }
 
     /// Drops the first `n` bytes, zeroizing what they leave behind.

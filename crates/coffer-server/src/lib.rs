@@ -16,6 +16,7 @@ pub mod http;
 pub mod listener;
 pub mod peer;
 pub mod protocol;
+mod slots;
 
 pub use daemon::{Daemon, DaemonConfig, DaemonError};
 pub use handler::{Flow, Handler, Limits, Replies};

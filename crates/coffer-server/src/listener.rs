@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::connection;
 use crate::handler::{Handler, Limits};
 use crate::peer;
+use crate::slots::{Full, Slots};
 
 /// Binds a socket at `path` (creating its directory, 0755, when missing), replacing a stale
 /// socket file but never a live one, and opens it to every user.
@@ -56,18 +57,43 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-const TOO_MANY: &[u8] =
-    b"{\"error\":\"too many connections to coffer; retry shortly\",\"code\":\"rate_limited\"}\n";
+/// The reply to a connection refused a slot: `rate_limited` with why.
+fn too_many(full: Full) -> Vec<u8> {
+    format!(
+        "{{\"error\":\"{}\",\"code\":\"rate_limited\"}}\n",
+        full.message()
+    )
+    .into_bytes()
+}
 
 /// Serves `listener` with `handler` until `shutdown` turns true, then lets connections
 /// finish the request in hand (up to the request timeout) and ends the ones still open.
+/// Connections are held to `limits`' slots (per uid, reserved for root and the daemon's
+/// user) and their request buffers to its byte budget (`budget`, shared by the daemon's
+/// sockets).
 pub async fn serve<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let budget = Arc::new(Semaphore::new(limits.buffered_permits()));
+    serve_with(listener, handler, limits, &budget, &mut shutdown).await;
+}
+
+async fn serve_with<H: Handler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    limits: Limits,
+    budget: &Arc<Semaphore>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let slots = Slots::new(
+        limits.max_connections,
+        limits.max_connections_per_peer,
+        limits.reserved_connections,
+    );
+    let daemon_uid = nix::unistd::geteuid().as_raw();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connections as we go, so the set stays as small as what is open.
@@ -85,19 +111,29 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Best effort and non-blocking: a full socket buffer just means a closed connection.
-            let _ = stream.try_write(TOO_MANY);
-            continue;
-        };
-        tracing::trace!(free = permits.available_permits(), "accepted a connection");
-        let (handler, stop) = (handler.clone(), shutdown.clone());
-        connections.spawn(async move {
-            let _permit = permit;
-            match peer::identify(&stream) {
-                Ok(who) => connection::run(stream, handler.as_ref(), &limits, who, stop).await,
-                Err(e) => tracing::warn!(error = %e, "could not read the peer's credentials"),
+        let who = match peer::identify(&stream) {
+            Ok(who) => who,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the peer's credentials");
+                continue;
             }
+        };
+        let privileged = who.uid == 0 || who.uid == daemon_uid;
+        let slot = match slots.take(who.uid, privileged) {
+            Ok(slot) => slot,
+            Err(full) => {
+                tracing::debug!(uid = who.uid, why = full.message(), "connection refused");
+                // Best effort and non-blocking: a full socket buffer just means a closed
+                // connection.
+                let _ = stream.try_write(&too_many(full));
+                continue;
+            }
+        };
+        tracing::trace!(free = slots.free(), "accepted a connection");
+        let (handler, stop, budget) = (handler.clone(), shutdown.clone(), budget.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            connection::run(stream, handler.as_ref(), &limits, &budget, who, stop).await;
         });
     }
     drop(listener);
@@ -144,8 +180,12 @@ pub async fn serve_listeners<H: Handler>(
 ) {
     // In a set: if this task is aborted, its listeners (and their connections) are too.
     let mut tasks = tokio::task::JoinSet::new();
+    let budget = Arc::new(Semaphore::new(limits.buffered_permits()));
     for l in listeners {
-        tasks.spawn(serve(l, handler.clone(), limits, shutdown.clone()));
+        let (handler, budget, mut shutdown) = (handler.clone(), budget.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            serve_with(l, handler, limits, &budget, &mut shutdown).await;
+        });
     }
     while tasks.join_next().await.is_some() {}
     for path in paths {

@@ -66,9 +66,30 @@ impl<T> From<Result<T, (String, NameError)>> for Parsed<T> {
     fn from(r: Result<T, (String, NameError)>) -> Self {
         match r {
             Ok(v) => Self::Valid(v),
-            Err((text, error)) => Self::Invalid { text, error },
+            Err((text, error)) => Self::Invalid {
+                text: kept(text),
+                error,
+            },
         }
     }
+}
+
+/// How much of an invalid name or namespace is kept for the policy gate: one byte more
+/// than any valid name, so a request cannot make the daemon hold more of its input than
+/// that once it is parsed (a 4 MB name is cut here and its memory given back).
+pub const KEPT_INVALID_BYTES: usize = crate::MAX_NAME_LEN + 1;
+
+/// The text of an invalid name, cut to [`KEPT_INVALID_BYTES`] (on a character boundary).
+fn kept(mut text: String) -> String {
+    if text.len() > KEPT_INVALID_BYTES {
+        let mut end = KEPT_INVALID_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.shrink_to_fit();
+    }
+    text
 }
 
 /// The namespace and name a secret operation is about, as the request gave them.
@@ -88,7 +109,7 @@ impl Target {
             name: match SecretName::parse(name) {
                 Ok(n) => Parsed::Valid(n),
                 Err(error) => Parsed::Invalid {
-                    text: name.to_owned(),
+                    text: kept(name.to_owned()),
                     error,
                 },
             },
@@ -122,7 +143,7 @@ pub fn parse_namespace(namespace: Option<&str>) -> Parsed<Namespace> {
         Some(text) => match Namespace::parse(text) {
             Ok(n) => Parsed::Valid(n),
             Err(error) => Parsed::Invalid {
-                text: text.to_owned(),
+                text: kept(text.to_owned()),
                 error,
             },
         },

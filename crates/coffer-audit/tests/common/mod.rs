@@ -50,6 +50,7 @@ pub fn record(i: u64) -> Record<'static> {
         },
         code: (i.is_multiple_of(4)).then_some(ErrorCode::Denied),
         gate: (i.is_multiple_of(4)).then_some("policy"),
+        repeated: None,
     }
 }
 

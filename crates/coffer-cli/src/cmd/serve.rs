@@ -73,6 +73,14 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub max_connections: Option<usize>,
+    /// Connections one peer (a uid on the socket, an address over HTTP) may hold; root and the daemon's user are exempt on the socket [default: a quarter of --max-connections]
+    #[arg(
+        long,
+        env = "COFFER_MAX_CONNECTIONS_PER_PEER",
+        hide_env_values = true,
+        value_name = "N"
+    )]
+    pub max_connections_per_peer: Option<usize>,
     /// Time allowed to send a whole request [default: 10s]
     #[arg(long, env = "COFFER_REQUEST_TIMEOUT", hide_env_values = true, value_name = "DURATION", value_parser = config::parse_duration)]
     pub request_timeout: Option<Duration>,
@@ -201,6 +209,7 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             ttl: args.ttl,
             max_value_bytes: args.max_value_bytes,
             max_connections: args.max_connections,
+            max_connections_per_peer: args.max_connections_per_peer,
             request_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
             tpm_tcti: args.tpm_tcti,

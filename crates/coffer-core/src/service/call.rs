@@ -8,7 +8,7 @@ use super::record::Pending;
 use super::state::Service;
 use crate::access::Principal;
 use crate::op::{Candidate, Operation, Request};
-use crate::{Caller, CoreError, Gate, Refusal, Reply};
+use crate::{Caller, CoreError, Gate, Identity, Refusal, Reply};
 
 impl Service {
     /// Carries out one operation from `caller` through every gate, and records it.
@@ -90,6 +90,10 @@ impl Service {
         request: Request,
     ) -> (Option<usize>, Result<Reply, Refusal>) {
         let action = request.action().unwrap_or(coffer_types::Action::Status);
+        // Gate 0: the peer, before anything about the request is looked at.
+        if let Err(refusal) = self.peer_gate(pending.identity(), &request) {
+            return (None, self.finish(pending, Err(refusal)).await);
+        }
         // Gates 1 and 2. (Only flags of the request are passed across the wait below: its
         // readings need not be `Sync`.)
         let how = (request.runs_sealed(), request.unseals_by_key());
@@ -97,7 +101,12 @@ impl Service {
         drop(token);
         let (principal, store) = match identified {
             Ok(p) => p,
-            Err(refusal) => return (None, self.finish(pending, Err(refusal)).await),
+            Err(refusal) => {
+                if refusal.gate == Gate::Identity {
+                    self.peers.failed(pending.identity());
+                }
+                return (None, self.finish(pending, Err(refusal)).await);
+            }
         };
         pending.principal(&principal);
         // Gates 3 to 6: no waiting, no store work.
@@ -137,6 +146,53 @@ impl Service {
         self.inflight.close().await;
         self.tasks.close();
         self.tasks.wait().await;
+        self.summarize(true).await;
+    }
+
+    /// Gate 0: the peer is within its rate and not backed off; an unseal attempt while
+    /// sealed is within the peer's and the daemon's budgets.
+    fn peer_gate(&self, who: &Identity, request: &Request) -> Result<(), Refusal> {
+        let limited = || Err(Refusal::at(Gate::Peer, CoreError::RateLimited));
+        if !self.peers.admit(who) {
+            return limited();
+        }
+        if matches!(request, Request::One(Operation::Unseal { .. }))
+            && self.sealed()
+            && !self.peers.unseal(who)
+        {
+            return limited();
+        }
+        Ok(())
+    }
+
+    /// Gates 0 and 2 alone, for a listener that must know whether to read a request's
+    /// body at all (HTTP: a body is read only for a caller whose token is good). A refusal
+    /// is recorded (as `action`, the most the request could be) and counted against the
+    /// peer like any other; `Ok` records nothing, the request itself will be.
+    pub async fn vouch(
+        self: &Arc<Self>,
+        caller: &Caller,
+        action: coffer_types::Action,
+    ) -> Result<(), Refusal> {
+        let who = &caller.identity;
+        let refusal = if !self.peers.may_identify(who) {
+            Refusal::at(Gate::Peer, CoreError::RateLimited)
+        } else if self.sealed() || self.identity_waits() {
+            // Sealed (gate 1 refuses first), or policies and tokens not loaded yet (just
+            // unsealed): the request's own gates decide.
+            return Ok(());
+        } else {
+            match self.recognize(who, caller.token.as_ref()) {
+                Ok(_) => return Ok(()),
+                Err(refusal) => {
+                    self.peers.failed(who);
+                    refusal
+                }
+            }
+        };
+        let (_entered, _) = self.inflight.enter();
+        let pending = Pending::labelled(Arc::clone(who), action);
+        self.finish(pending, Err(refusal)).await.map(drop)
     }
 }
 

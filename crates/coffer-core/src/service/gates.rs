@@ -97,6 +97,17 @@ impl Service {
         if self.access.loaded_epoch() != Some(epoch) {
             self.sync(epoch).await;
         }
+        let principal = self.recognize(who, token)?;
+        Ok((principal, store))
+    }
+
+    /// Gate 2 once policies and tokens are loaded: who `who` is, acting through `token`.
+    /// A remote caller needs a token; a bad token is refused here, before anything else.
+    pub(super) fn recognize(
+        &self,
+        who: &Identity,
+        token: Option<&SecretBytes>,
+    ) -> Gated<Principal> {
         if who.remote.is_some() && token.is_none() {
             return Err(Refusal::at(
                 Gate::Identity,
@@ -105,8 +116,7 @@ impl Service {
                 ),
             ));
         }
-        let principal = self
-            .access
+        self.access
             .resolve(who.uid, who.gid, token)
             .map_err(|e| match e {
                 CoreError::Unauthenticated(m) => {
@@ -116,8 +126,7 @@ impl Service {
                     Gate::Identity,
                     CoreError::Unauthenticated("the token could not be checked"),
                 ),
-            })?;
-        Ok((principal, store))
+            })
     }
 
     /// Whether identifying a caller must first load policies and tokens (the first request

@@ -77,6 +77,19 @@ impl Pending {
         }
     }
 
+    /// A record for a request known only by what it could at most do (refused before it
+    /// was read whole).
+    pub(super) fn labelled(identity: std::sync::Arc<Identity>, action: Action) -> Self {
+        Self {
+            identity,
+            action,
+            namespace: None,
+            name: None,
+            accessor: None,
+            actor: None,
+        }
+    }
+
     /// The namespace gate chose this reading of a mounted path.
     pub(super) fn chose(&mut self, reading: &Candidate) {
         self.action = reading.action;
@@ -149,6 +162,22 @@ impl Service {
         let Some(audit) = &self.audit else {
             return result;
         };
+        // Refusals past the first few of a kind from one peer in a window are counted into
+        // the window's summary instead of being recorded one by one.
+        let (alone, closed) = match &result {
+            Err(r) if outcome == Outcome::Denied => {
+                self.peers
+                    .condense(&pending.identity, action, r.error.code(), r.gate.as_str())
+            }
+            _ => (true, None),
+        };
+        if !alone {
+            if let Some(s) = closed {
+                self.write_summary(audit, s).await;
+            }
+            self.summarize(false).await;
+            return result;
+        }
         let request_id = self.request_id();
         let mut pending = pending;
         if let Ok(Reply::TokenCreated { record, .. }) = &result {
@@ -173,6 +202,7 @@ impl Service {
             outcome,
             code: result.as_ref().err().map(|r| r.error.code()),
             gate: result.as_ref().err().map(|r| r.gate.as_str()),
+            repeated: None,
         };
         // Queued now: the line is written even if this future is dropped while waiting.
         let appending = audit.append(&record);
@@ -196,6 +226,10 @@ impl Service {
                 tracing::error!(error = %e, "the record of a token revoked with its parent could not be written");
             }
         }
+        if let Some(s) = closed {
+            self.write_summary(audit, s).await;
+        }
+        self.summarize(false).await;
         match written {
             Ok(_) => result,
             Err(e) => {
@@ -212,6 +246,47 @@ impl Service {
                     )),
                 ))
             }
+        }
+    }
+
+    /// Writes the summaries of refusal windows that ended (`all`: of every window, at
+    /// shutdown).
+    pub(super) async fn summarize(&self, all: bool) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        for s in self.peers.ended(all) {
+            self.write_summary(audit, s).await;
+        }
+    }
+
+    /// One summary record: `count` more refusals of one kind from one peer.
+    async fn write_summary(&self, audit: &coffer_audit::AuditLog, s: crate::bounds::Summary) {
+        let request_id = self.request_id();
+        let who = &s.who;
+        let record = Record {
+            time: Timestamp::now(),
+            request_id: Cow::Borrowed(&request_id),
+            actor: Actor {
+                uid: who.remote.is_none().then_some(who.uid),
+                gid: who.remote.is_none().then_some(who.gid),
+                pid: None,
+                exe: None,
+                addr: who.remote.map(|a| Cow::Owned(a.ip().to_string())),
+                token: None,
+            },
+            action: s.action,
+            namespace: None,
+            name: None,
+            outcome: Outcome::Denied,
+            code: Some(s.code),
+            gate: Some(s.gate),
+            repeated: Some(s.count),
+        };
+        let appending = audit.append(&record);
+        drop(record);
+        if let Err(e) = appending.await {
+            tracing::error!(error = %e, count = s.count, "a summary of refusals could not be recorded");
         }
     }
 

@@ -29,6 +29,9 @@ pub struct ServiceConfig {
     /// The version limit of a new secret written without one (`None`: unlimited). The TPM NV
     /// store defaults to a small one: NV holds kilobytes, and every kept version takes room.
     pub default_max_versions: Option<u32>,
+    /// Gate 0: what one peer may cost before it is known (rates, refusal and unseal
+    /// budgets, condensed refusal records).
+    pub peer: crate::bounds::PeerLimits,
 }
 
 impl Default for ServiceConfig {
@@ -38,6 +41,7 @@ impl Default for ServiceConfig {
             max_value_bytes: 1 << 20,
             argon2: Argon2Params::default(),
             default_max_versions: None,
+            peer: crate::bounds::PeerLimits::default(),
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct Service {
     pub(super) counts: Counts,
     /// Values read per namespace (a metric).
     pub(super) materialized: std::sync::RwLock<std::collections::HashMap<Namespace, AtomicU64>>,
+    /// Gate 0.
+    pub(super) peers: crate::bounds::PeerGuard,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
@@ -115,6 +121,7 @@ impl Service {
             requests: AtomicU64::new(0),
             counts: Counts::default(),
             materialized: Default::default(),
+            peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
         }
     }
 

@@ -152,6 +152,7 @@ fn edge_code(status: StatusCode) -> ErrorCode {
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::Unsupported,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
         StatusCode::FORBIDDEN => ErrorCode::Denied,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
         s if s.is_server_error() => ErrorCode::Internal,
         _ => ErrorCode::InvalidRequest,
     }

@@ -22,6 +22,15 @@ use super::state::Shared;
 /// the core's identity gate, like one with a bad token.
 pub(crate) struct Who(pub Caller);
 
+/// The caller of a request: its address (from the accept loop; a router driven without one,
+/// in tests, is a client from nowhere) and the token its headers carry.
+pub(crate) fn caller(extensions: &axum::http::Extensions, headers: &HeaderMap) -> Caller {
+    let addr = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    Caller::with_token(Identity::remote(addr), token(headers))
+}
+
 fn token(headers: &HeaderMap) -> Option<SecretBytes> {
     if let Some(t) = headers.get("x-vault-token") {
         return Some(SecretBytes::copy_from(t.as_bytes()));
@@ -37,32 +46,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // The accept loop records the peer; a router driven without one (tests) is a
-        // client from nowhere, which changes nothing but the audit record's address.
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-        Ok(Who(Caller::with_token(
-            Identity::remote(addr),
-            token(&parts.headers),
-        )))
+        Ok(Who(caller(&parts.extensions, &parts.headers)))
     }
 }
 
 /// The request body, read whole within the size limit and the request timeout, and
-/// zeroed when dropped (when nothing else holds it).
-pub(crate) struct Body(Bytes);
+/// zeroed when dropped (when nothing else holds it). It holds its size of the listener's
+/// budget of bodies in flight until then.
+pub(crate) struct Body {
+    bytes: Bytes,
+    /// Its share of the budget, given back when the body is dropped.
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Body {
     /// The body as JSON of type `T` (an empty body reads as `{}`). Errors never quote the
     /// body: serde's type errors do (`invalid type: string "..."`), so only its syntax
     /// errors (positions) and missing-field errors (our field names) are passed on.
     pub fn json<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, ApiError> {
-        let bytes: &[u8] = if self.0.iter().all(u8::is_ascii_whitespace) {
+        let bytes: &[u8] = if self.bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
-            &self.0
+            &self.bytes
         };
         serde_json::from_slice(bytes).map_err(|e| {
             use serde_json::error::Category;
@@ -85,7 +90,7 @@ impl Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.0);
+        let bytes = std::mem::take(&mut self.bytes);
         if let Ok(mut owned) = bytes.try_into_mut() {
             owned.as_mut().zeroize();
         }
@@ -97,17 +102,51 @@ impl FromRequest<Shared> for Body {
 
     async fn from_request(request: Request, state: &Shared) -> Result<Self, ApiError> {
         let (max, timeout) = (state.limits.max_request_bytes, state.limits.request_timeout);
+        let too_large = || {
+            ApiError::Edge(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {max} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Bodies in flight share a budget: a body takes its declared size (or the limit,
+        // when it declares none) before a byte of it is read.
+        let size = declared.map_or(max, |n| usize::try_from(n).unwrap_or(max));
+        let permit = if size > 4 << 10 {
+            let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+            let budget = std::sync::Arc::clone(&state.bodies);
+            match tokio::time::timeout_at(deadline, budget.acquire_many_owned(kib)).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Err(ApiError::Edge(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many request bodies are being received at once; retry shortly"
+                            .to_owned(),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let limited = http_body_util::Limited::new(request.into_body(), max);
-        match tokio::time::timeout(timeout, limited.collect()).await {
+        match tokio::time::timeout_at(deadline, limited.collect()).await {
             Err(_) => Err(ApiError::Edge(
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body did not arrive in time".to_owned(),
             )),
-            Ok(Ok(collected)) => Ok(Body(collected.to_bytes())),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::Edge(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {max} bytes"),
-            )),
+            Ok(Ok(collected)) => Ok(Body {
+                bytes: collected.to_bytes(),
+                _budget: permit,
+            }),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Ok(Err(_)) => Err(ApiError::bad("the request body could not be read")),
         }
     }

@@ -31,10 +31,11 @@ use coffer_core::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::handler::Limits;
+use crate::slots::Slots;
 
 pub use error::CODE_HEADER;
 pub use metrics::Metrics;
@@ -133,11 +134,66 @@ pub fn app(state: Arc<AppState>) -> Router {
     router
         .fallback(kv::handle)
         .method_not_allowed_fallback(sys::unsupported)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), vouch))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// A request with a body is let through to its handler (which reads the body) only when
+/// the core vouches for its caller (gates 0 and 2: the peer is not backed off, the token is
+/// good): a caller with a bad or no token is refused before a byte of its body is read, and
+/// the connection is closed. `sys/unseal`, whose body is the credential, is the exception;
+/// its attempts have a budget of their own in the core.
+async fn vouch(
+    axum::extract::State(state): axum::extract::State<state::Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::HttpBody as _;
+    use axum::response::IntoResponse as _;
+    let path = request.uri().path();
+    if request.body().size_hint().exact() == Some(0)
+        || path.trim_end_matches('/') == "/v1/sys/unseal"
+    {
+        return next.run(request).await;
+    }
+    let action = at_most(path);
+    let caller = extract::caller(request.extensions(), request.headers());
+    match state.service.vouch(&caller, action).await {
+        Ok(()) => {
+            drop(caller);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            let mut response = error::ApiError::from(refusal).into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+/// The most a request with a body to `path` could do, for the record of a refusal made
+/// before it was read.
+fn at_most(path: &str) -> coffer_types::Action {
+    use coffer_types::Action;
+    let rest = path.trim_start_matches("/v1/");
+    if rest.starts_with("auth/token/") {
+        Action::TokenCreate
+    } else if rest.starts_with("sys/polic") {
+        Action::PolicyPut
+    } else if rest.starts_with("sys/seal") {
+        Action::Seal
+    } else if rest.starts_with("sys/") {
+        Action::Status
+    } else {
+        Action::Set
+    }
 }
 
 /// Binds `addr`; errors name the address.
@@ -161,7 +217,11 @@ pub async fn serve_http(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let app = app(AppState::new(service, config.limits));
     let acceptor = config.tls.map(TlsAcceptor::from);
-    let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    let slots = Slots::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_peer,
+        0,
+    );
     tracing::info!(
         addr = %config.addr,
         tls = acceptor.is_some(),
@@ -177,7 +237,7 @@ pub async fn serve_http(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(config.limits.idle_timeout))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(config.limits.http2_max_streams);
     let builder = Arc::new(builder);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -194,12 +254,15 @@ pub async fn serve_http(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Over the connection limit: closing at once is the clearest answer a client
-            // that has not sent a request yet can get.
-            tracing::warn!(peer = %peer, "HTTP connection refused: too many connections");
-            drop(stream);
-            continue;
+        let permit = match slots.take(peer.ip(), false) {
+            Ok(slot) => slot,
+            Err(full) => {
+                // Over a connection limit: closing at once is the clearest answer a client
+                // that has not sent a request yet can get.
+                tracing::warn!(peer = %peer, why = full.message(), "HTTP connection refused");
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (app, acceptor, builder) = (app.clone(), acceptor.clone(), builder.clone());
@@ -275,24 +338,94 @@ async fn serve<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
+    let watched = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
+        let busy = watched.begin();
         async move {
             use tower::Service as _;
-            app.call(request.map(axum::body::Body::new)).await
+            let answer = app.call(request.map(axum::body::Body::new)).await;
+            drop(busy);
+            answer
         }
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         served = conn.as_mut() => served,
+        () = activity.idle(limits.idle_timeout) => {
+            // Idle past the deadline (HTTP/1 keep-alive, or HTTP/2 with no stream open,
+            // pings or not): closed gracefully.
+            tracing::debug!(peer = %peer, "idle HTTP connection closed");
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.request_timeout, conn).await {
+                Ok(served) => served,
+                Err(_) => Ok(()),
+            }
+        }
         () = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             match tokio::time::timeout(limits.request_timeout, conn).await {
                 Ok(served) => served,
                 Err(_) => Ok(()),
             }
+        }
+    }
+}
+
+/// Requests in progress on one connection, and when the last one ended: what its idle
+/// deadline is measured from (bytes that are not requests, such as pings, do not count).
+struct Activity {
+    busy: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// One request in progress; its end is the connection's last activity.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+        self.0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let since = *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let deadline = since + limit;
+            if self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+                && tokio::time::Instant::now() >= deadline
+            {
+                return;
+            }
+            let next = deadline.max(tokio::time::Instant::now() + limit / 8);
+            tokio::time::sleep_until(next.min(tokio::time::Instant::now() + limit)).await;
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub limits: Limits,
     /// When the API started (for the uptime metric).
     pub started: Instant,
+    /// The budget of body bytes read at once (permits of 1 KiB).
+    pub(crate) bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
         Arc::new(Self {
             service,
             metrics: Metrics::new(),
+            bodies: Arc::new(tokio::sync::Semaphore::new(limits.buffered_permits())),
             limits,
             started: Instant::now(),
         })
