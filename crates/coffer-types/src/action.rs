@@ -70,6 +70,8 @@ string_enum! {
         AuditHash = "audit_hash",
         /// Verify the audit log's chain and checkpoint.
         AuditVerify = "audit_verify",
+        /// Acknowledge a gap the audit log's check at unseal found (writes a gap record).
+        AuditAcknowledge = "audit_acknowledge",
         /// A new version of a KV secret: a JSON merge patch of its newest value.
         Patch = "patch",
         /// Soft-delete versions (KV v2's `delete`): unreadable until undeleted.
@@ -90,7 +92,7 @@ string_enum! {
         generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
         namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
-        token_list, token_revoke, token_lookup, audit_hash, audit_verify, patch";
+        token_list, token_revoke, token_lookup, audit_hash, audit_verify, audit_acknowledge, patch";
 }
 
 impl Action {
