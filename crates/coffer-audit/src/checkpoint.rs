@@ -270,7 +270,17 @@ mod tests {
         let k = keys(2);
         write(dir.path(), 0, &cp(9), &k).unwrap();
         let err = write(dir.path(), 1, &cp(5), &k).unwrap_err();
-        assert!(matches!(err, AuditError::Lower { stored: 9, new: 5, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AuditError::Lower {
+                    stored: 9,
+                    new: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(read(dir.path(), &k).unwrap().newest(), Some(&cp(9)));
         write(dir.path(), 1, &cp(9), &k).unwrap();
         write(dir.path(), 0, &cp(10), &k).unwrap();

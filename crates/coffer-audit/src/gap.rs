@@ -112,7 +112,10 @@ pub(crate) fn check(
             "the audit directory was missing".to_owned()
         } else if files.is_empty() {
             "every audit file was missing".to_owned()
-        } else if !files.iter().any(|f| chain::file_name(f.first_seq) == cp.file) {
+        } else if !files
+            .iter()
+            .any(|f| chain::file_name(f.first_seq) == cp.file)
+        {
             format!("the file {} is missing", cp.file)
         } else {
             "the log was cut short".to_owned()
@@ -166,7 +169,10 @@ fn follow(
                 break; // a batch being written
             };
             let Ok(parsed) = serde_json::from_slice::<Line<'_>>(line) else {
-                return Ok(Some(format!("{} holds a line that is not a record", file.path.display())));
+                return Ok(Some(format!(
+                    "{} holds a line that is not a record",
+                    file.path.display()
+                )));
             };
             let hash = Hash::of_line(line);
             match last {

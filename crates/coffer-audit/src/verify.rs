@@ -166,11 +166,13 @@ pub fn verify_anchored(
     let slots = match (slots, anchor, keys) {
         (Some(own), Some(path), Some(k)) => {
             let other = checkpoint::read_file(path, k)?;
-            Some(if other.newest().map(|c| c.seq) > own.newest().map(|c| c.seq) {
-                other
-            } else {
-                own
-            })
+            Some(
+                if other.newest().map(|c| c.seq) > own.newest().map(|c| c.seq) {
+                    other
+                } else {
+                    own
+                },
+            )
         }
         (slots, _, _) => slots,
     };

@@ -405,9 +405,8 @@ impl Writer {
     pub(crate) fn prepare_sync(&mut self, last: bool) -> Option<PendingSync> {
         let cp = self.written.clone()?;
         let keys = self.keys.as_ref().map(AuditKeys::duplicate);
-        let needs_checkpoint = keys.is_some()
-            && self.gap.is_none()
-            && (last || self.checkpointed != Some(cp.seq));
+        let needs_checkpoint =
+            keys.is_some() && self.gap.is_none() && (last || self.checkpointed != Some(cp.seq));
         if !self.unsynced() && !needs_checkpoint {
             return None;
         }

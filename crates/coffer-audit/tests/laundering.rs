@@ -117,7 +117,10 @@ fn an_edited_record_rechained_with_a_bare_hash_fails_its_mac() {
     for strip in [false, true] {
         let mut edited = text.clone();
         edited[4] = edited[4].replace("\"outcome\":\"ok\"", "\"outcome\":\"denied\"");
-        edited[4] = edited[4].replace("\"outcome\":\"denied\",\"code\"", "\"outcome\":\"ok\",\"code\"");
+        edited[4] = edited[4].replace(
+            "\"outcome\":\"denied\",\"code\"",
+            "\"outcome\":\"ok\",\"code\"",
+        );
         assert_ne!(edited[4], text[4]);
         for i in 4..edited.len() {
             if strip && let Some(at) = edited[i].find(",\"mac\":\"") {
@@ -135,7 +138,10 @@ fn an_edited_record_rechained_with_a_bare_hash_fails_its_mac() {
         if strip {
             // MACs stripped from the edit to the end: the MAC'd checkpoint tells.
             assert_eq!(problem.seq, Some(10), "{problem}");
-            assert!(problem.reason.contains("differs from the checkpoint"), "{problem}");
+            assert!(
+                problem.reason.contains("differs from the checkpoint"),
+                "{problem}"
+            );
         } else {
             assert_eq!(problem.seq, Some(5), "{problem}");
             assert!(problem.reason.contains("MAC does not verify"), "{problem}");

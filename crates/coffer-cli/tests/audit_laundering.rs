@@ -31,7 +31,12 @@ fn audit_files(dir: &Path) -> Vec<PathBuf> {
 /// `coffer audit verify --data-dir` (the files, without the daemon).
 fn verify_offline(daemon: &Daemon) -> std::process::Output {
     run_cli(
-        &["audit", "verify", "--data-dir", daemon.data.to_str().unwrap()],
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            daemon.data.to_str().unwrap(),
+        ],
         b"",
     )
 }
@@ -53,7 +58,13 @@ fn stopped_with_records(args: &[&str]) -> Daemon {
 fn refused_until_acknowledged(daemon: &mut Daemon, expect: &str) {
     // verify notices while stopped.
     let out = verify_offline(daemon);
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 
     daemon.spawn();
     let log = daemon.log();
@@ -72,7 +83,11 @@ fn refused_until_acknowledged(daemon: &mut Daemon, expect: &str) {
     }
     let out = daemon.cli(&["get", "k1"], b"");
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
-    assert!(stderr(&out).contains("coffer audit acknowledge"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("coffer audit acknowledge"),
+        "{}",
+        stderr(&out)
+    );
     // The daemon's own verify is refused too (it is not "intact").
     let out = daemon.cli(&["audit", "verify"], b"");
     assert!(!out.status.success(), "{}", stdout(&out));
@@ -92,7 +107,11 @@ fn refused_until_acknowledged(daemon: &mut Daemon, expect: &str) {
 
     let out = daemon.cli(&["audit", "acknowledge"], b"");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("gap acknowledged"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gap acknowledged"),
+        "{}",
+        stderr(&out)
+    );
     let out = daemon.cli(&["get", "k1"], b"");
     assert!(out.status.success(), "served again: {}", stderr(&out));
     set(daemon, "after-the-gap");
@@ -107,7 +126,11 @@ fn refused_until_acknowledged(daemon: &mut Daemon, expect: &str) {
             text.contains("gap acknowledged at seq") && text.contains("by uid:0"),
             "{text}"
         );
-        assert!(stderr(&out).contains("acknowledged gap"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("acknowledged gap"),
+            "{}",
+            stderr(&out)
+        );
         assert!(!stderr(&out).contains("the audit log is intact\n"));
     }
     // Restarted, it serves without another acknowledgement.
@@ -163,7 +186,11 @@ fn an_edited_record_rechained_with_a_bare_hash_is_detected() {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
     let out = verify_offline(&daemon);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stderr(&out).contains("MAC does not verify"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MAC does not verify"),
+        "{}",
+        stderr(&out)
+    );
     // And at start the checkpointed record no longer matches: refused.
     daemon.spawn();
     let reply = raw(&daemon.socket, br#"{"action":"status"}"#);
@@ -211,7 +238,9 @@ fn the_free_space_reserve_refuses_with_audit_unavailable_and_warns() {
         "{}",
         daemon.log()
     );
-    assert!(audit_files(&daemon.data.join("audit")).iter().all(|f| {
-        std::fs::metadata(f).unwrap().len() == 0
-    }));
+    assert!(
+        audit_files(&daemon.data.join("audit"))
+            .iter()
+            .all(|f| { std::fs::metadata(f).unwrap().len() == 0 })
+    );
 }

@@ -169,7 +169,9 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
             None => println!("checkpoint: not checked (no key to check it with)"),
         }
         if let Some(seq) = report.retained_from {
-            println!("retention: the log starts at record {seq} (older files removed by retention)");
+            println!(
+                "retention: the log starts at record {seq} (older files removed by retention)"
+            );
         }
         if report.unauthenticated > 0 {
             println!(
