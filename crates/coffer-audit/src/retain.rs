@@ -12,7 +12,6 @@ use std::path::Path;
 
 use crate::AuditError;
 use crate::chain::{self, AuditFile};
-use crate::writer::Writer;
 
 /// The files to remove so the limits hold again, oldest first, and the seq the log starts
 /// with afterwards.
@@ -47,13 +46,17 @@ fn plan(
     Ok((victims, oldest))
 }
 
-/// Applies the limits: writes the `retention` record, syncs it, removes the files.
-pub(crate) fn run(writer: &mut Writer) -> Result<(), AuditError> {
-    let (dir, current, keep, max) = writer.retention();
-    let dir = dir.to_path_buf();
-    let (victims, oldest) = plan(&dir, current, keep, max)?;
+/// What retention is to do: the files to remove (with their sizes) and the body of the
+/// `retention` record announcing it; `None` when the limits hold.
+pub(crate) fn prepare(
+    dir: &Path,
+    current: &Path,
+    keep_files: usize,
+    max_total_bytes: u64,
+) -> Result<Option<(Vec<(AuditFile, u64)>, u64, Vec<u8>)>, AuditError> {
+    let (victims, oldest) = plan(dir, current, keep_files, max_total_bytes)?;
     if victims.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let removed: Vec<String> = victims
         .iter()
@@ -68,20 +71,14 @@ pub(crate) fn run(writer: &mut Writer) -> Result<(), AuditError> {
     let body = serde_json::to_vec(&body).map_err(|e| AuditError::Encode {
         reason: e.to_string(),
     })?;
-    let seq = writer.write_event(&body, 0)?;
-    writer
-        .sync_current()
-        .map_err(|e| AuditError::unavailable(&dir, &e))?;
-    for (f, len) in &victims {
+    Ok(Some((victims, oldest, body)))
+}
+
+/// Removes the files once their `retention` record is written and synced.
+pub(crate) fn remove(dir: &Path, victims: &[(AuditFile, u64)]) -> Result<(), AuditError> {
+    for (f, len) in victims {
         std::fs::remove_file(&f.path).map_err(|e| AuditError::unavailable(&f.path, &e))?;
         tracing::info!(path = %f.path.display(), bytes = len, "audit file removed by retention");
     }
-    crate::checkpoint::sync_dir(&dir).map_err(|e| AuditError::unavailable(&dir, &e))?;
-    tracing::info!(
-        record = seq,
-        oldest,
-        files = victims.len(),
-        "audit retention applied"
-    );
-    Ok(())
+    crate::checkpoint::sync_dir(dir).map_err(|e| AuditError::unavailable(dir, &e))
 }

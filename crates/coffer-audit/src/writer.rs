@@ -176,7 +176,7 @@ impl Writer {
         let first = self.write_lines(bodies)?;
         if self.retention_due && self.keys.is_some() {
             self.retention_due = false;
-            if let Err(e) = crate::retain::run(self) {
+            if let Err(e) = self.retain() {
                 tracing::error!(error = %e, "cannot apply the audit retention limits");
             }
         }
@@ -208,22 +208,32 @@ impl Writer {
         self.write_lines([body])
     }
 
-    /// The audit directory, the current file and the retention limits (for `retain`).
-    pub(crate) fn retention(&self) -> (&Path, &Path, usize, u64) {
-        (
+    /// Applies the retention limits (see `crate::retain`): writes the `retention` record,
+    /// syncs it, then removes the files it names.
+    fn retain(&mut self) -> Result<(), AuditError> {
+        let Some((victims, oldest, body)) = crate::retain::prepare(
             &self.dir,
             &self.current,
             self.keep_files,
             self.max_total_bytes,
-        )
-    }
-
-    /// `fdatasync`s the current file (before retention removes what its record announces).
-    pub(crate) fn sync_current(&self) -> std::io::Result<()> {
+        )?
+        else {
+            return Ok(());
+        };
+        let seq = self.write_event(&body, 0)?;
         match &self.file {
             Some(f) => f.sync_data(),
-            None => File::open(&self.current)?.sync_data(),
+            None => File::open(&self.current).and_then(|f| f.sync_data()),
         }
+        .map_err(|e| AuditError::unavailable(&self.current, &e))?;
+        crate::retain::remove(&self.dir, &victims)?;
+        tracing::info!(
+            record = seq,
+            oldest,
+            files = victims.len(),
+            "audit retention applied"
+        );
+        Ok(())
     }
 
     /// Numbers, chains, MACs (with keys) and writes lines; see [`Writer::write_batch`].
