@@ -46,14 +46,23 @@ fn plan(
     Ok((victims, oldest))
 }
 
-/// What retention is to do: the files to remove (with their sizes) and the body of the
-/// `retention` record announcing it; `None` when the limits hold.
+/// What retention is to do.
+pub(crate) struct Due {
+    /// The files to remove, oldest first, with their sizes.
+    pub(crate) victims: Vec<(AuditFile, u64)>,
+    /// The seq the log starts with afterwards.
+    pub(crate) oldest: u64,
+    /// The body of the `retention` record announcing it.
+    pub(crate) body: Vec<u8>,
+}
+
+/// What retention is to do; `None` when the limits hold.
 pub(crate) fn prepare(
     dir: &Path,
     current: &Path,
     keep_files: usize,
     max_total_bytes: u64,
-) -> Result<Option<(Vec<(AuditFile, u64)>, u64, Vec<u8>)>, AuditError> {
+) -> Result<Option<Due>, AuditError> {
     let (victims, oldest) = plan(dir, current, keep_files, max_total_bytes)?;
     if victims.is_empty() {
         return Ok(None);
@@ -71,7 +80,11 @@ pub(crate) fn prepare(
     let body = serde_json::to_vec(&body).map_err(|e| AuditError::Encode {
         reason: e.to_string(),
     })?;
-    Ok(Some((victims, oldest, body)))
+    Ok(Some(Due {
+        victims,
+        oldest,
+        body,
+    }))
 }
 
 /// Removes the files once their `retention` record is written and synced.

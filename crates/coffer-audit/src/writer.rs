@@ -211,7 +211,11 @@ impl Writer {
     /// Applies the retention limits (see `crate::retain`): writes the `retention` record,
     /// syncs it, then removes the files it names.
     fn retain(&mut self) -> Result<(), AuditError> {
-        let Some((victims, oldest, body)) = crate::retain::prepare(
+        let Some(crate::retain::Due {
+            victims,
+            oldest,
+            body,
+        }) = crate::retain::prepare(
             &self.dir,
             &self.current,
             self.keep_files,
