@@ -34,6 +34,19 @@ impl Hash {
     }
 }
 
+/// What precedes a line's MAC: `,"mac":"`; the MAC is the line's last field.
+pub(crate) const MAC_FIELD: &[u8] = b",\"mac\":\"";
+
+/// A MAC'd line split into the part the MAC covers and the MAC's hex digits; `None` when the
+/// line does not end in a MAC field.
+pub(crate) fn split_mac(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = line.strip_suffix(b"\"}")?;
+    let at = rest.len().checked_sub(64)?;
+    let (head, mac) = rest.split_at(at);
+    let covered = head.strip_suffix(MAC_FIELD)?;
+    Some((covered, mac))
+}
+
 const PREFIX: &str = "audit-";
 const SUFFIX: &str = ".jsonl";
 const SEQ_DIGITS: usize = 20;

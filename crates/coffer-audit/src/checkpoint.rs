@@ -21,6 +21,10 @@ use crate::chain::{self, Hash};
 /// The checkpoint file's name inside the audit directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 
+/// The name of the checkpoint's copy the daemon keeps in its data directory, outside the
+/// audit directory (`DATA_DIR/audit-anchor`).
+pub const ANCHOR_FILE: &str = "audit-anchor";
+
 /// The size of one slot; the file holds two.
 const SLOT: usize = 256;
 
@@ -120,11 +124,20 @@ impl Slots {
 
 /// Reads and verifies the slots of `dir/checkpoint`; a missing file has no valid slot.
 pub(crate) fn read(dir: &Path, keys: &AuditKeys) -> Result<Slots, AuditError> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let bytes = match std::fs::read(&path) {
+    read_file(&dir.join(CHECKPOINT_FILE), keys)
+}
+
+/// Reads and verifies the slots of a checkpoint file (the directory's or the anchor).
+pub(crate) fn read_file(path: &Path, keys: &AuditKeys) -> Result<Slots, AuditError> {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Slots::default()),
-        Err(source) => return Err(AuditError::Read { path, source }),
+        Err(source) => {
+            return Err(AuditError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let slot = |i: usize| {
         bytes
@@ -145,21 +158,41 @@ pub(crate) fn write(
     cp: &Checkpoint,
     keys: &AuditKeys,
 ) -> Result<(), AuditError> {
-    let path = dir.join(CHECKPOINT_FILE);
+    write_file(&dir.join(CHECKPOINT_FILE), slot, cp, keys)
+}
+
+/// Writes `cp` into slot `slot` of the checkpoint file `path` and syncs it. Refused
+/// ([`AuditError::Lower`]) when the file holds a valid checkpoint of a higher seq: a
+/// checkpoint's sequence never goes down.
+pub(crate) fn write_file(
+    path: &Path,
+    slot: usize,
+    cp: &Checkpoint,
+    keys: &AuditKeys,
+) -> Result<(), AuditError> {
+    if let Some(newest) = read_file(path, keys)?.newest()
+        && newest.seq > cp.seq
+    {
+        return Err(AuditError::Lower {
+            path: path.to_path_buf(),
+            stored: newest.seq,
+            new: cp.seq,
+        });
+    }
     let bytes = cp.encode(keys)?;
-    let fail = |e: io::Error| AuditError::unavailable(&path, &e);
+    let fail = |e: io::Error| AuditError::unavailable(path, &e);
     let created = !path.exists();
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false) // the other slot holds the previous checkpoint
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .map_err(fail)?;
     file.write_all_at(&bytes, (slot * SLOT) as u64)
         .map_err(fail)?;
     file.sync_data().map_err(fail)?;
-    if created {
+    if created && let Some(dir) = path.parent() {
         sync_dir(dir).map_err(|e| AuditError::unavailable(dir, &e))?;
     }
     Ok(())
@@ -229,5 +262,27 @@ mod tests {
         let slots = read(dir.path(), &k).unwrap();
         assert_eq!((slots.newest(), slots.next_slot()), (Some(&cp(5)), 1));
         assert!(read(dir.path(), &keys(3)).unwrap().newest().is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_never_goes_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(2);
+        write(dir.path(), 0, &cp(9), &k).unwrap();
+        let err = write(dir.path(), 1, &cp(5), &k).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Lower {
+                    stored: 9,
+                    new: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(read(dir.path(), &k).unwrap().newest(), Some(&cp(9)));
+        write(dir.path(), 1, &cp(9), &k).unwrap();
+        write(dir.path(), 0, &cp(10), &k).unwrap();
     }
 }

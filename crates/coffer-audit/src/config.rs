@@ -17,7 +17,21 @@ pub struct AuditConfig {
     pub check_interval: Duration,
     /// Write names and namespaces in the clear instead of as `hmac-sha256:<hex>`.
     pub plain_names: bool,
+    /// A second copy of the checkpoint, outside the audit directory (the daemon uses
+    /// `DATA_DIR/audit-anchor`), so deleting the whole directory is detected at open.
+    pub anchor: Option<PathBuf>,
+    /// Retention: at most this many audit files are kept (0: no limit). Older ones are
+    /// removed at rotation, after a MAC'd `retention` record names the new oldest record.
+    pub keep_files: usize,
+    /// Retention: at most this many bytes of audit files are kept (0: no limit).
+    pub max_total_bytes: u64,
+    /// Free space the audit directory's file system keeps: below it, requests are refused
+    /// (`audit_unavailable`) before the disk is full; below twice it, a warning is logged.
+    pub reserve_bytes: u64,
 }
+
+/// The default free-space reserve: 64 MiB.
+pub const DEFAULT_RESERVE: u64 = 64 << 20;
 
 impl Default for AuditConfig {
     fn default() -> Self {
@@ -27,6 +41,10 @@ impl Default for AuditConfig {
             sync_interval: Duration::from_secs(1),
             check_interval: Duration::from_millis(250),
             plain_names: false,
+            anchor: None,
+            keep_files: 0,
+            max_total_bytes: 0,
+            reserve_bytes: DEFAULT_RESERVE,
         }
     }
 }

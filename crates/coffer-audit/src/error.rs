@@ -68,6 +68,46 @@ pub enum AuditError {
         reason: String,
     },
 
+    /// A checkpoint of a lower seq than the one stored was about to be written.
+    #[error(
+        "refusing to lower the audit checkpoint in {} from record {stored} to record {new}",
+        path.display()
+    )]
+    Lower {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The seq it holds.
+        stored: u64,
+        /// The seq that was to be written.
+        new: u64,
+    },
+
+    /// At open the log did not match its newest checkpoint (records, files or the whole
+    /// directory missing, or the chain broken) and no operator has acknowledged it yet
+    /// (`coffer audit acknowledge`). Requests are refused (`audit_tampered`).
+    #[error(
+        "the audit log does not match its checkpoint: {missing}; requests are refused until \
+         an operator runs `coffer audit acknowledge`"
+    )]
+    Tampered {
+        /// What is missing or broken.
+        missing: String,
+    },
+
+    /// The audit directory's file system has less free space than the configured reserve.
+    #[error(
+        "the audit directory {} has {free} bytes free, below its reserve of {reserve} bytes",
+        path.display()
+    )]
+    Full {
+        /// The directory.
+        path: PathBuf,
+        /// Bytes free (for unprivileged users).
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
+
     /// The writer thread could not be started.
     #[error("cannot start the audit writer thread: {source}")]
     Thread {
@@ -94,7 +134,10 @@ impl AuditError {
     /// The wire code a request refused for this error carries.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unavailable { .. } | Self::Closed => ErrorCode::AuditUnavailable,
+            Self::Unavailable { .. } | Self::Closed | Self::Full { .. } | Self::Lower { .. } => {
+                ErrorCode::AuditUnavailable
+            }
+            Self::Tampered { .. } => ErrorCode::AuditTampered,
             _ => ErrorCode::Internal,
         }
     }
@@ -108,6 +151,18 @@ impl AuditError {
                 reason: reason.clone(),
             },
             Self::Closed => Self::Closed,
+            Self::Tampered { missing } => Self::Tampered {
+                missing: missing.clone(),
+            },
+            Self::Full {
+                path,
+                free,
+                reserve,
+            } => Self::Full {
+                path: path.clone(),
+                free: *free,
+                reserve: *reserve,
+            },
             other => Self::Encode {
                 reason: other.to_string(),
             },

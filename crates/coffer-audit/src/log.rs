@@ -22,7 +22,7 @@ use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -96,6 +96,10 @@ impl Slot {
 /// The append-only, hash-chained audit log. `Send + Sync`; share it as `Arc<AuditLog>`.
 pub struct AuditLog {
     dir: PathBuf,
+    /// The checkpoint's copy outside the directory.
+    anchor: Option<PathBuf>,
+    /// Whether the directory had to be created at open (for the check at unseal).
+    dir_created: bool,
     names: Names,
     chain: Mutex<Chain>,
     writer: Arc<Mutex<Writer>>,
@@ -139,6 +143,43 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Looks at the free space of `dir`'s file system: below the reserve the log is marked
+/// unhealthy (records are refused, `audit_unavailable`) with an error logged once; below
+/// twice the reserve a warning is logged once.
+fn watch_space(dir: &Path, shared: &Shared) {
+    let Ok(free) = crate::space::free_bytes(dir) else {
+        return;
+    };
+    let before = shared.free.swap(free, Ordering::Relaxed);
+    let reserve = shared.reserve;
+    if reserve == 0 {
+        return;
+    }
+    let low = reserve.saturating_mul(2);
+    if free < low && (before >= low || before == u64::MAX) && free >= reserve {
+        tracing::warn!(
+            dir = %dir.display(),
+            free_bytes = free,
+            reserve_bytes = reserve,
+            "the audit directory is running out of space"
+        );
+    }
+    if free < reserve {
+        if !shared.full.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                dir = %dir.display(),
+                free_bytes = free,
+                reserve_bytes = reserve,
+                "the audit directory has less free space than its reserve: requests are \
+                 refused (audit_unavailable) until space is freed"
+            );
+        }
+        shared.healthy.store(false, Ordering::Release);
+    } else if shared.full.swap(false, Ordering::AcqRel) {
+        tracing::info!(dir = %dir.display(), free_bytes = free, "the audit directory has space again");
+    }
+}
+
 /// Syncs what is written and checkpoints it; the `fdatasync`s run outside the writer's
 /// mutex. `last` writes the checkpoint into both slots.
 fn sync(writer: &Mutex<Writer>, syncing: &Mutex<()>, last: bool) -> Result<(), AuditError> {
@@ -157,6 +198,7 @@ impl AuditLog {
     /// A partial last line (a crash mid-write) is cut off with a warning. Only the tail of
     /// the newest file is read.
     pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
+        let dir_created = !config.dir.exists();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -176,7 +218,12 @@ impl AuditLog {
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             current: Mutex::new(start.current.clone()),
+            tampered: AtomicBool::new(false),
+            free: AtomicU64::new(u64::MAX),
+            reserve: config.reserve_bytes,
+            full: AtomicBool::new(false),
         });
+        watch_space(&config.dir, &shared);
         let chain = Chain {
             queue: Vec::with_capacity(64),
             leading: false,
@@ -186,6 +233,7 @@ impl AuditLog {
         let syncing = Arc::new(Mutex::new(()));
         let (stop, stopped) = mpsc::channel::<()>();
         let (w, s) = (Arc::clone(&writer), Arc::clone(&syncing));
+        let (space_dir, space) = (config.dir.clone(), Arc::clone(&shared));
         let (sync_every, check_every) = (config.sync_interval, config.check_interval);
         let thread = std::thread::Builder::new()
             .name("coffer-audit".into())
@@ -193,6 +241,7 @@ impl AuditLog {
                 let tick = check_every.min(sync_every);
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     // Failures are logged (once) and looked at again at the next tick.
+                    watch_space(&space_dir, &space);
                     let due = {
                         let mut writer = locked(&w);
                         let _ = writer.check();
@@ -205,6 +254,8 @@ impl AuditLog {
             })
             .map_err(|source| AuditError::Thread { source })?;
         Ok(Self {
+            anchor: config.anchor,
+            dir_created,
             dir: config.dir,
             names: Names::new(config.plain_names),
             chain: Mutex::new(chain),
@@ -233,14 +284,122 @@ impl AuditLog {
             let result = pending.run();
             let _ = locked(&self.writer).finish_sync(pending, result);
         };
-        if locked(&self.writer).has_keys() {
+        let had_keys = locked(&self.writer).has_keys();
+        if had_keys {
             anchor(true);
         }
         let setting = keys.is_some();
         self.names.set_keys(keys.as_ref().map(AuditKeys::duplicate));
         locked(&self.writer).set_keys(keys);
+        if setting && !had_keys {
+            self.check_gap();
+        }
         if setting {
             anchor(false);
+        }
+    }
+
+    /// The check at unseal: the log against its newest checkpoint (see `crate::gap`). A
+    /// gap makes the log refuse every record but the gap record, until acknowledged.
+    fn check_gap(&self) {
+        let mut writer = locked(&self.writer);
+        if writer.gap.is_some() {
+            return;
+        }
+        let Some(keys) = writer.keys().map(AuditKeys::duplicate) else {
+            return;
+        };
+        let head = crate::gap::Head {
+            last: writer.position().0,
+            dir_created: self.dir_created,
+        };
+        let found = crate::gap::check(&self.dir, self.anchor.as_deref(), &keys, &head)
+            .unwrap_or_else(|e| {
+                Some(crate::gap::Gap {
+                    after: head.last,
+                    checkpoint: 0,
+                    checkpoint_file: String::new(),
+                    missing: format!("the log could not be checked: {e}"),
+                })
+            });
+        if let Some(gap) = found {
+            tracing::error!(
+                dir = %self.dir.display(),
+                missing = %gap.missing,
+                checkpoint = gap.checkpoint,
+                last_record = gap.after,
+                "the audit log does not match its checkpoint: requests are refused until an \
+                 operator runs `coffer audit acknowledge`"
+            );
+            writer.gap = Some(gap);
+            self.shared.tampered.store(true, Ordering::Release);
+        }
+    }
+
+    /// What the check at unseal found missing, while no operator has acknowledged it; the
+    /// daemon then refuses every request but `audit_acknowledge` (`audit_tampered`).
+    pub fn gap(&self) -> Option<String> {
+        if !self.shared.tampered.load(Ordering::Acquire) {
+            return None;
+        }
+        locked(&self.writer).gap.as_ref().map(|g| g.missing.clone())
+    }
+
+    /// Acknowledges the gap found at unseal: writes a MAC'd `gap` record naming what is
+    /// missing (the records' seqs, the last checkpoint) and who acknowledged it, numbered
+    /// past the checkpoint so no seq is reused, then syncs and checkpoints it. Answers its
+    /// seq, or `None` when there is nothing to acknowledge.
+    pub fn acknowledge(&self, by: &str) -> Result<Option<u64>, AuditError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Closed);
+        }
+        let seq = {
+            let mut writer = locked(&self.writer);
+            let Some(gap) = writer.gap.clone() else {
+                return Ok(None);
+            };
+            if !writer.has_keys() {
+                return Err(AuditError::Tampered {
+                    missing: gap.missing,
+                });
+            }
+            let body = serde_json::json!({
+                "time": coffer_types::Timestamp::now(),
+                "event": "gap",
+                "after": gap.after,
+                "checkpoint": gap.checkpoint,
+                "checkpoint_file": gap.checkpoint_file,
+                "missing": gap.missing,
+                "acknowledged_by": by,
+            });
+            let body = serde_json::to_vec(&body).map_err(|e| AuditError::Encode {
+                reason: e.to_string(),
+            })?;
+            let at_least = gap.checkpoint.max(gap.after) + 1;
+            let seq = writer.write_event(&body, at_least)?;
+            writer.gap = None;
+            seq
+        };
+        self.shared.tampered.store(false, Ordering::Release);
+        tracing::warn!(seq, by, "audit gap acknowledged; requests are served again");
+        sync(&self.writer, &self.syncing, false)?;
+        Ok(Some(seq))
+    }
+
+    fn full(&self) -> AuditError {
+        AuditError::Full {
+            path: self.dir.clone(),
+            free: self.shared.free.load(Ordering::Relaxed),
+            reserve: self.shared.reserve,
+        }
+    }
+
+    /// Bytes free in the audit directory's file system at the last look (every
+    /// `check_interval`), for the `coffer_audit_free_bytes` metric.
+    pub fn free_bytes(&self) -> Option<u64> {
+        match self.shared.free.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Some(n),
         }
     }
 
@@ -259,6 +418,9 @@ impl AuditLog {
     /// success marks the log healthy again. After
     /// [`AuditLog::shutdown`], always [`AuditError::Closed`].
     pub fn ready(&self) -> Result<(), AuditError> {
+        if self.shared.full.load(Ordering::Acquire) {
+            return Err(self.full());
+        }
         if self.shared.healthy.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -406,6 +568,11 @@ impl AuditLog {
     /// The audit directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The checkpoint's copy outside the directory, when configured.
+    pub fn anchor(&self) -> Option<&Path> {
+        self.anchor.as_deref()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// State shared with [`crate::AuditLog`] for its health check.
 pub(crate) struct Shared {
@@ -12,4 +12,13 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// The file the next record is appended to.
     pub(crate) current: Mutex<PathBuf>,
+    /// Set while a gap found at open is not acknowledged.
+    pub(crate) tampered: AtomicBool,
+    /// Bytes free in the audit directory's file system at the last look (`u64::MAX`: not
+    /// looked yet).
+    pub(crate) free: AtomicU64,
+    /// The free-space reserve: below it, records are refused.
+    pub(crate) reserve: u64,
+    /// Set while free space is below the reserve (so the warning is logged once).
+    pub(crate) full: AtomicBool,
 }

@@ -227,13 +227,24 @@ fn shown<'t>(plain: bool, keyed: &'t Keyed, text: Option<&'t str>) -> Option<&'t
     }
 }
 
-/// Appends line `seq` to `out`: `{"seq":N,` + the body's fields + `,"prev":"<hex>"}\n`.
-/// Answers the line's hash (of its bytes without the `\n`).
-pub(crate) fn finish_line(out: &mut Vec<u8>, seq: u64, body: &[u8], prev: Hash) -> Hash {
+/// The format version every line written now carries (`"v":2`); lines without it are the
+/// first format's (a bare BLAKE3 chain, no MACs), accepted only before the first v2 line.
+pub(crate) const FORMAT: u64 = 2;
+
+/// Appends line `seq` to `out`: `{"v":2,"seq":N,` + the body's fields + `,"prev":"<hex>"`,
+/// then, with keys, `,"mac":"<hex>"` (HMAC-SHA256 under the audit key of everything before
+/// it), and `}\n`. Answers the line's hash (BLAKE3 of its bytes without the `\n`, MAC
+/// included): the next line's `prev`. So every MAC covers, through `prev`, every line before.
+pub(crate) fn finish_line(
+    out: &mut Vec<u8>,
+    seq: u64,
+    body: &[u8],
+    prev: Hash,
+    keys: Option<&AuditKeys>,
+) -> Hash {
     let start = out.len();
-    out.extend_from_slice(b"{\"seq\":");
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{seq}");
+    let _ = write!(out, "{{\"v\":{FORMAT},\"seq\":{seq}");
     // The body is a JSON object with at least `time`: its fields sit between its braces.
     if let [b'{', inner @ .., b'}'] = body {
         out.push(b',');
@@ -241,7 +252,14 @@ pub(crate) fn finish_line(out: &mut Vec<u8>, seq: u64, body: &[u8], prev: Hash) 
     }
     out.extend_from_slice(b",\"prev\":\"");
     out.extend_from_slice(prev.to_hex().as_bytes());
-    out.extend_from_slice(b"\"}");
+    out.push(b'"');
+    if let Some(keys) = keys {
+        let mac = keys.record_mac(&out[start..]);
+        out.extend_from_slice(crate::chain::MAC_FIELD);
+        out.extend_from_slice(data_encoding::HEXLOWER.encode(&mac).as_bytes());
+        out.push(b'"');
+    }
+    out.push(b'}');
     let hash = Hash::of_line(&out[start..]);
     out.push(b'\n');
     hash
@@ -283,7 +301,7 @@ pub(crate) mod tests {
         let mut body = Vec::new();
         enc.encode_body(&mut body, r).unwrap();
         let mut buf = Vec::new();
-        let hash = finish_line(&mut buf, 7, &body, Hash::ZERO);
+        let hash = finish_line(&mut buf, 7, &body, Hash::ZERO, None);
         assert_eq!(hash, Hash::of_line(&buf[..buf.len() - 1]));
         String::from_utf8(buf).unwrap()
     }
@@ -295,7 +313,7 @@ pub(crate) mod tests {
         assert_eq!(
             line(&enc, &record()),
             format!(
-                "{{\"seq\":7,\"time\":\"2023-11-14T22:13:20.123Z\",\"request_id\":\"r-1\",\
+                "{{\"v\":2,\"seq\":7,\"time\":\"2023-11-14T22:13:20.123Z\",\"request_id\":\"r-1\",\
                  \"actor\":{{\"uid\":1000,\"pid\":42}},\"action\":\"get\",\
                  \"namespace\":\"default\",\"name\":\"db/password\",\"outcome\":\"denied\",\
                  \"code\":\"denied\",\"gate\":\"policy\",\"prev\":\"{zeros}\"}}\n"

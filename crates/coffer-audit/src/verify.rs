@@ -2,10 +2,18 @@
 //! for `coffer audit verify`.
 //!
 //! The chain catches an edited, inserted, deleted or reordered record anywhere before the
-//! last one; the checkpoint (MAC'd, so only a holder of the master key can write one) catches
-//! an edit of the last records and their removal from the end. Records written after the
-//! newest checkpoint cannot be told apart from a log cut short there: they are reported as
-//! `unanchored`, not as a problem.
+//! last one; every record written with keys carries a MAC (HMAC-SHA256 under the audit key)
+//! over its bytes and so, through `prev`, over every record before it: an edited record
+//! re-chained with a bare hash by someone without the key fails the next MAC. The checkpoint
+//! (MAC'd too) catches an edit of the last records and their removal from the end. Records
+//! written after the newest checkpoint cannot be told apart from a log cut short there: they
+//! are reported as `unanchored`, not as a problem.
+//!
+//! Records written while the store was sealed carry no MAC (no key yet); the next MAC'd
+//! record covers them through its `prev`. A MAC'd `gap` record (an operator's
+//! acknowledgement) explains the seqs missing before it; a MAC'd `retention` record explains
+//! a log that no longer starts at record 1. Lines of the first format (no `"v"`, no MACs)
+//! are accepted before the first line of the second.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,6 +44,15 @@ pub struct VerifyReport {
     pub checkpoint: Option<u64>,
     /// Records not covered by a verified checkpoint (all of them when it was not checked).
     pub unanchored: u64,
+    /// Gaps an operator acknowledged (`coffer audit acknowledge`), each as "gap acknowledged
+    /// at seq N by WHO: what is missing". Not a problem, but never silent.
+    pub gaps: Vec<String>,
+    /// Records without a MAC: written while the store was sealed (covered by the next
+    /// MAC'd record's `prev`) or in the first format (before `"v":2`).
+    pub unauthenticated: u64,
+    /// The seq the log starts with when retention removed older files (its newest
+    /// `retention` record names it).
+    pub retained_from: Option<u64>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
 }
@@ -55,6 +72,9 @@ impl VerifyReport {
             last_seq: self.last_seq,
             checkpoint: self.checkpoint,
             unanchored: self.unanchored,
+            gaps: self.gaps.clone(),
+            unauthenticated: self.unauthenticated,
+            retained_from: self.retained_from,
             problem: self
                 .problem
                 .as_ref()
@@ -86,12 +106,26 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The fields the chain check needs; the hash covers the rest.
+/// The fields the chain check needs; the hash and the MAC cover the rest.
 #[derive(Deserialize)]
 struct Head<'a> {
+    /// The format (absent in the first one).
+    v: Option<u64>,
     seq: u64,
     #[serde(borrow)]
     prev: Cow<'a, str>,
+    /// `gap` or `retention` for the records the log writes about itself.
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    /// A gap record: the last record before the gap.
+    after: Option<u64>,
+    /// A gap record: what is missing; and who acknowledged it.
+    #[serde(borrow, default)]
+    missing: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    acknowledged_by: Option<Cow<'a, str>>,
+    /// A retention record: the seq the log starts with after it.
+    oldest: Option<u64>,
 }
 
 /// Where the walk is.
@@ -102,6 +136,13 @@ struct Walk<'a> {
     /// The record the checkpoint names, as found: seq, hash, file, line.
     anchor_seq: Option<u64>,
     anchored: Option<(Hash, &'a chain::AuditFile, u64)>,
+    keys: Option<&'a AuditKeys>,
+    /// A v2 line was seen (a first-format line after it is a problem).
+    v2: bool,
+    /// The newest retention record's `oldest`.
+    retention: Option<u64>,
+    /// The log did not start at record 1 nor with a gap record: it must be retention's.
+    started_late: Option<(u64, PathBuf)>,
 }
 
 /// Verifies the log in `dir`: the chain always, the checkpoint when `keys` are given.
@@ -109,8 +150,43 @@ struct Walk<'a> {
 /// Returns `Err` only when the files cannot be read; what is wrong with their content is
 /// [`VerifyReport::problem`].
 pub fn verify(dir: &Path, keys: Option<&AuditKeys>) -> Result<VerifyReport, AuditError> {
+    verify_anchored(dir, None, keys)
+}
+
+/// [`verify`], also reading the checkpoint's copy outside the directory (`anchor`, the
+/// daemon's `DATA_DIR/audit-anchor`): the newer of the two is checked, so a whole audit
+/// directory removed (or rolled back) is reported.
+pub fn verify_anchored(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: Option<&AuditKeys>,
+) -> Result<VerifyReport, AuditError> {
     // The checkpoint first: on a live log it then never covers a record the listing missed.
     let slots = keys.map(|k| checkpoint::read(dir, k)).transpose()?;
+    let slots = match (slots, anchor, keys) {
+        (Some(own), Some(path), Some(k)) => {
+            let other = checkpoint::read_file(path, k)?;
+            Some(
+                if other.newest().map(|c| c.seq) > own.newest().map(|c| c.seq) {
+                    other
+                } else {
+                    own
+                },
+            )
+        }
+        (slots, _, _) => slots,
+    };
+    if !dir.exists() {
+        return Ok(VerifyReport {
+            problem: Some(Problem {
+                seq: None,
+                file: dir.to_path_buf(),
+                line: 0,
+                reason: "the audit directory is missing".into(),
+            }),
+            ..VerifyReport::default()
+        });
+    }
     let files = chain::list(dir)?;
     let anchor = slots.as_ref().and_then(|s| s.newest().cloned());
     let mut walk = Walk {
@@ -121,6 +197,10 @@ pub fn verify(dir: &Path, keys: Option<&AuditKeys>) -> Result<VerifyReport, Audi
         last: None,
         anchor_seq: anchor.as_ref().map(|c| c.seq),
         anchored: None,
+        keys,
+        v2: false,
+        retention: None,
+        started_late: None,
     };
     let mut end = (dir.to_path_buf(), 0);
     for (i, file) in files.iter().enumerate() {
@@ -133,6 +213,27 @@ pub fn verify(dir: &Path, keys: Option<&AuditKeys>) -> Result<VerifyReport, Audi
         }
     }
     let mut report = walk.report;
+    report.retained_from = walk.started_late.as_ref().map(|(first, _)| *first);
+    if let Some((first, file)) = walk.started_late
+        && walk.retention != Some(first)
+    {
+        report.problem = Some(Problem {
+            seq: Some(first),
+            file,
+            line: 1,
+            reason: match walk.retention {
+                Some(oldest) => format!(
+                    "the log starts at record {first} but its newest retention record says it \
+                     starts at record {oldest}: audit files were removed by hand"
+                ),
+                None => format!(
+                    "records before {first} are missing and no retention record removed them \
+                     (older audit files deleted by hand?)"
+                ),
+            },
+        });
+        return Ok(report);
+    }
     let Some(slots) = slots else {
         report.unanchored = report.records;
         return Ok(report);
@@ -246,17 +347,23 @@ impl<'a> Walk<'a> {
         let bad = |reason: String| (Some(seq), reason);
         let prev = Hash::from_hex(&head.prev)
             .ok_or_else(|| bad(format!("record {seq} has a malformed prev hash")))?;
+        let macd = self.mac(body, &head)?;
+        let gap = head.event.as_deref() == Some("gap");
+        if gap && self.keys.is_some() && !macd {
+            return Err(bad(format!("gap record {seq} carries no MAC")));
+        }
         match self.last {
             None if seq == 0 => return Err(bad("a record has seq 0; records start at 1".into())),
+            None if gap && head.after == Some(0) => {
+                if prev != Hash::ZERO {
+                    return Err(bad(format!("gap record {seq} does not start the chain")));
+                }
+                self.gap(&head, seq);
+            }
             None if seq > 1 => {
-                let missing = if seq == 2 {
-                    "record 1 is".into()
-                } else {
-                    format!("records 1..{} are", seq - 1)
-                };
-                return Err(bad(format!(
-                    "{missing} missing (older audit files deleted?)"
-                )));
+                // Allowed only when the newest retention record names this seq (checked at
+                // the end of the walk).
+                self.started_late = Some((seq, file.path.clone()));
             }
             None if prev != Hash::ZERO => {
                 return Err(bad(
@@ -266,29 +373,36 @@ impl<'a> Walk<'a> {
             None => {}
             Some((last, last_hash)) => {
                 let expected = last + 1;
-                if seq == expected + 1 {
-                    return Err(bad(format!(
-                        "record {expected} is missing (seq jumps from {last} to {seq})"
-                    )));
-                }
-                if seq > expected {
-                    return Err(bad(format!(
-                        "records {expected}..{} are missing (seq jumps from {last} to {seq})",
-                        seq - 1
-                    )));
-                }
-                if seq < expected {
-                    return Err(bad(format!(
-                        "record {seq} comes after record {last} (repeated or reordered)"
-                    )));
-                }
-                if prev != last_hash {
-                    return Err(bad(format!(
-                        "record {seq} does not follow record {last}: its prev hash differs \
-                         (edited or reordered)"
-                    )));
+                if gap && head.after == Some(last) && seq >= expected && prev == last_hash {
+                    self.gap(&head, seq);
+                } else {
+                    if seq == expected + 1 {
+                        return Err(bad(format!(
+                            "record {expected} is missing (seq jumps from {last} to {seq})"
+                        )));
+                    }
+                    if seq > expected {
+                        return Err(bad(format!(
+                            "records {expected}..{} are missing (seq jumps from {last} to {seq})",
+                            seq - 1
+                        )));
+                    }
+                    if seq < expected {
+                        return Err(bad(format!(
+                            "record {seq} comes after record {last} (repeated or reordered)"
+                        )));
+                    }
+                    if prev != last_hash {
+                        return Err(bad(format!(
+                            "record {seq} does not follow record {last}: its prev hash differs \
+                             (edited or reordered)"
+                        )));
+                    }
                 }
             }
+        }
+        if head.event.as_deref() == Some("retention") && (macd || self.keys.is_none()) {
+            self.retention = head.oldest;
         }
         if line == 1 && seq != file.first_seq {
             return Err(bad(format!(
@@ -305,5 +419,55 @@ impl<'a> Walk<'a> {
         self.report.first_seq.get_or_insert(seq);
         self.report.last_seq = Some(seq);
         Ok(())
+    }
+
+    /// Checks the line's format and MAC; answers whether it carries a valid one. A MAC that
+    /// does not verify and a first-format line after a v2 one are problems. (A MAC stripped
+    /// off changes the line's hash, so the next MAC'd line no longer follows it.)
+    fn mac(&mut self, body: &[u8], head: &Head<'_>) -> Result<bool, (Option<u64>, String)> {
+        let seq = head.seq;
+        match head.v {
+            None if self.v2 => {
+                return Err((
+                    Some(seq),
+                    format!("record {seq} is in the first format, after records of the second"),
+                ));
+            }
+            None => {
+                self.report.unauthenticated += 1;
+                return Ok(false);
+            }
+            Some(crate::record::FORMAT) => self.v2 = true,
+            Some(v) => return Err((Some(seq), format!("record {seq} has unknown format {v}"))),
+        }
+        let Some((covered, mac)) = chain::split_mac(body) else {
+            self.report.unauthenticated += 1;
+            return Ok(false);
+        };
+        let Some(keys) = self.keys else {
+            return Ok(false);
+        };
+        let ok = data_encoding::HEXLOWER
+            .decode(mac)
+            .is_ok_and(|m| keys.record_mac_ok(covered, &m));
+        if !ok {
+            return Err((
+                Some(seq),
+                format!(
+                    "record {seq}'s MAC does not verify (edited and re-chained, or written \
+                     under another key)"
+                ),
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Notes an acknowledged gap.
+    fn gap(&mut self, head: &Head<'_>, seq: u64) {
+        self.report.gaps.push(format!(
+            "gap acknowledged at seq {seq} by {}: {}",
+            head.acknowledged_by.as_deref().unwrap_or("?"),
+            head.missing.as_deref().unwrap_or("?")
+        ));
     }
 }

@@ -23,6 +23,7 @@ use coffer_crypto::AuditKeys;
 use crate::AuditError;
 use crate::chain::{self, Hash};
 use crate::checkpoint::{self, Checkpoint};
+use crate::gap::Gap;
 use crate::message::Shared;
 use crate::record::finish_line;
 use crate::recover::Start;
@@ -42,7 +43,16 @@ pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
 
 pub(crate) struct Writer {
     dir: PathBuf,
+    /// The checkpoint's copy outside the directory.
+    anchor: Option<PathBuf>,
     max_file_bytes: u64,
+    /// Retention limits (0: none) and whether a rotation made it due.
+    keep_files: usize,
+    max_total_bytes: u64,
+    retention_due: bool,
+    /// What the check at open found missing, until acknowledged: no record but the gap
+    /// record is written and no checkpoint either.
+    pub(crate) gap: Option<Gap>,
     shared: Arc<Shared>,
     /// The key checkpoints are MAC'd with.
     keys: Option<AuditKeys>,
@@ -72,6 +82,7 @@ pub(crate) struct Writer {
 /// The slow half of a sync, run without the writer's mutex.
 pub(crate) struct PendingSync {
     dir: PathBuf,
+    anchor: Option<PathBuf>,
     /// The file the last record is in.
     file: PathBuf,
     dir_dirty: bool,
@@ -94,6 +105,9 @@ impl PendingSync {
         if let Some(keys) = &self.keys {
             for &slot in &self.slots {
                 checkpoint::write(&self.dir, slot, &self.cp, keys)?;
+                if let Some(anchor) = &self.anchor {
+                    checkpoint::write_file(anchor, slot, &self.cp, keys)?;
+                }
             }
         }
         Ok(())
@@ -116,7 +130,12 @@ impl Writer {
         Self {
             unsynced: written.is_some(),
             dir: config.dir.clone(),
+            anchor: config.anchor.clone(),
             max_file_bytes: config.max_file_bytes,
+            keep_files: config.keep_files,
+            max_total_bytes: config.max_total_bytes,
+            retention_due: false,
+            gap: None,
             shared,
             keys: None,
             next_seq: start.next_seq,
@@ -142,12 +161,96 @@ impl Writer {
         &mut self,
         bodies: impl IntoIterator<Item = &'b [u8]>,
     ) -> Result<u64, AuditError> {
+        if let Some(gap) = &self.gap {
+            return Err(AuditError::Tampered {
+                missing: gap.missing.clone(),
+            });
+        }
+        if self.shared.full.load(Ordering::Acquire) {
+            return Err(AuditError::Full {
+                path: self.dir.clone(),
+                free: self.shared.free.load(Ordering::Relaxed),
+                reserve: self.shared.reserve,
+            });
+        }
+        let first = self.write_lines(bodies)?;
+        if self.retention_due && self.keys.is_some() {
+            self.retention_due = false;
+            if let Err(e) = self.retain() {
+                tracing::error!(error = %e, "cannot apply the audit retention limits");
+            }
+        }
+        Ok(first)
+    }
+
+    /// Writes one event line (a `gap` or `retention` record, MAC'd with the current keys),
+    /// numbered at least `at_least`: a gap record skips the seqs of the missing records, so
+    /// no seq is ever used twice and the checkpoint never goes down. Answers its seq.
+    pub(crate) fn write_event(&mut self, body: &[u8], at_least: u64) -> Result<u64, AuditError> {
+        if at_least > self.next_seq {
+            if self.current_len == 0 {
+                // The next file is not written yet: name it for the seq it starts with.
+                if std::fs::metadata(&self.current).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(&self.current);
+                }
+                self.file = None;
+                let next = self.dir.join(chain::file_name(at_least));
+                self.current_name = file_name_of(&next);
+                self.current.clone_from(&next);
+                *self
+                    .shared
+                    .current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = next;
+            }
+            self.next_seq = at_least;
+        }
+        self.write_lines([body])
+    }
+
+    /// Applies the retention limits (see `crate::retain`): writes the `retention` record,
+    /// syncs it, then removes the files it names.
+    fn retain(&mut self) -> Result<(), AuditError> {
+        let Some(crate::retain::Due {
+            victims,
+            oldest,
+            body,
+        }) = crate::retain::prepare(
+            &self.dir,
+            &self.current,
+            self.keep_files,
+            self.max_total_bytes,
+        )?
+        else {
+            return Ok(());
+        };
+        let seq = self.write_event(&body, 0)?;
+        match &self.file {
+            Some(f) => f.sync_data(),
+            None => File::open(&self.current).and_then(|f| f.sync_data()),
+        }
+        .map_err(|e| AuditError::unavailable(&self.current, &e))?;
+        crate::retain::remove(&self.dir, &victims)?;
+        tracing::info!(
+            record = seq,
+            oldest,
+            files = victims.len(),
+            "audit retention applied"
+        );
+        Ok(())
+    }
+
+    /// Numbers, chains, MACs (with keys) and writes lines; see [`Writer::write_batch`].
+    fn write_lines<'b>(
+        &mut self,
+        bodies: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Result<u64, AuditError> {
         let first = self.next_seq;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let (mut seq, mut prev) = (first, self.prev);
         for body in bodies {
-            prev = finish_line(&mut out, seq, body, prev);
+            prev = finish_line(&mut out, seq, body, prev, self.keys.as_ref());
             seq += 1;
         }
         let result = self.write_buf(&out, first);
@@ -262,6 +365,7 @@ impl Writer {
         let next = self.dir.join(chain::file_name(first));
         tracing::info!(path = %next.display(), "starting a new audit file");
         self.current_len = 0;
+        self.retention_due = self.keep_files > 0 || self.max_total_bytes > 0;
         self.current_name = file_name_of(&next);
         self.current = next.clone();
         let mut current = self
@@ -315,7 +419,8 @@ impl Writer {
     pub(crate) fn prepare_sync(&mut self, last: bool) -> Option<PendingSync> {
         let cp = self.written.clone()?;
         let keys = self.keys.as_ref().map(AuditKeys::duplicate);
-        let needs_checkpoint = keys.is_some() && (last || self.checkpointed != Some(cp.seq));
+        let needs_checkpoint =
+            keys.is_some() && self.gap.is_none() && (last || self.checkpointed != Some(cp.seq));
         if !self.unsynced() && !needs_checkpoint {
             return None;
         }
@@ -334,6 +439,7 @@ impl Writer {
         };
         let pending = PendingSync {
             dir: self.dir.clone(),
+            anchor: self.anchor.clone(),
             file: self.dir.join(&cp.file),
             dir_dirty: self.dir_dirty,
             cp,
@@ -383,6 +489,16 @@ impl Writer {
     /// Whether keys are set.
     pub(crate) fn has_keys(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// The keys, while set.
+    pub(crate) fn keys(&self) -> Option<&AuditKeys> {
+        self.keys.as_ref()
+    }
+
+    /// The last record written (0: none) and the seq the next one gets.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.written.as_ref().map_or(0, |w| w.seq), self.next_seq)
     }
 }
 

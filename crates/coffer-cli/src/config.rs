@@ -81,6 +81,9 @@ pub struct FileConfig {
     audit_dir: Option<PathBuf>,
     audit_plain_names: Option<bool>,
     audit_max_file_bytes: Option<u64>,
+    audit_keep_files: Option<usize>,
+    audit_max_total_bytes: Option<u64>,
+    audit_reserve_bytes: Option<u64>,
     rate_limit: Option<RateLimitText>,
     http: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -212,6 +215,10 @@ pub struct ServeFlags {
     pub policy_file: Option<PathBuf>,
     pub audit_dir: Option<PathBuf>,
     pub no_audit: bool,
+    pub audit_max_file_bytes: Option<u64>,
+    pub audit_keep_files: Option<usize>,
+    pub audit_max_total_bytes: Option<u64>,
+    pub audit_reserve_bytes: Option<u64>,
     pub http: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -291,6 +298,12 @@ pub struct ServeConfig {
     pub audit_plain_names: bool,
     /// Audit file rotation size.
     pub audit_max_file_bytes: u64,
+    /// Audit retention: files kept (0: no limit).
+    pub audit_keep_files: usize,
+    /// Audit retention: bytes kept (0: no limit).
+    pub audit_max_total_bytes: u64,
+    /// Free space the audit directory keeps (requests refused below it).
+    pub audit_reserve_bytes: u64,
     /// The HTTP API, when it is served.
     pub http: Option<HttpListen>,
 }
@@ -439,10 +452,31 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
     } else {
         AuditChoice::Dir(flags.audit_dir.or(file.audit_dir.clone()))
     };
-    let audit_max_file_bytes = file.audit_max_file_bytes.unwrap_or(64 << 20);
+    let audit_max_file_bytes = flags
+        .audit_max_file_bytes
+        .or(file.audit_max_file_bytes)
+        .unwrap_or(64 << 20);
     if audit_max_file_bytes < 4096 {
         bail!("audit_max_file_bytes must be at least 4096");
     }
+    let audit_keep_files = flags
+        .audit_keep_files
+        .or(file.audit_keep_files)
+        .unwrap_or(0);
+    if audit_keep_files == 1 {
+        bail!("audit_keep_files must be 0 (no limit) or at least 2");
+    }
+    let audit_max_total_bytes = flags
+        .audit_max_total_bytes
+        .or(file.audit_max_total_bytes)
+        .unwrap_or(0);
+    if audit_max_total_bytes != 0 && audit_max_total_bytes < 2 * audit_max_file_bytes {
+        bail!("audit_max_total_bytes must be 0 (no limit) or at least twice audit_max_file_bytes");
+    }
+    let audit_reserve_bytes = flags
+        .audit_reserve_bytes
+        .or(file.audit_reserve_bytes)
+        .unwrap_or(coffer_audit::DEFAULT_RESERVE);
     let key_file = flags.key_file.or(file.key_file);
     if let Some(k) = &key_file
         && k.is_dir()
@@ -484,6 +518,9 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         audit,
         audit_plain_names: file.audit_plain_names.unwrap_or(false),
         audit_max_file_bytes,
+        audit_keep_files,
+        audit_max_total_bytes,
+        audit_reserve_bytes,
         http,
     })
 }

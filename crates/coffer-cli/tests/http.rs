@@ -456,6 +456,15 @@ fn metrics_count_requests_without_naming_secrets() {
         text.contains("coffer_http_request_duration_seconds_bucket{"),
         "{text}"
     );
+    // The audit directory's free space (issue 12, item 4).
+    let free: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("coffer_audit_free_bytes "))
+        .expect("the audit free-space gauge")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(free > 0, "{text}");
     assert!(
         text.contains(r#"coffer_materializations_total{namespace="default"} 3"#),
         "{text}"

@@ -101,6 +101,14 @@ impl Client {
         })
     }
 
+    /// Acknowledges the gap the daemon's audit check found at unseal (needs `sudo` on
+    /// `sys/audit`): answers the seq of the gap record written, `None` when there was none.
+    pub fn audit_acknowledge(&self) -> Result<Option<u64>, ClientError> {
+        Ok(self
+            .call(&self.request("audit_acknowledge").finish())?
+            .gap_seq)
+    }
+
     /// The daemon's verification of its audit log.
     pub fn audit_verify(&self) -> Result<AuditReport, ClientError> {
         self.call(&self.request("audit_verify").finish())?

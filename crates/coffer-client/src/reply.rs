@@ -80,6 +80,8 @@ pub struct Reply {
     pub namespace_hash: Option<String>,
     /// The audit log's verification.
     pub audit: Option<AuditReport>,
+    /// The seq of the gap record `audit_acknowledge` wrote.
+    pub gap_seq: Option<u64>,
     /// The request's `id`, echoed.
     pub id: Option<serde_json::Value>,
 }

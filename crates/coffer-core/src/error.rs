@@ -124,6 +124,13 @@ pub enum CoreError {
     /// The audit log cannot be written, so the request was refused (or its reply withheld).
     #[error("the audit log cannot be written: {0}")]
     AuditUnavailable(String),
+    /// The audit log does not match its checkpoint and no operator has acknowledged it: only
+    /// `audit_acknowledge` is served.
+    #[error(
+        "the audit log does not match its checkpoint ({0}); requests are refused until an \
+         operator runs `coffer audit acknowledge`"
+    )]
+    AuditTampered(String),
     /// The TPM refused, or could not be reached.
     #[error("{context}: {source}")]
     Tpm {
@@ -155,6 +162,7 @@ impl CoreError {
             Self::AlreadyInitialized(_) => ErrorCode::Conflict,
             Self::Tpm { .. } => ErrorCode::Tpm,
             Self::AuditUnavailable(_) => ErrorCode::AuditUnavailable,
+            Self::AuditTampered(_) => ErrorCode::AuditTampered,
         }
     }
 

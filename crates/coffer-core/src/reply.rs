@@ -104,4 +104,6 @@ pub enum Reply {
     },
     /// The audit log's verification.
     AuditVerified(Box<AuditReport>),
+    /// A gap acknowledged: the seq of the gap record (`None`: there was no gap).
+    AuditAcknowledged(Option<u64>),
 }

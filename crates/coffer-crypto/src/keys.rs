@@ -86,8 +86,13 @@ impl MasterKey {
     }
 }
 
+/// What a record MAC's message starts with (checkpoint messages start with
+/// `coffer audit checkpoint`).
+const RECORD_MAC_PREFIX: &[u8] = b"coffer audit record v2\n";
+
 /// The audit log's keys, derived from the master key: one hashes names and namespaces so the
-/// log can be searched without showing them, one authenticates checkpoints of the chain head.
+/// log can be searched without showing them, one authenticates records (the keyed chain) and
+/// checkpoints of the chain head.
 pub struct AuditKeys {
     names: SecretBytes,
     checkpoint: SecretBytes,
@@ -118,6 +123,20 @@ impl AuditKeys {
     /// Checks a checkpoint's MAC in constant time.
     pub fn checkpoint_mac_ok(&self, message: &[u8], mac: &[u8]) -> bool {
         subtle::ConstantTimeEq::ct_eq(&self.checkpoint_mac(message)[..], mac).into()
+    }
+
+    /// HMAC-SHA256 of an audit record line (the chain's keyed link). Under the checkpoint
+    /// key, domain-separated from checkpoints by a prefix no checkpoint message starts with.
+    pub fn record_mac(&self, line: &[u8]) -> [u8; 32] {
+        let mut message = Vec::with_capacity(RECORD_MAC_PREFIX.len() + line.len());
+        message.extend_from_slice(RECORD_MAC_PREFIX);
+        message.extend_from_slice(line);
+        hmac_sha256(&self.checkpoint, &message)
+    }
+
+    /// Checks a record's MAC in constant time.
+    pub fn record_mac_ok(&self, line: &[u8], mac: &[u8]) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.record_mac(line)[..], mac).into()
     }
 
     /// An independent copy.

@@ -70,6 +70,8 @@ string_enum! {
         AuditHash = "audit_hash",
         /// Verify the audit log's chain and checkpoint.
         AuditVerify = "audit_verify",
+        /// Acknowledge a gap the audit log's check at unseal found (writes a gap record).
+        AuditAcknowledge = "audit_acknowledge",
         /// A new version of a KV secret: a JSON merge patch of its newest value.
         Patch = "patch",
         /// Soft-delete versions (KV v2's `delete`): unreadable until undeleted.
@@ -91,7 +93,7 @@ string_enum! {
         namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
-        audit_verify, patch";
+        audit_verify, audit_acknowledge, patch";
 }
 
 impl Action {

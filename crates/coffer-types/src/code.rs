@@ -13,6 +13,9 @@ string_enum! {
         StoreUnavailable = "store_unavailable",
         /// An audit record could not be written, so the request was refused.
         AuditUnavailable = "audit_unavailable",
+        /// The audit log does not match its checkpoint (records, files or its directory
+        /// missing); requests are refused until an operator acknowledges the gap.
+        AuditTampered = "audit_tampered",
         /// The caller's identity could not be established (bad or expired token).
         Unauthenticated = "unauthenticated",
         /// The caller is known but not allowed to do this.
@@ -61,7 +64,10 @@ impl ErrorCode {
         match self {
             Self::InvalidName | Self::InvalidRequest | Self::TooLarge => 65,
             Self::NotFound => 66,
-            Self::Sealed | Self::StoreUnavailable | Self::AuditUnavailable => 69,
+            Self::Sealed
+            | Self::StoreUnavailable
+            | Self::AuditUnavailable
+            | Self::AuditTampered => 69,
             Self::RateLimited => 75,
             Self::Unauthenticated | Self::Denied => 77,
             Self::Conflict => 73,

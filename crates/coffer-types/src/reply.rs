@@ -170,6 +170,15 @@ pub struct AuditReport {
     pub checkpoint: Option<u64>,
     /// Records written after that checkpoint.
     pub unanchored: u64,
+    /// Gaps an operator acknowledged ("gap acknowledged at seq N by WHO: what is missing").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
+    /// Records without a MAC (written while sealed, or in the first format).
+    #[serde(default)]
+    pub unauthenticated: u64,
+    /// The seq the log starts with after retention removed older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_from: Option<u64>,
     /// The first problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,

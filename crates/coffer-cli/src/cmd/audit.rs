@@ -29,6 +29,9 @@ use coffer_server::daemon::reach_tpm;
 pub enum AuditCommand {
     /// Check the whole chain and its checkpoint; name the first bad record.
     Verify(VerifyArgs),
+    /// Acknowledge what the daemon's audit check at start found missing: writes a MAC'd gap
+    /// record naming it, after which the daemon serves again (needs sudo on sys/audit).
+    Acknowledge,
     /// Print the hash under which a name (and/or a namespace) appears in the audit log.
     Hash {
         /// The secret name
@@ -105,6 +108,16 @@ pub struct VerifyArgs {
 pub fn run(client: &Client, command: AuditCommand) -> anyhow::Result<std::process::ExitCode> {
     match command {
         AuditCommand::Verify(args) => verify(client, args),
+        AuditCommand::Acknowledge => {
+            match client.audit_acknowledge()? {
+                Some(seq) => eprintln!(
+                    "gap acknowledged: record {seq} of the audit log names what is missing; \
+                     the daemon serves again"
+                ),
+                None => eprintln!("nothing to acknowledge: the audit log matches its checkpoint"),
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         AuditCommand::Hash { name, namespace } => {
             if name.is_none() && namespace.is_none() {
                 bail!("give a name, --namespace, or both");
@@ -155,6 +168,20 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
             ),
             None => println!("checkpoint: not checked (no key to check it with)"),
         }
+        if let Some(seq) = report.retained_from {
+            println!(
+                "retention: the log starts at record {seq} (older files removed by retention)"
+            );
+        }
+        if report.unauthenticated > 0 {
+            println!(
+                "{} record(s) without a MAC (written while sealed, or in the first format)",
+                report.unauthenticated
+            );
+        }
+        for gap in &report.gaps {
+            println!("{gap}");
+        }
     }
     if let Some(problem) = &report.problem {
         eprintln!("coffer: the audit log is damaged: {problem}");
@@ -168,7 +195,14 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
         );
         return Ok(std::process::ExitCode::from(2));
     }
-    eprintln!("the audit log is intact");
+    if report.gaps.is_empty() {
+        eprintln!("the audit log is intact");
+    } else {
+        eprintln!(
+            "the audit log is intact apart from {} acknowledged gap(s)",
+            report.gaps.len()
+        );
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -184,7 +218,11 @@ fn offline(args: &VerifyArgs) -> anyhow::Result<AuditReport> {
         Some(data) => master_keys(data, args.recovery)?,
         None => None,
     };
-    let report = coffer_audit::verify(&audit_dir, keys.as_ref())
+    let anchor = args
+        .data_dir
+        .as_ref()
+        .map(|d| d.join(coffer_audit::ANCHOR_FILE));
+    let report = coffer_audit::verify_anchored(&audit_dir, anchor.as_deref(), keys.as_ref())
         .with_context(|| format!("cannot read the audit log in {}", audit_dir.display()))?;
     Ok(report.to_reply())
 }

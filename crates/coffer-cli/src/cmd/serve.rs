@@ -123,6 +123,19 @@ pub struct ServeArgs {
         value_name = "DIR"
     )]
     pub audit_dir: Option<PathBuf>,
+    /// Start a new audit file once the current one reaches BYTES [default: 64 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub audit_max_file_bytes: Option<u64>,
+    /// Keep at most N audit files; older ones are removed at rotation [default: 0, no limit]
+    #[arg(long, value_name = "N")]
+    pub audit_keep_files: Option<usize>,
+    /// Keep at most BYTES of audit files; older ones are removed at rotation [default: 0]
+    #[arg(long, value_name = "BYTES")]
+    pub audit_max_total_bytes: Option<u64>,
+    /// Refuse requests (audit_unavailable) when the audit directory's file system has less
+    /// than BYTES free [default: 64 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub audit_reserve_bytes: Option<u64>,
     /// Run without an audit log: no request is recorded (for measurements, never production)
     #[arg(long, conflicts_with = "audit_dir")]
     pub danger_no_audit: bool,
@@ -170,6 +183,10 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
             dir: dir.unwrap_or_else(|| dir_default(&cfg.data_dir)),
             max_file_bytes: cfg.audit_max_file_bytes,
             plain_names: cfg.audit_plain_names,
+            anchor: Some(cfg.data_dir.join(coffer_audit::ANCHOR_FILE)),
+            keep_files: cfg.audit_keep_files,
+            max_total_bytes: cfg.audit_max_total_bytes,
+            reserve_bytes: cfg.audit_reserve_bytes,
             ..AuditConfig::default()
         }),
         AuditChoice::Off => None,
@@ -218,6 +235,10 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             policy_file: args.policy_file,
             audit_dir: args.audit_dir,
             no_audit: args.danger_no_audit,
+            audit_max_file_bytes: args.audit_max_file_bytes,
+            audit_keep_files: args.audit_keep_files,
+            audit_max_total_bytes: args.audit_max_total_bytes,
+            audit_reserve_bytes: args.audit_reserve_bytes,
             http: args.http,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,

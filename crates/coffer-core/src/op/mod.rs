@@ -140,6 +140,9 @@ pub enum Operation {
     },
     /// Verify the audit log.
     AuditVerify,
+    /// Acknowledge the gap the audit log's check at unseal found: write a MAC'd gap record
+    /// naming what is missing, then serve again.
+    AuditAcknowledge,
     /// May the caller read the daemon's metrics (`read` on `sys/metrics`)? The listener
     /// that serves them renders them after this passes.
     Metrics,
@@ -279,6 +282,7 @@ impl Operation {
             Self::TokenLookup { .. } => Action::TokenLookup,
             Self::AuditHash { .. } => Action::AuditHash,
             Self::AuditVerify => Action::AuditVerify,
+            Self::AuditAcknowledge => Action::AuditAcknowledge,
             Self::Metrics => Action::Metrics,
         }
     }

@@ -155,12 +155,29 @@ impl Service {
                     if let Err(e) = audit.sync() {
                         tracing::warn!(error = %e, "cannot checkpoint the audit log before verifying it");
                     }
-                    coffer_audit::verify(audit.dir(), keys.as_ref())
+                    coffer_audit::verify_anchored(audit.dir(), audit.anchor(), keys.as_ref())
                         .map_err(|e| CoreError::AuditUnavailable(e.to_string()))
                 })
                 .await
                 .map_err(at(Gate::Store))?;
                 Ok(Reply::AuditVerified(Box::new(report.to_reply())))
+            }
+            Operation::AuditAcknowledge => {
+                let audit = self.audit.clone().ok_or_else(|| {
+                    Refusal::at(
+                        Gate::Validation,
+                        CoreError::Unsupported("this daemon runs without an audit log"),
+                    )
+                })?;
+                let by = who.actor();
+                let seq = blocking(move || {
+                    audit
+                        .acknowledge(&by)
+                        .map_err(|e| CoreError::AuditUnavailable(e.to_string()))
+                })
+                .await
+                .map_err(at(Gate::Audit))?;
+                Ok(Reply::AuditAcknowledged(seq))
             }
             Operation::Metrics => Ok(Reply::Done),
             Operation::TokenCreate(_)

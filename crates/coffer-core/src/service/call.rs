@@ -57,6 +57,16 @@ impl Service {
                 )),
             );
         }
+        if let Some(audit) = &self.audit
+            && action != coffer_types::Action::AuditAcknowledge
+            && let Some(missing) = audit.gap()
+        {
+            tracing::error!(%action, peer = %caller.identity, "request refused: the audit log does not match its checkpoint; run `coffer audit acknowledge`");
+            return (
+                None,
+                Err(Refusal::at(Gate::Audit, CoreError::AuditTampered(missing))),
+            );
+        }
         let (_entered, stopping) = self.inflight.enter();
         let pending = Pending::new(caller.identity, &request);
         if stopping {

@@ -489,7 +489,9 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         | Operation::TokenLookup {
             accessor: Some(_), ..
         } => (Sudo, "sys/token"),
-        Operation::AuditHash { .. } | Operation::AuditVerify => (Sudo, "sys/audit"),
+        Operation::AuditHash { .. } | Operation::AuditVerify | Operation::AuditAcknowledge => {
+            (Sudo, "sys/audit")
+        }
         Operation::Metrics => (Read, "sys/metrics"),
         _ => return None,
     })

@@ -138,6 +138,23 @@ impl Service {
         self
     }
 
+    /// Gives the audit log the keys when the store is unsealed (at start, with a key file or
+    /// the TPM), so its check against the newest checkpoint runs now: a gap is reported in
+    /// the daemon's log at start, and requests are refused (`audit_tampered`) until an
+    /// operator acknowledges it. (Every unseal does the same at the next request.)
+    pub fn check_audit(&self) {
+        if let Some(audit) = &self.audit
+            && let Some(keys) = self.vault.audit_keys()
+        {
+            audit.set_keys(Some(keys));
+        }
+    }
+
+    /// Bytes free in the audit directory's file system, as last looked at (for metrics).
+    pub fn audit_free_bytes(&self) -> Option<u64> {
+        self.audit.as_ref().and_then(|a| a.free_bytes())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ServiceConfig {
         &self.config

@@ -112,6 +112,7 @@ impl DaemonConfig {
         Self {
             audit: Some(AuditConfig {
                 dir: data_dir.join("audit"),
+                anchor: Some(data_dir.join(coffer_audit::ANCHOR_FILE)),
                 ..AuditConfig::default()
             }),
             data_dir,

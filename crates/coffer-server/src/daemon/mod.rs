@@ -87,6 +87,9 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
             })?;
             tracing::info!(dir = %audit.dir.display(), plain_names = audit.plain_names, "audit log open");
             service = service.with_audit(Arc::new(log));
+            // Unsealed at start (a key file or the TPM): check the log against its newest
+            // checkpoint now, so a gap is reported at start, not at the first request.
+            service.check_audit();
         }
         None => tracing::warn!(
             "running without an audit log (--danger-no-audit): no request is recorded"

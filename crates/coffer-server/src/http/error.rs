@@ -113,6 +113,7 @@ fn refusal(r: &Refusal) -> Response {
         _ if matches!(r.error, CoreError::Stopping) => r.error.to_string(),
         ErrorCode::StoreUnavailable
         | ErrorCode::AuditUnavailable
+        | ErrorCode::AuditTampered
         | ErrorCode::Tpm
         | ErrorCode::NvFull
         | ErrorCode::Internal => {
@@ -124,6 +125,11 @@ fn refusal(r: &Refusal) -> Response {
                 ErrorCode::AuditUnavailable => {
                     "the audit log cannot be written, so the request was refused; the \
                      daemon's log says why"
+                        .to_owned()
+                }
+                ErrorCode::AuditTampered => {
+                    "the audit log does not match its checkpoint, so the request was refused \
+                     until an operator acknowledges it; the daemon's log says why"
                         .to_owned()
                 }
                 ErrorCode::Tpm => "the TPM refused; the daemon's log has details".to_owned(),

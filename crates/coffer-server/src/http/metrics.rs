@@ -54,6 +54,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     sealed: Gauge,
     uptime: Gauge,
+    audit_free: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +75,7 @@ impl Metrics {
         let actions = Family::<ActionLabels, Counter>::default();
         let sealed = Gauge::default();
         let uptime = Gauge::default();
+        let audit_free = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status code",
@@ -104,6 +106,11 @@ impl Metrics {
             "Seconds since the HTTP API started",
             uptime.clone(),
         );
+        registry.register(
+            "audit_free_bytes",
+            "Bytes free in the audit directory's file system (-1: unknown or no audit log)",
+            audit_free.clone(),
+        );
         Self {
             registry,
             requests,
@@ -112,6 +119,7 @@ impl Metrics {
             actions,
             sealed,
             uptime,
+            audit_free,
         }
     }
 
@@ -147,6 +155,11 @@ impl Metrics {
         self.sealed.set(i64::from(service.sealed()));
         self.uptime
             .set(i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX));
+        self.audit_free.set(
+            service
+                .audit_free_bytes()
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        );
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");

@@ -380,6 +380,7 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             namespace: f.namespace.take(),
         },
         Action::AuditVerify => Operation::AuditVerify,
+        Action::AuditAcknowledge => Operation::AuditAcknowledge,
         _ => return Err(invalid("this action is not available on the socket")),
     })
 }

@@ -117,6 +117,13 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             }
         }
         Reply::AuditVerified(report) => ok_with(out, "audit", report),
+        Reply::AuditAcknowledged(seq) => {
+            out.extend_from_slice(b"{\"ok\":true");
+            if let Some(seq) = seq {
+                // Writing into a Vec cannot fail.
+                let _ = std::io::Write::write_fmt(out, format_args!(",\"gap_seq\":{seq}"));
+            }
+        }
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);

@@ -1,0 +1,234 @@
+//! The check at open, once the audit keys are known (after unseal): does the log still hold
+//! what its newest checkpoint anchors?
+//!
+//! The newest valid checkpoint of the directory's `checkpoint` file and of the anchor copy
+//! outside the directory (`DATA_DIR/audit-anchor`) names a record by seq, hash and file. The
+//! log must still hold that record, unchanged, in that file, and every record after it must
+//! follow it (seq by seq, `prev` by `prev`, MACs valid). Otherwise records, files or the
+//! whole directory went missing while the daemon was stopped (or were edited): a [`Gap`].
+//! The daemon then refuses every request but `audit_acknowledge`, which writes a MAC'd
+//! `gap` record naming what is missing (see [`crate::AuditLog::acknowledge`]).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use coffer_crypto::AuditKeys;
+use serde::Deserialize;
+
+use crate::AuditError;
+use crate::chain::{self, Hash};
+use crate::checkpoint::{self, Checkpoint};
+
+/// What the check at open found missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// The last record present before the gap (0: none).
+    pub(crate) after: u64,
+    /// The seq the newest checkpoint anchors (0: none verified).
+    pub(crate) checkpoint: u64,
+    /// The checkpoint's file.
+    pub(crate) checkpoint_file: String,
+    /// What is missing or broken, for a person.
+    pub(crate) missing: String,
+}
+
+/// Where the writer stands when the check runs.
+pub(crate) struct Head {
+    /// The last record written (0: none).
+    pub(crate) last: u64,
+    /// Whether the audit directory had to be created at open.
+    pub(crate) dir_created: bool,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev: std::borrow::Cow<'a, str>,
+}
+
+/// The newest valid checkpoint of the directory and the anchor, and whether either file
+/// exists at all.
+pub(crate) fn newest(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: &AuditKeys,
+) -> Result<(Option<Checkpoint>, bool), AuditError> {
+    let own = checkpoint::read(dir, keys)?;
+    let other = match anchor {
+        Some(path) => checkpoint::read_file(path, keys)?,
+        None => checkpoint::Slots::default(),
+    };
+    let cp = [own.newest(), other.newest()]
+        .into_iter()
+        .flatten()
+        .max_by_key(|c| c.seq)
+        .cloned();
+    Ok((cp, own.exists || other.exists))
+}
+
+/// Checks the log in `dir` against its newest checkpoint.
+pub(crate) fn check(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: &AuditKeys,
+    head: &Head,
+) -> Result<Option<Gap>, AuditError> {
+    let (cp, any_file) = newest(dir, anchor, keys)?;
+    let files = chain::list(dir)?;
+    let gap = |cp: Option<&Checkpoint>, missing: String| {
+        Ok(Some(Gap {
+            after: head.last,
+            checkpoint: cp.map_or(0, |c| c.seq),
+            checkpoint_file: cp.map(|c| c.file.clone()).unwrap_or_default(),
+            missing,
+        }))
+    };
+    let Some(cp) = cp else {
+        if any_file {
+            return gap(
+                None,
+                "no checkpoint verifies under this store's key (the checkpoint files are \
+                 damaged or were replaced)"
+                    .into(),
+            );
+        }
+        if head.last > 0 && any_mac(&files)? {
+            return gap(
+                None,
+                "the checkpoint file is missing, though records were written with keys".into(),
+            );
+        }
+        return Ok(None);
+    };
+    if cp.seq > head.last {
+        let range = if head.last + 1 == cp.seq {
+            format!("record {}", cp.seq)
+        } else {
+            format!("records {}..{}", head.last + 1, cp.seq)
+        };
+        let why = if head.dir_created {
+            "the audit directory was missing".to_owned()
+        } else if files.is_empty() {
+            "every audit file was missing".to_owned()
+        } else if !files
+            .iter()
+            .any(|f| chain::file_name(f.first_seq) == cp.file)
+        {
+            format!("the file {} is missing", cp.file)
+        } else {
+            "the log was cut short".to_owned()
+        };
+        return gap(
+            Some(&cp),
+            format!(
+                "{range} are missing ({why}); the last checkpoint covers record {} in {}",
+                cp.seq, cp.file
+            ),
+        );
+    }
+    let Some(at) = files
+        .iter()
+        .position(|f| chain::file_name(f.first_seq) == cp.file)
+    else {
+        return gap(
+            Some(&cp),
+            format!(
+                "the file {} holding checkpointed record {} is missing",
+                cp.file, cp.seq
+            ),
+        );
+    };
+    match follow(&files[at..], &cp, keys)? {
+        None => Ok(None),
+        Some(broken) => gap(Some(&cp), broken),
+    }
+}
+
+/// Walks from the checkpointed record to the end; answers what breaks, if anything.
+fn follow(
+    files: &[chain::AuditFile],
+    cp: &Checkpoint,
+    keys: &AuditKeys,
+) -> Result<Option<String>, AuditError> {
+    let mut last: Option<(u64, Hash)> = None;
+    let mut buf = Vec::with_capacity(1024);
+    for file in files {
+        let read_err = |source| AuditError::Read {
+            path: file.path.clone(),
+            source,
+        };
+        let mut reader = BufReader::new(File::open(&file.path).map_err(read_err)?);
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(read_err)? == 0 {
+                break;
+            }
+            let Some(line) = buf.strip_suffix(b"\n") else {
+                break; // a batch being written
+            };
+            let Ok(parsed) = serde_json::from_slice::<Line<'_>>(line) else {
+                return Ok(Some(format!(
+                    "{} holds a line that is not a record",
+                    file.path.display()
+                )));
+            };
+            let hash = Hash::of_line(line);
+            match last {
+                None if parsed.seq < cp.seq => continue,
+                None if parsed.seq == cp.seq && hash == cp.hash => {}
+                None => {
+                    return Ok(Some(format!(
+                        "record {} differs from the checkpoint (edited or replaced)",
+                        cp.seq
+                    )));
+                }
+                Some((seq, prev)) => {
+                    let linked = Hash::from_hex(&parsed.prev) == Some(prev);
+                    if parsed.seq != seq + 1 || !linked {
+                        return Ok(Some(format!(
+                            "the chain breaks after record {seq} (records after the checkpoint \
+                             were removed or edited)"
+                        )));
+                    }
+                    if let Some((covered, mac)) = chain::split_mac(line) {
+                        let ok = data_encoding::HEXLOWER
+                            .decode(mac)
+                            .is_ok_and(|m| keys.record_mac_ok(covered, &m));
+                        if !ok {
+                            return Ok(Some(format!(
+                                "record {} does not carry a valid MAC (edited)",
+                                parsed.seq
+                            )));
+                        }
+                    }
+                }
+            }
+            last = Some((parsed.seq, hash));
+        }
+    }
+    Ok(match last {
+        Some(_) => None,
+        None => Some(format!(
+            "checkpointed record {} is not in {}",
+            cp.seq, cp.file
+        )),
+    })
+}
+
+/// Whether any line of the newest non-empty file carries a MAC.
+fn any_mac(files: &[chain::AuditFile]) -> Result<bool, AuditError> {
+    for f in files.iter().rev() {
+        let bytes = std::fs::read(&f.path).map_err(|source| AuditError::Read {
+            path: f.path.clone(),
+            source,
+        })?;
+        if !bytes.is_empty() {
+            return Ok(bytes
+                .split(|&b| b == b'\n')
+                .any(|l| chain::split_mac(l).is_some()));
+        }
+    }
+    Ok(false)
+}
