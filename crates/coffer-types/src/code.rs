@@ -13,6 +13,9 @@ string_enum! {
         StoreUnavailable = "store_unavailable",
         /// An audit record could not be written, so the request was refused.
         AuditUnavailable = "audit_unavailable",
+        /// The access policies kept in the store could not be loaded: every caller that
+        /// does not hold `root` is refused until an operator fixes them.
+        PolicyUnavailable = "policy_unavailable",
         /// The caller's identity could not be established (bad or expired token).
         Unauthenticated = "unauthenticated",
         /// The caller is known but not allowed to do this.
@@ -61,7 +64,10 @@ impl ErrorCode {
         match self {
             Self::InvalidName | Self::InvalidRequest | Self::TooLarge => 65,
             Self::NotFound => 66,
-            Self::Sealed | Self::StoreUnavailable | Self::AuditUnavailable => 69,
+            Self::Sealed
+            | Self::StoreUnavailable
+            | Self::AuditUnavailable
+            | Self::PolicyUnavailable => 69,
             Self::RateLimited => 75,
             Self::Unauthenticated | Self::Denied => 77,
             Self::Conflict => 73,
@@ -90,6 +96,7 @@ mod tests {
                 "sealed",
                 "store_unavailable",
                 "audit_unavailable",
+                "policy_unavailable",
                 "unauthenticated",
                 "denied",
                 "rate_limited",
