@@ -1,7 +1,7 @@
 //! `coffer policy`: policies and the subjects bound to them, put at run time (the policy
 //! file's are read at start). Changes need `sudo` on `sys/policy`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -59,7 +59,7 @@ pub enum PolicyCommand {
     },
 }
 
-fn read_text(file: &PathBuf) -> anyhow::Result<String> {
+fn read_text(file: &Path) -> anyhow::Result<String> {
     if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")
     } else {
@@ -68,11 +68,11 @@ fn read_text(file: &PathBuf) -> anyhow::Result<String> {
 }
 
 /// Reads rules from TOML or JSON.
-fn read_rules(file: &PathBuf) -> anyhow::Result<Vec<RuleText>> {
+fn read_rules(file: &Path) -> anyhow::Result<Vec<RuleText>> {
     rules_of(file, &read_text(file)?)
 }
 
-fn rules_of(file: &PathBuf, text: &str) -> anyhow::Result<Vec<RuleText>> {
+fn rules_of(file: &Path, text: &str) -> anyhow::Result<Vec<RuleText>> {
     let doc: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => {
@@ -95,7 +95,7 @@ fn rules_of(file: &PathBuf, text: &str) -> anyhow::Result<Vec<RuleText>> {
 
 /// `coffer policy check`: the file's policies as the daemon would load them, and the grants
 /// in them that amount to root (coffer_core::access::review), each a warning.
-fn check(file: &PathBuf) -> anyhow::Result<()> {
+fn check(file: &Path) -> anyhow::Result<()> {
     use coffer_core::access::policy::{PolicyDoc, PolicySet, PolicyText, parse_policy_file};
     let text = read_text(file)?;
     let one_policy = toml::from_str::<toml::Table>(&text)
