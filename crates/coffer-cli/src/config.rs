@@ -359,6 +359,25 @@ pub fn default_client_socket() -> PathBuf {
     }
 }
 
+/// The variable naming one more uid whose daemon a client may talk to (beside root and the
+/// user's own): a number or a user name.
+pub const SERVER_UID_VAR: &str = "COFFER_SERVER_UID";
+
+/// The uid in `COFFER_SERVER_UID`, if set.
+pub fn trusted_server_uid() -> anyhow::Result<Option<u32>> {
+    let Some(text) = std::env::var_os(SERVER_UID_VAR).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = text.to_string_lossy();
+    if let Ok(uid) = text.trim().parse::<u32>() {
+        return Ok(Some(uid));
+    }
+    match nix::unistd::User::from_name(text.trim()) {
+        Ok(Some(user)) => Ok(Some(user.uid.as_raw())),
+        _ => bail!("{SERVER_UID_VAR}={text:?} is neither a uid nor a user on this machine"),
+    }
+}
+
 /// Merges flags, file and defaults for `serve`.
 pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<ServeConfig> {
     let http = http_settings(&flags, &file)?;

@@ -222,12 +222,17 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-/// A client for the daemon, carrying the token of `COFFER_TOKEN` or `--token-file` if any.
+/// A client for the daemon, carrying the token of `COFFER_TOKEN` or `--token-file` if any,
+/// and trusting a daemon of the uid in `COFFER_SERVER_UID` beside root's and the user's own.
 fn client(
     socket: Option<PathBuf>,
     token_file: Option<&std::path::Path>,
 ) -> anyhow::Result<coffer_client::Client> {
-    let client = coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket));
+    let mut client =
+        coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket));
+    if let Some(uid) = config::trusted_server_uid()? {
+        client = client.trust_server_uid(uid);
+    }
     let token = match (token_file, std::env::var_os("COFFER_TOKEN")) {
         (Some(path), _) => {
             let text = std::fs::read(path).map_err(|e| {

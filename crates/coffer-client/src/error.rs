@@ -18,6 +18,27 @@ pub enum ClientError {
         /// Why.
         source: io::Error,
     },
+    /// The process listening on the socket is not one the client trusts: it runs as
+    /// neither root, nor the client's own user, nor a uid the caller allowed
+    /// ([`Client::trust_server_uid`](crate::Client::trust_server_uid)). Nothing was sent.
+    #[error(
+        "refusing to talk to {}: the process listening there runs as uid {uid}{}, not as \
+         root or as you (uid {me}), so it may be another user's impostor; nothing was sent. \
+         If you trust that daemon, set COFFER_SERVER_UID={uid}; otherwise remove the socket \
+         (or its directory) and start your own daemon, or choose another socket with --socket",
+        .path.display(),
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    UntrustedServer {
+        /// The socket.
+        path: PathBuf,
+        /// The listening process's uid, as the kernel reports it (SO_PEERCRED).
+        uid: u32,
+        /// Its pid, when the kernel gave one.
+        pid: Option<i32>,
+        /// The client's own uid.
+        me: u32,
+    },
     /// The connection failed midway.
     #[error("talking to coffer failed")]
     Io(#[from] io::Error),
@@ -49,6 +70,7 @@ impl ClientError {
         match self {
             Self::Refused { code, .. } => *code,
             Self::Connect { .. } => ErrorCode::StoreUnavailable,
+            Self::UntrustedServer { .. } => ErrorCode::Unauthenticated,
             _ => ErrorCode::Internal,
         }
     }

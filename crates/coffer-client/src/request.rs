@@ -144,12 +144,19 @@ impl RequestBuilder {
 }
 
 /// A client bound to one socket.
+///
+/// Before it writes anything on a connection, the client asks the kernel who listens at the
+/// other end (SO_PEERCRED) and goes on only for root, its own user, or a uid allowed with
+/// [`Client::trust_server_uid`]: a socket another user put where the daemon's should be
+/// receives no token and no value ([`ClientError::UntrustedServer`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
     max_reply: usize,
     token: Option<SecretBytes>,
+    /// uids trusted beside root and the client's own.
+    server_uids: Vec<u32>,
 }
 
 impl Client {
@@ -168,7 +175,14 @@ impl Client {
             timeout: Self::DEFAULT_TIMEOUT,
             max_reply: Self::DEFAULT_MAX_REPLY,
             token: None,
+            server_uids: Vec::new(),
         }
+    }
+
+    /// Also trusts a daemon running as `uid` (beside root and the client's own user).
+    pub fn trust_server_uid(mut self, uid: u32) -> Self {
+        self.server_uids.push(uid);
+        self
     }
 
     /// Sends `token` with every request: they then run as the token.
@@ -217,12 +231,32 @@ impl Client {
             path: self.socket.clone(),
             source,
         })?;
+        self.check_server(&stream)?;
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         Ok(Connection {
             stream,
             buf: Zeroizing::new(Vec::new()),
             limit: self.max_reply,
+        })
+    }
+}
+
+impl Client {
+    /// Refuses a listener that is not root, the client's user or a trusted uid. The kernel
+    /// recorded the listener's credentials when it called `listen`; they cannot be forged.
+    fn check_server(&self, stream: &UnixStream) -> Result<(), ClientError> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let cred = getsockopt(stream, PeerCredentials).map_err(io::Error::from)?;
+        let (uid, me) = (cred.uid(), nix::unistd::geteuid().as_raw());
+        if uid == 0 || uid == me || self.server_uids.contains(&uid) {
+            return Ok(());
+        }
+        Err(ClientError::UntrustedServer {
+            path: self.socket.clone(),
+            uid,
+            pid: (cred.pid() > 0).then_some(cred.pid()),
+            me,
         })
     }
 }

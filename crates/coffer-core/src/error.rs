@@ -121,6 +121,13 @@ pub enum CoreError {
     /// `init` found a store or key already there.
     #[error("{0}")]
     AlreadyInitialized(String),
+    /// The stored access policies could not be loaded: only callers holding `root` are
+    /// served (the daemon's log names the policy and why).
+    #[error(
+        "the access policies stored in coffer could not be loaded, so only root is served \
+         until an operator fixes them (the daemon's log names the policy)"
+    )]
+    PolicyUnavailable,
     /// The audit log cannot be written, so the request was refused (or its reply withheld).
     #[error("the audit log cannot be written: {0}")]
     AuditUnavailable(String),
@@ -163,6 +170,7 @@ impl CoreError {
             Self::Tpm { .. } => ErrorCode::Tpm,
             Self::AuditUnavailable(_) => ErrorCode::AuditUnavailable,
             Self::AuditTampered(_) => ErrorCode::AuditTampered,
+            Self::PolicyUnavailable => ErrorCode::PolicyUnavailable,
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The source follows a request's path: [`listener`] accepts and limits, `connection`
 //! frames with [`framing`], [`peer`] identifies the caller, [`protocol`] parses and answers
-//! through `coffer_core::Service::call`; [`handler`] is what they share. [`http`] is the
+//! through `coffer_core::Service::call`; [`handler`] is what they share; [`socket_dir`]
+//! keeps the socket's directory the daemon's own. [`http`] is the
 //! Vault-compatible API on the same service. [`floor`] is the no-work handler `coffer bench`
 //! compares against.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod listener;
 pub mod peer;
 pub mod protocol;
 mod slots;
+pub mod socket_dir;
 
 pub use daemon::{Daemon, DaemonConfig, DaemonError};
 pub use handler::{Flow, Handler, Limits, Replies};

@@ -2,11 +2,12 @@
 //! starving the others (DESIGN.md, Local socket protocol, Limits).
 //!
 //! The socket file is made connectable by every user (mode 0666): who may do what is decided
-//! per request from the peer's credentials, not by file mode. A stale socket left by a crash
+//! per request from the peer's credentials, not by file mode. Its directory must be the
+//! daemon's own and writable by nobody else (`socket_dir`). A stale socket left by a crash
 //! is replaced; a live one (another daemon answering) is not.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +19,13 @@ use crate::connection;
 use crate::handler::{Handler, Limits};
 use crate::peer;
 use crate::slots::{Full, Slots};
+use crate::socket_dir;
 
-/// Binds a socket at `path` (creating its directory, 0755, when missing), replacing a stale
-/// socket file but never a live one, and opens it to every user.
+/// Binds a socket at `path` in a directory that passes [`socket_dir::prepare`] (created
+/// when missing), replacing a stale socket file but never a live one, and opens it to every
+/// user without following a link.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
-    }
+    socket_dir::prepare(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -53,7 +49,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) => return Err(e),
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    socket_dir::open_to_all(path)?;
     Ok(listener)
 }
 

@@ -16,6 +16,9 @@ string_enum! {
         /// The audit log does not match its checkpoint (records, files or its directory
         /// missing); requests are refused until an operator acknowledges the gap.
         AuditTampered = "audit_tampered",
+        /// The access policies kept in the store could not be loaded: every caller that
+        /// does not hold `root` is refused until an operator fixes them.
+        PolicyUnavailable = "policy_unavailable",
         /// The caller's identity could not be established (bad or expired token).
         Unauthenticated = "unauthenticated",
         /// The caller is known but not allowed to do this.
@@ -67,7 +70,8 @@ impl ErrorCode {
             Self::Sealed
             | Self::StoreUnavailable
             | Self::AuditUnavailable
-            | Self::AuditTampered => 69,
+            | Self::AuditTampered
+            | Self::PolicyUnavailable => 69,
             Self::RateLimited => 75,
             Self::Unauthenticated | Self::Denied => 77,
             Self::Conflict => 73,
@@ -96,6 +100,7 @@ mod tests {
                 "sealed",
                 "store_unavailable",
                 "audit_unavailable",
+                "policy_unavailable",
                 "unauthenticated",
                 "denied",
                 "rate_limited",

@@ -255,4 +255,8 @@ pub struct StatusReport {
     pub cache: CacheStatus,
     /// Locked memory.
     pub memory: MemoryStatus,
+    /// The details (store id, key-file paths, the TPM's TCTI, why the store is sealed or
+    /// unavailable) were left out: the caller may not see them (`meta` on `sys/status`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detail_withheld: bool,
 }

@@ -1,7 +1,7 @@
 //! `coffer policy`: policies and the subjects bound to them, put at run time (the policy
 //! file's are read at start). Changes need `sudo` on `sys/policy`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -41,6 +41,13 @@ pub enum PolicyCommand {
         /// The policy's name
         name: String,
     },
+    /// Check a policy file (as --policy-file reads it) or one policy (as `put` takes it)
+    /// without a daemon: refuse what would be refused, and warn about grants that amount
+    /// to root (`sudo` reaching sys/policy, sys/token or sys/slots; bindings to `root`).
+    Check {
+        /// The file (`-` for standard input)
+        file: PathBuf,
+    },
     /// Bind a subject (uid:N, gid:N, user:NAME, token:ACCESSOR) to policies, replacing its
     /// run-time binding; with no --policy, remove it.
     Bind {
@@ -52,17 +59,24 @@ pub enum PolicyCommand {
     },
 }
 
-/// Reads rules from TOML or JSON.
-fn read_rules(file: &PathBuf) -> anyhow::Result<Vec<RuleText>> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+fn read_text(file: &Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
-    };
-    let doc: serde_json::Value = match serde_json::from_str(&text) {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    }
+}
+
+/// Reads rules from TOML or JSON.
+fn read_rules(file: &Path) -> anyhow::Result<Vec<RuleText>> {
+    rules_of(file, &read_text(file)?)
+}
+
+fn rules_of(file: &Path, text: &str) -> anyhow::Result<Vec<RuleText>> {
+    let doc: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => {
-            let t: toml::Value = toml::from_str(&text)
+            let t: toml::Value = toml::from_str(text)
                 .with_context(|| format!("{} is neither JSON nor TOML", file.display()))?;
             serde_json::to_value(t)?
         }
@@ -77,6 +91,57 @@ fn read_rules(file: &PathBuf) -> anyhow::Result<Vec<RuleText>> {
         }),
         _ => bail!("{} needs `rules`, a list such as {example}", file.display()),
     }
+}
+
+/// `coffer policy check`: the file's policies as the daemon would load them, and the grants
+/// in them that amount to root (coffer_core::access::review), each a warning.
+fn check(file: &Path) -> anyhow::Result<()> {
+    use coffer_core::access::policy::{PolicyDoc, PolicySet, PolicyText, parse_policy_file};
+    let text = read_text(file)?;
+    let one_policy = toml::from_str::<toml::Table>(&text)
+        .map(|t| t.contains_key("rules"))
+        .unwrap_or_else(|_| serde_json::from_str::<serde_json::Value>(&text).is_ok());
+    let set = if one_policy {
+        let rules = rules_of(file, &text)?;
+        let doc = PolicyDoc::from_text(&PolicyText { rules })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let name = file
+            .file_stem()
+            .filter(|_| file.as_os_str() != "-")
+            .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
+        let mut set = PolicySet::default();
+        set.policies.insert(name, doc);
+        set
+    } else {
+        parse_policy_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+    };
+    let found = coffer_core::access::review::root_grants(&set);
+    for g in &found {
+        eprintln!("warning: policy {}: {} (amounts to root)", g.policy, g.why);
+    }
+    println!(
+        "{}: {} {}, {} {}; {} {} to root",
+        file.display(),
+        set.policies.len(),
+        if set.policies.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        },
+        set.subjects.len(),
+        if set.subjects.len() == 1 {
+            "binding"
+        } else {
+            "bindings"
+        },
+        found.len(),
+        if found.len() == 1 {
+            "grant amounts"
+        } else {
+            "grants amount"
+        },
+    );
+    Ok(())
 }
 
 fn rules_table(rules: &[RuleText]) -> Table<2> {
@@ -140,6 +205,7 @@ pub fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> {
             client.delete_policy(&name)?;
             eprintln!("policy {name} deleted");
         }
+        PolicyCommand::Check { file } => check(&file)?,
         PolicyCommand::Bind { subject, policies } => {
             client.bind(&subject, &policies)?;
             if policies.is_empty() {

@@ -4,7 +4,8 @@
 //! Every secret is read before the command starts, so a missing one fails early, naming the
 //! variable and the secret. Then coffer `exec`s the command: it replaces coffer in the same
 //! process, so standard input, output and error, signals and the exit status are the
-//! command's own, and no coffer process lingers holding the values.
+//! command's own, and no coffer process lingers holding the values. The token coffer used
+//! (`COFFER_TOKEN`, `COFFER_TOKEN_FILE`) is not passed on unless `--pass-token` asks.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -15,6 +16,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use coffer_client::Client;
 use coffer_types::{Namespace, SecretRef};
+
+/// The variables that carry coffer's token, kept from the command unless `--pass-token`.
+const TOKEN_VAR: &str = "COFFER_TOKEN";
+const TOKEN_FILE_VAR: &str = "COFFER_TOKEN_FILE";
 
 /// Options of `coffer run`.
 #[derive(Args, Debug)]
@@ -30,6 +35,10 @@ pub struct RunArgs {
     /// The namespace of plain names [default: default]
     #[arg(long, short = 'n')]
     namespace: Option<String>,
+    /// Let the command inherit COFFER_TOKEN and COFFER_TOKEN_FILE (by default they are
+    /// removed from its environment: the token is coffer's, not the command's)
+    #[arg(long)]
+    pass_token: bool,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -134,10 +143,14 @@ pub fn run(
     if let Some(limit) = core_limit {
         let _ = limit.restore();
     }
-    let err = std::process::Command::new(program)
-        .args(rest)
-        .envs(env)
-        .exec();
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    if !args.pass_token {
+        // The token let coffer read the secrets; the command gets the secrets it was given,
+        // not the power to read others.
+        command.env_remove(TOKEN_VAR).env_remove(TOKEN_FILE_VAR);
+    }
+    let err = command.envs(env).exec();
     // exec returns only when it failed.
     bail!("cannot run {}: {err}", Path::new(program).display())
 }

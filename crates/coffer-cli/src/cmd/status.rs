@@ -54,7 +54,8 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     }
     match (report.tpm.present, &report.tpm.tcti) {
         (true, Some(tcti)) => println!("tpm:        present ({tcti})"),
-        _ => println!("tpm:        none"),
+        (true, None) => println!("tpm:        present"),
+        (false, _) => println!("tpm:        none"),
     }
     println!("slots:");
     for slot in &report.slots {
@@ -79,6 +80,12 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
         "memory:     {} locked pages, {} lock refusals",
         memory.locked_pages, memory.lock_refusals
     );
+    if report.detail_withheld {
+        println!(
+            "details:    withheld (store id, key-file paths, TPM, reasons: they need `meta` on \
+             sys/status)"
+        );
+    }
     Ok(())
 }
 

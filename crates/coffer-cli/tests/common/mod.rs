@@ -198,9 +198,13 @@ impl Daemon {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// A client for the main socket.
+    /// A client for the main socket (trusting the daemon's uid when it runs as another user).
     pub fn client(&self) -> Client {
-        Client::new(&self.socket)
+        let client = Client::new(&self.socket);
+        match self.user {
+            Some(uid) => client.trust_server_uid(uid),
+            None => client,
+        }
     }
 
     /// The log so far.
@@ -210,8 +214,15 @@ impl Daemon {
 
     /// `coffer --socket <socket> <args>` with `stdin` fed in.
     pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run_cli(
+        let uid = self.user.map(|u| u.to_string());
+        let env: Vec<(&str, &str)> = uid
+            .as_deref()
+            .map(|u| ("COFFER_SERVER_UID", u))
+            .into_iter()
+            .collect();
+        run_cli_env(
             &[&["--socket", self.socket.to_str().unwrap()], args].concat(),
+            &env,
             stdin,
         )
     }
@@ -228,9 +239,16 @@ impl Drop for Daemon {
 
 /// Runs `coffer <args>` with `stdin`, capturing its output.
 pub fn run_cli(args: &[&str], stdin: &[u8]) -> Output {
+    run_cli_env(args, &[], stdin)
+}
+
+/// Runs `coffer <args>` with `stdin` and extra variables, capturing its output.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("COFFER_SOCKET")
+        .env_remove("COFFER_SERVER_UID")
+        .envs(env.iter().copied())
         .env("COFFER_LOG", "trace")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

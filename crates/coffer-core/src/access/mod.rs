@@ -8,6 +8,7 @@
 //! - `lineage`: making, renewing and revoking tokens, with Vault's rules (a child holds no
 //!   more than its creator; revoking a token revokes its descendants).
 //! - [`rate`]: the token bucket per identity.
+//! - [`review`]: grants that amount to root (`coffer policy check`).
 //! - `system`: policies and tokens kept in the store's own namespace.
 //!
 //! The policy file is read at start and never changes; policies, bindings and tokens put at
@@ -19,6 +20,7 @@ mod lineage;
 pub mod pattern;
 pub mod policy;
 pub mod rate;
+pub mod review;
 mod system;
 pub mod token;
 
@@ -54,6 +56,20 @@ struct Loaded {
     stored: PolicySet,
     tokens: token::Tokens,
     token_key: Option<TokenKey>,
+    /// The stored policies could not be loaded: callers that do not hold `root` are
+    /// refused (fail closed) rather than judged by fewer rules.
+    broken: Option<Broken>,
+}
+
+/// Why the stored policies are not in force.
+#[derive(Debug, Clone)]
+struct Broken {
+    /// What failed, naming the policy where one is to blame.
+    why: String,
+    /// Whether an operator's change may replace them: yes when they were read and are
+    /// invalid; no when the store could not be read (a change would overwrite policies
+    /// nobody has seen).
+    replaceable: bool,
 }
 
 /// The access gates.
@@ -149,8 +165,13 @@ impl AccessControl {
             return Ok(());
         }
         let file = &self.file;
-        let (stored, tokens) = system::load(store, &|n| file.policies.contains_key(n))?;
-        let mut tokens = tokens;
+        let (policies, mut tokens) = match system::load(store, &|n| file.policies.contains_key(n)) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.fail_closed(format!("they cannot be read: {e}"), false);
+                return Err(e);
+            }
+        };
         // Expired tokens go, and so do tokens whose parent is gone (revoked just before a
         // crash) or expired: a token never outlives its ancestors.
         let gone = tokens.expired(Timestamp::now());
@@ -163,14 +184,58 @@ impl AccessControl {
         for accessor in &gone {
             tokens.remove(accessor);
         }
+        let (stored, broken) = match policies {
+            Ok(set) => (set, None),
+            Err(why) => {
+                tracing::error!(
+                    error = %why,
+                    "the stored policies cannot be loaded: only callers holding root are served \
+                     until an operator fixes them (restore what they refer to, or put them again)"
+                );
+                let broken = Broken {
+                    why,
+                    replaceable: true,
+                };
+                (PolicySet::default(), Some(broken))
+            }
+        };
         self.install(&stored);
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Loaded {
             epoch: Some(epoch),
             stored,
             tokens,
             token_key: Some(token_key),
+            broken,
         };
         Ok(())
+    }
+
+    /// Marks the stored policies as not in force (the load is retried at the next request).
+    fn fail_closed(&self, why: String, replaceable: bool) {
+        tracing::error!(error = %why, "the stored policies cannot be loaded: only callers holding root are served");
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken = Some(Broken { why, replaceable });
+    }
+
+    /// Why the stored policies are not in force, if they are not.
+    pub fn policies_unavailable(&self) -> Option<String> {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken
+            .as_ref()
+            .map(|b| b.why.clone())
+    }
+
+    /// Whether `who` holds the built-in `root` policy without the stored policies: root and
+    /// the daemon's user on the socket, or a token made with `root`.
+    fn holds_root(&self, who: &Principal) -> bool {
+        match &who.token {
+            Some(t) => t.policies.iter().any(|p| p == policy::ROOT_POLICY),
+            None => who.uid == 0 || who.uid == self.daemon_uid,
+        }
     }
 
     /// Forgets what was loaded (the vault is sealed at `epoch`).
@@ -248,6 +313,18 @@ impl AccessControl {
         path: &str,
         namespace: Option<&str>,
     ) -> Result<(), CoreError> {
+        // Fail closed: without the stored policies (deny rules among them) nobody but root
+        // is judged.
+        if self
+            .loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken
+            .is_some()
+            && !self.holds_root(who)
+        {
+            return Err(CoreError::PolicyUnavailable);
+        }
         if let Some(t) = &who.token
             && t.namespace.is_some()
             && !namespace.is_some_and(|ns| t.covers(ns))
@@ -379,19 +456,31 @@ impl AccessControl {
         f: impl FnOnce(&mut PolicySet) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut set = self
-            .loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stored
-            .clone();
+        let (mut set, broken) = {
+            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+            (loaded.stored.clone(), loaded.broken.clone())
+        };
+        match &broken {
+            Some(b) if !b.replaceable => {
+                return Err(CoreError::Unavailable(
+                    "the stored policies cannot be read now, so they cannot be changed; \
+                     retry once the store answers"
+                        .to_owned(),
+                ));
+            }
+            Some(b) => tracing::warn!(
+                error = %b.why,
+                "replacing the stored policies that could not be loaded (the store keeps \
+                 the old set as an earlier version)"
+            ),
+            None => {}
+        }
         f(&mut set)?;
         system::save_policies(store, &set, actor)?;
         self.install(&set);
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stored = set;
+        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        loaded.stored = set;
+        loaded.broken = None;
         Ok(())
     }
 

@@ -40,21 +40,26 @@ fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError
 }
 
 /// Reads the stored policies (checked against `known` policy names of the file) and tokens.
+/// A store that cannot be read is the error; policies that were read but do not load (not
+/// JSON, a bad rule, a binding to a policy that no longer exists) are the inner error, with
+/// what names the policy, so tokens still load and the caller can fail closed.
 pub(super) fn load(
     store: &Arc<dyn SecretStore>,
     known: &dyn Fn(&str) -> bool,
-) -> Result<(PolicySet, Tokens), CoreError> {
+) -> Result<(Result<PolicySet, String>, Tokens), CoreError> {
     let ns = ensure_namespace(store)?;
     let policies = match store.get(&ns, &name(POLICIES)?, None) {
-        Ok(secret) => {
-            let text: PolicySetText = serde_json::from_slice(secret.value.expose_secret())
-                .map_err(malformed("policies"))?;
-            PolicySet::from_text(&text, known).map_err(|e| {
-                tracing::error!(error = %e, "the stored policies are invalid");
-                CoreError::Unavailable(format!("the stored policies are invalid: {e}"))
-            })?
-        }
-        Err(StoreError::NotFound(_)) => PolicySet::default(),
+        Ok(secret) => match serde_json::from_slice::<PolicySetText>(secret.value.expose_secret()) {
+            Ok(text) => PolicySet::from_text(&text, known).map_err(|e| e.to_string()),
+            // serde's message may quote the text; the position is enough to find it.
+            Err(e) => Err(format!(
+                "the stored policy set ({}, {POLICIES}) is not valid JSON (line {}, column {})",
+                Namespace::SYSTEM,
+                e.line(),
+                e.column()
+            )),
+        },
+        Err(StoreError::NotFound(_)) => Ok(PolicySet::default()),
         Err(e) => return Err(e.into()),
     };
     let mut tokens = Tokens::default();

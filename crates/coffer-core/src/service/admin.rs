@@ -50,7 +50,22 @@ impl Service {
                         .collect::<Vec<Namespace>>(),
                 ))
             }
-            Operation::Status => Ok(Reply::Status(Box::new(self.report().await))),
+            Operation::Status => {
+                let report = self.report().await;
+                // The details only to callers allowed `meta` on sys/status (crate::status).
+                let detail = self.access.unconditional(who)
+                    || self.access.grants(
+                        who,
+                        coffer_types::Capability::Meta,
+                        crate::status::STATUS_PATH,
+                        None,
+                    );
+                Ok(Reply::Status(Box::new(if detail {
+                    report
+                } else {
+                    crate::status::without_detail(report)
+                })))
+            }
             Operation::Seal => {
                 self.vault.seal();
                 self.cache.flush();

@@ -135,7 +135,7 @@ impl Service {
         self.access.loaded_epoch() != Some(self.vault.epoch())
     }
 
-    async fn sync(&self, epoch: u64) {
+    pub(super) async fn sync(&self, epoch: u64) {
         let keys = (self.vault.store(), self.vault.token_key());
         if let Some(audit) = &self.audit {
             audit.set_keys(self.vault.audit_keys());

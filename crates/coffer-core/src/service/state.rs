@@ -177,9 +177,37 @@ impl Service {
     }
 
     /// The seal state and store facts without a caller (Vault's unauthenticated
-    /// `sys/health` and `sys/seal-status`, which are not audited either). Holds no name.
+    /// `sys/seal-status`, which is not audited either), without the details
+    /// (`crate::status`). Holds no name.
     pub async fn public_status(&self) -> crate::StatusReport {
-        self.report().await
+        crate::status::without_detail(self.report().await)
+    }
+
+    /// The status for Vault's unauthenticated `sys/health` (not audited): with the details
+    /// only when `caller` carries a token granted `read` on `sys/health`.
+    pub async fn health(&self, caller: &crate::Caller) -> crate::StatusReport {
+        let report = self.report().await;
+        let Some(token) = caller.token.as_ref() else {
+            return crate::status::without_detail(report);
+        };
+        let epoch = self.vault.epoch();
+        if self.access.loaded_epoch() != Some(epoch) {
+            self.sync(epoch).await;
+        }
+        let who = &caller.identity;
+        match self.access.resolve(who.uid, who.gid, Some(token)) {
+            Ok(principal)
+                if self.access.grants(
+                    &principal,
+                    coffer_types::Capability::Read,
+                    crate::status::HEALTH_PATH,
+                    None,
+                ) =>
+            {
+                report
+            }
+            _ => crate::status::without_detail(report),
+        }
     }
 
     /// How many values were read (materialized) in each namespace since the start.

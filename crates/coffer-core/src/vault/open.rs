@@ -147,6 +147,7 @@ impl Vault {
                 locked_pages: lock.pages,
                 lock_refusals: lock.refused,
             },
+            detail_withheld: false,
         }
     }
     pub(super) fn summary(&self, s: &coffer_crypto::SlotRecord) -> SlotSummary {

@@ -102,6 +102,11 @@ impl Daemon {
     /// Assembles the daemon and starts serving; answers once every listener is bound.
     /// Runs inside a multi-threaded tokio runtime.
     pub async fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
+        // Before anything is made (a default data directory may share the socket's): a
+        // socket directory another user controls is refused.
+        for path in &config.sockets {
+            crate::socket_dir::prepare(path)?;
+        }
         let cfg = config.clone();
         let Assembled { dir, service, tls } = tokio::task::spawn_blocking(move || assemble(&cfg))
             .await

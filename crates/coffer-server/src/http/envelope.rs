@@ -19,8 +19,16 @@ impl AsRef<[u8]> for Wiped {
 
 impl Drop for Wiped {
     fn drop(&mut self) {
+        #[cfg(test)]
+        WIPED.with(|w| w.set(w.get() + self.0.len()));
         self.0.zeroize();
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes of answers zeroized on this thread (tests only).
+    pub(crate) static WIPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A buffer for an answer that may hold a value, as `io::Write`: when it must grow, the old

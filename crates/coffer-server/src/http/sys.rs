@@ -38,9 +38,15 @@ fn cluster_name(report: &StatusReport) -> String {
 }
 
 /// `sys/health`: 200 unsealed, 503 sealed, 501 not initialized, each overridable by
-/// `activecode`, `sealedcode`, `uninitcode`. HEAD answers the code alone.
-pub(crate) async fn health(State(state): State<Shared>, method: Method, query: Query) -> Response {
-    let report = state.service.public_status().await;
+/// `activecode`, `sealedcode`, `uninitcode`. HEAD answers the code alone. The reason and
+/// the store's id only for a token granted `read` on `sys/health` (the core decides).
+pub(crate) async fn health(
+    State(state): State<Shared>,
+    method: Method,
+    query: Query,
+    Who(caller): Who,
+) -> Response {
+    let report = state.service.health(&caller).await;
     let initialized = report.initialized.is_some();
     let sealed = report.state != SealState::Unsealed;
     let status = if !initialized {

@@ -247,8 +247,45 @@ fn keys_only(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A read's answer lives in one buffer that is zeroized when hyper lets go of the body
+    /// (issue 12, item 9): sending it whole and dropping it wipes exactly its bytes.
+    #[test]
+    fn a_read_answer_is_zeroized_once_sent() {
+        use http_body_util::BodyExt as _;
+        let facts = Facts {
+            created: Timestamp::now(),
+            deletion: None,
+            custom_metadata: BTreeMap::new(),
+        };
+        let secret = SecretBytes::copy_from(b"{\"password\":\"zeroize-me-4411\"}");
+        let before = envelope::WIPED.with(std::cell::Cell::get);
+        let response = value(&secret, Kind::Kv, Version::FIRST, &facts);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sent = runtime.block_on(async {
+            let body = response.into_body();
+            let mut sent = 0;
+            let mut body = std::pin::pin!(body);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.unwrap();
+                let data = frame.into_data().unwrap();
+                assert!(
+                    data.windows(15).any(|w| w == b"zeroize-me-4411"),
+                    "the value is in the answer"
+                );
+                sent += data.len();
+            }
+            sent
+        });
+        let wiped = envelope::WIPED.with(std::cell::Cell::get) - before;
+        assert!(sent > 0);
+        assert_eq!(wiped, sent, "the answer's buffer was zeroized when dropped");
+    }
 
     #[test]
     fn subkeys_keep_the_shape_only() {
