@@ -12,12 +12,19 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use coffer_crypto::SecretBytes;
-use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::{PropertyTag, SessionType};
-use tss_esapi::handles::{KeyHandle, NvIndexHandle, NvIndexTpmHandle, SessionHandle, TpmHandle};
-use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::handles::{
+    KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, SessionHandle, TpmHandle,
+};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{Auth, SymmetricDefinition};
+use tss_esapi::structures::{
+    Auth, EccPoint, PublicBuilder, PublicEccParametersBuilder, SymmetricDefinition,
+    SymmetricDefinitionObject,
+};
 use tss_esapi::{Context, TctiNameConf};
 
 use crate::TpmError;
@@ -184,6 +191,46 @@ pub(crate) fn encrypting(
         .during("set a session's encryption")
 }
 
+/// The storage primary: parent of sealed keys and the key sessions are salted to.
+pub(crate) fn primary(ctx: &mut Context) -> Result<KeyHandle, TpmError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()
+        .during("describe the storage key")?;
+    let public = PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()
+            .during("describe the storage key")?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+        .during("describe the storage key")?;
+    ctx.execute_with_session(Some(AuthSession::Password), |c| {
+        c.create_primary(Hierarchy::Owner, public, None, None, None, None)
+    })
+    .map(|r| r.key_handle)
+    .during("create the storage key")
+}
+
+/// Flushes an object, logging (never failing) when the TPM refuses.
+pub(crate) fn flush(ctx: &mut Context, handle: ObjectHandle) {
+    if let Err(e) = ctx.flush_context(handle) {
+        tracing::warn!(error = %e, "could not flush a TPM handle");
+    }
+}
+
 /// Flushes a session, logging (never failing) when the TPM refuses.
 pub(crate) fn flush_session(ctx: &mut Context, session: AuthSession) {
     if let Err(e) = ctx.flush_context(SessionHandle::from(session).into()) {
@@ -261,9 +308,9 @@ impl Session {
         let session = match self.salted {
             Some(s) => s,
             None => {
-                let primary = crate::seal::primary(&mut self.ctx)?;
+                let primary = primary(&mut self.ctx)?;
                 let started = start_salted(&mut self.ctx, Some(primary), SessionType::Hmac);
-                crate::seal::flush(&mut self.ctx, primary.into());
+                flush(&mut self.ctx, primary.into());
                 let s = started?;
                 self.salted = Some(s);
                 s

@@ -19,19 +19,16 @@ use coffer_crypto::SecretBytes;
 use tss_esapi::Context;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::SessionType;
-use tss_esapi::handles::{KeyHandle, ObjectHandle};
+use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, Digest, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
-    SymmetricDefinitionObject,
+    Auth, Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
+    SensitiveData,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 
-use crate::device::{AuthFor, Encrypt, encrypting, flush_session, start_salted};
+use crate::device::{AuthFor, Encrypt, encrypting, flush, flush_session, primary, start_salted};
 use crate::error::TssContext;
 use crate::{PcrPolicy, Tpm, TpmError};
 
@@ -45,39 +42,6 @@ pub struct SealedKey {
     pub public: Vec<u8>,
     /// TPM2B_PRIVATE's bytes (encrypted by the TPM under the parent).
     pub private: Vec<u8>,
-}
-
-/// The storage primary: parent of sealed keys and the key sessions are salted to.
-pub(crate) fn primary(ctx: &mut Context) -> Result<KeyHandle, TpmError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()
-        .during("describe the storage key")?;
-    let public = PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()
-            .during("describe the storage key")?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-        .during("describe the storage key")?;
-    ctx.execute_with_session(Some(AuthSession::Password), |c| {
-        c.create_primary(Hierarchy::Owner, public, None, None, None, None)
-    })
-    .map(|r| r.key_handle)
-    .during("create the storage key")
 }
 
 fn sealed_template(policy: Digest, user_with_auth: bool) -> Result<Public, TpmError> {
@@ -98,13 +62,6 @@ fn sealed_template(policy: Digest, user_with_auth: bool) -> Result<Public, TpmEr
         .with_keyed_hash_unique_identifier(Digest::default())
         .build()
         .during("describe the sealed object")
-}
-
-/// Flushes an object, logging (never failing) when the TPM refuses.
-pub(crate) fn flush(ctx: &mut Context, handle: ObjectHandle) {
-    if let Err(e) = ctx.flush_context(handle) {
-        tracing::warn!(error = %e, "could not flush a TPM handle");
-    }
 }
 
 /// Runs `f` with a policy (or trial) session bound to `policy`'s PCRs and to the object's

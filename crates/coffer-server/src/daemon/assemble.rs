@@ -100,7 +100,7 @@ pub fn open_backend(
             if guard
                 && StoreHeader::load(&backend).map_err(store)?.is_none()
                 && let Some(tpm) = tpm
-                && StoreHeader::load(&nv(tpm)?).map_err(store)?.is_some()
+                && NvBackend::present(tpm).map_err(store)?
             {
                 return Err(DaemonError::Store(format!(
                     "{} holds no store, but the TPM's NV holds one (made with --store tpm-nv); \

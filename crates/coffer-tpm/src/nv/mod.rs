@@ -58,6 +58,12 @@ impl NvBackend {
         })
     }
 
+    /// Whether `tpm`'s NV holds a coffer NV store (its directory is defined), without
+    /// reading it: a store this data directory's TPM authorization cannot read still counts.
+    pub fn present(tpm: &Tpm) -> Result<bool, StoreError> {
+        tpm.run(|s| Ok(state::present(s))).map_err(store_error)?
+    }
+
     /// The TPM underneath.
     pub fn tpm(&self) -> &Arc<Tpm> {
         &self.tpm

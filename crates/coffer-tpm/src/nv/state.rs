@@ -305,6 +305,13 @@ fn read_sides(
     Ok((payload, sides))
 }
 
+/// Whether a directory side is defined in NV: a coffer NV store is there, readable or not.
+/// Listing handles needs no authorization.
+pub(super) fn present(s: &mut Session) -> Result<bool, StoreError> {
+    let listed = s.nv_list(DIR_A, 2).map_err(store_error)?;
+    Ok(listed.iter().any(|h| *h == DIR_A || *h == DIR_B))
+}
+
 impl NvState {
     /// Loads the store from NV, freeing what a crash left unreferenced.
     pub(super) fn open(s: &mut Session) -> Result<Self, StoreError> {
