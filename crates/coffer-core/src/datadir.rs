@@ -13,6 +13,10 @@ pub const DATABASE: &str = "coffer.db";
 /// Default key file name.
 pub const KEY_FILE: &str = "coffer.key";
 const LOCK_FILE: &str = "coffer.lock";
+/// coffer's TPM authorization (docs/key-hierarchy.md, "TPM authorization"): the secret the
+/// authValues of its NV indices and sealed node keys are derived from. Back it up with the
+/// store: without it, NV indices stay unreadable and TPM slots do not unseal.
+pub const TPM_AUTH: &str = "tpm-auth.key";
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]

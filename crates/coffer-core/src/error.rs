@@ -189,6 +189,10 @@ impl CoreError {
             ErrorCode::Internal => {
                 "internal error in the secret store; the daemon's log has details".to_owned()
             }
+            ErrorCode::Integrity => "stored data failed its integrity check (a row was \
+                 altered, swapped or put back from a copy); nothing of it is served, the \
+                 daemon's log has details"
+                .to_owned(),
             _ => self.to_string(),
         }
     }

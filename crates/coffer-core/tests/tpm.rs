@@ -108,7 +108,7 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     let dir = tempfile::tempdir().unwrap();
     let swtpm = Swtpm::start();
     let recovery = {
-        let tpm = Arc::new(Tpm::open(&swtpm.tcti()).unwrap());
+        let tpm = Arc::new(Tpm::open(&swtpm.tcti(), coffer_tpm::fixture::auth()).unwrap());
         let made = bootstrap::initialize(
             backend(dir.path()),
             NewSlot::Tpm {
@@ -122,7 +122,7 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     };
     // Restart: no input needed.
     {
-        let tpm = Arc::new(Tpm::open(&swtpm.tcti()).unwrap());
+        let tpm = Arc::new(Tpm::open(&swtpm.tcti(), coffer_tpm::fixture::auth()).unwrap());
         let s = service(dir.path(), Some(tpm), None);
         let (state, _, slots) = status(&s).await;
         assert_eq!(state, SealState::Unsealed);
@@ -132,7 +132,7 @@ async fn the_tpm_slot_opens_at_start_until_the_pcrs_change_then_recovery_and_res
     }
     // The PCRs change; the daemon starts sealed and says why.
     extend_pcr7(&swtpm);
-    let tpm = Arc::new(Tpm::open(&swtpm.tcti()).unwrap());
+    let tpm = Arc::new(Tpm::open(&swtpm.tcti(), coffer_tpm::fixture::auth()).unwrap());
     let s = service(dir.path(), Some(tpm.clone()), None);
     let (state, reason, _) = status(&s).await;
     assert_eq!(state, SealState::Sealed);
@@ -192,7 +192,9 @@ async fn the_store_on_another_tpm_stays_sealed() {
     {
         let s = service(
             dir.path(),
-            Some(Arc::new(Tpm::open(&a.tcti()).unwrap())),
+            Some(Arc::new(
+                Tpm::open(&a.tcti(), coffer_tpm::fixture::auth()).unwrap(),
+            )),
             Some(FirstBoot::Tpm(PcrPolicy::default())),
         );
         assert_eq!(status(&s).await.0, SealState::Unsealed);
@@ -207,7 +209,9 @@ async fn the_store_on_another_tpm_stays_sealed() {
     }
     let s = service(
         copy.path(),
-        Some(Arc::new(Tpm::open(&b.tcti()).unwrap())),
+        Some(Arc::new(
+            Tpm::open(&b.tcti(), coffer_tpm::fixture::auth()).unwrap(),
+        )),
         None,
     );
     let (state, reason, _) = status(&s).await;
@@ -220,7 +224,7 @@ async fn the_store_on_another_tpm_stays_sealed() {
 async fn slots_are_added_listed_and_removed_but_never_the_last() {
     let dir = tempfile::tempdir().unwrap();
     let swtpm = Swtpm::start();
-    let tpm = Arc::new(Tpm::open(&swtpm.tcti()).unwrap());
+    let tpm = Arc::new(Tpm::open(&swtpm.tcti(), coffer_tpm::fixture::auth()).unwrap());
     let config = ServiceConfig {
         argon2: cheap(),
         ..ServiceConfig::default()

@@ -48,6 +48,10 @@ pub enum StoreError {
         /// Why.
         source: CryptoError,
     },
+    /// A stored row whose state does not match what was sealed with it: edited, moved,
+    /// swapped with another row or put back from a copy.
+    #[error("stored data failed integrity checks: {0}")]
+    Integrity(&'static str),
     /// A stored record that is not in the expected format.
     #[error("stored data is malformed ({0})")]
     Malformed(&'static str),
@@ -83,7 +87,8 @@ impl StoreError {
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unavailable { .. } => ErrorCode::StoreUnavailable,
-            Self::Corrupt { .. } | Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
+            Self::Corrupt { .. } | Self::Integrity(_) => ErrorCode::Integrity,
+            Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
             Self::Full => ErrorCode::NvFull,
         }
     }

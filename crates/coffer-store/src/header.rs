@@ -9,8 +9,10 @@ use coffer_types::Timestamp;
 
 use crate::{Backend, StoreError};
 
-/// The header format this build writes.
-pub const FORMAT: u32 = 1;
+/// The header format this build writes. Format 2 binds each secret row's name hash and
+/// state (current version, kind, times, revocation) into its sealed metadata; format 1
+/// stores did not, and are refused (docs/key-hierarchy.md, "Rows bound to their names").
+pub const FORMAT: u32 = 2;
 
 /// Format, identity and key slots of a store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +48,15 @@ impl StoreHeader {
         };
         let header: Self =
             serde_json::from_slice(&body).map_err(|_| StoreError::Malformed("the store header"))?;
+        if header.format == 1 {
+            return Err(StoreError::unavailable(
+                "reading the store header",
+                "this store was made by an earlier coffer (store format 1), whose rows are not \
+                 bound to their names; this coffer serves format 2 only. Read the secrets out \
+                 with the earlier coffer and write them into a new store \
+                 (docs/key-hierarchy.md, \"Rows bound to their names\")",
+            ));
+        }
         if header.format != FORMAT {
             return Err(StoreError::unavailable(
                 "reading the store header",

@@ -263,3 +263,79 @@ impl Backend for MemoryBackend {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EncryptedStore, SecretStore, Write};
+    use coffer_crypto::{MasterKey, SecretBytes};
+    use coffer_types::{ErrorCode, Namespace, SecretName};
+    use std::sync::Arc;
+
+    fn store() -> EncryptedStore<MemoryBackend> {
+        let store = EncryptedStore::open(
+            Arc::new(MemoryBackend::new()),
+            MasterKey::generate().unwrap(),
+        )
+        .unwrap();
+        store.create_namespace(&Namespace::default()).unwrap();
+        for (n, v) in [("a", "value-a"), ("b", "value-b")] {
+            let v = SecretBytes::copy_from(v.as_bytes());
+            store
+                .set(
+                    &Namespace::default(),
+                    &SecretName::parse(n).unwrap(),
+                    Write::new(&v, "uid:0"),
+                )
+                .unwrap();
+        }
+        store
+    }
+
+    fn code(store: &EncryptedStore<MemoryBackend>, n: &str) -> ErrorCode {
+        store
+            .get(&Namespace::default(), &SecretName::parse(n).unwrap(), None)
+            .map(|_| ())
+            .expect_err("a tampered row must not be served")
+            .code()
+    }
+
+    /// The two live entries, by name hash.
+    fn keys(state: &State) -> ((NamespaceId, NameHash), (NamespaceId, NameHash)) {
+        let mut keys: Vec<_> = state.live.keys().copied().collect();
+        keys.sort();
+        (keys[0], keys[1])
+    }
+
+    /// Rows bound to their names (issue 12, item 8) in the layer every backend shares: two
+    /// rows' name hashes swapped read as `integrity`, and so does a backend that answers
+    /// the wrong row for a name.
+    #[test]
+    fn swapped_rows_and_a_lying_backend_are_integrity_errors() {
+        let store = store();
+        {
+            let mut state = store.backend().state();
+            let (ka, kb) = keys(&state);
+            let (ia, ib) = (state.live[&ka], state.live[&kb]);
+            // The rows' own columns swapped, and found by them (as SQLite would).
+            state.live.insert(ka, ib);
+            state.live.insert(kb, ia);
+            state.secrets.get_mut(&ia).unwrap().name_hash = kb.1;
+            state.secrets.get_mut(&ib).unwrap().name_hash = ka.1;
+        }
+        assert_eq!(code(&store, "a"), ErrorCode::Integrity);
+        assert_eq!(code(&store, "b"), ErrorCode::Integrity);
+
+        let store = self::tests::store();
+        {
+            let mut state = store.backend().state();
+            let (ka, kb) = keys(&state);
+            let (ia, ib) = (state.live[&ka], state.live[&kb]);
+            // Only the lookup swapped: the rows still say whose they are.
+            state.live.insert(ka, ib);
+            state.live.insert(kb, ia);
+        }
+        assert_eq!(code(&store, "a"), ErrorCode::Integrity);
+        assert_eq!(code(&store, "b"), ErrorCode::Integrity);
+    }
+}

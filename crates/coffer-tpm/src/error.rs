@@ -16,6 +16,8 @@ impl TpmRc {
     pub const NV_SPACE: TpmRc = TpmRc(0x14b);
     /// TPM_RC_NV_DEFINED: the index exists already.
     pub const NV_DEFINED: TpmRc = TpmRc(0x14c);
+    /// TPM_RC_NV_UNINITIALIZED: the index was defined and never written.
+    pub const NV_UNINITIALIZED: TpmRc = TpmRc(0x14a);
     /// TPM_RC_HANDLE on the first handle: no such NV index.
     pub const NV_HANDLE: TpmRc = TpmRc(0x18b);
 }

@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The TPM authorization tests use, the same on every swtpm, so a test can reopen a TPM (or
+/// one restarted on its state) as the same coffer. Not for anything but tests.
+pub fn auth() -> crate::TpmAuth {
+    // 32 bytes: `from_bytes` cannot refuse them.
+    crate::TpmAuth::from_bytes(coffer_crypto::SecretBytes::copy_from(&[0x5a; 32]))
+        .unwrap_or_else(|_| unreachable!("32 bytes"))
+}
+
 /// A running swtpm.
 pub struct Swtpm {
     child: Child,

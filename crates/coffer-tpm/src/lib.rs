@@ -16,7 +16,7 @@ pub mod nv;
 mod pcr;
 mod seal;
 
-pub use device::{DEVICE, Session, TCTI_VARIABLE, Tpm, discover};
+pub use device::{DEVICE, Session, TCTI_VARIABLE, Tpm, TpmAuth, discover};
 pub use error::{TpmError, TpmRc};
 pub use pcr::{PcrPolicy, PcrPolicyError};
 pub use seal::{NODE_KEY_LEN, SealedKey};

@@ -1,6 +1,12 @@
 //! Sealing a node key to a PCR policy, and unsealing it (../shared/notes/tpm.md, "Sealing a
 //! key to PCRs").
 //!
+//! The sealed object's policy is PolicyPCR then PolicyAuthValue, and its authValue is derived
+//! from coffer's [`TpmAuth`](crate::TpmAuth): the PCRs alone do not unseal it, so whoever can
+//! open the TPM on a machine booted as expected still needs a secret only the daemon's user
+//! reads. Sealing and unsealing run in sessions salted to the storage key with AES-128-CFB
+//! parameter encryption, so the node key never crosses the bus in the clear.
+//!
 //! The parent is an ECC P-256 storage key made fresh from the owner hierarchy's seed each time
 //! (the same template always gives the same key, so only the sealed object is persisted; ECC,
 //! because RSA primary generation takes seconds on some real TPMs). The sealed object is a
@@ -13,17 +19,16 @@ use coffer_crypto::SecretBytes;
 use tss_esapi::Context;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::SessionType;
-use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
-    PublicKeyedHashParameters, SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
+    Auth, Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
+    SensitiveData,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 
+use crate::device::{AuthFor, Encrypt, encrypting, flush, flush_session, primary, start_salted};
 use crate::error::TssContext;
 use crate::{PcrPolicy, Tpm, TpmError};
 
@@ -37,38 +42,6 @@ pub struct SealedKey {
     pub public: Vec<u8>,
     /// TPM2B_PRIVATE's bytes (encrypted by the TPM under the parent).
     pub private: Vec<u8>,
-}
-
-fn primary(ctx: &mut Context) -> Result<KeyHandle, TpmError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()
-        .during("describe the storage key")?;
-    let public = PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()
-            .during("describe the storage key")?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-        .during("describe the storage key")?;
-    ctx.execute_with_session(Some(AuthSession::Password), |c| {
-        c.create_primary(Hierarchy::Owner, public, None, None, None, None)
-    })
-    .map(|r| r.key_handle)
-    .during("create the storage key")
 }
 
 fn sealed_template(policy: Digest, user_with_auth: bool) -> Result<Public, TpmError> {
@@ -91,48 +64,47 @@ fn sealed_template(policy: Digest, user_with_auth: bool) -> Result<Public, TpmEr
         .during("describe the sealed object")
 }
 
-fn flush(ctx: &mut Context, handle: ObjectHandle) {
-    if let Err(e) = ctx.flush_context(handle) {
-        tracing::warn!(error = %e, "could not flush a TPM handle");
-    }
-}
-
-fn start_session(ctx: &mut Context, kind: SessionType) -> Result<AuthSession, TpmError> {
-    ctx.start_auth_session(
-        None,
-        None,
-        None,
-        kind,
-        SymmetricDefinition::AES_128_CFB,
-        HashingAlgorithm::Sha256,
-    )
-    .during("start a policy session")?
-    .ok_or_else(|| TpmError::refused("start a policy session", "the TPM gave no session"))
-}
-
-/// Runs `f` with a policy (or trial) session bound to `policy`'s PCRs; flushes the session.
+/// Runs `f` with a policy (or trial) session bound to `policy`'s PCRs and to the object's
+/// authValue (PolicyAuthValue); flushes the session. A policy session is salted to `salt`
+/// and encrypts the response (the unsealed key).
 fn with_pcr_session<T>(
     ctx: &mut Context,
     kind: SessionType,
+    salt: Option<KeyHandle>,
     policy: &PcrPolicy,
     f: impl FnOnce(&mut Context, AuthSession) -> Result<T, TpmError>,
 ) -> Result<T, TpmError> {
     let selection = policy.selection()?;
-    let session = start_session(ctx, kind)?;
+    let session = start_salted(ctx, salt, kind)?;
     let result = PolicySession::try_from(session)
         .during("start a policy session")
         .and_then(|ps| {
             // An empty digest binds the PCRs' current values.
             ctx.policy_pcr(ps, Digest::default(), selection)
-                .during("bind the PCR policy")
+                .during("bind the PCR policy")?;
+            ctx.policy_auth_value(ps)
+                .during("bind the sealed key's authorization")
         })
-        .and_then(|()| f(ctx, session));
-    flush(ctx, SessionHandle::from(session).into());
+        .and_then(|()| {
+            if salt.is_some() {
+                encrypting(
+                    ctx,
+                    session,
+                    Encrypt {
+                        command: false,
+                        response: true,
+                    },
+                )?;
+            }
+            f(ctx, session)
+        });
+    flush_session(ctx, session);
     result
 }
 
 pub(crate) fn seal_on(
     ctx: &mut Context,
+    auth: Auth,
     key: &SecretBytes,
     policy: &PcrPolicy,
     user_with_auth: bool,
@@ -143,7 +115,7 @@ pub(crate) fn seal_on(
             "a node key is 32 bytes",
         ));
     }
-    let digest = with_pcr_session(ctx, SessionType::Trial, policy, |ctx, session| {
+    let digest = with_pcr_session(ctx, SessionType::Trial, None, policy, |ctx, session| {
         let ps = PolicySession::try_from(session).during("compute the PCR policy")?;
         ctx.policy_get_digest(ps).during("compute the PCR policy")
     })?;
@@ -151,11 +123,26 @@ pub(crate) fn seal_on(
     let sensitive =
         SensitiveData::try_from(key.expose_secret().to_vec()).during("seal a node key")?;
     let parent = primary(ctx)?;
-    let created = ctx
-        .execute_with_session(Some(AuthSession::Password), |c| {
-            c.create(parent, public, None, Some(sensitive), None, None)
-        })
-        .during("seal a node key");
+    // The sensitive part (the key and its authValue) goes to the TPM encrypted, in a session
+    // salted to the parent.
+    let created = start_salted(ctx, Some(parent), SessionType::Hmac).and_then(|session| {
+        let created = encrypting(
+            ctx,
+            session,
+            Encrypt {
+                command: true,
+                response: false,
+            },
+        )
+        .and_then(|()| {
+            ctx.execute_with_session(Some(session), |c| {
+                c.create(parent, public, Some(auth), Some(sensitive), None, None)
+            })
+            .during("seal a node key")
+        });
+        flush_session(ctx, session);
+        created
+    });
     flush(ctx, parent.into());
     let created = created?;
     Ok(SealedKey {
@@ -194,15 +181,27 @@ pub(crate) fn load(
 
 pub(crate) fn unseal_on(
     ctx: &mut Context,
+    auth: Auth,
     sealed: &SealedKey,
     policy: &PcrPolicy,
 ) -> Result<SecretBytes, TpmError> {
     let (parent, object) = load(ctx, sealed)?;
-    let result = with_pcr_session(ctx, SessionType::Policy, policy, |ctx, session| {
-        ctx.execute_with_session(Some(session), |c| c.unseal(object.into()))
-            .during("unseal the node key")
-    })
-    .map(|data| SecretBytes::from_vec(data.value().to_vec()));
+    let result = ctx
+        .tr_set_auth(object.into(), auth)
+        .during("set the sealed key's authorization")
+        .and_then(|()| {
+            with_pcr_session(
+                ctx,
+                SessionType::Policy,
+                Some(parent),
+                policy,
+                |ctx, session| {
+                    ctx.execute_with_session(Some(session), |c| c.unseal(object.into()))
+                        .during("unseal the node key")
+                },
+            )
+        })
+        .map(|data| SecretBytes::from_vec(data.value().to_vec()));
     flush(ctx, object.into());
     flush(ctx, parent.into());
     result
@@ -214,7 +213,10 @@ impl Tpm {
     pub fn seal(&self, key: &SecretBytes, policy: &PcrPolicy) -> Result<SealedKey, TpmError> {
         let key = key.clone();
         let policy = policy.clone();
-        self.run(move |s| seal_on(&mut s.ctx, &key, &policy, false))
+        self.run(move |s| {
+            let auth = s.auth.derive(AuthFor::SealedKey)?;
+            seal_on(&mut s.ctx, auth, &key, &policy, false)
+        })
     }
 
     /// Unseals a node key; [`TpmRc::POLICY_FAIL`](crate::TpmRc::POLICY_FAIL) when the PCRs
@@ -222,15 +224,18 @@ impl Tpm {
     pub fn unseal(&self, sealed: &SealedKey, policy: &PcrPolicy) -> Result<SecretBytes, TpmError> {
         let sealed = sealed.clone();
         let policy = policy.clone();
-        self.run(move |s| unseal_on(&mut s.ctx, &sealed, &policy))
+        self.run(move |s| {
+            let auth = s.auth.derive(AuthFor::SealedKey)?;
+            unseal_on(&mut s.ctx, auth, &sealed, &policy)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TpmRc;
     use crate::fixture::Swtpm;
+    use crate::{TpmAuth, TpmRc};
     use tss_esapi::handles::PcrHandle;
     use tss_esapi::structures::DigestValues;
 
@@ -253,7 +258,7 @@ mod tests {
     #[test]
     fn seals_and_unseals_until_the_pcrs_change() {
         let swtpm = Swtpm::start();
-        let tpm = Tpm::open(&swtpm.tcti()).unwrap();
+        let tpm = Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap();
         let key = SecretBytes::random(32).unwrap();
         let policy = PcrPolicy::default();
         let sealed = tpm.seal(&key, &policy).unwrap();
@@ -279,7 +284,10 @@ mod tests {
     #[test]
     fn another_tpm_cannot_unseal() {
         let (a, b) = (Swtpm::start(), Swtpm::start());
-        let (ta, tb) = (Tpm::open(&a.tcti()).unwrap(), Tpm::open(&b.tcti()).unwrap());
+        let (ta, tb) = (
+            Tpm::open(&a.tcti(), crate::fixture::auth()).unwrap(),
+            Tpm::open(&b.tcti(), crate::fixture::auth()).unwrap(),
+        );
         let key = SecretBytes::random(32).unwrap();
         let sealed = ta.seal(&key, &PcrPolicy::default()).unwrap();
         let err = tb.unseal(&sealed, &PcrPolicy::default()).unwrap_err();
@@ -292,15 +300,18 @@ mod tests {
     #[test]
     fn a_password_session_cannot_unseal_coffers_node_key() {
         let swtpm = Swtpm::start();
-        let tpm = Tpm::open(&swtpm.tcti()).unwrap();
+        let tpm = Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap();
         let key = SecretBytes::random(32).unwrap();
         let policy = PcrPolicy::default();
         let (ours, bypassable) = {
             let (k1, k2, p1, p2) = (key.clone(), key.clone(), policy.clone(), policy.clone());
             (
-                tpm.run(move |s| seal_on(&mut s.ctx, &k1, &p1, false))
-                    .unwrap(),
-                tpm.run(move |s| seal_on(&mut s.ctx, &k2, &p2, true))
+                tpm.run(move |s| {
+                    let auth = s.auth.derive(AuthFor::SealedKey)?;
+                    seal_on(&mut s.ctx, auth, &k1, &p1, false)
+                })
+                .unwrap(),
+                tpm.run(move |s| seal_on(&mut s.ctx, Auth::default(), &k2, &p2, true))
                     .unwrap(),
             )
         };
@@ -308,6 +319,29 @@ mod tests {
         let with_password = |sealed: SealedKey| {
             tpm.run(move |s| {
                 let (parent, object) = load(&mut s.ctx, &sealed)?;
+                // Even with the right authValue in hand, a password session is refused.
+                let auth = s.auth.derive(AuthFor::SealedKey)?;
+                let r = s
+                    .ctx
+                    .tr_set_auth(object.into(), auth)
+                    .during("set the authValue")
+                    .and_then(|()| {
+                        s.ctx
+                            .execute_with_session(Some(AuthSession::Password), |c| {
+                                c.unseal(object.into())
+                            })
+                            .during("unseal with a password session")
+                    });
+                flush(&mut s.ctx, object.into());
+                flush(&mut s.ctx, parent.into());
+                r.map(|d| d.value().to_vec())
+            })
+        };
+        // The bypassable object has an empty authValue; setting coffer's on the handle makes
+        // the password wrong, so it is sealed again to be opened the way the flag allows.
+        let bypass = tpm
+            .run(move |s| {
+                let (parent, object) = load(&mut s.ctx, &bypassable)?;
                 let r = s
                     .ctx
                     .execute_with_session(Some(AuthSession::Password), |c| c.unseal(object.into()))
@@ -316,11 +350,71 @@ mod tests {
                 flush(&mut s.ctx, parent.into());
                 r.map(|d| d.value().to_vec())
             })
-        };
-        let bypass = with_password(bypassable).expect("the flag on is a bypass");
+            .expect("the flag on is a bypass");
         assert_eq!(bypass, key.expose_secret());
         let refused = with_password(ours).expect_err("coffer's node key must not unseal");
+        let _ = &with_password;
         assert!(refused.rc().is_some(), "the TPM itself refuses: {refused}");
         assert_ne!(refused.rc(), Some(TpmRc(0)));
+    }
+
+    /// Item 7 of issue 12: a third party that can open the TPM, holds the sealed blob (from a
+    /// copied database, or read out of NV) and sits on a machine whose PCRs are as sealed to,
+    /// but lacks coffer's authorization, cannot unseal: not with the PCR policy alone (the
+    /// policy digest differs), not with PolicyAuthValue and a guessed (empty) authValue, not
+    /// with another coffer's authorization. coffer's own path still unseals.
+    #[test]
+    fn the_pcr_policy_alone_does_not_unseal_without_coffers_authorization() {
+        let swtpm = Swtpm::start();
+        let tpm = Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap();
+        let key = SecretBytes::random(32).unwrap();
+        let policy = PcrPolicy::default();
+        let sealed = tpm.seal(&key, &policy).unwrap();
+        assert!(tpm.unseal(&sealed, &policy).unwrap().ct_eq(&key));
+
+        // PCR policy alone, as before this change: the object's policy wants more.
+        let (blob, pcrs) = (sealed.clone(), policy.clone());
+        let pcr_only = tpm
+            .run(move |s| {
+                let (parent, object) = load(&mut s.ctx, &blob)?;
+                let selection = pcrs.selection()?;
+                let session = start_salted(&mut s.ctx, None, SessionType::Policy)?;
+                let r = PolicySession::try_from(session)
+                    .during("policy session")
+                    .and_then(|ps| {
+                        s.ctx
+                            .policy_pcr(ps, Digest::default(), selection)
+                            .during("bind the PCR policy")
+                    })
+                    .and_then(|()| {
+                        s.ctx
+                            .execute_with_session(Some(session), |c| c.unseal(object.into()))
+                            .during("unseal with the PCR policy alone")
+                    });
+                flush_session(&mut s.ctx, session);
+                flush(&mut s.ctx, object.into());
+                flush(&mut s.ctx, parent.into());
+                r.map(|d| d.value().to_vec())
+            })
+            .expect_err("the PCR policy alone must not unseal");
+        assert_eq!(pcr_only.rc(), Some(TpmRc::POLICY_FAIL), "{pcr_only}");
+
+        // The full policy with an empty or foreign authValue.
+        for guess in [Auth::default(), Auth::try_from(vec![7u8; 32]).unwrap()] {
+            let (blob, pcrs) = (sealed.clone(), policy.clone());
+            let err = tpm
+                .run(move |s| unseal_on(&mut s.ctx, guess, &blob, &pcrs))
+                .expect_err("a wrong authValue must not unseal");
+            assert!(err.rc().is_some(), "the TPM itself refuses: {err}");
+        }
+        // Another coffer's authorization (swtpm serves one connection at a time).
+        drop(tpm);
+        let stranger = Tpm::open(&swtpm.tcti(), TpmAuth::generate().unwrap()).unwrap();
+        let err = stranger.unseal(&sealed, &policy).unwrap_err();
+        assert!(err.rc().is_some(), "the TPM itself refuses: {err}");
+        drop(stranger);
+        // And coffer still does, after all those attempts (no lockout: the object is no_da).
+        let tpm = Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap();
+        assert!(tpm.unseal(&sealed, &policy).unwrap().ct_eq(&key));
     }
 }

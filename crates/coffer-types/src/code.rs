@@ -43,6 +43,9 @@ string_enum! {
         Unsupported = "unsupported",
         /// A fault inside coffer; details are in the daemon's log, never in the reply.
         Internal = "internal",
+        /// Stored data failed its integrity check: a row edited, swapped with another or put
+        /// back from a copy outside coffer. Nothing of it is served.
+        Integrity = "integrity",
     }
     /// A string that is not one of the codes.
     error UnknownCode = "unknown error code";
@@ -77,7 +80,7 @@ impl ErrorCode {
             Self::Conflict => 73,
             Self::Tpm | Self::NvFull => 74,
             Self::Unsupported => 64,
-            Self::Internal => 70,
+            Self::Internal | Self::Integrity => 70,
         }
     }
 }
@@ -112,7 +115,8 @@ mod tests {
                 "tpm",
                 "nv_full",
                 "unsupported",
-                "internal"
+                "internal",
+                "integrity"
             ]
         );
         for &code in ErrorCode::ALL {

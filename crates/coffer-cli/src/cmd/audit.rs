@@ -239,7 +239,7 @@ fn master_keys(
     let backend: Arc<dyn Backend> = Arc::new(
         SqliteBackend::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
     );
-    let tpm = reach_tpm(&config::resolve_tcti(None, None)).unwrap_or(None);
+    let tpm = reach_tpm(&config::resolve_tcti(None, None), data).unwrap_or(None);
     let vault = Vault::start(
         backend,
         VaultOptions {

@@ -109,7 +109,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             ),
             TpmChoice::Required(t) | TpmChoice::Optional(t) => TpmChoice::Required(t),
         };
-        reach_tpm(&tcti)?
+        reach_tpm(&tcti, dir.root())?
     } else {
         None
     };

@@ -155,7 +155,7 @@ impl Service {
             }
         }
         if let Err(r) = &result
-            && r.error.code() == ErrorCode::Internal
+            && matches!(r.error.code(), ErrorCode::Internal | ErrorCode::Integrity)
         {
             tracing::error!(%action, gate = %r.gate, error = %r.error, "request failed");
         }

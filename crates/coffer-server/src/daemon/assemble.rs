@@ -47,13 +47,20 @@ pub enum DaemonError {
     Runtime(String),
 }
 
-/// Connects to the TPM: an operator-named TPM that does not answer is an error, a discovered
-/// one a warning (the daemon runs on its other slots).
-pub fn reach_tpm(choice: &TpmChoice) -> Result<Option<Arc<Tpm>>, DaemonError> {
+/// Connects to the TPM with coffer's TPM authorization from `data_dir` (made there on first
+/// use): an operator-named TPM that does not answer is an error, a discovered one a warning
+/// (the daemon runs on its other slots).
+pub fn reach_tpm(
+    choice: &TpmChoice,
+    data_dir: &std::path::Path,
+) -> Result<Option<Arc<Tpm>>, DaemonError> {
     let Some(tcti) = choice.tcti() else {
         return Ok(None);
     };
-    match (Tpm::open(tcti), choice) {
+    let opened =
+        coffer_tpm::TpmAuth::load_or_create(&data_dir.join(coffer_core::datadir::TPM_AUTH))
+            .and_then(|auth| Tpm::open(tcti, auth));
+    match (opened, choice) {
         (Ok(tpm), _) => {
             tracing::info!(tcti = tpm.tcti(), "TPM reachable");
             Ok(Some(Arc::new(tpm)))
@@ -93,7 +100,7 @@ pub fn open_backend(
             if guard
                 && StoreHeader::load(&backend).map_err(store)?.is_none()
                 && let Some(tpm) = tpm
-                && StoreHeader::load(&nv(tpm)?).map_err(store)?.is_some()
+                && NvBackend::present(tpm).map_err(store)?
             {
                 return Err(DaemonError::Store(format!(
                     "{} holds no store, but the TPM's NV holds one (made with --store tpm-nv); \

@@ -52,7 +52,7 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
         Some(http) => http_tls(http, dir.root())?,
         None => None,
     };
-    let tpm = reach_tpm(&config.tpm)?;
+    let tpm = reach_tpm(&config.tpm, dir.root())?;
     let started = Instant::now();
     let backend = open_backend(config.store, &dir, tpm.as_ref(), true)?;
     tracing::info!(

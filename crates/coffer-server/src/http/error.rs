@@ -118,7 +118,8 @@ fn refusal(r: &Refusal) -> Response {
         | ErrorCode::AuditTampered
         | ErrorCode::Tpm
         | ErrorCode::NvFull
-        | ErrorCode::Internal => {
+        | ErrorCode::Internal
+        | ErrorCode::Integrity => {
             tracing::warn!(gate = %r.gate, %code, error = %r.error, "an HTTP request was refused");
             match code {
                 ErrorCode::StoreUnavailable => {
@@ -136,6 +137,7 @@ fn refusal(r: &Refusal) -> Response {
                 }
                 ErrorCode::Tpm => "the TPM refused; the daemon's log has details".to_owned(),
                 ErrorCode::NvFull => "the store is full".to_owned(),
+                ErrorCode::Integrity => r.error.client_message(),
                 _ => "internal error in the secret store; the daemon's log has details".to_owned(),
             }
         }

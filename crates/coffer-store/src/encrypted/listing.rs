@@ -94,10 +94,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let page = self.names_page(&ns, query)?;
         let mut items = Vec::with_capacity(page.items.len());
         for name in page.items {
-            let Some((row, _)) =
-                self.backend
-                    .read(&ns.id, &self.name_hash(namespace, &name), None)?
-            else {
+            let Some((row, _)) = self.read(&ns, &name, None)? else {
                 continue;
             };
             let meta = ns.meta_of(&row)?;

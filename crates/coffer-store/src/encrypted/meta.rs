@@ -2,7 +2,7 @@
 //! update it. Nothing here panics, whatever numbers a request carries: times saturate at
 //! [`Timestamp::MAX`], version arithmetic is checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use coffer_types::{GeneratorSpec, Timestamp, Version, VersionInfo};
 
@@ -32,6 +32,14 @@ pub(super) struct MetaBlob {
     /// or will be, deleted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deleted: BTreeMap<u32, Timestamp>,
+    /// Versions whose ciphertexts were erased (`destroy`): a ciphertext that reappears in
+    /// one of them was put back from a copy and is not served.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub destroyed: BTreeSet<u32>,
+    /// Versions below this one were pruned (`max_versions`): one that reappears was put back
+    /// from a copy and is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u32>,
 }
 
 impl MetaBlob {
@@ -92,11 +100,30 @@ impl MetaBlob {
         Ok(())
     }
 
-    /// Forgets the deletion times of versions pruned below `before`.
+    /// Forgets the deletion times of versions pruned below `before`, and remembers that
+    /// they were pruned.
     pub fn forget_before(&mut self, before: Option<Version>) {
         if let Some(before) = before {
             self.deleted = self.deleted.split_off(&before.get());
+            self.destroyed = self.destroyed.split_off(&before.get());
+            self.floor = Some(self.floor.map_or(before.get(), |f| f.max(before.get())));
         }
+    }
+
+    /// Checks a stored version against what the metadata says of it: a version pruned or
+    /// destroyed that has a ciphertext again is [`StoreError::Integrity`].
+    pub fn check_version(&self, v: &VersionRow) -> Result<(), StoreError> {
+        if self.floor.is_some_and(|f| v.version.get() < f) {
+            return Err(StoreError::Integrity(
+                "a pruned version is back in the store",
+            ));
+        }
+        if v.ciphertext.is_some() && self.destroyed.contains(&v.version.get()) {
+            return Err(StoreError::Integrity(
+                "a destroyed version has a ciphertext again",
+            ));
+        }
+        Ok(())
     }
 
     /// Applies a new description and version limit.
@@ -131,7 +158,7 @@ pub(super) fn info(v: VersionRow, meta: &MetaBlob) -> VersionInfo {
         kind: v.kind,
         created: v.created,
         actor: v.actor,
-        destroyed: v.ciphertext.is_none(),
+        destroyed: v.ciphertext.is_none() || meta.destroyed.contains(&v.version.get()),
     }
 }
 

@@ -27,9 +27,7 @@ use coffer_crypto::{IndexKey, MasterKey, NamespaceKey};
 use coffer_types::{Namespace, SecretName, Timestamp, Version};
 
 use crate::StoreError;
-use crate::backend::{
-    Backend, Modification, NameHash, NamespaceId, NamespaceRow, SecretRow, Written,
-};
+use crate::backend::{Backend, NameHash, NamespaceId, NamespaceRow, SecretRow, Written};
 use crate::store::{Describe, ListQuery, NameFilter, Page, Secret, SecretStore, Write, WriteValue};
 use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 use index::{NameIndex, Names};
@@ -208,6 +206,29 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             .ok_or(StoreError::NotFound("namespace"))
     }
 
+    /// The live row filed under `name` and one of its versions, as the backend answers it;
+    /// a row that is not the one asked for (another name hash, revoked) is an integrity error
+    /// before anything of it is used. `Ok(None)` when there is no such secret.
+    fn read(
+        &self,
+        ns: &OpenNamespace,
+        name: &SecretName,
+        version: Option<Version>,
+    ) -> Result<Option<(SecretRow, crate::VersionRow)>, StoreError> {
+        let hash = self.name_hash(&ns.path, name);
+        let found = self.backend.read(&ns.id, &hash, version)?;
+        if let Some((row, ver)) = &found
+            && (row.name_hash != hash
+                || row.revoked.is_some()
+                || version.is_some_and(|v| v != ver.version))
+        {
+            return Err(StoreError::Integrity(
+                "the backend answered another row than the one asked for",
+            ));
+        }
+        Ok(found)
+    }
+
     fn live(
         &self,
         namespace: &Namespace,
@@ -215,8 +236,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     ) -> Result<(Arc<OpenNamespace>, SecretRow), StoreError> {
         let ns = self.namespace(namespace)?;
         let (row, _) = self
-            .backend
-            .read(&ns.id, &self.name_hash(namespace, name), None)?
+            .read(&ns, name, None)?
             .ok_or(StoreError::NotFound("secret"))?;
         Ok((ns, row))
     }
@@ -334,8 +354,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     ) -> Result<Secret, StoreError> {
         let ns = self.namespace(namespace)?;
         let (row, ver) = self
-            .backend
-            .read(&ns.id, &self.name_hash(namespace, name), version)?
+            .read(&ns, name, version)?
             .ok_or(StoreError::NotFound("secret"))?;
         let meta = ns.meta_of(&row)?;
         let value = ns.readable(&row, &ver, &meta, Timestamp::now())?;
@@ -358,8 +377,10 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     ) -> Result<Written, StoreError> {
         let ns = self.namespace(namespace)?;
         let id = ns.id;
+        let name_hash = self.name_hash(namespace, name);
         let plan = ns.clone().write_plan(VersionPlan {
             name: name.clone(),
+            name_hash,
             value: match write.value {
                 WriteValue::Given(value) => PlanValue::Given(value.clone()),
                 WriteValue::Derived(derive) => PlanValue::Derived(derive),
@@ -375,9 +396,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             cas: write.cas,
             cas_required: write.cas_required,
         });
-        let written = self
-            .backend
-            .write(&id, &self.name_hash(namespace, name), plan)?;
+        let written = self.backend.write(&id, &name_hash, plan)?;
         if written.created {
             ns.names.created(name, written.id);
         }
@@ -458,13 +477,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     }
 
     fn revoke(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError> {
-        let at = Timestamp::now();
-        let plan = Box::new(move |_: &SecretRow| {
-            Ok(Modification {
-                revoke: Some(at),
-                ..Modification::default()
-            })
-        });
+        let plan = self.namespace(namespace)?.revoke_plan(Timestamp::now());
         self.modify(namespace, name, plan).map(drop)
     }
 
@@ -477,12 +490,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         let mut versions = versions.to_vec();
         versions.sort_unstable();
         versions.dedup();
-        let plan = Box::new(move |_: &SecretRow| {
-            Ok(Modification {
-                destroy: versions,
-                ..Modification::default()
-            })
-        });
+        let plan = self.namespace(namespace)?.destroy_plan(versions);
         Ok(self.modify(namespace, name, plan)?.destroyed)
     }
 }

@@ -11,7 +11,7 @@ use coffer_types::{GeneratorSpec, Kind, Namespace, SecretName, Timestamp, Versio
 use super::index::NameIndex;
 use super::meta::MetaBlob;
 use crate::backend::{
-    Live, Modification, ModifyPlan, NamespaceId, NewSecret, Planned, SecretId, SecretRow,
+    Live, Modification, ModifyPlan, NameHash, NamespaceId, NewSecret, Planned, SecretId, SecretRow,
     VersionRow, WritePlan,
 };
 use crate::store::{DeriveValue, Describe, WriteMode};
@@ -28,6 +28,8 @@ pub(super) enum PlanValue {
 /// What a plan needs to write a version, owned so it can cross to the writer thread.
 pub(super) struct VersionPlan {
     pub name: SecretName,
+    /// The keyed hash the backend files the secret under, bound into its metadata.
+    pub name_hash: NameHash,
     pub value: PlanValue,
     pub kind: Option<Kind>,
     pub new_kind: Kind,
@@ -55,6 +57,35 @@ fn corrupt(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
 
+/// The columns of a secret row that decide what it serves: the name it is found by, the
+/// newest version and its kind, its times, and whether it was revoked. They are bound into
+/// the associated data of the row's metadata (store format 2), so a row whose columns were
+/// edited (a `name_hash` swapped with another row's, `revoked` cleared, `current` rolled
+/// back) no longer opens: every read and every write opens the metadata first.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowState {
+    pub name_hash: NameHash,
+    pub current: Version,
+    pub kind: Kind,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub revoked: Option<Timestamp>,
+}
+
+impl RowState {
+    /// The state a row holds now.
+    pub fn of(row: &SecretRow) -> Self {
+        Self {
+            name_hash: row.name_hash,
+            current: row.current,
+            kind: row.kind,
+            created: row.created,
+            updated: row.updated,
+            revoked: row.revoked,
+        }
+    }
+}
+
 impl OpenNamespace {
     pub fn entry_aad(&self, secret: &SecretId, version: Version, kind: Kind) -> Aad {
         Aad::new("coffer entry v1")
@@ -70,10 +101,22 @@ impl OpenNamespace {
             .with(secret.0)
     }
 
-    fn meta_aad(&self, secret: &SecretId) -> Aad {
-        Aad::new("coffer secret meta v1")
+    fn meta_aad(&self, secret: &SecretId, state: &RowState) -> Aad {
+        let revoked = state.revoked.map_or([0u8; 9], |t| {
+            let mut b = [1u8; 9];
+            b[1..].copy_from_slice(&t.as_millis().to_be_bytes());
+            b
+        });
+        Aad::new("coffer secret meta v2")
             .with(self.path.as_str())
+            .with(self.id)
             .with(secret.0)
+            .with(state.name_hash)
+            .with_u32(state.current.get())
+            .with(state.kind.as_str())
+            .with(state.created.as_millis().to_be_bytes())
+            .with(state.updated.as_millis().to_be_bytes())
+            .with(revoked)
     }
 
     pub fn name_of(&self, row: &SecretRow) -> Result<SecretName, StoreError> {
@@ -87,19 +130,32 @@ impl OpenNamespace {
             .ok_or(StoreError::Malformed("a stored name"))
     }
 
+    /// The row's metadata, opened only when the row's state columns are the ones it was
+    /// sealed with ([`RowState`]): an edited row is [`StoreError::Corrupt`].
     pub fn meta_of(&self, row: &SecretRow) -> Result<MetaBlob, StoreError> {
+        if row.namespace != self.id {
+            return Err(StoreError::Integrity(
+                "a secret row names another namespace",
+            ));
+        }
         let plain = self
             .key
-            .open(&row.meta_ct, &self.meta_aad(&row.id))
-            .map_err(corrupt("secret metadata"))?;
+            .open(&row.meta_ct, &self.meta_aad(&row.id, &RowState::of(row)))
+            .map_err(corrupt("secret row"))?;
         serde_json::from_slice(plain.expose_secret())
             .map_err(|_| StoreError::Malformed("stored metadata"))
     }
 
-    fn seal_meta(&self, id: &SecretId, meta: &MetaBlob) -> Result<Vec<u8>, StoreError> {
+    /// Seals metadata for the row `id` as it will stand once the write commits (`state`).
+    pub fn seal_meta(
+        &self,
+        id: &SecretId,
+        state: &RowState,
+        meta: &MetaBlob,
+    ) -> Result<Vec<u8>, StoreError> {
         let json = serde_json::to_vec(meta).map_err(|_| StoreError::Malformed("metadata"))?;
         self.key
-            .seal(&json, &self.meta_aad(id))
+            .seal(&json, &self.meta_aad(id, state))
             .map_err(StoreError::Crypto)
     }
 
@@ -132,6 +188,7 @@ impl OpenNamespace {
         meta: &MetaBlob,
         now: Timestamp,
     ) -> Result<SecretBytes, StoreError> {
+        meta.check_version(version)?;
         let deletion = meta.deletion(version.version);
         let destroyed = version.ciphertext.is_none();
         if destroyed || deletion.is_some_and(|d| d <= now) {
@@ -216,7 +273,15 @@ impl OpenNamespace {
             meta.schedule_deletion(version, now);
             let prune_before = meta.prune_before(version);
             meta.forget_before(prune_before);
-            let meta_ct = self.seal_meta(&id, &meta)?;
+            let state = RowState {
+                name_hash: w.name_hash,
+                current: version,
+                kind,
+                created: current.map_or(now, |r| r.created),
+                updated: now,
+                revoked: None,
+            };
+            let meta_ct = self.seal_meta(&id, &state, &meta)?;
             let create = match create {
                 Some(()) => Some(NewSecret {
                     id,
@@ -258,8 +323,39 @@ impl OpenNamespace {
             let prune_before = meta.prune_before(row.current);
             meta.forget_before(prune_before);
             Ok(Modification {
-                meta_ct: Some(self.seal_meta(&row.id, &meta)?),
+                meta_ct: Some(self.seal_meta(&row.id, &RowState::of(row), &meta)?),
                 prune_before,
+                ..Modification::default()
+            })
+        })
+    }
+
+    /// Plans a revocation at `at`: the metadata is sealed again to the revoked row, so
+    /// clearing `revoked` later leaves a row that no longer opens.
+    pub fn revoke_plan(self: Arc<Self>, at: Timestamp) -> ModifyPlan {
+        Box::new(move |row: &SecretRow| {
+            let meta = self.meta_of(row)?;
+            let state = RowState {
+                revoked: Some(at),
+                ..RowState::of(row)
+            };
+            Ok(Modification {
+                meta_ct: Some(self.seal_meta(&row.id, &state, &meta)?),
+                revoke: Some(at),
+                ..Modification::default()
+            })
+        })
+    }
+
+    /// Plans erasing `versions` (sorted, without duplicates): they are recorded as destroyed
+    /// in the sealed metadata, so a ciphertext put back from a backup is not served.
+    pub fn destroy_plan(self: Arc<Self>, versions: Vec<Version>) -> ModifyPlan {
+        Box::new(move |row: &SecretRow| {
+            let mut meta = self.meta_of(row)?;
+            meta.destroyed.extend(versions.iter().map(|v| v.get()));
+            Ok(Modification {
+                meta_ct: Some(self.seal_meta(&row.id, &RowState::of(row), &meta)?),
+                destroy: versions,
                 ..Modification::default()
             })
         })
@@ -284,24 +380,27 @@ mod tests {
     /// A live row at `current` with valid sealed metadata.
     fn row(ns: &OpenNamespace, current: Version, meta: &MetaBlob) -> SecretRow {
         let id = SecretId([1; 16]);
-        SecretRow {
+        let mut row = SecretRow {
             id,
             namespace: ns.id,
             name_hash: [2; 32],
             name_ct: Vec::new(),
-            meta_ct: ns.seal_meta(&id, meta).expect("seal"),
+            meta_ct: Vec::new(),
             index: NvIndex::from_slot(0).expect("slot 0"),
             current,
             kind: Kind::Text,
             created: Timestamp::now(),
             updated: Timestamp::now(),
             revoked: None,
-        }
+        };
+        row.meta_ct = ns.seal_meta(&id, &RowState::of(&row), meta).expect("seal");
+        row
     }
 
     fn plan(value: PlanValue, cas: Option<u32>) -> VersionPlan {
         VersionPlan {
             name: SecretName::parse("k").expect("valid"),
+            name_hash: [2; 32],
             value,
             kind: None,
             new_kind: Kind::Text,

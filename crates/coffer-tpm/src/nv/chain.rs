@@ -15,6 +15,7 @@ use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{CapabilityData, MaxNvBuffer, NvPublicBuilder};
 
+use crate::device::{AuthFor, Encrypt};
 use crate::error::TssContext;
 use crate::{Session, TpmError};
 
@@ -117,31 +118,70 @@ fn nv_handle(handle: u32) -> Result<NvIndexTpmHandle, TpmError> {
         .map_err(|_| TpmError::refused("address an NV index", "not an NV index handle"))
 }
 
+/// The attributes of every index coffer defines: read and written with the index's own
+/// authValue (derived from coffer's [`TpmAuth`](crate::TpmAuth)), never with owner
+/// authorization (usually empty), so opening the TPM is not enough to read them. `no_da`:
+/// a wrong guess at a 256-bit value gains nothing, and must not lock the TPM for others.
+fn attributes() -> Result<tss_esapi::attributes::NvIndexAttributes, TpmError> {
+    NvIndexAttributesBuilder::new()
+        .with_auth_write(true)
+        .with_auth_read(true)
+        .with_no_da(true)
+        .with_nv_index_type(NvIndexType::Ordinary)
+        .build()
+        .during("describe an NV index")
+}
+
 impl Session {
-    /// Defines an index of `size` bytes, readable and writable with owner authorization.
+    /// Defines an index of `size` bytes, read and written with coffer's authorization only.
     pub(crate) fn nv_define(&mut self, handle: u32, size: usize) -> Result<(), TpmError> {
-        let attributes = NvIndexAttributesBuilder::new()
-            .with_owner_write(true)
-            .with_owner_read(true)
-            .with_no_da(true)
-            .with_nv_index_type(NvIndexType::Ordinary)
-            .build()
-            .during("describe an NV index")?;
         let public = NvPublicBuilder::new()
             .with_nv_index(nv_handle(handle)?)
             .with_index_name_algorithm(HashingAlgorithm::Sha256)
-            .with_index_attributes(attributes)
+            .with_index_attributes(attributes()?)
             .with_data_area_size(size)
             .build()
             .during("describe an NV index")?;
-        let h = self
+        let auth = self.auth.derive(AuthFor::NvIndex)?;
+        // The authValue is a command parameter: it goes to the TPM encrypted.
+        let h = self.with_salted(
+            Encrypt {
+                command: true,
+                response: false,
+            },
+            |ctx, session| {
+                // Defining is authorized by the owner (a password session); the salted
+                // session rides along to encrypt the new index's authValue.
+                ctx.execute_with_sessions((Some(AuthSession::Password), Some(session), None), |c| {
+                    c.nv_define_space(Provision::Owner, Some(auth), public)
+                })
+                .during("define an NV index")
+            },
+        )?;
+        self.remember_nv(handle, h)
+    }
+
+    /// Whether `handle` is an index coffer defined with its own authorization; an index in
+    /// coffer's range defined otherwise (by coffer before store format 2, or by something
+    /// else) is [`TpmError::Refused`], so that nothing is read from or freed in it.
+    pub(crate) fn nv_check_ours(&mut self, handle: u32) -> Result<(), TpmError> {
+        let h = self.nv_handle(handle)?;
+        let (public, _) = self
             .ctx
-            .execute_with_session(Some(AuthSession::Password), |c| {
-                c.nv_define_space(Provision::Owner, None, public)
-            })
-            .during("define an NV index")?;
-        self.remember_nv(handle, h);
-        Ok(())
+            .execute_without_session(|c| c.nv_read_public(h))
+            .during("read an NV index's attributes")?;
+        let a = public.attributes();
+        if a.auth_read() && a.auth_write() && !a.owner_read() && !a.owner_write() {
+            return Ok(());
+        }
+        Err(TpmError::refused(
+            "open the NV store",
+            format!(
+                "NV index 0x{handle:08x} is readable with owner authorization: it was made by \
+                 a coffer before store format 2 (or by another program) and is left alone. \
+                 See docs/key-hierarchy.md, \"TPM authorization\""
+            ),
+        ))
     }
 
     /// Frees an index.
@@ -157,7 +197,8 @@ impl Session {
         result
     }
 
-    /// Writes `data` at the start of an index, in pieces the TPM accepts.
+    /// Writes `data` at the start of an index, in pieces the TPM accepts, each authorized by
+    /// the index's authValue in the salted session and encrypted on the bus.
     pub(crate) fn nv_write(&mut self, handle: u32, data: &[u8]) -> Result<(), TpmError> {
         let h = self.nv_handle(handle)?;
         let piece = self.buffer_max.max(1);
@@ -165,11 +206,18 @@ impl Session {
             let buf = MaxNvBuffer::try_from(chunk.to_vec()).during("write an NV index")?;
             let offset = u16::try_from(i * piece)
                 .map_err(|_| TpmError::refused("write an NV index", "offset past 64 KiB"))?;
-            self.ctx
-                .execute_with_session(Some(AuthSession::Password), |c| {
-                    c.nv_write(NvAuth::Owner, h, buf, offset)
-                })
-                .during("write an NV index")?;
+            self.with_salted(
+                Encrypt {
+                    command: true,
+                    response: false,
+                },
+                |ctx, session| {
+                    ctx.execute_with_session(Some(session), |c| {
+                        c.nv_write(NvAuth::NvIndex(h), h, buf, offset)
+                    })
+                    .during("write an NV index")
+                },
+            )?;
         }
         Ok(())
     }
@@ -184,7 +232,8 @@ impl Session {
         Ok(public.data_size())
     }
 
-    /// Reads a whole index.
+    /// Reads a whole index, each piece authorized by the index's authValue in the salted
+    /// session and encrypted on the bus.
     pub(crate) fn nv_read(&mut self, handle: u32) -> Result<Vec<u8>, TpmError> {
         let size = self.nv_size(handle)?;
         let h = self.nv_handle(handle)?;
@@ -194,12 +243,18 @@ impl Session {
             let n = u16::try_from((size - out.len()).min(piece)).unwrap_or(u16::MAX);
             let offset = u16::try_from(out.len())
                 .map_err(|_| TpmError::refused("read an NV index", "offset past 64 KiB"))?;
-            let data = self
-                .ctx
-                .execute_with_session(Some(AuthSession::Password), |c| {
-                    c.nv_read(NvAuth::Owner, h, n, offset)
-                })
-                .during("read an NV index")?;
+            let data = self.with_salted(
+                Encrypt {
+                    command: false,
+                    response: true,
+                },
+                |ctx, session| {
+                    ctx.execute_with_session(Some(session), |c| {
+                        c.nv_read(NvAuth::NvIndex(h), h, n, offset)
+                    })
+                    .during("read an NV index")
+                },
+            )?;
             out.extend_from_slice(data.value());
         }
         Ok(out)
@@ -230,9 +285,23 @@ impl Session {
         }
     }
 
-    /// Reads and checks a chain starting at `head`; `None` when it is missing or torn.
-    pub(super) fn read_chain(&mut self, head: u32) -> Option<(u64, Vec<u8>, Chain)> {
-        let bytes = self.nv_read(head).ok()?;
+    /// Reads and checks a chain starting at `head`; `Ok(None)` when it is missing or torn.
+    /// The TPM refusing a read (the authorization does not open the index) is an error, not
+    /// a torn write: what cannot be read must not be taken for free space.
+    pub(super) fn read_chain(
+        &mut self,
+        head: u32,
+    ) -> Result<Option<(u64, Vec<u8>, Chain)>, TpmError> {
+        let bytes = match self.nv_read(head) {
+            Ok(bytes) => bytes,
+            // Defined, never written: a crash between the two.
+            Err(e) if e.rc() == Some(crate::TpmRc::NV_UNINITIALIZED) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(self.read_rest(head, bytes))
+    }
+
+    fn read_rest(&mut self, head: u32, bytes: Vec<u8>) -> Option<(u64, Vec<u8>, Chain)> {
         let parsed = parse_head(&bytes)?;
         let mut chain = Chain {
             head,

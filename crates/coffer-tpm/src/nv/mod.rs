@@ -58,6 +58,12 @@ impl NvBackend {
         })
     }
 
+    /// Whether `tpm`'s NV holds a coffer NV store (its directory is defined), without
+    /// reading it: a store this data directory's TPM authorization cannot read still counts.
+    pub fn present(tpm: &Tpm) -> Result<bool, StoreError> {
+        tpm.run(|s| Ok(state::present(s))).map_err(store_error)?
+    }
+
     /// The TPM underneath.
     pub fn tpm(&self) -> &Arc<Tpm> {
         &self.tpm
@@ -180,9 +186,12 @@ impl Backend for NvBackend {
             let m = guarded(|| plan(&row))?;
             coffer_store::check_modification(&row, &record.version_numbers(), &m)?;
             if let Some(at) = m.revoke {
-                st.remove_secret(s, record.slot(), Some(at))?;
+                st.remove_secret(s, record.slot(), Some((at, m.meta_ct.clone())))?;
                 let mut row = row;
                 row.revoked = Some(at);
+                if let Some(meta) = m.meta_ct {
+                    row.meta_ct = meta;
+                }
                 return Ok(Some(Modified {
                     row,
                     destroyed: m.destroy,
@@ -246,7 +255,8 @@ mod conformance {
 
     fn make() -> coffer_store::conformance::Made<NvBackend> {
         let swtpm = Swtpm::start();
-        let tpm = Arc::new(Tpm::open(&swtpm.tcti()).expect("swtpm answers"));
+        let tpm =
+            Arc::new(Tpm::open(&swtpm.tcti(), crate::fixture::auth()).expect("swtpm answers"));
         let backend = NvBackend::open(tpm).expect("open");
         (Arc::new(backend), Box::new(swtpm))
     }
@@ -272,7 +282,7 @@ mod tests {
     impl Fixture {
         fn new() -> Self {
             let swtpm = Swtpm::start();
-            let tpm = Arc::new(Tpm::open(&swtpm.tcti()).unwrap());
+            let tpm = Arc::new(Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap());
             let master = MasterKey::generate().unwrap();
             let recovery = RecoveryKey::generate().unwrap();
             let slot = SlotRecord::wrap(
@@ -449,5 +459,48 @@ mod tests {
         set(&store, "after-delete", &value).unwrap();
         assert_eq!(get(&f.open(), "after-delete"), value);
         let _ = &f.swtpm;
+    }
+
+    /// Item 7 of issue 12: whoever opens the TPM with another authorization (or none) reads
+    /// nothing of coffer's NV store, and coffer, opened that way, refuses rather than taking
+    /// the unreadable indices for free space: nothing is freed, and the store opens again
+    /// with the right authorization. (swtpm serves one connection at a time: each TPM
+    /// handle is dropped before the next is opened.)
+    #[test]
+    fn another_authorization_reads_nothing_and_frees_nothing() {
+        let swtpm = Swtpm::start();
+        let master = MasterKey::generate().unwrap();
+        let open_store = |tpm: &Arc<Tpm>| {
+            let store = EncryptedStore::open(
+                Arc::new(NvBackend::open(tpm.clone()).unwrap()),
+                master.duplicate(),
+            )
+            .unwrap();
+            if !store.has_namespace(&Namespace::default()) {
+                store.create_namespace(&Namespace::default()).unwrap();
+            }
+            store
+        };
+        let ours = || Arc::new(Tpm::open(&swtpm.tcti(), crate::fixture::auth()).unwrap());
+        let h = {
+            let tpm = ours();
+            let store = open_store(&tpm);
+            set(&store, "k", b"kept").unwrap().index.handle()
+        };
+        let before = ours().run(|s| s.nv_list(NvIndex::BASE, 0x1_0000)).unwrap();
+        assert!(before.contains(&h));
+        {
+            let stranger =
+                Arc::new(Tpm::open(&swtpm.tcti(), crate::TpmAuth::generate().unwrap()).unwrap());
+            let err = stranger.run(move |s| s.nv_read(h)).unwrap_err();
+            assert!(err.rc().is_some(), "the TPM itself refuses: {err}");
+            let err = NvBackend::open(stranger)
+                .err()
+                .expect("a store that cannot be read is not opened");
+            assert!(err.to_string().contains("TPM"), "{err}");
+        }
+        let after = ours().run(|s| s.nv_list(NvIndex::BASE, 0x1_0000)).unwrap();
+        assert_eq!(after, before, "nothing was freed");
+        assert_eq!(get(&open_store(&ours()), "k"), b"kept");
     }
 }

@@ -259,9 +259,19 @@ pub(super) struct NvState {
 }
 
 /// Reads both sides at `a` and `b`; answers the current payload and the sides' layout.
-fn read_sides(s: &mut Session, a: u32, b: u32, used: &BTreeSet<u32>) -> (Option<Vec<u8>>, Sides) {
-    let read = |s: &mut Session, h: u32| used.contains(&h).then(|| s.read_chain(h)).flatten();
-    let (ra, rb) = (read(s, a), read(s, b));
+fn read_sides(
+    s: &mut Session,
+    a: u32,
+    b: u32,
+    used: &BTreeSet<u32>,
+) -> Result<(Option<Vec<u8>>, Sides), StoreError> {
+    let read = |s: &mut Session, h: u32| -> Result<_, StoreError> {
+        if !used.contains(&h) {
+            return Ok(None);
+        }
+        s.read_chain(h).map_err(store_error)
+    };
+    let (ra, rb) = (read(s, a)?, read(s, b)?);
     let mut sides = Sides::default();
     let mut payload = None;
     let ga = ra.as_ref().map(|(g, ..)| *g);
@@ -292,7 +302,14 @@ fn read_sides(s: &mut Session, a: u32, b: u32, used: &BTreeSet<u32>) -> (Option<
             ..Chain::default()
         });
     }
-    (payload, sides)
+    Ok((payload, sides))
+}
+
+/// Whether a directory side is defined in NV: a coffer NV store is there, readable or not.
+/// Listing handles needs no authorization.
+pub(super) fn present(s: &mut Session) -> Result<bool, StoreError> {
+    let listed = s.nv_list(DIR_A, 2).map_err(store_error)?;
+    Ok(listed.iter().any(|h| *h == DIR_A || *h == DIR_B))
 }
 
 impl NvState {
@@ -303,7 +320,12 @@ impl NvState {
             .map_err(store_error)?
             .into_iter()
             .collect();
-        let (dir_payload, dir_sides) = read_sides(s, DIR_A, DIR_B, &used);
+        // Nothing is read from, or freed in, an index coffer did not define with its own
+        // authorization (an older store's, another program's).
+        for &h in &used {
+            s.nv_check_ours(h).map_err(store_error)?;
+        }
+        let (dir_payload, dir_sides) = read_sides(s, DIR_A, DIR_B, &used)?;
         let dir: Directory = match dir_payload {
             Some(p) => postcard::from_bytes(&p).map_err(malformed)?,
             None => Directory::default(),
@@ -318,7 +340,7 @@ impl NvState {
             index_max: s.index_max,
         };
         for slot in state.dir.live.clone() {
-            let (payload, sides) = read_sides(s, BASE + slot, BASE + B_OFFSET + slot, &state.used);
+            let (payload, sides) = read_sides(s, BASE + slot, BASE + B_OFFSET + slot, &state.used)?;
             let payload = payload.ok_or(StoreError::Malformed(
                 "a live secret has no valid side in NV",
             ))?;
@@ -611,7 +633,7 @@ impl NvState {
         &mut self,
         s: &mut Session,
         slot: u32,
-        keep_history: Option<Timestamp>,
+        keep_history: Option<(Timestamp, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         let Some(live) = self.secrets.get(&slot) else {
             return Err(StoreError::NotFound("secret"));
@@ -619,8 +641,13 @@ impl NvState {
         let record = live.record.clone();
         self.change_directory(s, |d| {
             d.live.retain(|&l| l != slot);
-            if let Some(at) = keep_history {
-                d.revoked.push(record.clone().revoke(at));
+            if let Some((at, meta)) = keep_history {
+                let mut kept = record.clone().revoke(at);
+                // The metadata sealed to the revoked row (store format 2).
+                if let Some(meta) = meta {
+                    kept.set_meta(meta);
+                }
+                d.revoked.push(kept);
             }
         })?;
         if let Some(live) = self.secrets.remove(&slot) {
