@@ -96,6 +96,7 @@ mod tests {
                 "sealed",
                 "store_unavailable",
                 "audit_unavailable",
+                "audit_tampered",
                 "unauthenticated",
                 "denied",
                 "rate_limited",
