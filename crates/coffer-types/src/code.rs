@@ -103,6 +103,7 @@ mod tests {
                 "sealed",
                 "store_unavailable",
                 "audit_unavailable",
+                "audit_tampered",
                 "policy_unavailable",
                 "unauthenticated",
                 "denied",
