@@ -12,6 +12,8 @@
 //! to NV before it is acknowledged. NV exhaustion answers `nv_full` (TPM_RC_NV_SPACE, 0x14b).
 
 mod chain;
+#[doc(hidden)]
+pub mod fuzzing;
 mod state;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
