@@ -35,6 +35,8 @@ fn record(i: u64) -> Record<'static> {
         code: None,
         gate: None,
         repeated: None,
+        namespace_invalid: None,
+        name_invalid: None,
     }
 }
 

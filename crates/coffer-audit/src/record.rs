@@ -1,9 +1,10 @@
 //! What one audit line says: [`Record`] as the daemon hands it over, and `Names`, which
 //! turns it into the JSON line the chain hashes.
 //!
-//! The field order is fixed (`seq`, `time`, `request_id`, `actor`, `action`, `namespace`,
-//! `name`, `withheld`, `outcome`, `code`, `gate`, `repeated`, `prev`) so lines read the same in every file
-//! and a reviewer can diff them. Names and namespaces arrive in the clear and leave as
+//! The field order is fixed (`v`, `seq`, `time`, `request_id`, `actor`, `action`, `namespace`,
+//! `name`, `withheld`, `outcome`, `code`, `gate`, `repeated`, `namespace_invalid`,
+//! `name_invalid`, `prev`, `mac`) so lines read the same in every file and a reviewer can
+//! diff them. Names and namespaces arrive in the clear and leave as
 //! `hmac-sha256:<hex>` under the audit key, in the clear when the operator asked for plain
 //! names, or withheld (null, with `"withheld":true`) while no key is known. The namespace and
 //! the name are hashed each on its own ([`AuditKeys::name_hash`] of the exact text), so
@@ -95,6 +96,11 @@ pub struct Record<'a> {
     /// A summary record: this many more refusals of this action and code from this peer
     /// in the window were counted here rather than recorded one by one.
     pub repeated: Option<u64>,
+    /// The namespace was invalid: only its length in bytes is recorded (never its text,
+    /// which a caller controls and may have pasted a value into).
+    pub namespace_invalid: Option<usize>,
+    /// The name was invalid: only its length in bytes is recorded.
+    pub name_invalid: Option<usize>,
 }
 
 /// The line's body as encoded: everything but `seq` and `prev`.
@@ -115,6 +121,10 @@ struct Body<'a> {
     gate: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     repeated: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace_invalid: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_invalid: Option<usize>,
 }
 
 /// Above this many cached name hashes the cache starts over (bounds memory on a store with
@@ -191,6 +201,8 @@ impl Names {
             code: record.code,
             gate: record.gate,
             repeated: record.repeated,
+            namespace_invalid: record.namespace_invalid,
+            name_invalid: record.name_invalid,
         };
         let start = buf.len();
         serde_json::to_writer(&mut *buf, &body).map_err(|e| {
@@ -286,6 +298,8 @@ pub(crate) mod tests {
             code: Some(ErrorCode::Denied),
             gate: Some("policy"),
             repeated: None,
+            namespace_invalid: None,
+            name_invalid: None,
         }
     }
 

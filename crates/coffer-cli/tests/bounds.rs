@@ -225,9 +225,19 @@ fn a_flood_of_4mb_names_from_nobody_leaves_rss_flat() {
     let codes: Value = serde_json::from_slice(&after.stdout).unwrap();
     assert_eq!(codes["denied"], 2, "{codes}");
     assert!(rss_kb(pid) <= start + 50 * 1024);
+    let mut marked = 0;
     for record in daemon.audit() {
         assert!(record.to_string().len() < 2048, "{record}");
+        if record["action"] == "get" && record["actor"]["uid"] == 65534 {
+            // The name is never kept: a fixed marker (no `name`) and the length given.
+            assert!(record["name"].is_null(), "{record}");
+            if record.get("repeated").is_none() {
+                assert_eq!(record["name_invalid"], 4_000_004, "{record}");
+                marked += 1;
+            }
+        }
     }
+    assert!(marked > 0, "the flood's records carry the names' length");
 }
 
 const UNSEAL_BURST: &str = "wrong guess";

@@ -212,12 +212,17 @@ fn the_data_directory_copied_to_another_tpm_stays_sealed() {
     assert_eq!(get(&thief, "api/key")["value"], "stolen-disk-secret");
 }
 
+/// Copies a data directory whole (the store, the audit log and its anchor), as a thief
+/// imaging the disk would.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_file() {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        } else if kind.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
         }
     }
 }

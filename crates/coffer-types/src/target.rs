@@ -18,8 +18,11 @@ pub enum Parsed<T> {
     /// It did not. `text` is kept only for the policy gate, which matches the path as
     /// given; it is never shown or logged (a caller may have pasted a value into it).
     Invalid {
-        /// The text as given.
+        /// The text as given, cut to [`KEPT_INVALID_BYTES`].
         text: String,
+        /// The length of the text as given, in bytes (before it was cut; saturating at
+        /// `u32::MAX`, far above any request the listeners accept).
+        len: u32,
         /// Why it is refused.
         error: NameError,
     },
@@ -51,6 +54,25 @@ impl<T> Parsed<T> {
             Self::Invalid { .. } => None,
         }
     }
+
+    /// The length in bytes of what was given, when it did not parse (what an audit record
+    /// shows of an invalid name: never the text).
+    pub fn invalid_len(&self) -> Option<usize> {
+        match self {
+            Self::Valid(_) => None,
+            Self::Invalid { len, .. } => Some(*len as usize),
+        }
+    }
+
+    /// An invalid text: kept only up to [`KEPT_INVALID_BYTES`], with its length.
+    fn invalid(text: String, error: NameError) -> Self {
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        Self::Invalid {
+            text: kept(text),
+            len,
+            error,
+        }
+    }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Parsed<T> {
@@ -66,10 +88,7 @@ impl<T> From<Result<T, (String, NameError)>> for Parsed<T> {
     fn from(r: Result<T, (String, NameError)>) -> Self {
         match r {
             Ok(v) => Self::Valid(v),
-            Err((text, error)) => Self::Invalid {
-                text: kept(text),
-                error,
-            },
+            Err((text, error)) => Self::invalid(text, error),
         }
     }
 }
@@ -108,10 +127,7 @@ impl Target {
             namespace: parse_namespace(namespace),
             name: match SecretName::parse(name) {
                 Ok(n) => Parsed::Valid(n),
-                Err(error) => Parsed::Invalid {
-                    text: kept(name.to_owned()),
-                    error,
-                },
+                Err(error) => Parsed::invalid(name.to_owned(), error),
             },
         }
     }
@@ -142,10 +158,7 @@ pub fn parse_namespace(namespace: Option<&str>) -> Parsed<Namespace> {
         None => Parsed::Valid(Namespace::default_namespace()),
         Some(text) => match Namespace::parse(text) {
             Ok(n) => Parsed::Valid(n),
-            Err(error) => Parsed::Invalid {
-                text: kept(text.to_owned()),
-                error,
-            },
+            Err(error) => Parsed::invalid(text.to_owned(), error),
         },
     }
 }

@@ -51,6 +51,8 @@ pub fn record(i: u64) -> Record<'static> {
         code: (i.is_multiple_of(4)).then_some(ErrorCode::Denied),
         gate: (i.is_multiple_of(4)).then_some("policy"),
         repeated: None,
+        namespace_invalid: None,
+        name_invalid: None,
     }
 }
 

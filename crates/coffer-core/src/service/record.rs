@@ -22,8 +22,23 @@ pub(super) struct Pending {
     action: Action,
     namespace: Option<String>,
     name: Option<String>,
+    /// The lengths of an invalid namespace and name: all a record keeps of them.
+    invalid: (Option<usize>, Option<usize>),
     accessor: Option<String>,
     actor: Option<String>,
+}
+
+/// The lengths of the namespace and the name an operation gave, where they did not parse.
+fn invalid_lengths(op: &Operation) -> (Option<usize>, Option<usize>) {
+    match op {
+        Operation::Secret { target, .. } => {
+            (target.namespace.invalid_len(), target.name.invalid_len())
+        }
+        Operation::List { namespace, .. } | Operation::NamespaceCreate { namespace } => {
+            (namespace.invalid_len(), None)
+        }
+        _ => (None, None),
+    }
 }
 
 /// What an operation is recorded as: its action, namespace and name (when valid).
@@ -67,11 +82,16 @@ impl Pending {
                 None => (Action::Status, None, None),
             },
         };
+        let invalid = match request {
+            Request::One(op) => invalid_lengths(op),
+            Request::FirstMounted(_) => (None, None),
+        };
         Self {
             identity,
             action,
             namespace,
             name,
+            invalid,
             accessor: None,
             actor: None,
         }
@@ -85,6 +105,7 @@ impl Pending {
             action,
             namespace: None,
             name: None,
+            invalid: (None, None),
             accessor: None,
             actor: None,
         }
@@ -94,14 +115,18 @@ impl Pending {
     pub(super) fn chose(&mut self, reading: &Candidate) {
         self.action = reading.action;
         self.namespace = Some(reading.namespace.as_str().to_owned());
-        self.name = coffer_types::SecretName::parse(reading.name())
-            .ok()
-            .map(|n| n.as_str().to_owned());
+        (self.name, self.invalid) = match coffer_types::SecretName::parse(reading.name()) {
+            Ok(n) => (Some(n.as_str().to_owned()), (None, None)),
+            // A prefix (a folder list) may be empty; that is not an invalid name.
+            Err(_) if reading.name().is_empty() => (None, (None, None)),
+            Err(_) => (None, (None, Some(reading.name().len()))),
+        };
     }
 
     /// The chosen reading became this operation.
     pub(super) fn built(&mut self, op: &Operation) {
         (self.action, self.namespace, self.name) = label(op);
+        self.invalid = invalid_lengths(op);
     }
 
     /// Who asks.
@@ -203,6 +228,8 @@ impl Service {
             code: result.as_ref().err().map(|r| r.error.code()),
             gate: result.as_ref().err().map(|r| r.gate.as_str()),
             repeated: None,
+            namespace_invalid: pending.invalid.0,
+            name_invalid: pending.invalid.1,
         };
         // Queued now: the line is written even if this future is dropped while waiting.
         let appending = audit.append(&record);
@@ -282,6 +309,8 @@ impl Service {
             code: Some(s.code),
             gate: Some(s.gate),
             repeated: Some(s.count),
+            namespace_invalid: None,
+            name_invalid: None,
         };
         let appending = audit.append(&record);
         drop(record);
