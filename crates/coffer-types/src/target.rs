@@ -18,7 +18,7 @@ pub enum Parsed<T> {
     /// It did not. `text` is kept only for the policy gate, which matches the path as
     /// given; it is never shown or logged (a caller may have pasted a value into it).
     Invalid {
-        /// The text as given, cut to [`KEPT_INVALID_BYTES`].
+        /// The text as given, cut to `KEPT_INVALID_BYTES` (one byte more than a valid name).
         text: String,
         /// The length of the text as given, in bytes (before it was cut; saturating at
         /// `u32::MAX`, far above any request the listeners accept).
