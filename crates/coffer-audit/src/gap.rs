@@ -111,21 +111,32 @@ pub(crate) fn check_counter(
     anchor: Option<&Path>,
     keys: &AuditKeys,
     counter: &dyn AuditCounter,
-) -> Result<(Option<u64>, Option<String>, Option<u64>), AuditError> {
+) -> Result<CounterCheck, AuditError> {
     let newest = newest_count(dir, anchor, keys)?;
     let seq = newest.map(|(seq, _)| seq);
     let state = counter.state().map_err(counter_error)?;
-    Ok(match counter::judge(state, newest.map(|(_, c)| c)) {
+    let (value, rolled) = match counter::judge(state, newest.map(|(_, c)| c)) {
         Verdict::Fine {
             value,
             finish: false,
-        } => (value, None, seq),
+        } => (value, None),
         Verdict::Fine {
             value: _,
             finish: true,
-        } => (Some(counter.increment().map_err(counter_error)?), None, seq),
-        Verdict::Rolled { missing, value } => (value, Some(missing), seq),
-    })
+        } => (Some(counter.increment().map_err(counter_error)?), None),
+        Verdict::Rolled { missing, value } => (value, Some(missing)),
+    };
+    Ok(CounterCheck { value, rolled, seq })
+}
+
+/// What [`check_counter`] found.
+pub(crate) struct CounterCheck {
+    /// The counter's value (`None`: first use to be done).
+    pub(crate) value: Option<u64>,
+    /// Rolled back or deleted: what to tell the operator.
+    pub(crate) rolled: Option<String>,
+    /// The seq the newest checkpoint anchors.
+    pub(crate) seq: Option<u64>,
 }
 
 /// The counter comparison in words, and whether it is consistent, for `coffer audit verify`.

@@ -325,12 +325,20 @@ impl AuditLog {
             .unwrap_or_else(failed);
         if let Some(counter) = writer.counter().cloned() {
             match crate::gap::check_counter(&self.dir, self.anchor.as_deref(), &keys, &*counter) {
-                Ok((value, None, seq)) => {
+                Ok(crate::gap::CounterCheck {
+                    value,
+                    rolled: None,
+                    seq,
+                }) => {
                     writer.counter_value = value;
                     // What that checkpoint anchors needs no advance of its own.
                     writer.advanced(seq);
                 }
-                Ok((value, Some(rolled), _)) => {
+                Ok(crate::gap::CounterCheck {
+                    value,
+                    rolled: Some(rolled),
+                    ..
+                }) => {
                     writer.counter_value = value;
                     found = Some(match found {
                         Some(mut gap) => {
