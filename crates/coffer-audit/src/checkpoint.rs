@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AuditError;
 use crate::chain::{self, Hash};
+use crate::counter::Count;
 
 /// The checkpoint file's name inside the audit directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -34,6 +35,8 @@ pub(crate) struct Checkpoint {
     pub(crate) seq: u64,
     pub(crate) hash: Hash,
     pub(crate) file: String,
+    /// The counter value it was written under (where the log has a counter).
+    pub(crate) counter: Option<Count>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,33 +45,38 @@ struct SlotText<'a> {
     seq: u64,
     hash: &'a str,
     file: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counter: Option<&'a str>,
     mac: &'a str,
 }
 
 impl Checkpoint {
-    /// The bytes the MAC covers; versioned so a later format cannot be confused with this one.
+    /// The bytes the MAC covers; versioned so a later format cannot be confused with this one
+    /// (v2 adds the counter, so a counter cannot be added, removed or changed).
     fn message(&self) -> String {
-        format!(
-            "coffer audit checkpoint v1\n{}\n{}\n{}",
-            self.seq,
-            &*self.hash.to_hex(),
-            self.file
-        )
+        let base = format!("{}\n{}\n{}", self.seq, &*self.hash.to_hex(), self.file);
+        match self.counter {
+            None => format!("coffer audit checkpoint v1\n{base}"),
+            Some(c) => format!("coffer audit checkpoint v2\n{base}\ncounter {}", c.text()),
+        }
     }
 
     /// One slot: the JSON object, spaces, and a final `\n`.
     fn encode(&self, keys: &AuditKeys) -> Result<[u8; SLOT], AuditError> {
         let mac = data_encoding::HEXLOWER.encode(&keys.checkpoint_mac(self.message().as_bytes()));
+        let counter = self.counter.map(Count::text);
         let text = SlotText {
             seq: self.seq,
             hash: &self.hash.to_hex(),
             file: &self.file,
+            counter: counter.as_deref(),
             mac: &mac,
         };
         let json = serde_json::to_vec(&text).map_err(|e| AuditError::Encode {
             reason: e.to_string(),
         })?;
-        // seq (at most 20 digits), two 64-digit hex strings and a 32-byte file name: ~210 bytes.
+        // seq (at most 20 digits), two 64-digit hex strings, a 32-byte file name and a
+        // counter (at most 20 digits): at most 249 bytes.
         if json.len() >= SLOT {
             return Err(AuditError::Encode {
                 reason: format!("a checkpoint of {} bytes does not fit its slot", json.len()),
@@ -91,6 +99,10 @@ impl Checkpoint {
             seq: text.seq,
             hash: Hash::from_hex(text.hash)?,
             file: text.file.to_owned(),
+            counter: match text.counter {
+                None => None,
+                Some(c) => Some(Count::parse(c)?),
+            },
         };
         let mac = data_encoding::HEXLOWER.decode(text.mac.as_bytes()).ok()?;
         keys.checkpoint_mac_ok(cp.message().as_bytes(), &mac)
@@ -110,6 +122,11 @@ impl Slots {
     /// The valid checkpoint with the highest seq.
     pub(crate) fn newest(&self) -> Option<&Checkpoint> {
         self.valid.iter().flatten().max_by_key(|c| c.seq)
+    }
+
+    /// Every valid checkpoint.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Checkpoint> {
+        self.valid.iter().flatten()
     }
 
     /// The slot to write next: an invalid one, else the older one.
@@ -221,6 +238,7 @@ mod tests {
             seq,
             hash: Hash::of_line(seq.to_string().as_bytes()),
             file: chain::file_name(1),
+            counter: None,
         }
     }
 
@@ -230,6 +248,27 @@ mod tests {
         let slot = cp(u64::MAX).encode(&k).unwrap();
         assert_eq!(Checkpoint::decode(&slot, &k), Some(cp(u64::MAX)));
         assert_eq!(Checkpoint::decode(&slot, &keys(3)), None);
+        // The largest checkpoint with a counter fits, and its counter is under the MAC.
+        let mut big = cp(u64::MAX);
+        big.file = chain::file_name(u64::MAX);
+        big.counter = Some(Count::At(u64::MAX));
+        let enc = big.encode(&k).unwrap();
+        assert_eq!(Checkpoint::decode(&enc, &k), Some(big.clone()));
+        let text = String::from_utf8(enc.to_vec()).unwrap();
+        let forged = text.replace(
+            "\"counter\":\"18446744073709551615\"",
+            "\"counter\":\"18446744073709551614\"",
+        );
+        assert_ne!(forged, text);
+        assert_eq!(Checkpoint::decode(forged.as_bytes(), &k), None);
+        let pending = Checkpoint {
+            counter: Some(Count::Pending),
+            ..cp(3)
+        };
+        assert_eq!(
+            Checkpoint::decode(&pending.encode(&k).unwrap(), &k),
+            Some(pending)
+        );
         let mut torn = slot;
         torn[100..].fill(0);
         assert_eq!(Checkpoint::decode(&torn, &k), None);

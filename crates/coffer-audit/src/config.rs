@@ -1,6 +1,7 @@
 //! [`AuditConfig`]: how the audit log is set up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the audit log is set up.
@@ -28,7 +29,17 @@ pub struct AuditConfig {
     /// Free space the audit directory's file system keeps: below it, requests are refused
     /// (`audit_unavailable`) before the disk is full; below twice it, a warning is logged.
     pub reserve_bytes: u64,
+    /// A monotonic counter (the TPM's NV counter, where the daemon's store uses a TPM) the
+    /// checkpoint records, so a rollback of the directory together with its anchor is
+    /// detected at unseal (see [`crate::counter`]). `None`: no counter.
+    pub counter: Option<Arc<dyn crate::AuditCounter>>,
+    /// The counter advances at most this often (and at shutdown and seal, when records were
+    /// checkpointed since): TPM NV wears with every write.
+    pub counter_interval: Duration,
 }
+
+/// How often the counter advances at most, by default: once a minute.
+pub const DEFAULT_COUNTER_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The default free-space reserve: 64 MiB.
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
@@ -45,6 +56,8 @@ impl Default for AuditConfig {
             keep_files: 0,
             max_total_bytes: 0,
             reserve_bytes: DEFAULT_RESERVE,
+            counter: None,
+            counter_interval: DEFAULT_COUNTER_INTERVAL,
         }
     }
 }

@@ -108,6 +108,14 @@ pub enum AuditError {
         reserve: u64,
     },
 
+    /// The TPM counter the checkpoint is anchored in could not be read or advanced; the
+    /// checkpoint is not written (the syncer tries again at its next tick).
+    #[error("cannot use the audit log's TPM counter: {reason}")]
+    Counter {
+        /// What the TPM (or coffer) answered.
+        reason: String,
+    },
+
     /// The writer thread could not be started.
     #[error("cannot start the audit writer thread: {source}")]
     Thread {
@@ -134,9 +142,11 @@ impl AuditError {
     /// The wire code a request refused for this error carries.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unavailable { .. } | Self::Closed | Self::Full { .. } | Self::Lower { .. } => {
-                ErrorCode::AuditUnavailable
-            }
+            Self::Unavailable { .. }
+            | Self::Closed
+            | Self::Full { .. }
+            | Self::Lower { .. }
+            | Self::Counter { .. } => ErrorCode::AuditUnavailable,
             Self::Tampered { .. } => ErrorCode::AuditTampered,
             _ => ErrorCode::Internal,
         }
@@ -151,6 +161,9 @@ impl AuditError {
                 reason: reason.clone(),
             },
             Self::Closed => Self::Closed,
+            Self::Counter { reason } => Self::Counter {
+                reason: reason.clone(),
+            },
             Self::Tampered { missing } => Self::Tampered {
                 missing: missing.clone(),
             },

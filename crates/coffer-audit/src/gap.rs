@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::AuditError;
 use crate::chain::{self, Hash};
 use crate::checkpoint::{self, Checkpoint};
+use crate::counter::{self, AuditCounter, Count, Verdict};
 
 /// What the check at open found missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,102 @@ pub(crate) fn newest(
         .max_by_key(|c| c.seq)
         .cloned();
     Ok((cp, own.exists || other.exists))
+}
+
+/// The newest checkpoint's count (`None`: no valid checkpoint; `Some(None)`: a checkpoint
+/// without one): of the checkpoints with the highest seq in the directory and the anchor,
+/// the highest count (the copies of one seq differ when a crash came between their writes).
+fn newest_count(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: &AuditKeys,
+) -> Result<Option<(u64, Option<Count>)>, AuditError> {
+    let own = checkpoint::read(dir, keys)?;
+    let other = match anchor {
+        Some(path) => checkpoint::read_file(path, keys)?,
+        None => checkpoint::Slots::default(),
+    };
+    let rank = |c: &Checkpoint| {
+        let count = match c.counter {
+            None => 0,
+            Some(Count::Pending) => 1,
+            Some(Count::At(v)) => u128::from(v) + 2,
+        };
+        (c.seq, count)
+    };
+    Ok(own
+        .all()
+        .chain(other.all())
+        .max_by_key(|c| rank(c))
+        .map(|c| (c.seq, c.counter)))
+}
+
+fn counter_error(reason: String) -> AuditError {
+    AuditError::Counter { reason }
+}
+
+/// The check at open against the counter (see [`crate::counter`]): answers the counter's
+/// value (`None`: first use to be done) and, when the directory and its anchor were rolled
+/// back or deleted, what to tell the operator; and the seq the newest checkpoint anchors.
+/// A checkpoint written under the next value
+/// whose increment a crash cut off has that increment done now.
+pub(crate) fn check_counter(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: &AuditKeys,
+    counter: &dyn AuditCounter,
+) -> Result<CounterCheck, AuditError> {
+    let newest = newest_count(dir, anchor, keys)?;
+    let seq = newest.map(|(seq, _)| seq);
+    let state = counter.state().map_err(counter_error)?;
+    let (value, rolled) = match counter::judge(state, newest.map(|(_, c)| c)) {
+        Verdict::Fine {
+            value,
+            finish: false,
+        } => (value, None),
+        Verdict::Fine {
+            value: _,
+            finish: true,
+        } => (Some(counter.increment().map_err(counter_error)?), None),
+        Verdict::Rolled { missing, value } => (value, Some(missing)),
+    };
+    Ok(CounterCheck { value, rolled, seq })
+}
+
+/// What [`check_counter`] found.
+pub(crate) struct CounterCheck {
+    /// The counter's value (`None`: first use to be done).
+    pub(crate) value: Option<u64>,
+    /// Rolled back or deleted: what to tell the operator.
+    pub(crate) rolled: Option<String>,
+    /// The seq the newest checkpoint anchors.
+    pub(crate) seq: Option<u64>,
+}
+
+/// The counter comparison in words, and whether it is consistent, for `coffer audit verify`.
+pub(crate) fn counter_report(
+    dir: &Path,
+    anchor: Option<&Path>,
+    keys: &AuditKeys,
+    counter: &dyn AuditCounter,
+) -> Result<(bool, String), AuditError> {
+    let count = newest_count(dir, anchor, keys)?.map(|(_, c)| c);
+    let state = counter.state().map_err(counter_error)?;
+    let what = counter.describe();
+    let at = match state {
+        counter::CounterState::Missing => "not defined".to_owned(),
+        counter::CounterState::Unset => "defined, never incremented".to_owned(),
+        counter::CounterState::At(v) => format!("at {v}"),
+    };
+    let cp = match count {
+        None => "no checkpoint".to_owned(),
+        Some(None) => "a checkpoint without a counter".to_owned(),
+        Some(Some(c)) => format!("checkpoint at {}", c.text()),
+    };
+    Ok(match counter::judge(state, count) {
+        Verdict::Fine { .. } => (true, format!("{what} {at}, {cp}: consistent")),
+        Verdict::Rolled { missing, .. } => (false, format!("{what} {at}, {cp}: {missing}")),
+    })
 }
 
 /// Checks the log in `dir` against its newest checkpoint.

@@ -12,6 +12,7 @@
 //! - `writer`: numbers and chains a batch of lines and writes it with one system call,
 //!   rotates files, checks the file is still writable, prepares syncs and checkpoints.
 //! - [`checkpoint`]: the two-slot, MAC'd checkpoint file.
+//! - [`counter`]: the checkpoint's anchor in a monotonic (TPM NV) counter.
 //! - `recover`: where the chain continues when the log is opened.
 //! - [`verify`](mod@verify) and [`tail`](mod@tail): the readers.
 //! - `chain`: line hashes, file names and reading lines backwards, shared by all of them.
@@ -23,6 +24,7 @@
 mod chain;
 pub mod checkpoint;
 mod config;
+pub mod counter;
 mod error;
 mod gap;
 pub mod log;
@@ -36,7 +38,8 @@ pub mod verify;
 mod writer;
 
 pub use checkpoint::{ANCHOR_FILE, CHECKPOINT_FILE};
-pub use config::{AuditConfig, DEFAULT_RESERVE};
+pub use config::{AuditConfig, DEFAULT_COUNTER_INTERVAL, DEFAULT_RESERVE};
+pub use counter::{AuditCounter, CounterState};
 pub use error::AuditError;
 pub use log::AuditLog;
 pub use record::{Actor, Outcome, Record};

@@ -313,15 +313,52 @@ impl AuditLog {
             last: writer.position().0,
             dir_created: self.dir_created,
         };
-        let found = crate::gap::check(&self.dir, self.anchor.as_deref(), &keys, &head)
-            .unwrap_or_else(|e| {
-                Some(crate::gap::Gap {
-                    after: head.last,
-                    checkpoint: 0,
-                    checkpoint_file: String::new(),
-                    missing: format!("the log could not be checked: {e}"),
-                })
-            });
+        let failed = |e: AuditError| {
+            Some(crate::gap::Gap {
+                after: head.last,
+                checkpoint: 0,
+                checkpoint_file: String::new(),
+                missing: format!("the log could not be checked: {e}"),
+            })
+        };
+        let mut found = crate::gap::check(&self.dir, self.anchor.as_deref(), &keys, &head)
+            .unwrap_or_else(failed);
+        if let Some(counter) = writer.counter().cloned() {
+            match crate::gap::check_counter(&self.dir, self.anchor.as_deref(), &keys, &*counter) {
+                Ok(crate::gap::CounterCheck {
+                    value,
+                    rolled: None,
+                    seq,
+                }) => {
+                    writer.counter_value = value;
+                    // What that checkpoint anchors needs no advance of its own.
+                    writer.advanced(seq);
+                }
+                Ok(crate::gap::CounterCheck {
+                    value,
+                    rolled: Some(rolled),
+                    ..
+                }) => {
+                    writer.counter_value = value;
+                    found = Some(match found {
+                        Some(mut gap) => {
+                            gap.missing = format!("{}; {rolled}", gap.missing);
+                            gap
+                        }
+                        None => crate::gap::Gap {
+                            after: head.last,
+                            checkpoint: 0,
+                            checkpoint_file: String::new(),
+                            missing: rolled,
+                        },
+                    });
+                }
+                Err(e) => {
+                    writer.counter_value = None;
+                    found = found.or_else(|| failed(e));
+                }
+            }
+        }
         if let Some(gap) = found {
             tracing::error!(
                 dir = %self.dir.display(),
@@ -573,6 +610,25 @@ impl AuditLog {
     /// The checkpoint's copy outside the directory, when configured.
     pub fn anchor(&self) -> Option<&Path> {
         self.anchor.as_deref()
+    }
+
+    /// The counter comparison for `coffer audit verify`: the counter's state against the
+    /// newest checkpoint's count, in words, and whether they are consistent; `None` when the
+    /// log has no counter or no keys.
+    pub fn counter_report(&self) -> Option<(bool, String)> {
+        let (counter, keys) = {
+            let writer = locked(&self.writer);
+            (writer.counter()?.clone(), writer.keys()?.duplicate())
+        };
+        Some(
+            match crate::gap::counter_report(&self.dir, self.anchor.as_deref(), &keys, &*counter) {
+                Ok(report) => report,
+                Err(e) => (
+                    false,
+                    format!("{}: cannot be compared: {e}", counter.describe()),
+                ),
+            },
+        )
     }
 }
 

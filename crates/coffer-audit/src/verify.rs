@@ -75,6 +75,7 @@ impl VerifyReport {
             gaps: self.gaps.clone(),
             unauthenticated: self.unauthenticated,
             retained_from: self.retained_from,
+            counter: None,
             problem: self
                 .problem
                 .as_ref()

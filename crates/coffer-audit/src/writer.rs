@@ -10,19 +10,21 @@
 //! so the `fdatasync`s run outside the mutex (see `crate::log`): [`Writer::prepare_sync`]
 //! under the mutex, [`PendingSync::run`] outside it, [`Writer::finish_sync`] under it again.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use coffer_crypto::AuditKeys;
 
 use crate::AuditError;
 use crate::chain::{self, Hash};
 use crate::checkpoint::{self, Checkpoint};
+use crate::counter::{AuditCounter, Count, CounterState};
 use crate::gap::Gap;
 use crate::message::Shared;
 use crate::record::finish_line;
@@ -77,6 +79,14 @@ pub(crate) struct Writer {
     next_slot: Option<usize>,
     /// Bytes of a failed write that could not be cut off yet: (file, length to cut back to).
     pending_truncate: Option<(PathBuf, u64)>,
+    /// The counter checkpoints are anchored in (see `crate::counter`).
+    counter: Option<Arc<dyn AuditCounter>>,
+    /// Its value as last seen (`None`: to be read, or first use to be done).
+    pub(crate) counter_value: Option<u64>,
+    counter_interval: Duration,
+    last_advance: Instant,
+    /// The seq checkpointed by the last advance.
+    advanced_seq: Option<u64>,
 }
 
 /// The slow half of a sync, run without the writer's mutex.
@@ -91,6 +101,16 @@ pub(crate) struct PendingSync {
     /// The checkpoint to write after it: keys and the slots to use.
     keys: Option<AuditKeys>,
     slots: Vec<usize>,
+    /// The counter, its value as last seen, and whether this checkpoint advances it.
+    counter: Option<Arc<dyn AuditCounter>>,
+    counter_value: Option<u64>,
+    advance: bool,
+    /// The counter's value once the checkpoint is written.
+    reached: Cell<Option<u64>>,
+}
+
+fn counter_error(reason: String) -> AuditError {
+    AuditError::Counter { reason }
 }
 
 impl PendingSync {
@@ -102,12 +122,55 @@ impl PendingSync {
         if self.dir_dirty {
             checkpoint::sync_dir(&self.dir).map_err(|e| AuditError::unavailable(&self.dir, &e))?;
         }
-        if let Some(keys) = &self.keys {
-            for &slot in &self.slots {
-                checkpoint::write(&self.dir, slot, &self.cp, keys)?;
-                if let Some(anchor) = &self.anchor {
-                    checkpoint::write_file(anchor, slot, &self.cp, keys)?;
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let Some(counter) = &self.counter else {
+            return self.write_slots(keys, None);
+        };
+        // The order of writes is what makes a kill -9 at any moment harmless (crate::counter).
+        let value = match self.counter_value {
+            Some(v) => v,
+            None => match counter.state().map_err(counter_error)? {
+                CounterState::At(v) => v,
+                CounterState::Missing | CounterState::Unset => {
+                    counter.define().map_err(counter_error)?;
+                    self.write_slots(keys, Some(Count::Pending))?;
+                    counter.increment().map_err(counter_error)?
                 }
+            },
+        };
+        self.reached.set(Some(value));
+        if !self.advance {
+            return self.write_slots(keys, Some(Count::At(value)));
+        }
+        let next = value
+            .checked_add(1)
+            .ok_or_else(|| counter_error("the counter is at its maximum".into()))?;
+        self.write_slots(keys, Some(Count::At(next)))?;
+        // The value is unknown until the increment answers: read again at the next sync.
+        self.reached.set(None);
+        let now = counter.increment().map_err(counter_error)?;
+        if now != next {
+            return Err(counter_error(format!(
+                "the counter went from {value} to {now}, not {next}: something else increments it"
+            )));
+        }
+        self.reached.set(Some(now));
+        Ok(())
+    }
+
+    /// Writes the checkpoint, with `count`, into the slots of the directory's file and the
+    /// anchor.
+    fn write_slots(&self, keys: &AuditKeys, count: Option<Count>) -> Result<(), AuditError> {
+        let cp = Checkpoint {
+            counter: count,
+            ..self.cp.clone()
+        };
+        for &slot in &self.slots {
+            checkpoint::write(&self.dir, slot, &cp, keys)?;
+            if let Some(anchor) = &self.anchor {
+                checkpoint::write_file(anchor, slot, &cp, keys)?;
             }
         }
         Ok(())
@@ -126,6 +189,7 @@ impl Writer {
             seq: start.next_seq - 1,
             hash: start.prev,
             file: file_name_of(path),
+            counter: None,
         });
         Self {
             unsynced: written.is_some(),
@@ -151,6 +215,11 @@ impl Writer {
             checkpointed: None,
             next_slot: None,
             pending_truncate: None,
+            counter: config.counter.clone(),
+            counter_value: None,
+            counter_interval: config.counter_interval,
+            last_advance: Instant::now(),
+            advanced_seq: None,
         }
     }
 
@@ -275,6 +344,7 @@ impl Writer {
                             seq: last,
                             hash: prev,
                             file: self.current_name.clone(),
+                            counter: None,
                         });
                     }
                 }
@@ -437,7 +507,16 @@ impl Writer {
             }
             _ => Vec::new(),
         };
+        let advance = needs_checkpoint
+            && self.counter.is_some()
+            && self.counter_value.is_some()
+            && self.advanced_seq != Some(cp.seq)
+            && (last || self.last_advance.elapsed() >= self.counter_interval);
         let pending = PendingSync {
+            counter: self.counter.clone().filter(|_| needs_checkpoint),
+            counter_value: self.counter_value,
+            advance,
+            reached: Cell::new(None),
             dir: self.dir.clone(),
             anchor: self.anchor.clone(),
             file: self.dir.join(&cp.file),
@@ -465,9 +544,19 @@ impl Writer {
                     self.next_slot = Some(1 - slot);
                     self.checkpointed = Some(pending.cp.seq);
                 }
+                if pending.counter.is_some() {
+                    self.counter_value = pending.reached.get();
+                    if pending.advance {
+                        self.advanced_seq = Some(pending.cp.seq);
+                        self.last_advance = Instant::now();
+                    }
+                }
                 Ok(())
             }
             Err(err) => {
+                if pending.counter.is_some() {
+                    self.counter_value = pending.reached.get();
+                }
                 // Try again at the next sync.
                 self.unsynced = true;
                 self.dir_dirty |= pending.dir_dirty;
@@ -489,6 +578,16 @@ impl Writer {
     /// Whether keys are set.
     pub(crate) fn has_keys(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// Notes that the counter's value already covers the checkpoint of `seq`.
+    pub(crate) fn advanced(&mut self, seq: Option<u64>) {
+        self.advanced_seq = seq;
+    }
+
+    /// The counter checkpoints are anchored in, if any.
+    pub(crate) fn counter(&self) -> Option<&Arc<dyn AuditCounter>> {
+        self.counter.as_ref()
     }
 
     /// The keys, while set.

@@ -179,6 +179,11 @@ pub struct AuditReport {
     /// The seq the log starts with after retention removed older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_from: Option<u64>,
+    /// The TPM counter the checkpoint is anchored in against the checkpoint, in words
+    /// ("TPM NV counter 0x01530000 at 12, checkpoint at 12: consistent"); absent where the
+    /// log has no counter (no TPM, or a store that does not use it) or when read offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
     /// The first problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,

@@ -168,6 +168,9 @@ fn verify(client: &Client, args: VerifyArgs) -> anyhow::Result<std::process::Exi
             ),
             None => println!("checkpoint: not checked (no key to check it with)"),
         }
+        if let Some(counter) = &report.counter {
+            println!("counter: {counter}");
+        }
         if let Some(seq) = report.retained_from {
             println!(
                 "retention: the log starts at record {seq} (older files removed by retention)"

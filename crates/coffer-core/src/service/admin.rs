@@ -170,12 +170,24 @@ impl Service {
                     if let Err(e) = audit.sync() {
                         tracing::warn!(error = %e, "cannot checkpoint the audit log before verifying it");
                     }
-                    coffer_audit::verify_anchored(audit.dir(), audit.anchor(), keys.as_ref())
-                        .map_err(|e| CoreError::AuditUnavailable(e.to_string()))
+                    let report =
+                        coffer_audit::verify_anchored(audit.dir(), audit.anchor(), keys.as_ref())
+                            .map_err(|e| CoreError::AuditUnavailable(e.to_string()))?;
+                    let mut reply = report.to_reply();
+                    // Where the checkpoint is anchored in the TPM's counter: the comparison,
+                    // and a rollback of the directory with its anchor is a problem.
+                    if let Some((consistent, text)) = audit.counter_report() {
+                        if !consistent && reply.problem.is_none() {
+                            reply.ok = false;
+                            reply.problem = Some(text.clone());
+                        }
+                        reply.counter = Some(text);
+                    }
+                    Ok(reply)
                 })
                 .await
                 .map_err(at(Gate::Store))?;
-                Ok(Reply::AuditVerified(Box::new(report.to_reply())))
+                Ok(Reply::AuditVerified(Box::new(report)))
             }
             Operation::AuditAcknowledge => {
                 let audit = self.audit.clone().ok_or_else(|| {

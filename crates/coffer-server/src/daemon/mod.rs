@@ -10,6 +10,7 @@
 
 mod assemble;
 mod config;
+mod counter;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,11 +67,12 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
         None => FirstBoot::KeyFile(dir.default_key_file()),
     };
     let started = Instant::now();
+    let store_backend = backend.clone();
     let vault = Vault::start(
         backend,
         VaultOptions {
             key_file: config.key_file.clone(),
-            tpm,
+            tpm: tpm.clone(),
             first_boot: Some(first_boot),
         },
     );
@@ -78,9 +80,14 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "vault opened"
     );
+    let vault_tpm = tpm;
     let mut service = Service::new(vault, config.service).with_access(config.access.clone());
     match &config.audit {
         Some(audit) => {
+            let mut audit = audit.clone();
+            audit.counter = audit.counter.or_else(|| {
+                counter::audit_counter(vault_tpm.as_ref(), config.store, &*store_backend)
+            });
             let log = AuditLog::open(audit.clone()).map_err(|source| DaemonError::Audit {
                 dir: audit.dir.clone(),
                 source,
