@@ -166,6 +166,68 @@ fn deleting_the_audit_directory_while_stopped_is_refused_until_acknowledged() {
     refused_until_acknowledged(&mut daemon, "the audit directory was missing");
 }
 
+/// A store that starts sealed (a passphrase slot) finds the gap only when it is unsealed,
+/// by the first request after the unseal. That request, a `set`, is refused like every
+/// other: nothing reaches the store while its record cannot be written.
+#[test]
+fn a_gap_found_at_unseal_refuses_the_first_write_before_the_store() {
+    let mut daemon = Daemon::new(&[]);
+    let config = daemon.root.path().join("coffer.toml");
+    // Cheap Argon2id so the test is quick; the defaults are m=64 MiB, t=3.
+    std::fs::write(
+        &config,
+        "[argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1\n",
+    )
+    .unwrap();
+    let passphrase = b"correct horse battery\n";
+    let data = daemon.data.to_str().unwrap().to_owned();
+    let out = run_cli(
+        &[
+            "init",
+            "--data-dir",
+            &data,
+            "--slot",
+            "passphrase",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        passphrase,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.spawn();
+    assert!(daemon.cli(&["unseal"], passphrase).status.success());
+    for i in 0..20 {
+        set(&daemon, &format!("k{i}"));
+    }
+    daemon.stop();
+    let files = audit_files(&daemon.data.join("audit"));
+    let newest = files.last().unwrap();
+    let text = std::fs::read_to_string(newest).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(newest, lines[..lines.len() / 2].join("\n") + "\n").unwrap();
+
+    daemon.spawn();
+    let out = daemon.cli(&["unseal"], passphrase);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply = raw(
+        &daemon.socket,
+        br#"{"action":"set","name":"written-in-the-gap","value":"x"}"#,
+    );
+    assert_eq!(code(&reply), "audit_tampered", "{reply}");
+    let out = daemon.cli(&["audit", "acknowledge"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply = raw(
+        &daemon.socket,
+        br#"{"action":"get","name":"written-in-the-gap"}"#,
+    );
+    assert_eq!(
+        code(&reply),
+        "not_found",
+        "the refused set changed nothing: {reply}"
+    );
+    daemon.stop();
+}
+
 #[test]
 fn an_edited_record_rechained_with_a_bare_hash_is_detected() {
     let mut daemon = stopped_with_records(&[]);

@@ -57,15 +57,8 @@ impl Service {
                 )),
             );
         }
-        if let Some(audit) = &self.audit
-            && action != coffer_types::Action::AuditAcknowledge
-            && let Some(missing) = audit.gap()
-        {
-            tracing::error!(%action, peer = %caller.identity, "request refused: the audit log does not match its checkpoint; run `coffer audit acknowledge`");
-            return (
-                None,
-                Err(Refusal::at(Gate::Audit, CoreError::AuditTampered(missing))),
-            );
+        if let Some(refusal) = self.audit_gap(action, &caller.identity) {
+            return (None, Err(refusal));
         }
         let (_entered, stopping) = self.inflight.enter();
         let pending = Pending::new(caller.identity, &request);
@@ -87,6 +80,18 @@ impl Service {
                 .unwrap_or_else(|e| (None, Err(task_failed(action, &e))));
         }
         self.gated(pending, token, request).await
+    }
+
+    /// The refusal while the audit log's check found a gap no operator has acknowledged
+    /// (every request but the acknowledgement; no record can be written until then).
+    fn audit_gap(&self, action: coffer_types::Action, peer: &Identity) -> Option<Refusal> {
+        let audit = self.audit.as_ref()?;
+        if action == coffer_types::Action::AuditAcknowledge {
+            return None;
+        }
+        let missing = audit.gap()?;
+        tracing::error!(%action, %peer, "request refused: the audit log does not match its checkpoint; run `coffer audit acknowledge`");
+        Some(Refusal::at(Gate::Audit, CoreError::AuditTampered(missing)))
     }
 
     /// Gates 1 to 7 and the record. Up to gate 7 nothing waits (the caller's policies and
@@ -118,6 +123,13 @@ impl Service {
                 return (None, self.finish(pending, Err(refusal)).await);
             }
         };
+        // The first request after an unseal gave the audit log its keys just now (gate 1),
+        // and so ran its check against the checkpoint: a gap it found refuses this request
+        // too, before anything reaches the store (a change must never be committed while
+        // its record cannot be written).
+        if let Some(refusal) = self.audit_gap(action, pending.identity()) {
+            return (None, Err(refusal));
+        }
         pending.principal(&principal);
         // Gates 3 to 6: no waiting, no store work.
         let (admitted, chosen) = match self.admit(&principal, store, request, &mut pending) {
