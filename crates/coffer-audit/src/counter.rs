@@ -17,7 +17,7 @@
 //! C == V + 1 (killed between the write and the increment; the check at open then does the
 //! increment), or C is `pending` (killed during first use). A TPM value V > C means the
 //! checkpoint is older than one the daemon wrote: the directory and its anchor were rolled
-//! back (or deleted: no checkpoint while V exists). See [`judge`].
+//! back (or deleted: no checkpoint while V exists). See `judge`.
 
 use std::fmt;
 
