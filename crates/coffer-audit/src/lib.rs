@@ -1,7 +1,9 @@
 //! coffer's audit log (DESIGN.md, Audit): one JSON line per request, in append-only files,
-//! each line carrying the hash of the one before it, with the chain head checkpointed under a
-//! MAC keyed from the master key. Editing, deleting or truncating records is detected by
-//! [`verify()`]; [`tail()`] follows the log for `coffer audit tail`.
+//! each line carrying the hash of the one before it and, once keys are known, an HMAC under
+//! the audit key over everything before it, with the chain head checkpointed under a MAC
+//! keyed from the master key (and, with a TPM, bound to an NV counter). Editing, deleting,
+//! truncating or rolling back records is detected by [`verify()`] and by the check the log
+//! runs when it gets its keys; [`tail()`] follows the log for `coffer audit tail`.
 //!
 //! Where things live, along the path of a record:
 //! - [`record`]: [`Record`] as the daemon hands it over, and how it becomes a line (names
