@@ -12,15 +12,10 @@
 
 use std::sync::Arc;
 
-use tss_esapi::attributes::NvIndexAttributesBuilder;
 use tss_esapi::constants::NvIndexType;
-use tss_esapi::handles::NvIndexTpmHandle;
-use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
-use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::NvPublicBuilder;
+use tss_esapi::interface_types::resource_handles::NvAuth;
 
-use crate::device::{AuthFor, Encrypt};
+use crate::device::Encrypt;
 use crate::error::TssContext;
 use crate::{Session, Tpm, TpmError, TpmRc};
 
@@ -89,38 +84,8 @@ impl NvCounter {
 }
 
 fn define(s: &mut Session) -> Result<(), TpmError> {
-    let attributes = NvIndexAttributesBuilder::new()
-        .with_auth_write(true)
-        .with_auth_read(true)
-        .with_no_da(true)
-        .with_nv_index_type(NvIndexType::Counter)
-        .build()
-        .during("describe the audit counter")?;
-    let handle = NvIndexTpmHandle::new(COUNTER_HANDLE)
-        .map_err(|_| TpmError::refused("address the audit counter", "not an NV index handle"))?;
-    let public = NvPublicBuilder::new()
-        .with_nv_index(handle)
-        .with_index_name_algorithm(HashingAlgorithm::Sha256)
-        .with_index_attributes(attributes)
-        .with_data_area_size(8)
-        .build()
-        .during("describe the audit counter")?;
-    let auth = s.auth.derive(AuthFor::NvIndex)?;
-    let h = s.with_salted(
-        Encrypt {
-            command: true,
-            response: false,
-        },
-        |ctx, session| {
-            // Owner-authorized (a password session); the salted session encrypts the
-            // index's authValue on its way to the TPM.
-            ctx.execute_with_sessions((Some(AuthSession::Password), Some(session), None), |c| {
-                c.nv_define_space(Provision::Owner, Some(auth), public)
-            })
-            .during("define the audit counter")
-        },
-    )?;
-    s.remember_nv(COUNTER_HANDLE, h)
+    // Eight bytes: a counter's size is fixed by the TPM.
+    s.nv_define_as(COUNTER_HANDLE, 8, NvIndexType::Counter)
 }
 
 fn increment(s: &mut Session) -> Result<(), TpmError> {

@@ -122,12 +122,12 @@ fn nv_handle(handle: u32) -> Result<NvIndexTpmHandle, TpmError> {
 /// authValue (derived from coffer's [`TpmAuth`](crate::TpmAuth)), never with owner
 /// authorization (usually empty), so opening the TPM is not enough to read them. `no_da`:
 /// a wrong guess at a 256-bit value gains nothing, and must not lock the TPM for others.
-fn attributes() -> Result<tss_esapi::attributes::NvIndexAttributes, TpmError> {
+fn attributes(kind: NvIndexType) -> Result<tss_esapi::attributes::NvIndexAttributes, TpmError> {
     NvIndexAttributesBuilder::new()
         .with_auth_write(true)
         .with_auth_read(true)
         .with_no_da(true)
-        .with_nv_index_type(NvIndexType::Ordinary)
+        .with_nv_index_type(kind)
         .build()
         .during("describe an NV index")
 }
@@ -135,10 +135,22 @@ fn attributes() -> Result<tss_esapi::attributes::NvIndexAttributes, TpmError> {
 impl Session {
     /// Defines an index of `size` bytes, read and written with coffer's authorization only.
     pub(crate) fn nv_define(&mut self, handle: u32, size: usize) -> Result<(), TpmError> {
+        self.nv_define_as(handle, size, NvIndexType::Ordinary)
+    }
+
+    /// Defines an index of `kind` (ordinary, or a counter) and `size` bytes, read and
+    /// written with coffer's authorization only (no owner access, no dictionary-attack
+    /// lockout).
+    pub(crate) fn nv_define_as(
+        &mut self,
+        handle: u32,
+        size: usize,
+        kind: NvIndexType,
+    ) -> Result<(), TpmError> {
         let public = NvPublicBuilder::new()
             .with_nv_index(nv_handle(handle)?)
             .with_index_name_algorithm(HashingAlgorithm::Sha256)
-            .with_index_attributes(attributes()?)
+            .with_index_attributes(attributes(kind)?)
             .with_data_area_size(size)
             .build()
             .during("describe an NV index")?;
