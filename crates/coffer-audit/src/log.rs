@@ -110,6 +110,9 @@ pub struct AuditLog {
     syncer: Mutex<Option<(JoinHandle<()>, mpsc::Sender<()>)>>,
     /// Held (`flock`) while the log is open, so two daemons never write one chain.
     _lock: File,
+    /// Records written, and the batches (`write(2)` calls) they were written in.
+    records: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// The lock file inside the audit directory.
@@ -264,6 +267,8 @@ impl AuditLog {
             shared,
             syncer: Mutex::new(Some((thread, stop))),
             _lock: lock,
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
     }
 
@@ -440,6 +445,15 @@ impl AuditLog {
         }
     }
 
+    /// Records written since the log was opened, and the batches they were written in (one
+    /// `write(2)` each): their ratio is the mean batch, for the metrics.
+    pub fn written(&self) -> (u64, u64) {
+        (
+            self.records.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+        )
+    }
+
     /// Syncs what is written and checkpoints it now (before a verification of the live log).
     pub fn sync(&self) -> Result<(), AuditError> {
         if self.shared.closed.load(Ordering::Acquire) {
@@ -518,8 +532,7 @@ impl AuditLog {
         if !chain.leading {
             chain.leading = true;
             chain.queue.push(Queued { body, slot: None });
-            drop(chain);
-            return Step::Done(Some(self.lead(None)));
+            return Step::Lead { yielded: false };
         }
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState::Waiting(None)),
@@ -544,6 +557,11 @@ impl AuditLog {
                 std::mem::replace(&mut chain.queue, spare)
             };
             let result = locked(&self.writer).write_batch(batch.iter().map(|q| q.body.as_slice()));
+            if result.is_ok() {
+                self.records
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.batches.fetch_add(1, Ordering::Relaxed);
+            }
             for (queued, i) in batch.iter().zip(0..) {
                 let outcome = match &result {
                     Ok(first) => Ok(first + i),
@@ -636,6 +654,13 @@ impl AuditLog {
 enum Step {
     /// Answered (taken once).
     Done(Option<Result<u64, AuditError>>),
+    /// Leading the batch its own line opened (the line is queued, with no slot). The first
+    /// poll yields once, so that the other tasks ready on this worker queue their lines
+    /// behind it first and share its `write(2)`; the next one writes the batch.
+    Lead {
+        /// Whether the one yield was made.
+        yielded: bool,
+    },
     /// Waiting for a leader to write the line.
     Wait(Arc<Slot>),
 }
@@ -664,6 +689,24 @@ impl Future for Appending<'_> {
             Step::Done(answer) => {
                 return Poll::Ready(answer.take().unwrap_or(Err(AuditError::Closed)));
             }
+            Step::Lead { yielded: false } => {
+                this.state = Step::Lead { yielded: true };
+                // Tokio runs a yielded task again only after every other task ready on
+                // this worker and a look at the I/O driver: those requests queue their
+                // lines meanwhile. (Outside a runtime the waker is woken at once.)
+                let yielding = std::pin::pin!(tokio::task::yield_now());
+                if yielding.poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let answer = this.log.lead(None);
+                this.state = Step::Done(None);
+                return Poll::Ready(answer);
+            }
+            Step::Lead { yielded: true } => {
+                let answer = this.log.lead(None);
+                this.state = Step::Done(None);
+                return Poll::Ready(answer);
+            }
             Step::Wait(slot) => Arc::clone(slot),
         };
         let mut state = locked(&slot.state);
@@ -686,8 +729,14 @@ impl Future for Appending<'_> {
 
 impl Drop for Appending<'_> {
     fn drop(&mut self) {
-        let Step::Wait(slot) = &self.state else {
-            return;
+        let slot = match &self.state {
+            Step::Done(_) => return,
+            Step::Lead { .. } => {
+                // Its line and any queued behind it are still to be written.
+                let _ = self.log.lead(None);
+                return;
+            }
+            Step::Wait(slot) => slot,
         };
         let mut state = locked(&slot.state);
         if let SlotState::Done(Done::Lead) = &*state {

@@ -155,6 +155,11 @@ impl Service {
         self.audit.as_ref().and_then(|a| a.free_bytes())
     }
 
+    /// Audit records written since start, and the `write(2)` batches they took (metrics).
+    pub fn audit_written(&self) -> Option<(u64, u64)> {
+        self.audit.as_ref().map(|a| a.written())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ServiceConfig {
         &self.config

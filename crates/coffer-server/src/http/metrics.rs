@@ -55,6 +55,8 @@ pub struct Metrics {
     sealed: Gauge,
     uptime: Gauge,
     audit_free: Gauge,
+    audit_records: Counter,
+    audit_batches: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,8 @@ impl Metrics {
         let sealed = Gauge::default();
         let uptime = Gauge::default();
         let audit_free = Gauge::default();
+        let audit_records = Counter::default();
+        let audit_batches = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status code",
@@ -111,6 +115,16 @@ impl Metrics {
             "Bytes free in the audit directory's file system (-1: unknown or no audit log)",
             audit_free.clone(),
         );
+        registry.register(
+            "audit_records",
+            "Audit records written since the daemon started",
+            audit_records.clone(),
+        );
+        registry.register(
+            "audit_writes",
+            "write(2) calls that appended audit records (records / writes is the mean batch)",
+            audit_batches.clone(),
+        );
         Self {
             registry,
             requests,
@@ -120,6 +134,8 @@ impl Metrics {
             sealed,
             uptime,
             audit_free,
+            audit_records,
+            audit_batches,
         }
     }
 
@@ -160,6 +176,11 @@ impl Metrics {
                 .audit_free_bytes()
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
         );
+        if let Some((records, batches)) = service.audit_written() {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.audit_records.inner().store(records, Relaxed);
+            self.audit_batches.inner().store(batches, Relaxed);
+        }
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");
