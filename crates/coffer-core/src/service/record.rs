@@ -24,8 +24,8 @@ pub(super) struct Pending {
     name: Option<String>,
     /// The lengths of an invalid namespace and name: all a record keeps of them.
     invalid: (Option<usize>, Option<usize>),
-    accessor: Option<String>,
-    actor: Option<String>,
+    /// Who passed gate 2 (shares the token's record).
+    principal: Option<Principal>,
 }
 
 /// The lengths of the namespace and the name an operation gave, where they did not parse.
@@ -92,8 +92,7 @@ impl Pending {
             namespace,
             name,
             invalid,
-            accessor: None,
-            actor: None,
+            principal: None,
         }
     }
 
@@ -106,8 +105,7 @@ impl Pending {
             namespace: None,
             name: None,
             invalid: (None, None),
-            accessor: None,
-            actor: None,
+            principal: None,
         }
     }
 
@@ -136,13 +134,20 @@ impl Pending {
 
     /// The caller passed gate 2 as `principal`.
     pub(super) fn principal(&mut self, principal: &Principal) {
-        self.accessor = principal.token.as_ref().map(|t| t.accessor.clone());
-        self.actor = Some(principal.actor());
+        self.principal = Some(principal.clone());
+    }
+
+    /// The accessor of the token the caller acted through.
+    fn accessor(&self) -> Option<&str> {
+        let token = self.principal.as_ref()?.token.as_ref()?;
+        Some(&token.accessor)
     }
 
     /// The request passed gates 3 to 6 acting in `namespace`.
     pub(super) fn admitted(&mut self, namespace: Option<&coffer_types::Namespace>) {
-        if let Some(ns) = namespace {
+        if let Some(ns) = namespace
+            && self.namespace.as_deref() != Some(ns.as_str())
+        {
             self.namespace = Some(ns.as_str().to_owned());
         }
     }
@@ -168,7 +173,8 @@ impl Service {
         let action = pending.action;
         self.counts.add(action, outcome);
         if action.is_operator_action() {
-            let actor = pending.actor.as_deref().unwrap_or("unknown");
+            let actor = pending.principal.as_ref().map(Principal::actor);
+            let actor = actor.as_deref().unwrap_or("unknown");
             let namespace = pending.namespace.as_deref().unwrap_or("");
             match &result {
                 Ok(_) => {
@@ -203,7 +209,8 @@ impl Service {
             self.summarize(false).await;
             return result;
         }
-        let request_id = self.request_id();
+        let mut request_id = RequestId::default();
+        let request_id = self.request_id(&mut request_id);
         let mut pending = pending;
         if let Ok(Reply::TokenCreated { record, .. }) = &result {
             // The new token, by accessor (its creator is the actor).
@@ -212,14 +219,14 @@ impl Service {
         let who = &pending.identity;
         let record = Record {
             time: Timestamp::now(),
-            request_id: Cow::Borrowed(&request_id),
+            request_id: Cow::Borrowed(request_id),
             actor: Actor {
                 uid: who.remote.is_none().then_some(who.uid),
                 gid: who.remote.is_none().then_some(who.gid),
                 pid: who.pid,
                 exe: who.exe().map(Cow::Borrowed),
                 addr: who.remote.map(|a| Cow::Owned(a.to_string())),
-                token: pending.accessor.as_deref().map(Cow::Borrowed),
+                token: pending.accessor().map(Cow::Borrowed),
             },
             action,
             namespace: pending.namespace.as_deref().map(Cow::Borrowed),
@@ -289,11 +296,12 @@ impl Service {
 
     /// One summary record: `count` more refusals of one kind from one peer.
     async fn write_summary(&self, audit: &coffer_audit::AuditLog, s: crate::bounds::Summary) {
-        let request_id = self.request_id();
+        let mut request_id = RequestId::default();
+        let request_id = self.request_id(&mut request_id);
         let who = &s.who;
         let record = Record {
             time: Timestamp::now(),
-            request_id: Cow::Borrowed(&request_id),
+            request_id: Cow::Borrowed(request_id),
             actor: Actor {
                 uid: who.remote.is_none().then_some(who.uid),
                 gid: who.remote.is_none().then_some(who.gid),
@@ -319,8 +327,24 @@ impl Service {
         }
     }
 
-    fn request_id(&self) -> String {
+    /// The next request's id, `<prefix>-<n in hex>`, written into `buf` (no allocation).
+    fn request_id<'b>(&self, buf: &'b mut RequestId) -> &'b str {
+        use std::io::Write as _;
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.request_prefix)
+        let mut at = std::io::Cursor::new(&mut buf.0[..]);
+        // The prefix is 8 hex digits (see `Service::new`) and n at most 16: 25 bytes fit
+        // in the 48; a longer prefix would be cut at a byte boundary of ASCII text.
+        let _ = write!(at, "{}-{n:x}", self.request_prefix);
+        let len = usize::try_from(at.position()).unwrap_or(0);
+        std::str::from_utf8(&buf.0[..len]).unwrap_or("")
+    }
+}
+
+/// Room for a request id on the stack.
+struct RequestId([u8; 48]);
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self([0; 48])
     }
 }
