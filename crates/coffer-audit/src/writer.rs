@@ -423,15 +423,20 @@ impl Writer {
         AuditError::unavailable(path, err)
     }
 
-    /// Starts a new file named by `first`, after syncing and checkpointing the old one
-    /// so a checkpoint covering records in the new file never covers unsynced records in the
-    /// old (rare, so done under the mutex).
+    /// Starts a new file named by `first`, after syncing the old one, so a checkpoint
+    /// covering records in the new file never covers unsynced records in the old (rare, so
+    /// done under the mutex). The checkpoint itself is left to the next sync: checkpoints are
+    /// written only by syncs, one at a time (see `crate::log`), so one prepared before this
+    /// rotation can never be written after, and over, a newer one.
     fn rotate(&mut self, first: u64) -> Result<(), AuditError> {
-        if let Some(pending) = self.prepare_sync(false) {
-            let result = pending.run();
-            self.finish_sync(pending, result)?;
-        }
-        self.file = None;
+        let synced = match self.file.take() {
+            Some(file) => file.sync_data(),
+            None => File::open(&self.current).and_then(|f| f.sync_data()),
+        };
+        synced.map_err(|e| {
+            self.shared.healthy.store(false, Ordering::Release);
+            AuditError::unavailable(&self.current, &e)
+        })?;
         let next = self.dir.join(chain::file_name(first));
         tracing::info!(path = %next.display(), "starting a new audit file");
         self.current_len = 0;
@@ -621,4 +626,64 @@ fn file_name_of(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuditConfig;
+    use coffer_crypto::SecretBytes;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    fn keys() -> AuditKeys {
+        AuditKeys::from_bytes(
+            SecretBytes::copy_from(&[1; 32]),
+            SecretBytes::copy_from(&[2; 32]),
+        )
+        .unwrap()
+    }
+
+    /// The syncer thread prepares a sync, the writer rotates meanwhile (past the prepared
+    /// checkpoint), then the syncer writes its checkpoint: it must succeed, and the next sync
+    /// must checkpoint the newest record, never lower.
+    #[test]
+    fn a_rotation_during_a_sync_does_not_race_its_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            dir: tmp.path().to_path_buf(),
+            max_file_bytes: 512,
+            ..AuditConfig::default()
+        };
+        let start = crate::recover::start(tmp.path()).unwrap();
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            current: Mutex::new(start.current.clone()),
+            tampered: AtomicBool::new(false),
+            free: AtomicU64::new(u64::MAX),
+            reserve: 0,
+            full: AtomicBool::new(false),
+        });
+        let mut writer = Writer::new(&config, start, shared);
+        writer.set_keys(Some(keys()));
+        let body = br#"{"time":"2026-11-30T00:00:00.000Z","action":"get","outcome":"ok"}"#;
+        writer.write_batch([&body[..]; 3]).unwrap();
+        let prepared = writer.prepare_sync(false).unwrap();
+        assert_eq!(prepared.cp.seq, 3);
+        // Past 512 bytes: the next batches rotate to new files.
+        for _ in 0..4 {
+            writer.write_batch([&body[..]; 3]).unwrap();
+        }
+        assert!(crate::chain::list(tmp.path()).unwrap().len() > 1);
+        let result = prepared.run();
+        assert!(result.is_ok(), "{result:?}");
+        writer.finish_sync(prepared, result).unwrap();
+        let next = writer.prepare_sync(false).unwrap();
+        assert_eq!(next.cp.seq, 15);
+        let result = next.run();
+        assert!(result.is_ok(), "{result:?}");
+        writer.finish_sync(next, result).unwrap();
+        assert!(crate::verify(tmp.path(), Some(&keys())).unwrap().ok());
+    }
 }
