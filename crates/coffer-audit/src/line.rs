@@ -7,7 +7,8 @@
 //! - Format 3 (`"v":3`, written now): short field names and no `prev` but in a file's first
 //!   line. The chain is carried by the line's tag, its last field: `"m"` (with keys: HMAC-SHA256
 //!   under the audit key of the previous record's link and the line up to the tag, see
-//!   [`AuditKeys::record_tag`]) or `"h"` (while sealed: BLAKE3 of the same), 16 bytes in hex.
+//!   [`AuditKeys::record_tag`]) or `"h"` (while sealed: BLAKE3 of the same), 16 bytes in
+//!   unpadded base64url (22 characters).
 //!   A record's link is its tag; for a line of format 1 or 2 it is the line's BLAKE3 hash, so
 //!   a log upgraded in the middle of a file chains on across the switch.
 
@@ -24,6 +25,8 @@ pub(crate) const FORMAT: u64 = 3;
 pub(crate) const V2: u64 = 2;
 /// Bytes of a format-3 tag (128 bits).
 pub(crate) const TAG_LEN: usize = 16;
+/// Characters of a tag as written (unpadded base64url of 16 bytes).
+const TAG_TEXT: usize = 22;
 /// What precedes a keyed tag: `,"m":"`.
 pub(crate) const KEYED_FIELD: &[u8] = b",\"m\":\"";
 /// What precedes an unkeyed tag (written while sealed): `,"h":"`.
@@ -69,15 +72,18 @@ pub(crate) enum TagKind {
 /// when the line does not end in a well-formed tag field.
 pub(crate) fn split_tag(line: &[u8]) -> Option<(&[u8], TagKind, [u8; TAG_LEN])> {
     let rest = line.strip_suffix(b"\"}")?;
-    let at = rest.len().checked_sub(2 * TAG_LEN)?;
-    let (head, hex) = rest.split_at(at);
+    let at = rest.len().checked_sub(TAG_TEXT)?;
+    let (head, text) = rest.split_at(at);
     let (covered, kind) = if let Some(c) = head.strip_suffix(KEYED_FIELD) {
         (c, TagKind::Keyed)
     } else {
         (head.strip_suffix(PLAIN_FIELD)?, TagKind::Plain)
     };
     let mut tag = [0u8; TAG_LEN];
-    let n = data_encoding::HEXLOWER.decode_mut(hex, &mut tag).ok()?;
+    // Canonical only: the decoder refuses set bits past the 128th.
+    let n = data_encoding::BASE64URL_NOPAD
+        .decode_mut(text, &mut tag)
+        .ok()?;
     (n == TAG_LEN).then_some((covered, kind, tag))
 }
 
@@ -104,15 +110,15 @@ pub(crate) fn plain_tag(prev: &Hash, covered: &[u8]) -> [u8; TAG_LEN] {
     tag
 }
 
-/// Appends `tag` as the line's last field (`,"m":"<hex>"}` or `,"h":"<hex>"}`).
+/// Appends `tag` as the line's last field (`,"m":"<base64url>"}` or `,"h":"<base64url>"}`).
 pub(crate) fn push_tag(out: &mut Vec<u8>, kind: TagKind, tag: &[u8; TAG_LEN]) {
     out.extend_from_slice(match kind {
         TagKind::Keyed => KEYED_FIELD,
         TagKind::Plain => PLAIN_FIELD,
     });
     let at = out.len();
-    out.resize(at + 2 * TAG_LEN, 0);
-    data_encoding::HEXLOWER.encode_mut(tag, &mut out[at..]);
+    out.resize(at + TAG_TEXT, 0);
+    data_encoding::BASE64URL_NOPAD.encode_mut(tag, &mut out[at..]);
     out.extend_from_slice(b"\"}");
 }
 
@@ -213,6 +219,13 @@ mod tests {
             Err(AuthError::BadHash)
         );
         assert_eq!(split_tag(b"{\"v\":3,\"s\":1,\"m\":\"00\"}"), None);
+        // The 22nd character carries 4 bits past the 128th, which must be zero: it is one of
+        // `A`, `Q`, `g`, `w`, and a `B` there is refused.
+        let mut odd = line.clone();
+        let last = odd.len() - 3;
+        assert!(matches!(odd[last], b'A' | b'Q' | b'g' | b'w'));
+        odd[last] = b'B';
+        assert_eq!(split_tag(&odd), None);
         assert_eq!(
             authenticate(b"{\"v\":3,\"s\":1}", Some(FORMAT), &Hash::ZERO, None),
             Err(AuthError::NoTag)

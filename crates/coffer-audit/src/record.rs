@@ -305,9 +305,9 @@ fn shown<'t>(keyed: &'t Keyed, text: Option<&'t str>) -> Option<&'t str> {
 }
 
 /// Appends line `seq` to `out` (format 3): `{"v":3,"s":N,` + the body's fields, with
-/// `,"prev":"<hex>"` when it is the first line of its file, then the tag: with keys
-/// `,"m":"<hex>"` (HMAC-SHA256 under the audit key of `prev`'s bytes and everything before
-/// it, cut to 128 bits), without `,"h":"<hex>"` (BLAKE3 of the same), and `}\n`. Answers
+/// `,"prev":"<hex>"` when it is the first line of its file, then the tag (unpadded base64url):
+/// with keys `,"m":"<tag>"` (HMAC-SHA256 under the audit key of `prev`'s bytes and everything before
+/// it, cut to 128 bits), without `,"h":"<tag>"` (BLAKE3 of the same), and `}\n`. Answers
 /// the line's link (its tag), which the next line's tag covers: so every tag covers every
 /// line before it. One keyed hash per line, from a key state made once.
 pub(crate) fn finish_line(
@@ -401,7 +401,7 @@ pub(crate) mod tests {
                 "{{\"v\":3,\"s\":7,\"t\":1700000000123,\"id\":\"r-1\",\"u\":1000,\"p\":42,\
                  \"op\":\"get\",\"namespace\":\"default\",\"name\":\"db/password\",\"o\":\"denied\",\
                  \"c\":\"denied\",\"gate\":\"policy\",\"h\":\"{}\"}}\n",
-                data_encoding::HEXLOWER.encode(&tag)
+                data_encoding::BASE64URL_NOPAD.encode(&tag)
             )
         );
     }

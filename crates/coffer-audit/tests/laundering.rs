@@ -105,10 +105,12 @@ fn deleting_every_file_or_the_directory_is_found_at_unseal() {
     }
 }
 
-/// A format-3 line's tag (the last field's 32 hex digits).
+/// A format-3 line's tag (the last field: 22 characters of unpadded base64url).
 fn tag_of(line: &str) -> Vec<u8> {
-    let hex = &line[line.len() - 34..line.len() - 2];
-    data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap()
+    let text = &line[line.len() - 24..line.len() - 2];
+    data_encoding::BASE64URL_NOPAD
+        .decode(text.as_bytes())
+        .unwrap()
 }
 
 /// `line` with its tag replaced by the unkeyed one after a record whose tag is `prev`.
@@ -120,8 +122,8 @@ fn retag_unkeyed(prev: &[u8], line: &str) -> (String, Vec<u8>) {
     h.update(prev);
     h.update(covered.as_bytes());
     let tag = h.finalize().as_bytes()[..16].to_vec();
-    let hex = data_encoding::HEXLOWER.encode(&tag);
-    (format!("{covered},\"h\":\"{hex}\"}}"), tag)
+    let text = data_encoding::BASE64URL_NOPAD.encode(&tag);
+    (format!("{covered},\"h\":\"{text}\"}}"), tag)
 }
 
 #[test]

@@ -59,7 +59,11 @@ fn rotation_spreads_one_chain_over_several_files() {
     assert!(lines(&files[1])[0].starts_with(&format!("{{\"v\":3,\"s\":{first},")));
     // A file's first line names the link before it (the previous file's last tag).
     let last_of_first = lines(&files[0]).pop().unwrap();
-    let tag = &last_of_first[last_of_first.len() - 34..last_of_first.len() - 2];
+    let tag = &last_of_first[last_of_first.len() - 24..last_of_first.len() - 2];
+    let tag = data_encoding::BASE64URL_NOPAD
+        .decode(tag.as_bytes())
+        .unwrap();
+    let tag = data_encoding::HEXLOWER.encode(&tag);
     assert!(lines(&files[1])[0].contains(&format!(r#""prev":"{tag}","m":""#)));
     for f in &files {
         assert!(std::fs::metadata(f).unwrap().len() < 2000 + 1000);

@@ -32,7 +32,8 @@ pub enum AuditCommand {
     /// Acknowledge what the daemon's audit check at start found missing: writes a MAC'd gap
     /// record naming it, after which the daemon serves again (needs sudo on sys/audit).
     Acknowledge,
-    /// Print the hash under which a name (and/or a namespace) appears in the audit log.
+    /// Print the hash under which a name (and/or a namespace) appears in the audit log (the
+    /// HMAC's first 32 hex digits, found in the lines of every format).
     Hash {
         /// The secret name
         name: Option<String>,
@@ -40,7 +41,8 @@ pub enum AuditCommand {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
-    /// Print the last records and, with --follow, new ones as they are written.
+    /// Print the last records as JSON lines (full field names, ISO time, whatever the file
+    /// format) and, with --follow, new ones as they are written.
     Tail {
         #[command(flatten)]
         place: Place,
@@ -123,8 +125,10 @@ pub fn run(client: &Client, command: AuditCommand) -> anyhow::Result<std::proces
                 bail!("give a name, --namespace, or both");
             }
             let hashes = client.audit_hash(name.as_deref(), namespace.as_deref())?;
+            // The first 32 hex digits of the HMAC: what format-3 lines carry, and a prefix of
+            // what format-2 lines carry, so one grep finds the name in every file.
             for h in [hashes.name, hashes.namespace].into_iter().flatten() {
-                println!("{h}");
+                println!("{}", coffer_audit::record::short_name_hash(&h));
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
