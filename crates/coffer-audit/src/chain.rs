@@ -9,16 +9,19 @@ use std::path::{Path, PathBuf};
 
 use crate::AuditError;
 
+/// Bytes of a format-3 tag (128 bits).
+pub(crate) const TAG_LEN: usize = 16;
+
 /// A record's link in the chain: what the next record is chained to and what a checkpoint
 /// anchors. For a line of format 1 or 2 it is the BLAKE3 hash of its exact bytes (without the
 /// `\n`), which the next line names as `prev`; for a line of format 3 it is the line's own
-/// tag (see `crate::line`), which the next line's tag covers.
+/// tag (see the `line` module), which the next line's tag covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hash {
     /// The BLAKE3 hash of a format-1 or format-2 line.
     Line([u8; 32]),
     /// A format-3 line's tag.
-    Tag([u8; crate::line::TAG_LEN]),
+    Tag([u8; TAG_LEN]),
 }
 
 impl Hash {
@@ -50,7 +53,7 @@ impl Hash {
             .ok()?;
         match bytes.len() {
             32 => bytes.try_into().ok().map(Self::Line),
-            crate::line::TAG_LEN => bytes.try_into().ok().map(Self::Tag),
+            TAG_LEN => bytes.try_into().ok().map(Self::Tag),
             _ => None,
         }
     }

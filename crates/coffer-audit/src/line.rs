@@ -18,13 +18,12 @@ use coffer_crypto::AuditKeys;
 use serde::Deserialize;
 
 use crate::chain::Hash;
+pub(crate) use crate::chain::TAG_LEN;
 
 /// The format every line written now carries (`"v":3`).
 pub(crate) const FORMAT: u64 = 3;
 /// The format before it: full field names, a `prev` hash per line, a 32-byte MAC.
 pub(crate) const V2: u64 = 2;
-/// Bytes of a format-3 tag (128 bits).
-pub(crate) const TAG_LEN: usize = 16;
 /// Characters of a tag as written (unpadded base64url of 16 bytes).
 const TAG_TEXT: usize = 22;
 /// What precedes a keyed tag: `,"m":"`.
