@@ -2,18 +2,23 @@
 //! for `coffer audit verify`.
 //!
 //! The chain catches an edited, inserted, deleted or reordered record anywhere before the
-//! last one; every record written with keys carries a MAC (HMAC-SHA256 under the audit key)
-//! over its bytes and so, through `prev`, over every record before it: an edited record
-//! re-chained with a bare hash by someone without the key fails the next MAC. The checkpoint
-//! (MAC'd too) catches an edit of the last records and their removal from the end. Records
-//! written after the newest checkpoint cannot be told apart from a log cut short there: they
-//! are reported as `unanchored`, not as a problem.
+//! last one; every record written with keys carries a MAC (format 3: the tag `m`, HMAC-SHA256
+//! under the audit key over the previous record's link and its own bytes; format 2: `mac`
+//! over its bytes, `prev` included) and so over every record before it: an edited record
+//! re-tagged or re-chained with a bare hash by someone without the key fails the next MAC.
+//! The checkpoint (MAC'd too) catches an edit of the last records and their removal from the
+//! end. Records written after the newest checkpoint cannot be told apart from a log cut short
+//! there: they are reported as `unanchored`, not as a problem.
 //!
-//! Records written while the store was sealed carry no MAC (no key yet); the next MAC'd
-//! record covers them through its `prev`. A MAC'd `gap` record (an operator's
-//! acknowledgement) explains the seqs missing before it; a MAC'd `retention` record explains
-//! a log that no longer starts at record 1. Lines of the first format (no `"v"`, no MACs)
-//! are accepted before the first line of the second.
+//! Records written while the store was sealed carry no MAC (no key yet: format 3 tags them
+//! with BLAKE3 instead, which is checked); the next MAC'd record covers them. A MAC'd `gap`
+//! record (an operator's acknowledgement) explains the seqs missing before it; a MAC'd
+//! `retention` record explains a log that no longer starts at record 1. Formats only go up:
+//! lines of the first format (no `"v"`, no MACs) are accepted before the first line of the
+//! second, and those before the first of the third (docs/audit.md).
+//!
+//! It streams: one file at a time, one line at a time through a fixed buffer, keeping only
+//! the last record's seq and link, so its memory does not grow with the log.
 
 use std::fmt;
 use std::fs::File;

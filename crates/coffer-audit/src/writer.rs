@@ -58,7 +58,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// The key checkpoints are MAC'd with.
     keys: Option<AuditKeys>,
-    /// The seq and `prev` of the next line.
+    /// The seq of the next line and the link it is chained to.
     next_seq: u64,
     prev: Hash,
     /// The lines of the batch being written.
