@@ -32,8 +32,10 @@ pub enum AuditCommand {
     /// Acknowledge what the daemon's audit check at start found missing: writes a MAC'd gap
     /// record naming it, after which the daemon serves again (needs sudo on sys/audit).
     Acknowledge,
-    /// Print the hash under which a name (and/or a namespace) appears in the audit log (the
-    /// HMAC's first 32 hex digits, found in the lines of every format).
+    /// Print the hash under which a name (and/or a namespace) appears in the audit log.
+    ///
+    /// That is the first 32 hex digits of its HMAC under the audit key, which the lines of
+    /// every file format carry: one grep finds the name in old and new files.
     Hash {
         /// The secret name
         name: Option<String>,
@@ -41,8 +43,10 @@ pub enum AuditCommand {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
-    /// Print the last records as JSON lines (full field names, ISO time, whatever the file
-    /// format) and, with --follow, new ones as they are written.
+    /// Print the last records and, with --follow, new ones as they are written.
+    ///
+    /// Each record is one JSON line with full field names and the time in ISO 8601, whatever
+    /// the file format (docs/audit.md).
     Tail {
         #[command(flatten)]
         place: Place,
