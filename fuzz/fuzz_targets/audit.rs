@@ -44,6 +44,21 @@ fuzz_target!(|data: &[u8]| {
     if let Some(checkpoint) = parts.get(2) {
         std::fs::write(path.join(CHECKPOINT_FILE), checkpoint).expect("a checkpoint is written");
     }
+    for part in &parts[..parts.len().min(2)] {
+        let mut out = Vec::new();
+        for line in part.split(|&b| b == b'\n') {
+            out.clear();
+            coffer_audit::tail::expand(line, &mut out);
+            assert!(
+                out.last() == Some(&b'\n') && out.iter().filter(|&&b| b == b'\n').count() == 1,
+                "an expanded line is one line"
+            );
+            if line.starts_with(b"{\"v\":3,") && out[..out.len() - 1] != *line {
+                let _: serde_json::Value =
+                    serde_json::from_slice(&out).expect("an expanded line is JSON");
+            }
+        }
+    }
     let keys = AuditKeys::from_bytes(
         SecretBytes::from_vec(vec![7; 32]),
         SecretBytes::from_vec(vec![9; 32]),

@@ -9,36 +9,61 @@ use std::path::{Path, PathBuf};
 
 use crate::AuditError;
 
-/// The BLAKE3 hash of a record line (its exact bytes, without the `\n`): the next record's
-/// `prev`, and what a checkpoint anchors.
+/// Bytes of a format-3 tag (128 bits).
+pub(crate) const TAG_LEN: usize = 16;
+
+/// A record's link in the chain: what the next record is chained to and what a checkpoint
+/// anchors. For a line of format 1 or 2 it is the BLAKE3 hash of its exact bytes (without the
+/// `\n`), which the next line names as `prev`; for a line of format 3 it is the line's own
+/// tag (see the `line` module), which the next line's tag covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Hash(blake3::Hash);
+pub(crate) enum Hash {
+    /// The BLAKE3 hash of a format-1 or format-2 line.
+    Line([u8; 32]),
+    /// A format-3 line's tag.
+    Tag([u8; TAG_LEN]),
+}
 
 impl Hash {
-    /// The `prev` of record 1.
-    pub(crate) const ZERO: Self = Self(blake3::Hash::from_bytes([0; 32]));
+    /// The link before record 1.
+    pub(crate) const ZERO: Self = Self::Line([0; 32]);
 
     /// The hash of one line, given without its `\n`.
     pub(crate) fn of_line(line: &[u8]) -> Self {
-        Self(blake3::hash(line))
+        Self::Line(*blake3::hash(line).as_bytes())
     }
 
-    /// Lowercase hex, on the stack.
-    pub(crate) fn to_hex(self) -> impl std::ops::Deref<Target = str> {
-        self.0.to_hex()
+    /// Its bytes (32 or 16).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Line(b) => b,
+            Self::Tag(b) => b,
+        }
     }
 
-    /// Parses 64 hex digits.
+    /// Lowercase hex: 64 digits for a line hash, 32 for a tag.
+    pub(crate) fn to_hex(self) -> String {
+        data_encoding::HEXLOWER.encode(self.bytes())
+    }
+
+    /// Parses 64 hex digits (a line hash) or 32 (a tag), either case.
     pub(crate) fn from_hex(text: &str) -> Option<Self> {
-        blake3::Hash::from_hex(text).ok().map(Self)
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(text.as_bytes())
+            .ok()?;
+        match bytes.len() {
+            32 => bytes.try_into().ok().map(Self::Line),
+            TAG_LEN => bytes.try_into().ok().map(Self::Tag),
+            _ => None,
+        }
     }
 }
 
-/// What precedes a line's MAC: `,"mac":"`; the MAC is the line's last field.
+/// What precedes a format-2 line's MAC: `,"mac":"`; the MAC is the line's last field.
 pub(crate) const MAC_FIELD: &[u8] = b",\"mac\":\"";
 
-/// A MAC'd line split into the part the MAC covers and the MAC's hex digits; `None` when the
-/// line does not end in a MAC field.
+/// A format-2 MAC'd line split into the part the MAC covers and the MAC's hex digits; `None`
+/// when the line does not end in a MAC field.
 pub(crate) fn split_mac(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = line.strip_suffix(b"\"}")?;
     let at = rest.len().checked_sub(64)?;
@@ -188,7 +213,11 @@ mod tests {
     fn hashes_round_trip_through_hex() {
         let h = Hash::of_line(b"{}");
         assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
-        assert_eq!(&*Hash::ZERO.to_hex(), "0".repeat(64));
+        assert_eq!(Hash::ZERO.to_hex(), "0".repeat(64));
+        let t = Hash::Tag([0xab; 16]);
+        assert_eq!(t.to_hex(), "ab".repeat(16));
+        assert_eq!(Hash::from_hex(&t.to_hex()), Some(t));
+        assert_eq!(Hash::from_hex(&"ab".repeat(20)), None);
     }
 
     fn file_with(content: &[u8]) -> (tempfile::NamedTempFile, u64) {

@@ -54,7 +54,7 @@ impl Checkpoint {
     /// The bytes the MAC covers; versioned so a later format cannot be confused with this one
     /// (v2 adds the counter, so a counter cannot be added, removed or changed).
     fn message(&self) -> String {
-        let base = format!("{}\n{}\n{}", self.seq, &*self.hash.to_hex(), self.file);
+        let base = format!("{}\n{}\n{}", self.seq, self.hash.to_hex(), self.file);
         match self.counter {
             None => format!("coffer audit checkpoint v1\n{base}"),
             Some(c) => format!("coffer audit checkpoint v2\n{base}\ncounter {}", c.text()),

@@ -14,7 +14,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use coffer_crypto::AuditKeys;
-use serde::Deserialize;
 
 use crate::AuditError;
 use crate::chain::{self, Hash};
@@ -40,13 +39,6 @@ pub(crate) struct Head {
     pub(crate) last: u64,
     /// Whether the audit directory had to be created at open.
     pub(crate) dir_created: bool,
-}
-
-#[derive(Deserialize)]
-struct Line<'a> {
-    seq: u64,
-    #[serde(borrow)]
-    prev: std::borrow::Cow<'a, str>,
 }
 
 /// The newest valid checkpoint of the directory and the anchor, and whether either file
@@ -246,6 +238,9 @@ fn follow(
     keys: &AuditKeys,
 ) -> Result<Option<String>, AuditError> {
     let mut last: Option<(u64, Hash)> = None;
+    let mut newest_format = 1;
+    // The link of the line before, while looking for the checkpointed one.
+    let mut before: Option<Hash> = None;
     let mut buf = Vec::with_capacity(1024);
     for file in files {
         let read_err = |source| AuditError::Read {
@@ -261,35 +256,61 @@ fn follow(
             let Some(line) = buf.strip_suffix(b"\n") else {
                 break; // a batch being written
             };
-            let Ok(parsed) = serde_json::from_slice::<Line<'_>>(line) else {
+            let Ok(parsed) = serde_json::from_slice::<crate::line::Head<'_>>(line) else {
                 return Ok(Some(format!(
                     "{} holds a line that is not a record",
                     file.path.display()
                 )));
             };
-            let hash = Hash::of_line(line);
-            match last {
-                None if parsed.seq < cp.seq => continue,
-                None if parsed.seq == cp.seq && hash == cp.hash => {}
+            let named = parsed.prev.as_deref().map(Hash::from_hex);
+            let format = parsed.v.unwrap_or(1);
+            if format < newest_format {
+                return Ok(Some(format!(
+                    "record {} is in an older format than the records before it (edited)",
+                    parsed.seq
+                )));
+            }
+            newest_format = format;
+            let hash = match last {
+                None if parsed.seq < cp.seq => {
+                    before = crate::line::link_of(line, parsed.v);
+                    continue;
+                }
                 None => {
-                    return Ok(Some(format!(
-                        "record {} differs from the checkpoint (edited or replaced)",
-                        cp.seq
-                    )));
+                    // A format-3 link is the tag, not a hash of the line: the checkpointed
+                    // line's tag is checked too, so its content cannot change under it.
+                    let prev = match named {
+                        Some(named) => named,
+                        None if parsed.v != Some(crate::line::FORMAT) => None,
+                        None if parsed.seq == 1 => Some(Hash::ZERO),
+                        None => before,
+                    };
+                    let checked = prev.and_then(|prev| {
+                        crate::line::authenticate(line, parsed.v, &prev, Some(keys)).ok()
+                    });
+                    match checked {
+                        Some((_, hash)) if parsed.seq == cp.seq && hash == cp.hash => hash,
+                        _ => {
+                            return Ok(Some(format!(
+                                "record {} differs from the checkpoint (edited or replaced)",
+                                cp.seq
+                            )));
+                        }
+                    }
                 }
                 Some((seq, prev)) => {
-                    let linked = Hash::from_hex(&parsed.prev) == Some(prev);
-                    if parsed.seq != seq + 1 || !linked {
+                    let linked = named.is_none_or(|n| n == Some(prev));
+                    let v3 = parsed.v == Some(crate::line::FORMAT);
+                    if parsed.seq != seq + 1 || !linked || (!v3 && named.is_none()) {
                         return Ok(Some(format!(
                             "the chain breaks after record {seq} (records after the checkpoint \
                              were removed or edited)"
                         )));
                     }
-                    if let Some((covered, mac)) = chain::split_mac(line) {
-                        let ok = data_encoding::HEXLOWER
-                            .decode(mac)
-                            .is_ok_and(|m| keys.record_mac_ok(covered, &m));
-                        if !ok {
+                    // Format 3 has no `prev` inside a file: its tag carries the link.
+                    match crate::line::authenticate(line, parsed.v, &prev, Some(keys)) {
+                        Ok((_, hash)) => hash,
+                        Err(_) => {
                             return Ok(Some(format!(
                                 "record {} does not carry a valid MAC (edited)",
                                 parsed.seq
@@ -297,7 +318,7 @@ fn follow(
                         }
                     }
                 }
-            }
+            };
             last = Some((parsed.seq, hash));
         }
     }

@@ -1,9 +1,10 @@
 //! coffer's audit log (DESIGN.md, Audit): one JSON line per request, in append-only files,
-//! each line carrying the hash of the one before it and, once keys are known, an HMAC under
-//! the audit key over everything before it, with the chain head checkpointed under a MAC
-//! keyed from the master key (and, with a TPM, bound to an NV counter). Editing, deleting,
-//! truncating or rolling back records is detected by [`verify()`] and by the check the log
-//! runs when it gets its keys; [`tail()`] follows the log for `coffer audit tail`.
+//! each line ending in a tag over the one before it and itself: once keys are known an HMAC
+//! under the audit key, before that a BLAKE3 hash (docs/audit.md has the format), with the
+//! chain head checkpointed under a MAC keyed from the master key (and, with a TPM, bound to an
+//! NV counter). Editing, deleting, truncating or rolling back records is detected by
+//! [`verify()`] and by the check the log runs when it gets its keys; [`tail()`] follows the
+//! log for `coffer audit tail`.
 //!
 //! Where things live, along the path of a record:
 //! - [`record`]: [`Record`] as the daemon hands it over, and how it becomes a line (names
@@ -17,7 +18,9 @@
 //! - [`counter`]: the checkpoint's anchor in a monotonic (TPM NV) counter.
 //! - `recover`: where the chain continues when the log is opened.
 //! - [`verify`](mod@verify) and [`tail`](mod@tail): the readers.
-//! - `chain`: line hashes, file names and reading lines backwards, shared by all of them.
+//! - `line`: the line formats (1, 2 and 3): the fields the readers need, the tags.
+//! - `expand`: format-3 lines with full field names, as `coffer audit tail` prints them.
+//! - `chain`: links, file names and reading lines backwards, shared by all of them.
 //!
 //! The log fails closed: when a record cannot be written the request is refused
 //! ([`AuditError::Unavailable`], wire code `audit_unavailable`).
@@ -28,7 +31,9 @@ pub mod checkpoint;
 mod config;
 pub mod counter;
 mod error;
+mod expand;
 mod gap;
+mod line;
 pub mod log;
 mod message;
 pub mod record;

@@ -1,19 +1,21 @@
 //! What one audit line says: [`Record`] as the daemon hands it over, and `Names`, which
-//! turns it into the JSON line the chain hashes.
+//! turns it into the line the chain tags.
 //!
-//! The field order is fixed (`v`, `seq`, `time`, `request_id`, `actor`, `action`, `namespace`,
-//! `name`, `withheld`, `outcome`, `code`, `gate`, `repeated`, `namespace_invalid`,
-//! `name_invalid`, `prev`, `mac`) so lines read the same in every file and a reviewer can
-//! diff them. Names and namespaces arrive in the clear and leave as
-//! `hmac-sha256:<hex>` under the audit key, in the clear when the operator asked for plain
-//! names, or withheld (null, with `"withheld":true`) while no key is known. The namespace and
-//! the name are hashed each on its own ([`AuditKeys::name_hash`] of the exact text), so
-//! `coffer audit hash NAME` finds a name whatever namespace it was used in.
+//! Lines are written in format 3: one JSON object with short field names in a fixed order
+//! (`v`, `s`, `t`, `id`, `u`, `g`, `p`, `exe`, `ip`, `tok`, `op`, `ns`, `n`, `namespace`,
+//! `name`, `w`, `o`, `c`, `gate`, `rep`, `nsi`, `ni`, then `prev` in a file's first line, and
+//! the tag `m` or `h` last); docs/audit.md has the table and `coffer audit tail` prints them
+//! with full names. Names and namespaces arrive in the clear and leave as the first 32 hex
+//! digits (128 bits) of their HMAC under the audit key (`ns`, `n`), in the clear when the
+//! operator asked for plain names (`namespace`, `name`), or withheld (`"w":true`) while no
+//! key is known. The namespace and the name are hashed each on its own
+//! ([`AuditKeys::name_hash`] of the exact text), so `coffer audit hash NAME` finds a name
+//! whatever namespace it was used in.
 //!
 //! A line is made in two steps so that the part every request pays for runs in parallel:
-//! the body (everything but `seq` and `prev`) is encoded by the appending task on its own
-//! (`Names::encode_body`); only `finish_line`, which wraps it in its `seq` and `prev`,
-//! runs in the chain's order.
+//! the body (everything but the seq, `prev` and the tag) is encoded by the appending task on
+//! its own (`Names::encode_body`); only `finish_line`, which wraps it in its seq and tags
+//! it, runs in the chain's order.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use serde::{Serialize, Serializer};
 
 use crate::AuditError;
 use crate::chain::Hash;
+use crate::line::{TagKind, keyed_tag, plain_tag, push_tag};
 
 /// Who made the request.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +56,14 @@ pub struct Actor<'a> {
 
 /// A path as text; bytes that are not UTF-8 become U+FFFD rather than failing the record.
 fn lossy_path<S: Serializer>(path: &Option<Cow<'_, Path>>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_str(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+/// [`lossy_path`] of a borrowed path.
+fn lossy_path_ref<S: Serializer>(path: &Option<&Cow<'_, Path>>, s: S) -> Result<S::Ok, S::Error> {
     match path {
         Some(p) => s.serialize_str(&p.to_string_lossy()),
         None => s.serialize_none(),
@@ -103,28 +114,65 @@ pub struct Record<'a> {
     pub name_invalid: Option<usize>,
 }
 
-/// The line's body as encoded: everything but `seq` and `prev`.
+/// The line's body as encoded (format 3, short field names; docs/audit.md has the table):
+/// everything but `v`, `s` (the seq), `prev` and the tag.
 #[derive(Serialize)]
 struct Body<'a> {
-    time: Timestamp,
-    request_id: &'a str,
-    actor: &'a Actor<'a>,
-    action: &'a str,
-    namespace: Option<&'a str>,
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    withheld: bool,
-    outcome: Outcome,
+    /// Unix milliseconds.
+    t: i64,
+    id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<ErrorCode>,
+    u: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    g: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p: Option<i32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "lossy_path_ref"
+    )]
+    exe: Option<&'a Cow<'a, Path>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tok: Option<&'a str>,
+    op: &'a str,
+    /// The namespace's and the name's HMAC (the first 32 hex digits of
+    /// [`AuditKeys::name_hash`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ns: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<&'a str>,
+    /// In the clear, when the operator asked for plain names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// Names were given but withheld (no key yet).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    w: bool,
+    o: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gate: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    repeated: Option<u64>,
+    rep: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    namespace_invalid: Option<usize>,
+    nsi: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name_invalid: Option<usize>,
+    ni: Option<usize>,
+}
+
+/// How many hex digits of a name's HMAC a line keeps (128 bits).
+pub const NAME_HEX: usize = 32;
+
+/// The part of [`AuditKeys::name_hash`]'s answer (`hmac-sha256:<64 hex>`) that format-3
+/// lines carry: its first 32 hex digits. This is what `coffer audit hash` prints; it is found
+/// in the lines of every format (format 2 carries all 64 digits).
+pub fn short_name_hash(full: &str) -> &str {
+    let hex = full.strip_prefix("hmac-sha256:").unwrap_or(full);
+    hex.get(..NAME_HEX).unwrap_or(hex)
 }
 
 /// Above this many cached name hashes the cache starts over (bounds memory on a store with
@@ -134,7 +182,7 @@ const NAME_CACHE_LIMIT: usize = 8192;
 /// The audit keys and the name hashes made under them.
 struct Keyed {
     keys: Option<AuditKeys>,
-    /// Clear text to `hmac-sha256:<hex>`: the daemon logs the same few names over and over,
+    /// Clear text to its HMAC's first 32 hex digits: the daemon logs the same few names over and over,
     /// and an HMAC per name per record would cost more than the rest of the line.
     cache: HashMap<String, String, foldhash::fast::RandomState>,
 }
@@ -169,7 +217,8 @@ impl Names {
         keyed.keys = keys;
     }
 
-    /// Encodes `record`'s body (a JSON object without `seq` and `prev`) into `buf`.
+    /// Encodes `record`'s body (a JSON object without `v`, `s`, `prev` and the tag) into
+    /// `buf`.
     pub(crate) fn encode_body(
         &self,
         buf: &mut Vec<u8>,
@@ -189,20 +238,38 @@ impl Names {
             }
         }
         let withheld = keyed.keys.is_none() && !self.plain && texts.iter().any(Option::is_some);
+        let (ns, n) = if self.plain {
+            (None, None)
+        } else {
+            (shown(&keyed, texts[0]), shown(&keyed, texts[1]))
+        };
+        let (namespace, name) = if self.plain {
+            (texts[0], texts[1])
+        } else {
+            (None, None)
+        };
+        let actor = &record.actor;
         let body = Body {
-            time: record.time,
-            request_id: &record.request_id,
-            actor: &record.actor,
-            action: record.action.as_str(),
-            namespace: shown(self.plain, &keyed, texts[0]),
-            name: shown(self.plain, &keyed, texts[1]),
-            withheld,
-            outcome: record.outcome,
-            code: record.code,
+            t: record.time.as_millis(),
+            id: &record.request_id,
+            u: actor.uid,
+            g: actor.gid,
+            p: actor.pid,
+            exe: actor.exe.as_ref(),
+            ip: actor.addr.as_deref(),
+            tok: actor.token.as_deref(),
+            op: record.action.as_str(),
+            ns,
+            n,
+            namespace,
+            name,
+            w: withheld,
+            o: record.outcome,
+            c: record.code,
             gate: record.gate,
-            repeated: record.repeated,
-            namespace_invalid: record.namespace_invalid,
-            name_invalid: record.name_invalid,
+            rep: record.repeated,
+            nsi: record.namespace_invalid,
+            ni: record.name_invalid,
         };
         let start = buf.len();
         serde_json::to_writer(&mut *buf, &body).map_err(|e| {
@@ -224,57 +291,56 @@ impl Names {
         }
         for text in texts.iter().flatten() {
             if !cache.contains_key(*text) {
-                cache.insert((*text).to_owned(), keys.name_hash(text));
+                let full = keys.name_hash(text);
+                cache.insert((*text).to_owned(), short_name_hash(&full).to_owned());
             }
         }
     }
 }
 
-/// What a line shows for a name or namespace (the cache was filled before asking).
-fn shown<'t>(plain: bool, keyed: &'t Keyed, text: Option<&'t str>) -> Option<&'t str> {
-    match (plain, &keyed.keys) {
-        (true, _) => text,
-        (false, Some(_)) => text.and_then(|t| keyed.cache.get(t)).map(String::as_str),
-        (false, None) => None,
-    }
+/// The hash a line shows for a name or namespace (the cache was filled before asking).
+fn shown<'t>(keyed: &'t Keyed, text: Option<&'t str>) -> Option<&'t str> {
+    keyed.keys.as_ref()?;
+    text.and_then(|t| keyed.cache.get(t)).map(String::as_str)
 }
 
-/// The format version every line written now carries (`"v":2`); lines without it are the
-/// first format's (a bare BLAKE3 chain, no MACs), accepted only before the first v2 line.
-pub(crate) const FORMAT: u64 = 2;
-
-/// Appends line `seq` to `out`: `{"v":2,"seq":N,` + the body's fields + `,"prev":"<hex>"`,
-/// then, with keys, `,"mac":"<hex>"` (HMAC-SHA256 under the audit key of everything before
-/// it), and `}\n`. Answers the line's hash (BLAKE3 of its bytes without the `\n`, MAC
-/// included): the next line's `prev`. So every MAC covers, through `prev`, every line before.
+/// Appends line `seq` to `out` (format 3): `{"v":3,"s":N,` + the body's fields, with
+/// `,"prev":"<hex>"` when it is the first line of its file, then the tag (unpadded base64url):
+/// with keys `,"m":"<tag>"` (HMAC-SHA256 under the audit key of `prev`'s bytes and everything before
+/// it, cut to 128 bits), without `,"h":"<tag>"` (BLAKE3 of the same), and `}\n`. Answers
+/// the line's link (its tag), which the next line's tag covers: so every tag covers every
+/// line before it. One keyed hash per line, from a key state made once.
 pub(crate) fn finish_line(
     out: &mut Vec<u8>,
     seq: u64,
     body: &[u8],
     prev: Hash,
     keys: Option<&AuditKeys>,
+    first_in_file: bool,
 ) -> Hash {
     let start = out.len();
+    out.extend_from_slice(b"{\"v\":3,\"s\":");
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{{\"v\":{FORMAT},\"seq\":{seq}");
-    // The body is a JSON object with at least `time`: its fields sit between its braces.
-    if let [b'{', inner @ .., b'}'] = body {
+    let _ = write!(out, "{seq}");
+    // The body is a JSON object: its fields sit between its braces.
+    if let [b'{', inner @ .., b'}'] = body
+        && !inner.is_empty()
+    {
         out.push(b',');
         out.extend_from_slice(inner);
     }
-    out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(prev.to_hex().as_bytes());
-    out.push(b'"');
-    if let Some(keys) = keys {
-        let mac = keys.record_mac(&out[start..]);
-        out.extend_from_slice(crate::chain::MAC_FIELD);
-        out.extend_from_slice(data_encoding::HEXLOWER.encode(&mac).as_bytes());
+    if first_in_file {
+        out.extend_from_slice(b",\"prev\":\"");
+        out.extend_from_slice(prev.to_hex().as_bytes());
         out.push(b'"');
     }
-    out.push(b'}');
-    let hash = Hash::of_line(&out[start..]);
+    let (kind, tag) = match keys {
+        Some(keys) => (TagKind::Keyed, keyed_tag(keys, &prev, &out[start..])),
+        None => (TagKind::Plain, plain_tag(&prev, &out[start..])),
+    };
+    push_tag(out, kind, &tag);
     out.push(b'\n');
-    hash
+    Hash::Tag(tag)
 }
 
 #[cfg(test)]
@@ -315,23 +381,57 @@ pub(crate) mod tests {
         let mut body = Vec::new();
         enc.encode_body(&mut body, r).unwrap();
         let mut buf = Vec::new();
-        let hash = finish_line(&mut buf, 7, &body, Hash::ZERO, None);
-        assert_eq!(hash, Hash::of_line(&buf[..buf.len() - 1]));
+        let link = finish_line(&mut buf, 7, &body, Hash::ZERO, None, false);
+        let text = &buf[..buf.len() - 1];
+        assert_eq!(crate::line::link_of(text, Some(3)), Some(link));
         String::from_utf8(buf).unwrap()
     }
 
     #[test]
     fn fields_come_in_a_fixed_order() {
         let enc = Names::new(true);
-        let zeros = "0".repeat(64);
+        let text = line(&enc, &record());
+        let tag = crate::line::plain_tag(
+            &Hash::ZERO,
+            br#"{"v":3,"s":7,"t":1700000000123,"id":"r-1","u":1000,"p":42,"op":"get","namespace":"default","name":"db/password","o":"denied","c":"denied","gate":"policy""#,
+        );
         assert_eq!(
-            line(&enc, &record()),
+            text,
             format!(
-                "{{\"v\":2,\"seq\":7,\"time\":\"2023-11-14T22:13:20.123Z\",\"request_id\":\"r-1\",\
-                 \"actor\":{{\"uid\":1000,\"pid\":42}},\"action\":\"get\",\
-                 \"namespace\":\"default\",\"name\":\"db/password\",\"outcome\":\"denied\",\
-                 \"code\":\"denied\",\"gate\":\"policy\",\"prev\":\"{zeros}\"}}\n"
+                "{{\"v\":3,\"s\":7,\"t\":1700000000123,\"id\":\"r-1\",\"u\":1000,\"p\":42,\
+                 \"op\":\"get\",\"namespace\":\"default\",\"name\":\"db/password\",\"o\":\"denied\",\
+                 \"c\":\"denied\",\"gate\":\"policy\",\"h\":\"{}\"}}\n",
+                data_encoding::BASE64URL_NOPAD.encode(&tag)
             )
+        );
+    }
+
+    #[test]
+    fn a_files_first_line_names_its_prev_and_keys_tag_it() {
+        let enc = Names::new(true);
+        let mut body = Vec::new();
+        enc.encode_body(&mut body, &record()).unwrap();
+        let k = keys();
+        let prev = Hash::Tag([9; 16]);
+        let mut buf = Vec::new();
+        let link = finish_line(&mut buf, 8, &body, prev, Some(&k), true);
+        let text = std::str::from_utf8(&buf).unwrap();
+        assert!(
+            text.contains(&format!(
+                r#","gate":"policy","prev":"{}","m":""#,
+                "09".repeat(16)
+            )),
+            "{text}"
+        );
+        let line = &buf[..buf.len() - 1];
+        assert_eq!(
+            crate::line::authenticate(line, Some(3), &Hash::ZERO, Some(&k)),
+            Err(crate::line::AuthError::BadMac),
+            "the tag covers the previous link"
+        );
+        assert_eq!(
+            crate::line::authenticate(line, Some(3), &prev, Some(&k)),
+            Ok((crate::line::Auth::Keyed, link))
         );
     }
 
@@ -339,22 +439,28 @@ pub(crate) mod tests {
     fn names_are_withheld_without_keys_and_hashed_with_them() {
         let enc = Names::new(false);
         let text = line(&enc, &record());
-        assert!(text.contains(r#""namespace":null,"name":null,"withheld":true,"#));
+        assert!(
+            text.contains(r#""op":"get","w":true,"o":"denied""#),
+            "{text}"
+        );
         assert!(!text.contains("db/password"));
 
         let k = keys();
-        let expected = k.name_hash("db/password");
+        let full = k.name_hash("db/password");
+        let expected = short_name_hash(&full);
+        assert_eq!(expected.len(), 32);
+        assert!(full.contains(expected));
         enc.set_keys(Some(k));
         for _ in 0..2 {
             let text = line(&enc, &record());
             assert!(
-                text.contains(&format!(r#""name":"{expected}","outcome""#)),
+                text.contains(&format!(r#","n":"{expected}","o""#)),
                 "{text}"
             );
-            assert!(!text.contains("withheld") && !text.contains("db/password"));
+            assert!(!text.contains("\"w\"") && !text.contains("db/password"));
         }
         enc.set_keys(None);
-        assert!(line(&enc, &record()).contains(r#""withheld":true"#));
+        assert!(line(&enc, &record()).contains(r#""w":true"#));
     }
 
     #[test]
@@ -366,6 +472,6 @@ pub(crate) mod tests {
         r.code = None;
         r.gate = None;
         let text = line(&enc, &r);
-        assert!(text.contains(r#""namespace":null,"name":null,"outcome":"denied","prev""#));
+        assert!(text.contains(r#""op":"get","o":"denied","h":""#), "{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! Where the chain continues when the log is opened: the newest file's last complete record
-//! gives the next seq and `prev`; a partial line after it (a crash mid-write) is cut off.
+//! gives the next seq and the link the next record is chained to (its tag, or for a line of
+//! an older format its hash); a partial line after it (a crash mid-write) is cut off.
 //!
 //! Only the tail of the newest file is read, backwards, so opening costs the same for a
 //! 64 MiB file as for an empty one.
@@ -17,7 +18,7 @@ use crate::chain::{self, AuditFile, Hash};
 pub(crate) struct Start {
     /// The seq the next record gets.
     pub(crate) next_seq: u64,
-    /// The hash of the last record (zeros before record 1).
+    /// The link of the last record (zeros before record 1).
     pub(crate) prev: Hash,
     /// The file the next batch is appended to.
     pub(crate) current: PathBuf,
@@ -27,9 +28,11 @@ pub(crate) struct Start {
     pub(crate) last_file: Option<PathBuf>,
 }
 
-/// Just the field the writer needs from a line.
+/// Just the fields the writer needs from a line.
 #[derive(Deserialize)]
 struct Seq {
+    v: Option<u64>,
+    #[serde(alias = "s")]
     seq: u64,
 }
 
@@ -139,11 +142,15 @@ fn last_record(path: &Path, len: u64) -> Result<Option<(u64, Hash)>, AuditError>
     let Some(line) = tail.lines().next() else {
         return Ok(None);
     };
-    let parsed: Seq = serde_json::from_slice(line).map_err(|e| AuditError::Damaged {
+    let damaged = |reason: String| AuditError::Damaged {
         path: path.to_path_buf(),
-        reason: format!("its last line is not an audit record ({e})"),
-    })?;
-    Ok(Some((parsed.seq, Hash::of_line(line))))
+        reason,
+    };
+    let parsed: Seq = serde_json::from_slice(line)
+        .map_err(|e| damaged(format!("its last line is not an audit record ({e})")))?;
+    let link = crate::line::link_of(line, parsed.v)
+        .ok_or_else(|| damaged("its last line carries no tag".into()))?;
+    Ok(Some((parsed.seq, link)))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! [`tail`]: prints the last records and, when following, new ones as they are written,
-//! across rotation, for `coffer audit tail`.
+//! across rotation, for `coffer audit tail`: one JSON object per line whatever the file
+//! format, format-3 lines [`expand`]ed to full field names.
 //!
 //! Only complete lines are printed: a line still being written (or one a crash left
 //! half-written, which the next open cuts off) waits until its `\n` arrives.
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use crate::AuditError;
 use crate::chain::{self, AuditFile};
+pub use crate::expand::expand;
 
 /// How often a followed log is looked at again.
 const POLL: Duration = Duration::from_millis(200);
@@ -47,7 +49,7 @@ pub fn tail(
         }
     }
     for chunk in chunks.iter().rev() {
-        out.write_all(chunk).map_err(output_err)?;
+        print_lines(chunk, out)?;
     }
     out.flush().map_err(output_err)?;
     if follow {
@@ -112,11 +114,20 @@ impl Follow {
         let Some(last_newline) = buf.iter().rposition(|&b| b == b'\n') else {
             return Ok(false);
         };
-        out.write_all(&buf[..=last_newline]).map_err(output_err)?;
+        print_lines(&buf[..=last_newline], out)?;
         out.flush().map_err(output_err)?;
         *offset += last_newline as u64 + 1;
         Ok(true)
     }
+}
+
+/// Prints whole lines (each ending in `\n`) in their readable form (see [`expand`]).
+fn print_lines(lines: &[u8], out: &mut dyn Write) -> Result<(), AuditError> {
+    let mut text = Vec::with_capacity(lines.len() * 2);
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        expand(line.strip_suffix(b"\n").unwrap_or(line), &mut text);
+    }
+    out.write_all(&text).map_err(output_err)
 }
 
 fn read_err(f: &AuditFile) -> impl Fn(io::Error) -> AuditError + '_ {

@@ -2,31 +2,35 @@
 //! for `coffer audit verify`.
 //!
 //! The chain catches an edited, inserted, deleted or reordered record anywhere before the
-//! last one; every record written with keys carries a MAC (HMAC-SHA256 under the audit key)
-//! over its bytes and so, through `prev`, over every record before it: an edited record
-//! re-chained with a bare hash by someone without the key fails the next MAC. The checkpoint
-//! (MAC'd too) catches an edit of the last records and their removal from the end. Records
-//! written after the newest checkpoint cannot be told apart from a log cut short there: they
-//! are reported as `unanchored`, not as a problem.
+//! last one; every record written with keys carries a MAC (format 3: the tag `m`, HMAC-SHA256
+//! under the audit key over the previous record's link and its own bytes; format 2: `mac`
+//! over its bytes, `prev` included) and so over every record before it: an edited record
+//! re-tagged or re-chained with a bare hash by someone without the key fails the next MAC.
+//! The checkpoint (MAC'd too) catches an edit of the last records and their removal from the
+//! end. Records written after the newest checkpoint cannot be told apart from a log cut short
+//! there: they are reported as `unanchored`, not as a problem.
 //!
-//! Records written while the store was sealed carry no MAC (no key yet); the next MAC'd
-//! record covers them through its `prev`. A MAC'd `gap` record (an operator's
-//! acknowledgement) explains the seqs missing before it; a MAC'd `retention` record explains
-//! a log that no longer starts at record 1. Lines of the first format (no `"v"`, no MACs)
-//! are accepted before the first line of the second.
+//! Records written while the store was sealed carry no MAC (no key yet: format 3 tags them
+//! with BLAKE3 instead, which is checked); the next MAC'd record covers them. A MAC'd `gap`
+//! record (an operator's acknowledgement) explains the seqs missing before it; a MAC'd
+//! `retention` record explains a log that no longer starts at record 1. Formats only go up:
+//! lines of the first format (no `"v"`, no MACs) are accepted before the first line of the
+//! second, and those before the first of the third (docs/audit.md).
+//!
+//! It streams: one file at a time, one line at a time through a fixed buffer, keeping only
+//! the last record's seq and link, so its memory does not grow with the log.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use coffer_crypto::AuditKeys;
-use serde::Deserialize;
 
 use crate::AuditError;
 use crate::chain::{self, Hash};
 use crate::checkpoint::{self, CHECKPOINT_FILE};
+use crate::line::{Auth, AuthError, FORMAT, Head};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,28 +111,6 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The fields the chain check needs; the hash and the MAC cover the rest.
-#[derive(Deserialize)]
-struct Head<'a> {
-    /// The format (absent in the first one).
-    v: Option<u64>,
-    seq: u64,
-    #[serde(borrow)]
-    prev: Cow<'a, str>,
-    /// `gap` or `retention` for the records the log writes about itself.
-    #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
-    /// A gap record: the last record before the gap.
-    after: Option<u64>,
-    /// A gap record: what is missing; and who acknowledged it.
-    #[serde(borrow, default)]
-    missing: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    acknowledged_by: Option<Cow<'a, str>>,
-    /// A retention record: the seq the log starts with after it.
-    oldest: Option<u64>,
-}
-
 /// Where the walk is.
 struct Walk<'a> {
     report: VerifyReport,
@@ -138,8 +120,8 @@ struct Walk<'a> {
     anchor_seq: Option<u64>,
     anchored: Option<(Hash, &'a chain::AuditFile, u64)>,
     keys: Option<&'a AuditKeys>,
-    /// A v2 line was seen (a first-format line after it is a problem).
-    v2: bool,
+    /// The newest format seen (a line of an older one after it is a problem).
+    format: u64,
     /// The newest retention record's `oldest`.
     retention: Option<u64>,
     /// The log did not start at record 1 nor with a gap record: it must be retention's.
@@ -199,7 +181,7 @@ pub fn verify_anchored(
         anchor_seq: anchor.as_ref().map(|c| c.seq),
         anchored: None,
         keys,
-        v2: false,
+        format: 1,
         retention: None,
         started_late: None,
     };
@@ -346,13 +328,46 @@ impl<'a> Walk<'a> {
         let head: Head<'_> = serde_json::from_slice(body).map_err(|_| incomplete())?;
         let seq = head.seq;
         let bad = |reason: String| (Some(seq), reason);
-        let prev = Hash::from_hex(&head.prev)
-            .ok_or_else(|| bad(format!("record {seq} has a malformed prev hash")))?;
-        let macd = self.mac(body, &head)?;
-        let gap = head.event.as_deref() == Some("gap");
-        if gap && self.keys.is_some() && !macd {
-            return Err(bad(format!("gap record {seq} carries no MAC")));
+        let format = head.v.unwrap_or(1);
+        if !(1..=FORMAT).contains(&format) || head.v == Some(1) {
+            return Err(bad(format!("record {seq} has unknown format {format}")));
         }
+        if format < self.format {
+            return Err(bad(format!(
+                "record {seq} is in format {format}, after records of format {}",
+                self.format
+            )));
+        }
+        self.format = format;
+        if line == 1 && seq != file.first_seq {
+            return Err(bad(format!(
+                "the file is named for record {} but starts with record {seq} (renamed?)",
+                file.first_seq
+            )));
+        }
+        let named = match head.prev.as_deref() {
+            Some(text) => Some(
+                Hash::from_hex(text)
+                    .ok_or_else(|| bad(format!("record {seq} has a malformed prev hash")))?,
+            ),
+            None if format < FORMAT => {
+                return Err(bad(format!("record {seq} has a malformed prev hash")));
+            }
+            None => None,
+        };
+        // The link this record is chained to: the one it names, else (format 3, inside a
+        // file) the one before it; only record 1 starts from zero.
+        let prev = match (named, self.last) {
+            (Some(p), _) => p,
+            (None, Some((_, last_hash))) => last_hash,
+            (None, None) if seq == 1 => Hash::ZERO,
+            (None, None) => {
+                return Err(bad(format!(
+                    "record {seq} is the first checked but does not name the record before it"
+                )));
+            }
+        };
+        let gap = head.event.as_deref() == Some("gap");
         match self.last {
             None if seq == 0 => return Err(bad("a record has seq 0; records start at 1".into())),
             None if gap && head.after == Some(0) => {
@@ -402,16 +417,28 @@ impl<'a> Walk<'a> {
                 }
             }
         }
+        let (auth, hash) =
+            crate::line::authenticate(body, head.v, &prev, self.keys).map_err(|e| match e {
+                AuthError::NoTag => bad(format!("record {seq} carries no tag")),
+                AuthError::BadMac => bad(format!(
+                    "record {seq}'s MAC does not verify (edited, reordered, records removed \
+                     before it and re-chained, or written under another key)"
+                )),
+                AuthError::BadHash => bad(format!(
+                    "record {seq}'s hash does not match (edited, or it does not follow the \
+                     record before it)"
+                )),
+            })?;
+        if auth == Auth::None {
+            self.report.unauthenticated += 1;
+        }
+        let macd = auth == Auth::Keyed;
+        if gap && self.keys.is_some() && !macd {
+            return Err(bad(format!("gap record {seq} carries no MAC")));
+        }
         if head.event.as_deref() == Some("retention") && (macd || self.keys.is_none()) {
             self.retention = head.oldest;
         }
-        if line == 1 && seq != file.first_seq {
-            return Err(bad(format!(
-                "the file is named for record {} but starts with record {seq} (renamed?)",
-                file.first_seq
-            )));
-        }
-        let hash = Hash::of_line(body);
         if self.anchor_seq == Some(seq) {
             self.anchored = Some((hash, file, line));
         }
@@ -420,47 +447,6 @@ impl<'a> Walk<'a> {
         self.report.first_seq.get_or_insert(seq);
         self.report.last_seq = Some(seq);
         Ok(())
-    }
-
-    /// Checks the line's format and MAC; answers whether it carries a valid one. A MAC that
-    /// does not verify and a first-format line after a v2 one are problems. (A MAC stripped
-    /// off changes the line's hash, so the next MAC'd line no longer follows it.)
-    fn mac(&mut self, body: &[u8], head: &Head<'_>) -> Result<bool, (Option<u64>, String)> {
-        let seq = head.seq;
-        match head.v {
-            None if self.v2 => {
-                return Err((
-                    Some(seq),
-                    format!("record {seq} is in the first format, after records of the second"),
-                ));
-            }
-            None => {
-                self.report.unauthenticated += 1;
-                return Ok(false);
-            }
-            Some(crate::record::FORMAT) => self.v2 = true,
-            Some(v) => return Err((Some(seq), format!("record {seq} has unknown format {v}"))),
-        }
-        let Some((covered, mac)) = chain::split_mac(body) else {
-            self.report.unauthenticated += 1;
-            return Ok(false);
-        };
-        let Some(keys) = self.keys else {
-            return Ok(false);
-        };
-        let ok = data_encoding::HEXLOWER
-            .decode(mac)
-            .is_ok_and(|m| keys.record_mac_ok(covered, &m));
-        if !ok {
-            return Err((
-                Some(seq),
-                format!(
-                    "record {seq}'s MAC does not verify (edited and re-chained, or written \
-                     under another key)"
-                ),
-            ));
-        }
-        Ok(true)
     }
 
     /// Notes an acknowledged gap.

@@ -58,7 +58,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// The key checkpoints are MAC'd with.
     keys: Option<AuditKeys>,
-    /// The seq and `prev` of the next line.
+    /// The seq of the next line and the link it is chained to.
     next_seq: u64,
     prev: Hash,
     /// The lines of the batch being written.
@@ -223,7 +223,7 @@ impl Writer {
         }
     }
 
-    /// Gives each body its seq and `prev`, in order, and appends the lines with one write.
+    /// Gives each body its seq and tag, in order, and appends the lines with one write.
     /// Answers the first seq: on success the lines are in the chain as `first..`, on
     /// failure none of them is and the chain goes on from where it was.
     pub(crate) fn write_batch<'b>(
@@ -318,8 +318,12 @@ impl Writer {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let (mut seq, mut prev) = (first, self.prev);
+        // The batch starts a file (a new one, or one `write_buf` rotates to): its first line
+        // names the link before it, so the file can be checked on its own.
+        let mut first_in_file = self.current_len == 0 || self.current_len >= self.max_file_bytes;
         for body in bodies {
-            prev = finish_line(&mut out, seq, body, prev, self.keys.as_ref());
+            prev = finish_line(&mut out, seq, body, prev, self.keys.as_ref(), first_in_file);
+            first_in_file = false;
             seq += 1;
         }
         let result = self.write_buf(&out, first);

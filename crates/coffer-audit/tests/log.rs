@@ -56,7 +56,15 @@ fn rotation_spreads_one_chain_over_several_files() {
     let first: u64 = name["audit-".len()..name.len() - ".jsonl".len()]
         .parse()
         .unwrap();
-    assert!(lines(&files[1])[0].starts_with(&format!("{{\"v\":2,\"seq\":{first},")));
+    assert!(lines(&files[1])[0].starts_with(&format!("{{\"v\":3,\"s\":{first},")));
+    // A file's first line names the link before it (the previous file's last tag).
+    let last_of_first = lines(&files[0]).pop().unwrap();
+    let tag = &last_of_first[last_of_first.len() - 24..last_of_first.len() - 2];
+    let tag = data_encoding::BASE64URL_NOPAD
+        .decode(tag.as_bytes())
+        .unwrap();
+    let tag = data_encoding::HEXLOWER.encode(&tag);
+    assert!(lines(&files[1])[0].contains(&format!(r#""prev":"{tag}","m":""#)));
     for f in &files {
         assert!(std::fs::metadata(f).unwrap().len() < 2000 + 1000);
     }
@@ -91,13 +99,14 @@ fn names_are_withheld_without_keys_hashed_with_them_or_plain_when_asked() {
     log.append_blocking(&record(3)).unwrap();
     log.shutdown();
     let text = lines(&audit_files(tmp.path())[0]);
-    assert!(text[0].contains(r#""namespace":null,"name":null,"withheld":true,"outcome""#));
+    assert!(text[0].contains(r#""op":"get","w":true,"o":"ok","prev":"#));
     let (ns, name) = (
         keys().name_hash("default"),
         keys().name_hash("app/secret-2"),
     );
-    assert!(text[1].contains(&format!(r#""namespace":"{ns}","name":"{name}","outcome""#)));
-    assert!(text[2].contains(r#""withheld":true"#));
+    let (ns, name) = (&ns[12..12 + 32], &name[12..12 + 32]);
+    assert!(text[1].contains(&format!(r#""ns":"{ns}","n":"{name}","o""#)));
+    assert!(text[2].contains(r#""w":true"#));
     assert!(text.iter().all(|l| !l.contains("app/secret")));
     // Sealing anchored everything written under the keys.
     let report = verify(tmp.path(), Some(&keys())).unwrap();
@@ -113,7 +122,7 @@ fn names_are_withheld_without_keys_hashed_with_them_or_plain_when_asked() {
     log.append_blocking(&record(1)).unwrap();
     log.shutdown();
     let text = lines(&audit_files(tmp.path())[0]);
-    assert!(text[0].contains(r#""namespace":"default","name":"app/secret-1","outcome""#));
+    assert!(text[0].contains(r#""namespace":"default","name":"app/secret-1","o""#));
 }
 
 #[test]
@@ -240,7 +249,7 @@ fn a_removed_file_is_noticed_and_records_go_to_the_path_again() {
     eventually(|| log.ready().is_ok() && path.exists());
     assert_eq!(log.append_blocking(&record(2)).unwrap(), 2);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("{\"v\":2,\"seq\":2,"), "{text}");
+    assert!(text.starts_with("{\"v\":3,\"s\":2,"), "{text}");
     log.shutdown();
     let report = verify(tmp.path(), Some(&keys())).unwrap();
     assert!(

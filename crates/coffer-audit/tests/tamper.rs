@@ -57,7 +57,7 @@ fn a_flipped_byte_is_detected() {
     assert_eq!((problem.seq, problem.line), (Some(5), 5));
     assert_eq!(
         problem.reason,
-        "record 5's MAC does not verify (edited and re-chained, or written under another key)"
+        "record 5's MAC does not verify (edited, reordered, records removed before it and re-chained, or written under another key)"
     );
 
     // In the last record: only the checkpoint can tell.
@@ -69,7 +69,7 @@ fn a_flipped_byte_is_detected() {
     rewrite(path, &text);
     assert_eq!(
         reason(tmp.path()),
-        "record 10's MAC does not verify (edited and re-chained, or written under another key)"
+        "record 10's MAC does not verify (edited, reordered, records removed before it and re-chained, or written under another key)"
     );
 }
 
@@ -144,7 +144,7 @@ fn a_missing_or_foreign_checkpoint_is_a_problem() {
     let report = verify(tmp.path(), Some(&other_keys())).unwrap();
     assert_eq!(
         report.problem.unwrap().reason,
-        "record 1's MAC does not verify (edited and re-chained, or written under another key)"
+        "record 1's MAC does not verify (edited, reordered, records removed before it and re-chained, or written under another key)"
     );
     std::fs::remove_file(tmp.path().join(coffer_audit::CHECKPOINT_FILE)).unwrap();
     assert_eq!(
@@ -179,7 +179,7 @@ fn template() -> &'static Files {
     static TEMPLATE: std::sync::OnceLock<Files> = std::sync::OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
-        clean_log(tmp.path(), 12, 1500);
+        clean_log(tmp.path(), 12, 700);
         let mut files: Files = std::fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap())

@@ -235,17 +235,42 @@ fn an_edited_record_rechained_with_a_bare_hash_is_detected() {
     let path = files.last().unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    // Make a write look denied, then recompute every later `prev` with BLAKE3, as someone
-    // without the audit key can.
+    // Make a write look denied, then re-tag it and every later record with the unkeyed tag
+    // (BLAKE3 over the previous tag and the line, what records written while sealed carry),
+    // as someone without the audit key can.
     let at = 5;
-    assert!(lines[at].contains("\"outcome\":\"ok\""), "{}", lines[at]);
-    lines[at] = lines[at].replace("\"outcome\":\"ok\"", "\"outcome\":\"denied\"");
-    for i in at + 1..lines.len() {
-        let prev = blake3::hash(lines[i - 1].as_bytes()).to_hex().to_string();
-        let p = lines[i].find("\"prev\":\"").unwrap() + 8;
-        lines[i].replace_range(p..p + 64, &prev);
+    assert!(lines[at].contains("\"o\":\"ok\""), "{}", lines[at]);
+    lines[at] = lines[at].replace("\"o\":\"ok\"", "\"o\":\"denied\"");
+    // Tags are 16 bytes in unpadded base64url (22 characters), the line's last field.
+    let b64 = data_encoding::BASE64URL_NOPAD;
+    let tag_of = |line: &str| -> Vec<u8> {
+        b64.decode(&line.as_bytes()[line.len() - 24..line.len() - 2])
+            .unwrap()
+    };
+    let mut prev = tag_of(&lines[at - 1]);
+    for line in &mut lines[at..] {
+        let covered = line[..line.rfind(",\"").unwrap()].to_owned();
+        let mut h = blake3::Hasher::new();
+        h.update(b"coffer audit record v3 unkeyed\n");
+        h.update(&[16]);
+        h.update(&prev);
+        h.update(covered.as_bytes());
+        prev = h.finalize().as_bytes()[..16].to_vec();
+        *line = format!("{covered},\"h\":\"{}\"}}", b64.encode(&prev));
     }
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    let out = verify_offline(&daemon);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("differs from the checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    // Keeping the keyed tags instead: the edited record's MAC does not verify.
+    let keyed = text.lines().nth(at).unwrap().to_owned();
+    let mut kept: Vec<String> = text.lines().map(str::to_owned).collect();
+    kept[at] = keyed.replace("\"o\":\"ok\"", "\"o\":\"denied\"");
+    std::fs::write(path, kept.join("\n") + "\n").unwrap();
     let out = verify_offline(&daemon);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
@@ -253,6 +278,7 @@ fn an_edited_record_rechained_with_a_bare_hash_is_detected() {
         "{}",
         stderr(&out)
     );
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
     // And at start the checkpointed record no longer matches: refused.
     daemon.spawn();
     let reply = raw(&daemon.socket, br#"{"action":"status"}"#);

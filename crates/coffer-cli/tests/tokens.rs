@@ -478,7 +478,9 @@ fn revoking_a_token_revokes_its_children_and_grandchildren() {
         assert!(out.status.success(), "{}", stderr(&out));
         let hash = stdout(&out).trim().to_owned();
         assert!(
-            revokes.iter().any(|r| r["name"] == hash.as_str()),
+            revokes
+                .iter()
+                .any(|r| r["name"] == format!("hmac-sha256:{hash}")),
             "no record names {acc} ({hash}): {revokes:?}"
         );
     }

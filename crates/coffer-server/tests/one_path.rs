@@ -412,7 +412,11 @@ fn a_merge_is_one_change_with_one_record() {
             std::fs::read_to_string(p)
                 .unwrap()
                 .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .map(|l| {
+                    let mut out = Vec::new();
+                    coffer_audit::tail::expand(l.as_bytes(), &mut out);
+                    serde_json::from_slice::<Value>(&out).unwrap()
+                })
                 .collect::<Vec<_>>()
         })
         .filter(|r| r["name"] == "merged")

@@ -33,6 +33,9 @@ pub enum AuditCommand {
     /// record naming it, after which the daemon serves again (needs sudo on sys/audit).
     Acknowledge,
     /// Print the hash under which a name (and/or a namespace) appears in the audit log.
+    ///
+    /// That is the first 32 hex digits of its HMAC under the audit key, which the lines of
+    /// every file format carry: one grep finds the name in old and new files.
     Hash {
         /// The secret name
         name: Option<String>,
@@ -41,6 +44,9 @@ pub enum AuditCommand {
         namespace: Option<String>,
     },
     /// Print the last records and, with --follow, new ones as they are written.
+    ///
+    /// Each record is one JSON line with full field names and the time in ISO 8601, whatever
+    /// the file format (docs/audit.md).
     Tail {
         #[command(flatten)]
         place: Place,
@@ -123,8 +129,10 @@ pub fn run(client: &Client, command: AuditCommand) -> anyhow::Result<std::proces
                 bail!("give a name, --namespace, or both");
             }
             let hashes = client.audit_hash(name.as_deref(), namespace.as_deref())?;
+            // The first 32 hex digits of the HMAC: what format-3 lines carry, and a prefix of
+            // what format-2 lines carry, so one grep finds the name in every file.
             for h in [hashes.name, hashes.namespace].into_iter().flatten() {
-                println!("{h}");
+                println!("{}", coffer_audit::record::short_name_hash(&h));
             }
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -83,10 +83,15 @@ impl Daemon {
         files
             .iter()
             .flat_map(|f| {
+                // In the readable form `coffer audit tail` prints (full field names).
                 std::fs::read_to_string(f)
                     .unwrap()
                     .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
+                    .map(|l| {
+                        let mut out = Vec::new();
+                        coffer_audit::tail::expand(l.as_bytes(), &mut out);
+                        serde_json::from_slice(&out).unwrap()
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()
