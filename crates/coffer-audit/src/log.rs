@@ -524,7 +524,7 @@ impl AuditLog {
         if self.shared.closed.load(Ordering::Acquire) {
             return Step::Done(Some(Err(AuditError::Closed)));
         }
-        let mut body = Vec::with_capacity(384);
+        let mut body = Vec::with_capacity(256);
         if let Err(e) = self.names.encode_body(&mut body, record) {
             return Step::Done(Some(Err(e)));
         }
