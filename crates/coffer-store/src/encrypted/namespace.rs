@@ -120,9 +120,14 @@ impl OpenNamespace {
     }
 
     pub fn name_of(&self, row: &SecretRow) -> Result<SecretName, StoreError> {
+        self.open_name(&row.id, &row.name_ct)
+    }
+
+    /// The name sealed in `name_ct` for secret `id`.
+    pub fn open_name(&self, id: &SecretId, name_ct: &[u8]) -> Result<SecretName, StoreError> {
         let plain = self
             .key
-            .open(&row.name_ct, &self.name_aad(&row.id))
+            .open(name_ct, &self.name_aad(id))
             .map_err(corrupt("secret name"))?;
         plain
             .expose_str()
