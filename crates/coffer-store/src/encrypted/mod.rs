@@ -107,7 +107,7 @@ fn scan<B: Backend + ?Sized>(
                 .into_iter()
                 .map(|w| {
                     w.join()
-                        .unwrap_or_else(|_| Err(StoreError::Malformed("opening names failed")))
+                        .unwrap_or(Err(StoreError::Malformed("opening names failed")))
                 })
                 .collect()
         });
