@@ -370,10 +370,13 @@ impl Backend for SqliteBackend {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         // An empty blob sorts before every id.
         let after: &[u8] = after.map_or(&[], |id| &id.0[..]);
+        // `+s.namespace`: the namespace must not pick the (namespace, name_hash) index, which
+        // would read the whole namespace and sort it for every page; this walks the primary
+        // key from `after` (0.26 s for 100,000 rows against 8 s).
         self.rows(
             "listing names",
             "SELECT s.id, s.name_ct FROM secrets s
-             WHERE s.namespace = ?1 AND s.revoked IS NULL AND s.id > ?2
+             WHERE +s.namespace = ?1 AND s.revoked IS NULL AND s.id > ?2
              ORDER BY s.id LIMIT ?3",
             params![&namespace[..], after, limit],
             |r| {
