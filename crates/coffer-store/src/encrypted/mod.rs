@@ -57,7 +57,8 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
 /// build looks at the closing flag.
 const SCAN_PAGE: usize = 8192;
 
-/// Most threads opening names at once while a name index is built.
+/// Most threads opening names at once while a name index is built (one fewer than the
+/// machine's cores).
 const SCAN_THREADS: usize = 4;
 
 /// Reads every live secret's id and sealed name of a namespace, a page at a time, and opens
@@ -71,8 +72,11 @@ fn scan<B: Backend + ?Sized>(
     closing: &AtomicBool,
     page_rows: usize,
 ) -> Result<Names, StoreError> {
+    // One core is left to the requests served meanwhile: on two cores the build opening
+    // names on both held a starting daemon's first answer back by more than a second.
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1)
         .clamp(1, SCAN_THREADS);
     let mut named: Vec<(Box<str>, crate::SecretId)> = Vec::new();
     let mut after: Option<crate::SecretId> = None;
