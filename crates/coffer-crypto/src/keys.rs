@@ -242,6 +242,16 @@ impl NamespaceKey {
     pub fn open(&self, envelope: &[u8], aad: &Aad) -> Result<SecretBytes, CryptoError> {
         aead::open(&self.0, envelope, aad)
     }
+
+    /// Decrypts under this key into ordinary memory (see [`aead::open_unlocked`]): only for
+    /// what is not kept secret once opened, such as names.
+    pub fn open_unlocked(
+        &self,
+        envelope: &[u8],
+        aad: &Aad,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
+        aead::open_unlocked(&self.0, envelope, aad)
+    }
 }
 
 /// A keyed hash: how rows are found without storing names in the clear.

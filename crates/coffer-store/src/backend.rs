@@ -289,6 +289,30 @@ pub trait Backend: Send + Sync + 'static {
     /// The revoked secrets of a namespace, kept for audit.
     fn revoked(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;
 
+    /// The ids and sealed names of the live secrets of a namespace whose id sorts after
+    /// `after` (all of them when `None`), in id order, about `limit` at a time: what a name
+    /// index is built from. An empty answer ends the scan. Each call may see a newer state
+    /// than the one before (the name index allows for it). The default reads every row at
+    /// the first call and nothing at the next; SQLite reads one page of two columns.
+    fn names(
+        &self,
+        namespace: &NamespaceId,
+        after: Option<&SecretId>,
+        limit: usize,
+    ) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
+        let _ = limit;
+        if after.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut rows: Vec<(SecretId, Vec<u8>)> = self
+            .secrets(namespace)?
+            .into_iter()
+            .map(|row| (row.id, row.name_ct))
+            .collect();
+        rows.sort_unstable_by_key(|(id, _)| *id);
+        Ok(rows)
+    }
+
     /// The versions of a secret, oldest first, without their ciphertexts' plaintext (the
     /// envelopes are returned; callers only read the other fields).
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError>;

@@ -6,7 +6,12 @@
 //! rounds (so drift in the machine's load hits both alike), printing for each target its
 //! median round's ops/s, p50 and p99, and the coffer/floor ratio. `--target` measures a daemon already
 //! running instead (its secrets `bench-0..N` are overwritten by set workloads).
+//!
+//! Its own store is filled before the daemon starts, by [`fill`] (`coffer bench fill`),
+//! which writes straight into the temporary data directory: a million secrets in about a
+//! minute, where sets through the socket would take many.
 
+mod fill;
 mod load;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +70,9 @@ pub struct BenchArgs {
     /// Do not write the secrets `bench-0..N` before measuring (they must exist already)
     #[arg(long)]
     no_fill: bool,
+    /// Writer threads of the fill of the bench's own store
+    #[arg(long, default_value_t = 64)]
+    fill_threads: usize,
     /// Start the daemon without its audit log, to measure what the audit costs
     #[arg(long, conflicts_with = "target")]
     danger_no_audit: bool,
@@ -78,6 +86,23 @@ enum BenchCommand {
         /// Where to listen
         #[arg(long, value_name = "PATH")]
         socket: PathBuf,
+    },
+    /// Write `bench-0..N` straight into a data directory no daemon is serving (for bench
+    /// stores: no request is served, so no audit record is written).
+    #[command(hide = true)]
+    Fill {
+        /// The data directory (a new store is made there, with a key file slot)
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Secrets to write
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Bytes per value
+        #[arg(long, default_value_t = 32)]
+        value_size: usize,
+        /// Concurrent writers
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
     },
 }
 
@@ -156,8 +181,19 @@ struct Row {
 }
 
 pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchCommand::Floor { socket }) = &args.command {
-        return floor(socket);
+    match &args.command {
+        Some(BenchCommand::Floor { socket }) => return floor(socket),
+        Some(BenchCommand::Fill {
+            data_dir,
+            keys,
+            value_size,
+            threads,
+        }) => {
+            let filled = fill::fill(data_dir, *keys, *value_size, *threads)?;
+            report_fill(&filled);
+            return Ok(());
+        }
+        None => {}
     }
     let tmp = tempfile::Builder::new()
         .prefix("coffer-bench-")
@@ -175,6 +211,11 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         None => {
             let socket = tmp.path().join("coffer.sock");
             let data = tmp.path().join("data");
+            if !args.no_fill {
+                let filled =
+                    fill::fill(&data, args.keys.max(1), args.value_size, args.fill_threads)?;
+                report_fill(&filled);
+            }
             let data = data.to_string_lossy();
             let socket_text = socket.to_string_lossy();
             let mut serve = vec!["serve", "--data-dir", &data, "--socket", &socket_text];
@@ -187,8 +228,8 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     };
     wait_for(&floor_socket)?;
     wait_for(&coffer_socket)?;
-    if !args.no_fill {
-        fill(&coffer_socket, args.keys.max(1), args.value_size)?;
+    if args.target.is_some() && !args.no_fill {
+        fill_through(&coffer_socket, args.keys.max(1), args.value_size)?;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -239,7 +280,17 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fill(socket: &Path, keys: usize, size: usize) -> anyhow::Result<()> {
+fn report_fill(filled: &fill::Filled) {
+    eprintln!(
+        "filled {} secrets in {:.1} s ({:.0} secrets/s)",
+        filled.keys,
+        filled.seconds,
+        filled.keys as f64 / filled.seconds.max(1e-9)
+    );
+}
+
+/// Writes `bench-0..keys` through a running daemon, one set at a time.
+fn fill_through(socket: &Path, keys: usize, size: usize) -> anyhow::Result<()> {
     let client = coffer_client::Client::new(socket);
     let value = SecretBytes::copy_from("v".repeat(size).as_bytes());
     for i in 0..keys {

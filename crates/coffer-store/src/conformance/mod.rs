@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             keys_list_one_level,
             revoked_pages_by_prefix_and_cursor,
             index_stays_exact_under_concurrent_changes,
+            name_pages_cover_every_live_secret,
             derived_writes_read_and_write_in_one_transaction,
             derived_writes_refuse_what_get_refuses,
             custom_metadata_merges_in_the_transaction,

@@ -42,7 +42,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         max: usize,
     ) -> Result<Vec<Box<str>>, StoreError> {
         ns.names.chunk(from, prefix, max, || {
-            scan(&*self.backend, ns, &self.closing)
+            scan(&*self.backend, ns, &self.closing, self.scan_page)
         })
     }
 

@@ -49,30 +49,77 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     closing: Arc<AtomicBool>,
     /// The thread building the name indexes of the namespaces that existed at open.
     builder: Option<JoinHandle<()>>,
+    /// Rows read at a time while a name index is built.
+    scan_page: usize,
 }
 
-/// Rows decrypted between two looks at the closing flag while a name index is built.
-const CLOSING_CHECK: usize = 4096;
+/// Rows read from the backend at a time while a name index is built; between two pages the
+/// build looks at the closing flag.
+const SCAN_PAGE: usize = 8192;
 
-/// Reads every live row of a namespace and decrypts its name: the start of its name index.
-/// While it runs it holds the namespace's rows as [`Backend::secrets`] returns them, all at
-/// once; what it keeps is the index.
+/// Most threads opening names at once while a name index is built (one fewer than the
+/// machine's cores).
+const SCAN_THREADS: usize = 4;
+
+/// Reads every live secret's id and sealed name of a namespace, a page at a time, and opens
+/// the names, the page split among a few threads: the start of its name index. It holds
+/// one page of sealed names at a time; what it keeps is the index. Pages are read in
+/// separate transactions, so rows may change between them: the index's change log covers
+/// every change made since the store was opened (see [`index`]).
 fn scan<B: Backend + ?Sized>(
     backend: &B,
     ns: &OpenNamespace,
     closing: &AtomicBool,
+    page_rows: usize,
 ) -> Result<Names, StoreError> {
-    let rows = backend.secrets(&ns.id)?;
-    let mut named: Vec<(Box<str>, crate::SecretId)> = Vec::with_capacity(rows.len());
-    for (i, row) in rows.into_iter().enumerate() {
-        if i.is_multiple_of(CLOSING_CHECK) && closing.load(Ordering::Relaxed) {
+    // One core is left to the requests served meanwhile: on two cores the build opening
+    // names on both held a starting daemon's first answer back by more than a second.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1)
+        .clamp(1, SCAN_THREADS);
+    let mut named: Vec<(Box<str>, crate::SecretId)> = Vec::new();
+    let mut after: Option<crate::SecretId> = None;
+    loop {
+        if closing.load(Ordering::Relaxed) {
             return Err(StoreError::unavailable(
                 "building the name index",
                 "the store is closing",
             ));
         }
-        named.push((ns.name_of(&row)?.as_str().into(), row.id));
+        let page = backend.names(&ns.id, after.as_ref(), page_rows)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        let open = |rows: &[(crate::SecretId, Vec<u8>)]| {
+            rows.iter()
+                .map(|(id, ct)| Ok((ns.open_name(id, ct)?.as_str().into(), *id)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        };
+        if threads == 1 || page.len() < 2 * threads {
+            named.extend(open(&page)?);
+            continue;
+        }
+        let chunk = page.len().div_ceil(threads);
+        let opened: Vec<Result<Vec<_>, StoreError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = page
+                .chunks(chunk)
+                .map(|rows| scope.spawn(move || open(rows)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or(Err(StoreError::Malformed("opening names failed")))
+                })
+                .collect()
+        });
+        for part in opened {
+            named.extend(part?);
+        }
     }
+    named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Names::scanned(named.into_iter().collect()))
 }
 
@@ -95,6 +142,18 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     /// building the namespaces' name indexes in the background (a list made before its
     /// namespace's index is built waits for it, or builds it).
     pub fn open(backend: Arc<B>, master: MasterKey) -> Result<Self, StoreError> {
+        Self::open_with_scan_page(backend, master, SCAN_PAGE)
+    }
+
+    /// [`EncryptedStore::open`], reading `scan_page` rows at a time when building a name
+    /// index (tests use small pages so a build spans many of them).
+    #[doc(hidden)]
+    pub fn open_with_scan_page(
+        backend: Arc<B>,
+        master: MasterKey,
+        scan_page: usize,
+    ) -> Result<Self, StoreError> {
+        let scan_page = scan_page.max(1);
         let index = master.index_key();
         let mut namespaces = HashMap::default();
         for row in backend.namespaces()? {
@@ -102,7 +161,8 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             namespaces.insert(ns.path.clone(), Arc::new(ns));
         }
         let closing = Arc::new(AtomicBool::new(false));
-        let builder = Self::start_builder(&backend, namespaces.values().cloned(), &closing);
+        let builder =
+            Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
         Ok(Self {
             backend,
             master,
@@ -110,6 +170,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             namespaces: RwLock::new(namespaces),
             closing,
             builder,
+            scan_page,
         })
     }
 
@@ -119,6 +180,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         backend: &Arc<B>,
         namespaces: impl Iterator<Item = Arc<OpenNamespace>>,
         closing: &Arc<AtomicBool>,
+        scan_page: usize,
     ) -> Option<JoinHandle<()>> {
         let namespaces: Vec<Arc<OpenNamespace>> = namespaces.collect();
         if namespaces.is_empty() {
@@ -133,7 +195,9 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                         return;
                     }
                     // A namespace some list is already building is left to it.
-                    let built = ns.names.build(false, || scan(&*backend, &ns, &closing));
+                    let built = ns
+                        .names
+                        .build(false, || scan(&*backend, &ns, &closing, scan_page));
                     if let Err(e) = built.as_ref()
                         && !closing.load(Ordering::Relaxed)
                     {

@@ -265,36 +265,43 @@ impl Backend for SqliteBackend {
         name: &NameHash,
         version: Option<Version>,
     ) -> Result<Option<(SecretRow, VersionRow)>, StoreError> {
+        // Two single-table statements in one read transaction (one snapshot), not a join: a
+        // cached statement joining `versions` is marked for re-preparing whenever its bindings
+        // are cleared (SQLite's plan depends on bound values there), so every read after the
+        // first parsed and planned the query again: 80% of a read's CPU.
         self.with_reader(|c| {
-            let mut st = c
+            let tx = c.unchecked_transaction().map_err(db("reading a secret"))?;
+            let secret = tx
                 .prepare_cached(&format!(
-                    "SELECT {}, v.version IS NOT NULL, {} FROM secrets s
-                     LEFT JOIN versions v ON v.secret = s.id AND v.version = COALESCE(?3, s.current)
+                    "SELECT {} FROM secrets s
                      WHERE s.namespace = ?1 AND s.name_hash = ?2 AND s.revoked IS NULL",
-                    row::SECRET_COLUMNS,
-                    row::VERSION_COLUMNS
+                    row::SECRET_COLUMNS
                 ))
-                .map_err(db("reading a secret"))?;
-            let found = st
-                .query_row(
-                    params![&namespace[..], &name[..], version.map(Version::get)],
-                    |r| {
-                        let secret = row::secret(r, 0)?;
-                        let has_version: bool = r.get(row::SECRET_WIDTH)?;
-                        let version = if has_version {
-                            Some(row::version(r, row::SECRET_WIDTH + 1)?)
-                        } else {
-                            None
-                        };
-                        Ok((secret, version))
-                    },
-                )
+                .map_err(db("reading a secret"))?
+                .query_row(params![&namespace[..], &name[..]], |r| row::secret(r, 0))
                 .optional()
                 .map_err(db("reading a secret"))?;
+            let Some(secret) = secret else {
+                return Ok(None);
+            };
+            let secret = secret?;
+            let wanted = version.unwrap_or(secret.current);
+            let found = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM versions v WHERE v.secret = ?1 AND v.version = ?2",
+                    row::VERSION_COLUMNS
+                ))
+                .map_err(db("reading a secret"))?
+                .query_row(params![&secret.id.0[..], wanted.get()], |r| {
+                    row::version(r, 0)
+                })
+                .optional()
+                .map_err(db("reading a secret"))?;
+            // Dropping the transaction ends the read (nothing was written).
+            drop(tx);
             match found {
-                None => Ok(None),
-                Some((secret, None)) => secret.and(Err(StoreError::NotFound("version"))),
-                Some((secret, Some(version))) => Ok(Some((secret?, version?))),
+                None => Err(StoreError::NotFound("version")),
+                Some(version) => Ok(Some((secret, version?))),
             }
         })
     }
@@ -351,6 +358,34 @@ impl Backend for SqliteBackend {
             ),
             params![&namespace[..]],
             |r| row::secret(r, 0),
+        )
+    }
+
+    fn names(
+        &self,
+        namespace: &NamespaceId,
+        after: Option<&SecretId>,
+        limit: usize,
+    ) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        // An empty blob sorts before every id.
+        let after: &[u8] = after.map_or(&[], |id| &id.0[..]);
+        // `+s.namespace`: the namespace must not pick the (namespace, name_hash) index, which
+        // would read the whole namespace and sort it for every page; this walks the primary
+        // key from `after` (0.26 s for 100,000 rows against 8 s).
+        self.rows(
+            "listing names",
+            "SELECT s.id, s.name_ct FROM secrets s
+             WHERE +s.namespace = ?1 AND s.revoked IS NULL AND s.id > ?2
+             ORDER BY s.id LIMIT ?3",
+            params![&namespace[..], after, limit],
+            |r| {
+                let id: Vec<u8> = r.get(0)?;
+                let name_ct: Vec<u8> = r.get(1)?;
+                Ok(<[u8; 16]>::try_from(id)
+                    .map(|id| (SecretId(id), name_ct))
+                    .map_err(|_| StoreError::Malformed("a key column has the wrong length")))
+            },
         )
     }
 

@@ -13,8 +13,6 @@ pub(super) const SECRET_COLUMNS: &str = "s.id, s.namespace, s.name_hash, s.name_
 /// The columns [`version`] reads, from table alias `v`.
 pub(super) const VERSION_COLUMNS: &str =
     "v.version, v.kind, v.created, v.actor, v.key_version, v.ciphertext";
-/// How many columns [`SECRET_COLUMNS`] has.
-pub(super) const SECRET_WIDTH: usize = 11;
 
 fn array<const N: usize>(bytes: Vec<u8>) -> Result<[u8; N], StoreError> {
     bytes
