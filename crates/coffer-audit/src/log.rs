@@ -146,43 +146,6 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Looks at the free space of `dir`'s file system: below the reserve the log is marked
-/// unhealthy (records are refused, `audit_unavailable`) with an error logged once; below
-/// twice the reserve a warning is logged once.
-fn watch_space(dir: &Path, shared: &Shared) {
-    let Ok(free) = crate::space::free_bytes(dir) else {
-        return;
-    };
-    let before = shared.free.swap(free, Ordering::Relaxed);
-    let reserve = shared.reserve;
-    if reserve == 0 {
-        return;
-    }
-    let low = reserve.saturating_mul(2);
-    if free < low && (before >= low || before == u64::MAX) && free >= reserve {
-        tracing::warn!(
-            dir = %dir.display(),
-            free_bytes = free,
-            reserve_bytes = reserve,
-            "the audit directory is running out of space"
-        );
-    }
-    if free < reserve {
-        if !shared.full.swap(true, Ordering::AcqRel) {
-            tracing::warn!(
-                dir = %dir.display(),
-                free_bytes = free,
-                reserve_bytes = reserve,
-                "the audit directory has less free space than its reserve: requests are \
-                 refused (audit_unavailable) until space is freed"
-            );
-        }
-        shared.healthy.store(false, Ordering::Release);
-    } else if shared.full.swap(false, Ordering::AcqRel) {
-        tracing::info!(dir = %dir.display(), free_bytes = free, "the audit directory has space again");
-    }
-}
-
 /// Syncs what is written and checkpoints it; the `fdatasync`s run outside the writer's
 /// mutex. `last` writes the checkpoint into both slots.
 fn sync(writer: &Mutex<Writer>, syncing: &Mutex<()>, last: bool) -> Result<(), AuditError> {
@@ -226,7 +189,7 @@ impl AuditLog {
             reserve: config.reserve_bytes,
             full: AtomicBool::new(false),
         });
-        watch_space(&config.dir, &shared);
+        crate::space::watch(&config.dir, &shared);
         let chain = Chain {
             queue: Vec::with_capacity(64),
             leading: false,
@@ -244,7 +207,7 @@ impl AuditLog {
                 let tick = check_every.min(sync_every);
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     // Failures are logged (once) and looked at again at the next tick.
-                    watch_space(&space_dir, &space);
+                    crate::space::watch(&space_dir, &space);
                     let due = {
                         let mut writer = locked(&w);
                         let _ = writer.check();
