@@ -22,7 +22,7 @@ use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -180,15 +180,7 @@ impl AuditLog {
             next_seq = start.next_seq,
             "audit log opened"
         );
-        let shared = Arc::new(Shared {
-            healthy: AtomicBool::new(true),
-            closed: AtomicBool::new(false),
-            current: Mutex::new(start.current.clone()),
-            tampered: AtomicBool::new(false),
-            free: AtomicU64::new(u64::MAX),
-            reserve: config.reserve_bytes,
-            full: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(start.current.clone(), config.reserve_bytes));
         crate::space::watch(&config.dir, &shared);
         let chain = Chain {
             queue: Vec::with_capacity(64),

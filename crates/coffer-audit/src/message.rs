@@ -22,3 +22,18 @@ pub(crate) struct Shared {
     /// Set while free space is below the reserve (so the warning is logged once).
     pub(crate) full: AtomicBool,
 }
+
+impl Shared {
+    /// A healthy, open log appending to `current`, free space not looked at yet.
+    pub(crate) fn new(current: PathBuf, reserve: u64) -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            current: Mutex::new(current),
+            tampered: AtomicBool::new(false),
+            free: AtomicU64::new(u64::MAX),
+            reserve,
+            full: AtomicBool::new(false),
+        }
+    }
+}

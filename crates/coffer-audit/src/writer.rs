@@ -637,8 +637,6 @@ mod tests {
     use super::*;
     use crate::config::AuditConfig;
     use coffer_crypto::SecretBytes;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicU64};
 
     fn keys() -> AuditKeys {
         AuditKeys::from_bytes(
@@ -660,15 +658,7 @@ mod tests {
             ..AuditConfig::default()
         };
         let start = crate::recover::start(tmp.path()).unwrap();
-        let shared = Arc::new(Shared {
-            healthy: AtomicBool::new(true),
-            closed: AtomicBool::new(false),
-            current: Mutex::new(start.current.clone()),
-            tampered: AtomicBool::new(false),
-            free: AtomicU64::new(u64::MAX),
-            reserve: 0,
-            full: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(start.current.clone(), 0));
         let mut writer = Writer::new(&config, start, shared);
         writer.set_keys(Some(keys()));
         let body = br#"{"time":"2026-11-30T00:00:00.000Z","action":"get","outcome":"ok"}"#;
