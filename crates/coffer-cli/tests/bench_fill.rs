@@ -55,9 +55,31 @@ fn a_filled_store_is_served_by_the_daemon_that_opens_it() {
         "no get recorded"
     );
     daemon.stop();
-    // Filling again writes new versions of the same secrets.
+    // A store that exists (a daemon has served it) is never written without records.
     let out = fill(&daemon.data, &["--keys", "10", "--threads", "2"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already holds a store"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_existing_store_is_refused_and_left_as_it_was() {
+    let mut daemon = Daemon::start(&[]);
+    let value = coffer_crypto::SecretBytes::copy_from(b"value");
+    daemon.client().set(None, "kept", &value, None).unwrap();
+    daemon.stop();
+    let before = std::fs::read(daemon.data.join("coffer.db")).unwrap();
+    let out = fill(&daemon.data, &["--keys", "5"]);
+    assert!(!out.status.success(), "an existing store was filled");
+    assert_eq!(
+        std::fs::read(daemon.data.join("coffer.db")).unwrap(),
+        before
+    );
+    daemon.spawn();
+    assert!(daemon.client().get(None, "bench-0", None).is_err());
 }
 
 #[test]

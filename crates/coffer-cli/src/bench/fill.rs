@@ -2,8 +2,10 @@
 //! so a store of a million secrets can be made in about a minute.
 //!
 //! It is for making a bench store, not for operating one: it takes the data directory's
-//! lock (so it refuses a directory a daemon is serving), opens the store with its key file
-//! (minting one for a new store, as `coffer serve` does on first boot), and writes through
+//! lock (so it refuses a directory a daemon is serving), refuses a directory that already
+//! holds a store (an existing store is changed only through a daemon, which records every
+//! change), makes the store with a new key file (as `coffer serve` does on first boot), and
+//! writes through
 //! the same data model as the daemon ([`coffer_store::SecretStore::set`]), from many threads
 //! at once, so the SQLite writer commits them in groups of up to 512. No audit record is
 //! written: no request is served (the daemon started afterwards records every request it
@@ -40,6 +42,14 @@ pub fn fill(data_dir: &Path, keys: usize, size: usize, threads: usize) -> anyhow
     }
     let started = Instant::now();
     let dir = DataDir::lock(data_dir)?;
+    if dir.database().exists() {
+        // A store that exists may be an operator's: a change to it is made only through a
+        // daemon, which records it. The fill writes only stores it makes itself.
+        bail!(
+            "{} already holds a store: bench fill writes only into a new data directory",
+            data_dir.display()
+        );
+    }
     let backend = open_backend(StoreKind::Sqlite, &dir, None, true)?;
     let vault = Vault::start(
         backend,
