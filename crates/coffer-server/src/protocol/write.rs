@@ -154,9 +154,17 @@ fn ok_with(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
 /// a pass over the bytes), exact for large ones.
 fn secret_len(value: &SecretBytes) -> usize {
     match value.expose_str() {
-        Some(text) if text.len() <= 4096 => 6 * text.len() + 2,
-        Some(text) => json_string_len(text),
+        Some(text) => text_len(text),
         None => 6 * value.len() + 2,
+    }
+}
+
+/// Room for `text` as a JSON string: the worst case for short text (no scan), exact for long.
+fn text_len(text: &str) -> usize {
+    if text.len() <= 4096 {
+        6 * text.len() + 2
+    } else {
+        json_string_len(text)
     }
 }
 
@@ -173,7 +181,8 @@ fn value_reply(out: &mut Vec<u8>, value: &SecretBytes, kind: Kind, id: Option<&s
     let tail = 8 + id.map_or(0, str::len);
     match text {
         Some(text) => {
-            let need = b"{\"ok\":true,\"value\":".len() + secret_len(value) + tail;
+            // Checked for UTF-8 once, above: a get's reply is on every read's path.
+            let need = b"{\"ok\":true,\"value\":".len() + text_len(text) + tail;
             *out = reserve_exact(std::mem::take(out), need);
             out.extend_from_slice(b"{\"ok\":true,\"value\":");
             string(out, text);
