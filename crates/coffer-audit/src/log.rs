@@ -4,8 +4,9 @@
 //! An append answers with the record's seq once its line is written (`write(2)` returned).
 //! Appends are committed in groups, without a thread of their own: the appending task
 //! encodes its line's body by itself and, under the short `chain` mutex, queues it. If no
-//! task is writing, it leads: it takes the whole queue and, under the writer's mutex (see
-//! the `writer` module), gives each line its seq and `prev`, writes them with one system
+//! task is writing, it leads: it yields once (so the other requests ready on its worker
+//! queue their lines behind it), then takes the whole queue and, under the writer's mutex (see
+//! the `writer` module), gives each line its seq and its tag, writes them with one system
 //! call and answers every task whose line was in it. Lines queued meanwhile wait (as
 //! futures, not blocked threads) and the leader hands the next batch to the first of their
 //! tasks. So under load many records share one `write(2)`, and a lone request pays one.
