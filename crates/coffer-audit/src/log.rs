@@ -645,20 +645,17 @@ impl Future for Appending<'_> {
             Step::Done(answer) => {
                 return Poll::Ready(answer.take().unwrap_or(Err(AuditError::Closed)));
             }
-            Step::Lead { yielded: false } => {
-                this.state = Step::Lead { yielded: true };
-                // Tokio runs a yielded task again only after every other task ready on
-                // this worker and a look at the I/O driver: those requests queue their
-                // lines meanwhile. (Outside a runtime the waker is woken at once.)
-                let yielding = std::pin::pin!(tokio::task::yield_now());
-                if yielding.poll(cx).is_pending() {
-                    return Poll::Pending;
+            Step::Lead { yielded } => {
+                if !*yielded {
+                    *yielded = true;
+                    // Tokio runs a yielded task again only after every other task ready on
+                    // this worker and a look at the I/O driver: those requests queue their
+                    // lines meanwhile. (Outside a runtime the waker is woken at once.)
+                    let yielding = std::pin::pin!(tokio::task::yield_now());
+                    if yielding.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
-                let answer = this.log.lead(None);
-                this.state = Step::Done(None);
-                return Poll::Ready(answer);
-            }
-            Step::Lead { yielded: true } => {
                 let answer = this.log.lead(None);
                 this.state = Step::Done(None);
                 return Poll::Ready(answer);
