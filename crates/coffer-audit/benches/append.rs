@@ -9,36 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_audit::{Actor, AuditConfig, AuditLog, Outcome, Record};
+mod common;
+
+use coffer_audit::{AuditConfig, AuditLog};
 use coffer_crypto::{AuditKeys, SecretBytes};
-use coffer_types::Timestamp;
 
 const CLIENTS: u64 = 32;
 const PER_CLIENT: u64 = 20_000;
-
-fn record(i: u64) -> Record<'static> {
-    Record {
-        time: Timestamp::now(),
-        request_id: format!("req-{i}").into(),
-        actor: Actor {
-            uid: Some(1000),
-            gid: Some(1000),
-            pid: Some(4242),
-            exe: Some(std::path::Path::new("/usr/bin/app").into()),
-            addr: None,
-            token: None,
-        },
-        action: coffer_types::Action::Get,
-        namespace: Some("default".into()),
-        name: Some(format!("app/secret-{}", i % 50).into()),
-        outcome: Outcome::Ok,
-        code: None,
-        gate: None,
-        repeated: None,
-        namespace_invalid: None,
-        name_invalid: None,
-    }
-}
 
 /// Stands in for the daemon's own work on a request (a few microseconds of hashing).
 fn work(i: u64, rounds: usize) -> u8 {
@@ -64,7 +41,7 @@ fn run(log: Option<&Arc<AuditLog>>, rounds: usize) -> f64 {
                     let mut acc = 0u8;
                     for i in 0..PER_CLIENT {
                         acc ^= work(i, rounds);
-                        let r = record(c * PER_CLIENT + i);
+                        let r = common::record(c * PER_CLIENT + i);
                         match &log {
                             Some(log) => drop(log.append(&r).await.unwrap()),
                             None => {

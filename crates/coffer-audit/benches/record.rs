@@ -18,35 +18,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_audit::{Actor, AuditConfig, AuditLog, Outcome, Record};
-use coffer_crypto::{AuditKeys, SecretBytes};
-use coffer_types::Timestamp;
-use criterion::{Criterion, criterion_group, criterion_main};
+mod common;
 
-/// A get as the socket records it.
-fn record(i: u64) -> Record<'static> {
-    Record {
-        time: Timestamp::now(),
-        request_id: format!("req-{i}").into(),
-        actor: Actor {
-            uid: Some(1000),
-            gid: Some(1000),
-            pid: Some(4242),
-            exe: Some(std::path::Path::new("/usr/bin/app").into()),
-            addr: None,
-            token: None,
-        },
-        action: coffer_types::Action::Get,
-        namespace: Some("default".into()),
-        name: Some(format!("app/secret-{}", i % 50).into()),
-        outcome: Outcome::Ok,
-        code: None,
-        gate: None,
-        repeated: None,
-        namespace_invalid: None,
-        name_invalid: None,
-    }
-}
+use coffer_audit::{AuditConfig, AuditLog};
+use coffer_crypto::{AuditKeys, SecretBytes};
+
+use criterion::{Criterion, criterion_group, criterion_main};
 
 fn open(dir: &std::path::Path, plain_names: bool, keyed: bool) -> Arc<AuditLog> {
     let log = AuditLog::open(AuditConfig {
@@ -81,7 +58,7 @@ fn single(c: &mut Criterion) {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let log = open(tmp.path(), plain, keyed);
-        let records: Vec<Record<'static>> = (0..1024).map(record).collect();
+        let records: Vec<_> = (0..1024).map(common::record).collect();
         let mut i = 0usize;
         group.bench_function(label, |b| {
             b.to_async(&rt).iter(|| {
@@ -112,7 +89,7 @@ fn concurrent(c: &mut Criterion) {
                         let log = log.clone();
                         tokio::spawn(async move {
                             for i in 0..per_task {
-                                let r = record(t * per_task + i);
+                                let r = common::record(t * per_task + i);
                                 log.append(&r).await.unwrap();
                             }
                         })
