@@ -66,6 +66,7 @@ fn write(backend: &SqliteBackend, i: usize) {
                     prune_before: None,
                 })
             }),
+            None,
         )
         .unwrap();
 }
@@ -73,13 +74,16 @@ fn write(backend: &SqliteBackend, i: usize) {
 fn filled(dir: &std::path::Path, rows: usize) -> SqliteBackend {
     let backend = SqliteBackend::open(&dir.join(format!("coffer-{rows}.db"))).unwrap();
     backend
-        .create_namespace(NamespaceRow {
-            id: NAMESPACE,
-            name_ct: vec![0; 40],
-            key_version: 1,
-            wrapped_key: vec![0; 61],
-            created: Timestamp::now(),
-        })
+        .create_namespace(
+            NamespaceRow {
+                id: NAMESPACE,
+                name_ct: vec![0; 40],
+                key_version: 1,
+                wrapped_key: vec![0; 61],
+                created: Timestamp::now(),
+            },
+            None,
+        )
         .unwrap();
     let started = std::time::Instant::now();
     let next = AtomicUsize::new(0);

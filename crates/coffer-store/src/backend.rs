@@ -17,6 +17,7 @@ use coffer_crypto::RowHash;
 use coffer_types::{Kind, NvIndex, Timestamp, Version};
 
 use crate::StoreError;
+use crate::events::{EventPlan, EventRows, Feed, Retention};
 
 /// A namespace row's id: the keyed hash of its path.
 pub type NamespaceId = RowHash;
@@ -243,8 +244,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Every namespace.
     fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
 
-    /// Adds a namespace; [`StoreError::Conflict`] when its id exists.
-    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError>;
+    /// Adds a namespace; [`StoreError::Conflict`] when its id exists. With `event`, the
+    /// change gets the next revision and its event is kept, in the same transaction.
+    fn create_namespace(
+        &self,
+        row: NamespaceRow,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError>;
 
     /// The live secret with this name hash and one of its versions (the newest when
     /// `version` is `None`). `Ok(None)` when there is no such secret; a missing version of an
@@ -258,30 +264,46 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes a version planned by `plan`, creating the secret when no live one has the
     /// name. The plan is handed the live row and, when it asks, the row's newest version,
-    /// both read in the same transaction as the write. Atomic and durable.
+    /// both read in the same transaction as the write. Atomic and durable; with `event`,
+    /// its event (given the version written) is numbered and kept in that transaction.
     fn write(
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
         plan: WritePlan,
+        event: Option<EventPlan>,
     ) -> Result<Written, StoreError>;
 
     /// Changes the live secret with this name hash as `plan` decides; `Ok(None)` when there
-    /// is none. Atomic and durable.
+    /// is none. Atomic and durable; with `event` (given the row's current version), as
+    /// [`Backend::write`]. No event is kept when there was no such secret.
     fn modify(
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
         plan: ModifyPlan,
+        event: Option<EventPlan>,
     ) -> Result<Option<Modified>, StoreError>;
 
     /// Removes the live secret with this name hash and all its versions; answers the id of
-    /// the secret removed, `Ok(None)` when there was none.
+    /// the secret removed, `Ok(None)` when there was none (and then keeps no event).
     fn delete(
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
+        event: Option<EventPlan>,
     ) -> Result<Option<SecretId>, StoreError>;
+
+    /// The in-memory end of the event feed: every kept event is published here after its
+    /// commit, in revision order.
+    fn feed(&self) -> &Feed;
+
+    /// Up to `limit` kept events after revision `after`, oldest first, with the feed's floor
+    /// and head.
+    fn events(&self, after: u64, limit: usize) -> Result<EventRows, StoreError>;
+
+    /// Drops the events `retention` no longer keeps at `now`; answers how many.
+    fn prune_events(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError>;
 
     /// The live secrets of a namespace (their names stay encrypted).
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;

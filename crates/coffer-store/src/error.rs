@@ -73,6 +73,19 @@ pub enum StoreError {
     /// The backend has no room left (TPM NV).
     #[error("the store is full")]
     Full,
+    /// The event feed no longer holds events after this revision (pruned by the retention
+    /// window, or a revision this store never reached): the consumer must resync.
+    #[error(
+        "the event feed holds revisions {oldest} to {head}; revision {asked} is not among them: read the current state and watch from now"
+    )]
+    Resync {
+        /// The revision asked for.
+        asked: u64,
+        /// The oldest revision a consumer may resume from.
+        oldest: u64,
+        /// The newest revision.
+        head: u64,
+    },
     /// The operation failed in the crypto layer (random source).
     #[error("crypto failure: {0}")]
     Crypto(#[source] CryptoError),
@@ -90,6 +103,7 @@ impl StoreError {
             Self::Corrupt { .. } | Self::Integrity(_) => ErrorCode::Integrity,
             Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
             Self::Full => ErrorCode::NvFull,
+            Self::Resync { .. } => ErrorCode::Resync,
         }
     }
 

@@ -13,6 +13,7 @@
 mod backend;
 mod encrypted;
 mod error;
+pub mod events;
 mod header;
 mod memory;
 mod sqlite;
@@ -29,11 +30,12 @@ pub use backend::{
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
 pub use error::{CAS_MISMATCH, Gone, StoreError};
+pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{
-    DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Secret, SecretStore, Write,
+    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Secret, SecretStore, Write,
     WriteMode, WriteValue,
 };
 

@@ -13,6 +13,7 @@ use crate::backend::{
     Backend, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
     VersionRow, WritePlan, Written, check_modification, check_plan,
 };
+use crate::events::EventPlan;
 
 #[derive(Default)]
 struct State {
@@ -64,9 +65,20 @@ impl State {
 }
 
 /// Sealed rows in memory; gone when dropped.
-#[derive(Default)]
 pub struct MemoryBackend {
     state: Mutex<State>,
+    events: crate::MemoryEvents,
+    feed: crate::Feed,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            events: crate::MemoryEvents::default(),
+            feed: crate::Feed::new(0),
+        }
+    }
 }
 
 impl MemoryBackend {
@@ -79,6 +91,22 @@ impl MemoryBackend {
         // A panic while holding the lock cannot leave a half-applied write: every mutation
         // below is a sequence of infallible map updates after all fallible steps.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Numbers and keeps a change's event while the caller holds the state lock (so the
+    /// number and the change are one step); answers it for publishing after the change.
+    fn record(
+        &self,
+        event: Option<EventPlan>,
+        version: Option<Version>,
+    ) -> Result<Option<coffer_types::ChangeEvent>, StoreError> {
+        event.map(|e| self.events.record(e, version)).transpose()
+    }
+
+    fn publish(&self, event: Option<coffer_types::ChangeEvent>) {
+        if let Some(e) = event {
+            self.feed.publish([e]);
+        }
     }
 }
 
@@ -100,12 +128,18 @@ impl Backend for MemoryBackend {
         Ok(self.state().namespaces.values().cloned().collect())
     }
 
-    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError> {
+    fn create_namespace(
+        &self,
+        row: NamespaceRow,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         if state.namespaces.contains_key(&row.id) {
             return Err(StoreError::Conflict("the namespace already exists"));
         }
+        let event = self.record(event, None)?;
         state.namespaces.insert(row.id, row);
+        self.publish(event);
         Ok(())
     }
 
@@ -133,6 +167,7 @@ impl Backend for MemoryBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: WritePlan,
+        event: Option<EventPlan>,
     ) -> Result<Written, StoreError> {
         let mut state = self.state();
         let key = (*namespace, *name);
@@ -147,8 +182,14 @@ impl Backend for MemoryBackend {
         let planned = plan(Live::new(current.as_ref(), &newest))?;
         check_plan(current.as_ref(), &planned)?;
         let v = &planned.version;
-        let (id, index, created) = match (current, planned.create) {
-            (Some(mut row), _) => {
+        // Every fallible step comes before the first change.
+        let new_index = match current {
+            None => Some(state.free_index()?),
+            Some(_) => None,
+        };
+        let event = self.record(event, Some(v.version))?;
+        let (id, index, created) = match (current, planned.create, new_index) {
+            (Some(mut row), _, _) => {
                 row.current = v.version;
                 row.kind = v.kind;
                 row.updated = v.created;
@@ -159,8 +200,7 @@ impl Backend for MemoryBackend {
                 state.secrets.insert(id, row);
                 (id, index, false)
             }
-            (None, Some(new)) => {
-                let index = state.free_index()?;
+            (None, Some(new), Some(index)) => {
                 state.take_index(index);
                 let id = new.id;
                 state
@@ -169,11 +209,12 @@ impl Backend for MemoryBackend {
                 state.live.insert(key, id);
                 (id, index, true)
             }
-            (None, None) => return Err(StoreError::Malformed("a write plan created nothing")),
+            (None, _, _) => return Err(StoreError::Malformed("a write plan created nothing")),
         };
         let version = v.version;
         state.versions.insert((id, version), planned.version);
         state.prune(id, planned.prune_before);
+        self.publish(event);
         Ok(Written {
             id,
             version,
@@ -187,6 +228,7 @@ impl Backend for MemoryBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: ModifyPlan,
+        event: Option<EventPlan>,
     ) -> Result<Option<Modified>, StoreError> {
         let mut state = self.state();
         let key = (*namespace, *name);
@@ -196,6 +238,7 @@ impl Backend for MemoryBackend {
         let mut row = state.secrets[&id].clone();
         let m = plan(&row)?;
         check_modification(&row, &state.version_numbers(id), &m)?;
+        let event = self.record(event, Some(row.current))?;
         for v in &m.destroy {
             if let Some(ver) = state.versions.get_mut(&(id, *v)) {
                 ver.ciphertext = None;
@@ -211,6 +254,7 @@ impl Backend for MemoryBackend {
             state.live.remove(&key);
         }
         state.secrets.insert(id, row.clone());
+        self.publish(event);
         Ok(Some(Modified {
             row,
             destroyed: m.destroy,
@@ -221,16 +265,36 @@ impl Backend for MemoryBackend {
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
+        event: Option<EventPlan>,
     ) -> Result<Option<SecretId>, StoreError> {
         let mut state = self.state();
-        let Some(id) = state.live.remove(&(*namespace, *name)) else {
+        let Some(id) = state.live.get(&(*namespace, *name)).copied() else {
             return Ok(None);
         };
+        let event = self.record(event, None)?;
+        state.live.remove(&(*namespace, *name));
         if let Some(row) = state.secrets.remove(&id) {
             state.free(row.index);
         }
         state.versions.retain(|(sid, _), _| *sid != id);
+        self.publish(event);
         Ok(Some(id))
+    }
+
+    fn feed(&self) -> &crate::Feed {
+        &self.feed
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<crate::EventRows, StoreError> {
+        Ok(self.events.after(after, limit))
+    }
+
+    fn prune_events(
+        &self,
+        retention: crate::Retention,
+        now: coffer_types::Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(self.events.prune(retention, now))
     }
 
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
@@ -278,7 +342,9 @@ mod tests {
             MasterKey::generate().unwrap(),
         )
         .unwrap();
-        store.create_namespace(&Namespace::default()).unwrap();
+        store
+            .create_namespace(&Namespace::default(), crate::Change::by("uid:0"))
+            .unwrap();
         for (n, v) in [("a", "value-a"), ("b", "value-b")] {
             let v = SecretBytes::copy_from(v.as_bytes());
             store

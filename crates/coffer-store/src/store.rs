@@ -10,8 +10,8 @@ use std::sync::Arc;
 use coffer_crypto::SecretBytes;
 use coffer_types::custom::CustomMetadataChange;
 use coffer_types::{
-    GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName, SecretSummary, Timestamp,
-    Version, VersionInfo,
+    ChangeEvent, EventAction, GeneratorSpec, Kind, Namespace, NvIndex, SecretMeta, SecretName,
+    SecretSummary, Timestamp, Version, VersionInfo,
 };
 
 use crate::{StoreError, Written};
@@ -88,8 +88,9 @@ pub struct Write<'a> {
     pub kind: Option<Kind>,
     /// The kind of a new secret written without one.
     pub new_kind: Kind,
-    /// Who writes it, recorded with the version (`uid:0`).
-    pub actor: &'a str,
+    /// Who writes it, recorded with the version (`uid:0`), and how the event feed calls it
+    /// (`secret.written` unless said otherwise).
+    pub change: Change<'a>,
     /// Create, update or either.
     pub mode: WriteMode,
     /// A new description; `None` keeps the current one.
@@ -128,7 +129,7 @@ impl<'a> Write<'a> {
             value,
             kind: None,
             new_kind: Kind::Text,
-            actor,
+            change: Change::by(actor),
             mode: WriteMode::Upsert,
             description: None,
             max_versions: None,
@@ -137,6 +138,52 @@ impl<'a> Write<'a> {
             cas: None,
             cas_required: false,
         }
+    }
+}
+
+/// Who makes a change, and what the event feed records of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change<'a> {
+    /// Who: `uid:N`, `token:<accessor>`, or `coffer` for the daemon's own work.
+    pub actor: &'a str,
+    /// The event's action; `None`: the method's own (`set`: `secret.written`; `describe`:
+    /// `secret.described`, or `secret.deleted`/`secret.undeleted` for a soft deletion;
+    /// `revoke`, `destroy`, `delete` (`secret.removed`), `create_namespace`).
+    pub action: Option<EventAction>,
+    /// The name the event shows when it is not the secret's own (a token's accessor for a
+    /// record kept in the store's own namespace).
+    pub subject: Option<&'a str>,
+    /// Keep no event: the daemon's bookkeeping (a token's renewal, its use count).
+    pub quiet: bool,
+}
+
+impl<'a> Change<'a> {
+    /// A change by `actor`, recorded under the method's own action.
+    pub const fn by(actor: &'a str) -> Self {
+        Self {
+            actor,
+            action: None,
+            subject: None,
+            quiet: false,
+        }
+    }
+
+    /// The same change, recorded as `action`.
+    pub const fn named(mut self, action: EventAction) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// The same change, its event showing `subject` as the name.
+    pub const fn about(mut self, subject: &'a str) -> Self {
+        self.subject = Some(subject);
+        self
+    }
+
+    /// The same change, with no event.
+    pub const fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 }
 
@@ -262,7 +309,7 @@ pub trait SecretStore: Send + Sync {
     fn has_namespace(&self, namespace: &Namespace) -> bool;
 
     /// Creates a namespace with a fresh key; [`StoreError::Conflict`] if it exists.
-    fn create_namespace(&self, namespace: &Namespace) -> Result<(), StoreError>;
+    fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError>;
 
     /// The newest version, or `version`.
     fn get(
@@ -282,7 +329,12 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Written, StoreError>;
 
     /// Deletes a secret with every version, for good.
-    fn delete(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError>;
+    fn delete(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        by: Change<'_>,
+    ) -> Result<(), StoreError>;
 
     /// Names in a namespace, sorted, paged as `query` asks. Served from an in-memory index
     /// of names: no row is read or decrypted.
@@ -338,10 +390,16 @@ pub trait SecretStore: Send + Sync {
         namespace: &Namespace,
         name: &SecretName,
         change: Describe,
+        by: Change<'_>,
     ) -> Result<(), StoreError>;
 
     /// Soft-deletes a secret: it stays, unreadable, for audit; its name is free at once.
-    fn revoke(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError>;
+    fn revoke(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        by: Change<'_>,
+    ) -> Result<(), StoreError>;
 
     /// Erases the ciphertexts of these versions for good; answers them.
     fn destroy(
@@ -349,5 +407,22 @@ pub trait SecretStore: Send + Sync {
         namespace: &Namespace,
         name: &SecretName,
         versions: &[Version],
+        by: Change<'_>,
     ) -> Result<Vec<Version>, StoreError>;
+
+    /// Up to `limit` events after revision `after`, oldest first: from memory when the feed
+    /// still holds them, else from the kept rows. [`StoreError::Resync`] when `after` is
+    /// older than what is kept or newer than the head.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Arc<ChangeEvent>>, StoreError>;
+
+    /// The newest revision.
+    fn head(&self) -> u64;
+
+    /// A receiver that wakes whenever the head moves (it stays valid across seal and
+    /// unseal: the feed belongs to the backend).
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Drops the events `retention` no longer keeps; answers how many (at most a batch:
+    /// call again while it answers a full one).
+    fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError>;
 }

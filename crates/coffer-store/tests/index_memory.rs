@@ -80,7 +80,9 @@ fn the_name_index_costs_about_seventy_bytes_a_name() {
     let value = SecretBytes::copy_from(b"v");
     {
         let store = EncryptedStore::open(backend.clone(), master.duplicate()).unwrap();
-        store.create_namespace(&ns).unwrap();
+        store
+            .create_namespace(&ns, coffer_store::Change::by("uid:0"))
+            .unwrap();
         for i in 0..N {
             // 20-byte names, as in `payments/key-012345`.
             let name = SecretName::parse(&format!("payments/key-{i:06}")).unwrap();

@@ -64,7 +64,9 @@ fn assert_integrity(result: Result<String, StoreError>, what: &str) {
 fn made(path: &Path) -> MasterKey {
     let master = MasterKey::generate().unwrap();
     let store = open(path, &master);
-    store.create_namespace(&Namespace::default()).unwrap();
+    store
+        .create_namespace(&Namespace::default(), coffer_store::Change::by("uid:0"))
+        .unwrap();
     set(&store, "a", "value-of-a");
     std::thread::sleep(std::time::Duration::from_millis(5));
     set(&store, "b", "value-of-b");
@@ -126,7 +128,13 @@ fn clearing_revoked_is_an_integrity_error_not_the_value() {
     let master = made(&path);
     {
         let store = open(&path, &master);
-        store.revoke(&Namespace::default(), &name("a")).unwrap();
+        store
+            .revoke(
+                &Namespace::default(),
+                &name("a"),
+                coffer_store::Change::by("uid:0"),
+            )
+            .unwrap();
         assert_eq!(
             get(&store, "a").unwrap_err().code(),
             ErrorCode::NotFound,
@@ -223,7 +231,9 @@ fn a_destroyed_or_pruned_version_put_back_is_not_served() {
                 |r| r.get(0),
             )
             .unwrap();
-        store.destroy(&ns, &name("a"), &[v1]).unwrap();
+        store
+            .destroy(&ns, &name("a"), &[v1], coffer_store::Change::by("uid:0"))
+            .unwrap();
         assert!(matches!(
             store.get(&ns, &name("a"), Some(v1)),
             Err(StoreError::Gone(_))
@@ -255,7 +265,9 @@ fn a_destroyed_or_pruned_version_put_back_is_not_served() {
         ..Default::default()
     };
     set(&store, "a", "value-of-a-3");
-    store.describe(&ns, &name("a"), change).unwrap();
+    store
+        .describe(&ns, &name("a"), change, coffer_store::Change::by("uid:0"))
+        .unwrap();
     drop(store);
     let conn = Connection::open(&path).unwrap();
     conn.execute(

@@ -46,6 +46,10 @@ string_enum! {
         /// Stored data failed its integrity check: a row edited, swapped with another or put
         /// back from a copy outside coffer. Nothing of it is served.
         Integrity = "integrity",
+        /// The event feed no longer holds the revision asked for (it is older than the
+        /// retention window, or newer than this store's feed): read the current state, then
+        /// watch from now.
+        Resync = "resync",
     }
     /// A string that is not one of the codes.
     error UnknownCode = "unknown error code";
@@ -69,7 +73,7 @@ impl ErrorCode {
     pub const fn exit_status(self) -> u8 {
         match self {
             Self::InvalidName | Self::InvalidRequest | Self::TooLarge => 65,
-            Self::NotFound => 66,
+            Self::NotFound | Self::Resync => 66,
             Self::Sealed
             | Self::StoreUnavailable
             | Self::AuditUnavailable
@@ -117,7 +121,8 @@ mod tests {
                 "nv_full",
                 "unsupported",
                 "internal",
-                "integrity"
+                "integrity",
+                "resync"
             ]
         );
         for &code in ErrorCode::ALL {

@@ -11,6 +11,7 @@ mod capability;
 mod code;
 pub mod custom;
 pub mod duration;
+mod event;
 mod generate;
 mod kind;
 mod metadata;
@@ -25,6 +26,7 @@ pub mod wire;
 pub use action::{Action, UnknownAction};
 pub use capability::{Capability, UnknownCapability};
 pub use code::{ErrorCode, RC_NV_SPACE, RC_NV_UNDEFINED, UnknownCode};
+pub use event::{ChangeEvent, EventAction, UnknownEventAction, WatchLine};
 pub use generate::{
     ByteLenError, DigestEncoding, Encoding, GeneratorSpec, HmacAlgorithm, UnknownAlgorithm,
     UnknownDigestEncoding, UnknownEncoding,

@@ -134,7 +134,7 @@ impl AccessControl {
             }
             token::mint(key, spec, actor.to_owned())?
         };
-        system::save_token(store, &minted.hash, &minted.record, actor)?;
+        system::save_token(store, &minted.hash, &minted.record, actor, true)?;
         self.loaded
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -154,6 +154,7 @@ impl AccessControl {
         &self,
         store: &Arc<dyn SecretStore>,
         accessor: &str,
+        actor: &str,
     ) -> Result<Vec<String>, CoreError> {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let (hash, family) = {
@@ -170,7 +171,7 @@ impl AccessControl {
                 .collect();
             (hash, family)
         };
-        system::delete_token(store, &hash)?;
+        system::delete_token(store, &hash, Some((actor, accessor)))?;
         {
             let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
             loaded.tokens.remove(accessor);
@@ -180,7 +181,7 @@ impl AccessControl {
         }
         for (a, h) in &family {
             if let Some(h) = h
-                && let Err(e) = system::delete_token(store, h)
+                && let Err(e) = system::delete_token(store, h, Some((actor, a)))
             {
                 // Dead already (its ancestor's record is gone); removed at the next open.
                 tracing::warn!(error = %e, accessor = %a, "a revoked token's record could not be deleted yet");
@@ -212,7 +213,7 @@ impl AccessControl {
             }
             (hash, record.renewed(Timestamp::now()))
         };
-        system::save_token(store, &hash, &record, actor)?;
+        system::save_token(store, &hash, &record, actor, false)?;
         self.loaded
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -278,7 +279,9 @@ mod tests {
         // The child's max expiry is capped by its parent's.
         assert!(child.record.max_expires <= parent.record.max_expires);
         assert_eq!(stored_tokens(&store), 3);
-        let revoked = access.revoke_token(&store, &child.record.accessor).unwrap();
+        let revoked = access
+            .revoke_token(&store, &child.record.accessor, "uid:0")
+            .unwrap();
         assert_eq!(
             revoked,
             vec![child.record.accessor.clone(), grand.record.accessor.clone()]
@@ -294,7 +297,7 @@ mod tests {
         access
             .create_token(&store, spec(Some(&child.record.accessor)), "token:c")
             .unwrap();
-        system::delete_token(&store, &parent.hash).unwrap();
+        system::delete_token(&store, &parent.hash, None).unwrap();
         assert_eq!(stored_tokens(&store), 2);
         let restarted = AccessControl::new(AccessConfig::default(), 0);
         restarted.load(2, &store, k2).unwrap();

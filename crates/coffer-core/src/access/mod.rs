@@ -177,7 +177,7 @@ impl AccessControl {
         let gone = tokens.expired(Timestamp::now());
         for accessor in &gone {
             if let Some(hash) = tokens.hash_of(accessor) {
-                system::delete_token(store, &hash)?;
+                system::delete_token(store, &hash, None)?;
                 tracing::info!(event = "secret_action", action = "token_expire", accessor = %accessor, "expired token removed");
             }
         }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
-use coffer_store::{ListQuery, SecretStore, StoreError, Write};
-use coffer_types::{Kind, Namespace, SecretName};
+use coffer_store::{Change, ListQuery, SecretStore, StoreError, Write};
+use coffer_types::{EventAction, Kind, Namespace, SecretName};
 
 use super::policy::{PolicySet, PolicySetText};
 use super::token::{TokenRecord, Tokens};
@@ -31,7 +31,8 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
 fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
     let ns = Namespace::system();
     if !store.has_namespace(&ns) {
-        match store.create_namespace(&ns) {
+        // The store's own namespace is bookkeeping, not a change anyone watches.
+        match store.create_namespace(&ns, Change::by("coffer").quiet()) {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -96,12 +97,13 @@ fn put(
     store: &Arc<dyn SecretStore>,
     at: &str,
     json: Vec<u8>,
-    actor: &str,
+    change: Change<'_>,
     keep: u32,
 ) -> Result<(), CoreError> {
     let ns = ensure_namespace(store)?;
     let value = SecretBytes::from_vec(json);
-    let mut write = Write::new(&value, actor);
+    let mut write = Write::new(&value, change.actor);
+    write.change = change;
     write.kind = Some(Kind::Kv);
     write.new_max_versions = Some(keep);
     store.set(&ns, &name(at)?, write)?;
@@ -119,31 +121,53 @@ pub(super) fn save_policies(
         CoreError::Unavailable("cannot encode policies".to_owned())
     })?;
     // A few versions stay, as a record of recent policy changes.
-    put(store, POLICIES, json, actor, 10)
+    let change = Change::by(actor)
+        .named(EventAction::PolicyChanged)
+        .about("policies");
+    put(store, POLICIES, json, change, 10)
 }
 
 fn token_name(hash: &[u8; 32]) -> String {
     format!("{TOKENS}{}", data_encoding::HEXLOWER.encode(hash))
 }
 
-/// Writes a token's record.
+/// Writes a token's record: a new token's is a `token.created` event (naming its accessor,
+/// never the token); a renewal is bookkeeping and no event.
 pub(super) fn save_token(
     store: &Arc<dyn SecretStore>,
     hash: &[u8; 32],
     record: &TokenRecord,
     actor: &str,
+    created: bool,
 ) -> Result<(), CoreError> {
     let json = serde_json::to_vec(record).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a token record");
         CoreError::Unavailable("cannot encode a token record".to_owned())
     })?;
-    put(store, &token_name(hash), json, actor, 1)
+    let change = match created {
+        true => Change::by(actor)
+            .named(EventAction::TokenCreated)
+            .about(&record.accessor),
+        false => Change::by(actor).quiet(),
+    };
+    put(store, &token_name(hash), json, change, 1)
 }
 
-/// Deletes a token's record for good.
-pub(super) fn delete_token(store: &Arc<dyn SecretStore>, hash: &[u8; 32]) -> Result<(), CoreError> {
+/// Deletes a token's record for good: a revocation (`token.revoked`, naming the accessor) when
+/// `revoked` says by whom, else bookkeeping (an expired token's record).
+pub(super) fn delete_token(
+    store: &Arc<dyn SecretStore>,
+    hash: &[u8; 32],
+    revoked: Option<(&str, &str)>,
+) -> Result<(), CoreError> {
     let ns = ensure_namespace(store)?;
-    match store.delete(&ns, &name(&token_name(hash))?) {
+    let change = match revoked {
+        Some((actor, accessor)) => Change::by(actor)
+            .named(EventAction::TokenRevoked)
+            .about(accessor),
+        None => Change::by("coffer").quiet(),
+    };
+    match store.delete(&ns, &name(&token_name(hash))?, change) {
         Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }

@@ -35,9 +35,12 @@ impl Service {
                     .valid()
                     .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
                     .clone();
-                blocking(move || Ok(store.create_namespace(&namespace)?))
-                    .await
-                    .map_err(stored)?;
+                let actor = who.actor();
+                blocking(move || {
+                    Ok(store.create_namespace(&namespace, coffer_store::Change::by(&actor))?)
+                })
+                .await
+                .map_err(stored)?;
                 Ok(Reply::Done)
             }
             Operation::NamespaceList => {

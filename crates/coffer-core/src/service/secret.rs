@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, compute, mint};
-use coffer_store::{Describe, SecretStore, StoreError, Write, WriteMode, Written};
-use coffer_types::{ErrorCode, GeneratorSpec, Kind, Version};
+use coffer_store::{Change, Describe, SecretStore, StoreError, Write, WriteMode, Written};
+use coffer_types::{ErrorCode, EventAction, GeneratorSpec, Kind, Version};
 
 use super::gates::{Admitted, SecretWork};
 use super::state::{Gated, Service, blocking, stored};
@@ -21,6 +21,8 @@ struct Writing {
     options: CheckedOptions,
     mode: WriteMode,
     generated: Option<GeneratorSpec>,
+    /// What the event feed calls it.
+    action: EventAction,
 }
 
 /// The value of a write: given, or derived inside the store's transaction from the newest.
@@ -117,6 +119,7 @@ impl Service {
                     options,
                     mode: restrict.unwrap_or(WriteMode::Upsert),
                     generated: None,
+                    action: EventAction::Written,
                 };
                 let written = self.write(store, key, writing, actor).await;
                 // The store found the other case than the one the caller may do.
@@ -143,6 +146,7 @@ impl Service {
                     options,
                     mode: WriteMode::Update,
                     generated: None,
+                    action: EventAction::Rotated,
                 };
                 self.write(store, key, writing, actor).await.map(written)
             }
@@ -165,6 +169,7 @@ impl Service {
                     },
                     mode: WriteMode::Update,
                     generated: None,
+                    action: EventAction::Patched,
                 };
                 self.write(store, key, writing, actor).await.map(written)
             }
@@ -196,6 +201,11 @@ impl Service {
                         WriteMode::Create
                     },
                     generated: Some(spec),
+                    action: if rotate {
+                        EventAction::Rotated
+                    } else {
+                        EventAction::Generated
+                    },
                 };
                 let w = self.write(store, key, writing, actor).await?;
                 Ok(Reply::Minted {
@@ -205,7 +215,7 @@ impl Service {
                 })
             }
             Checked::Describe(change) => {
-                self.describe(store, key, change).await?;
+                self.describe(store, key, change, actor).await?;
                 Ok(Reply::Done)
             }
             Checked::Mark(mark) => {
@@ -213,23 +223,25 @@ impl Service {
                     mark: Some(mark),
                     ..Describe::default()
                 };
-                self.describe(store, key, change).await?;
+                self.describe(store, key, change, actor).await?;
                 Ok(Reply::Done)
             }
             Checked::Revoke => {
-                blocking(move || Ok(store.revoke(&ns, &name)?))
+                blocking(move || Ok(store.revoke(&ns, &name, Change::by(&actor))?))
                     .await
                     .map_err(stored)?;
                 Ok(Reply::Done)
             }
             Checked::Destroy { versions } => {
-                let destroyed = blocking(move || Ok(store.destroy(&ns, &name, &versions)?))
-                    .await
-                    .map_err(stored)?;
+                let destroyed = blocking(move || {
+                    Ok(store.destroy(&ns, &name, &versions, Change::by(&actor))?)
+                })
+                .await
+                .map_err(stored)?;
                 Ok(Reply::Destroyed(destroyed))
             }
             Checked::Del => {
-                blocking(move || Ok(store.delete(&ns, &name)?))
+                blocking(move || Ok(store.delete(&ns, &name, Change::by(&actor))?))
                     .await
                     .map_err(stored)?;
                 Ok(Reply::Done)
@@ -254,9 +266,10 @@ impl Service {
         store: Arc<dyn SecretStore>,
         key: &CacheKey,
         change: Describe,
+        actor: String,
     ) -> Gated<()> {
         let (ns, name) = key.clone();
-        blocking(move || Ok(store.describe(&ns, &name, change)?))
+        blocking(move || Ok(store.describe(&ns, &name, change, Change::by(&actor))?))
             .await
             .map_err(stored)
     }
@@ -324,6 +337,7 @@ impl Service {
             write.max_versions = options.max_versions;
             write.new_max_versions = new_max_versions;
             write.generated = w.generated;
+            write.change = write.change.named(w.action);
             write.cas = options.cas;
             Ok(store.set(&ns, &name, write)?)
         })

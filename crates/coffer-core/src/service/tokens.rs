@@ -26,8 +26,8 @@ impl Service {
             )),
             Operation::TokenRevoke { accessor } => {
                 let store = self.store()?;
-                let access = self.access.clone();
-                blocking(move || access.revoke_token(&store, &accessor))
+                let (access, actor) = (self.access.clone(), who.actor());
+                blocking(move || access.revoke_token(&store, &accessor, &actor))
                     .await
                     .map(Reply::TokensRevoked)
                     .map_err(stored)
@@ -55,8 +55,9 @@ impl Service {
                 let Some(token) = &who.token else {
                     return Err(invalid("this request carries no token to revoke"));
                 };
-                let (access, accessor) = (self.access.clone(), token.accessor.clone());
-                blocking(move || access.revoke_token(&store, &accessor))
+                let (access, accessor, actor) =
+                    (self.access.clone(), token.accessor.clone(), who.actor());
+                blocking(move || access.revoke_token(&store, &accessor, &actor))
                     .await
                     .map(Reply::TokensRevoked)
                     .map_err(stored)

@@ -23,7 +23,7 @@ pub(crate) fn open_store(
     let store = EncryptedStore::open(backend, master)?;
     let default = Namespace::default_namespace();
     if !store.has_namespace(&default) {
-        store.create_namespace(&default)?;
+        store.create_namespace(&default, coffer_store::Change::by("coffer"))?;
     }
     Ok(Arc::new(store))
 }

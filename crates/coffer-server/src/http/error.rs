@@ -96,6 +96,8 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        // The feed no longer holds the revision asked for.
+        ErrorCode::Resync => StatusCode::GONE,
         ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
         // audit_unavailable, tpm, nv_full, internal, and codes added later.
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -50,7 +50,7 @@ pub fn missing_names_are_not_found<B: Backend>(make: &dyn Fn() -> Made<B>) {
         ErrorCode::NotFound
     );
     assert_eq!(
-        code(store.delete(&default(), &name("nope"))),
+        code(store.delete(&default(), &name("nope"), crate::Change::by("uid:0"))),
         ErrorCode::NotFound
     );
     assert_eq!(
@@ -74,7 +74,9 @@ pub fn delete_frees_the_name<B: Backend>(make: &dyn Fn() -> Made<B>) {
     let store = open(&backend);
     set(&store, "k", b"one");
     set(&store, "k", b"two");
-    store.delete(&default(), &name("k")).expect("delete");
+    store
+        .delete(&default(), &name("k"), crate::Change::by("uid:0"))
+        .expect("delete");
     assert_eq!(
         code(store.get(&default(), &name("k"), None)),
         ErrorCode::NotFound
@@ -128,6 +130,7 @@ pub fn moved_ciphertext_fails_to_decrypt<B: Backend>(make: &dyn Fn() -> Made<B>)
                         prune_before: None,
                     })
                 }),
+                None,
             )
             .expect("raw write");
         let err = store
@@ -180,9 +183,14 @@ pub fn namespaces_are_isolated<B: Backend>(make: &dyn Fn() -> Made<B>) {
     let (backend, _guard) = make();
     let store = open(&backend);
     let prod = Namespace::parse("acme/prod").expect("valid");
-    store.create_namespace(&prod).expect("create");
+    store
+        .create_namespace(&prod, crate::Change::by("uid:0"))
+        .expect("create");
     assert_eq!(
-        store.create_namespace(&prod).err().map(|e| e.code()),
+        store
+            .create_namespace(&prod, crate::Change::by("uid:0"))
+            .err()
+            .map(|e| e.code()),
         Some(ErrorCode::Conflict)
     );
     set(&store, "db", b"default value");
@@ -194,7 +202,9 @@ pub fn namespaces_are_isolated<B: Backend>(make: &dyn Fn() -> Made<B>) {
     let p = store.get(&prod, &name("db"), None).expect("get");
     assert_eq!(p.value.expose_secret(), b"prod value");
     assert_eq!(p.kind, Kind::Line);
-    store.delete(&default(), &name("db")).expect("delete");
+    store
+        .delete(&default(), &name("db"), crate::Change::by("uid:0"))
+        .expect("delete");
     assert_eq!(
         store
             .list(&prod, &ListQuery::default())
@@ -219,7 +229,9 @@ pub fn index_is_stable_and_unique<B: Backend>(make: &dyn Fn() -> Made<B>) {
         a
     );
     assert!(a.to_string().starts_with("0x0152"));
-    store.delete(&default(), &name("a")).expect("delete");
+    store
+        .delete(&default(), &name("a"), crate::Change::by("uid:0"))
+        .expect("delete");
     let c = set(&store, "c", b"1").index;
     assert_eq!(c, a, "a freed index is reused");
 }
@@ -241,7 +253,9 @@ pub fn reopening_with_the_master_key_reads_everything<B: Backend>(make: &dyn Fn(
         (rk, slot)
     };
     let store = EncryptedStore::open(backend.clone(), master).expect("open");
-    store.create_namespace(&default()).expect("ns");
+    store
+        .create_namespace(&default(), crate::Change::by("uid:0"))
+        .expect("ns");
     set(&store, "k", b"persisted");
     drop(store);
     let (rk, slot) = wrapped;
@@ -264,8 +278,11 @@ pub fn delete_answers_the_removed_id<B: Backend>(make: &dyn Fn() -> Made<B>) {
     assert_eq!(row.id, written.id, "a write answers the secret's id");
     assert_eq!(set(&store, "k", b"v2").id, written.id);
     assert_eq!(
-        backend.delete(&ns, &row.name_hash).expect("delete"),
+        backend.delete(&ns, &row.name_hash, None).expect("delete"),
         Some(row.id)
     );
-    assert_eq!(backend.delete(&ns, &row.name_hash).expect("again"), None);
+    assert_eq!(
+        backend.delete(&ns, &row.name_hash, None).expect("again"),
+        None
+    );
 }

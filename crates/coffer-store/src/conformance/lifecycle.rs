@@ -113,6 +113,7 @@ pub fn max_versions_keeps_the_newest<B: Backend>(make: &dyn Fn() -> Made<B>) {
                 max_versions: Some(1),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
         .expect("describe");
     assert_eq!(store.versions(&default(), &name("k")).expect("v").len(), 1);
@@ -136,6 +137,7 @@ pub fn describe_writes_no_version<B: Backend>(make: &dyn Fn() -> Made<B>) {
                 description: Some("Stripe live key".into()),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
         .expect("describe");
     let meta = store.metadata(&default(), &name("k")).expect("meta");
@@ -146,7 +148,12 @@ pub fn describe_writes_no_version<B: Backend>(make: &dyn Fn() -> Made<B>) {
     let meta = store.metadata(&default(), &name("k")).expect("meta");
     assert_eq!(meta.description.as_deref(), Some("Stripe live key"));
     let err = store
-        .describe(&default(), &name("nope"), Describe::default())
+        .describe(
+            &default(),
+            &name("nope"),
+            Describe::default(),
+            crate::Change::by("uid:0"),
+        )
         .expect_err("missing");
     assert_eq!(err.code(), ErrorCode::NotFound);
 }
@@ -157,13 +164,15 @@ pub fn revoke_keeps_history_and_frees_the_name<B: Backend>(make: &dyn Fn() -> Ma
     let store = open(&backend);
     let first = set(&store, "k", b"one");
     set(&store, "k", b"two");
-    store.revoke(&default(), &name("k")).expect("revoke");
+    store
+        .revoke(&default(), &name("k"), crate::Change::by("uid:0"))
+        .expect("revoke");
     assert_eq!(
         code(store.get(&default(), &name("k"), None)),
         ErrorCode::NotFound
     );
     assert_eq!(
-        code(store.revoke(&default(), &name("k"))),
+        code(store.revoke(&default(), &name("k"), crate::Change::by("uid:0"))),
         ErrorCode::NotFound
     );
     assert!(names(&store, &ListQuery::default()).0.is_empty());
@@ -197,7 +206,12 @@ pub fn destroy_erases_ciphertexts_for_good<B: Backend>(make: &dyn Fn() -> Made<B
     let v = |n| Version::new(n).expect("nonzero");
     assert_eq!(
         store
-            .destroy(&default(), &name("k"), &[v(2), v(1), v(2)])
+            .destroy(
+                &default(),
+                &name("k"),
+                &[v(2), v(1), v(2)],
+                crate::Change::by("uid:0")
+            )
             .expect("destroy"),
         [v(1), v(2)]
     );
@@ -219,12 +233,12 @@ pub fn destroy_erases_ciphertexts_for_good<B: Backend>(make: &dyn Fn() -> Made<B
     let raw = backend.versions(&row.id).expect("versions");
     assert!(raw[0].ciphertext.is_none() && raw[1].ciphertext.is_none());
     assert_eq!(
-        code(store.destroy(&default(), &name("k"), &[v(9)])),
+        code(store.destroy(&default(), &name("k"), &[v(9)], crate::Change::by("uid:0"))),
         ErrorCode::NotFound
     );
     // Destroying again is not an error.
     store
-        .destroy(&default(), &name("k"), &[v(1)])
+        .destroy(&default(), &name("k"), &[v(1)], crate::Change::by("uid:0"))
         .expect("again");
 }
 
@@ -248,6 +262,7 @@ pub fn check_and_set_is_decided_in_the_transaction<B: Backend>(make: &dyn Fn() -
                 cas_required: Some(true),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
         .expect("describe");
     let err = write_with(&store, "k", b"x", |_| {}).expect_err("cas required");
@@ -271,7 +286,11 @@ pub fn soft_deletion_and_custom_metadata_live_in_the_metadata<B: Backend>(
     set(&store, "k", b"1");
     set(&store, "k", b"2");
     let custom: BTreeMap<String, String> = [("owner".to_owned(), "ops".to_owned())].into();
-    let change = |d: Describe| store.describe(&default(), &name("k"), d).expect("describe");
+    let change = |d: Describe| {
+        store
+            .describe(&default(), &name("k"), d, crate::Change::by("uid:0"))
+            .expect("describe")
+    };
     change(Describe {
         custom_metadata: Some(CustomMetadataChange::Replace(custom.clone())),
         mark: Some(Mark::DeleteLatest),
@@ -441,6 +460,7 @@ pub fn derived_writes_refuse_what_get_refuses<B: Backend>(make: &dyn Fn() -> Mad
                 mark: Some(Mark::DeleteLatest),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
         .expect("soft delete");
     match derive(&store, "k", append("+", &calls), |_| {}) {
@@ -455,12 +475,18 @@ pub fn derived_writes_refuse_what_get_refuses<B: Backend>(make: &dyn Fn() -> Mad
                 mark: Some(Mark::Undelete(vec![Version::new(2).expect("2")])),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
         .expect("undelete");
     derive(&store, "k", append("+", &calls), |_| {}).expect("readable again");
     assert_eq!(get(&store, "k"), b"2+");
     store
-        .destroy(&default(), &name("k"), &[Version::new(3).expect("3")])
+        .destroy(
+            &default(),
+            &name("k"),
+            &[Version::new(3).expect("3")],
+            crate::Change::by("uid:0"),
+        )
         .expect("destroy");
     match derive(&store, "k", append("+", &calls), |_| {}) {
         Err(StoreError::Gone(g)) => assert!(g.destroyed && g.version.get() == 3),
@@ -491,6 +517,7 @@ pub fn custom_metadata_merges_in_the_transaction<B: Backend>(make: &dyn Fn() -> 
                 custom_metadata: Some(c),
                 ..Describe::default()
             },
+            crate::Change::by("uid:0"),
         )
     };
     let custom = || {
@@ -556,7 +583,8 @@ pub fn extreme_values_are_refused_or_handled<B: Backend>(make: &dyn Fn() -> Made
     let store = open(&backend);
     let last = Version::new(u32::MAX).expect("nonzero");
     write_with(&store, "k", b"1", |w| w.max_versions = Some(u32::MAX)).expect("max_versions");
-    let describe = |d: Describe| store.describe(&default(), &name("k"), d);
+    let describe =
+        |d: Describe| store.describe(&default(), &name("k"), d, crate::Change::by("uid:0"));
     describe(Describe {
         delete_version_after: Some(u64::MAX),
         max_versions: Some(u32::MAX),
@@ -579,7 +607,7 @@ pub fn extreme_values_are_refused_or_handled<B: Backend>(make: &dyn Fn() -> Made
         ErrorCode::NotFound
     );
     assert_eq!(
-        code(store.destroy(&default(), &name("k"), &[last])),
+        code(store.destroy(&default(), &name("k"), &[last], crate::Change::by("uid:0"))),
         ErrorCode::NotFound
     );
     describe(Describe {

@@ -35,7 +35,9 @@ pub fn cleanup_leaves_the_list_empty<B: Backend>(make: &dyn Fn() -> Made<B>) {
         .expect("list")
         .items
     {
-        store.delete(&default(), &n).expect("delete");
+        store
+            .delete(&default(), &n, crate::Change::by("uid:0"))
+            .expect("delete");
     }
     assert!(names(&store, &ListQuery::default()).0.is_empty());
     let ns = &backend.namespaces().expect("namespaces")[0];
@@ -184,7 +186,9 @@ pub fn revoked_pages_by_prefix_and_cursor<B: Backend>(make: &dyn Fn() -> Made<B>
     let store = open(&backend);
     for n in ["app/a", "app/a", "app/b", "app/c", "db/d"] {
         set(&store, n, b"v");
-        store.revoke(&default(), &name(n)).expect("revoke");
+        store
+            .revoke(&default(), &name(n), crate::Change::by("uid:0"))
+            .expect("revoke");
     }
     set(&store, "app/live", b"v");
     let q = |after: Option<&str>, limit, f: Option<NameFilter>| ListQuery {
@@ -265,8 +269,8 @@ pub fn index_stays_exact_under_concurrent_changes<B: Backend>(make: &dyn Fn() ->
                             0 | 1 => store
                                 .set(&default(), &n, crate::Write::new(&value, "uid:0"))
                                 .map(drop),
-                            2 => store.delete(&default(), &n),
-                            3 => store.revoke(&default(), &n),
+                            2 => store.delete(&default(), &n, crate::Change::by("uid:0")),
+                            3 => store.revoke(&default(), &n, crate::Change::by("uid:0")),
                             _ => {
                                 let mut w = crate::Write::new(&value, "uid:0");
                                 w.mode = WriteMode::Create;
@@ -321,8 +325,12 @@ pub fn name_pages_cover_every_live_secret<B: Backend>(make: &dyn Fn() -> Made<B>
     for i in 0..20 {
         set(&store, &format!("n/{i:02}"), b"v");
     }
-    store.revoke(&default(), &name("n/05")).expect("revoke");
-    store.delete(&default(), &name("n/06")).expect("delete");
+    store
+        .revoke(&default(), &name("n/05"), crate::Change::by("uid:0"))
+        .expect("revoke");
+    store
+        .delete(&default(), &name("n/06"), crate::Change::by("uid:0"))
+        .expect("delete");
     let ns = backend.namespaces().expect("namespaces")[0].id;
     let mut paged = Vec::new();
     let mut after = None;

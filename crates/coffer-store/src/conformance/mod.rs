@@ -15,11 +15,13 @@
 //! races); all are exported here.
 
 mod basics;
+mod events;
 mod lifecycle;
 mod listing;
 mod support;
 
 pub use basics::*;
+pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use support::Made;
@@ -61,7 +63,9 @@ macro_rules! conformance_suite {
             derived_writes_read_and_write_in_one_transaction,
             derived_writes_refuse_what_get_refuses,
             custom_metadata_merges_in_the_transaction,
-            extreme_values_are_refused_or_handled
+            extreme_values_are_refused_or_handled,
+            every_change_is_numbered_in_order,
+            pruned_events_ask_for_a_resync
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

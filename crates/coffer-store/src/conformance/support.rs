@@ -30,7 +30,7 @@ pub(super) fn open_with<B: Backend>(backend: &Arc<B>, master: MasterKey) -> Encr
     let store = EncryptedStore::open(backend.clone(), master).expect("open");
     if !store.has_namespace(&default()) {
         store
-            .create_namespace(&default())
+            .create_namespace(&default(), crate::Change::by("uid:0"))
             .expect("default namespace");
     }
     store

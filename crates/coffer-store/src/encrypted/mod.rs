@@ -12,6 +12,7 @@
 //! Lists are served from an in-memory index of each namespace's names ([`index`]), built in
 //! the background when the store is opened and kept in step with every change made here.
 
+mod feed;
 mod index;
 mod listing;
 mod meta;
@@ -24,11 +25,13 @@ use std::thread::JoinHandle;
 
 use coffer_crypto::aead::Aad;
 use coffer_crypto::{IndexKey, MasterKey, NamespaceKey};
-use coffer_types::{Namespace, SecretName, Timestamp, Version};
+use coffer_types::{ChangeEvent, EventAction, Namespace, SecretName, Timestamp, Version};
 
 use crate::StoreError;
 use crate::backend::{Backend, NameHash, NamespaceId, NamespaceRow, SecretRow, Written};
-use crate::store::{Describe, ListQuery, NameFilter, Page, Secret, SecretStore, Write, WriteValue};
+use crate::store::{
+    Change, Describe, ListQuery, NameFilter, Page, Secret, SecretStore, Write, WriteValue,
+};
 use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 use index::{NameIndex, Names};
 use meta::info;
@@ -51,6 +54,8 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     builder: Option<JoinHandle<()>>,
     /// Rows read at a time while a name index is built.
     scan_page: usize,
+    /// Seals and opens the event feed's rows.
+    sealer: feed::Sealer,
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -163,7 +168,9 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let closing = Arc::new(AtomicBool::new(false));
         let builder =
             Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
+        let sealer = feed::Sealer::new(&master);
         Ok(Self {
+            sealer,
             backend,
             master,
             index,
@@ -339,11 +346,12 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         namespace: &Namespace,
         name: &SecretName,
         plan: crate::backend::ModifyPlan,
+        event: Option<crate::EventPlan>,
     ) -> Result<crate::backend::Modified, StoreError> {
         let ns = self.namespace(namespace)?;
         let modified = self
             .backend
-            .modify(&ns.id, &self.name_hash(namespace, name), plan)?
+            .modify(&ns.id, &self.name_hash(namespace, name), plan, event)?
             .ok_or(StoreError::NotFound("secret"))?;
         if modified.row.revoked.is_some() {
             ns.names.removed(name, modified.row.id);
@@ -376,7 +384,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .contains_key(namespace)
     }
 
-    fn create_namespace(&self, namespace: &Namespace) -> Result<(), StoreError> {
+    fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
         let id = self.namespace_id(namespace);
         let key = NamespaceKey::generate().map_err(StoreError::Crypto)?;
         let row = NamespaceRow {
@@ -392,7 +400,10 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                 .map_err(StoreError::Crypto)?,
             created: Timestamp::now(),
         };
-        self.backend.create_namespace(row)?;
+        let event = self
+            .sealer
+            .plan(namespace, None, by, EventAction::NamespaceCreated, vec![]);
+        self.backend.create_namespace(row, event)?;
         self.namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -451,7 +462,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             },
             kind: write.kind,
             new_kind: write.new_kind,
-            actor: write.actor.to_owned(),
+            actor: write.change.actor.to_owned(),
             mode: write.mode,
             description: write.description,
             max_versions: write.max_versions,
@@ -460,18 +471,37 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             cas: write.cas,
             cas_required: write.cas_required,
         });
-        let written = self.backend.write(&id, &name_hash, plan)?;
+        let event = self.sealer.plan(
+            namespace,
+            Some(name.as_str()),
+            write.change,
+            EventAction::Written,
+            vec![],
+        );
+        let written = self.backend.write(&id, &name_hash, plan, event)?;
         if written.created {
             ns.names.created(name, written.id);
         }
         Ok(written)
     }
 
-    fn delete(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError> {
+    fn delete(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
         let ns = self.namespace(namespace)?;
+        let event = self.sealer.plan(
+            namespace,
+            Some(name.as_str()),
+            by,
+            EventAction::Removed,
+            vec![],
+        );
         let id = self
             .backend
-            .delete(&ns.id, &self.name_hash(namespace, name))?
+            .delete(&ns.id, &self.name_hash(namespace, name), event)?
             .ok_or(StoreError::NotFound("secret"))?;
         ns.names.removed(name, id);
         Ok(())
@@ -535,14 +565,37 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         name: &SecretName,
         change: Describe,
+        by: Change<'_>,
     ) -> Result<(), StoreError> {
+        let (action, versions) = match &change.mark {
+            Some(crate::Mark::Delete(v)) => (EventAction::Deleted, v.clone()),
+            Some(crate::Mark::DeleteLatest) => (EventAction::Deleted, vec![]),
+            Some(crate::Mark::Undelete(v)) => (EventAction::Undeleted, v.clone()),
+            None => (EventAction::Described, vec![]),
+        };
+        let versions = versions.iter().map(|v| v.get()).collect();
+        let event = self
+            .sealer
+            .plan(namespace, Some(name.as_str()), by, action, versions);
         let plan = self.namespace(namespace)?.describe_plan(change);
-        self.modify(namespace, name, plan).map(drop)
+        self.modify(namespace, name, plan, event).map(drop)
     }
 
-    fn revoke(&self, namespace: &Namespace, name: &SecretName) -> Result<(), StoreError> {
+    fn revoke(
+        &self,
+        namespace: &Namespace,
+        name: &SecretName,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let event = self.sealer.plan(
+            namespace,
+            Some(name.as_str()),
+            by,
+            EventAction::Revoked,
+            vec![],
+        );
         let plan = self.namespace(namespace)?.revoke_plan(Timestamp::now());
-        self.modify(namespace, name, plan).map(drop)
+        self.modify(namespace, name, plan, event).map(drop)
     }
 
     fn destroy(
@@ -550,12 +603,53 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         namespace: &Namespace,
         name: &SecretName,
         versions: &[Version],
+        by: Change<'_>,
     ) -> Result<Vec<Version>, StoreError> {
         let mut versions = versions.to_vec();
         versions.sort_unstable();
         versions.dedup();
+        let event = self.sealer.plan(
+            namespace,
+            Some(name.as_str()),
+            by,
+            EventAction::Destroyed,
+            versions.iter().map(|v| v.get()).collect(),
+        );
         let plan = self.namespace(namespace)?.destroy_plan(versions);
-        Ok(self.modify(namespace, name, plan)?.destroyed)
+        Ok(self.modify(namespace, name, plan, event)?.destroyed)
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Arc<ChangeEvent>>, StoreError> {
+        let feed = self.backend.feed();
+        if after <= feed.head()
+            && let Some(events) = feed.after(after, limit)
+        {
+            return Ok(events);
+        }
+        let page = self.backend.events(after, limit)?;
+        if after < page.floor || after > page.head {
+            return Err(StoreError::Resync {
+                asked: after,
+                oldest: page.floor,
+                head: page.head,
+            });
+        }
+        page.rows
+            .iter()
+            .map(|row| self.sealer.open(row).map(Arc::new))
+            .collect()
+    }
+
+    fn head(&self) -> u64 {
+        self.backend.feed().head()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.backend.feed().subscribe()
+    }
+
+    fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError> {
+        self.backend.prune_events(retention, Timestamp::now())
     }
 }
 
@@ -563,6 +657,8 @@ impl<B: Backend + ?Sized> Drop for EncryptedStore<B> {
     /// Stops the index builder and waits for it, so no thread keeps the keys past the store.
     fn drop(&mut self) {
         self.closing.store(true, Ordering::Relaxed);
+        // The names in the feed's memory go with the keys.
+        self.backend.feed().clear();
         if let Some(builder) = self.builder.take() {
             // A builder that panicked has nothing more to tell.
             let _ = builder.join();

@@ -5,6 +5,7 @@
 //! commits them in groups (see [`writer`]). `synchronous = FULL`: a write is acknowledged only
 //! after its WAL frame is synced.
 
+mod events;
 mod row;
 mod schema;
 mod writer;
@@ -24,6 +25,7 @@ use crate::backend::{
     Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
     VersionRow, WritePlan, Written,
 };
+use crate::events::EventPlan;
 use writer::{Job, Reply};
 
 /// Reader connections open at most; a reader beyond them waits for one to be returned, so
@@ -46,6 +48,7 @@ pub struct SqliteBackend {
     returned: Condvar,
     jobs: Mutex<Option<SyncSender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    feed: std::sync::Arc<crate::Feed>,
 }
 
 impl SqliteBackend {
@@ -59,10 +62,12 @@ impl SqliteBackend {
             .map_err(|e| StoreError::unavailable("creating the database file", e))?;
         let mut conn = Self::connect(path)?;
         schema::migrate(&mut conn)?;
+        let feed = std::sync::Arc::new(crate::Feed::new(events::head(&conn)?));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let publish = feed.clone();
         let writer = std::thread::Builder::new()
             .name("coffer-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, &publish))
             .map_err(|e| StoreError::unavailable("starting the writer thread", e))?;
         Ok(Self {
             path: path.to_owned(),
@@ -70,6 +75,7 @@ impl SqliteBackend {
             returned: Condvar::new(),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            feed,
         })
     }
 
@@ -255,8 +261,12 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError> {
-        self.submit(|reply| Job::Namespace(row, reply))
+    fn create_namespace(
+        &self,
+        row: NamespaceRow,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Namespace(row, event, reply))
     }
 
     fn read(
@@ -311,12 +321,14 @@ impl Backend for SqliteBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: WritePlan,
+        event: Option<EventPlan>,
     ) -> Result<Written, StoreError> {
         let (namespace, name) = (*namespace, *name);
         self.submit(|reply| Job::Write {
             namespace,
             name,
             plan,
+            event,
             reply,
         })
     }
@@ -326,12 +338,14 @@ impl Backend for SqliteBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: ModifyPlan,
+        event: Option<EventPlan>,
     ) -> Result<Option<Modified>, StoreError> {
         let (namespace, name) = (*namespace, *name);
         self.submit(|reply| Job::Modify {
             namespace,
             name,
             plan,
+            event,
             reply,
         })
     }
@@ -340,11 +354,29 @@ impl Backend for SqliteBackend {
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
+        event: Option<EventPlan>,
     ) -> Result<Option<SecretId>, StoreError> {
         let (namespace, name) = (*namespace, *name);
         self.submit(|reply| Job::Delete {
             namespace,
             name,
+            event,
+            reply,
+        })
+    }
+
+    fn feed(&self) -> &crate::Feed {
+        &self.feed
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<crate::EventRows, StoreError> {
+        self.with_reader(|c| events::after(c, after, limit))
+    }
+
+    fn prune_events(&self, retention: crate::Retention, now: Timestamp) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::Prune {
+            retention,
+            now,
             reply,
         })
     }
@@ -440,7 +472,9 @@ mod tests {
         let path = dir.path().join("coffer.db");
         let backend = Arc::new(SqliteBackend::open(&path).unwrap());
         let store = EncryptedStore::open(backend.clone(), MasterKey::generate().unwrap()).unwrap();
-        store.create_namespace(&Namespace::default()).unwrap();
+        store
+            .create_namespace(&Namespace::default(), crate::Change::by("uid:0"))
+            .unwrap();
         let secrets: Vec<(String, String)> = (0..50)
             .map(|i| {
                 (
@@ -481,7 +515,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(SqliteBackend::open(&dir.path().join("coffer.db")).unwrap());
         let store = EncryptedStore::open(backend, MasterKey::generate().unwrap()).unwrap();
-        store.create_namespace(&Namespace::default()).unwrap();
+        store
+            .create_namespace(&Namespace::default(), crate::Change::by("uid:0"))
+            .unwrap();
         write(&store, "k", b"before");
         let derive: crate::DeriveValue = Box::new(|_, _| panic!("a bug in a derive"));
         let err = store

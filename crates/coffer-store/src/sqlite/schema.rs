@@ -9,7 +9,8 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE header (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     body BLOB NOT NULL
@@ -51,7 +52,24 @@ CREATE TABLE versions (
     ciphertext  BLOB,                -- NULL once the version is destroyed
     PRIMARY KEY (secret, version)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- The event feed: one row per change, numbered in the change's own transaction. The revision
+-- and time are plain (retention reads them); namespace, name, action and actor are sealed.
+CREATE TABLE events (
+    revision INTEGER PRIMARY KEY,
+    time     INTEGER NOT NULL,
+    sealed   BLOB NOT NULL
+);
+-- `head`: the newest revision; `floor`: events up to it were pruned.
+CREATE TABLE event_counter (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    head  INTEGER NOT NULL,
+    floor INTEGER NOT NULL
+);
+INSERT INTO event_counter (id, head, floor) VALUES (1, 0, 0);
+"#,
+];
 
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {

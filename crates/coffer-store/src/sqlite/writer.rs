@@ -14,12 +14,15 @@ use coffer_types::{NvIndex, Version};
 use crate::backend::SecretId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::events;
 use super::row;
 use crate::StoreError;
 use crate::backend::{
     Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretRow, VersionRow,
     WritePlan, Written, check_modification, check_plan,
 };
+use crate::events::{EventPlan, Feed, Retention};
+use coffer_types::{ChangeEvent, Timestamp};
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 512;
@@ -30,29 +33,38 @@ pub(super) type Reply<T> = SyncSender<Result<T, StoreError>>;
 /// A write for the writer thread.
 pub(super) enum Job {
     Header(Vec<u8>, Reply<()>),
-    Namespace(NamespaceRow, Reply<()>),
+    Namespace(NamespaceRow, Option<EventPlan>, Reply<()>),
     Write {
         namespace: NamespaceId,
         name: NameHash,
         plan: WritePlan,
+        event: Option<EventPlan>,
         reply: Reply<Written>,
     },
     Modify {
         namespace: NamespaceId,
         name: NameHash,
         plan: ModifyPlan,
+        event: Option<EventPlan>,
         reply: Reply<Option<Modified>>,
     },
     Delete {
         namespace: NamespaceId,
         name: NameHash,
+        event: Option<EventPlan>,
         reply: Reply<Option<SecretId>>,
+    },
+    Prune {
+        retention: Retention,
+        now: Timestamp,
+        reply: Reply<u64>,
     },
 }
 
 /// A job's outcome, held until the batch commits.
 enum Done {
     Unit(Reply<()>, Result<(), StoreError>),
+    Count(Reply<u64>, Result<u64, StoreError>),
     Written(Reply<Written>, Result<Written, StoreError>),
     Modified(
         Reply<Option<Modified>>,
@@ -68,6 +80,7 @@ impl Done {
     fn fail_if_ok(self, err: impl Fn() -> StoreError) -> Self {
         match self {
             Self::Unit(r, Ok(())) => Self::Unit(r, Err(err())),
+            Self::Count(r, Ok(_)) => Self::Count(r, Err(err())),
             Self::Written(r, Ok(_)) => Self::Written(r, Err(err())),
             Self::Modified(r, Ok(_)) => Self::Modified(r, Err(err())),
             Self::Deleted(r, Ok(_)) => Self::Deleted(r, Err(err())),
@@ -79,6 +92,7 @@ impl Done {
         // A caller that gave up waiting has dropped its receiver; nothing to tell it.
         match self {
             Self::Unit(r, v) => drop(r.send(v)),
+            Self::Count(r, v) => drop(r.send(v)),
             Self::Written(r, v) => drop(r.send(v)),
             Self::Modified(r, v) => drop(r.send(v)),
             Self::Deleted(r, v) => drop(r.send(v)),
@@ -86,8 +100,8 @@ impl Done {
     }
 }
 
-/// Runs until every sender is gone.
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+/// Runs until every sender is gone, publishing each committed batch's events to `feed`.
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, feed: &Feed) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -96,11 +110,11 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_batch(&mut conn, batch);
+        commit_batch(&mut conn, batch, feed);
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -113,9 +127,18 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             return;
         }
     };
-    let done: Vec<Done> = batch.into_iter().map(|job| apply(&mut tx, job)).collect();
+    let mut events = Vec::new();
+    let done: Vec<Done> = batch
+        .into_iter()
+        .map(|job| apply(&mut tx, job, &mut events))
+        .collect();
     match tx.commit() {
-        Ok(()) => done.into_iter().for_each(Done::send),
+        Ok(()) => {
+            // Published before the replies: a writer that watches from the head it was told
+            // after its write never waits for its own event.
+            feed.publish(events);
+            done.into_iter().for_each(Done::send);
+        }
         Err(e) => {
             let detail = e.to_string();
             tracing::error!(error = %detail, "commit failed; the batch's writes were not stored");
@@ -129,15 +152,17 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
 
 fn reject(job: Job, err: impl Fn() -> StoreError) {
     match job {
-        Job::Header(_, r) | Job::Namespace(_, r) => drop(r.send(Err(err()))),
+        Job::Header(_, r) | Job::Namespace(_, _, r) => drop(r.send(Err(err()))),
+        Job::Prune { reply, .. } => drop(reply.send(Err(err()))),
         Job::Write { reply, .. } => drop(reply.send(Err(err()))),
         Job::Modify { reply, .. } => drop(reply.send(Err(err()))),
         Job::Delete { reply, .. } => drop(reply.send(Err(err()))),
     }
 }
 
-/// Applies one job inside a savepoint, rolling it back alone on failure.
-fn apply(tx: &mut Transaction<'_>, job: Job) -> Done {
+/// Applies one job inside a savepoint, rolling it back alone on failure; the event of a job
+/// that succeeded joins `events`.
+fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> Done {
     fn in_savepoint<T>(
         tx: &mut Transaction<'_>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -160,35 +185,88 @@ fn apply(tx: &mut Transaction<'_>, job: Job) -> Done {
         }
     }
 
-    match job {
+    // The change and its event in one savepoint: both or neither.
+    let keep = |c: &Connection, event: Option<EventPlan>, version: Option<Version>| {
+        event
+            .map(|plan| events::record(c, plan, version))
+            .transpose()
+    };
+    let mut evented = Vec::with_capacity(1);
+    let done = match job {
         Job::Header(body, reply) => Done::Unit(reply, in_savepoint(tx, |c| put_header(c, &body))),
-        Job::Namespace(row, reply) => {
-            Done::Unit(reply, in_savepoint(tx, |c| create_namespace(c, &row)))
-        }
+        Job::Namespace(row, event, reply) => Done::Unit(
+            reply,
+            in_savepoint(tx, |c| {
+                create_namespace(c, &row)?;
+                evented.extend(keep(c, event, None)?);
+                Ok(())
+            }),
+        ),
         Job::Write {
             namespace,
             name,
             plan,
+            event,
             reply,
         } => Done::Written(
             reply,
-            in_savepoint(tx, |c| write(c, &namespace, &name, plan)),
+            in_savepoint(tx, |c| {
+                let w = write(c, &namespace, &name, plan)?;
+                evented.extend(keep(c, event, Some(w.version))?);
+                Ok(w)
+            }),
         ),
         Job::Modify {
             namespace,
             name,
             plan,
+            event,
             reply,
         } => Done::Modified(
             reply,
-            in_savepoint(tx, |c| modify(c, &namespace, &name, plan)),
+            in_savepoint(tx, |c| {
+                let m = modify(c, &namespace, &name, plan)?;
+                if let Some(m) = &m {
+                    evented.extend(keep(c, event, Some(m.row.current))?);
+                }
+                Ok(m)
+            }),
         ),
         Job::Delete {
             namespace,
             name,
+            event,
             reply,
-        } => Done::Deleted(reply, in_savepoint(tx, |c| delete(c, &namespace, &name))),
+        } => Done::Deleted(
+            reply,
+            in_savepoint(tx, |c| {
+                let d = delete(c, &namespace, &name)?;
+                if d.is_some() {
+                    evented.extend(keep(c, event, None)?);
+                }
+                Ok(d)
+            }),
+        ),
+        Job::Prune {
+            retention,
+            now,
+            reply,
+        } => Done::Count(
+            reply,
+            in_savepoint(tx, |c| events::prune(c, retention, now)),
+        ),
+    };
+    // A savepoint that failed kept no event, even if its plan had sealed one.
+    if !matches!(
+        &done,
+        Done::Unit(_, Err(_))
+            | Done::Written(_, Err(_))
+            | Done::Modified(_, Err(_))
+            | Done::Deleted(_, Err(_))
+    ) {
+        events.append(&mut evented);
     }
+    done
 }
 
 fn db(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {

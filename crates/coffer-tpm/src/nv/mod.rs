@@ -20,8 +20,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coffer_store::{
-    Backend, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
-    StoreError, VersionRow, WritePlan, Written,
+    Backend, EventPlan, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId,
+    SecretRow, StoreError, VersionRow, WritePlan, Written,
 };
 use coffer_types::{NvIndex, Version};
 
@@ -32,6 +32,30 @@ use state::{NvState, SecretRecord, store_error};
 pub struct NvBackend {
     tpm: Arc<Tpm>,
     state: Arc<Mutex<NvState>>,
+    /// The event feed, in memory only: NV has no room for a log. Its revisions start again
+    /// at each start, so a consumer resuming across a restart is told to resync.
+    events: Arc<Events>,
+}
+
+/// The kept events and their fan-out.
+#[derive(Default)]
+struct Events {
+    kept: coffer_store::MemoryEvents,
+    feed: coffer_store::Feed,
+}
+
+impl Events {
+    /// Numbers, keeps and publishes a committed change's event (called on the TPM thread,
+    /// under the state lock, right after NV accepted the change).
+    fn keep(&self, plan: Option<EventPlan>, version: Option<Version>) {
+        let Some(plan) = plan else {
+            return;
+        };
+        match self.kept.record(plan, version) {
+            Ok(event) => self.feed.publish([event]),
+            Err(e) => tracing::error!(error = %e, "a change's event could not be kept"),
+        }
+    }
 }
 
 fn lock(state: &Mutex<NvState>) -> MutexGuard<'_, NvState> {
@@ -57,6 +81,10 @@ impl NvBackend {
         Ok(Self {
             tpm,
             state: Arc::new(Mutex::new(state)),
+            events: Arc::new(Events {
+                kept: coffer_store::MemoryEvents::default(),
+                feed: coffer_store::Feed::new(0),
+            }),
         })
     }
 
@@ -101,12 +129,19 @@ impl Backend for NvBackend {
         Ok(lock(&self.state).namespaces())
     }
 
-    fn create_namespace(&self, row: NamespaceRow) -> Result<(), StoreError> {
+    fn create_namespace(
+        &self,
+        row: NamespaceRow,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let events = self.events.clone();
         self.change(move |s, st| {
             if st.namespaces().iter().any(|n| n.id == row.id) {
                 return Err(StoreError::Conflict("the namespace already exists"));
             }
-            st.change_directory(s, |d| d.add_namespace(&row))
+            st.change_directory(s, |d| d.add_namespace(&row))?;
+            events.keep(event, None);
+            Ok(())
         })
     }
 
@@ -132,8 +167,10 @@ impl Backend for NvBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: WritePlan,
+        event: Option<EventPlan>,
     ) -> Result<Written, StoreError> {
         let key = (*namespace, *name);
+        let events = self.events.clone();
         self.change(move |s, st| {
             let current = st.live(&key).map(SecretRecord::row).transpose()?;
             let newest = |row: &SecretRow| {
@@ -164,6 +201,7 @@ impl Backend for NvBackend {
             let index = NvIndex::from_slot(record.slot()).ok_or(StoreError::Full)?;
             let id = record.id();
             st.put_secret(s, record)?;
+            events.keep(event, Some(version));
             Ok(Written {
                 id,
                 version,
@@ -178,8 +216,10 @@ impl Backend for NvBackend {
         namespace: &NamespaceId,
         name: &NameHash,
         plan: ModifyPlan,
+        event: Option<EventPlan>,
     ) -> Result<Option<Modified>, StoreError> {
         let key = (*namespace, *name);
+        let events = self.events.clone();
         self.change(move |s, st| {
             let Some(mut record) = st.live(&key).cloned() else {
                 return Ok(None);
@@ -194,6 +234,7 @@ impl Backend for NvBackend {
                 if let Some(meta) = m.meta_ct {
                     row.meta_ct = meta;
                 }
+                events.keep(event, Some(row.current));
                 return Ok(Some(Modified {
                     row,
                     destroyed: m.destroy,
@@ -206,6 +247,7 @@ impl Backend for NvBackend {
             }
             let row = record.row()?;
             st.put_secret(s, record)?;
+            events.keep(event, Some(row.current));
             Ok(Some(Modified {
                 row,
                 destroyed: m.destroy,
@@ -217,15 +259,34 @@ impl Backend for NvBackend {
         &self,
         namespace: &NamespaceId,
         name: &NameHash,
+        event: Option<EventPlan>,
     ) -> Result<Option<SecretId>, StoreError> {
         let key = (*namespace, *name);
+        let events = self.events.clone();
         self.change(move |s, st| {
             let Some((slot, id)) = st.live(&key).map(|r| (r.slot(), r.id())) else {
                 return Ok(None);
             };
             st.remove_secret(s, slot, None)?;
+            events.keep(event, None);
             Ok(Some(id))
         })
+    }
+
+    fn feed(&self) -> &coffer_store::Feed {
+        &self.events.feed
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<coffer_store::EventRows, StoreError> {
+        Ok(self.events.kept.after(after, limit))
+    }
+
+    fn prune_events(
+        &self,
+        retention: coffer_store::Retention,
+        now: coffer_types::Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(self.events.kept.prune(retention, now))
     }
 
     fn secrets(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError> {
@@ -297,7 +358,9 @@ mod tests {
             let store =
                 EncryptedStore::open(Arc::new(NvBackend::open(tpm.clone()).unwrap()), master)
                     .unwrap();
-            store.create_namespace(&Namespace::default()).unwrap();
+            store
+                .create_namespace(&Namespace::default(), coffer_store::Change::by("uid:0"))
+                .unwrap();
             Self {
                 swtpm,
                 tpm,
@@ -456,7 +519,11 @@ mod tests {
         assert_eq!(get(&store, &format!("fill-{}", n - 1)), value);
         // A delete frees space for the next secret.
         store
-            .delete(&Namespace::default(), &SecretName::parse("fill-0").unwrap())
+            .delete(
+                &Namespace::default(),
+                &SecretName::parse("fill-0").unwrap(),
+                coffer_store::Change::by("uid:0"),
+            )
             .unwrap();
         set(&store, "after-delete", &value).unwrap();
         assert_eq!(get(&f.open(), "after-delete"), value);
@@ -479,7 +546,9 @@ mod tests {
             )
             .unwrap();
             if !store.has_namespace(&Namespace::default()) {
-                store.create_namespace(&Namespace::default()).unwrap();
+                store
+                    .create_namespace(&Namespace::default(), coffer_store::Change::by("uid:0"))
+                    .unwrap();
             }
             store
         };
