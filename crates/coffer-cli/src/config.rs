@@ -90,6 +90,29 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_names: Option<Vec<String>>,
     no_tls: Option<bool>,
+    events: Option<EventsText>,
+}
+
+/// `[events]` in the file: how long change events are kept for consumers to resume.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsText {
+    /// Events older than this are dropped (default 7 days).
+    keep: Option<DurationText>,
+    /// At most this many events are kept (default 1,000,000).
+    max_events: Option<u64>,
+}
+
+impl EventsText {
+    fn resolve(self) -> coffer_store::Retention {
+        let default = coffer_store::Retention::default();
+        coffer_store::Retention {
+            max_age_ms: self.keep.map_or(default.max_age_ms, |d| {
+                u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX)
+            }),
+            max_events: self.max_events.unwrap_or(default.max_events),
+        }
+    }
 }
 
 /// `[rate_limit]` in the file.
@@ -528,6 +551,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
                 (None, StoreKind::Sqlite) => None,
             },
             peer: file.peer_limit.unwrap_or_default().resolve()?,
+            events: file.events.unwrap_or_default().resolve(),
         },
         limits,
         tcti: resolve_tcti(flags.tpm_tcti, file.tpm_tcti),

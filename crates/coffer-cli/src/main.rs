@@ -103,6 +103,9 @@ enum Command {
     /// The audit log: verify its chain, hash a name to search for, tail it.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Follow changes as they happen: one line per event (what changed, where, by whom;
+    /// never a value), from now or from a revision an earlier watch printed.
+    Watch(cmd::watch::WatchArgs),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
 }
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
         }
         Command::Hmac(args) => client(socket).and_then(|c| cmd::compute::hmac(&c, args)),
         Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
+        Command::Watch(args) => client(socket).and_then(|c| cmd::watch::run(&c, args)),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {

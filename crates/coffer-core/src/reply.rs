@@ -42,6 +42,8 @@ pub enum Reply {
     },
     /// Done; nothing to report.
     Done,
+    /// A watch: the listener streams what the watcher yields until its client goes away.
+    Watch(Box<crate::watch::Watcher>),
     /// These versions are destroyed.
     Destroyed(Vec<Version>),
     /// A secret's metadata.

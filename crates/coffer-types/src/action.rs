@@ -72,6 +72,8 @@ string_enum! {
         AuditVerify = "audit_verify",
         /// Acknowledge a gap the audit log's check at unseal found (writes a gap record).
         AuditAcknowledge = "audit_acknowledge",
+        /// A stream of the change events the caller may see (NDJSON), until it closes.
+        Watch = "watch",
         /// A new version of a KV secret: a JSON merge patch of its newest value.
         Patch = "patch",
         /// Soft-delete versions (KV v2's `delete`): unreadable until undeleted.

@@ -77,17 +77,33 @@ pub struct ChangeEvent {
     pub actor: String,
 }
 
-/// A line of a `watch` stream: an event, a heartbeat, or the end of what the feed still holds.
+/// A line of a socket `watch` stream: where it starts, an event, or a heartbeat. Each
+/// carries `"ok": true`, as every successful reply on the socket does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum WatchLine {
-    /// A change.
-    Event(ChangeEvent),
-    /// Nothing happened for a while; `revision` is the store's newest.
+    /// A change: the event's fields beside `ok`.
+    Event {
+        /// Always true.
+        ok: bool,
+        /// The event.
+        #[serde(flatten)]
+        event: ChangeEvent,
+    },
+    /// Nothing happened for a while.
     Heartbeat {
         /// Always true.
+        ok: bool,
+        /// Always true.
         heartbeat: bool,
-        /// The store's newest revision.
+        /// The last revision the watcher has read.
+        revision: u64,
+    },
+    /// The first line: the watch began after `revision` (resume from here).
+    Started {
+        /// Always true.
+        ok: bool,
+        /// The revision the watch starts after.
         revision: u64,
     },
 }

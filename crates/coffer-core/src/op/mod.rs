@@ -146,6 +146,23 @@ pub enum Operation {
     /// May the caller read the daemon's metrics (`read` on `sys/metrics`)? The listener
     /// that serves them renders them after this passes.
     Metrics,
+    /// Follow the change events the caller may see.
+    Watch(WatchInput),
+}
+
+/// Which change events a watch follows, and from where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchInput {
+    /// One namespace (the socket's `watch`: `list` or `meta` on the prefix needed); `None`:
+    /// every namespace (HTTP's event subscription: `read` on
+    /// `sys/events/subscribe/<subscription>` needed).
+    pub namespace: Option<Parsed<Namespace>>,
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Events after this revision; `None`: from now.
+    pub since: Option<u64>,
+    /// The event type an HTTP subscription names (`kv-v2/data-*`), for its grant's path.
+    pub subscription: Option<String>,
 }
 
 /// Which names a `list` wants.
@@ -287,6 +304,7 @@ impl Operation {
             Self::AuditVerify => Action::AuditVerify,
             Self::AuditAcknowledge => Action::AuditAcknowledge,
             Self::Metrics => Action::Metrics,
+            Self::Watch(_) => Action::Watch,
         }
     }
 

@@ -217,9 +217,10 @@ impl Service {
             | Operation::TokenRenewSelf
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
             // Secrets, lists and mounts are admitted as their own work.
-            Operation::Secret { .. } | Operation::List { .. } | Operation::Mount { .. } => {
-                Err(invalid("not an operation on the daemon"))
-            }
+            Operation::Secret { .. }
+            | Operation::List { .. }
+            | Operation::Mount { .. }
+            | Operation::Watch(_) => Err(invalid("not an operation on the daemon")),
         }
     }
 

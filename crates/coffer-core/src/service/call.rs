@@ -157,6 +157,7 @@ impl Service {
             Admitted::List(list) => self.list(list).await,
             Admitted::Daemon(op) => Box::pin(self.admin(&principal, op)).await,
             Admitted::Done(reply, _) => Ok(reply),
+            Admitted::Watch(work) => self.watch(&principal, work).await,
         }
     }
 

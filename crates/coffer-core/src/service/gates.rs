@@ -14,7 +14,10 @@ use super::state::{Gated, Service, at};
 use crate::access::Principal;
 use crate::cache::CacheKey;
 use crate::op::secret::{Checked, Needs, SecretOp};
-use crate::op::{Candidate, DEFAULT_LIST_LIMIT, ListInput, MAX_LIST_LIMIT, Operation, Request};
+use crate::op::{
+    Candidate, DEFAULT_LIST_LIMIT, ListInput, MAX_LIST_LIMIT, Operation, Request, WatchInput,
+};
+use crate::watch::WatchScope;
 use crate::{CoreError, Gate, Identity, Refusal, Reply};
 
 /// Work that passed gates 1 to 6.
@@ -27,6 +30,15 @@ pub(super) enum Admitted {
     Daemon(Operation),
     /// Answered by the gates themselves (which mount serves a path).
     Done(Reply, Namespace),
+    /// A watch, its scope checked.
+    Watch(WatchWork),
+}
+
+/// A watch, checked.
+pub(super) struct WatchWork {
+    pub store: Arc<dyn SecretStore>,
+    pub scope: WatchScope,
+    pub since: Option<u64>,
 }
 
 /// An operation on one secret, checked.
@@ -59,6 +71,7 @@ impl Admitted {
             Self::Secret(w) => Some(&w.key.0),
             Self::List(w) => Some(&w.namespace),
             Self::Done(_, ns) => Some(ns),
+            Self::Watch(w) => w.scope.namespace.as_ref(),
             Self::Daemon(_) => None,
         }
     }
@@ -233,6 +246,7 @@ impl Service {
             Operation::List { namespace, input } => {
                 self.admit_list(who, self.opened(store)?, &namespace, input)
             }
+            Operation::Watch(input) => self.admit_watch(who, self.opened(store)?, input),
             Operation::Mount { candidates } => {
                 let store = self.opened(store)?;
                 let found = candidates
@@ -449,6 +463,55 @@ impl Service {
             revoked: input.revoked,
             folders: input.folders,
             prefix,
+        }))
+    }
+
+    /// Gates 3 to 6 for a watch: in one namespace, `list` or `meta` on the prefix (each
+    /// event is then shown only when its name is granted too); across namespaces (HTTP's
+    /// event subscription, as OpenBao does), `read` on `sys/events/subscribe/<type>`.
+    fn admit_watch(
+        &self,
+        who: &Principal,
+        store: Arc<dyn SecretStore>,
+        input: WatchInput,
+    ) -> Gated<Admitted> {
+        let namespace = input
+            .namespace
+            .as_ref()
+            .map(|ns| self.namespace_gate(&store, ns))
+            .transpose()?;
+        self.rate(who)?;
+        let prefix = input.prefix.unwrap_or_default();
+        if !self.access.unconditional(who) {
+            match &namespace {
+                Some(ns) => {
+                    let path = super::state::secret_path(ns, &prefix);
+                    let scope = Some(ns.as_str());
+                    if !self.access.grants(who, Capability::Meta, &path, scope) {
+                        self.allow(who, Capability::List, &path, scope)?;
+                    }
+                }
+                None => {
+                    let kind = input.subscription.as_deref().unwrap_or("*");
+                    self.allow(
+                        who,
+                        Capability::Read,
+                        &format!("sys/events/subscribe/{kind}"),
+                        None,
+                    )?;
+                }
+            }
+        }
+        if prefix.len() > coffer_types::MAX_NAME_LEN {
+            return Err(invalid(format!(
+                "prefix is longer than {} bytes",
+                coffer_types::MAX_NAME_LEN
+            )));
+        }
+        Ok(Admitted::Watch(WatchWork {
+            store,
+            scope: WatchScope { namespace, prefix },
+            since: input.since,
         }))
     }
 

@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     /// Gate 0: what one peer may cost before it is known (rates, refusal and unseal
     /// budgets, condensed refusal records).
     pub peer: crate::bounds::PeerLimits,
+    /// How long change events are kept.
+    pub events: coffer_store::Retention,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +44,7 @@ impl Default for ServiceConfig {
             argon2: Argon2Params::default(),
             default_max_versions: None,
             peer: crate::bounds::PeerLimits::default(),
+            events: coffer_store::Retention::default(),
         }
     }
 }
@@ -67,6 +70,10 @@ pub struct Service {
     pub(super) materialized: std::sync::RwLock<std::collections::HashMap<Namespace, AtomicU64>>,
     /// Gate 0.
     pub(super) peers: crate::bounds::PeerGuard,
+    /// Watchers connected (a metric).
+    pub(super) watchers: Arc<crate::watch::WatcherCount>,
+    /// Turns true when the daemon stops: every watch ends.
+    pub(super) ending: tokio::sync::watch::Sender<bool>,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
@@ -122,6 +129,8 @@ impl Service {
             counts: Counts::default(),
             materialized: Default::default(),
             peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
+            watchers: Arc::default(),
+            ending: tokio::sync::watch::Sender::new(false),
         }
     }
 

@@ -14,7 +14,7 @@ mod counter;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use coffer_audit::AuditLog;
 use coffer_core::datadir::DataDir;
@@ -147,6 +147,7 @@ impl Daemon {
             "coffer {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        tokio::spawn(keep_events(service.clone(), stopped.clone()));
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,
@@ -187,6 +188,7 @@ impl Daemon {
     /// records, then the store is sealed and the audit log closed.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         let _ = self.stop.send(true);
+        self.service.end_watches();
         if let Some(sockets) = self.sockets.take()
             && let Err(e) = sockets.await
         {
@@ -206,6 +208,24 @@ impl Daemon {
         drop(self.dir.take());
         tracing::info!("stopped");
         served
+    }
+}
+
+/// How often the event feed is pruned to its retention window.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes the event feed now and then, until the daemon stops.
+async fn keep_events(service: Arc<Service>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        match service.prune_events().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "old change events dropped"),
+            Err(e) => tracing::warn!(error = %e, "pruning change events failed; retried later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
     }
 }
 

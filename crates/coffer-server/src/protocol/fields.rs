@@ -316,6 +316,7 @@ fields! {
     orphan: bool = "true or false",
     accessor: String = "a string",
     display_name: String = "a string",
+    since: u64 = "a revision (a whole number)",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -4,6 +4,7 @@
 
 mod fields;
 mod request;
+pub mod watch;
 pub mod write;
 
 use std::sync::Arc;
@@ -47,6 +48,10 @@ impl Handler for CofferHandler {
         let action = parsed.action;
         let caller = Caller::with_token(peer.clone(), parsed.token);
         match self.service.call(caller, parsed.operation).await {
+            Ok(coffer_core::Reply::Watch(watcher)) => {
+                watch::stream(watcher, replies).await;
+                return Flow { keep_alive: false };
+            }
             Ok(answer) => reply(out, action, &answer, parsed.id.as_deref()),
             Err(refusal) => {
                 let code = refusal.error.code();

@@ -8,7 +8,9 @@
 //! defaults, what needs which capability) is the core's (`coffer_core::op`).
 
 use coffer_core::Operation;
-use coffer_core::op::{ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WriteOptions};
+use coffer_core::op::{
+    ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WatchInput, WriteOptions,
+};
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
 use coffer_types::wire::{Action, UnsealWith};
@@ -91,6 +93,7 @@ fn takes(action: Action) -> FieldSet {
         Action::TokenRevoke => field_set!(accessor),
         Action::TokenLookup => field_set!(accessor),
         Action::AuditHash => field_set!(name, namespace),
+        Action::Watch => field_set!(namespace, prefix, since),
         _ => FieldSet::EMPTY,
     }
 }
@@ -381,6 +384,16 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::AuditVerify => Operation::AuditVerify,
         Action::AuditAcknowledge => Operation::AuditAcknowledge,
+        Action::Watch => Operation::Watch(WatchInput {
+            // `*`: every namespace (as HTTP's event subscription, with its grant).
+            namespace: match f.namespace.take() {
+                Some(all) if all == "*" => None,
+                ns => Some(parse_namespace(ns.as_deref())),
+            },
+            prefix: f.prefix.take(),
+            since: f.since.take(),
+            subscription: None,
+        }),
         _ => return Err(invalid("this action is not available on the socket")),
     })
 }
