@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use coffer_client::Client;
 
+pub mod http;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");
 

@@ -57,6 +57,8 @@ pub struct Metrics {
     audit_free: Gauge,
     audit_records: Counter,
     audit_batches: Counter,
+    event_revision: Gauge,
+    watchers: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,17 @@ impl Metrics {
         let audit_free = Gauge::default();
         let audit_records = Counter::default();
         let audit_batches = Counter::default();
+        let (event_revision, watchers) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "event_revision",
+            "The store's newest change event revision (events emitted since the store was made; -1 while sealed)",
+            event_revision.clone(),
+        );
+        registry.register(
+            "watchers",
+            "Watchers connected (socket watch, SSE, WebSocket subscriptions)",
+            watchers.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status code",
@@ -136,6 +149,8 @@ impl Metrics {
             audit_free,
             audit_records,
             audit_batches,
+            event_revision,
+            watchers,
         }
     }
 
@@ -176,6 +191,13 @@ impl Metrics {
                 .audit_free_bytes()
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
         );
+        self.event_revision.set(
+            service
+                .event_head()
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+        self.watchers
+            .set(i64::try_from(service.watchers()).unwrap_or(i64::MAX));
         if let Some((records, batches)) = service.audit_written() {
             use std::sync::atomic::Ordering::Relaxed;
             self.audit_records.inner().store(records, Relaxed);

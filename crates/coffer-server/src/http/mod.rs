@@ -11,6 +11,7 @@
 
 mod envelope;
 mod error;
+mod events;
 mod extract;
 mod kv;
 mod metrics;
@@ -105,6 +106,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(sys::audit_hash).put(sys::audit_hash),
         )
         .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::mount_of))
+        .route(
+            "/v1/sys/events/subscribe/{*event_type}",
+            get(events::subscribe),
+        )
+        .route("/v1/sys/coffer/events", get(events::sse))
         .route("/v1/sys/{*rest}", any(sys::no_route))
         .route(
             "/v1/auth/token/create",
@@ -342,6 +348,9 @@ where
     let watched = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request
+            .extensions_mut()
+            .insert(Streaming(Arc::clone(&watched)));
         let mut app = app.clone();
         let busy = watched.begin();
         async move {
@@ -351,7 +360,8 @@ where
             answer
         }
     });
-    let conn = builder.serve_connection(io, service);
+    // With upgrades: an event subscription becomes a WebSocket.
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     tokio::select! {
         served = conn.as_mut() => served,
@@ -383,7 +393,20 @@ struct Activity {
 }
 
 /// One request in progress; its end is the connection's last activity.
-struct Busy(Arc<Activity>);
+pub(crate) struct Busy(Arc<Activity>);
+
+/// A handle on the connection's activity, for a response that streams after its handler
+/// returned (an SSE stream): holding [`Streaming::hold`]'s guard keeps the connection busy,
+/// so its idle deadline does not close it mid-stream.
+#[derive(Clone)]
+pub(crate) struct Streaming(Arc<Activity>);
+
+impl Streaming {
+    /// Busy until the guard is dropped.
+    pub(crate) fn hold(&self) -> Busy {
+        self.0.begin()
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
