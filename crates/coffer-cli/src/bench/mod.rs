@@ -13,6 +13,7 @@
 
 mod fill;
 mod load;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,6 +81,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Event-to-watcher latency: many socket watchers, many changes.
+    Watch(watch::WatchBenchArgs),
     /// Run the floor server in the foreground: the same listener as coffer, answering a
     /// fixed body and doing no other work.
     Floor {
@@ -183,6 +186,7 @@ struct Row {
 pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     match &args.command {
         Some(BenchCommand::Floor { socket }) => return floor(socket),
+        Some(BenchCommand::Watch(watch)) => return watch::run(watch),
         Some(BenchCommand::Fill {
             data_dir,
             keys,

@@ -8,10 +8,17 @@ use super::gates::WatchWork;
 use super::state::{Gated, Service, blocking, stored};
 use crate::access::Principal;
 use crate::watch::Watcher;
-use crate::{CoreError, Reply};
+use crate::{CoreError, Gate, Refusal, Reply};
+
+/// Watchers at once, over every listener. An HTTP event subscription leaves its connection
+/// slot when it becomes a WebSocket, so the connection limits do not bound them: this does.
+pub const MAX_WATCHERS: u64 = 1024;
 
 impl Service {
     pub(super) async fn watch(&self, who: &Principal, work: WatchWork) -> Gated<Reply> {
+        if self.watchers.get() >= MAX_WATCHERS {
+            return Err(Refusal::at(Gate::RateLimit, CoreError::RateLimited));
+        }
         let WatchWork {
             store,
             scope,

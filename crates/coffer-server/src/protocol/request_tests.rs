@@ -392,3 +392,27 @@ fn slot_actions() {
             .contains("`pcrs`")
     );
 }
+
+#[test]
+fn watch_reads_its_scope_and_refuses_what_it_does_not_take() {
+    let watch = |input: &str| match ok(input).operation {
+        Operation::Watch(w) => w,
+        other => panic!("not a watch: {other:?}"),
+    };
+    let w = watch(r#"{"action":"watch","prefix":"app/","since":41}"#);
+    assert_eq!(w.prefix.as_deref(), Some("app/"));
+    assert_eq!(w.since, Some(41));
+    assert_eq!(w.namespace, Some(coffer_types::parse_namespace(None)));
+    assert!(w.subscription.is_none());
+    assert_eq!(
+        watch(r#"{"action":"watch","namespace":"*"}"#).namespace,
+        None
+    );
+    for bad in [
+        r#"{"action":"watch","since":-1}"#,
+        r#"{"action":"watch","since":"1"}"#,
+        r#"{"action":"watch","name":"x"}"#,
+    ] {
+        assert_eq!(err(bad).code, ErrorCode::InvalidRequest, "{bad}");
+    }
+}
