@@ -415,6 +415,10 @@ pub trait SecretStore: Send + Sync {
     /// older than what is kept or newer than the head.
     fn events(&self, after: u64, limit: usize) -> Result<Vec<Arc<ChangeEvent>>, StoreError>;
 
+    /// [`SecretStore::events`] from memory only, without blocking: `None` when the feed's
+    /// ring does not hold them (then call `events` on a blocking thread).
+    fn recent_events(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChangeEvent>>>;
+
     /// The newest revision.
     fn head(&self) -> u64;
 

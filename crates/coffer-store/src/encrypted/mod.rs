@@ -619,11 +619,16 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         Ok(self.modify(namespace, name, plan, event)?.destroyed)
     }
 
-    fn events(&self, after: u64, limit: usize) -> Result<Vec<Arc<ChangeEvent>>, StoreError> {
+    fn recent_events(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChangeEvent>>> {
         let feed = self.backend.feed();
-        if after <= feed.head()
-            && let Some(events) = feed.after(after, limit)
-        {
+        if after > feed.head() {
+            return None;
+        }
+        feed.after(after, limit)
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Arc<ChangeEvent>>, StoreError> {
+        if let Some(events) = self.recent_events(after, limit) {
             return Ok(events);
         }
         let page = self.backend.events(after, limit)?;
