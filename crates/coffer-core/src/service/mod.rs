@@ -21,9 +21,11 @@ mod call;
 mod gates;
 mod list;
 mod record;
+mod rotation;
 mod secret;
 mod state;
 mod tokens;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use rotation::RotationStats;
 pub use state::{RequestCount, Service, ServiceConfig};

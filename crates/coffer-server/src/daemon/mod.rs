@@ -147,6 +147,7 @@ impl Daemon {
             "coffer {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        service.start_rotations(stop.subscribe());
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,

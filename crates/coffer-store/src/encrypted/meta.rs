@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use coffer_types::{GeneratorSpec, Timestamp, Version, VersionInfo};
+use coffer_types::{GeneratorSpec, RotationInfo, RotationOutcome, Timestamp, Version, VersionInfo};
 
 use crate::StoreError;
 use crate::backend::VersionRow;
-use crate::store::{Describe, Mark};
+use crate::store::{Describe, Mark, Resolve, RotationStep};
 
 /// Metadata kept encrypted with each secret.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -40,6 +40,9 @@ pub(super) struct MetaBlob {
     /// from a copy and is not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<u32>,
+    /// The rotation policy and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationInfo>,
 }
 
 impl MetaBlob {
@@ -98,6 +101,113 @@ impl MetaBlob {
             }
         }
         Ok(())
+    }
+
+    /// Applies a write's rotation step to the state as the new `version` is written at
+    /// `now` over `before` (the newest version until now, if any). A write without a step
+    /// makes its version the one served.
+    pub fn rotate(
+        &mut self,
+        step: Option<&RotationStep>,
+        before: Option<Version>,
+        version: Version,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match step {
+            None => {
+                if let Some(r) = self.rotation.as_mut() {
+                    r.serving = None;
+                }
+            }
+            Some(RotationStep::Policy(policy)) => {
+                self.rotation = Some(RotationInfo::new(policy.clone(), now));
+            }
+            Some(RotationStep::Scheduled { due, pending }) => {
+                let r = self
+                    .rotation
+                    .as_mut()
+                    .ok_or(StoreError::Conflict("the secret has no rotation policy"))?;
+                if r.next_due != *due || r.pending.is_some() {
+                    return Err(StoreError::Conflict(
+                        "this period's rotation was already made",
+                    ));
+                }
+                r.next_due = r.advance(*due, now);
+                let served = r.serving.or(before);
+                if *pending {
+                    r.pending = Some(version);
+                    r.serving = served;
+                } else {
+                    r.serving = None;
+                    r.previous = served;
+                    r.previous_until = Some(now.saturating_add_secs(r.policy.grace));
+                    r.last = Some(RotationOutcome {
+                        time: now,
+                        outcome: RotationOutcome::ROTATED.to_owned(),
+                        version: Some(version),
+                        reason: None,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a pending version (the newest is `current`); answers the versions to destroy.
+    pub fn resolve(
+        &mut self,
+        resolve: &Resolve,
+        current: Version,
+        now: Timestamp,
+    ) -> Result<Vec<Version>, StoreError> {
+        let r = self
+            .rotation
+            .as_mut()
+            .ok_or(StoreError::Conflict("the secret has no rotation policy"))?;
+        match resolve {
+            Resolve::Promote { version } => {
+                if r.pending != Some(*version) || current != *version {
+                    return Err(StoreError::Conflict(
+                        "the rotated version is no longer pending",
+                    ));
+                }
+                r.pending = None;
+                r.previous = r.serving.take();
+                r.previous_until = Some(now.saturating_add_secs(r.policy.grace));
+                r.last = Some(RotationOutcome {
+                    time: now,
+                    outcome: RotationOutcome::ROTATED.to_owned(),
+                    version: Some(*version),
+                    reason: None,
+                });
+                Ok(vec![])
+            }
+            Resolve::Drop { version, reason } => {
+                if r.pending != Some(*version) {
+                    return Err(StoreError::Conflict(
+                        "the rotated version is no longer pending",
+                    ));
+                }
+                r.pending = None;
+                if current != *version {
+                    // A write came after it and is served.
+                    r.serving = None;
+                }
+                r.last = Some(RotationOutcome {
+                    time: now,
+                    outcome: RotationOutcome::FAILED.to_owned(),
+                    version: Some(*version),
+                    reason: Some(reason.clone()),
+                });
+                self.destroyed.insert(version.get());
+                Ok(vec![*version])
+            }
+        }
+    }
+
+    /// The version a read without a version serves, when it is not the newest.
+    pub fn serving(&self) -> Option<Version> {
+        self.rotation.as_ref().and_then(|r| r.serving)
     }
 
     /// Forgets the deletion times of versions pruned below `before`, and remembers that
