@@ -63,12 +63,16 @@ fn assert_once_per_period(all: &[VersionInfo], period_ms: i64) {
 #[test]
 fn rotations_happen_on_schedule_and_once_per_period_across_a_restart() {
     let mut daemon = Daemon::start(&[]);
-    let out = daemon.cli(&["secrets", "generate", "tick", "--rotate-every", "2s"], b"");
+    let out = daemon.cli(
+        &["secrets", "generate", "tick", "--rotate-every", "2s"],
+        b"",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let first = stdout(&out);
     // Rotations happen.
     assert!(
-        eventually(Duration::from_secs(30), || versions(&daemon, "tick").len() >= 3),
+        eventually(Duration::from_secs(30), || versions(&daemon, "tick").len()
+            >= 3),
         "no rotations within 30 s:\n{}",
         daemon.log()
     );
@@ -82,7 +86,8 @@ fn rotations_happen_on_schedule_and_once_per_period_across_a_restart() {
     std::thread::sleep(Duration::from_secs(5));
     daemon.spawn();
     assert!(
-        eventually(Duration::from_secs(30), || versions(&daemon, "tick").len() >= down + 2),
+        eventually(Duration::from_secs(30), || versions(&daemon, "tick").len()
+            >= down + 2),
         "no rotations after the restart:\n{}",
         daemon.log()
     );
@@ -162,9 +167,9 @@ fn a_failing_hook_leaves_the_current_version_and_says_why() {
     // The audit record names the exit status.
     let audit = daemon.audit();
     assert!(
-        audit
-            .iter()
-            .any(|r| r["action"] == "rotate" && r["outcome"] == "error" && r["gate"] == "hook_exit_1"),
+        audit.iter().any(|r| r["action"] == "rotate"
+            && r["outcome"] == "error"
+            && r["gate"] == "hook_exit_1"),
         "no audit record of the failure: {audit:?}"
     );
     // The metrics count it.
@@ -279,11 +284,15 @@ fn previous_is_refused_outside_the_grace_period_and_input_is_checked() {
     );
     assert_eq!(code(&reply), "not_found", "{reply}");
     assert!(
-        reply["error"].as_str().unwrap_or("").contains("grace period"),
+        reply["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("grace period"),
         "{reply}"
     );
     assert!(
-        eventually(Duration::from_secs(30), || versions(&daemon, "k").len() >= 2),
+        eventually(Duration::from_secs(30), || versions(&daemon, "k").len()
+            >= 2),
         "no rotation:\n{}",
         daemon.log()
     );
@@ -297,7 +306,11 @@ fn previous_is_refused_outside_the_grace_period_and_input_is_checked() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = daemon.cli(&["get", "plain", "--version", "previous"], b"");
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no rotation policy"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no rotation policy"),
+        "{}",
+        stderr(&out)
+    );
     // Input is checked at the edge.
     let refused = |request: &[u8], says: &str| {
         let reply = raw(&daemon.socket, request);

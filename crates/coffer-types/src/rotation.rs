@@ -86,8 +86,8 @@ impl RotationInfo {
     /// period end after `now`, so a daemon that was down for many periods rotates once and
     /// then keeps the original rhythm.
     pub fn advance(&self, due: Timestamp, now: Timestamp) -> Timestamp {
-        let every_ms = i64::try_from(self.policy.every.max(1).saturating_mul(1000))
-            .unwrap_or(i64::MAX);
+        let every_ms =
+            i64::try_from(self.policy.every.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
         let late = now.as_millis().saturating_sub(due.as_millis()).max(0);
         let periods = late / every_ms + 1;
         Timestamp::from_millis(

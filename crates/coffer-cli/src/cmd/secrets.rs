@@ -496,10 +496,7 @@ fn rotation(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     println!("name:      {}", meta.name);
     println!("namespace: {}", meta.namespace);
     println!("every:     {}", text(r.policy.every));
-    println!(
-        "hook:      {}",
-        r.policy.command.as_deref().unwrap_or("-")
-    );
+    println!("hook:      {}", r.policy.command.as_deref().unwrap_or("-"));
     println!("grace:     {}", text(r.policy.grace));
     println!("next due:  {}", r.next_due);
     if let Some(p) = r.pending {
@@ -517,7 +514,9 @@ fn rotation(client: &Client, args: NameArgs) -> anyhow::Result<()> {
             last.version
                 .map(|v| format!(", version {v}"))
                 .unwrap_or_default(),
-            last.reason.map(|why| format!(": {why}")).unwrap_or_default()
+            last.reason
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
         ),
         None => println!("last:      none yet"),
     }

@@ -153,9 +153,7 @@ impl RotationInput {
         }
         let grace = self.grace.unwrap_or(0);
         if grace > self.every {
-            return Err(invalid(
-                "rotate_grace must not be longer than rotate_every",
-            ));
+            return Err(invalid("rotate_grace must not be longer than rotate_every"));
         }
         if let Some(command) = &self.command {
             check_hook(command)?;
@@ -721,6 +719,7 @@ mod tests {
                 encoding: None,
             },
             options: WriteOptions::default(),
+            rotation: None,
         };
         assert!(matches!(spec.check(10), Err(CoreError::InvalidRequest(_))));
         let none = SecretOp::Destroy { versions: vec![] };

@@ -19,6 +19,7 @@
 mod admin;
 mod call;
 mod gates;
+mod hook;
 mod list;
 mod record;
 mod rotation;

@@ -22,7 +22,6 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,17 +32,16 @@ use coffer_store::{
     Change, Describe, ListQuery, Resolve, RotationStep, SecretStore, StoreError, Write, WriteMode,
 };
 use coffer_types::{
-    Action, ErrorCode, EventAction, Kind, Namespace, RotationInfo, SecretName, Timestamp, Version,
+    Action, ErrorCode, EventAction, Kind, Namespace, RotationInfo, SecretName, Timestamp,
 };
 
+use super::hook::{HookEnd, reason_word, run_hook};
 use super::state::{Gated, Service, blocking, stored};
 use crate::CoreError;
 use crate::cache::CacheKey;
 
 /// Where the schedule records live in the store's own namespace.
 const PREFIX: &str = "rotation/";
-/// How long a hook may run before it is killed and the rotation fails.
-pub const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest the scheduler sleeps between two looks at the heap.
 const TICK: Duration = Duration::from_secs(1);
 /// Who the store records as the author of a rotation.
@@ -187,100 +185,6 @@ fn filed(store: &Arc<dyn SecretStore>) -> Result<Vec<(SecretName, CacheKey)>, Co
     }
 }
 
-/// How a hook ended.
-enum HookEnd {
-    Ok,
-    Failed(String),
-}
-
-/// Runs the hook with `value` on its standard input only, with the secret's namespace, name
-/// and the new version number in its environment (nothing else of the daemon's), its output
-/// discarded (it could echo the value), killed after [`HOOK_TIMEOUT`]. Blocking.
-fn run_hook(command: &str, key: &CacheKey, version: Version, value: &SecretBytes) -> HookEnd {
-    use std::process::{Command, Stdio};
-    let child = Command::new(command)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("COFFER_NAMESPACE", key.0.as_str())
-        .env("COFFER_SECRET_NAME", key.1.as_str())
-        .env("COFFER_VERSION", version.to_string())
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return HookEnd::Failed(format!("the hook could not be started ({})", e.kind())),
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its input gets a broken pipe here; its exit decides.
-        let _ = stdin.write_all(value.expose_secret());
-        drop(stdin);
-    }
-    let start = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                use std::os::unix::process::ExitStatusExt;
-                return match (status.code(), status.signal()) {
-                    (Some(0), _) => HookEnd::Ok,
-                    (Some(code), _) => HookEnd::Failed(format!("the hook exited with status {code}")),
-                    (None, Some(sig)) => HookEnd::Failed(format!("the hook was killed by signal {sig}")),
-                    (None, None) => HookEnd::Failed("the hook ended abnormally".to_owned()),
-                };
-            }
-            Ok(None) if start.elapsed() >= HOOK_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return HookEnd::Failed(format!(
-                    "the hook did not finish within {} seconds",
-                    HOOK_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return HookEnd::Failed(format!("the hook could not be waited for ({})", e.kind()));
-            }
-        }
-    }
-}
-
-/// The audit record's `gate` for a failure reason: a short fixed word (the record keeps
-/// static words only; the full reason is in the secret's rotation state). Exit statuses and
-/// signals are few, so each is made once and kept.
-fn reason_word(reason: &str) -> &'static str {
-    static WORDS: Mutex<Option<HashMap<String, &'static str>>> = Mutex::new(None);
-    let word = reason
-        .strip_prefix("the hook exited with status ")
-        .map(|c| format!("hook_exit_{c}"))
-        .or_else(|| {
-            reason
-                .strip_prefix("the hook was killed by signal ")
-                .map(|s| format!("hook_signal_{s}"))
-        });
-    let Some(word) = word.filter(|w| w.len() <= 24) else {
-        return if reason.contains("within") {
-            "hook_timeout"
-        } else if reason.contains("stopped") {
-            "hook_interrupted"
-        } else {
-            "hook_failed"
-        };
-    };
-    let mut words = WORDS.lock().unwrap_or_else(PoisonError::into_inner);
-    let words = words.get_or_insert_with(HashMap::new);
-    if let Some(w) = words.get(&word) {
-        return w;
-    }
-    // At most 256 exit statuses and 64 signals: a bounded set of small strings.
-    let leaked: &'static str = Box::leak(word.clone().into_boxed_str());
-    words.insert(word, leaked);
-    leaked
-}
-
 impl Service {
     /// Files `key` in the schedule records (before a secret with a policy is written).
     pub(super) async fn file_rotation(
@@ -320,7 +224,8 @@ impl Service {
     /// rotation in progress), until `stop` turns true.
     pub fn start_rotations(self: &Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
-        self.tasks.spawn(async move { this.run_rotations(stop).await });
+        self.tasks
+            .spawn(async move { this.run_rotations(stop).await });
     }
 
     /// Runs the scheduler until `stop` turns true.
@@ -430,11 +335,16 @@ impl Service {
             }
         }
         for (key, pending) in interrupted {
-            let reason = "the daemon stopped while the hook ran; the version was dropped".to_owned();
-            self.resolve(store, &key, Resolve::Drop {
-                version: pending,
-                reason,
-            })
+            let reason =
+                "the daemon stopped while the hook ran; the version was dropped".to_owned();
+            self.resolve(
+                store,
+                &key,
+                Resolve::Drop {
+                    version: pending,
+                    reason,
+                },
+            )
             .await;
         }
         Ok(())
@@ -525,9 +435,10 @@ impl Service {
             }
             Some(command) => {
                 let (command, k, version) = (command.clone(), key.clone(), written.version);
-                let end = tokio::task::spawn_blocking(move || run_hook(&command, &k, version, &value))
-                    .await
-                    .unwrap_or_else(|_| HookEnd::Failed("the hook's runner failed".to_owned()));
+                let end =
+                    tokio::task::spawn_blocking(move || run_hook(&command, &k, version, &value))
+                        .await
+                        .unwrap_or_else(|_| HookEnd::Failed("the hook's runner failed".to_owned()));
                 let resolve = match end {
                     HookEnd::Ok => Resolve::Promote { version },
                     HookEnd::Failed(reason) => Resolve::Drop { version, reason },
@@ -635,19 +546,12 @@ fn forget(store: &Arc<dyn SecretStore>, record: &SecretName) {
 }
 
 #[cfg(test)]
+#[path = "rotation_tests.rs"]
+mod daemon_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failure_words_are_short_and_fixed() {
-        assert_eq!(reason_word("the hook exited with status 1"), "hook_exit_1");
-        assert_eq!(reason_word("the hook exited with status 1"), "hook_exit_1");
-        assert_eq!(reason_word("the hook was killed by signal 9"), "hook_signal_9");
-        assert_eq!(
-            reason_word("the hook did not finish within 60 seconds"),
-            "hook_timeout"
-        );
-    }
 
     #[test]
     fn the_queue_skips_replaced_entries() {

@@ -278,7 +278,12 @@ impl OpenNamespace {
             };
             meta.apply(w.description, w.max_versions);
             meta.generated = w.generated;
-            meta.rotate(w.rotation.as_ref(), current.map(|r| r.current), version, now)?;
+            meta.rotate(
+                w.rotation.as_ref(),
+                current.map(|r| r.current),
+                version,
+                now,
+            )?;
             meta.schedule_deletion(version, now);
             let prune_before = meta.prune_before(version);
             meta.forget_before(prune_before);
