@@ -28,5 +28,5 @@ mod state;
 mod tokens;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use rotation::RotationStats;
+pub use crate::schedule::RotationStats;
 pub use state::{RequestCount, Service, ServiceConfig};

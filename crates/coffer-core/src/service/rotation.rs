@@ -20,10 +20,8 @@
 //! run twice for one version.
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use coffer_audit::{Actor, Outcome, Record};
@@ -46,80 +44,6 @@ const PREFIX: &str = "rotation/";
 const TICK: Duration = Duration::from_secs(1);
 /// Who the store records as the author of a rotation.
 const ACTOR: &str = "coffer";
-
-/// The schedule: due times by secret, and a heap of them (entries whose time is no longer
-/// the secret's are skipped when popped).
-#[derive(Default)]
-struct Queue {
-    heap: BinaryHeap<Reverse<(Timestamp, CacheKey)>>,
-    due: HashMap<CacheKey, Timestamp>,
-    /// The store the queue was built from (its address); `None`: not built.
-    built: Option<usize>,
-}
-
-/// The rotation schedule and counters a [`Service`] holds.
-#[derive(Default)]
-pub(crate) struct Rotation {
-    queue: Mutex<Queue>,
-    rotated: AtomicU64,
-    failed: AtomicU64,
-}
-
-/// What the metrics show of rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationStats {
-    /// Rotations that made a version current since the daemon started.
-    pub rotated: u64,
-    /// Rotations whose version was dropped.
-    pub failed: u64,
-    /// When the next rotation is due, when one is scheduled.
-    pub next_due: Option<Timestamp>,
-}
-
-impl Rotation {
-    /// Schedules `key` at `due` (replacing what it had).
-    pub(super) fn schedule(&self, key: CacheKey, due: Timestamp) {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if q.built.is_none() {
-            // The build at unseal reads it from the store.
-            return;
-        }
-        q.due.insert(key.clone(), due);
-        q.heap.push(Reverse((due, key)));
-    }
-
-    /// The secrets due at `now`, taken off the schedule.
-    fn take_due(&self, now: Timestamp) -> Vec<(CacheKey, Timestamp)> {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = Vec::new();
-        while let Some(Reverse((due, _))) = q.heap.peek() {
-            if *due > now {
-                break;
-            }
-            let Some(Reverse((due, key))) = q.heap.pop() else {
-                break;
-            };
-            if q.due.get(&key) == Some(&due) {
-                q.due.remove(&key);
-                out.push((key, due));
-            }
-        }
-        out
-    }
-
-    /// The earliest due time.
-    fn next_due(&self) -> Option<Timestamp> {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        // Stale entries at the top are dropped on the way.
-        while let Some(Reverse((due, key))) = q.heap.peek() {
-            if q.due.get(key) == Some(due) {
-                return Some(*due);
-            }
-            q.heap.pop();
-        }
-        None
-    }
-}
 
 /// The schedule record's name for a secret.
 fn record_name(key: &CacheKey) -> Result<SecretName, CoreError> {
@@ -212,12 +136,8 @@ impl Service {
     }
 
     /// What the metrics show of rotation.
-    pub fn rotation_stats(&self) -> RotationStats {
-        RotationStats {
-            rotated: self.rotation.rotated.load(Ordering::Relaxed),
-            failed: self.rotation.failed.load(Ordering::Relaxed),
-            next_due: self.rotation.next_due(),
-        }
+    pub fn rotation_stats(&self) -> crate::schedule::RotationStats {
+        self.rotation.stats()
     }
 
     /// Starts the scheduler, in the service's tasks (a shutdown's drain waits for the
@@ -247,25 +167,15 @@ impl Service {
     pub async fn rotate_due(&self) -> Duration {
         let Ok(store) = self.vault.store() else {
             // Sealed: the next unseal builds the schedule again.
-            self.rotation
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .built = None;
+            self.rotation.reset(None);
             return TICK;
         };
         let address = Arc::as_ptr(&store).cast::<()>() as usize;
-        let built = self
-            .rotation
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .built;
-        if built != Some(address) {
-            if let Err(e) = self.build_schedule(&store, address).await {
-                tracing::warn!(error = %e.error, "the rotation schedule could not be read; retrying");
-                return TICK;
-            }
+        if self.rotation.built() != Some(address)
+            && let Err(e) = self.build_schedule(&store, address).await
+        {
+            tracing::warn!(error = %e.error, "the rotation schedule could not be read; retrying");
+            return TICK;
         }
         let now = Timestamp::now();
         for (key, due) in self.rotation.take_due(now) {
@@ -285,14 +195,7 @@ impl Service {
     async fn build_schedule(&self, store: &Arc<dyn SecretStore>, address: usize) -> Gated<()> {
         // Started empty and marked built first: a policy set while the records are read is
         // scheduled by its `generate` and kept.
-        *self
-            .rotation
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Queue {
-            built: Some(address),
-            ..Queue::default()
-        };
+        self.rotation.reset(Some(address));
         let s = store.clone();
         let found = blocking(move || {
             let mut found = Vec::new();
@@ -310,29 +213,13 @@ impl Service {
         })
         .await
         .map_err(stored)
-        .inspect_err(|_| {
-            self.rotation
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .built = None;
-        })?;
+        .inspect_err(|_| self.rotation.reset(None))?;
         let mut interrupted = Vec::new();
-        {
-            let mut q = self
-                .rotation
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for (key, info) in found {
-                if let Some(pending) = info.pending {
-                    interrupted.push((key.clone(), pending));
-                }
-                if !q.due.contains_key(&key) {
-                    q.due.insert(key.clone(), info.next_due);
-                    q.heap.push(Reverse((info.next_due, key)));
-                }
+        for (key, info) in found {
+            if let Some(pending) = info.pending {
+                interrupted.push((key.clone(), pending));
             }
+            self.rotation.schedule_if_absent(key, info.next_due);
         }
         for (key, pending) in interrupted {
             let reason =
@@ -430,7 +317,7 @@ impl Service {
         self.rotation.schedule(key.clone(), next);
         match &info.policy.command {
             None => {
-                self.rotation.rotated.fetch_add(1, Ordering::Relaxed);
+                self.rotation.count(true);
                 self.record(&key, Outcome::Ok, None, None).await;
             }
             Some(command) => {
@@ -466,11 +353,11 @@ impl Service {
         self.cache.invalidate(key);
         match (done, failed) {
             (Ok(()), None) => {
-                self.rotation.rotated.fetch_add(1, Ordering::Relaxed);
+                self.rotation.count(true);
                 self.record(key, Outcome::Ok, None, None).await;
             }
             (Ok(()), Some(reason)) => {
-                self.rotation.failed.fetch_add(1, Ordering::Relaxed);
+                self.rotation.count(false);
                 tracing::warn!(
                     event = "rotation_failed",
                     namespace = key.0.as_str(),
@@ -486,7 +373,7 @@ impl Service {
                 .await;
             }
             (Err(e), _) => {
-                self.rotation.failed.fetch_add(1, Ordering::Relaxed);
+                self.rotation.count(false);
                 tracing::warn!(error = %e, "a rotated version could not be settled");
                 self.record(key, Outcome::Error, Some(e.code()), Some("store"))
                     .await;
@@ -548,24 +435,3 @@ fn forget(store: &Arc<dyn SecretStore>, record: &SecretName) {
 #[cfg(test)]
 #[path = "rotation_tests.rs"]
 mod daemon_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_queue_skips_replaced_entries() {
-        let r = Rotation::default();
-        r.queue.lock().expect("lock").built = Some(1);
-        let key = (
-            Namespace::default_namespace(),
-            SecretName::parse("a").expect("valid"),
-        );
-        r.schedule(key.clone(), Timestamp::from_millis(10));
-        r.schedule(key.clone(), Timestamp::from_millis(20));
-        assert_eq!(r.next_due(), Some(Timestamp::from_millis(20)));
-        assert!(r.take_due(Timestamp::from_millis(15)).is_empty());
-        assert_eq!(r.take_due(Timestamp::from_millis(25)).len(), 1);
-        assert_eq!(r.next_due(), None);
-    }
-}

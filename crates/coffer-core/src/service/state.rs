@@ -68,7 +68,7 @@ pub struct Service {
     /// Gate 0.
     pub(super) peers: crate::bounds::PeerGuard,
     /// The rotation schedule and its counters.
-    pub(super) rotation: super::rotation::Rotation,
+    pub(super) rotation: crate::schedule::Rotation,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
