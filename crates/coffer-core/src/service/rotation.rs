@@ -337,6 +337,10 @@ impl Service {
 
     /// Ends a pending version, records it and counts it.
     async fn resolve(&self, store: &Arc<dyn SecretStore>, key: &CacheKey, resolve: Resolve) {
+        let promoting = match &resolve {
+            Resolve::Promote { version } => Some(*version),
+            Resolve::Drop { .. } => None,
+        };
         let (action, failed) = match &resolve {
             Resolve::Promote { .. } => (EventAction::Rotated, None),
             Resolve::Drop { reason, .. } => (EventAction::RotationFailed, Some(reason.clone())),
@@ -351,6 +355,13 @@ impl Service {
         })
         .await;
         self.cache.invalidate(key);
+        if let (Some(version), Err(CoreError::Store(StoreError::Conflict(_)))) = (promoting, &done)
+        {
+            // A write came after the rotated version: it stays current, and the rotated one
+            // is dropped rather than left pending.
+            let reason = "a write came after the rotated version".to_owned();
+            return Box::pin(self.resolve(store, key, Resolve::Drop { version, reason })).await;
+        }
         match (done, failed) {
             (Ok(()), None) => {
                 self.rotation.count(true);
