@@ -102,6 +102,8 @@ pub(super) fn reason_word(reason: &str) -> &'static str {
             "hook_timeout"
         } else if reason.contains("stopped") {
             "hook_interrupted"
+        } else if reason.contains("write came after") {
+            "rotation_superseded"
         } else {
             "hook_failed"
         };
