@@ -195,6 +195,33 @@ fn a_failing_hook_leaves_the_current_version_and_says_why() {
         "{text}"
     );
     assert_absent("the metrics", text.as_bytes(), &[&value]);
+    // The same policy over HTTP, checked by the same rules.
+    let post = |path: &str, body: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("X-Vault-Token: {token}"), "-d", body])
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        post(
+            "/v1/secret/generate/via-http",
+            r#"{"rotate_every":"1h","rotate_grace":"30m"}"#
+        ),
+        "200"
+    );
+    let r = rotation_json(&daemon, "via-http");
+    assert_eq!(r["rotation"]["policy"]["every"], 3600, "{r}");
+    assert_eq!(r["rotation"]["policy"]["grace"], 1800, "{r}");
+    assert_eq!(
+        post(
+            "/v1/secret/generate/via-http-2",
+            r#"{"rotate_every":"1h","rotate_command":"relative/hook"}"#
+        ),
+        "400"
+    );
 }
 
 #[test]
