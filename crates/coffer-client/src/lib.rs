@@ -26,7 +26,7 @@ pub use admin::AuditHashes;
 pub use error::ClientError;
 pub use reply::Reply;
 pub use request::{Client, RequestBuilder};
-pub use secrets::{ListOptions, Page, WriteOptions, Written};
+pub use secrets::{ListOptions, Page, RotationRequest, WriteOptions, Written};
 pub use slots::{AddedSlot, NewSlot};
 pub use stream::{Replies, Session};
 pub use tokens::{CreatedToken, TokenRequest};

@@ -32,6 +32,17 @@ impl WriteOptions {
     }
 }
 
+/// A rotation policy for `generate` (durations in seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationRequest {
+    /// Seconds between rotations.
+    pub every: u64,
+    /// An absolute path to the hook that receives each new value on its standard input.
+    pub command: Option<String>,
+    /// Seconds the previous version stays readable after a rotation.
+    pub grace: Option<u64>,
+}
+
 /// What a write answered.
 #[derive(Debug)]
 pub struct Written {
@@ -157,6 +168,36 @@ impl Client {
     ) -> Result<Written, ClientError> {
         let b = options.add(spec_fields(self.about("generate", namespace, name), spec));
         Written::from_reply(self.call(&b.finish())?)
+    }
+
+    /// Mints a value for a new secret that the daemon rotates on a schedule (`rotation`);
+    /// answers the value once.
+    pub fn generate_rotating(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        spec: Option<GeneratorSpec>,
+        options: &WriteOptions,
+        rotation: &RotationRequest,
+    ) -> Result<Written, ClientError> {
+        let b = options.add(spec_fields(self.about("generate", namespace, name), spec));
+        let b = b
+            .number("rotate_every", rotation.every)
+            .opt("rotate_command", rotation.command.as_deref())
+            .opt_number("rotate_grace", rotation.grace);
+        Written::from_reply(self.call(&b.finish())?)
+    }
+
+    /// The version before the last rotation, during its grace period.
+    pub fn get_previous(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<SecretBytes, ClientError> {
+        let b = self
+            .about("get", namespace, name)
+            .field("version", "previous");
+        self.call(&b.finish())?.take_value()
     }
 
     /// A new version of an existing secret: `value`, or a minted one when it is `None`

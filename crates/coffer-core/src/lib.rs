@@ -21,6 +21,7 @@ pub mod keyfile;
 pub mod kv;
 pub mod op;
 mod reply;
+pub mod schedule;
 pub mod service;
 mod status;
 mod vault;

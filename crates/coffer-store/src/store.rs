@@ -107,6 +107,45 @@ pub struct Write<'a> {
     /// Refuse a write without `cas` even when the secret does not ask for one (the KV
     /// engine's `cas_required`).
     pub cas_required: bool,
+    /// A rotation policy to set, or the scheduled rotation this write is (checked against
+    /// the stored due time inside the transaction).
+    pub rotation: Option<RotationStep>,
+}
+
+/// What a write does to a secret's rotation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationStep {
+    /// Set (or replace) the policy; the first rotation is due one period from now.
+    Policy(coffer_types::RotationPolicy),
+    /// The scheduled rotation of the period due at `due`. Refused with
+    /// [`StoreError::Conflict`] unless the stored due time is `due` and no version is
+    /// pending, so a period is rotated once, whatever daemons or restarts race for it. The
+    /// next due time is written with the new version. `pending`: the new version waits for
+    /// its hook ([`Resolve`]) and is not served meanwhile.
+    Scheduled {
+        /// The due time the scheduler saw.
+        due: Timestamp,
+        /// Whether the new version waits for a hook.
+        pending: bool,
+    },
+}
+
+/// How a pending rotated version ends (a [`Describe`] change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolve {
+    /// The hook succeeded: the pending `version` becomes current (refused with
+    /// [`StoreError::Conflict`] when it is no longer pending or a write came after it).
+    Promote {
+        /// The pending version.
+        version: Version,
+    },
+    /// The hook failed: the pending `version` is destroyed and `reason` recorded.
+    Drop {
+        /// The pending version.
+        version: Version,
+        /// Why (an exit status; never a value).
+        reason: String,
+    },
 }
 
 impl<'a> Write<'a> {
@@ -137,6 +176,7 @@ impl<'a> Write<'a> {
             generated: None,
             cas: None,
             cas_required: false,
+            rotation: None,
         }
     }
 }
@@ -206,12 +246,14 @@ pub struct Describe {
     pub delete_version_after: Option<u64>,
     /// Soft-delete or undelete versions.
     pub mark: Option<Mark>,
+    /// End a pending rotated version.
+    pub rotation: Option<Resolve>,
 }
 
 impl Describe {
     /// Whether the change changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.mark.is_none() && !self.changes_metadata()
+        self.mark.is_none() && self.rotation.is_none() && !self.changes_metadata()
     }
 
     /// Whether it changes a setting or custom metadata (as opposed to soft deletion only).

@@ -17,6 +17,7 @@ mod kind;
 mod metadata;
 mod name;
 pub mod reply;
+mod rotation;
 mod slot;
 mod target;
 mod time;
@@ -34,6 +35,7 @@ pub use generate::{
 pub use kind::{Kind, KindError, MAX_KV_DEPTH, UnknownKind, json_depth};
 pub use metadata::{SecretMeta, SecretSummary, VersionInfo};
 pub use name::{MAX_NAME_LEN, MAX_NAMESPACE_LEN, NameError, Namespace, SecretName};
+pub use rotation::{RotationInfo, RotationOutcome, RotationPolicy};
 pub use slot::{SlotKind, UnknownSlotKind};
 pub use target::{Parsed, RefError, SecretRef, Target, parse_namespace};
 pub use time::Timestamp;

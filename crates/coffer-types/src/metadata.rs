@@ -67,6 +67,9 @@ pub struct SecretMeta {
     pub delete_version_after: Option<u64>,
     /// Every version kept, oldest first.
     pub versions: Vec<VersionInfo>,
+    /// Its rotation policy and state, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::RotationInfo>,
 }
 
 /// A secret as `list` shows it, without its version history.

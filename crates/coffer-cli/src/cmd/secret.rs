@@ -17,9 +17,26 @@ pub struct GetArgs {
     /// The namespace [default: default]
     #[arg(long, short = 'n')]
     namespace: Option<String>,
-    /// A version to read instead of the newest
-    #[arg(long, value_name = "N", value_parser = parse_version)]
-    version: Option<Version>,
+    /// A version to read instead of the newest: a number, or `previous` (the version
+    /// before the last scheduled rotation, during its grace period)
+    #[arg(long, value_name = "N|previous", value_parser = parse_version_or_previous)]
+    version: Option<Wanted>,
+}
+
+/// The version `coffer get` asks for.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Number(Version),
+    Previous,
+}
+
+fn parse_version_or_previous(s: &str) -> Result<Wanted, String> {
+    if s == "previous" {
+        return Ok(Wanted::Previous);
+    }
+    parse_version(s)
+        .map(Wanted::Number)
+        .map_err(|e| format!("{e}, or `previous`"))
 }
 
 /// Options of `coffer del`.
@@ -35,7 +52,12 @@ pub struct DelArgs {
 use super::secrets::parse_version;
 
 pub fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
-    let value = client.get(args.namespace.as_deref(), &args.name, args.version)?;
+    let ns = args.namespace.as_deref();
+    let value = match args.version {
+        Some(Wanted::Previous) => client.get_previous(ns, &args.name)?,
+        Some(Wanted::Number(v)) => client.get(ns, &args.name, Some(v))?,
+        None => client.get(ns, &args.name, None)?,
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(value.expose_secret())
         .context("cannot write to standard output")?;

@@ -40,6 +40,8 @@ pub enum SecretsCommand {
     Destroy(DestroyArgs),
     /// List a secret's versions with their times and writers.
     Versions(NameArgs),
+    /// Show a secret's rotation policy, when it is next due and how the last rotation ended.
+    Rotation(NameArgs),
 }
 
 /// Where a secret is.
@@ -124,6 +126,21 @@ pub struct GenerateArgs {
     mint: MintArgs,
     #[command(flatten)]
     options: ValueOptions,
+    /// Rotate the secret on this schedule (a duration such as 30d, 12h or 90s; at least 1s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    rotate_every: Option<u64>,
+    /// Run this executable (an absolute path) with each new value on its standard input;
+    /// exit 0 makes the new version current, anything else drops it
+    #[arg(long, value_name = "PATH", requires = "rotate_every")]
+    rotate_command: Option<String>,
+    /// Keep the version before a rotation readable as `previous` for this long (at most the
+    /// period) [default: 0]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "rotate_every")]
+    rotate_grace: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    coffer_types::duration::parse_seconds(s).map_err(|e| e.to_string())
 }
 
 /// Options of `list`.
@@ -247,6 +264,7 @@ pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SecretsCommand::Versions(args) => versions(client, args),
+        SecretsCommand::Rotation(args) => rotation(client, args),
     }
 }
 
@@ -278,12 +296,30 @@ fn print_once(value: &SecretBytes) -> anyhow::Result<()> {
 
 fn generate(client: &Client, args: GenerateArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let w = client.generate(
-        t.namespace.as_deref(),
-        &t.name,
-        args.mint.spec()?,
-        &args.options.to_client(),
-    )?;
+    let w = match args.rotate_every {
+        Some(every) => client.generate_rotating(
+            t.namespace.as_deref(),
+            &t.name,
+            args.mint.spec()?,
+            &args.options.to_client(),
+            &coffer_client::RotationRequest {
+                every,
+                // Made absolute here, so a relative path names the operator's file.
+                command: args
+                    .rotate_command
+                    .map(|c| std::path::absolute(&c).map(|p| p.to_string_lossy().into_owned()))
+                    .transpose()
+                    .context("the rotate command's path")?,
+                grace: args.rotate_grace,
+            },
+        )?,
+        None => client.generate(
+            t.namespace.as_deref(),
+            &t.name,
+            args.mint.spec()?,
+            &args.options.to_client(),
+        )?,
+    };
     let value = w
         .value
         .context("the daemon answered a generate without the value")?;
@@ -438,6 +474,52 @@ fn show(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     println!("max versions: {limit}");
     println!("versions:");
     print_versions(&meta.versions, "  ");
+    Ok(())
+}
+
+fn rotation(client: &Client, args: NameArgs) -> anyhow::Result<()> {
+    let t = &args.target;
+    let meta: SecretMeta = client.meta(t.namespace.as_deref(), &t.name)?;
+    if args.json {
+        return json(&serde_json::json!({
+            "namespace": meta.namespace,
+            "name": meta.name,
+            "current": meta.current,
+            "rotation": meta.rotation,
+        }));
+    }
+    let Some(r) = meta.rotation else {
+        println!("{} has no rotation policy", meta.name);
+        return Ok(());
+    };
+    let text = coffer_types::duration::go_text;
+    println!("name:      {}", meta.name);
+    println!("namespace: {}", meta.namespace);
+    println!("every:     {}", text(r.policy.every));
+    println!("hook:      {}", r.policy.command.as_deref().unwrap_or("-"));
+    println!("grace:     {}", text(r.policy.grace));
+    println!("next due:  {}", r.next_due);
+    if let Some(p) = r.pending {
+        println!("pending:   version {p} (its hook runs)");
+    }
+    match (r.previous, r.previous_until) {
+        (Some(v), Some(until)) => println!("previous:  version {v} until {until}"),
+        _ => println!("previous:  -"),
+    }
+    match r.last {
+        Some(last) => println!(
+            "last:      {} at {}{}{}",
+            last.outcome,
+            last.time,
+            last.version
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default(),
+            last.reason
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
+        ),
+        None => println!("last:      none yet"),
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use coffer_types::reply::PolicyText;
 use coffer_types::wire::UnsealWith;
 use coffer_types::{Action, Namespace, Parsed, SlotKind, Target};
 
-pub use secret::{MetadataChange, SecretOp, SpecInput, WriteOptions};
+pub use secret::{MetadataChange, RotationInput, SecretOp, SpecInput, WriteOptions};
 
 /// What a request asks of the core.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use coffer_crypto::SecretBytes;
 use coffer_types::custom::{self, CustomMetadataChange};
 use coffer_types::{
     Action, Capability, DigestEncoding, Encoding, GeneratorSpec, HmacAlgorithm, Kind, MAX_KV_DEPTH,
-    Version, duration, json_depth,
+    RotationPolicy, Version, duration, json_depth,
 };
 
 use crate::CoreError;
@@ -54,7 +54,11 @@ pub enum SecretOp {
         spec: SpecInput,
         /// Kind and metadata.
         options: WriteOptions,
+        /// A rotation policy for it.
+        rotation: Option<RotationInput>,
     },
+    /// Read the version before the current one, during the grace period after a rotation.
+    GetPrevious,
     /// A new version of an existing secret: the given value, or a minted one.
     Rotate {
         /// The new value; `None` mints one.
@@ -121,6 +125,65 @@ pub struct WriteOptions {
     pub max_versions: Option<u64>,
     /// Check-and-set: write only when the newest version is this one (0: only a new secret).
     pub cas: Option<u64>,
+}
+
+/// A rotation policy, as the request gave it (durations in seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationInput {
+    /// Seconds between rotations (at least 1).
+    pub every: u64,
+    /// The hook: an absolute path to an executable file.
+    pub command: Option<String>,
+    /// Seconds the previous version stays readable after a rotation (at most `every`).
+    pub grace: Option<u64>,
+}
+
+impl RotationInput {
+    /// The policy, checking every field.
+    pub fn check(self, spec: GeneratorSpec) -> Result<RotationPolicy, CoreError> {
+        if self.every == 0 {
+            return Err(invalid("rotate_every must be at least 1 second"));
+        }
+        if self.every > duration::MAX_SECONDS {
+            return Err(invalid(format!(
+                "rotate_every is at most {} ({} seconds)",
+                duration::go_text(duration::MAX_SECONDS),
+                duration::MAX_SECONDS
+            )));
+        }
+        let grace = self.grace.unwrap_or(0);
+        if grace > self.every {
+            return Err(invalid("rotate_grace must not be longer than rotate_every"));
+        }
+        if let Some(command) = &self.command {
+            check_hook(command)?;
+        }
+        Ok(RotationPolicy {
+            every: self.every,
+            command: self.command,
+            grace,
+            spec,
+        })
+    }
+}
+
+/// A hook must be an absolute path to an existing executable file. The message never quotes
+/// the path (a caller may have pasted anything into it).
+fn check_hook(command: &str) -> Result<(), CoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::path::Path::new(command);
+    if !path.is_absolute() {
+        return Err(invalid("rotate_command must be an absolute path"));
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|_| invalid("rotate_command does not name an existing file"))?;
+    if !meta.is_file() {
+        return Err(invalid("rotate_command must name a file"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(invalid("rotate_command must name an executable file"));
+    }
+    Ok(())
 }
 
 /// What to mint, as the request gave it.
@@ -192,7 +255,7 @@ impl SecretOp {
     /// What it does, as the audit log and the metrics name it.
     pub fn action(&self) -> Action {
         match self {
-            Self::Get { .. } => Action::Get,
+            Self::Get { .. } | Self::GetPrevious => Action::Get,
             Self::Set { .. } => Action::Set,
             Self::Patch { .. } => Action::Patch,
             Self::Generate { .. } => Action::Generate,
@@ -214,16 +277,21 @@ impl SecretOp {
     pub fn needs(&self) -> Needs {
         use Capability::*;
         match self {
-            Self::Get { .. } | Self::Hmac { .. } | Self::BasicAuth { .. } => Needs::of(&[Read]),
+            Self::Get { .. } | Self::GetPrevious | Self::Hmac { .. } | Self::BasicAuth { .. } => {
+                Needs::of(&[Read])
+            }
             Self::Set { options, .. } => Needs {
                 create_or_update: true,
                 ..Needs::of(&[])
             }
             .and(Destroy, limits_versions(options.max_versions)),
             Self::Patch { .. } => Needs::of(&[Update]),
-            Self::Generate { options, .. } => {
-                Needs::of(&[Generate]).and(Destroy, limits_versions(options.max_versions))
-            }
+            // A policy lets the daemon rotate the secret: that needs `rotate` too.
+            Self::Generate {
+                options, rotation, ..
+            } => Needs::of(&[Generate])
+                .and(Destroy, limits_versions(options.max_versions))
+                .and(Rotate, rotation.is_some()),
             Self::Rotate { options, .. } => {
                 Needs::of(&[Rotate]).and(Destroy, limits_versions(options.max_versions))
             }
@@ -270,11 +338,20 @@ impl SecretOp {
                     max_value,
                 }
             }
-            Self::Generate { spec, options } => Checked::Mint {
-                spec: Some(spec.check()?),
-                options: options.check(None)?,
-                rotate: false,
-            },
+            Self::Generate {
+                spec,
+                options,
+                rotation,
+            } => {
+                let spec = spec.check()?;
+                Checked::Mint {
+                    rotation: rotation.map(|r| r.check(spec)).transpose()?,
+                    spec: Some(spec),
+                    options: options.check(None)?,
+                    rotate: false,
+                }
+            }
+            Self::GetPrevious => Checked::GetPrevious,
             Self::Rotate {
                 value: Some(value),
                 spec: None,
@@ -301,6 +378,7 @@ impl SecretOp {
                 spec: spec.map(SpecInput::check).transpose()?,
                 options: options.check(None)?,
                 rotate: true,
+                rotation: None,
             },
             Self::Describe { change } => Checked::Describe(change.check()?),
             Self::DeleteVersions { versions } => {
@@ -450,6 +528,7 @@ impl MetadataChange {
             cas_required: self.cas_required,
             delete_version_after: self.delete_version_after,
             mark: None,
+            rotation: None,
         })
     }
 }
@@ -499,7 +578,11 @@ pub enum Checked {
         options: CheckedOptions,
         /// A new version of an existing secret rather than a new secret.
         rotate: bool,
+        /// A rotation policy for the new secret.
+        rotation: Option<RotationPolicy>,
     },
+    /// Read the version before the current one (grace period).
+    GetPrevious,
     /// Merge-patch the newest value.
     Patch {
         /// The patch (a JSON object's text).
@@ -548,6 +631,7 @@ impl Checked {
         !matches!(
             self,
             Self::Get { .. }
+                | Self::GetPrevious
                 | Self::Meta
                 | Self::Versions
                 | Self::Hmac { .. }
@@ -635,6 +719,7 @@ mod tests {
                 encoding: None,
             },
             options: WriteOptions::default(),
+            rotation: None,
         };
         assert!(matches!(spec.check(10), Err(CoreError::InvalidRequest(_))));
         let none = SecretOp::Destroy { versions: vec![] };

@@ -19,12 +19,15 @@
 mod admin;
 mod call;
 mod gates;
+mod hook;
 mod list;
 mod record;
+mod rotation;
 mod secret;
 mod state;
 mod tokens;
 mod watch;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use crate::schedule::RotationStats;
 pub use state::{RequestCount, Service, ServiceConfig};

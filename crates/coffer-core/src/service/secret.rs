@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, compute, mint};
-use coffer_store::{Change, Describe, SecretStore, StoreError, Write, WriteMode, Written};
+use coffer_store::{
+    Change, Describe, RotationStep, SecretStore, StoreError, Write, WriteMode, Written,
+};
 use coffer_types::{ErrorCode, EventAction, GeneratorSpec, Kind, Version};
 
 use super::gates::{Admitted, SecretWork};
@@ -23,6 +25,8 @@ struct Writing {
     generated: Option<GeneratorSpec>,
     /// What the event feed calls it.
     action: EventAction,
+    /// A rotation policy to set, or the scheduled rotation this is.
+    rotation: Option<RotationStep>,
 }
 
 /// The value of a write: given, or derived inside the store's transaction from the newest.
@@ -80,6 +84,18 @@ impl Service {
     ) -> Gated<Reply> {
         let (ns, name) = key.clone();
         match op {
+            Checked::GetPrevious => {
+                let (ns, name) = key.clone();
+                let meta = blocking(move || Ok(store.metadata(&ns, &name).map(|m| (m, store))?))
+                    .await
+                    .map_err(stored)?;
+                let (meta, store) = meta;
+                let version = previous_version(meta.rotation.as_ref())?;
+                let read = self.read(store, key, Some(version)).await?;
+                tracing::debug!(event = "secret_materialize", "secret read");
+                self.materialized(&key.0);
+                Ok(value_reply(read))
+            }
             Checked::Get { version } => {
                 let read = self.read(store, key, version).await?;
                 tracing::debug!(event = "secret_materialize", "secret read");
@@ -120,6 +136,7 @@ impl Service {
                     mode: restrict.unwrap_or(WriteMode::Upsert),
                     generated: None,
                     action: EventAction::Written,
+                    rotation: None,
                 };
                 let written = self.write(store, key, writing, actor).await;
                 // The store found the other case than the one the caller may do.
@@ -147,6 +164,7 @@ impl Service {
                     mode: WriteMode::Update,
                     generated: None,
                     action: EventAction::Rotated,
+                    rotation: None,
                 };
                 self.write(store, key, writing, actor).await.map(written)
             }
@@ -170,6 +188,7 @@ impl Service {
                     mode: WriteMode::Update,
                     generated: None,
                     action: EventAction::Patched,
+                    rotation: None,
                 };
                 self.write(store, key, writing, actor).await.map(written)
             }
@@ -177,6 +196,7 @@ impl Service {
                 spec,
                 mut options,
                 rotate,
+                rotation,
             } => {
                 let spec = match spec {
                     Some(spec) => spec,
@@ -206,8 +226,20 @@ impl Service {
                     } else {
                         EventAction::Generated
                     },
+                    rotation: rotation.clone().map(RotationStep::Policy),
                 };
+                if rotation.is_some() {
+                    // Filed before the secret is written: a crash in between leaves a
+                    // schedule entry the scheduler drops, never a policy it does not know.
+                    self.file_rotation(store.clone(), key.clone()).await?;
+                }
                 let w = self.write(store, key, writing, actor).await?;
+                if let Some(policy) = &rotation {
+                    self.rotation.schedule(
+                        key.clone(),
+                        coffer_types::Timestamp::now().saturating_add_secs(policy.every),
+                    );
+                }
                 Ok(Reply::Minted {
                     index: w.index,
                     version: w.version,
@@ -339,6 +371,7 @@ impl Service {
             write.generated = w.generated;
             write.change = write.change.named(w.action);
             write.cas = options.cas;
+            write.rotation = w.rotation;
             Ok(store.set(&ns, &name, write)?)
         })
         .await
@@ -365,6 +398,27 @@ fn merged(
         });
     }
     Ok(merged)
+}
+
+/// The version `previous` names: the one before the last rotation, during its grace period.
+fn previous_version(rotation: Option<&coffer_types::RotationInfo>) -> Gated<Version> {
+    let refuse = |m: &str| {
+        Refusal::at(
+            Gate::Store,
+            CoreError::Rejected {
+                code: ErrorCode::NotFound,
+                message: m.to_owned(),
+            },
+        )
+    };
+    let rotation = rotation.ok_or_else(|| {
+        refuse("the secret has no rotation policy, so it has no previous version")
+    })?;
+    rotation
+        .previous_at(coffer_types::Timestamp::now())
+        .ok_or_else(|| {
+            refuse("no previous version is readable: the grace period after the last rotation is over (or there was no rotation yet)")
+        })
 }
 
 /// The answer to a write.

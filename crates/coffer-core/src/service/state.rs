@@ -74,6 +74,8 @@ pub struct Service {
     pub(super) watchers: Arc<crate::watch::WatcherCount>,
     /// Turns true when the daemon stops: every watch ends.
     pub(super) ending: tokio::sync::watch::Sender<bool>,
+    /// The rotation schedule and its counters.
+    pub(super) rotation: crate::schedule::Rotation,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
@@ -131,6 +133,7 @@ impl Service {
             peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
             watchers: Arc::default(),
             ending: tokio::sync::watch::Sender::new(false),
+            rotation: Default::default(),
         }
     }
 

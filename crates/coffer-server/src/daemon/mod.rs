@@ -148,6 +148,7 @@ impl Daemon {
             env!("CARGO_PKG_VERSION")
         );
         tokio::spawn(keep_events(service.clone(), stopped.clone()));
+        service.start_rotations(stop.subscribe());
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,

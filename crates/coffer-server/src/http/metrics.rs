@@ -1,5 +1,6 @@
 //! Prometheus metrics (`/v1/sys/metrics?format=prometheus`): HTTP requests by route, method
-//! class and status, their latency by route, values read per namespace, and the seal state.
+//! class and status, their latency by route, values read per namespace, the seal state, and
+//! scheduled rotations (by outcome, and the time until the next one is due).
 //!
 //! Labels are route names (`kv.data`, `sys.health`), never paths: a secret's name never
 //! becomes a label. Namespaces are labels (they are the mounts, not secrets).
@@ -36,6 +37,11 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
     namespace: String,
 }
@@ -59,6 +65,8 @@ pub struct Metrics {
     audit_batches: Counter,
     event_revision: Gauge,
     watchers: Gauge,
+    rotations: Family<OutcomeLabels, Counter>,
+    rotation_next_due: Gauge,
 }
 
 impl Default for Metrics {
@@ -138,7 +146,21 @@ impl Metrics {
             "write(2) calls that appended audit records (records / writes is the mean batch)",
             audit_batches.clone(),
         );
+        let rotations = Family::<OutcomeLabels, Counter>::default();
+        let rotation_next_due = Gauge::default();
+        registry.register(
+            "rotations",
+            "Scheduled rotations since the daemon started, by outcome (rotated, failed)",
+            rotations.clone(),
+        );
+        registry.register(
+            "rotation_next_due_seconds",
+            "Seconds until the next scheduled rotation is due (0: due now; -1: none scheduled)",
+            rotation_next_due.clone(),
+        );
         Self {
+            rotations,
+            rotation_next_due,
             registry,
             requests,
             latency,
@@ -203,6 +225,20 @@ impl Metrics {
             self.audit_records.inner().store(records, Relaxed);
             self.audit_batches.inner().store(batches, Relaxed);
         }
+        let rotation = service.rotation_stats();
+        for (outcome, n) in [("rotated", rotation.rotated), ("failed", rotation.failed)] {
+            self.rotations
+                .get_or_create(&OutcomeLabels { outcome })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.rotation_next_due
+            .set(rotation.next_due.map_or(-1, |due| {
+                let ms = due
+                    .as_millis()
+                    .saturating_sub(coffer_types::Timestamp::now().as_millis());
+                ms.max(0).div_euclid(1000)
+            }));
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");

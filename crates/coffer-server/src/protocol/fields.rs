@@ -101,6 +101,27 @@ impl<'de> de::Deserialize<'de> for IdText {
     }
 }
 
+/// A version: a number, or `previous` (the one before the last rotation).
+pub(super) enum VersionField {
+    /// A version number.
+    Number(u64),
+    /// `previous`.
+    Previous,
+}
+
+impl<'de> de::Deserialize<'de> for VersionField {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(VersionField::Number)
+                .ok_or_else(|| de::Error::custom("version")),
+            serde_json::Value::String(s) if s == "previous" => Ok(VersionField::Previous),
+            _ => Err(de::Error::custom("version")),
+        }
+    }
+}
+
 /// A duration: a number of seconds, or text such as `90s` or `30d`.
 pub(super) struct Seconds(pub u64);
 
@@ -281,7 +302,7 @@ fields! {
     name: String = "a string",
     value: SecretBytes = "a string",
     value_b64: SecretBytes = "a base64 string",
-    version: u64 = "a positive integer",
+    version: VersionField = "a positive integer or \"previous\"",
     kind: String = "a string",
     description: String = "a string",
     max_versions: u64 = "a whole number",
@@ -292,6 +313,9 @@ fields! {
     byte_len: u64 = "a positive integer",
     encoding: String = "a string",
     generate: bool = "true or false",
+    rotate_every: Seconds = "a number of seconds or a duration such as 30d",
+    rotate_command: String = "a string",
+    rotate_grace: Seconds = "a number of seconds or a duration such as 1h",
     versions: Vec<u64> = "a list of positive integers",
     prefix: String = "a string",
     after: String = "a string",

@@ -9,7 +9,8 @@
 
 use coffer_core::Operation;
 use coffer_core::op::{
-    ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WatchInput, WriteOptions,
+    ListInput, MetadataChange, RotationInput, SecretOp, SpecInput, TokenInput, WatchInput,
+    WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
@@ -18,7 +19,7 @@ use coffer_types::{
     DigestEncoding, Encoding, HmacAlgorithm, Kind, SlotKind, Target, Version, parse_namespace,
 };
 
-use super::fields::{self, FieldSet, Fields, ParseError, field_set};
+use super::fields::{self, FieldSet, Fields, ParseError, VersionField, field_set};
 
 /// A parsed request with its envelope fields.
 #[derive(Debug)]
@@ -52,7 +53,15 @@ fn takes(action: Action) -> FieldSet {
     const ONE: FieldSet = field_set!(namespace, name);
     const SET: FieldSet = ONE.and(field_set!(value, value_b64)).and(WRITE);
     const GET: FieldSet = ONE.and(field_set!(version));
-    const GENERATE: FieldSet = ONE.and(field_set!(byte_len, encoding)).and(WRITE);
+    const GENERATE: FieldSet = ONE
+        .and(field_set!(
+            byte_len,
+            encoding,
+            rotate_every,
+            rotate_command,
+            rotate_grace
+        ))
+        .and(WRITE);
     const ROTATE: FieldSet = ONE
         .and(field_set!(value, value_b64, generate, byte_len, encoding))
         .and(WRITE);
@@ -154,6 +163,26 @@ fn write_options(f: &mut Fields, binary: bool) -> Result<WriteOptions, ParseErro
     })
 }
 
+/// The rotation policy fields of `generate`: `rotate_every` is required for the others.
+fn rotation(f: &mut Fields) -> Result<Option<RotationInput>, ParseError> {
+    let (every, command, grace) = (
+        f.rotate_every.take(),
+        f.rotate_command.take(),
+        f.rotate_grace.take(),
+    );
+    match every {
+        Some(every) => Ok(Some(RotationInput {
+            every: every.0,
+            command,
+            grace: grace.map(|g| g.0),
+        })),
+        None if command.is_some() || grace.is_some() => Err(invalid(
+            "`rotate_command` and `rotate_grace` need `rotate_every`",
+        )),
+        None => Ok(None),
+    }
+}
+
 fn spec(f: &mut Fields) -> Result<Option<SpecInput>, ParseError> {
     let encoding = parse_word::<Encoding>(f.encoding.take())?;
     Ok(match (f.byte_len.take(), encoding) {
@@ -206,12 +235,12 @@ fn convert(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             let options = write_options(f, binary)?;
             SecretOp::Set { value, options }
         }
-        Action::Get => SecretOp::Get {
-            version: f
-                .version
-                .take()
-                .map(|v| positive(v, "version"))
-                .transpose()?,
+        Action::Get => match f.version.take() {
+            Some(VersionField::Previous) => SecretOp::GetPrevious,
+            Some(VersionField::Number(v)) => SecretOp::Get {
+                version: Some(positive(v, "version")?),
+            },
+            None => SecretOp::Get { version: None },
         },
         Action::Patch => SecretOp::Patch {
             patch: needs(f.value.take(), "value", action)?,
@@ -224,6 +253,7 @@ fn convert(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         Action::Generate => SecretOp::Generate {
             spec: spec(f)?.unwrap_or_default(),
             options: write_options(f, false)?,
+            rotation: rotation(f)?,
         },
         Action::Rotate => {
             let generate = f.generate.take().unwrap_or(false);

@@ -64,7 +64,7 @@ fn envelope_fields() {
 
 #[test]
 fn lifecycle_actions() {
-    let SecretOp::Generate { spec, options } =
+    let SecretOp::Generate { spec, options, .. } =
         op(r#"{"action":"generate","name":"k","byte_len":16,"encoding":"hex","description":"d"}"#)
     else {
         panic!()

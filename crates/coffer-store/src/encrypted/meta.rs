@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use coffer_types::{GeneratorSpec, Timestamp, Version, VersionInfo};
+use coffer_types::{GeneratorSpec, RotationInfo, RotationOutcome, Timestamp, Version, VersionInfo};
 
 use crate::StoreError;
 use crate::backend::VersionRow;
-use crate::store::{Describe, Mark};
+use crate::store::{Describe, Mark, Resolve, RotationStep};
 
 /// Metadata kept encrypted with each secret.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -40,6 +40,9 @@ pub(super) struct MetaBlob {
     /// from a copy and is not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<u32>,
+    /// The rotation policy and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationInfo>,
 }
 
 impl MetaBlob {
@@ -100,6 +103,113 @@ impl MetaBlob {
         Ok(())
     }
 
+    /// Applies a write's rotation step to the state as the new `version` is written at
+    /// `now` over `before` (the newest version until now, if any). A write without a step
+    /// makes its version the one served.
+    pub fn rotate(
+        &mut self,
+        step: Option<&RotationStep>,
+        before: Option<Version>,
+        version: Version,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match step {
+            None => {
+                if let Some(r) = self.rotation.as_mut() {
+                    r.serving = None;
+                }
+            }
+            Some(RotationStep::Policy(policy)) => {
+                self.rotation = Some(RotationInfo::new(policy.clone(), now));
+            }
+            Some(RotationStep::Scheduled { due, pending }) => {
+                let r = self
+                    .rotation
+                    .as_mut()
+                    .ok_or(StoreError::Conflict("the secret has no rotation policy"))?;
+                if r.next_due != *due || r.pending.is_some() {
+                    return Err(StoreError::Conflict(
+                        "this period's rotation was already made",
+                    ));
+                }
+                r.next_due = r.advance(*due, now);
+                let served = r.serving.or(before);
+                if *pending {
+                    r.pending = Some(version);
+                    r.serving = served;
+                } else {
+                    r.serving = None;
+                    r.previous = served;
+                    r.previous_until = Some(now.saturating_add_secs(r.policy.grace));
+                    r.last = Some(RotationOutcome {
+                        time: now,
+                        outcome: RotationOutcome::ROTATED.to_owned(),
+                        version: Some(version),
+                        reason: None,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a pending version (the newest is `current`); answers the versions to destroy.
+    pub fn resolve(
+        &mut self,
+        resolve: &Resolve,
+        current: Version,
+        now: Timestamp,
+    ) -> Result<Vec<Version>, StoreError> {
+        let r = self
+            .rotation
+            .as_mut()
+            .ok_or(StoreError::Conflict("the secret has no rotation policy"))?;
+        match resolve {
+            Resolve::Promote { version } => {
+                if r.pending != Some(*version) || current != *version {
+                    return Err(StoreError::Conflict(
+                        "the rotated version is no longer pending",
+                    ));
+                }
+                r.pending = None;
+                r.previous = r.serving.take();
+                r.previous_until = Some(now.saturating_add_secs(r.policy.grace));
+                r.last = Some(RotationOutcome {
+                    time: now,
+                    outcome: RotationOutcome::ROTATED.to_owned(),
+                    version: Some(*version),
+                    reason: None,
+                });
+                Ok(vec![])
+            }
+            Resolve::Drop { version, reason } => {
+                if r.pending != Some(*version) {
+                    return Err(StoreError::Conflict(
+                        "the rotated version is no longer pending",
+                    ));
+                }
+                r.pending = None;
+                if current != *version {
+                    // A write came after it and is served.
+                    r.serving = None;
+                }
+                r.last = Some(RotationOutcome {
+                    time: now,
+                    outcome: RotationOutcome::FAILED.to_owned(),
+                    version: Some(*version),
+                    reason: Some(reason.clone()),
+                });
+                self.destroyed.insert(version.get());
+                Ok(vec![*version])
+            }
+        }
+    }
+
+    /// The version a read without a version serves, when it is not the newest.
+    pub fn serving(&self) -> Option<Version> {
+        self.rotation.as_ref().and_then(|r| r.serving)
+    }
+
     /// Forgets the deletion times of versions pruned below `before`, and remembers that
     /// they were pruned.
     pub fn forget_before(&mut self, before: Option<Version>) {
@@ -136,8 +246,21 @@ impl MetaBlob {
         }
     }
 
-    /// The oldest version to keep once `current` is the newest.
+    /// The oldest version to keep once `current` is the newest. The version a read serves
+    /// while a rotated one is pending, and `previous` during its grace period, are kept
+    /// whatever the limit.
     pub fn prune_before(&self, current: Version) -> Option<Version> {
+        let before = self.limit_before(current)?;
+        let now = Timestamp::now();
+        let keep = self
+            .rotation
+            .as_ref()
+            .and_then(|r| [r.serving, r.previous_at(now)].into_iter().flatten().min());
+        Some(keep.map_or(before, |k| before.min(k))).filter(|v| *v > Version::FIRST)
+    }
+
+    /// The oldest version `max_versions` keeps once `current` is the newest.
+    fn limit_before(&self, current: Version) -> Option<Version> {
         let keep = self.max_versions?;
         // `keep >= 1`, so `n < current <= u32::MAX` and `n + 1` cannot overflow; checked all
         // the same.
@@ -182,6 +305,54 @@ mod tests {
         assert_eq!(MetaBlob::default().prune_before(v(100)), None);
         assert_eq!(meta(u32::MAX).prune_before(v(u32::MAX)), None);
         assert_eq!(meta(1).prune_before(v(u32::MAX)), Some(v(u32::MAX)));
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_served_version_and_drops_a_pending_one() {
+        let policy = coffer_types::RotationPolicy {
+            every: 60,
+            command: Some("/bin/true".to_owned()),
+            grace: 0,
+            spec: GeneratorSpec::default(),
+        };
+        let now = Timestamp::now();
+        let mut meta = MetaBlob {
+            max_versions: Some(1),
+            ..MetaBlob::default()
+        };
+        meta.rotate(Some(&RotationStep::Policy(policy)), None, v(1), now)
+            .expect("policy");
+        let due = meta.rotation.as_ref().expect("policy").next_due;
+        // The wrong due time is a conflict: the period was rotated already.
+        let stale = RotationStep::Scheduled {
+            due: now,
+            pending: true,
+        };
+        assert!(matches!(
+            meta.rotate(Some(&stale), Some(v(1)), v(2), now),
+            Err(StoreError::Conflict(_))
+        ));
+        let step = RotationStep::Scheduled { due, pending: true };
+        meta.rotate(Some(&step), Some(v(1)), v(2), due)
+            .expect("rotate");
+        assert_eq!(meta.serving(), Some(v(1)));
+        // The limit of one version does not prune the served one.
+        assert_eq!(meta.prune_before(v(2)), None);
+        // Once pending, the same period cannot be rotated again.
+        assert!(meta.rotate(Some(&step), Some(v(2)), v(3), due).is_err());
+        let drop = Resolve::Drop {
+            version: v(2),
+            reason: "the hook exited with status 1".to_owned(),
+        };
+        assert_eq!(meta.resolve(&drop, v(2), due).expect("drop"), vec![v(2)]);
+        assert_eq!(meta.serving(), Some(v(1)), "still served");
+        assert!(meta.destroyed.contains(&2));
+        let r = meta.rotation.as_ref().expect("policy");
+        assert_eq!(r.pending, None);
+        assert_eq!(r.last.as_ref().expect("outcome").outcome, "failed");
+        // A write makes its version the one served.
+        meta.rotate(None, Some(v(2)), v(3), due).expect("write");
+        assert_eq!(meta.serving(), None);
     }
 
     #[test]

@@ -336,6 +336,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             custom_metadata: blob.custom,
             cas_required: blob.cas_required,
             delete_version_after: blob.delete_after,
+            rotation: blob.rotation,
         })
     }
 
@@ -428,10 +429,20 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         version: Option<Version>,
     ) -> Result<Secret, StoreError> {
         let ns = self.namespace(namespace)?;
-        let (row, ver) = self
+        let (mut row, mut ver) = self
             .read(&ns, name, version)?
             .ok_or(StoreError::NotFound("secret"))?;
-        let meta = ns.meta_of(&row)?;
+        let mut meta = ns.meta_of(&row)?;
+        // The newest version may wait for its rotation hook (or have been dropped by it):
+        // a read without a version serves the one before.
+        if version.is_none()
+            && let Some(serving) = meta.serving().filter(|s| *s != ver.version)
+        {
+            (row, ver) = self
+                .read(&ns, name, Some(serving))?
+                .ok_or(StoreError::NotFound("secret"))?;
+            meta = ns.meta_of(&row)?;
+        }
         let value = ns.readable(&row, &ver, &meta, Timestamp::now())?;
         Ok(Secret {
             value,
@@ -470,6 +481,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             generated: write.generated,
             cas: write.cas,
             cas_required: write.cas_required,
+            rotation: write.rotation,
         });
         let event = self.sealer.plan(
             namespace,

@@ -41,6 +41,7 @@ pub(super) struct VersionPlan {
     pub generated: Option<GeneratorSpec>,
     pub cas: Option<u32>,
     pub cas_required: bool,
+    pub rotation: Option<crate::store::RotationStep>,
 }
 
 /// A namespace with its key unwrapped.
@@ -277,6 +278,12 @@ impl OpenNamespace {
             };
             meta.apply(w.description, w.max_versions);
             meta.generated = w.generated;
+            meta.rotate(
+                w.rotation.as_ref(),
+                current.map(|r| r.current),
+                version,
+                now,
+            )?;
             meta.schedule_deletion(version, now);
             let prune_before = meta.prune_before(version);
             meta.forget_before(prune_before);
@@ -327,11 +334,16 @@ impl OpenNamespace {
             let mut meta = self.meta_of(row)?;
             meta.apply_kv(&change, row.current, Timestamp::now())?;
             meta.apply(change.description, change.max_versions);
+            let destroy = match &change.rotation {
+                Some(resolve) => meta.resolve(resolve, row.current, Timestamp::now())?,
+                None => vec![],
+            };
             let prune_before = meta.prune_before(row.current);
             meta.forget_before(prune_before);
             Ok(Modification {
                 meta_ct: Some(self.seal_meta(&row.id, &RowState::of(row), &meta)?),
                 prune_before,
+                destroy,
                 ..Modification::default()
             })
         })
@@ -419,6 +431,7 @@ mod tests {
             generated: None,
             cas,
             cas_required: false,
+            rotation: None,
         }
     }
 

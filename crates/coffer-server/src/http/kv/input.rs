@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, Method};
-use coffer_core::op::{MetadataChange, SecretOp, SpecInput, WriteOptions};
+use coffer_core::op::{MetadataChange, RotationInput, SecretOp, SpecInput, WriteOptions};
 use coffer_core::{ListInput, Operation};
 use coffer_crypto::SecretBytes;
 use coffer_types::custom::CustomMetadataChange;
@@ -297,6 +297,7 @@ pub(crate) fn build(req: &KvRequest, c: &Candidate, route: Route) -> Result<Oper
                 Action::Generate => SecretOp::Generate {
                     spec: spec.unwrap_or_default(),
                     options,
+                    rotation: input.rotation()?,
                 },
                 Action::Rotate => SecretOp::Rotate {
                     value: input
@@ -479,6 +480,23 @@ struct GenerateIn {
     max_versions: Option<u64>,
     #[serde(default)]
     value: Option<WipedString>,
+    #[serde(default)]
+    rotate_every: Option<serde_json::Value>,
+    #[serde(default)]
+    rotate_command: Option<String>,
+    #[serde(default)]
+    rotate_grace: Option<serde_json::Value>,
+}
+
+/// A duration field: a number of seconds or a duration's text.
+fn seconds(field: &str, v: Option<&serde_json::Value>) -> Result<Option<u64>, ApiError> {
+    v.map(|v| match v {
+        serde_json::Value::Number(n) => n.as_u64().ok_or(()),
+        serde_json::Value::String(s) => duration::parse_seconds(s).map_err(drop),
+        _ => Err(()),
+    })
+    .transpose()
+    .map_err(|()| ApiError::bad(format!("{field}: {}", duration::DurationError)))
 }
 
 /// A string from a request body that holds a value: zeroized when dropped, whatever
@@ -500,6 +518,24 @@ impl GenerateIn {
             (None, None) => None,
             (byte_len, encoding) => Some(SpecInput { byte_len, encoding }),
         })
+    }
+
+    /// The rotation policy of a `generate` (`rotate_every` is required for the others).
+    fn rotation(&mut self) -> Result<Option<RotationInput>, ApiError> {
+        let every = seconds("rotate_every", self.rotate_every.as_ref())?;
+        let grace = seconds("rotate_grace", self.rotate_grace.as_ref())?;
+        let command = self.rotate_command.take();
+        match every {
+            Some(every) => Ok(Some(RotationInput {
+                every,
+                command,
+                grace,
+            })),
+            None if command.is_some() || grace.is_some() => Err(ApiError::bad(
+                "rotate_command and rotate_grace need rotate_every",
+            )),
+            None => Ok(None),
+        }
     }
 
     fn options(&self) -> Result<WriteOptions, ApiError> {
