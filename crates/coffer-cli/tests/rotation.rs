@@ -297,6 +297,29 @@ fn the_hook_gets_the_value_on_standard_input_only() {
             .any(|r| r["action"] == "rotate" && r["outcome"] == "ok"),
         "{audit:?}"
     );
+    // The event feed from the start: the rotation is there, by the daemon, with no value.
+    let out = std::process::Command::new(common::BIN)
+        .args(["--socket", daemon.socket.to_str().unwrap()])
+        .args(["watch", "--json", "--since", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut feed = String::new();
+    let rotated = loop {
+        let line = lines.next().expect("the watch ended").unwrap();
+        feed.push_str(&line);
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["action"] == "secret.rotated" {
+            break event;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(rotated["actor"], "coffer", "{rotated}");
+    assert_eq!(rotated["name"], "api-key");
+    assert_absent("the event feed", feed.as_bytes(), &secrets);
 }
 
 #[test]
