@@ -157,10 +157,10 @@ fn an_sse_reader_sees_changes_and_resumes_from_last_event_id() {
                 }
                 continue;
             }
-            if let Some((k, v)) = line.split_once(':') {
-                if !k.is_empty() {
-                    fields.insert(k.to_owned(), v.trim_start().to_owned());
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && !k.is_empty()
+            {
+                fields.insert(k.to_owned(), v.trim_start().to_owned());
             }
         }
     };

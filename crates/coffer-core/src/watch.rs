@@ -49,6 +49,16 @@ impl Drop for Counted {
     }
 }
 
+/// What wakes a watcher and what ends it.
+pub(crate) struct Signals {
+    /// The feed's head: moves when events are published.
+    pub wake: tokio::sync::watch::Receiver<u64>,
+    /// Turns true when the daemon stops.
+    pub ending: tokio::sync::watch::Receiver<bool>,
+    /// The count the watcher is one of while it lives.
+    pub count: Arc<WatcherCount>,
+}
+
 /// Which events a watcher wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchScope {
@@ -85,17 +95,20 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// A watcher from revision `at` (events after it), woken by `wake`.
+    /// A watcher from revision `at` (events after it), woken by `signals`.
     pub(crate) fn new(
         vault: Arc<Vault>,
         access: Arc<AccessControl>,
         who: Principal,
         scope: WatchScope,
         at: u64,
-        wake: tokio::sync::watch::Receiver<u64>,
-        ending: tokio::sync::watch::Receiver<bool>,
-        count: &Arc<WatcherCount>,
+        signals: Signals,
     ) -> Self {
+        let Signals {
+            wake,
+            ending,
+            count,
+        } = signals;
         let unconditional = access.unconditional(&who);
         Self {
             vault,
@@ -106,7 +119,7 @@ impl Watcher {
             at,
             wake,
             ending,
-            _counted: Counted::new(count),
+            _counted: Counted::new(&count),
         }
     }
 

@@ -7,7 +7,7 @@ use coffer_store::StoreError;
 use super::gates::WatchWork;
 use super::state::{Gated, Service, blocking, stored};
 use crate::access::Principal;
-use crate::watch::Watcher;
+use crate::watch::{Signals, Watcher};
 use crate::{CoreError, Gate, Refusal, Reply};
 
 /// Watchers at once, over every listener. An HTTP event subscription leaves its connection
@@ -42,9 +42,11 @@ impl Service {
             who.clone(),
             scope,
             at,
-            wake,
-            self.ending.subscribe(),
-            &self.watchers,
+            Signals {
+                wake,
+                ending: self.ending.subscribe(),
+                count: self.watchers.clone(),
+            },
         ))))
     }
 
