@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod slots;
 pub mod stream;
 pub mod tokens;
+pub mod webhooks;
 
 pub use admin::AuditHashes;
 pub use error::ClientError;
@@ -29,3 +30,4 @@ pub use secrets::{ListOptions, Page, WriteOptions, Written};
 pub use slots::{AddedSlot, NewSlot};
 pub use stream::{Replies, Session};
 pub use tokens::{CreatedToken, TokenRequest};
+pub use webhooks::{AddedWebhook, NewWebhook};

@@ -24,6 +24,7 @@ mod reply;
 pub mod service;
 mod status;
 mod vault;
+pub mod webhook;
 
 pub use coffer_types::reply::{AuditReport, BindingView, PolicyListing, PolicySource, PolicyView};
 pub use error::{CoreError, Gate, Refusal};

@@ -14,3 +14,4 @@ pub mod slots;
 pub mod status;
 mod table;
 pub mod token;
+pub mod webhooks;

@@ -24,6 +24,7 @@ mod record;
 mod secret;
 mod state;
 mod tokens;
+mod webhooks;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use state::{RequestCount, Service, ServiceConfig};

@@ -67,6 +67,8 @@ pub struct Service {
     pub(super) materialized: std::sync::RwLock<std::collections::HashMap<Namespace, AtomicU64>>,
     /// Gate 0.
     pub(super) peers: crate::bounds::PeerGuard,
+    /// What the webhook delivery worker shares with the operations.
+    pub(super) webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
@@ -122,6 +124,7 @@ impl Service {
             counts: Counts::default(),
             materialized: Default::default(),
             peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
+            webhooks: Arc::default(),
         }
     }
 

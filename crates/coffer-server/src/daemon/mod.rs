@@ -38,6 +38,8 @@ pub struct Daemon {
     http: Option<JoinHandle<std::io::Result<()>>>,
     http_addr: Option<SocketAddr>,
     dir: Option<DataDir>,
+    /// The webhook delivery worker.
+    webhooks: Option<JoinHandle<()>>,
 }
 
 /// What the blocking part of starting makes.
@@ -147,6 +149,8 @@ impl Daemon {
             "coffer {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        let webhooks =
+            crate::webhook::spawn(service.clone(), config.webhooks.clone(), stopped.clone());
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,
@@ -162,6 +166,7 @@ impl Daemon {
             http,
             http_addr,
             dir: Some(dir),
+            webhooks: Some(webhooks),
         })
     }
 
@@ -187,6 +192,10 @@ impl Daemon {
     /// records, then the store is sealed and the audit log closed.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         let _ = self.stop.send(true);
+        // A round cut short is made again after the next start (deliveries are at least once).
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
         if let Some(sockets) = self.sockets.take()
             && let Err(e) = sockets.await
         {
@@ -219,6 +228,9 @@ impl Drop for Daemon {
         };
         let _ = self.stop.send(true);
         sockets.abort();
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
         if let Some(http) = self.http.take() {
             http.abort();
         }

@@ -57,6 +57,13 @@ pub struct Metrics {
     audit_free: Gauge,
     audit_records: Counter,
     audit_batches: Counter,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_pending: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -125,6 +132,19 @@ impl Metrics {
             "write(2) calls that appended audit records (records / writes is the mean batch)",
             audit_batches.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let webhook_pending = Gauge::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts since the daemon started, by outcome (delivered, \
+             retried: failed with a retry queued, failed: the last attempt failed)",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_pending",
+            "Webhook deliveries waiting for a retry",
+            webhook_pending.clone(),
+        );
         Self {
             registry,
             requests,
@@ -136,6 +156,8 @@ impl Metrics {
             audit_free,
             audit_records,
             audit_batches,
+            webhook_deliveries,
+            webhook_pending,
         }
     }
 
@@ -181,6 +203,15 @@ impl Metrics {
             self.audit_records.inner().store(records, Relaxed);
             self.audit_batches.inner().store(batches, Relaxed);
         }
+        let (outcomes, pending) = service.webhooks().counts();
+        for (outcome, n) in outcomes {
+            self.webhook_deliveries
+                .get_or_create(&OutcomeLabels { outcome })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.webhook_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");

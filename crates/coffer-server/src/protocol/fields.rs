@@ -316,6 +316,9 @@ fields! {
     orphan: bool = "true or false",
     accessor: String = "a string",
     display_name: String = "a string",
+    url: String = "a string",
+    events: Vec<String> = "a list of strings",
+    webhook: String = "a string",
 }
 
 /// Reads the fields of one request into `fields`.

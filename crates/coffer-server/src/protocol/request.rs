@@ -8,7 +8,9 @@
 //! defaults, what needs which capability) is the core's (`coffer_core::op`).
 
 use coffer_core::Operation;
-use coffer_core::op::{ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WriteOptions};
+use coffer_core::op::{
+    ListInput, MetadataChange, SecretOp, SpecInput, TokenInput, WebhookOp, WriteOptions,
+};
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
 use coffer_types::wire::{Action, UnsealWith};
@@ -91,6 +93,8 @@ fn takes(action: Action) -> FieldSet {
         Action::TokenRevoke => field_set!(accessor),
         Action::TokenLookup => field_set!(accessor),
         Action::AuditHash => field_set!(name, namespace),
+        Action::WebhookAdd => field_set!(url, events, namespace, prefix),
+        Action::WebhookRemove | Action::WebhookTest => field_set!(webhook),
         _ => FieldSet::EMPTY,
     }
 }
@@ -381,6 +385,20 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::AuditVerify => Operation::AuditVerify,
         Action::AuditAcknowledge => Operation::AuditAcknowledge,
+        Action::WebhookAdd => Operation::Webhook(WebhookOp::Add {
+            url: needs(f.url.take(), "url", action)?,
+            events: f.events.take().unwrap_or_default(),
+            namespace: f.namespace.take(),
+            prefix: f.prefix.take(),
+        }),
+        Action::WebhookList => Operation::Webhook(WebhookOp::List),
+        Action::WebhookRemove => Operation::Webhook(WebhookOp::Remove {
+            id: needs(f.webhook.take(), "webhook", action)?,
+        }),
+        Action::WebhookTest => Operation::Webhook(WebhookOp::Test {
+            id: needs(f.webhook.take(), "webhook", action)?,
+        }),
+        Action::WebhookStatus => Operation::Webhook(WebhookOp::Status),
         _ => return Err(invalid("this action is not available on the socket")),
     })
 }

@@ -1,0 +1,152 @@
+//! Gate 7 for the webhook operations (`sudo` on `sys/webhooks`, checked at gate 5): adding
+//! (the signing secret is answered once), listing, removing, a test delivery, and the
+//! deliveries' status. The definitions are kept in the store's own namespace
+//! (`crate::webhook::stored`); the delivery worker runs in the daemon beside the requests.
+
+use std::sync::Arc;
+
+use coffer_store::SecretStore;
+use coffer_types::webhook::WebhookStatus;
+use coffer_types::{EventAction, Namespace};
+
+use super::state::{Gated, Service, blocking, invalid, stored};
+use crate::access::Principal;
+use crate::op::WebhookOp;
+use crate::webhook::{self, MAX_WEBHOOKS, WebhookDef, Webhooks, stored as kept};
+use crate::{CoreError, Gate, Refusal, Reply};
+
+fn no_such_webhook() -> Refusal {
+    Refusal::at(
+        Gate::Store,
+        CoreError::Store(coffer_store::StoreError::NotFound("webhook")),
+    )
+}
+
+impl Service {
+    /// What the webhook delivery worker shares with the operations.
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
+    }
+
+    /// The store, for the daemon's own background work (the webhook delivery worker); never
+    /// for a request, which goes through [`Service::call`]. An error while sealed.
+    pub fn own_store(&self) -> Result<Arc<dyn SecretStore>, CoreError> {
+        self.vault.store()
+    }
+
+    pub(super) async fn webhook(&self, who: &Principal, op: WebhookOp) -> Gated<Reply> {
+        let store = self.store()?;
+        let actor = who.actor();
+        match op {
+            WebhookOp::Add {
+                url,
+                events,
+                namespace,
+                prefix,
+            } => {
+                webhook::check_url(&url).map_err(invalid)?;
+                for e in &events {
+                    if e.parse::<EventAction>().is_err() {
+                        return Err(invalid(format!(
+                            "unknown event type {:?}; expected one of {}",
+                            e.chars().take(40).collect::<String>(),
+                            EventAction::ALL
+                                .iter()
+                                .map(|a| a.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                }
+                if let Some(ns) = &namespace {
+                    Namespace::parse(ns)
+                        .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?;
+                }
+                if prefix.as_deref() == Some("") {
+                    return Err(invalid("an empty prefix: leave it out to take every name"));
+                }
+                let (reply, secret) = blocking(move || {
+                    let mut all = kept::load_webhooks(&store)?;
+                    if all.len() >= MAX_WEBHOOKS {
+                        return Err(CoreError::InvalidRequest(format!(
+                            "a store keeps at most {MAX_WEBHOOKS} webhooks"
+                        )));
+                    }
+                    let (def, secret) =
+                        WebhookDef::new(url, events, namespace, prefix, store.head())
+                            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
+                    let view = def.view();
+                    all.push(def);
+                    kept::save_webhooks(&store, &all, &actor)?;
+                    Ok((view, secret))
+                })
+                .await
+                .map_err(refused)?;
+                self.webhooks.wake();
+                Ok(Reply::WebhookAdded {
+                    webhook: Box::new(reply),
+                    secret,
+                })
+            }
+            WebhookOp::List => {
+                let all = blocking(move || kept::load_webhooks(&store))
+                    .await
+                    .map_err(stored)?;
+                Ok(Reply::Webhooks(all.iter().map(WebhookDef::view).collect()))
+            }
+            WebhookOp::Remove { id } => {
+                blocking(move || {
+                    let mut all = kept::load_webhooks(&store)?;
+                    let before = all.len();
+                    all.retain(|w| w.id != id);
+                    if all.len() == before {
+                        return Err(CoreError::Store(coffer_store::StoreError::NotFound(
+                            "webhook",
+                        )));
+                    }
+                    kept::save_webhooks(&store, &all, &actor)
+                })
+                .await
+                .map_err(stored)?;
+                self.webhooks.wake();
+                Ok(Reply::Done)
+            }
+            WebhookOp::Test { id } => {
+                let all = blocking(move || kept::load_webhooks(&store))
+                    .await
+                    .map_err(stored)?;
+                if !all.iter().any(|w| w.id == id) {
+                    return Err(no_such_webhook());
+                }
+                self.webhooks.test(id);
+                Ok(Reply::Done)
+            }
+            WebhookOp::Status => {
+                let (all, mut state) =
+                    blocking(move || Ok((kept::load_webhooks(&store)?, kept::load_state(&store)?)))
+                        .await
+                        .map_err(stored)?;
+                let status = all
+                    .iter()
+                    .map(|w| WebhookStatus {
+                        id: w.id.clone(),
+                        url: w.url.clone(),
+                        last: state.last.remove(&w.id),
+                        last_delivered: state.delivered.remove(&w.id),
+                        pending: state.queue.iter().filter(|q| q.webhook == w.id).count() as u64,
+                        failed: state.failed.remove(&w.id).unwrap_or_default(),
+                    })
+                    .collect();
+                Ok(Reply::WebhookStatus(status))
+            }
+        }
+    }
+}
+
+/// An invalid request as such, the rest as the store's.
+fn refused(error: CoreError) -> Refusal {
+    match error {
+        e @ CoreError::InvalidRequest(_) => Refusal::at(Gate::Validation, e),
+        e => stored(e),
+    }
+}
