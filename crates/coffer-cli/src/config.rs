@@ -91,6 +91,7 @@ pub struct FileConfig {
     tls_names: Option<Vec<String>>,
     no_tls: Option<bool>,
     webhook_retry_schedule: Option<String>,
+    webhooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
 }
 
 /// `[rate_limit]` in the file.
@@ -544,14 +545,23 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         audit_max_total_bytes,
         audit_reserve_bytes,
         http,
-        webhooks: webhook_settings(file.webhook_retry_schedule.as_deref())?,
+        webhooks: webhook_settings(file.webhook_retry_schedule.as_deref(), file.webhooks)?,
     })
 }
 
 /// The webhook settings: the retry schedule from `COFFER_WEBHOOK_RETRY_SCHEDULE`, else the
-/// file's `webhook_retry_schedule`, else Standard Webhooks' (a test and operator knob).
-fn webhook_settings(file: Option<&str>) -> anyhow::Result<coffer_core::webhook::WebhookSettings> {
-    let settings = coffer_core::webhook::WebhookSettings::default();
+/// file's `webhook_retry_schedule`, else Standard Webhooks' (a test and operator knob); the
+/// file's `[[webhooks]]`, checked.
+fn webhook_settings(
+    file: Option<&str>,
+    hooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
+) -> anyhow::Result<coffer_core::webhook::WebhookSettings> {
+    let mut settings = coffer_core::webhook::WebhookSettings::default();
+    settings.file = hooks.unwrap_or_default();
+    for hook in &settings.file {
+        hook.check()
+            .map_err(|e| anyhow::anyhow!("the configuration file's [[webhooks]]: {e}"))?;
+    }
     let var = std::env::var(coffer_core::webhook::RETRY_SCHEDULE_VAR)
         .ok()
         .filter(|v| !v.is_empty());

@@ -369,3 +369,54 @@ fn deliveries_queued_at_a_kill_arrive_after_the_restart() {
         &["crash-value-31c7", secret.strip_prefix("whsec_").unwrap()],
     );
 }
+
+#[test]
+fn a_webhook_of_the_configuration_file_signs_with_a_secret_from_the_store() {
+    let rx = Receiver::start("");
+    let conf = tempfile::tempdir().unwrap();
+    let file = conf.path().join("coffer.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "webhook_retry_schedule = \"0s,1s\"\n\n[[webhooks]]\nurl = \"{}\"\nevents = \
+             [\"secret.rotated\"]\nsecret_name = \"hooks/signing\"\n",
+            rx.url()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--config", file.to_str().unwrap()]);
+    // The file names the secret; its value (whsec_ and base64) is kept in the store.
+    let signing = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let out = d.cli(&["set", "hooks/signing"], signing.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.cli(&["set", "svc/token"], b"file-hook-value-1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.cli(&["secrets", "rotate", "svc/token"], b"file-hook-value-2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        eventually(LIMIT, || !rx.verified(signing).is_empty()),
+        "no delivery:\n{}",
+        d.log()
+    );
+    let got = rx.verified(signing);
+    assert!(got.iter().all(|g| g["verified"] == true), "{got:?}");
+    assert!(got.iter().all(|g| g["type"] == "secret.rotated"), "{got:?}");
+    let list: Value =
+        serde_json::from_str(&stdout(&d.cli(&["webhooks", "list", "--json"], b""))).unwrap();
+    assert_eq!(list[0]["id"], "file_1");
+    assert_eq!(list[0]["configured"], true);
+    let refused = d.cli(&["webhooks", "remove", "file_1"], b"");
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("configuration file"));
+    let b64 = signing.strip_prefix("whsec_").unwrap();
+    assert_absent(
+        "the bodies",
+        &rx.raw(),
+        &[b64, "file-hook-value-1", "file-hook-value-2"],
+    );
+    assert_absent(
+        "the daemon's log",
+        d.log().as_bytes(),
+        &[b64, "file-hook-value-2"],
+    );
+}

@@ -21,8 +21,12 @@ pub struct WebhookView {
     /// Only events whose name starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// When it was added.
+    /// When it was added (the epoch for one named in the configuration file).
     pub created: Timestamp,
+    /// Named in the configuration file (its signing secret is a secret in the store); it
+    /// is changed there, not with `coffer webhooks`.
+    #[serde(default)]
+    pub configured: bool,
 }
 
 /// One delivery attempt's outcome.

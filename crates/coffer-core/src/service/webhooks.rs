@@ -34,6 +34,11 @@ impl Service {
         self.vault.store()
     }
 
+    fn file_views(&self) -> Vec<coffer_types::webhook::WebhookView> {
+        let file = self.webhooks.configured();
+        file.iter().enumerate().map(|(i, w)| w.view(i)).collect()
+    }
+
     pub(super) async fn webhook(&self, who: &Principal, op: WebhookOp) -> Gated<Reply> {
         let store = self.store()?;
         let actor = who.actor();
@@ -92,9 +97,16 @@ impl Service {
                 let all = blocking(move || kept::load_webhooks(&store))
                     .await
                     .map_err(stored)?;
-                Ok(Reply::Webhooks(all.iter().map(WebhookDef::view).collect()))
+                let mut views: Vec<_> = all.iter().map(WebhookDef::view).collect();
+                views.extend(self.file_views());
+                Ok(Reply::Webhooks(views))
             }
             WebhookOp::Remove { id } => {
+                if self.file_views().iter().any(|v| v.id == id) {
+                    return Err(invalid(
+                        "this webhook is named in the configuration file; remove it there",
+                    ));
+                }
                 blocking(move || {
                     let mut all = kept::load_webhooks(&store)?;
                     let before = all.len();
@@ -115,7 +127,8 @@ impl Service {
                 let all = blocking(move || kept::load_webhooks(&store))
                     .await
                     .map_err(stored)?;
-                if !all.iter().any(|w| w.id == id) {
+                if !all.iter().any(|w| w.id == id) && !self.file_views().iter().any(|v| v.id == id)
+                {
                     return Err(no_such_webhook());
                 }
                 self.webhooks.test(id);
@@ -126,15 +139,15 @@ impl Service {
                     blocking(move || Ok((kept::load_webhooks(&store)?, kept::load_state(&store)?)))
                         .await
                         .map_err(stored)?;
-                let status = all
-                    .iter()
+                let views = all.iter().map(WebhookDef::view).chain(self.file_views());
+                let status = views
                     .map(|w| WebhookStatus {
-                        id: w.id.clone(),
                         url: w.url.clone(),
                         last: state.last.remove(&w.id),
                         last_delivered: state.delivered.remove(&w.id),
                         pending: state.queue.iter().filter(|q| q.webhook == w.id).count() as u64,
                         failed: state.failed.remove(&w.id).unwrap_or_default(),
+                        id: w.id,
                     })
                     .collect();
                 Ok(Reply::WebhookStatus(status))

@@ -16,7 +16,7 @@ use coffer_types::webhook::DeliveryView;
 use coffer_types::{Kind, Namespace, SecretName, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::WebhookDef;
+use super::def::WebhookDef;
 use crate::CoreError;
 
 const ENDPOINTS: &str = "webhooks/endpoints";

@@ -149,6 +149,7 @@ impl Daemon {
             "coffer {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        service.webhooks().configure(config.webhooks.file.clone());
         let webhooks =
             crate::webhook::spawn(service.clone(), config.webhooks.clone(), stopped.clone());
         let handler = Arc::new(CofferHandler::new(service.clone()));

@@ -143,11 +143,13 @@ async fn blocking<T: Send + 'static>(
 impl Worker {
     async fn round(&self) -> Result<Next, Away> {
         let service = Arc::clone(&self.service);
+        let file = self.settings.file.clone();
         // Read what the round needs, then let go of the store.
         let (defs, mut state, start, events, resync) = blocking(move || {
             let store = service.own_store().map_err(|_| Away::Sealed)?;
             let failed = |e: coffer_core::CoreError| Away::Failed(e.to_string());
-            let defs = stored::load_webhooks(&store).map_err(failed)?;
+            let mut defs = stored::load_webhooks(&store).map_err(failed)?;
+            defs.extend(coffer_core::webhook::resolve_all(&store, &file));
             let state = stored::load_state(&store).map_err(failed)?;
             let cursor = state.cursor.unwrap_or_else(|| store.head());
             match store.events(cursor, BATCH) {
