@@ -123,7 +123,11 @@ impl Drop for Receiver {
 }
 
 fn daemon(schedule: &str) -> Daemon {
-    let mut d = Daemon::new(&[]);
+    daemon_with(schedule, &[])
+}
+
+fn daemon_with(schedule: &str, args: &[&str]) -> Daemon {
+    let mut d = Daemon::new(args);
     d.env("COFFER_WEBHOOK_RETRY_SCHEDULE", schedule);
     d.spawn();
     d
@@ -247,7 +251,16 @@ fn deliveries_are_signed_filtered_and_hold_no_secret() {
 
 #[test]
 fn a_failing_endpoint_gets_the_delivery_on_the_third_attempt() {
-    let d = daemon("0s,1s,1s");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = daemon_with("0s,1s,1s", &["--http", &addr]);
+    // For the metrics (made first: its token.created event is before the webhooks).
+    let token = d.cli(&["token", "create", "--policy", "root", "--ttl", "1h"], b"");
+    let token = stdout(&token).trim().to_owned();
     let flaky = Receiver::start("500,500");
     let broken = Receiver::start("500*");
     let (flaky_id, flaky_secret) = add(&d, &[&flaky.url()]);
@@ -315,6 +328,21 @@ fn a_failing_endpoint_gets_the_delivery_on_the_third_attempt() {
         &[flaky.raw(), broken.raw()].concat(),
         &["retry-value-77aa", "retry-value-88bb"],
     );
+    // The metrics: two deliveries made, six attempts retried, one delivery failed.
+    let metrics = Command::new("curl")
+        .args(["-sS", "-H", &format!("X-Vault-Token: {token}")])
+        .arg(format!("http://{addr}/v1/sys/metrics?format=prometheus"))
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    for line in [
+        "coffer_webhook_deliveries_total{outcome=\"delivered\"} 2",
+        "coffer_webhook_deliveries_total{outcome=\"retried\"} 6",
+        "coffer_webhook_deliveries_total{outcome=\"failed\"} 1",
+        "coffer_webhook_pending 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
 }
 
 /// Deliveries that the receiver answered 2xx.
