@@ -556,8 +556,10 @@ fn webhook_settings(
     file: Option<&str>,
     hooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
 ) -> anyhow::Result<coffer_core::webhook::WebhookSettings> {
-    let mut settings = coffer_core::webhook::WebhookSettings::default();
-    settings.file = hooks.unwrap_or_default();
+    let settings = coffer_core::webhook::WebhookSettings {
+        file: hooks.unwrap_or_default(),
+        ..Default::default()
+    };
     for hook in &settings.file {
         hook.check()
             .map_err(|e| anyhow::anyhow!("the configuration file's [[webhooks]]: {e}"))?;

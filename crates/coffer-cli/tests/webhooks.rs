@@ -328,6 +328,44 @@ fn a_failing_endpoint_gets_the_delivery_on_the_third_attempt() {
         &[flaky.raw(), broken.raw()].concat(),
         &["retry-value-77aa", "retry-value-88bb"],
     );
+    // The same operations over HTTP: the list holds both webhooks and no secret; a plain
+    // http:// endpoint elsewhere is refused there too.
+    let http = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                &format!("X-Vault-Token: {token}"),
+            ])
+            .args(args)
+            .output()
+            .expect("curl runs (apt-get install curl)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = http(&[&format!("http://{addr}/v1/sys/coffer/webhooks")]);
+    assert!(listed.ends_with("\n200"), "{listed}");
+    assert!(
+        listed.contains(&flaky_id) && listed.contains(&broken_id),
+        "{listed}"
+    );
+    assert_absent(
+        "the HTTP list",
+        listed.as_bytes(),
+        &[flaky_secret.strip_prefix("whsec_").unwrap()],
+    );
+    let refused = http(&[
+        "-X",
+        "POST",
+        "-d",
+        r#"{"url":"http://example.com/x"}"#,
+        &format!("http://{addr}/v1/sys/coffer/webhooks"),
+    ]);
+    assert!(
+        refused.ends_with("\n400") && refused.contains("loopback"),
+        "{refused}"
+    );
     // The metrics: two deliveries made, six attempts retried, one delivery failed.
     let metrics = Command::new("curl")
         .args(["-sS", "-H", &format!("X-Vault-Token: {token}")])

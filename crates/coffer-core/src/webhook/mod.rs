@@ -232,6 +232,7 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_types::ChangeEvent;
 
     #[test]
     fn plain_http_only_to_loopback() {
@@ -264,5 +265,45 @@ mod tests {
                 .contains(&shown[6..])
         );
         assert!(def.sign("msg_1", 1, b"{}").unwrap().starts_with("v1,"));
+    }
+
+    fn event(revision: u64, namespace: &str, name: &str, action: &str) -> ChangeEvent {
+        ChangeEvent {
+            revision,
+            time: coffer_types::Timestamp::now(),
+            namespace: namespace.to_owned(),
+            name: Some(name.to_owned()),
+            version: None,
+            versions: Vec::new(),
+            action: action.parse().unwrap(),
+            actor: "uid:0".to_owned(),
+        }
+    }
+
+    #[test]
+    fn filters_take_their_events_only() {
+        let url = "https://x/".to_owned();
+        let all = WebhookDef::new(url.clone(), vec![], None, None, 5)
+            .unwrap()
+            .0;
+        let prod = WebhookDef::new(
+            url,
+            vec!["secret.rotated".into()],
+            Some("acme/prod".into()),
+            Some("db/".into()),
+            0,
+        )
+        .unwrap()
+        .0;
+        let own = event(9, coffer_types::Namespace::SYSTEM, "acc", "token.created");
+        assert!(all.takes(&own));
+        assert!(!prod.takes(&own));
+        // Only events after the webhook was added.
+        assert!(!all.takes(&event(5, "default", "a", "secret.written")));
+        assert!(prod.takes(&event(9, "acme/prod", "db/pw", "secret.rotated")));
+        assert!(prod.takes(&event(9, "acme/prod/eu", "db/pw", "secret.rotated")));
+        assert!(!prod.takes(&event(9, "acme/production", "db/pw", "secret.rotated")));
+        assert!(!prod.takes(&event(9, "acme/prod", "web/pw", "secret.rotated")));
+        assert!(!prod.takes(&event(9, "acme/prod", "db/pw", "secret.written")));
     }
 }

@@ -242,6 +242,7 @@ fn label_of(matched: &str) -> &'static str {
         }
         _ if path.starts_with("sys/policies") || path.starts_with("sys/policy") => "sys.policies",
         _ if path.starts_with("sys/coffer/audit") => "coffer.audit",
+        _ if path.starts_with("sys/coffer/webhooks") => "coffer.webhooks",
         _ if path.starts_with("auth/token") => "auth.token",
         _ => "other",
     }
