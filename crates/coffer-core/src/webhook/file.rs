@@ -39,7 +39,7 @@ impl FileWebhook {
 
     /// Checks it when the file is read: the endpoint, the event types, the names.
     pub fn check(&self) -> Result<(), String> {
-        super::check_url(&self.url)?;
+        super::url::check_url(&self.url)?;
         for e in &self.events {
             e.parse::<EventAction>()
                 .map_err(|_| format!("webhook {}: unknown event type {e:?}", self.url))?;
