@@ -486,3 +486,33 @@ fn a_webhook_of_the_configuration_file_signs_with_a_secret_from_the_store() {
         &[b64, "file-hook-value-2"],
     );
 }
+
+#[test]
+fn an_event_whose_delivery_was_in_flight_at_a_kill_arrives_after_the_restart() {
+    let mut d = daemon("0s,1s");
+    let rx = Receiver::start("hang");
+    let (_, secret) = add(&d, &[&rx.url()]);
+    let out = d.cli(&["set", "inflight/key"], b"inflight-value-9d02");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first attempt reached the receiver, which does not answer: the event is
+    // committed, not delivered, and its cursor not moved when the daemon is killed.
+    assert!(
+        eventually(LIMIT, || !rx.raw().is_empty()),
+        "no attempt:\n{}",
+        d.log()
+    );
+    d.kill9();
+    rx.plan("");
+    d.spawn();
+    assert!(
+        eventually(LIMIT, || rx_delivered(&rx.verified(&secret)) >= 1),
+        "not delivered after the restart:\n{}",
+        d.log()
+    );
+    let got = rx.verified(&secret);
+    assert!(got.iter().all(|g| g["verified"] == true), "{got:?}");
+    // The same message, first in flight, then delivered.
+    assert_eq!(got[0]["id"], got.last().unwrap()["id"], "{got:?}");
+    assert_eq!(got.last().unwrap()["data"]["name"], "inflight/key");
+    assert_absent("the bodies", &rx.raw(), &["inflight-value-9d02"]);
+}

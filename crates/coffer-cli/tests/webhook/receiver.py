@@ -4,13 +4,15 @@ base64, the status it answered) to DIR/received.jsonl.
 
 The plan: `500*` answers 500 to everything; otherwise a comma-separated list of statuses
 for the first attempts of each message (by webhook-id), 200 after them (empty: always 200).
-It is read again per request.
+It is read again per request. `hang` records a request (status 0), then answers
+nothing for 30 seconds.
 """
 
 import base64
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DIR = sys.argv[1]
@@ -23,6 +25,8 @@ def planned(n):
             plan = f.read().strip()
     except FileNotFoundError:
         plan = ""
+    if plan == "hang":
+        return 0
     if plan.endswith("*"):
         return int(plan[:-1])
     steps = [int(s) for s in plan.split(",") if s.strip()]
@@ -43,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
         }
         with open(os.path.join(DIR, "received.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
+        if status == 0:
+            time.sleep(30)
+            status = 200
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()

@@ -39,6 +39,8 @@ const PARALLEL: usize = 16;
 /// The longest wait between rounds when nothing is due (a safety net; the feed and the
 /// operations wake the worker).
 const IDLE: Duration = Duration::from_secs(30);
+/// The shortest wait between rounds with retries due.
+const MIN_WAIT: Duration = Duration::from_millis(20);
 /// The wait while the store is sealed or a round failed.
 const AWAY: Duration = Duration::from_secs(2);
 
@@ -78,7 +80,7 @@ pub fn spawn(
             }
             let wait = match worker.round().await {
                 Ok(Next::Now) => continue,
-                Ok(Next::At(due)) => due.map_or(IDLE, until).min(IDLE),
+                Ok(Next::At(due)) => due.map_or(IDLE, until).clamp(MIN_WAIT, IDLE),
                 Ok(Next::Idle) => IDLE,
                 Err(Away::Sealed) => AWAY,
                 Err(Away::Failed(e)) => {
@@ -149,9 +151,15 @@ impl Worker {
             let store = service.own_store().map_err(|_| Away::Sealed)?;
             let failed = |e: coffer_core::CoreError| Away::Failed(e.to_string());
             let mut defs = stored::load_webhooks(&store).map_err(failed)?;
+            // The first round ever starts with the events after the oldest webhook was
+            // added (one added just before it, then a change, misses nothing).
+            let first = defs.iter().map(|d| d.since).min();
             defs.extend(coffer_core::webhook::resolve_all(&store, &file));
             let state = stored::load_state(&store).map_err(failed)?;
-            let cursor = state.cursor.unwrap_or_else(|| store.head());
+            let head = store.head();
+            let cursor = state
+                .cursor
+                .unwrap_or_else(|| first.map_or(head, |f| f.min(head)));
             match store.events(cursor, BATCH) {
                 Ok(events) => Ok((defs, state, cursor, events, None)),
                 Err(StoreError::Resync { oldest, .. }) => {
@@ -201,10 +209,16 @@ impl Worker {
                 work.push(test_delivery(id, now));
             }
         }
-        // Retries now due; deliveries of webhooks since removed go.
-        state
-            .queue
-            .retain(|q| defs.iter().any(|d| d.id == q.webhook));
+        // Retries now due; the deliveries and outcomes of webhooks since removed go.
+        // (A webhook of the file whose secret cannot be read now keeps its deliveries.)
+        let file_ids: Vec<String> = (0..self.settings.file.len())
+            .map(coffer_core::webhook::FileWebhook::id)
+            .collect();
+        let known = |id: &String| defs.iter().any(|d| &d.id == id) || file_ids.contains(id);
+        state.queue.retain(|q| known(&q.webhook));
+        state.last.retain(|id, _| known(id));
+        state.delivered.retain(|id, _| known(id));
+        state.failed.retain(|id, _| known(id));
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.queue)
             .into_iter()
             .partition(|q| q.due <= now);
@@ -218,6 +232,14 @@ impl Worker {
                 .extend(work.drain(..).map(|q| Queued { due: at, ..q }));
         }
         work.extend(due);
+        let (work, waiting): (Vec<_>, Vec<_>) = work
+            .into_iter()
+            .partition(|q| defs.iter().any(|d| d.id == q.webhook));
+        // Deliveries of a file webhook whose secret cannot be read now wait a little.
+        let later = now.saturating_add_secs(AWAY.as_secs());
+        state
+            .queue
+            .extend(waiting.into_iter().map(|q| Queued { due: later, ..q }));
         let results = self.attempt_all(&defs, work).await;
         for (mut q, result) in results {
             if self.settle(&mut state, &mut q, result) {
