@@ -237,6 +237,13 @@ fn deliveries_are_signed_filtered_and_hold_no_secret() {
             "no {action} record"
         );
     }
+    // Each delivery attempt, the daemon's own work, has its record too.
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "webhook_deliver" && r["outcome"] == "ok"),
+        "no webhook_deliver record"
+    );
     let audit_text = serde_json::to_vec(&audit).unwrap();
     assert_absent("the audit log", &audit_text, &[secret_b64, value]);
     assert_absent("the bodies", &rx.raw(), &[secret_b64, value]);
@@ -309,6 +316,15 @@ fn a_failing_endpoint_gets_the_delivery_on_the_third_attempt() {
             .as_str()
             .unwrap()
             .contains("500")
+    );
+    let failed_records = d
+        .audit()
+        .iter()
+        .filter(|r| r["action"] == "webhook_deliver" && r["outcome"] == "error")
+        .count();
+    assert_eq!(
+        failed_records, 7,
+        "four failed attempts to one, three to the other"
     );
     let human = stdout(&d.cli(&["webhooks", "status"], b""));
     assert!(

@@ -96,6 +96,9 @@ string_enum! {
         WebhookTest = "webhook_test",
         /// How each webhook's deliveries stand.
         WebhookStatus = "webhook_status",
+        /// The daemon's own work: one attempt to deliver an event to a webhook (recorded,
+        /// never asked for).
+        WebhookDeliver = "webhook_deliver",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -140,7 +143,7 @@ impl Action {
     pub const fn on_socket(self) -> bool {
         !matches!(
             self,
-            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount
+            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount | Self::WebhookDeliver
         )
     }
 

@@ -242,6 +242,8 @@ impl Worker {
             .extend(waiting.into_iter().map(|q| Queued { due: later, ..q }));
         let results = self.attempt_all(&defs, work).await;
         for (mut q, result) in results {
+            let delivered = matches!(result, Ok(s) if (200..300).contains(&s));
+            self.service.record_delivery(&q.webhook, delivered).await;
             if self.settle(&mut state, &mut q, result) {
                 state.queue.push(q);
             }
