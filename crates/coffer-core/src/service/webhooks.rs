@@ -96,8 +96,7 @@ impl Service {
                 for e in &events {
                     if e.parse::<EventAction>().is_err() {
                         return Err(invalid(format!(
-                            "unknown event type {:?}; expected one of {}",
-                            e.chars().take(40).collect::<String>(),
+                            "an unknown event type in `events`; expected {}",
                             EventAction::ALL
                                 .iter()
                                 .map(|a| a.as_str())
@@ -113,7 +112,9 @@ impl Service {
                 if prefix.as_deref() == Some("") {
                     return Err(invalid("an empty prefix: leave it out to take every name"));
                 }
+                let hub = Arc::clone(&self.webhooks);
                 let (reply, secret) = blocking(move || {
+                    let _editing = hub.editing();
                     let mut all = kept::load_webhooks(&store)?;
                     if all.len() >= MAX_WEBHOOKS {
                         return Err(CoreError::InvalidRequest(format!(
@@ -145,12 +146,14 @@ impl Service {
                 Ok(Reply::Webhooks(views))
             }
             WebhookOp::Remove { id } => {
+                let hub = Arc::clone(&self.webhooks);
                 if self.file_views().iter().any(|v| v.id == id) {
                     return Err(invalid(
                         "this webhook is named in the configuration file; remove it there",
                     ));
                 }
                 blocking(move || {
+                    let _editing = hub.editing();
                     let mut all = kept::load_webhooks(&store)?;
                     let before = all.len();
                     all.retain(|w| w.id != id);

@@ -87,6 +87,7 @@ impl WebhookSettings {
 #[derive(Debug, Default)]
 pub struct Webhooks {
     file: std::sync::RwLock<Vec<FileWebhook>>,
+    editing: Mutex<()>,
     wake: tokio::sync::Notify,
     tests: Mutex<Vec<String>>,
     delivered: AtomicU64,
@@ -121,6 +122,14 @@ impl Webhooks {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Held while the stored webhooks are read and written back (two adds at once must not
+    /// lose one).
+    pub fn editing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.editing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Wakes the worker (webhooks changed, a test was asked for).

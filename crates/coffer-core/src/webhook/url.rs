@@ -29,10 +29,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
     let host = host_of(authority).ok_or("the webhook URL has no host")?;
     if !https && !is_loopback(host) {
-        return Err(format!(
+        return Err(
             "plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1, \
-             localhost); use https:// for {host}"
-        ));
+             localhost); use https:// for any other host"
+                .to_owned(),
+        );
     }
     Ok(())
 }
