@@ -47,8 +47,39 @@ struct Receiver {
 
 impl Receiver {
     fn start(plan: &str) -> Self {
-        need_standardwebhooks();
+        Self::start_in(tempfile::tempdir().unwrap(), plan)
+    }
+
+    /// An HTTPS receiver with a self-signed certificate (which no webhook trusts).
+    fn start_tls() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .expect("openssl runs (apt-get install openssl; scripts/test installs it)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        Self::start_in(dir, "")
+    }
+
+    fn start_in(dir: tempfile::TempDir, plan: &str) -> Self {
+        need_standardwebhooks();
         std::fs::write(dir.path().join("plan"), plan).unwrap();
         let child = Command::new("python3")
             .arg(script("receiver.py"))
@@ -300,7 +331,8 @@ fn a_failing_endpoint_gets_the_delivery_on_the_third_attempt() {
     assert!(
         eventually(LIMIT, || {
             status(&d).iter().any(|w| {
-                w["id"] == broken_id.as_str() && !w["failed"].as_array().unwrap().is_empty()
+                w["id"] == broken_id.as_str()
+                    && w["failed"].as_array().is_some_and(|f| !f.is_empty())
             })
         }),
         "never failed:\n{}",
@@ -531,4 +563,29 @@ fn an_event_whose_delivery_was_in_flight_at_a_kill_arrives_after_the_restart() {
     assert_eq!(got[0]["id"], got.last().unwrap()["id"], "{got:?}");
     assert_eq!(got.last().unwrap()["data"]["name"], "inflight/key");
     assert_absent("the bodies", &rx.raw(), &["inflight-value-9d02"]);
+}
+
+#[test]
+fn an_https_endpoint_is_verified_against_the_web_roots() {
+    let d = daemon("0s");
+    let rx = Receiver::start_tls();
+    let (id, _) = add(&d, &[&format!("https://127.0.0.1:{}/hook", rx.port)]);
+    let out = d.cli(&["set", "tls/key"], b"tls-value-4c1e");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A self-signed certificate: the one attempt fails in TLS, and nothing is posted.
+    assert!(
+        eventually(LIMIT, || status(&d).iter().any(
+            |w| w["id"] == id.as_str() && w["failed"].as_array().is_some_and(|f| !f.is_empty())
+        )),
+        "never failed:\n{}",
+        d.log()
+    );
+    let st = status(&d);
+    let error = st[0]["failed"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS") && error.contains("certificate"),
+        "{error}"
+    );
+    assert!(st[0]["failed"][0]["http_status"].is_null());
+    assert!(rx.raw().is_empty());
 }

@@ -5,12 +5,13 @@ base64, the status it answered) to DIR/received.jsonl.
 The plan: `500*` answers 500 to everything; otherwise a comma-separated list of statuses
 for the first attempts of each message (by webhook-id), 200 after them (empty: always 200).
 It is read again per request. `hang` records a request (status 0), then answers
-nothing for 30 seconds.
+nothing for 30 seconds. With DIR/cert.pem and DIR/key.pem it serves HTTPS with them.
 """
 
 import base64
 import json
 import os
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +60,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if os.path.exists(os.path.join(DIR, "cert.pem")):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(DIR, "cert.pem"), os.path.join(DIR, "key.pem"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(os.path.join(DIR, "port.tmp"), "w") as f:
     f.write(str(server.server_address[1]))
 os.rename(os.path.join(DIR, "port.tmp"), os.path.join(DIR, "port"))
