@@ -90,6 +90,8 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_names: Option<Vec<String>>,
     no_tls: Option<bool>,
+    webhook_retry_schedule: Option<String>,
+    webhooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
     events: Option<EventsText>,
 }
 
@@ -329,6 +331,8 @@ pub struct ServeConfig {
     pub audit_reserve_bytes: u64,
     /// The HTTP API, when it is served.
     pub http: Option<HttpListen>,
+    /// How webhook deliveries are made.
+    pub webhooks: coffer_core::webhook::WebhookSettings,
 }
 
 fn is_root() -> bool {
@@ -565,7 +569,32 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         audit_max_total_bytes,
         audit_reserve_bytes,
         http,
+        webhooks: webhook_settings(file.webhook_retry_schedule.as_deref(), file.webhooks)?,
     })
+}
+
+/// The webhook settings: the retry schedule from `COFFER_WEBHOOK_RETRY_SCHEDULE`, else the
+/// file's `webhook_retry_schedule`, else Standard Webhooks' (a test and operator knob); the
+/// file's `[[webhooks]]`, checked.
+fn webhook_settings(
+    file: Option<&str>,
+    hooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
+) -> anyhow::Result<coffer_core::webhook::WebhookSettings> {
+    let settings = coffer_core::webhook::WebhookSettings {
+        file: hooks.unwrap_or_default(),
+        ..Default::default()
+    };
+    for hook in &settings.file {
+        hook.check()
+            .map_err(|e| anyhow::anyhow!("the configuration file's [[webhooks]]: {e}"))?;
+    }
+    let var = std::env::var(coffer_core::webhook::RETRY_SCHEDULE_VAR)
+        .ok()
+        .filter(|v| !v.is_empty());
+    match var.as_deref().or(file) {
+        Some(text) => settings.with_schedule(text).map_err(anyhow::Error::msg),
+        None => Ok(settings),
+    }
 }
 
 /// Reads the policy file (refusing it with its line and reason) and the rate limits.

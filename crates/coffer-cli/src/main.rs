@@ -100,6 +100,9 @@ enum Command {
     /// Manage tokens for applications and services: create, list, revoke, renew, lookup.
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+    /// Signed webhooks that receive the change events: add, list, remove, test, status.
+    #[command(subcommand)]
+    Webhooks(cmd::webhooks::WebhooksCommand),
     /// The audit log: verify its chain, hash a name to search for, tail it.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         Command::Slots(command) => client(socket).and_then(|c| cmd::slots::run(&c, command)),
         Command::Policy(command) => client(socket).and_then(|c| cmd::policy::run(&c, command)),
         Command::Token(command) => client(socket).and_then(|c| cmd::token::run(&c, command)),
+        Command::Webhooks(command) => client(socket).and_then(|c| cmd::webhooks::run(&c, command)),
         Command::Audit(command) => {
             match client(socket).and_then(|c| cmd::audit::run(&c, command)) {
                 Ok(code) => return code,

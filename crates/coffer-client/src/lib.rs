@@ -21,6 +21,7 @@ pub mod slots;
 pub mod stream;
 pub mod tokens;
 pub mod watch;
+pub mod webhooks;
 
 pub use admin::AuditHashes;
 pub use error::ClientError;
@@ -31,3 +32,4 @@ pub use slots::{AddedSlot, NewSlot};
 pub use stream::{Replies, Session};
 pub use tokens::{CreatedToken, TokenRequest};
 pub use watch::WatchFrom;
+pub use webhooks::{AddedWebhook, NewWebhook};

@@ -26,6 +26,7 @@ pub mod service;
 mod status;
 mod vault;
 pub mod watch;
+pub mod webhook;
 
 pub use coffer_types::reply::{AuditReport, BindingView, PolicyListing, PolicySource, PolicyView};
 pub use error::{CoreError, Gate, Refusal};

@@ -108,4 +108,15 @@ pub enum Reply {
     AuditVerified(Box<AuditReport>),
     /// A gap acknowledged: the seq of the gap record (`None`: there was no gap).
     AuditAcknowledged(Option<u64>),
+    /// A webhook was added: its record, and its signing secret, shown this once.
+    WebhookAdded {
+        /// The webhook (without its secret).
+        webhook: Box<coffer_types::webhook::WebhookView>,
+        /// The signing secret (`whsec_...`).
+        secret: SecretBytes,
+    },
+    /// The webhooks (never their secrets).
+    Webhooks(Vec<coffer_types::webhook::WebhookView>),
+    /// How each webhook's deliveries stand.
+    WebhookStatus(Vec<coffer_types::webhook::WebhookStatus>),
 }

@@ -19,6 +19,7 @@ pub mod peer;
 pub mod protocol;
 mod slots;
 pub mod socket_dir;
+pub mod webhook;
 
 pub use daemon::{Daemon, DaemonConfig, DaemonError};
 pub use handler::{Flow, Handler, Limits, Replies};

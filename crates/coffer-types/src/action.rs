@@ -88,6 +88,19 @@ string_enum! {
         Metrics = "metrics",
         /// Which mount serves a path (the Vault CLIs ask before each `kv` command).
         Mount = "mount",
+        /// Add a webhook (its signing secret is shown once).
+        WebhookAdd = "webhook_add",
+        /// The webhooks (never their secrets).
+        WebhookList = "webhook_list",
+        /// Remove a webhook.
+        WebhookRemove = "webhook_remove",
+        /// Send a webhook a test delivery now.
+        WebhookTest = "webhook_test",
+        /// How each webhook's deliveries stand.
+        WebhookStatus = "webhook_status",
+        /// The daemon's own work: one attempt to deliver an event to a webhook (recorded,
+        /// never asked for).
+        WebhookDeliver = "webhook_deliver",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -95,7 +108,8 @@ string_enum! {
         namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
-        audit_verify, audit_acknowledge, patch";
+        audit_verify, audit_acknowledge, patch, webhook_add, webhook_list, webhook_remove, \
+        webhook_test, webhook_status";
 }
 
 impl Action {
@@ -121,6 +135,8 @@ impl Action {
                 | Self::AuditVerify
                 | Self::Metrics
                 | Self::Mount
+                | Self::WebhookList
+                | Self::WebhookStatus
         )
     }
 
@@ -129,7 +145,7 @@ impl Action {
     pub const fn on_socket(self) -> bool {
         !matches!(
             self,
-            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount
+            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount | Self::WebhookDeliver
         )
     }
 

@@ -22,6 +22,7 @@ mod slot;
 mod target;
 mod time;
 mod version;
+pub mod webhook;
 pub mod wire;
 
 pub use action::{Action, UnknownAction};

@@ -15,3 +15,4 @@ pub mod status;
 mod table;
 pub mod token;
 pub mod watch;
+pub mod webhooks;

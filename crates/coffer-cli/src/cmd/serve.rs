@@ -203,6 +203,7 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
         access: cfg.access,
         audit,
         http: cfg.http,
+        webhooks: cfg.webhooks,
     }
 }
 

@@ -10,6 +10,7 @@
 //! the admin operations' checks in the service's `admin` module.
 
 pub mod secret;
+pub mod webhook;
 
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
@@ -17,6 +18,7 @@ use coffer_types::wire::UnsealWith;
 use coffer_types::{Action, Namespace, Parsed, SlotKind, Target};
 
 pub use secret::{MetadataChange, RotationInput, SecretOp, SpecInput, WriteOptions};
+pub use webhook::WebhookOp;
 
 /// What a request asks of the core.
 #[derive(Debug)]
@@ -146,6 +148,8 @@ pub enum Operation {
     /// May the caller read the daemon's metrics (`read` on `sys/metrics`)? The listener
     /// that serves them renders them after this passes.
     Metrics,
+    /// Something done to the webhooks (`sudo` on `sys/webhooks`).
+    Webhook(WebhookOp),
     /// Follow the change events the caller may see.
     Watch(WatchInput),
 }
@@ -304,6 +308,7 @@ impl Operation {
             Self::AuditVerify => Action::AuditVerify,
             Self::AuditAcknowledge => Action::AuditAcknowledge,
             Self::Metrics => Action::Metrics,
+            Self::Webhook(op) => op.action(),
             Self::Watch(_) => Action::Watch,
         }
     }

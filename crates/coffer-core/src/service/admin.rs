@@ -210,6 +210,7 @@ impl Service {
                 Ok(Reply::AuditAcknowledged(seq))
             }
             Operation::Metrics => Ok(Reply::Done),
+            Operation::Webhook(op) => self.webhook(who, op).await,
             Operation::TokenCreate(_)
             | Operation::TokenList
             | Operation::TokenRevoke { .. }

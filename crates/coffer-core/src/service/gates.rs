@@ -556,6 +556,7 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
             (Sudo, "sys/audit")
         }
         Operation::Metrics => (Read, "sys/metrics"),
+        Operation::Webhook(_) => (Sudo, "sys/webhooks"),
         _ => return None,
     })
 }

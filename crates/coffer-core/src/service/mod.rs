@@ -27,6 +27,7 @@ mod secret;
 mod state;
 mod tokens;
 mod watch;
+mod webhooks;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use crate::schedule::RotationStats;

@@ -328,7 +328,7 @@ impl Service {
     }
 
     /// The next request's id, `<prefix>-<n in hex>`, written into `buf` (no allocation).
-    fn request_id<'b>(&self, buf: &'b mut RequestId) -> &'b str {
+    pub(super) fn request_id<'b>(&self, buf: &'b mut RequestId) -> &'b str {
         use std::io::Write as _;
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let mut at = std::io::Cursor::new(&mut buf.0[..]);
@@ -341,7 +341,7 @@ impl Service {
 }
 
 /// Room for a request id on the stack.
-struct RequestId([u8; 48]);
+pub(super) struct RequestId([u8; 48]);
 
 impl Default for RequestId {
     fn default() -> Self {

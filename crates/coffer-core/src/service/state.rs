@@ -76,6 +76,8 @@ pub struct Service {
     pub(super) ending: tokio::sync::watch::Sender<bool>,
     /// The rotation schedule and its counters.
     pub(super) rotation: crate::schedule::Rotation,
+    /// What the webhook delivery worker shares with the operations.
+    pub(super) webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 pub(super) type Gated<T> = Result<T, Refusal>;
@@ -134,6 +136,7 @@ impl Service {
             watchers: Arc::default(),
             ending: tokio::sync::watch::Sender::new(false),
             rotation: Default::default(),
+            webhooks: Arc::default(),
         }
     }
 

@@ -102,6 +102,8 @@ pub struct DaemonConfig {
     pub audit: Option<AuditConfig>,
     /// The HTTP API, when served.
     pub http: Option<HttpListen>,
+    /// How webhook deliveries are made (retry schedule, time limit).
+    pub webhooks: coffer_core::webhook::WebhookSettings,
 }
 
 impl DaemonConfig {
@@ -125,6 +127,7 @@ impl DaemonConfig {
             pcrs: PcrPolicy::default(),
             access: AccessConfig::default(),
             http: None,
+            webhooks: coffer_core::webhook::WebhookSettings::default(),
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Daemon {
     http: Option<JoinHandle<std::io::Result<()>>>,
     http_addr: Option<SocketAddr>,
     dir: Option<DataDir>,
+    /// The webhook delivery worker.
+    webhooks: Option<JoinHandle<()>>,
 }
 
 /// What the blocking part of starting makes.
@@ -149,6 +151,9 @@ impl Daemon {
         );
         tokio::spawn(keep_events(service.clone(), stopped.clone()));
         service.start_rotations(stop.subscribe());
+        service.webhooks().configure(config.webhooks.file.clone());
+        let webhooks =
+            crate::webhook::spawn(service.clone(), config.webhooks.clone(), stopped.clone());
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,
@@ -164,6 +169,7 @@ impl Daemon {
             http,
             http_addr,
             dir: Some(dir),
+            webhooks: Some(webhooks),
         })
     }
 
@@ -190,6 +196,10 @@ impl Daemon {
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         let _ = self.stop.send(true);
         self.service.end_watches();
+        // A round cut short is made again after the next start (deliveries are at least once).
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
         if let Some(sockets) = self.sockets.take()
             && let Err(e) = sockets.await
         {
@@ -240,6 +250,9 @@ impl Drop for Daemon {
         };
         let _ = self.stop.send(true);
         sockets.abort();
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
         if let Some(http) = self.http.take() {
             http.abort();
         }

@@ -67,6 +67,8 @@ pub struct Metrics {
     watchers: Gauge,
     rotations: Family<OutcomeLabels, Counter>,
     rotation_next_due: Gauge,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -158,6 +160,19 @@ impl Metrics {
             "Seconds until the next scheduled rotation is due (0: due now; -1: none scheduled)",
             rotation_next_due.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let webhook_pending = Gauge::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts since the daemon started, by outcome (delivered, \
+             retried: failed with a retry queued, failed: the last attempt failed)",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_pending",
+            "Webhook deliveries waiting for a retry",
+            webhook_pending.clone(),
+        );
         Self {
             rotations,
             rotation_next_due,
@@ -173,6 +188,8 @@ impl Metrics {
             audit_batches,
             event_revision,
             watchers,
+            webhook_deliveries,
+            webhook_pending,
         }
     }
 
@@ -239,6 +256,15 @@ impl Metrics {
                     .saturating_sub(coffer_types::Timestamp::now().as_millis());
                 ms.max(0).div_euclid(1000)
             }));
+        let (outcomes, pending) = service.webhooks().counts();
+        for (outcome, n) in outcomes {
+            self.webhook_deliveries
+                .get_or_create(&OutcomeLabels { outcome })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.webhook_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");
@@ -269,6 +295,7 @@ fn label_of(matched: &str) -> &'static str {
         }
         _ if path.starts_with("sys/policies") || path.starts_with("sys/policy") => "sys.policies",
         _ if path.starts_with("sys/coffer/audit") => "coffer.audit",
+        _ if path.starts_with("sys/coffer/webhooks") => "coffer.webhooks",
         _ if path.starts_with("auth/token") => "auth.token",
         _ => "other",
     }

@@ -19,6 +19,7 @@ mod state;
 mod sys;
 pub mod tls;
 mod token;
+mod webhooks;
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use coffer_core::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -105,6 +106,13 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/sys/coffer/audit/hash",
             post(sys::audit_hash).put(sys::audit_hash),
         )
+        .route(
+            "/v1/sys/coffer/webhooks",
+            get(webhooks::list).post(webhooks::add).put(webhooks::add),
+        )
+        .route("/v1/sys/coffer/webhooks/status", get(webhooks::status))
+        .route("/v1/sys/coffer/webhooks/{id}", delete(webhooks::remove))
+        .route("/v1/sys/coffer/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::mount_of))
         .route(
             "/v1/sys/events/subscribe/{*event_type}",

@@ -341,6 +341,9 @@ fields! {
     accessor: String = "a string",
     display_name: String = "a string",
     since: u64 = "a revision (a whole number)",
+    url: String = "a string",
+    events: Vec<String> = "a list of strings",
+    webhook: String = "a string",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -10,7 +10,7 @@
 use coffer_core::Operation;
 use coffer_core::op::{
     ListInput, MetadataChange, RotationInput, SecretOp, SpecInput, TokenInput, WatchInput,
-    WriteOptions,
+    WebhookOp, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
@@ -103,6 +103,8 @@ fn takes(action: Action) -> FieldSet {
         Action::TokenLookup => field_set!(accessor),
         Action::AuditHash => field_set!(name, namespace),
         Action::Watch => field_set!(namespace, prefix, since),
+        Action::WebhookAdd => field_set!(url, events, namespace, prefix),
+        Action::WebhookRemove | Action::WebhookTest => field_set!(webhook),
         _ => FieldSet::EMPTY,
     }
 }
@@ -424,6 +426,20 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             since: f.since.take(),
             subscription: None,
         }),
+        Action::WebhookAdd => Operation::Webhook(WebhookOp::Add {
+            url: needs(f.url.take(), "url", action)?,
+            events: f.events.take().unwrap_or_default(),
+            namespace: f.namespace.take(),
+            prefix: f.prefix.take(),
+        }),
+        Action::WebhookList => Operation::Webhook(WebhookOp::List),
+        Action::WebhookRemove => Operation::Webhook(WebhookOp::Remove {
+            id: needs(f.webhook.take(), "webhook", action)?,
+        }),
+        Action::WebhookTest => Operation::Webhook(WebhookOp::Test {
+            id: needs(f.webhook.take(), "webhook", action)?,
+        }),
+        Action::WebhookStatus => Operation::Webhook(WebhookOp::Status),
         _ => return Err(invalid("this action is not available on the socket")),
     })
 }

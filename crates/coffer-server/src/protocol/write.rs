@@ -105,6 +105,16 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             secret_string(out, token);
         }
         Reply::Tokens(all) => ok_with(out, "tokens", all),
+        Reply::Webhooks(all) => ok_with(out, "webhooks", all),
+        Reply::WebhookStatus(all) => ok_with(out, "webhooks", all),
+        Reply::WebhookAdded { webhook, secret } => {
+            // The record first: the buffer may grow for it, but not once the secret is in.
+            ok_with(out, "webhook", webhook);
+            let need = 24 + secret_len(secret) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            out.extend_from_slice(b",\"signing_secret\":");
+            secret_string(out, secret);
+        }
         Reply::TokenInfo(record) => ok_with(out, "token_info", record),
         Reply::TokensRevoked(accessors) => ok_with(out, "revoked_tokens", accessors),
         Reply::AuditHash { name, namespace } => {

@@ -56,6 +56,8 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     scan_page: usize,
     /// Seals and opens the event feed's rows.
     sealer: feed::Sealer,
+    /// Held while a namespace is created.
+    creating: std::sync::Mutex<()>,
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -171,6 +173,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let sealer = feed::Sealer::new(&master);
         Ok(Self {
             sealer,
+            creating: std::sync::Mutex::new(()),
             backend,
             master,
             index,
@@ -386,6 +389,14 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     }
 
     fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
+        // One creation at a time, checked again under the lock: two callers racing to make
+        // the same namespace (the access loader and the rotation scheduler at unseal, both
+        // making the store's own) must not see the loser's `Conflict` before the winner's
+        // namespace is usable.
+        let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.has_namespace(namespace) {
+            return Err(StoreError::Conflict("the namespace already exists"));
+        }
         let id = self.namespace_id(namespace);
         let key = NamespaceKey::generate().map_err(StoreError::Crypto)?;
         let row = NamespaceRow {
