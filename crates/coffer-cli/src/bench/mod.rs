@@ -11,14 +11,15 @@
 //! which writes straight into the temporary data directory: a million secrets in about a
 //! minute, where sets through the socket would take many.
 
+mod child;
 mod fill;
 mod load;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -26,6 +27,7 @@ use coffer_crypto::SecretBytes;
 use coffer_server::floor::FloorHandler;
 
 use crate::config::parse_duration;
+use child::{spawn, wait_for};
 use load::{Mode, Outcome, Workload};
 
 /// Options of `coffer bench`.
@@ -107,48 +109,6 @@ enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         threads: usize,
     },
-}
-
-/// A child process killed when dropped.
-struct Spawned(Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // SIGTERM first so the daemon removes its socket; then make sure.
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> anyhow::Result<Spawned> {
-    let exe = std::env::current_exe().context("cannot find the coffer binary")?;
-    let child = Command::new(exe)
-        .args(args)
-        .env("COFFER_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("cannot start a child process")?;
-    Ok(Spawned(child))
-}
-
-fn wait_for(socket: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("nothing answered at {} within 15 s", socket.display())
 }
 
 fn workload(name: &str, args: &BenchArgs) -> anyhow::Result<(Workload, bool)> {

@@ -48,7 +48,7 @@ pub fn run(args: &WatchBenchArgs) -> anyhow::Result<()> {
         None => {
             let socket = tmp.path().join("coffer.sock");
             let data = tmp.path().join("data");
-            let daemon = super::spawn(&[
+            let daemon = super::child::spawn(&[
                 "serve",
                 "--data-dir",
                 &data.to_string_lossy(),
@@ -58,7 +58,7 @@ pub fn run(args: &WatchBenchArgs) -> anyhow::Result<()> {
             (Some(daemon), socket)
         }
     };
-    super::wait_for(&socket)?;
+    super::child::wait_for(&socket)?;
     let client = Client::new(&socket).with_timeout(Duration::from_secs(30));
     let ready = Arc::new(Barrier::new(args.watchers + 1));
     let mut watchers = Vec::new();

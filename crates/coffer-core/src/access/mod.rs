@@ -22,6 +22,8 @@ pub mod policy;
 pub mod rate;
 pub mod review;
 mod system;
+
+pub(crate) use system::ensure_namespace as ensure_system_namespace;
 pub mod token;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

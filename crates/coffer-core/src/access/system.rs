@@ -28,7 +28,9 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
     }
 }
 
-fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
+/// The store's own namespace, made when missing (webhooks and rotation records live there
+/// too).
+pub(crate) fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
     let ns = Namespace::system();
     if !store.has_namespace(&ns) {
         // The store's own namespace is bookkeeping, not a change anyone watches.

@@ -64,16 +64,7 @@ struct Filed {
     name: String,
 }
 
-fn ensure_system(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
-    let ns = Namespace::system();
-    if !store.has_namespace(&ns) {
-        match store.create_namespace(&ns, Change::by(ACTOR).quiet()) {
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(ns)
-}
+use crate::access::ensure_system_namespace as ensure_system;
 
 /// Reads every schedule record: the secrets that have (or had) a policy.
 fn filed(store: &Arc<dyn SecretStore>) -> Result<Vec<(SecretName, CacheKey)>, CoreError> {

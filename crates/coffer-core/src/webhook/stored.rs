@@ -13,7 +13,9 @@ use std::sync::Arc;
 use coffer_crypto::SecretBytes;
 use coffer_store::{Change, SecretStore, StoreError, Write};
 use coffer_types::webhook::DeliveryView;
-use coffer_types::{Kind, Namespace, SecretName, Timestamp};
+use coffer_types::{Kind, SecretName, Timestamp};
+
+use crate::access::ensure_system_namespace as ensure_namespace;
 use serde::{Deserialize, Serialize};
 
 use super::def::WebhookDef;
@@ -68,17 +70,6 @@ pub struct DeliveryState {
 
 fn name(text: &str) -> Result<SecretName, CoreError> {
     SecretName::parse(text).map_err(CoreError::from)
-}
-
-fn ensure_namespace(store: &Arc<dyn SecretStore>) -> Result<Namespace, CoreError> {
-    let ns = Namespace::system();
-    if !store.has_namespace(&ns) {
-        match store.create_namespace(&ns, Change::by("coffer").quiet()) {
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(ns)
 }
 
 fn read<T: for<'de> Deserialize<'de> + Default>(
