@@ -325,3 +325,69 @@ fn events_head(daemon: &Daemon) -> u64 {
     let (_, head) = watch(&daemon.client(), WatchFrom::default());
     head
 }
+
+#[test]
+fn one_caller_cannot_take_every_watcher_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&[]);
+    let rules = dir.path().join("list.toml");
+    std::fs::write(
+        &rules,
+        "rules = [{ path = \"default/*\", capabilities = [\"list\"] }]\n",
+    )
+    .unwrap();
+    let out = daemon.cli(&["policy", "put", "lister", rules.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = daemon.cli(
+        &["token", "create", "--policy", "lister", "--ttl", "1h"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_owned();
+    let with_token = Client::new(&daemon.socket)
+        .with_token(coffer_crypto::SecretBytes::copy_from(token.as_bytes()));
+    let limit = coffer_core::watch::MAX_WATCHERS_PER_CALLER as usize;
+    let mut held: Vec<_> = (0..limit)
+        .map(|_| watch(&with_token, WatchFrom::default()).0)
+        .collect();
+    let refused = with_token.watch(&WatchFrom::default()).unwrap().next();
+    match refused {
+        Some(Err(coffer_client::ClientError::Refused { code, .. })) => {
+            assert_eq!(code, coffer_types::ErrorCode::RateLimited)
+        }
+        other => panic!("watch {} was not refused: {other:?}", limit + 1),
+    }
+    // Root is not held to the caller's share, and a place given back is taken again.
+    let _root = watch(&daemon.client(), WatchFrom::default());
+    held.pop();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        matches!(
+            with_token.watch(&WatchFrom::default()).unwrap().next(),
+            Some(Ok(WatchLine::Started { .. }))
+        )
+    }));
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_still_gets_the_stream() {
+    use std::io::Write;
+    let daemon = Daemon::start(&[]);
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(br#"{"action":"watch"}"#).unwrap();
+    // As a one-shot client may: no more writing, still reading.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+    set(&daemon, "default", "half/closed", "v");
+    let event = loop {
+        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if line.get("heartbeat").is_none() {
+            break line;
+        }
+    };
+    assert_eq!(event["name"], "half/closed", "{event}");
+}

@@ -23,29 +23,70 @@ use crate::vault::Vault;
 /// Most events read from the feed at a time.
 const BATCH: usize = 512;
 
-/// Counts watchers connected while they live (a metric).
+/// Watchers at once, over every listener. An HTTP event subscription leaves its connection
+/// slot when it becomes a WebSocket, so the connection limits do not bound them: this does.
+pub const MAX_WATCHERS: u64 = 1024;
+
+/// Watchers one caller (a uid, a token) may hold at once, unless it holds everything: so one
+/// caller cannot take every place.
+pub const MAX_WATCHERS_PER_CALLER: u32 = 64;
+
+/// Counts watchers while they live: in all (a metric, and [`MAX_WATCHERS`]) and per caller.
 #[derive(Debug, Default)]
-pub struct WatcherCount(AtomicI64);
+pub struct WatcherCount {
+    total: AtomicI64,
+    by_caller: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
 
 impl WatcherCount {
     /// Watchers connected now.
     pub fn get(&self) -> u64 {
-        u64::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(0)
+        u64::try_from(self.total.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// A place for one more watcher of `caller` (held to [`MAX_WATCHERS_PER_CALLER`] when
+    /// `limited`); `None` when the places are taken.
+    pub(crate) fn take(self: &Arc<Self>, caller: String, limited: bool) -> Option<Counted> {
+        let mut by = self
+            .by_caller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = by.entry(caller.clone()).or_insert(0);
+        if self.get() >= MAX_WATCHERS || (limited && *mine >= MAX_WATCHERS_PER_CALLER) {
+            if *mine == 0 {
+                by.remove(&caller);
+            }
+            return None;
+        }
+        *mine += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(Counted {
+            count: self.clone(),
+            caller,
+        })
     }
 }
 
-struct Counted(Arc<WatcherCount>);
-
-impl Counted {
-    fn new(count: &Arc<WatcherCount>) -> Self {
-        count.0.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
-    }
+/// One watcher's place, given back when it is dropped.
+pub(crate) struct Counted {
+    count: Arc<WatcherCount>,
+    caller: String,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        let mut by = self
+            .count
+            .by_caller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = by.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by.remove(&self.caller);
+            }
+        }
+        self.count.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -55,8 +96,8 @@ pub(crate) struct Signals {
     pub wake: tokio::sync::watch::Receiver<u64>,
     /// Turns true when the daemon stops.
     pub ending: tokio::sync::watch::Receiver<bool>,
-    /// The count the watcher is one of while it lives.
-    pub count: Arc<WatcherCount>,
+    /// The watcher's place in the count, while it lives.
+    pub place: Counted,
 }
 
 /// Which events a watcher wants.
@@ -107,7 +148,7 @@ impl Watcher {
         let Signals {
             wake,
             ending,
-            count,
+            place,
         } = signals;
         let unconditional = access.unconditional(&who);
         Self {
@@ -119,7 +160,7 @@ impl Watcher {
             at,
             wake,
             ending,
-            _counted: Counted::new(&count),
+            _counted: place,
         }
     }
 

@@ -60,6 +60,27 @@ impl<'a> Replies<'a> {
         self.buf
     }
 
+    /// Resolves when the client has closed its end (or the connection failed): what a
+    /// stream waits on beside its next reply, so a vanished client ends it at once. Bytes
+    /// the client sends meanwhile are read and dropped. Never resolves without a stream.
+    pub async fn peer_closed(&mut self) {
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return std::future::pending().await;
+        };
+        let mut scratch = [0u8; 256];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Sends the reply built so far and starts the next; false when the client is gone
     /// (or too slow to take it within the request timeout).
     pub async fn send(&mut self) -> bool {

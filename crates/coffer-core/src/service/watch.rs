@@ -10,15 +10,13 @@ use crate::access::Principal;
 use crate::watch::{Signals, Watcher};
 use crate::{CoreError, Gate, Refusal, Reply};
 
-/// Watchers at once, over every listener. An HTTP event subscription leaves its connection
-/// slot when it becomes a WebSocket, so the connection limits do not bound them: this does.
-pub const MAX_WATCHERS: u64 = 1024;
-
 impl Service {
     pub(super) async fn watch(&self, who: &Principal, work: WatchWork) -> Gated<Reply> {
-        if self.watchers.get() >= MAX_WATCHERS {
-            return Err(Refusal::at(Gate::RateLimit, CoreError::RateLimited));
-        }
+        let limited = !self.access.unconditional(who);
+        let place = self
+            .watchers
+            .take(who.actor(), limited)
+            .ok_or(Refusal::at(Gate::RateLimit, CoreError::RateLimited))?;
         let WatchWork {
             store,
             scope,
@@ -45,7 +43,7 @@ impl Service {
             Signals {
                 wake,
                 ending: self.ending.subscribe(),
-                count: self.watchers.clone(),
+                place,
             },
         ))))
     }

@@ -95,7 +95,9 @@ async fn send_cloudevents(mut socket: WebSocket, mut w: Box<Watcher>, pattern: S
             },
         };
         let sent = match next {
-            Ok(events) if events.is_empty() => socket.send(Message::Ping(Vec::new().into())).await,
+            Ok(events) if events.is_empty() => {
+                send(&mut socket, Message::Ping(Vec::new().into())).await
+            }
             Ok(events) => {
                 let mut result = Ok(());
                 for e in events {
@@ -104,7 +106,7 @@ async fn send_cloudevents(mut socket: WebSocket, mut w: Box<Watcher>, pattern: S
                         continue;
                     }
                     let text = cloudevent(&e, &kind).to_string();
-                    result = socket.send(Message::Text(text.into())).await;
+                    result = send(&mut socket, Message::Text(text.into())).await;
                     if result.is_err() {
                         break;
                     }
@@ -125,6 +127,15 @@ async fn send_cloudevents(mut socket: WebSocket, mut w: Box<Watcher>, pattern: S
         if sent.is_err() {
             return;
         }
+    }
+}
+
+/// Sends one message, within [`HEARTBEAT`]: a subscriber that does not read ends its
+/// subscription rather than holding a watcher for ever.
+async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match tokio::time::timeout(HEARTBEAT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
     }
 }
 

@@ -29,8 +29,24 @@ pub(super) async fn stream(mut watcher: Box<Watcher>, replies: &mut Replies<'_>)
     if !replies.send().await {
         return;
     }
+    let mut reading = true;
     loop {
-        match watcher.next(HEARTBEAT).await {
+        let next = if reading {
+            tokio::select! {
+                next = watcher.next(HEARTBEAT) => next,
+                // End of the client's input: it closed (the watcher, and its place, go now,
+                // not at the next heartbeat), or it only shut its writing half and still
+                // reads (as a one-shot client may). A heartbeat now tells which: a send to a
+                // closed socket fails at once.
+                () = replies.peer_closed() => {
+                    reading = false;
+                    Ok(Vec::new())
+                }
+            }
+        } else {
+            watcher.next(HEARTBEAT).await
+        };
+        match next {
             Ok(events) if events.is_empty() => {
                 line(
                     replies.buf(),
