@@ -381,7 +381,7 @@ fn previous_is_refused_outside_the_grace_period_and_input_is_checked() {
     );
     refused(
         br#"{"action":"generate","name":"a","rotate_every":"1h","rotate_command":"/nonexistent/hook"}"#,
-        "existing file",
+        "absolute path",
     );
     let not_exec = daemon.root.path().join("plain.txt");
     std::fs::write(&not_exec, "x").unwrap();
@@ -391,7 +391,7 @@ fn previous_is_refused_outside_the_grace_period_and_input_is_checked() {
             not_exec.display()
         )
         .as_bytes(),
-        "executable",
+        "absolute path",
     );
     refused(
         br#"{"action":"generate","name":"a","rotate_grace":"1h"}"#,
@@ -402,4 +402,50 @@ fn previous_is_refused_outside_the_grace_period_and_input_is_checked() {
     // The CLI parses durations as the daemon does.
     let out = daemon.cli(&["secrets", "generate", "b", "--rotate-every", "soon"], b"");
     assert!(!out.status.success());
+}
+
+#[test]
+fn naming_a_hook_needs_sudo_and_a_file_only_root_may_change() {
+    let daemon = Daemon::start(&[]);
+    let hook = script(daemon.root.path(), "ok.sh", "exit 0\n");
+    let rules = daemon.root.path().join("gen.toml");
+    std::fs::write(
+        &rules,
+        "rules = [{ path = \"default/*\", capabilities = [\"generate\", \"rotate\"] }]\n",
+    )
+    .unwrap();
+    let out = daemon.cli(&["policy", "put", "gen", rules.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = daemon.cli(&["token", "create", "--policy", "gen", "--ttl", "1h"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_owned();
+    let with_token = |request: Value| {
+        let mut request = request;
+        request["token"] = Value::String(token.clone());
+        raw(&daemon.socket, request.to_string().as_bytes())
+    };
+    // A policy without a hook is the token's to set; a hook runs as the daemon: sudo only.
+    let r = with_token(serde_json::json!({"action": "generate", "name": "t1", "rotate_every": "1h"}));
+    assert_eq!(r["ok"], true, "{r}");
+    let r = with_token(serde_json::json!({
+        "action": "generate", "name": "t2", "rotate_every": "1h",
+        "rotate_command": hook.to_str().unwrap()
+    }));
+    assert_eq!(code(&r), "denied", "{r}");
+    // A hook in a directory anyone may change is refused, with the one message.
+    let open_dir = daemon.root.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let loose = script(&open_dir, "loose.sh", "exit 0\n");
+    let r = raw(
+        &daemon.socket,
+        serde_json::json!({
+            "action": "generate", "name": "t3", "rotate_every": "1h",
+            "rotate_command": loose.to_str().unwrap()
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(code(&r), "invalid_request", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("only root"), "{r}");
 }

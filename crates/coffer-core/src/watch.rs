@@ -27,6 +27,10 @@ const BATCH: usize = 512;
 /// slot when it becomes a WebSocket, so the connection limits do not bound them: this does.
 pub const MAX_WATCHERS: u64 = 1024;
 
+/// Places kept for callers that hold everything (root, the daemon's user): others are
+/// refused once only these are left.
+const RESERVED_WATCHERS: u64 = 16;
+
 /// Watchers one caller (a uid, a token) may hold at once, unless it holds everything: so one
 /// caller cannot take every place.
 pub const MAX_WATCHERS_PER_CALLER: u32 = 64;
@@ -52,7 +56,12 @@ impl WatcherCount {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mine = by.entry(caller.clone()).or_insert(0);
-        if self.get() >= MAX_WATCHERS || (limited && *mine >= MAX_WATCHERS_PER_CALLER) {
+        let total = if limited {
+            MAX_WATCHERS - RESERVED_WATCHERS
+        } else {
+            MAX_WATCHERS
+        };
+        if self.get() >= total || (limited && *mine >= MAX_WATCHERS_PER_CALLER) {
             if *mine == 0 {
                 by.remove(&caller);
             }
@@ -181,6 +190,8 @@ impl Watcher {
                 return Err(stopping());
             }
             self.still_allowed()?;
+            // Decided again each time: a policy reloaded since may have taken it away.
+            self.unconditional = self.access.unconditional(&self.who);
             // Marked seen before reading, so a commit that lands after the read wakes us.
             self.wake.borrow_and_update();
             let store = self.vault.store()?;

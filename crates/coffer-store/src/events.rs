@@ -190,6 +190,20 @@ struct Kept {
 }
 
 impl MemoryEvents {
+    /// Kept events numbered from `base` on: revisions `base + 1`, ...; a consumer asking for
+    /// one at or before `base` is told to resync. A store whose log does not survive a
+    /// restart starts from a base above every revision it handed out before (the TPM NV
+    /// store takes the time in microseconds), so an old revision is never taken for a new one.
+    pub fn starting_at(base: u64) -> Self {
+        Self {
+            inner: Mutex::new(Kept {
+                floor: base,
+                head: base,
+                rows: VecDeque::new(),
+            }),
+        }
+    }
+
     /// The newest revision.
     pub fn head(&self) -> u64 {
         self.inner
@@ -220,16 +234,12 @@ impl MemoryEvents {
     /// Up to `limit` kept events after `after`.
     pub fn after(&self, after: u64, limit: usize) -> EventRows {
         let kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // Rows are in revision order: find the first after `after` by bisection.
+        let from = kept.rows.partition_point(|r| r.revision <= after);
         EventRows {
             floor: kept.floor,
             head: kept.head,
-            rows: kept
-                .rows
-                .iter()
-                .filter(|r| r.revision > after)
-                .take(limit)
-                .cloned()
-                .collect(),
+            rows: kept.rows.range(from..).take(limit).cloned().collect(),
         }
     }
 

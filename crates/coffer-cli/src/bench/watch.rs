@@ -102,6 +102,9 @@ pub fn run(args: &WatchBenchArgs) -> anyhow::Result<()> {
         wrote.as_secs_f64(),
         from_sent.len()
     );
+    if from_sent.is_empty() {
+        bail!("no watcher saw the benchmark's changes");
+    }
     for (what, samples) in [
         ("from write sent", &mut from_sent),
         ("from write acknowledged", &mut from_ack),

@@ -9,6 +9,7 @@
 //! once: [`SecretOp::needs`] and [`SecretOp::check`] for secrets, [`ListInput`] for lists,
 //! the admin operations' checks in the service's `admin` module.
 
+pub mod hook_path;
 pub mod secret;
 pub mod webhook;
 

@@ -167,23 +167,14 @@ impl RotationInput {
     }
 }
 
-/// A hook must be an absolute path to an existing executable file. The message never quotes
-/// the path (a caller may have pasted anything into it).
+/// A hook the daemon may run ([`super::hook_path`]); one refusal whatever is wrong, and it
+/// never quotes the path (a caller may have pasted anything into it).
 fn check_hook(command: &str) -> Result<(), CoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::path::Path::new(command);
-    if !path.is_absolute() {
-        return Err(invalid("rotate_command must be an absolute path"));
+    if super::hook_path::trusted(command) {
+        Ok(())
+    } else {
+        Err(invalid(super::hook_path::UNTRUSTED))
     }
-    let meta = std::fs::metadata(path)
-        .map_err(|_| invalid("rotate_command does not name an existing file"))?;
-    if !meta.is_file() {
-        return Err(invalid("rotate_command must name a file"));
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(invalid("rotate_command must name an executable file"));
-    }
-    Ok(())
 }
 
 /// What to mint, as the request gave it.
@@ -291,7 +282,9 @@ impl SecretOp {
                 options, rotation, ..
             } => Needs::of(&[Generate])
                 .and(Destroy, limits_versions(options.max_versions))
-                .and(Rotate, rotation.is_some()),
+                .and(Rotate, rotation.is_some())
+                // A hook runs as the daemon's user: naming one is an operator's act.
+                .and(Sudo, rotation.as_ref().is_some_and(|r| r.command.is_some())),
             Self::Rotate { options, .. } => {
                 Needs::of(&[Rotate]).and(Destroy, limits_versions(options.max_versions))
             }

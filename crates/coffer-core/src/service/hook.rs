@@ -30,6 +30,12 @@ pub(super) fn run_hook(
     value: &SecretBytes,
 ) -> HookEnd {
     use std::process::{Command, Stdio};
+    // Checked again now: a file swapped or loosened since the policy named it is not run.
+    if !crate::op::hook_path::trusted(command) {
+        return HookEnd::Failed(
+            "the hook is no longer a file only root or the daemon's user may change".to_owned(),
+        );
+    }
     let child = Command::new(command)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")

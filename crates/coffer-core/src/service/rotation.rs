@@ -169,8 +169,14 @@ impl Service {
             return TICK;
         }
         let now = Timestamp::now();
+        // The store is taken again for each secret, and let go while a hook runs: a seal
+        // takes effect at once, not after every due hook has run.
+        drop(store);
         for (key, due) in self.rotation.take_due(now) {
-            self.rotate_one(&store, key, due).await;
+            match self.vault.store() {
+                Ok(store) => self.rotate_one(store, key, due).await,
+                Err(_) => self.rotation.schedule(key, due),
+            }
         }
         match self.rotation.next_due() {
             Some(due) => {
@@ -229,12 +235,16 @@ impl Service {
     }
 
     /// Rotates one secret whose schedule said it was due at `due`.
-    async fn rotate_one(&self, store: &Arc<dyn SecretStore>, key: CacheKey, due: Timestamp) {
+    async fn rotate_one(&self, store: Arc<dyn SecretStore>, key: CacheKey, due: Timestamp) {
         let s = store.clone();
         let k = key.clone();
-        let info = blocking(move || Ok(s.metadata(&k.0, &k.1)?.rotation)).await;
-        let info: RotationInfo = match info {
-            Ok(Some(info)) => info,
+        let info = blocking(move || {
+            let meta = s.metadata(&k.0, &k.1)?;
+            Ok(meta.rotation.map(|r| (r, meta.current)))
+        })
+        .await;
+        let (info, current): (RotationInfo, coffer_types::Version) = match info {
+            Ok(Some(found)) => found,
             // Gone, or its policy with it: the record is dropped at the next build.
             Ok(None) | Err(CoreError::Store(StoreError::NotFound(_))) => return,
             Err(e) => {
@@ -274,6 +284,9 @@ impl Service {
             write.mode = WriteMode::Update;
             write.kind = Some(Kind::Line);
             write.generated = Some(spec);
+            // Check-and-set on the version read: it satisfies a secret that requires `cas`,
+            // and a write that came in between makes this one a conflict, tried again.
+            write.cas = Some(current.get());
             write.rotation = Some(RotationStep::Scheduled {
                 due,
                 pending: hook.is_some(),
@@ -313,6 +326,7 @@ impl Service {
             }
             Some(command) => {
                 let (command, k, version) = (command.clone(), key.clone(), written.version);
+                drop(store);
                 let end =
                     tokio::task::spawn_blocking(move || run_hook(&command, &k, version, &value))
                         .await
@@ -321,7 +335,15 @@ impl Service {
                     HookEnd::Ok => Resolve::Promote { version },
                     HookEnd::Failed(reason) => Resolve::Drop { version, reason },
                 };
-                self.resolve(store, &key, resolve).await;
+                match self.vault.store() {
+                    Ok(store) => self.resolve(&store, &key, resolve).await,
+                    // Sealed while the hook ran: the version stays pending, and the next
+                    // unseal's schedule resolves it (docs/rotation.md).
+                    Err(_) => tracing::warn!(
+                        "the store was sealed while a rotation hook ran; its version is \
+                         resolved at the next unseal"
+                    ),
+                }
             }
         }
     }

@@ -27,6 +27,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Query, Who};
 use super::state::Shared;
 
+/// The largest message or frame a subscriber may send (it has nothing to say but a close).
+const MAX_INCOMING: usize = 4 << 10;
+
 /// Quiet time after which a stream sends a keep-alive (a WebSocket ping, an SSE comment).
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -81,19 +84,39 @@ pub(crate) async fn subscribe(
             "sys/events/subscribe is a WebSocket: connect with an Upgrade: websocket request",
         ));
     };
-    Ok(upgrade.on_upgrade(move |socket| send_cloudevents(socket, w, event_type)))
+    // The client has nothing to send but pings and a close: small frames only.
+    Ok(upgrade
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |socket| send_cloudevents(socket, w, event_type)))
 }
 
-async fn send_cloudevents(mut socket: WebSocket, mut w: Box<Watcher>, pattern: String) {
+/// The watcher's next answer, the watcher handed back with it: one future that lives across
+/// the loop's turns, so a frame from the client never cancels a read in progress (a read
+/// behind the ring runs on the blocking pool and would be started again and again).
+async fn next_of(
+    mut w: Box<Watcher>,
+) -> (
+    Box<Watcher>,
+    Result<Vec<Arc<ChangeEvent>>, coffer_core::CoreError>,
+) {
+    let next = w.next(HEARTBEAT).await;
+    (w, next)
+}
+
+async fn send_cloudevents(mut socket: WebSocket, w: Box<Watcher>, pattern: String) {
+    let mut pending = Box::pin(next_of(w));
     loop {
-        let next = tokio::select! {
-            next = w.next(HEARTBEAT) => next,
-            // The client closed (or sent something we ignore; a close ends it).
+        let (w, next) = tokio::select! {
+            answer = &mut pending => answer,
+            // The client closed (a close, an error, the end); anything else it sends is
+            // dropped.
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => continue,
             },
         };
+        pending = Box::pin(next_of(w));
         let sent = match next {
             Ok(events) if events.is_empty() => {
                 send(&mut socket, Message::Ping(Vec::new().into())).await

@@ -38,7 +38,6 @@ pub struct NvBackend {
 }
 
 /// The kept events and their fan-out.
-#[derive(Default)]
 struct Events {
     kept: coffer_store::MemoryEvents,
     feed: coffer_store::Feed,
@@ -81,9 +80,17 @@ impl NvBackend {
         Ok(Self {
             tpm,
             state: Arc::new(Mutex::new(state)),
-            events: Arc::new(Events {
-                kept: coffer_store::MemoryEvents::default(),
-                feed: coffer_store::Feed::new(0),
+            events: Arc::new({
+                // NV keeps no log: this start's revisions begin above every earlier start's
+                // (the time in microseconds), so a consumer's old revision asks for a resync
+                // instead of being taken for a new one.
+                let base = u64::try_from(coffer_types::Timestamp::now().as_millis())
+                    .unwrap_or(0)
+                    .saturating_mul(1000);
+                Events {
+                    kept: coffer_store::MemoryEvents::starting_at(base),
+                    feed: coffer_store::Feed::new(base),
+                }
             }),
         })
     }
