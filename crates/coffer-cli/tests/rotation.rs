@@ -425,7 +425,8 @@ fn naming_a_hook_needs_sudo_and_a_file_only_root_may_change() {
         raw(&daemon.socket, request.to_string().as_bytes())
     };
     // A policy without a hook is the token's to set; a hook runs as the daemon: sudo only.
-    let r = with_token(serde_json::json!({"action": "generate", "name": "t1", "rotate_every": "1h"}));
+    let r =
+        with_token(serde_json::json!({"action": "generate", "name": "t1", "rotate_every": "1h"}));
     assert_eq!(r["ok"], true, "{r}");
     let r = with_token(serde_json::json!({
         "action": "generate", "name": "t2", "rotate_every": "1h",

@@ -348,6 +348,9 @@ impl Service {
         }
     }
 
+    /// How long settling a rotated version is tried again after a store failure (1 + 2 + ... s).
+    const RESOLVE_PATIENCE: Duration = Duration::from_secs(16);
+
     /// Ends a pending version, records it and counts it.
     async fn resolve(&self, store: &Arc<dyn SecretStore>, key: &CacheKey, resolve: Resolve) {
         let promoting = match &resolve {
@@ -358,15 +361,34 @@ impl Service {
             Resolve::Promote { .. } => (EventAction::Rotated, None),
             Resolve::Drop { reason, .. } => (EventAction::RotationFailed, Some(reason.clone())),
         };
-        let (s, k) = (store.clone(), key.clone());
-        let done = blocking(move || {
-            let change = Describe {
-                rotation: Some(resolve),
-                ..Describe::default()
-            };
-            Ok(s.describe(&k.0, &k.1, change, Change::by(ACTOR).named(action))?)
-        })
-        .await;
+        // A hook that succeeded has applied the value at its source: its promotion must not
+        // be lost to a passing store failure. Tried again, with back-off, for about half a
+        // minute; a conflict or a missing secret is an answer, not a failure to retry.
+        let mut wait = Duration::from_secs(1);
+        let done = loop {
+            let (s, k, r) = (store.clone(), key.clone(), resolve.clone());
+            let done = blocking(move || {
+                let change = Describe {
+                    rotation: Some(r),
+                    ..Describe::default()
+                };
+                Ok(s.describe(&k.0, &k.1, change, Change::by(ACTOR).named(action))?)
+            })
+            .await;
+            let passing = matches!(
+                &done,
+                Err(e) if !matches!(
+                    e,
+                    CoreError::Store(StoreError::Conflict(_) | StoreError::NotFound(_))
+                )
+            );
+            if !passing || wait > Self::RESOLVE_PATIENCE {
+                break done;
+            }
+            tracing::warn!("settling a rotated version failed; trying again");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        };
         self.cache.invalidate(key);
         if let (Some(version), Err(CoreError::Store(StoreError::Conflict(_)))) = (promoting, &done)
         {

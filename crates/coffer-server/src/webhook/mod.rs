@@ -66,6 +66,10 @@ pub fn spawn(
             sender,
         };
         let mut feed: Option<watch::Receiver<u64>> = None;
+        // Rounds that failed in a row: a round whose state could not be saved made its
+        // attempts all the same, so the next waits longer each time (2 s doubling to 5 min)
+        // rather than sending the same deliveries every 2 s.
+        let mut failures: u32 = 0;
         loop {
             if *stop.borrow() {
                 return;
@@ -78,14 +82,22 @@ pub fn spawn(
             if let Some(rx) = feed.as_mut() {
                 rx.borrow_and_update();
             }
-            let wait = match worker.round().await {
+            let round = worker.round().await;
+            failures = match &round {
+                Err(Away::Failed(_)) => failures.saturating_add(1),
+                _ => 0,
+            };
+            let wait = match round {
                 Ok(Next::Now) => continue,
                 Ok(Next::At(due)) => due.map_or(IDLE, until).clamp(MIN_WAIT, IDLE),
                 Ok(Next::Idle) => IDLE,
                 Err(Away::Sealed) => AWAY,
                 Err(Away::Failed(e)) => {
-                    tracing::warn!(error = %e, "a round of webhook deliveries failed; retrying");
-                    AWAY
+                    let wait = AWAY
+                        .saturating_mul(1 << failures.min(8))
+                        .min(Duration::from_secs(300));
+                    tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "a round of webhook deliveries failed; retrying");
+                    wait
                 }
             };
             let changed = async {
@@ -248,7 +260,22 @@ impl Worker {
                 state.queue.push(q);
             }
         }
-        trim(&mut state);
+        for q in trim(&mut state) {
+            // Given up for room: failed, as the last attempt's failure would be.
+            let failed = state.failed.entry(q.webhook.clone()).or_default();
+            failed.push(DeliveryView {
+                message: q.message,
+                kind: q.kind,
+                time: Timestamp::now(),
+                attempt: q.attempts,
+                http_status: None,
+                error: Some("given up: the retry queue was full".to_owned()),
+            });
+            if failed.len() > KEEP_FAILED {
+                failed.remove(0);
+            }
+            self.hub.count(Outcome::Failed);
+        }
         state.cursor = Some(cursor);
         self.hub.set_pending(state.queue.len() as u64);
         if state != before {
@@ -345,16 +372,17 @@ impl Worker {
     }
 }
 
-/// Keeps the queue within [`MAX_QUEUE`]: the oldest deliveries past it are given up.
-fn trim(state: &mut DeliveryState) {
-    if state.queue.len() > MAX_QUEUE {
-        let over = state.queue.len() - MAX_QUEUE;
-        tracing::warn!(
-            dropped = over,
-            "the webhook retry queue is full; the oldest deliveries are given up"
-        );
-        state.queue.drain(..over);
+/// Keeps the queue within [`MAX_QUEUE`]: answers the oldest deliveries past it, given up.
+fn trim(state: &mut DeliveryState) -> Vec<Queued> {
+    if state.queue.len() <= MAX_QUEUE {
+        return Vec::new();
     }
+    let over = state.queue.len() - MAX_QUEUE;
+    tracing::warn!(
+        dropped = over,
+        "the webhook retry queue is full; the oldest deliveries are given up (shown as failed)"
+    );
+    state.queue.drain(..over).collect()
 }
 
 fn test_delivery(webhook: String, now: Timestamp) -> Queued {
