@@ -13,6 +13,10 @@
 //! concurrency), `lifecycle` (versions, metadata, kinds, revocation, derived writes, extreme
 //! inputs) and `listing` (pages, filters, folders, revoked secrets, the name index under
 //! races); all are exported here.
+//!
+//! This module is test code compiled into the library (behind the `conformance` feature) so
+//! other crates' backends can run it: each `expect` in it is an assertion that the backend
+//! did what the case needs, and a panic is the case failing, as `assert!` would.
 
 mod basics;
 mod events;
