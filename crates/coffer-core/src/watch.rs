@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use coffer_store::SecretStore;
-use coffer_types::{Capability, ChangeEvent, Namespace, Timestamp};
+use coffer_types::{Capability, ChangeEvent, Namespace};
 
 use crate::CoreError;
 use crate::access::{AccessControl, Principal};
@@ -228,12 +228,9 @@ impl Watcher {
         let Some(token) = &self.who.token else {
             return Ok(());
         };
-        match self.access.token(&token.accessor) {
-            Some(t) if t.expires > Timestamp::now() => Ok(()),
-            _ => Err(CoreError::Unauthenticated(
-                "the token was revoked or expired",
-            )),
-        }
+        self.access
+            .token_alive(&token.accessor)
+            .map_err(CoreError::Unauthenticated)
     }
 
     fn visible(&self, event: &ChangeEvent) -> bool {

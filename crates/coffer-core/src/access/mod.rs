@@ -496,6 +496,18 @@ impl AccessControl {
             .cloned()
     }
 
+    /// Whether the token with this accessor is still good now, by the rules gate 3 applies
+    /// to a token a request carries: known (not revoked), not expired, and no ancestor revoked
+    /// or expired. What a long-lived request (a watch) asks again as it goes.
+    pub fn token_alive(&self, accessor: &str) -> Result<(), &'static str> {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let record = loaded
+            .tokens
+            .by_accessor(accessor)
+            .ok_or("the token is not valid (unknown or revoked)")?;
+        loaded.tokens.alive(record, Timestamp::now())
+    }
+
     /// Every live token's record.
     pub fn tokens(&self) -> Vec<Arc<TokenRecord>> {
         self.loaded
