@@ -83,6 +83,12 @@ pub fn spawn(
                 rx.borrow_and_update();
             }
             let round = worker.round().await;
+            // With no webhook (none stored, none in the file) and nothing queued, a change in
+            // the store is nothing to deliver: only an added webhook (the hub's wake-up) or
+            // the idle timer starts a round, so the store's writes do not each cost a read of
+            // the webhooks' state. (A file webhook whose secret is not written yet listens:
+            // the write of its secret is a change.)
+            let listen = !matches!(round, Ok(Next::Idle)) || !worker.settings.file.is_empty();
             failures = match &round {
                 Err(Away::Failed(_)) => failures.saturating_add(1),
                 _ => 0,
@@ -101,7 +107,7 @@ pub fn spawn(
                 }
             };
             let changed = async {
-                match feed.as_mut() {
+                match feed.as_mut().filter(|_| listen) {
                     Some(rx) => {
                         if rx.changed().await.is_err() {
                             std::future::pending::<()>().await;
