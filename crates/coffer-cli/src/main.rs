@@ -5,11 +5,10 @@
 //! their stable code.
 #![deny(unsafe_code)]
 
+mod agent;
 mod bench;
 mod cmd;
 mod config;
-// The agent and `coffer run --watch` use it (issue 15, in progress).
-#[allow(dead_code)]
 mod follow;
 mod input;
 
@@ -112,6 +111,9 @@ enum Command {
     /// Follow changes as they happen: one line per event (what changed, where, by whom;
     /// never a value), from now or from a revision an earlier watch printed.
     Watch(cmd::watch::WatchArgs),
+    /// Keep secrets in files on tmpfs, current from the daemon's change events: `coffer agent
+    /// --config agent.toml` (docs/agent.md); `coffer agent status` shows what it rendered.
+    Agent(agent::AgentArgs),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
 }
@@ -142,7 +144,10 @@ fn quiet_tss() {
 fn main() -> ExitCode {
     quiet_tss();
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
+    let serving = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Bench(_) | Command::Agent(_)
+    );
     // tss-esapi logs every TPM refusal itself; coffer logs them with their context.
     init_logging(if serving {
         "info,tss_esapi=off"
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
         Command::Hmac(args) => client(socket).and_then(|c| cmd::compute::hmac(&c, args)),
         Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
         Command::Watch(args) => client(socket).and_then(|c| cmd::watch::run(&c, args)),
+        Command::Agent(args) => agent::run(args, socket, cli.token_file.as_deref()),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {
