@@ -202,6 +202,11 @@ impl Engine {
             .map(|(n, _)| n.clone())
             .collect();
         self.render_all(false);
+        // That render covers whatever the early messages scheduled.
+        for s in &mut self.sinks {
+            s.due = None;
+            s.first_change = None;
+        }
         self.follow_new(tx)?;
         loop {
             self.run_due();
@@ -236,6 +241,7 @@ impl Engine {
     fn stop(mut self) {
         tracing::info!("stopping; files are left in place");
         self.state.agent.stopped = true;
+        self.state.agent.connected = false;
         self.save();
     }
 
@@ -413,6 +419,10 @@ impl Engine {
                 self.sinks[i].first_change = None;
                 self.render(i, true);
             }
+        }
+        // The status says a file changed before the application hears of it.
+        if self.dirty {
+            self.save();
         }
         let now = Instant::now();
         for s in &mut self.sinks {
