@@ -508,7 +508,7 @@ fn a_bind_mounted_single_file_is_updated_in_place() {
 
 #[test]
 fn a_template_of_three_secrets_renders_and_a_missing_one_keeps_the_old_file() {
-    // Written against the stub template syntax (agent/template_stub.rs) until the template
+    // Written against the stub template syntax (the throwaway agent/template.rs) until the template
     // module lands: `{{ secret("NAME") }}`.
     let d = Daemon::start(&[]);
     let dir = shm();

@@ -13,12 +13,15 @@ use coffer_types::{ChangeEvent, EventAction, Timestamp};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::config::{AgentConfig, Sink};
+use super::notify;
 use super::sink::{Output, SinkError, Used, ns_name, render_file, render_template};
 use super::status::{ErrorState, SinkState, State};
 use super::template::Template;
 use super::write::{self, Outcome, Target};
-use super::{FOLLOW_WAIT, notify};
 use crate::follow::{self, Followed};
+
+/// How long the agent waits at start for its watches to open before rendering anyway.
+const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
 /// What the loop receives.
 pub enum Msg {
@@ -192,7 +195,7 @@ impl Engine {
         }
         for m in early {
             if self.handle(m, tx)? {
-                return Ok(self.stop());
+                return self.stop();
             }
         }
         self.covered = self
@@ -226,23 +229,24 @@ impl Engine {
             let mut batch = match first {
                 Ok(m) => vec![m],
                 Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Ok(self.stop()),
+                Err(RecvTimeoutError::Disconnected) => return self.stop(),
             };
             // Take whatever else is already there, so a burst renders once.
             batch.extend(rx.try_iter());
             for m in batch {
                 if self.handle(m, tx)? {
-                    return Ok(self.stop());
+                    return self.stop();
                 }
             }
         }
     }
 
-    fn stop(mut self) {
+    fn stop(mut self) -> anyhow::Result<()> {
         tracing::info!("stopping; files are left in place");
         self.state.agent.stopped = true;
         self.state.agent.connected = false;
         self.save();
+        Ok(())
     }
 
     /// Starts followers for `namespaces` not yet followed.

@@ -12,14 +12,12 @@ mod engine;
 mod notify;
 mod sink;
 mod status;
-// THROWAWAY: the lead replaces these two lines with `mod template;` (helper "tmpl").
-mod template_stub;
-use template_stub as template;
+// THROWAWAY STUB in template.rs until helper "tmpl"'s module (same path, same API) replaces it.
+mod template;
 mod write;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -27,9 +25,6 @@ use clap::{Args, Subcommand};
 use config::AgentConfig;
 use engine::{Engine, Msg};
 use status::State;
-
-/// How long the agent waits at start for its watches to open before rendering anyway.
-const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
 /// Options of `coffer agent`.
 #[derive(Args, Debug)]
@@ -64,11 +59,12 @@ struct StatusArgs {
 }
 
 /// Runs `coffer agent`. `socket` and `token_file` are the global options, which win over the
-/// configuration file's keys.
+/// configuration file's keys; `client` makes the daemon's client from them.
 pub fn run(
     args: AgentArgs,
     socket: Option<PathBuf>,
     token_file: Option<&Path>,
+    client: impl FnOnce(Option<PathBuf>, Option<&Path>) -> anyhow::Result<coffer_client::Client>,
 ) -> anyhow::Result<()> {
     let path = args
         .config
@@ -81,7 +77,7 @@ pub fn run(
     let token_file = token_file
         .map(Path::to_owned)
         .or_else(|| config.token_file.clone());
-    let client = crate::client(socket, token_file.as_deref())?;
+    let client = client(socket, token_file.as_deref())?;
     if args.once {
         return Engine::new(client, config, true)?.once();
     }

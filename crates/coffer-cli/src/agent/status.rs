@@ -106,7 +106,8 @@ impl State {
     /// The Prometheus text exposition.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        let per_sink: [(&str, &str, fn(&SinkState) -> u64); 3] = [
+        type Counter = fn(&SinkState) -> u64;
+        let per_sink: [(&str, &str, Counter); 3] = [
             ("coffer_agent_renders_total", "Renders attempted.", |s| {
                 s.renders
             }),

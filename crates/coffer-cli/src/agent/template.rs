@@ -1,6 +1,5 @@
-//! THROWAWAY STUB of the template module (helper "tmpl" builds the real one in
-//! `agent/template.rs`; the lead replaces this file with it: in agent/mod.rs, `mod
-//! template_stub; use template_stub as template;` becomes `mod template;`).
+//! THROWAWAY STUB of the template module: helper "tmpl" builds the real one at this same path
+//! with this same API; on merge the lead takes theirs and drops this file.
 //!
 //! It has the real module's API and understands one form only: `{{ secret("NAME") }}` or
 //! `{{ secret("coffer://NAMESPACE/NAME") }}`, replaced by the secret's value.
