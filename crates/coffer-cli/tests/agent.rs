@@ -724,3 +724,42 @@ fn env_files_read_back_through_the_shell() {
     assert_eq!(read("app.env", "PORT"), "5432");
     assert_eq!(read("token.env", "TOKEN"), tricky);
 }
+
+#[test]
+fn a_burst_of_changes_renders_a_template_once_and_runs_its_command_once() {
+    let d = Daemon::start(&[]);
+    let dir = shm();
+    let dest = dir.path().join("burst.conf");
+    let ran = dir.path().join("ran");
+    set(&d, "burst", "burst-0");
+    let agent = Agent::start(
+        &d,
+        dir.path(),
+        &format!(
+            "[[template]]\ncontents = \"v={{{{ secret(\\\"burst\\\") }}}}\"\ndestination = \"{}\"\n\
+             wait = {{ min = \"3s\", max = \"30s\" }}\n\
+             on_change = {{ command = [\"/bin/sh\", \"-c\", \"echo ran >> '{}'\"] }}\n",
+            dest.display(),
+            ran.display()
+        ),
+    );
+    // The first write ran the command once.
+    let runs = || {
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(eventually(Duration::from_secs(10), || runs() == 1));
+    for i in 1..=5 {
+        set(&d, "burst", &format!("burst-{i}"));
+    }
+    assert!(eventually(Duration::from_secs(40), || {
+        std::fs::read_to_string(&dest).unwrap() == "v=burst-5"
+    }));
+    assert!(eventually(Duration::from_secs(10), || runs() == 2));
+    assert_eq!(agent.sink(0)["changes"], 2, "five changes, one write");
+    assert_eq!(agent.sink(0)["renders"], 2, "five changes, one render");
+    assert_eq!(runs(), 2);
+    agent.assert_no_values(&["burst-0", "burst-5"]);
+}

@@ -346,6 +346,10 @@ impl Engine {
                     self.state.agent.unreachable_since = Some(Timestamp::now());
                     self.state.agent.unreachable_error = Some(error);
                     self.dirty = true;
+                } else if self.state.agent.unreachable_error.as_ref() != Some(&error) {
+                    // Still down, for another reason now (the status says the latest).
+                    self.state.agent.unreachable_error = Some(error);
+                    self.dirty = true;
                 }
             }
             Msg::Followed(Followed::Resync { namespace }) => {
