@@ -33,7 +33,12 @@ pub fn fire(action: &OnChange, destination: &str) {
                 }
             }
         }
-        OnChange::Command(argv) => run(argv[0].as_str(), &argv[1..], destination),
+        OnChange::Command(argv) => {
+            // config.rs refuses an empty command.
+            if let Some((program, args)) = argv.split_first() {
+                run(program, args, destination);
+            }
+        }
         OnChange::Systemd(words) => run("systemctl", words, destination),
     }
 }

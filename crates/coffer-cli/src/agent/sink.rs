@@ -3,12 +3,13 @@
 //! never a value.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use coffer_client::{Client, ClientError};
 use coffer_crypto::SecretBytes;
 use coffer_types::{ErrorCode, Kind, SecretMeta};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use super::config::{FileKind, FileSink, Post, TemplateSink, valid_env_key};
@@ -236,7 +237,9 @@ fn env(
     match (env_name, secret_kind) {
         (Some(name), _) => push_assignment(&mut out, name, text)?,
         (None, Some(Kind::Kv)) => {
-            let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            // Fields borrowed from the value as raw JSON (sorted by name, so the file does not
+            // depend on the stored order); a string is decoded straight into zeroized memory.
+            let fields: BTreeMap<String, &RawValue> = serde_json::from_str(text)
                 .map_err(|_| "the kv value is not a JSON object".to_string())?;
             for (key, field) in &fields {
                 if !valid_env_key(key) {
@@ -244,10 +247,16 @@ fn env(
                         "the field `{key}` is not a variable name (letters, digits and _, not starting with a digit)"
                     ));
                 }
-                let text = match field {
-                    serde_json::Value::String(s) => Zeroizing::new(s.clone()),
-                    serde_json::Value::Null => Zeroizing::new(String::new()),
-                    other => Zeroizing::new(other.to_string()),
+                let raw = field.get();
+                let text = if raw.starts_with('"') {
+                    Zeroizing::new(
+                        serde_json::from_str::<String>(raw)
+                            .map_err(|_| format!("the field `{key}` is not a JSON string"))?,
+                    )
+                } else if raw == "null" {
+                    Zeroizing::new(String::new())
+                } else {
+                    Zeroizing::new(raw.to_owned())
                 };
                 push_assignment(&mut out, key, &text)?;
             }
