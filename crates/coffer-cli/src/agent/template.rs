@@ -180,6 +180,8 @@ impl Template {
             .keep_trailing_newline(true)
             .build()?;
         env.set_syntax(syntax);
+        // `debug()` would print the render's state (secrets in variables) into the file.
+        env.remove_global("debug");
         if let Err(e) = env.add_template_owned(origin.to_owned(), text.to_owned()) {
             let at = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
             // A syntax error's detail quotes only the template's own text.
@@ -235,11 +237,10 @@ impl Template {
                     // questions, which ends the loop that answers them.
                     drop(env);
                     drop(broker);
-                    (
-                        result.map_err(|e| (e.kind(), e.line(), e.detail().map(str::to_owned))),
-                        failure,
-                        out,
-                    )
+                    // Only the kind, the line and a detail known to hold no value leave
+                    // the engine's error.
+                    let result = result.map_err(|e| (e.kind(), e.line(), runtime_message(&e)));
+                    (result, failure, out)
                 });
             let engine = match engine {
                 Ok(engine) => engine,
@@ -267,7 +268,7 @@ impl Template {
                 text: out.into_text(),
                 uses,
             }),
-            Err((kind, line, detail)) => {
+            Err((kind, line, message)) => {
                 let problem = match failure {
                     Some(Failure::Missing(m)) => Problem::Missing(m),
                     Some(Failure::Unusable { reference, what }) => {
@@ -276,7 +277,7 @@ impl Template {
                     Some(Failure::Filter(what)) => Problem::Template(what),
                     None if out.over => Problem::TooLarge { limit },
                     None if is_out_of_fuel(kind) => Problem::OutOfFuel,
-                    None => Problem::Template(runtime_message(kind, detail.as_deref())),
+                    None => Problem::Template(message),
                 };
                 Err(fail(line, problem, uses))
             }
@@ -301,7 +302,9 @@ fn describe(kind: ErrorKind) -> String {
 
 /// A runtime error's text: the kind, and the detail only where it holds nothing but names
 /// from the template's text (the detail of other kinds may quote a value).
-fn runtime_message(kind: ErrorKind, detail: Option<&str>) -> String {
+fn runtime_message(e: &minijinja::Error) -> String {
+    let kind = e.kind();
+    let detail = e.detail();
     let safe = matches!(
         kind,
         ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest

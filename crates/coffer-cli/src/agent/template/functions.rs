@@ -238,7 +238,11 @@ impl Broker {
             ("name", Value::from(m.name.as_str())),
             ("version", Value::from(m.current.get())),
             ("kind", Value::from(m.kind.as_str())),
-            ("description", Value::from(m.description.as_deref())),
+            // Empty when unset, so that printing it never writes "none".
+            (
+                "description",
+                Value::from(m.description.as_deref().unwrap_or_default()),
+            ),
             ("custom_metadata", custom),
             ("created", Value::from(m.created.to_string())),
             ("updated", Value::from(m.updated.to_string())),

@@ -14,7 +14,7 @@ pub trait Secrets {
     fn value(&self, namespace: Option<&str>, name: &str) -> Result<SecretBytes, Missing>;
     /// Metadata: version, kind, description, custom metadata, times.
     fn meta(&self, namespace: Option<&str>, name: &str) -> Result<SecretMeta, Missing>;
-    /// The namespace a reference without one means; [`Rendered::uses`] names it.
+    /// The namespace a reference without one means; [`Rendered::uses`](super::Rendered::uses) names it.
     fn default_namespace(&self) -> &str {
         Namespace::DEFAULT
     }
@@ -24,7 +24,7 @@ pub trait Secrets {
 /// value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing {
-    /// The secret, as [`reference`] writes it.
+    /// The secret, as [`reference()`] writes it.
     pub reference: String,
     /// Why: the daemon's code and message, e.g. `not_found: no secret named db`.
     pub reason: String,

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use coffer_crypto::SecretBytes;
 use coffer_types::{Kind, Namespace, NvIndex, SecretMeta, SecretName, Timestamp, Version};
 
-use super::{Missing, Problem, RenderError, Rendered, Secrets, Template};
+use super::{ClientSecrets, Missing, Problem, RenderError, Rendered, Secrets, Template};
 
 const A: &str = "S3CRET-alpha-7731";
 const B: &str = "S3CRET-bravo-0042";
-const DB: &str =
-    r#"{"user":"app","pass":"S3CRET-kvpass-99","port":5432,"tls":{"mode":"verify-full"}}"#;
+const DB: &str = r#"{"user":"app","pass":"S3CRET-kvpass-99","port":5432,"tls":{"mode":"verify-full"},
+    "hosts":["h1","h2"],"a.b":"dotted","a":{"b":"nested"},"none":null}"#;
 
 /// Secrets in memory, counting fetches.
 #[derive(Default)]
@@ -356,4 +356,40 @@ fn work_and_recursion_are_bounded() {
     assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
     // Templates cannot read files.
     assert!(Template::compile("t", "{% include '/etc/passwd' %}").is_err());
+}
+
+#[test]
+fn the_client_reports_an_unreachable_daemon_as_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = coffer_client::Client::new(dir.path().join("none.sock"));
+    let secrets = ClientSecrets::new(&client, Some("prod".to_owned()));
+    let t = Template::compile("t", "{{ secret('a') }}").expect("compiles");
+    let e = t.render(&secrets).expect_err("no daemon");
+    match &e.problem {
+        Problem::Missing(m) => {
+            assert_eq!(m.reference, "a");
+            assert!(
+                m.reason
+                    .starts_with("store_unavailable: cannot reach coffer"),
+                "{m:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.uses, uses(&[("prod", "a")]));
+}
+
+#[test]
+fn templates_cannot_dump_their_state() {
+    let e = render("{% set x = secret('a') %}{{ debug() }}").expect_err("no debug()");
+    assert!(text_of(&e).contains("unknown function"), "{e}");
+}
+
+#[test]
+fn paths_loops_and_nothing() {
+    let text = "{{ kv('db', 'hosts.1') }} {{ kv('db', 'a.b') }} {{ kv('db', 'none') }} \
+                {% for h in ['x', 'y', 'z'] %}{% if loop.index > 2 %}{% break %}{% endif %}{{ h }}{% endfor %} \
+                [{{ meta('c', namespace='prod').description }}]";
+    let r = render(text).expect("renders");
+    assert_eq!(r.text.as_str(), "h2 dotted null xy [the c secret]");
 }
