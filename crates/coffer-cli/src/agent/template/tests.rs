@@ -393,3 +393,11 @@ fn paths_loops_and_nothing() {
     let r = render(text).expect("renders");
     assert_eq!(r.text.as_str(), "h2 dotted null xy [the c secret]");
 }
+
+#[test]
+fn templates_and_results_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Template>();
+    send_sync::<Rendered>();
+    send_sync::<RenderError>();
+}
