@@ -8,10 +8,9 @@
 mod bench;
 mod cmd;
 mod config;
-// The agent and `coffer run --watch` use it (issue 15, in progress).
-#[allow(dead_code)]
 mod follow;
 mod input;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
