@@ -429,3 +429,45 @@ fn the_exit_status_and_standard_streams_pass_through() {
     assert!(!Path::new(&marker).exists());
     assert_absent("the daemon log", daemon.log().as_bytes(), &["streams-5190"]);
 }
+
+#[test]
+fn the_command_keeps_running_while_the_daemon_is_away_and_changes_apply_after() {
+    let mut daemon = Daemon::start(&[]);
+    set(&daemon, "app/key", "away-v1-3301");
+    let mut watch = Watch::start(&daemon, &["--env", "S=app/key"], CHILD);
+    let first = watch.started_with("away-v1-3301");
+
+    daemon.stop();
+    assert!(
+        eventually(LIMIT, || watch.stderr().contains("lost the watch")),
+        "no warning of the lost watch:\n{}",
+        watch.stderr()
+    );
+    daemon.spawn();
+    assert!(
+        eventually(LIMIT, || watch
+            .stderr()
+            .contains("following namespace default again")),
+        "did not follow again:\n{}",
+        watch.stderr()
+    );
+    // One warning for the outage, however many times the follower retried; the command ran
+    // throughout.
+    assert_eq!(
+        watch.stderr().matches("lost the watch").count(),
+        1,
+        "{}",
+        watch.stderr()
+    );
+    assert!(alive(first));
+    assert_eq!(watch.starts().len(), 1, "{:?}", watch.notes());
+
+    // A change made after the daemon came back is applied.
+    set(&daemon, "app/key", "away-v2-3302");
+    let second = watch.started_with("away-v2-3302");
+    assert_ne!(first, second);
+
+    kill(watch.pid(), Signal::SIGTERM).unwrap();
+    assert_eq!(watch.wait().signal(), Some(15), "{}", watch.stderr());
+    no_value_leaked(&daemon, &watch, &["away-v1-3301", "away-v2-3302"]);
+}

@@ -495,6 +495,85 @@ mod tests {
         }
     }
 
+    fn exec(script: &str, reload: Option<Signal>) -> Exec {
+        Exec {
+            command: ["sh", "-c", script].map(OsString::from).to_vec(),
+            reload_signal: reload,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(30),
+            splay: Duration::ZERO,
+            pass_token: false,
+        }
+    }
+
+    fn wait_for_exit(s: &mut Supervisor) -> ExitStatus {
+        loop {
+            if let Some(status) = s.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_restart_is_not_an_exit_and_an_exit_is_not_restarted() {
+        use std::os::unix::process::ExitStatusExt;
+        let env = |v: &str| vec![("V".to_owned(), OsString::from(v))];
+        // Runs until told, through a file, to exit with the code it holds.
+        let dir = tempfile::tempdir().unwrap();
+        let stop = dir.path().join("stop");
+        let script = format!(
+            "while [ ! -e '{0}' ]; do sleep 0.02; done; exit $(cat '{0}')",
+            stop.display()
+        );
+        let mut s = Supervisor::launch(exec(&script, None), env("one")).unwrap();
+        let first = s.pid().unwrap();
+        s.changed(Some(env("two"))).unwrap();
+        let second = s.pid().unwrap();
+        assert_ne!(first, second);
+        // The child we stopped is not reported: the new one runs.
+        assert_eq!(s.try_wait().unwrap(), None);
+        assert_eq!(s.env()[0].1, "two");
+
+        std::fs::write(&stop, "3").unwrap();
+        assert_eq!(wait_for_exit(&mut s).code(), Some(3));
+        // Once it ended by itself, a change starts nothing.
+        s.changed(Some(env("three"))).unwrap();
+        assert_eq!(s.pid(), None);
+        assert_eq!(s.try_wait().unwrap().map(|e| e.code()), Some(Some(3)));
+
+        // With a reload signal the same process gets it (here: it dies of it).
+        let mut s = Supervisor::launch(
+            exec("while :; do sleep 0.02; done", Some(Signal::SIGUSR1)),
+            env("one"),
+        )
+        .unwrap();
+        let pid = s.pid().unwrap();
+        s.changed(None).unwrap();
+        let status = wait_for_exit(&mut s);
+        assert_eq!(
+            status.signal(),
+            Some(Signal::SIGUSR1 as i32),
+            "{pid}: {status}"
+        );
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_says_which() {
+        let e = Supervisor::launch(
+            Exec {
+                command: vec!["/nonexistent/app".into()],
+                ..exec("", None)
+            },
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("cannot run /nonexistent/app"),
+            "{e:#}"
+        );
+    }
+
     #[test]
     fn splay_stays_within_its_bound() {
         assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
