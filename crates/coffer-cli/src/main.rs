@@ -12,10 +12,9 @@ mod agent;
 mod bench;
 mod cmd;
 mod config;
-// The agent and `coffer run --watch` use it (issue 15, in progress).
-#[allow(dead_code)]
 mod follow;
 mod input;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
