@@ -11,6 +11,7 @@ mod cmd;
 mod config;
 mod follow;
 mod input;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

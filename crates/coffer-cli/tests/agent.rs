@@ -518,16 +518,26 @@ fn a_bind_mounted_single_file_is_updated_in_place() {
 
 #[test]
 fn a_template_of_three_secrets_renders_and_a_missing_one_keeps_the_old_file() {
-    // Written against the stub template syntax (the throwaway agent/template.rs) until the template
-    // module lands: `{{ secret("NAME") }}`.
     let d = Daemon::start(&[]);
     let dir = shm();
     set(&d, "user", "app-user");
     set(&d, "pass", "app-pass-1");
-    set(&d, "host", "db.internal");
+    let db = |host: &str| {
+        let kv = serde_json::json!({ "host": host, "port": 5432 }).to_string();
+        d.client()
+            .set(
+                None,
+                "db",
+                &SecretBytes::copy_from(kv.as_bytes()),
+                Some(Kind::Kv),
+            )
+            .unwrap();
+    };
+    db("db.internal");
     std::fs::write(
         dir.path().join("app.conf.tmpl"),
-        "url = postgres://{{ secret(\"user\") }}:{{ secret(\"pass\") }}@{{ secret(\"host\") }}/app\n",
+        "url = postgres://{{ secret(\"user\") }}:{{ secret(\"pass\") | urlencode }}@{{ kv(\"db\", \"host\") }}:{{ kv(\"db\", \"port\") }}/app\n\
+         pass_version = {{ version(\"pass\") }}\n",
     )
     .unwrap();
     let dest = dir.path().join("app.conf");
@@ -539,43 +549,44 @@ fn a_template_of_three_secrets_renders_and_a_missing_one_keeps_the_old_file() {
             dest.display()
         ),
     );
-    let first = "url = postgres://app-user:app-pass-1@db.internal/app\n";
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), first);
+    let first = "url = postgres://app-user:app-pass-1@db.internal:5432/app\npass_version = 1\n";
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        first,
+        "{}",
+        agent.log()
+    );
     let versions = agent.sink(0)["versions"].clone();
     assert_eq!(versions.as_array().unwrap().len(), 3, "{versions}");
     set(&d, "pass", "app-pass-2");
+    let second = "url = postgres://app-user:app-pass-2@db.internal:5432/app\npass_version = 2\n";
     assert!(eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&dest)
-            .unwrap()
-            .contains("app-pass-2")
+        std::fs::read_to_string(&dest).unwrap() == second
     }));
     // A missing secret: the render is refused, the old file kept, the status says why.
-    d.client().del(None, "host").unwrap();
+    d.client().del(None, "db").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || !agent.sink(0)["last_error"]
             .is_null()),
         "{}",
         agent.log()
     );
-    assert_eq!(
-        std::fs::read_to_string(&dest).unwrap(),
-        "url = postgres://app-user:app-pass-2@db.internal/app\n"
-    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), second);
     let table = agent.status_table();
     assert!(
-        table.contains("not_found") && table.contains("default/host"),
+        table.contains("not_found") && table.contains("secret db is unavailable"),
         "{table}"
     );
     assert!(agent.log().contains("WARN"), "{}", agent.log());
     // Back again: it renders.
-    set(&d, "host", "db2.internal");
+    db("db2.internal");
     assert!(eventually(Duration::from_secs(10), || {
         std::fs::read_to_string(&dest)
             .unwrap()
             .contains("db2.internal")
     }));
     assert!(agent.sink(0)["last_error"].is_null());
-    agent.assert_no_values(&["app-user", "app-pass-1", "app-pass-2"]);
+    agent.assert_no_values(&["app-user", "app-pass-1", "app-pass-2", "db.internal"]);
 }
 
 #[test]

@@ -9,6 +9,11 @@
 //! A read that raced a write must not put the old value back after the write invalidated it:
 //! every invalidation bumps an epoch, and a value read from the store is cached only if the
 //! epoch is still the one seen before the read.
+//!
+//! Nor may a read answer the old value once the write has committed: the store publishes the
+//! change's event at its commit, and a watcher that reads at once must see the new value. So
+//! a write marks its key for its whole duration ([`JitCache::writing`]): while marked, the key
+//! is neither served from the cache nor put back into it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +67,8 @@ struct Inner {
     order: VecDeque<(CacheKey, u64)>,
     bytes: usize,
     next_generation: u64,
+    /// Keys with writes in progress, and how many.
+    writing: HashMap<CacheKey, usize, foldhash::fast::RandomState>,
 }
 
 impl Inner {
@@ -127,6 +134,9 @@ impl JitCache {
         }
         {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            if inner.writing.contains_key(key) {
+                return None;
+            }
             let entry = inner.map.get(key)?;
             // A version scheduled for deletion leaves the cache when its time comes.
             let deleted = || {
@@ -164,7 +174,7 @@ impl JitCache {
             return;
         }
         let mut inner = self.inner();
-        if self.epoch.load(Ordering::Acquire) != epoch {
+        if self.epoch.load(Ordering::Acquire) != epoch || inner.writing.contains_key(&key) {
             return;
         }
         inner.remove(&key);
@@ -199,6 +209,19 @@ impl JitCache {
         }
     }
 
+    /// Marks `key` as being written until the guard is dropped: it is not served from the
+    /// cache nor cached meanwhile, and its entry is forgotten at both ends.
+    pub fn writing(&self, key: &CacheKey) -> Writing<'_> {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.inner();
+        inner.remove(key);
+        *inner.writing.entry(key.clone()).or_insert(0) += 1;
+        Writing {
+            cache: self,
+            key: key.clone(),
+        }
+    }
+
     /// Forgets one entry after a write.
     pub fn invalidate(&self, key: &CacheKey) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -218,6 +241,28 @@ impl JitCache {
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         (inner.map.len(), inner.bytes)
+    }
+}
+
+/// A write in progress on one key ([`JitCache::writing`]).
+#[must_use = "the key is marked only while the guard lives"]
+pub struct Writing<'c> {
+    cache: &'c JitCache,
+    key: CacheKey,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        // Whatever the outcome: a failed commit may still have reached the disk.
+        self.cache.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.cache.inner();
+        inner.remove(&self.key);
+        if let Some(n) = inner.writing.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                inner.writing.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -273,6 +318,30 @@ mod tests {
         std::thread::sleep(Duration::from_millis(120));
         assert!(cache.get(&key("a")).is_none());
         assert_eq!(cache.usage(), (0, 0));
+    }
+
+    #[test]
+    fn a_key_being_written_is_neither_served_nor_cached() {
+        let cache = JitCache::new(limits(60_000, 10, 1000));
+        put(&cache, "a", b"old");
+        put(&cache, "b", b"other");
+        let guard = cache.writing(&key("a"));
+        // Between the commit (and its event) and the end of the write, the old value must
+        // not be answered, and a read of the store must not put anything back.
+        assert!(cache.get(&key("a")).is_none());
+        let epoch = cache.epoch();
+        cache.insert(key("a"), &cached(b"old", None), epoch);
+        assert!(cache.get(&key("a")).is_none());
+        // Other keys are served as before.
+        assert!(cache.get(&key("b")).is_some());
+        // Two writes on one key: marked until the last ends.
+        let second = cache.writing(&key("a"));
+        drop(guard);
+        put(&cache, "a", b"x");
+        assert!(cache.get(&key("a")).is_none());
+        drop(second);
+        put(&cache, "a", b"new");
+        assert_eq!(cache.get(&key("a")).unwrap().value.expose_secret(), b"new");
     }
 
     #[test]

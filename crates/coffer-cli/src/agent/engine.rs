@@ -14,7 +14,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::config::{AgentConfig, Sink};
 use super::notify;
-use super::sink::{Output, SinkError, Used, ns_name, render_file, render_template};
+use super::sink::{COMPUTED, Output, SinkError, Used, ns_name, render_file, render_template};
 use super::status::{ErrorState, SinkState, State};
 use super::template::Template;
 use super::write::{self, Outcome, Target};
@@ -100,7 +100,7 @@ impl Engine {
             {
                 // What the template used last time, so its namespaces are followed from the
                 // start.
-                for u in &old.versions {
+                for u in old.versions.iter().filter(|u| u.name != COMPUTED) {
                     deps.insert((u.namespace.clone(), u.name.clone()));
                     namespaces.insert(u.namespace.clone());
                 }
@@ -462,14 +462,16 @@ impl Engine {
             }
             _ => None,
         };
+        let mut template_deps = None;
         let result: Result<Output, SinkError> = match (&s.sink, &s.template) {
             (Sink::File(f), _) => render_file(client, f, existing.as_deref().map(|v| &v[..])),
             (Sink::Template(t), Some(compiled)) => {
-                let (result, asked) = render_template(client, t, compiled);
-                for (ns, name) in asked {
-                    s.namespaces.insert(ns.clone());
-                    s.deps.insert((ns, name));
-                }
+                let (result, deps) = render_template(client, t, compiled);
+                s.namespaces.extend(deps.iter().map(|(ns, _)| ns.clone()));
+                // Until a render succeeds, everything asked for so far (a missing one
+                // included) re-renders it.
+                s.deps.extend(deps.iter().cloned());
+                template_deps = Some(deps);
                 result
             }
             (Sink::Template(_), None) => return,
@@ -482,14 +484,9 @@ impl Engine {
                     Ok(outcome) => {
                         s.state.rendered_at = Some(Timestamp::now());
                         s.state.last_error = None;
-                        if let Sink::Template(_) = s.sink {
-                            s.deps = out
-                                .used
-                                .iter()
-                                .map(|u| (u.namespace.clone(), u.name.clone()))
-                                .collect();
-                            s.namespaces
-                                .extend(out.used.iter().map(|u| u.namespace.clone()));
+                        if let Some(deps) = template_deps.take() {
+                            // What this render used, and nothing it no longer uses.
+                            s.deps = deps;
                         }
                         let versions = describe(&out.used);
                         s.state.versions = out.used;

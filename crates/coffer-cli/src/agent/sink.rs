@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use super::config::{FileKind, FileSink, Post, TemplateSink, valid_env_key};
-use super::template::{Missing, Secrets, Template};
+use super::template::{self, Missing, Secrets, Template};
 
 /// A secret version a sink rendered from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,13 +315,22 @@ impl AgentSecrets<'_> {
             .insert((ns_name(namespace), name.to_owned()));
     }
 
-    fn missing(&self, e: &ClientError, namespace: Option<&str>, name: &str) -> Missing {
-        let what = format!("{}/{name}", ns_name(namespace));
-        let error = SinkError::client(e, &what);
-        let reason = error.message.clone();
+    /// `template` is the namespace as the template gave it (for the reference it shows).
+    fn missing(
+        &self,
+        e: &ClientError,
+        template: Option<&str>,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Missing {
+        let error = SinkError::client(e, &format!("{}/{name}", ns_name(namespace)));
+        let reason = match e {
+            ClientError::Refused { code, message, .. } => format!("{code}: {message}"),
+            other => format!("{}: {}", error.code, chain(other)),
+        };
         self.failure.borrow_mut().get_or_insert(error);
         Missing {
-            reference: what,
+            reference: template::reference(template, name),
             reason,
         }
     }
@@ -331,7 +340,8 @@ impl Secrets for AgentSecrets<'_> {
     fn value(&self, namespace: Option<&str>, name: &str) -> Result<SecretBytes, Missing> {
         let ns = namespace.or(self.namespace);
         self.ask(ns, name);
-        let (value, meta) = read(self.client, ns, name).map_err(|e| self.missing(&e, ns, name))?;
+        let (value, meta) =
+            read(self.client, ns, name).map_err(|e| self.missing(&e, namespace, ns, name))?;
         let used = Used {
             namespace: ns_name(ns),
             name: name.to_owned(),
@@ -349,12 +359,26 @@ impl Secrets for AgentSecrets<'_> {
         self.ask(ns, name);
         self.client
             .meta(ns, name)
-            .map_err(|e| self.missing(&e, ns, name))
+            .map_err(|e| self.missing(&e, namespace, ns, name))
+    }
+
+    fn default_namespace(&self) -> &str {
+        self.namespace.unwrap_or(coffer_types::Namespace::DEFAULT)
     }
 }
 
-/// Renders a `[[template]]` sink; answers also every secret it asked for, found or not
-/// (what it depends on, even when the render failed).
+/// What the status and the log show in place of a name the template computed (which may come
+/// from a value) rather than wrote.
+pub const COMPUTED: &str = "(a name the template computed)";
+
+/// Whether `word` is written in the template as a quoted string.
+fn written(text: &str, word: &str) -> bool {
+    text.contains(&format!("\"{word}\"")) || text.contains(&format!("'{word}'"))
+}
+
+/// Renders a `[[template]]` sink. Answers also what it depends on: every secret it asked for,
+/// found or not, even when the render failed (real names: match events against them, never
+/// show them). The versions in [`Output::used`] show a name only when the template wrote it.
 pub fn render_template(
     client: &Client,
     sink: &TemplateSink,
@@ -368,21 +392,28 @@ pub fn render_template(
         failure: RefCell::new(None),
     };
     let result = template.render(&secrets);
-    let asked = secrets.asked.borrow().clone();
+    let mut deps = secrets.asked.borrow().clone();
+    let default_ns = ns_name(sink.namespace.as_deref());
+    let shown = |u: Used| {
+        let literal = written(&sink.text, &u.name)
+            && (u.namespace == default_ns || written(&sink.text, &u.namespace));
+        if literal {
+            u
+        } else {
+            Used {
+                namespace: COMPUTED.into(),
+                name: COMPUTED.into(),
+                version: u.version,
+            }
+        }
+    };
     let result = match result {
         Ok(mut rendered) => {
-            let mut used = secrets.used.into_inner();
-            // Secrets the template only asked metadata of are dependencies too.
-            for (namespace, name) in std::mem::take(&mut rendered.uses) {
-                if !used
-                    .iter()
-                    .any(|u| u.namespace == namespace && u.name == name)
-                {
-                    used.push(Used {
-                        namespace,
-                        name,
-                        version: None,
-                    });
+            deps.extend(std::mem::take(&mut rendered.uses));
+            let mut used: Vec<Used> = Vec::new();
+            for u in secrets.used.into_inner().into_iter().map(shown) {
+                if !used.contains(&u) {
+                    used.push(u);
                 }
             }
             Ok(Output {
@@ -391,6 +422,7 @@ pub fn render_template(
             })
         }
         Err(e) => {
+            deps.extend(e.uses.iter().cloned());
             let failure = secrets.failure.into_inner();
             Err(SinkError {
                 code: failure
@@ -403,7 +435,7 @@ pub fn render_template(
             })
         }
     };
-    (result, asked)
+    (result, deps)
 }
 
 #[cfg(test)]

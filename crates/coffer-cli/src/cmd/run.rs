@@ -6,6 +6,11 @@
 //! process, so standard input, output and error, signals and the exit status are the
 //! command's own, and no coffer process lingers holding the values. The token coffer used
 //! (`COFFER_TOKEN`, `COFFER_TOKEN_FILE`) is not passed on unless `--pass-token` asks.
+//!
+//! With `--watch` coffer stays, as the command's supervisor ([`watch`]): it follows changes
+//! to the secrets and restarts or signals the command when a value changes.
+
+mod watch;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -15,11 +20,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use coffer_client::Client;
-use coffer_types::{Namespace, SecretRef};
+use coffer_types::{Namespace, SecretRef, Version};
+use nix::sys::signal::Signal;
 
-/// The variables that carry coffer's token, kept from the command unless `--pass-token`.
-const TOKEN_VAR: &str = "COFFER_TOKEN";
-const TOKEN_FILE_VAR: &str = "COFFER_TOKEN_FILE";
+use crate::supervise::TOKEN_VARS;
 
 /// Options of `coffer run`.
 #[derive(Args, Debug)]
@@ -39,6 +43,25 @@ pub struct RunArgs {
     /// removed from its environment: the token is coffer's, not the command's)
     #[arg(long)]
     pass_token: bool,
+    /// Stay as the command's supervisor: follow changes to its secrets and, when a value
+    /// changes, restart it with the new values (or send --reload-signal); signals are passed
+    /// on and its exit status is coffer's
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: on a change, send this signal (e.g. HUP) instead of restarting; the
+    /// command's environment keeps the values it started with
+    #[arg(long, value_name = "SIG", requires = "watch", value_parser = reload_signal)]
+    reload_signal: Option<Signal>,
+    /// With --watch: the signal that asks the command to stop before a restart
+    #[arg(long, value_name = "SIG", requires = "watch", default_value = "TERM", value_parser = crate::supervise::parse_signal)]
+    stop_signal: Signal,
+    /// With --watch: how long a stopping command may take before SIGKILL
+    #[arg(long, value_name = "DURATION", requires = "watch", default_value = "30s", value_parser = crate::supervise::parse_duration)]
+    stop_timeout: std::time::Duration,
+    /// With --watch: wait a random time up to this before acting on a change (spreads the
+    /// restarts of many machines that see the same change)
+    #[arg(long, value_name = "DURATION", requires = "watch", default_value = "0s", value_parser = crate::supervise::parse_duration)]
+    splay: std::time::Duration,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -52,6 +75,10 @@ struct Binding {
     name: String,
     /// Where it was given, for messages.
     origin: String,
+}
+
+fn reload_signal(text: &str) -> Result<Signal, String> {
+    crate::supervise::parse_signal(text).and_then(crate::supervise::check_reload_signal)
 }
 
 fn valid_var(var: &str) -> bool {
@@ -104,7 +131,40 @@ fn from_file(path: &Path, default_ns: Option<&str>) -> anyhow::Result<Vec<Bindin
     Ok(out)
 }
 
-/// Reads every secret, then replaces this process with the command.
+impl Binding {
+    /// The namespace as events name it.
+    fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(Namespace::DEFAULT)
+    }
+
+    /// `namespace/name`, for messages.
+    fn shown(&self) -> String {
+        format!("{}/{}", self.namespace(), self.name)
+    }
+
+    /// Reads the value for the variable: the newest, or the version given.
+    fn read(&self, client: &Client, version: Option<Version>) -> anyhow::Result<OsString> {
+        let shown = self.shown();
+        let value = client
+            .get(self.namespace.as_deref(), &self.name, version)
+            .with_context(|| {
+                format!(
+                    "cannot read secret {shown} for {} ({})",
+                    self.var, self.origin
+                )
+            })?;
+        if value.expose_secret().contains(&0) {
+            bail!(
+                "secret {shown} for {} holds a NUL byte, which no environment variable can carry",
+                self.var
+            );
+        }
+        Ok(OsString::from_vec(value.expose_secret().to_vec()))
+    }
+}
+
+/// Reads every secret, then replaces this process with the command (or, with `--watch`,
+/// supervises it).
 pub fn run(
     client: &Client,
     args: RunArgs,
@@ -118,22 +178,21 @@ pub fn run(
     for (i, e) in args.env.iter().enumerate() {
         bindings.push(binding(e, ns, format!("--env #{}", i + 1))?);
     }
+    if args.watch {
+        let exec = crate::supervise::Exec {
+            command: args.command,
+            reload_signal: args.reload_signal,
+            stop_signal: args.stop_signal,
+            stop_timeout: args.stop_timeout,
+            splay: args.splay,
+            pass_token: args.pass_token,
+        };
+        let status = watch::run(client, &bindings, exec, core_limit)?;
+        crate::supervise::signals::exit_like(status);
+    }
     let mut env = Vec::with_capacity(bindings.len());
     for b in &bindings {
-        let shown = format!("{}/{}", b.namespace.as_deref().unwrap_or("default"), b.name);
-        let value = client
-            .get(b.namespace.as_deref(), &b.name, None)
-            .with_context(|| format!("cannot read secret {shown} for {} ({})", b.var, b.origin))?;
-        if value.expose_secret().contains(&0) {
-            bail!(
-                "secret {shown} for {} holds a NUL byte, which no environment variable can carry",
-                b.var
-            );
-        }
-        env.push((
-            b.var.clone(),
-            OsString::from_vec(value.expose_secret().to_vec()),
-        ));
+        env.push((b.var.clone(), b.read(client, None)?));
     }
     let (program, rest) = args
         .command
@@ -148,7 +207,9 @@ pub fn run(
     if !args.pass_token {
         // The token let coffer read the secrets; the command gets the secrets it was given,
         // not the power to read others.
-        command.env_remove(TOKEN_VAR).env_remove(TOKEN_FILE_VAR);
+        for var in TOKEN_VARS {
+            command.env_remove(var);
+        }
     }
     let err = command.envs(env).exec();
     // exec returns only when it failed.

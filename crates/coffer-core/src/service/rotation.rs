@@ -279,6 +279,7 @@ impl Service {
         };
         let (s, k, v) = (store.clone(), key.clone(), value.clone());
         let spec = info.policy.spec;
+        let writing = self.cache.writing(&key);
         let written = blocking(move || {
             let mut write = Write::new(&v, ACTOR);
             write.mode = WriteMode::Update;
@@ -301,7 +302,7 @@ impl Service {
             Ok(s.set(&k.0, &k.1, write)?)
         })
         .await;
-        self.cache.invalidate(&key);
+        drop(writing);
         let next = info.advance(due, Timestamp::now());
         let written = match written {
             Ok(w) => w,
@@ -365,6 +366,7 @@ impl Service {
         // be lost to a passing store failure. Tried again, with back-off, for about half a
         // minute; a conflict or a missing secret is an answer, not a failure to retry.
         let mut wait = Duration::from_secs(1);
+        let writing = self.cache.writing(key);
         let done = loop {
             let (s, k, r) = (store.clone(), key.clone(), resolve.clone());
             let done = blocking(move || {
@@ -389,7 +391,7 @@ impl Service {
             tokio::time::sleep(wait).await;
             wait *= 2;
         };
-        self.cache.invalidate(key);
+        drop(writing);
         if let (Some(version), Err(CoreError::Store(StoreError::Conflict(_)))) = (promoting, &done)
         {
             // A write came after the rotated version: it stays current, and the rotated one

@@ -64,13 +64,10 @@ impl Service {
             restrict,
             actor,
         } = work;
-        let changes_value = op.changes_value();
-        let result = self.run_secret(who, store, &key, op, restrict, actor).await;
-        if changes_value {
-            // Whatever the outcome: a failed commit may still have reached the disk.
-            self.cache.invalidate(&key);
-        }
-        result
+        // A write marks its key for its whole length: once it commits, its event is out,
+        // and a reader must not be answered the old value from the cache.
+        let _writing = op.changes_value().then(|| self.cache.writing(&key));
+        self.run_secret(who, store, &key, op, restrict, actor).await
     }
 
     async fn run_secret(
