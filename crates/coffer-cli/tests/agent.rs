@@ -784,3 +784,42 @@ fn a_burst_of_changes_renders_a_template_once_and_runs_its_command_once() {
     assert_eq!(runs(), 2);
     agent.assert_no_values(&["burst-0", "burst-5"]);
 }
+
+#[test]
+fn a_name_the_template_computed_is_not_shown() {
+    let d = Daemon::start(&[]);
+    let dir = shm();
+    set(&d, "user-eu", "computed-value");
+    set(&d, "plain", "plain-value");
+    let agent = Agent::start(
+        &d,
+        dir.path(),
+        &format!(
+            "[[template]]\ncontents = '''{{% set n = \"user-\" ~ \"eu\" %}}{{{{ secret(n) }}}} {{{{ secret(\"plain\") }}}}'''\ndestination = \"{}/t\"\n",
+            dir.path().display()
+        ),
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("t")).unwrap(),
+        "computed-value plain-value"
+    );
+    let versions = agent.sink(0)["versions"].clone();
+    let names: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["(a name the template computed)", "plain"],
+        "{versions}"
+    );
+    assert!(!agent.log().contains("user-eu"), "{}", agent.log());
+    // Its changes still re-render the file.
+    set(&d, "user-eu", "computed-value-2");
+    assert!(eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(dir.path().join("t")).unwrap() == "computed-value-2 plain-value"
+    }));
+    agent.assert_no_values(&["computed-value", "plain-value"]);
+}
