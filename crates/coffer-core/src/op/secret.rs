@@ -110,6 +110,12 @@ pub enum SecretOp {
         /// The user-id.
         user: String,
     },
+    /// The yescrypt hash (crypt(3)'s `$y$...`) of the secret as password.
+    Yescrypt {
+        /// A `$y$` setting or earlier hash to reuse (its parameters and salt); `None`: a
+        /// fresh salt at libxcrypt's default cost.
+        setting: Option<String>,
+    },
 }
 
 /// How a written value is described, as the request gave it.
@@ -261,6 +267,7 @@ impl SecretOp {
             Self::Versions => Action::Versions,
             Self::Hmac { .. } => Action::Hmac,
             Self::BasicAuth { .. } => Action::BasicAuth,
+            Self::Yescrypt { .. } => Action::Yescrypt,
         }
     }
 
@@ -268,9 +275,11 @@ impl SecretOp {
     pub fn needs(&self) -> Needs {
         use Capability::*;
         match self {
-            Self::Get { .. } | Self::GetPrevious | Self::Hmac { .. } | Self::BasicAuth { .. } => {
-                Needs::of(&[Read])
-            }
+            Self::Get { .. }
+            | Self::GetPrevious
+            | Self::Hmac { .. }
+            | Self::BasicAuth { .. }
+            | Self::Yescrypt { .. } => Needs::of(&[Read]),
             Self::Set { options, .. } => Needs {
                 create_or_update: true,
                 ..Needs::of(&[])
@@ -420,6 +429,17 @@ impl SecretOp {
                 }
                 Checked::BasicAuth { user }
             }
+            // A caller's setting is read strictly here, so a heavy or odd one never reaches
+            // the hash; the message does not quote it.
+            Self::Yescrypt { setting } => Checked::Yescrypt {
+                setting: match setting {
+                    Some(s) => Some(
+                        coffer_crypto::pwhash::Setting::parse(&s)
+                            .map_err(|e| invalid(format!("yescrypt: {e}")))?,
+                    ),
+                    None => None,
+                },
+            },
         })
     }
 }
@@ -616,6 +636,11 @@ pub enum Checked {
         /// The user-id.
         user: String,
     },
+    /// A yescrypt hash.
+    Yescrypt {
+        /// The caller's parameters and salt, checked; `None`: fresh.
+        setting: Option<coffer_crypto::pwhash::Setting>,
+    },
 }
 
 impl Checked {
@@ -629,6 +654,7 @@ impl Checked {
                 | Self::Versions
                 | Self::Hmac { .. }
                 | Self::BasicAuth { .. }
+                | Self::Yescrypt { .. }
         )
     }
 }
