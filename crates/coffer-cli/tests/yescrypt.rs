@@ -31,7 +31,10 @@ rules = [{ path = "default/other/*", capabilities = ["read"] }]
 fn crypt(password: &[u8], setting: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
     let out = Command::new("perl")
-        .args(["-e", "my $h = crypt($ENV{PW}, $ARGV[0]); print defined $h ? $h : '(undef)'"])
+        .args([
+            "-e",
+            "my $h = crypt($ENV{PW}, $ARGV[0]); print defined $h ? $h : '(undef)'",
+        ])
         .arg(setting)
         .env("PW", std::ffi::OsStr::from_bytes(password))
         .output()
@@ -60,9 +63,9 @@ fn mkpasswd(password: &[u8]) -> String {
 /// 20 random passwords: printable ASCII and some UTF-8, 8 to 40 characters.
 fn passwords() -> Vec<String> {
     const ALPHABET: &[char] = &[
-        'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', 'Z', '0', '5', '9', ' ', '!', '"', '#', '$',
-        '%', '\'', '(', '*', '+', ',', '-', '.', '/', ':', ';', '<', '=', '>', '?', '@', '[',
-        '\\', ']', '^', '_', '`', '{', '|', '}', '~', 'ä', 'ß', 'é', 'ж', '€', '😀',
+        'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', 'Z', '0', '5', '9', ' ', '!', '"', '#', '$', '%',
+        '\'', '(', '*', '+', ',', '-', '.', '/', ':', ';', '<', '=', '>', '?', '@', '[', '\\', ']',
+        '^', '_', '`', '{', '|', '}', '~', 'ä', 'ß', 'é', 'ж', '€', '😀',
     ];
     let mut random = vec![0u8; 20 * 41];
     std::fs::File::open("/dev/urandom")
@@ -162,7 +165,12 @@ fn yescrypt_is_what_crypt3_computes_and_mkpasswd_writes() {
     // A changed password with the old setting: another hash, still crypt(3)'s.
     let changed = format!("{}-changed", passwords[0]);
     client
-        .set(None, "pw-0", &SecretBytes::copy_from(changed.as_bytes()), None)
+        .set(
+            None,
+            "pw-0",
+            &SecretBytes::copy_from(changed.as_bytes()),
+            None,
+        )
         .unwrap();
     let after = client.yescrypt(None, "pw-0", Some(&hashes[0])).unwrap();
     assert_ne!(after, hashes[0]);
@@ -172,7 +180,10 @@ fn yescrypt_is_what_crypt3_computes_and_mkpasswd_writes() {
     let heavier = client
         .yescrypt(None, "pw-1", Some("$y$jBT$FReuq46QgP0Fxoe86b4yC0"))
         .unwrap();
-    assert!(heavier.starts_with("$y$jBT$FReuq46QgP0Fxoe86b4yC0$"), "{heavier}");
+    assert!(
+        heavier.starts_with("$y$jBT$FReuq46QgP0Fxoe86b4yC0$"),
+        "{heavier}"
+    );
     assert_eq!(crypt(passwords[1].as_bytes(), &heavier), heavier);
 
     // Several at once (more than the daemon computes at a time): all answered.
@@ -210,9 +221,15 @@ fn yescrypt_is_what_crypt3_computes_and_mkpasswd_writes() {
         let message = r["error"].as_str().unwrap_or_default();
         assert!(!message.contains(&passwords[1]), "{r}");
     }
-    let r = request(&daemon, json!({"action": "yescrypt", "name": "pw-1", "setting": 7}));
+    let r = request(
+        &daemon,
+        json!({"action": "yescrypt", "name": "pw-1", "setting": 7}),
+    );
     assert_eq!(code(&r), "invalid_request", "{r}");
-    let r = request(&daemon, json!({"action": "yescrypt", "name": "pw-1", "user": "a"}));
+    let r = request(
+        &daemon,
+        json!({"action": "yescrypt", "name": "pw-1", "user": "a"}),
+    );
     assert_eq!(code(&r), "invalid_request", "{r}");
 
     // `read` on the secret is what it takes: `meta` is not enough, nor `read` elsewhere.

@@ -153,7 +153,9 @@ fn parse_params(s: &str) -> Result<Params, SettingError> {
 
 /// A salt in crypt base64, canonical (re-encoding gives the same characters).
 fn parse_salt(s: &str) -> Result<Vec<u8>, SettingError> {
-    if s.is_empty() || s.len() > MAX_SALT_LEN * 4 / 3 + 1 || !s.bytes().all(|b| ALPHABET.contains(&b))
+    if s.is_empty()
+        || s.len() > MAX_SALT_LEN * 4 / 3 + 1
+        || !s.bytes().all(|b| ALPHABET.contains(&b))
     {
         return Err(SettingError::Salt);
     }
@@ -260,7 +262,10 @@ mod tests {
             (format!("$y$j9T${salt}$short"), SettingError::Format),
             (format!("$y$j9T${salt}$x$y"), SettingError::Format),
             (format!("$y$${salt}"), SettingError::Format),
-            (format!("$y$j9T${salt}{}", "a".repeat(300)), SettingError::TooLong),
+            (
+                format!("$y$j9T${salt}{}", "a".repeat(300)),
+                SettingError::TooLong,
+            ),
             // jFT: N = 2^18, 16 times the default's memory.
             (format!("$y$jFT${salt}"), SettingError::TooHeavy),
             (format!("$y$jzT${salt}"), SettingError::Params),
@@ -269,7 +274,10 @@ mod tests {
             (format!("$y$/9T${salt}"), SettingError::Params),
             // t = 1 (the "have" field, then t).
             (format!("$y$j9T1.${salt}"), SettingError::Params),
-            (format!("$y$j9T${}", "abcdefghijklmnopqrstuv"), SettingError::Salt),
+            (
+                format!("$y$j9T${}", "abcdefghijklmnopqrstuv"),
+                SettingError::Salt,
+            ),
             (format!("$y$j9T$!{}", &salt[1..]), SettingError::Salt),
             (format!("$y$j9T${}", "a".repeat(120)), SettingError::Salt),
         ];

@@ -744,4 +744,26 @@ mod tests {
         let none = SecretOp::Destroy { versions: vec![] };
         assert!(matches!(none.check(10), Err(CoreError::InvalidRequest(_))));
     }
+
+    #[test]
+    fn yescrypt_settings_are_checked_here_and_it_needs_read() {
+        let ask = |setting: &str| {
+            SecretOp::Yescrypt {
+                setting: Some(setting.to_owned()),
+            }
+            .check(10)
+        };
+        assert!(matches!(
+            ask("$y$j9T$5HunIKE36Q.GDh9fWbgnk/"),
+            Ok(Checked::Yescrypt { setting: Some(_) })
+        ));
+        for bad in ["$y$jFT$5HunIKE36Q.GDh9fWbgnk/", "$2b$10$x", "$y$j9T$!"] {
+            let Err(CoreError::InvalidRequest(m)) = ask(bad) else {
+                panic!("{bad} accepted");
+            };
+            assert!(!m.contains(bad), "{m}");
+        }
+        let needs = SecretOp::Yescrypt { setting: None }.needs().capabilities;
+        assert_eq!(needs, Needs::of(&[Capability::Read]).capabilities);
+    }
 }

@@ -355,6 +355,17 @@ mod tests {
         out.clear();
         reply(
             &mut out,
+            Action::Yescrypt,
+            &Reply::PasswordHash("$y$j9T$s$h".to_owned()),
+            Some("4"),
+        );
+        assert_eq!(
+            text(&out),
+            "{\"ok\":true,\"hash\":\"$y$j9T$s$h\",\"id\":4}\n"
+        );
+        out.clear();
+        reply(
+            &mut out,
             Action::Destroy,
             &Reply::Destroyed(vec![Version::FIRST]),
             None,
