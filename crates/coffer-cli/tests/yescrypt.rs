@@ -270,3 +270,37 @@ fn yescrypt_is_what_crypt3_computes_and_mkpasswd_writes() {
     let audit_text = serde_json::to_string(&audit).unwrap();
     assert_absent("the audit log", audit_text.as_bytes(), &all);
 }
+
+#[test]
+fn yescrypt_over_http_is_the_same_operation() {
+    common::http::need("curl", "apt-get install curl");
+    let (daemon, url, token) = common::http::http_daemon(&[]);
+    let pw = "http password ✓ 1234";
+    daemon
+        .client()
+        .set(None, "app/pw", &SecretBytes::copy_from(pw.as_bytes()), None)
+        .unwrap();
+    let post = |body: &str| {
+        let (status, text) = common::http::curl(
+            &url,
+            Some(&token),
+            &["-X", "POST", "-d", body, "/v1/secret/yescrypt/app/pw"],
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+    let (status, r) = post("{}");
+    assert_eq!(status, 200, "{r}");
+    let hash = r["data"]["hash"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("$y$j9T$"), "{hash}");
+    assert_eq!(crypt(pw.as_bytes(), &hash), hash);
+    let (status, r) = post(&json!({ "setting": hash }).to_string());
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["data"]["hash"], hash.as_str());
+    let heavy = format!("$y$jFT${}", fields(&hash)[3]);
+    let (status, r) = post(&json!({ "setting": heavy }).to_string());
+    assert_eq!(status, 400, "{r}");
+    assert_absent("the daemon log", daemon.log().as_bytes(), &[pw]);
+}
