@@ -330,7 +330,7 @@ impl Operation {
 pub fn least_capabilities(action: Action) -> &'static [coffer_types::Capability] {
     use coffer_types::Capability::*;
     match action {
-        Action::Get | Action::Hmac | Action::BasicAuth => &[Read],
+        Action::Get | Action::Hmac | Action::BasicAuth | Action::Yescrypt => &[Read],
         Action::Set => &[Create, Update],
         Action::Patch | Action::Describe => &[Update],
         Action::Generate => &[Generate],
