@@ -124,15 +124,23 @@ fn set(daemon: &Daemon, ns: &str, name: &str, value: &str) {
 
 /// A daemon serving the credentials socket with the policy and mapping above.
 fn daemon(extra: &[&str]) -> (Daemon, PathBuf) {
+    daemon_with(POLICY, CONFIG, extra)
+}
+
+/// A daemon serving the credentials socket with `policy` and the configuration file
+/// `config` (its socket given by COFFER_CREDENTIALS_SOCKET, which wins over the file's).
+fn daemon_with(policy: &str, config: &str, extra: &[&str]) -> (Daemon, PathBuf) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the credentials socket trusts root peers only: run the suite as root (CI does)"
     );
     let mut d = Daemon::new(extra);
-    let policy = d.root.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let config = d.root.path().join("coffer.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let policy_path = d.root.path().join("policy.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let policy = policy_path;
+    let config_path = d.root.path().join("coffer.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config = config_path;
     let creds = d.root.path().join("run/credentials.sock");
     d.env("COFFER_POLICY_FILE", policy.to_str().unwrap());
     d.env("COFFER_CONFIG", config.to_str().unwrap());
@@ -213,6 +221,28 @@ fn a_unit_gets_what_its_policy_allows_and_nothing_else() {
     d.stop();
     assert!(!creds.exists(), "the socket file is removed at shutdown");
     assert_absent("the daemon log", d.log().as_bytes(), &[DB, PROD]);
+}
+
+#[test]
+fn the_shipped_example_unit_policy_and_config_work_together() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples");
+    let read = |f: &str| std::fs::read_to_string(docs.join(f)).unwrap();
+    let unit = read("app.service");
+    assert!(unit.contains("LoadCredential=db:/run/coffer/credentials.sock"));
+    assert!(unit.contains("${CREDENTIALS_DIRECTORY}/db"));
+    let config = read("coffer-credentials.toml");
+    assert!(config.contains("socket = \"/run/coffer/credentials.sock\""));
+    let (d, creds) = daemon_with(&read("credentials-policy.toml"), &config, &[]);
+    set(&d, "prod", "app/api-key", "example-api-key-value-9d1c");
+    let meta = std::fs::metadata(&creds).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "no group is configured");
+    assert_eq!(meta.uid(), 0);
+    assert_eq!(fetch(&creds, "a1/unit/app.service/db"), DB.as_bytes());
+    assert_eq!(
+        fetch(&creds, "a2/unit/app.service/api-key"),
+        b"example-api-key-value-9d1c"
+    );
+    assert!(fetch(&creds, "a3/unit/other.service/db").is_empty());
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub enum PolicyCommand {
         /// The file (`-` for standard input)
         file: PathBuf,
     },
-    /// Bind a subject (uid:N, gid:N, user:NAME, token:ACCESSOR) to policies, replacing its
+    /// Bind a subject (uid:N, gid:N, user:NAME, token:ACCESSOR, unit:NAME) to policies, replacing its
     /// run-time binding; with no --policy, remove it.
     Bind {
         /// The subject
