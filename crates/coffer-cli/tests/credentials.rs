@@ -264,6 +264,29 @@ fn a_unit_holds_no_grant_of_root() {
         .collect::<Vec<_>>();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["code"], "denied");
+    // A binding made at run time grants it.
+    let bound = d.cli(
+        &[
+            "policy",
+            "bind",
+            "unit:unbound.service",
+            "--policy",
+            "app-db",
+        ],
+        b"",
+    );
+    assert!(bound.status.success(), "{}", common::stderr(&bound));
+    assert_eq!(fetch(&creds, "4/unit/unbound.service/db"), DB.as_bytes());
+    let bad = d.cli(
+        &["policy", "bind", "unit:unbound", "--policy", "app-db"],
+        b"",
+    );
+    assert!(!bad.status.success());
+    assert!(
+        common::stderr(&bad).contains("unit name"),
+        "{}",
+        common::stderr(&bad)
+    );
 }
 
 #[test]
