@@ -111,7 +111,7 @@ pub enum Operation {
     },
     /// Bind a subject to policies (none: unbind).
     SubjectSet {
-        /// `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`.
+        /// `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`, `unit:NAME`.
         subject: String,
         /// The policies.
         policies: Vec<String>,
