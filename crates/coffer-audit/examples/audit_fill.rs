@@ -41,6 +41,7 @@ fn record(i: u64) -> Record<'static> {
             exe: Some(Path::new("/usr/local/bin/app-server").into()),
             addr: None,
             token: None,
+            unit: None,
         },
         action: coffer_types::Action::Get,
         namespace: Some("default".into()),

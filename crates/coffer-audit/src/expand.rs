@@ -21,6 +21,7 @@ struct Short {
     exe: Option<String>,
     ip: Option<String>,
     tok: Option<String>,
+    unit: Option<String>,
     op: Option<String>,
     ns: Option<String>,
     n: Option<String>,
@@ -56,6 +57,8 @@ struct Actor {
     addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<String>,
 }
 
 /// The readable form: format 2's names, in its order.
@@ -128,13 +131,15 @@ fn long(s: Short) -> Long {
         exe: s.exe,
         addr: s.ip,
         token: s.tok,
+        unit: s.unit,
     };
     let any_actor = actor.uid.is_some()
         || actor.gid.is_some()
         || actor.pid.is_some()
         || actor.exe.is_some()
         || actor.addr.is_some()
-        || actor.token.is_some();
+        || actor.token.is_some()
+        || actor.unit.is_some();
     Long {
         v: s.v,
         seq: s.s,

@@ -2,7 +2,7 @@
 //! turns it into the line the chain tags.
 //!
 //! Lines are written in format 3: one JSON object with short field names in a fixed order
-//! (`v`, `s`, `t`, `id`, `u`, `g`, `p`, `exe`, `ip`, `tok`, `op`, `ns`, `n`, `namespace`,
+//! (`v`, `s`, `t`, `id`, `u`, `g`, `p`, `exe`, `ip`, `tok`, `unit`, `op`, `ns`, `n`, `namespace`,
 //! `name`, `w`, `o`, `c`, `gate`, `rep`, `nsi`, `ni`, then `prev` in a file's first line, and
 //! the tag `m` or `h` last); docs/audit.md has the table and `coffer audit tail` prints them
 //! with full names. Names and namespaces arrive in the clear and leave as the first 32 hex
@@ -52,6 +52,10 @@ pub struct Actor<'a> {
     /// The accessor of the token used (never the token itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Cow<'a, str>>,
+    /// The systemd unit a credential was served to (the credentials socket): the request
+    /// acted as the policy subject `unit:<this>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Cow<'a, str>>,
 }
 
 /// A path as text; bytes that are not UTF-8 become U+FFFD rather than failing the record.
@@ -136,6 +140,8 @@ struct Body<'a> {
     ip: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tok: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
     op: &'a str,
     /// The namespace's and the name's HMAC (the first 32 hex digits of
     /// [`AuditKeys::name_hash`]).
@@ -258,6 +264,7 @@ impl Names {
             exe: actor.exe.as_ref(),
             ip: actor.addr.as_deref(),
             tok: actor.token.as_deref(),
+            unit: actor.unit.as_deref(),
             op: record.action.as_str(),
             ns,
             n,

@@ -93,6 +93,7 @@ pub struct FileConfig {
     webhook_retry_schedule: Option<String>,
     webhooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
     events: Option<EventsText>,
+    credentials: Option<coffer_server::credentials::CredentialsText>,
 }
 
 /// `[events]` in the file: how long change events are kept for consumers to resume.
@@ -249,6 +250,7 @@ pub struct ServeFlags {
     pub tls_key: Option<PathBuf>,
     pub tls_names: Vec<String>,
     pub no_tls: bool,
+    pub credentials_socket: Option<PathBuf>,
 }
 
 /// The HTTP API's address when `--http` is given without one.
@@ -333,6 +335,8 @@ pub struct ServeConfig {
     pub http: Option<HttpListen>,
     /// How webhook deliveries are made.
     pub webhooks: coffer_core::webhook::WebhookSettings,
+    /// The systemd credentials socket, when served.
+    pub credentials: Option<coffer_server::credentials::CredentialsConfig>,
 }
 
 fn is_root() -> bool {
@@ -569,6 +573,11 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         audit_max_total_bytes,
         audit_reserve_bytes,
         http,
+        credentials: file
+            .credentials
+            .unwrap_or_default()
+            .resolve(flags.credentials_socket)
+            .map_err(|e| anyhow::anyhow!("the systemd credentials socket: {e}"))?,
         webhooks: webhook_settings(file.webhook_retry_schedule.as_deref(), file.webhooks)?,
     })
 }

@@ -84,6 +84,9 @@ enum Command {
     Namespaces(cmd::namespaces::NamespacesCommand),
     /// Print the HMAC of standard input under a secret key; the key stays in the daemon.
     Hmac(cmd::compute::HmacArgs),
+    /// Print the yescrypt hash (crypt(3)'s `$y$j9T$...`) of a password secret; the password
+    /// stays in the daemon.
+    Yescrypt(cmd::compute::YescryptArgs),
     /// Run a command with secrets in its environment only:
     /// `coffer run --env DB_PASSWORD=db/password -- ./server`.
     Run(cmd::run::RunArgs),
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
             client(socket).and_then(|c| cmd::namespaces::run(&c, command))
         }
         Command::Hmac(args) => client(socket).and_then(|c| cmd::compute::hmac(&c, args)),
+        Command::Yescrypt(args) => client(socket).and_then(|c| cmd::compute::yescrypt(&c, args)),
         Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
         Command::Watch(args) => client(socket).and_then(|c| cmd::watch::run(&c, args)),
         Command::Agent(args) => agent::run(args, socket, cli.token_file.as_deref(), crate::client),

@@ -72,8 +72,8 @@ impl Client {
             .map(drop)
     }
 
-    /// Binds a subject (`uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`) to policies; none
-    /// unbinds it.
+    /// Binds a subject (`uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`, `unit:NAME`) to
+    /// policies; none unbinds it.
     pub fn bind(&self, subject: &str, policies: &[String]) -> Result<(), ClientError> {
         let request = self
             .request("subject_set")

@@ -47,6 +47,8 @@ pub struct Reply {
     pub next: Option<String>,
     /// An HMAC digest.
     pub digest: Option<String>,
+    /// A password hash in crypt(3)'s form (`yescrypt`).
+    pub hash: Option<String>,
     /// A basic-auth header value.
     pub header: Option<SecretBytes>,
     /// The namespaces.

@@ -354,6 +354,25 @@ impl Client {
             .ok_or(ClientError::Protocol("a basic_auth reply without a header"))
     }
 
+    /// The yescrypt hash (`$y$j9T$salt$hash`, what crypt(3) computes) of a password secret;
+    /// the password stays in the daemon. `setting` (an earlier hash, or `$y$params$salt`)
+    /// reuses its parameters and salt, so an unchanged password gives the same string back;
+    /// without it the daemon draws a fresh salt at libxcrypt's default cost.
+    pub fn yescrypt(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        setting: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut b = self.about("yescrypt", namespace, name);
+        if let Some(setting) = setting {
+            b = b.field("setting", setting);
+        }
+        self.call(&b.finish())?
+            .hash
+            .ok_or(ClientError::Protocol("a yescrypt reply without a hash"))
+    }
+
     /// The namespaces.
     pub fn namespaces(&self) -> Result<Vec<String>, ClientError> {
         Ok(self

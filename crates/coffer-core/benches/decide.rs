@@ -60,16 +60,19 @@ fn engine_decide(c: &mut Criterion) {
         uid: 2003,
         gid: 2002,
         token: None,
+        unit: None,
     };
     let token = Caller {
         uid: 2003,
         gid: 2002,
         token: Some(("acc11", &own)),
+        unit: None,
     };
     let root = Caller {
         uid: 0,
         gid: 0,
         token: None,
+        unit: None,
     };
     let cases: [(&str, Caller<'_>, &str, Decision); 5] = [
         ("root", root, "team3/prod/db", Decision::Allowed),
@@ -119,6 +122,7 @@ fn access_check(c: &mut Criterion) {
         uid: 2003,
         gid: 2002,
         token: None,
+        unit: None,
     };
     let now = Timestamp::now();
     let token = Principal {
@@ -136,6 +140,7 @@ fn access_check(c: &mut Criterion) {
             parent: None,
             max_expires: None,
         })),
+        unit: None,
     };
     let mut group = c.benchmark_group("policy_check");
     group.bench_function("peer_allowed", |b| {

@@ -20,6 +20,10 @@ pub struct Identity {
     /// The client's address, for a request over the network (HTTP): such a caller has no
     /// credentials of its own and acts only through a token.
     pub remote: Option<SocketAddr>,
+    /// The systemd unit a root peer asked for a credential on behalf of (the credentials
+    /// socket, docs/credentials.md): the request then acts as the policy subject
+    /// `unit:NAME` only, never with the peer's own (root's) grants.
+    pub unit: Option<String>,
 }
 
 impl Identity {
@@ -31,6 +35,16 @@ impl Identity {
             pid,
             exe: OnceLock::new(),
             remote: None,
+            unit: None,
+        }
+    }
+
+    /// A root peer (the service manager) asking on behalf of the systemd unit `unit`, whose
+    /// name the listener checked: the request acts as `unit:NAME` alone.
+    pub fn for_unit(uid: u32, gid: u32, pid: Option<i32>, unit: String) -> Self {
+        Self {
+            unit: Some(unit),
+            ..Self::peer(uid, gid, pid)
         }
     }
 
@@ -42,6 +56,7 @@ impl Identity {
             pid: None,
             exe: OnceLock::new(),
             remote: Some(addr),
+            unit: None,
         };
         let _ = me.exe.set(None);
         me
@@ -85,6 +100,9 @@ impl fmt::Display for Identity {
         }
         if let Some(exe) = self.exe() {
             write!(f, " exe:{}", exe.display())?;
+        }
+        if let Some(unit) = &self.unit {
+            write!(f, " unit:{unit}")?;
         }
         Ok(())
     }

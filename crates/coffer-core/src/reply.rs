@@ -64,6 +64,8 @@ pub enum Reply {
     Digest(String),
     /// A header value (basic auth).
     Header(SecretBytes),
+    /// A password hash in crypt(3)'s form (`yescrypt`); not secret.
+    PasswordHash(String),
     /// The namespaces.
     Namespaces(Vec<Namespace>),
     /// Status.

@@ -5,7 +5,8 @@
 //! - [`kdf`]: context-separated BLAKE3 derivations and Argon2id.
 //! - [`keys`]: the master key, namespace keys and the index key as distinct types.
 //! - [`slot`]: key slots that each wrap the master key; [`recovery`]: the recovery key.
-//! - [`mint`]: values the daemon generates; [`compute`]: HMAC and basic-auth results.
+//! - [`mint`]: values the daemon generates; [`compute`]: HMAC and basic-auth results;
+//!   [`pwhash`]: yescrypt password hashes as crypt(3) writes them.
 //!
 //! Only [`locked`] uses `unsafe` (to call `mlock`).
 #![deny(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod kdf;
 pub mod keys;
 pub mod locked;
 pub mod mint;
+pub mod pwhash;
 pub mod recovery;
 mod secret;
 pub mod slot;

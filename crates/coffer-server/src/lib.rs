@@ -3,12 +3,14 @@
 //! The source follows a request's path: [`listener`] accepts and limits, `connection`
 //! frames with [`framing`], [`peer`] identifies the caller, [`protocol`] parses and answers
 //! through `coffer_core::Service::call`; [`handler`] is what they share; [`socket_dir`]
-//! keeps the socket's directory the daemon's own. [`http`] is the
+//! keeps the socket's directory the daemon's own. [`credentials`] serves systemd's
+//! `LoadCredential=` on a socket of its own, through the same service. [`http`] is the
 //! Vault-compatible API on the same service. [`floor`] is the no-work handler `coffer bench`
 //! compares against.
 #![forbid(unsafe_code)]
 
 mod connection;
+pub mod credentials;
 pub mod daemon;
 pub mod floor;
 pub mod framing;

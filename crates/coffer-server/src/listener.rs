@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UnixListener;
+use coffer_core::Identity;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::connection;
@@ -25,6 +26,11 @@ use crate::socket_dir;
 /// when missing), replacing a stale socket file but never a live one, and opens it to every
 /// user without following a link.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    bind_with(path, 0o666, None)
+}
+
+/// [`bind`], with the socket file given `mode` (and `group`, when given) instead of 0666.
+pub fn bind_with(path: &Path, mode: u32, group: Option<u32>) -> io::Result<UnixListener> {
     socket_dir::prepare(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -49,7 +55,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) => return Err(e),
     }
     let listener = UnixListener::bind(path)?;
-    socket_dir::open_to_all(path)?;
+    socket_dir::set_access(path, mode, group)?;
     Ok(listener)
 }
 
@@ -84,6 +90,40 @@ async fn serve_with<H: Handler>(
     budget: &Arc<Semaphore>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
+    let budget = budget.clone();
+    let serve = move |stream: UnixStream, who: Identity, stop: watch::Receiver<bool>| {
+        let (handler, budget) = (handler.clone(), budget.clone());
+        async move {
+            connection::run(stream, handler.as_ref(), &limits, &budget, who, stop).await;
+        }
+    };
+    accept_until(listener, limits, Busy::Tell, shutdown, serve).await;
+}
+
+/// What a connection refused a slot is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// A `rate_limited` error reply (the local protocol).
+    Tell,
+    /// Nothing: it is closed (a protocol with no way to say why, such as systemd's
+    /// credentials).
+    Close,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true and runs `serve` on each
+/// with its peer (from SO_PEERCRED) and the stop signal, holding each to `limits`' slots
+/// (per uid, reserved for root and the daemon's user); then lets the open ones finish (up
+/// to the request timeout) and ends the ones still open.
+pub(crate) async fn accept_until<F, Fut>(
+    listener: UnixListener,
+    limits: Limits,
+    busy: Busy,
+    shutdown: &mut watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(UnixStream, Identity, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Slots::new(
         limits.max_connections,
         limits.max_connections_per_peer,
@@ -119,17 +159,19 @@ async fn serve_with<H: Handler>(
             Ok(slot) => slot,
             Err(full) => {
                 tracing::debug!(uid = who.uid, why = full.message(), "connection refused");
-                // Best effort and non-blocking: a full socket buffer just means a closed
-                // connection.
-                let _ = stream.try_write(&too_many(full));
+                if busy == Busy::Tell {
+                    // Best effort and non-blocking: a full socket buffer just means a
+                    // closed connection.
+                    let _ = stream.try_write(&too_many(full));
+                }
                 continue;
             }
         };
         tracing::trace!(free = slots.free(), "accepted a connection");
-        let (handler, stop, budget) = (handler.clone(), shutdown.clone(), budget.clone());
+        let work = serve(stream, who, shutdown.clone());
         connections.spawn(async move {
             let _slot = slot;
-            connection::run(stream, handler.as_ref(), &limits, &budget, who, stop).await;
+            work.await;
         });
     }
     drop(listener);

@@ -121,6 +121,13 @@ pub fn prepare(socket: &Path) -> io::Result<()> {
 /// Opens the socket just bound at `path` to every user (0666) without following a link:
 /// the mode is set through a descriptor of the file itself, which must be a socket.
 pub fn open_to_all(path: &Path) -> io::Result<()> {
+    set_access(path, 0o666, None)
+}
+
+/// Sets the mode of the socket just bound at `path` (and its group, when `group` is given)
+/// without following a link: through a descriptor of the file itself, which must be a
+/// socket.
+pub fn set_access(path: &Path, mode: u32, group: Option<u32>) -> io::Result<()> {
     let fd = nix::fcntl::open(
         path,
         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -136,16 +143,22 @@ pub fn open_to_all(path: &Path) -> io::Result<()> {
     // fchmod refuses an O_PATH descriptor; its /proc link names the same inode (resolving
     // it reaches that inode itself, never a path that could be swapped).
     let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    std::fs::set_permissions(&by_fd, std::fs::Permissions::from_mode(0o666)).map_err(|e| {
+    let failed = |what: &str, e: io::Error| {
         io::Error::new(
             e.kind(),
             format!(
-                "cannot open {} to other users through {} (is /proc mounted?): {e}",
+                "cannot {what} {} through {} (is /proc mounted?): {e}",
                 path.display(),
                 by_fd.display()
             ),
         )
-    })
+    };
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(&by_fd, None, Some(gid))
+            .map_err(|e| failed(&format!("give group {gid}"), e))?;
+    }
+    std::fs::set_permissions(&by_fd, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| failed(&format!("set mode {mode:04o} on"), e))
 }
 
 #[cfg(test)]

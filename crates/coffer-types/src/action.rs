@@ -36,6 +36,8 @@ string_enum! {
         Hmac = "hmac",
         /// The HTTP basic-auth header for a user and a password secret.
         BasicAuth = "basic_auth",
+        /// A yescrypt password hash (crypt(3)'s `$y$`) of a password secret.
+        Yescrypt = "yescrypt",
         /// The namespaces.
         NamespaceList = "namespace_list",
         /// Create a namespace.
@@ -104,7 +106,7 @@ string_enum! {
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
-        generate, rotate, describe, revoke, destroy, hmac, basic_auth, namespace_list, \
+        generate, rotate, describe, revoke, destroy, hmac, basic_auth, yescrypt, namespace_list, \
         namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
@@ -124,6 +126,7 @@ impl Action {
                 | Self::List
                 | Self::Hmac
                 | Self::BasicAuth
+                | Self::Yescrypt
                 | Self::NamespaceList
                 | Self::Status
                 | Self::SlotList

@@ -15,6 +15,7 @@ pub fn record(i: u64) -> Record<'static> {
             exe: Some(std::path::Path::new("/usr/bin/app").into()),
             addr: None,
             token: None,
+            unit: None,
         },
         action: coffer_types::Action::Get,
         namespace: Some("default".into()),

@@ -35,6 +35,7 @@ pub fn record(i: u64) -> Record<'static> {
             exe: Some(std::path::Path::new("/usr/bin/app").into()),
             addr: None,
             token: None,
+            unit: None,
         },
         action: if i.is_multiple_of(3) {
             coffer_types::Action::Set

@@ -1,4 +1,5 @@
-//! `coffer hmac`: a digest under a secret key, which never leaves the daemon.
+//! `coffer hmac` and `coffer yescrypt`: values computed from a secret, which never leaves
+//! the daemon.
 
 use std::io::Read;
 
@@ -48,5 +49,26 @@ pub fn hmac(client: &Client, args: HmacArgs) -> anyhow::Result<()> {
         args.encoding,
     )?;
     println!("{digest}");
+    Ok(())
+}
+
+/// Options of `coffer yescrypt`.
+#[derive(Args, Debug)]
+pub struct YescryptArgs {
+    #[command(flatten)]
+    target: Target,
+    /// An earlier hash (or `$y$PARAMS$SALT`) whose parameters and salt to reuse: the same
+    /// password then gives the same string back. Default: a fresh salt at libxcrypt's
+    /// default cost (`$y$j9T$`).
+    #[arg(long, value_name = "SETTING")]
+    setting: Option<String>,
+}
+
+/// Prints the yescrypt hash of a password secret, as crypt(3) and `mkpasswd -m yescrypt`
+/// write it.
+pub fn yescrypt(client: &Client, args: YescryptArgs) -> anyhow::Result<()> {
+    let t = &args.target;
+    let hash = client.yescrypt(t.namespace.as_deref(), &t.name, args.setting.as_deref())?;
+    println!("{hash}");
     Ok(())
 }

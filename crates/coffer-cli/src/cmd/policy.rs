@@ -48,8 +48,8 @@ pub enum PolicyCommand {
         /// The file (`-` for standard input)
         file: PathBuf,
     },
-    /// Bind a subject (uid:N, gid:N, user:NAME, token:ACCESSOR) to policies, replacing its
-    /// run-time binding; with no --policy, remove it.
+    /// Bind a subject (uid:N, gid:N, user:NAME, token:ACCESSOR, unit:NAME) to policies,
+    /// replacing its run-time binding; with no --policy, remove it.
     Bind {
         /// The subject
         subject: String,

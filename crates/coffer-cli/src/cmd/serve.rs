@@ -172,6 +172,16 @@ pub struct ServeArgs {
     /// Serve plain HTTP, as on loopback by default; refused for any other address
     #[arg(long)]
     pub no_tls: bool,
+    /// Serve systemd's LoadCredential=ID:PATH on this socket (e.g.
+    /// /run/coffer/credentials.sock): a unit gets the secret ID as the policy subject
+    /// unit:NAME (docs/credentials.md)
+    #[arg(
+        long,
+        env = "COFFER_CREDENTIALS_SOCKET",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub credentials_socket: Option<PathBuf>,
 }
 
 /// The daemon's configuration from the resolved flags and file.
@@ -204,6 +214,7 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
         audit,
         http: cfg.http,
         webhooks: cfg.webhooks,
+        credentials: cfg.credentials,
     }
 }
 
@@ -245,6 +256,7 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             tls_key: args.tls_key,
             tls_names: args.tls_names,
             no_tls: args.no_tls,
+            credentials_socket: args.credentials_socket,
         },
         file,
     )?;

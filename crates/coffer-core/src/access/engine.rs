@@ -22,6 +22,9 @@ pub struct Caller<'a> {
     /// The token's accessor and policies, when the request carried one: the caller is then
     /// the token, and only its grants count.
     pub token: Option<(&'a str, &'a [String])>,
+    /// The systemd unit a credential is asked for (the credentials socket): the caller is
+    /// then `unit:NAME`, and only its grants count (never the peer's uid or gid).
+    pub unit: Option<&'a str>,
 }
 
 /// Compiled policies.
@@ -31,6 +34,7 @@ pub struct Engine {
     by_uid: HashMap<u32, Vec<Arc<PolicyDoc>>>,
     by_gid: HashMap<u32, Vec<Arc<PolicyDoc>>>,
     by_token: HashMap<String, Vec<Arc<PolicyDoc>>>,
+    by_unit: HashMap<String, Vec<Arc<PolicyDoc>>>,
     /// The names of the policies bound to each subject (that exist), for the rule that a
     /// new token carries only policies its creator holds.
     names: Bound,
@@ -44,6 +48,7 @@ struct Bound {
     uid: HashMap<u32, Vec<String>>,
     gid: HashMap<u32, Vec<String>>,
     token: HashMap<String, Vec<String>>,
+    unit: HashMap<String, Vec<String>>,
 }
 
 /// The result of a decision.
@@ -87,12 +92,14 @@ impl Engine {
         }
         let mut gid_names: HashMap<u32, Vec<String>> = HashMap::new();
         let mut token_names: HashMap<String, Vec<String>> = HashMap::new();
+        let mut unit_names: HashMap<String, Vec<String>> = HashMap::new();
         for set in sets {
             for (subject, names) in &set.subjects {
                 let target = match subject {
                     Subject::Uid(u) => uid_names.entry(*u).or_default(),
                     Subject::Gid(g) => gid_names.entry(*g).or_default(),
                     Subject::Token(a) => token_names.entry(a.clone()).or_default(),
+                    Subject::Unit(u) => unit_names.entry(u.clone()).or_default(),
                     Subject::User(name) => match nix::unistd::User::from_name(name) {
                         Ok(Some(user)) => uid_names.entry(user.uid.as_raw()).or_default(),
                         _ => {
@@ -125,6 +132,10 @@ impl Engine {
             let kept = existing(names, &engine.policies);
             engine.names.token.insert(acc.clone(), kept);
         }
+        for (unit, names) in &unit_names {
+            let kept = existing(names, &engine.policies);
+            engine.names.unit.insert(unit.clone(), kept);
+        }
         let resolve = |names: Vec<String>, policies: &HashMap<String, Arc<PolicyDoc>>| {
             let mut docs: Vec<Arc<PolicyDoc>> = Vec::new();
             for n in names {
@@ -153,6 +164,10 @@ impl Engine {
             let docs = resolve(names, &engine.policies);
             engine.by_token.insert(acc, docs);
         }
+        for (unit, names) in unit_names {
+            let docs = resolve(names, &engine.policies);
+            engine.by_unit.insert(unit, docs);
+        }
         engine
     }
 
@@ -178,6 +193,10 @@ impl Engine {
                 }
             }
         };
+        if let Some(unit) = caller.unit {
+            add(self.names.unit.get(unit).map_or(&[], Vec::as_slice));
+            return held;
+        }
         match caller.token {
             Some((accessor, own)) => {
                 add(own);
@@ -208,13 +227,15 @@ impl Engine {
             }
             true
         };
-        let not_denied = match caller.token {
-            Some((accessor, names)) => {
+        let not_denied = match (caller.unit, caller.token) {
+            // A unit: its own bindings only (no root shortcut, whoever connected).
+            (Some(unit), _) => visit(&mut self.by_unit.get(unit).into_iter().flatten()),
+            (None, Some((accessor, names))) => {
                 let own = names.iter().filter_map(|n| self.policies.get(n));
                 let bound = self.by_token.get(accessor).into_iter().flatten();
                 visit(&mut own.chain(bound))
             }
-            None => {
+            (None, None) => {
                 if self.root_only(caller.uid, caller.gid) {
                     return Decision::Allowed;
                 }
@@ -246,6 +267,7 @@ mod tests {
             uid: u,
             gid: u,
             token: None,
+            unit: None,
         }
     }
 
@@ -295,6 +317,7 @@ mod tests {
             uid: 5,
             gid: 100,
             token: None,
+            unit: None,
         };
         assert_eq!(
             e.decide(g, Capability::Destroy, "default/a/b"),
@@ -319,6 +342,7 @@ mod tests {
             uid: 0,
             gid: 0,
             token: Some(("acc1", &names)),
+            unit: None,
         };
         assert_eq!(e.decide(t, Capability::Read, "app/x"), Decision::Allowed);
         assert_eq!(
@@ -334,10 +358,53 @@ mod tests {
             uid: 0,
             gid: 0,
             token: Some(("other", &none)),
+            unit: None,
         };
         assert_eq!(
             e.decide(t2, Capability::Read, "default/x"),
             Decision::NotGranted
         );
+    }
+
+    #[test]
+    fn a_unit_holds_its_own_bindings_and_never_its_peers() {
+        let e = engine(
+            r#"
+            [policies.app-db]
+            rules = [{ path = "default/db", capabilities = ["read"] }]
+            [policies.wide]
+            rules = [{ path = "*", capabilities = ["sudo"] }]
+            [subjects]
+            "unit:app.service" = ["app-db"]
+            "gid:0" = ["wide"]
+            "#,
+        );
+        let unit = |name| Caller {
+            uid: 0,
+            gid: 0,
+            token: None,
+            unit: Some(name),
+        };
+        let app = unit("app.service");
+        assert_eq!(
+            e.decide(app, Capability::Read, "default/db"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            e.decide(app, Capability::Read, "default/other"),
+            Decision::NotGranted,
+            "root's and gid 0's grants are not the unit's"
+        );
+        assert_eq!(
+            e.decide(app, Capability::Sudo, "sys/seal"),
+            Decision::NotGranted
+        );
+        assert_eq!(e.held(app), ["app-db"]);
+        let other = unit("other.service");
+        assert_eq!(
+            e.decide(other, Capability::Read, "default/db"),
+            Decision::NotGranted
+        );
+        assert!(e.held(other).is_empty());
     }
 }

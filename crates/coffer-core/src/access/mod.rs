@@ -94,11 +94,18 @@ pub struct Principal {
     pub gid: u32,
     /// The token, when the request carried a valid one.
     pub token: Option<Arc<TokenRecord>>,
+    /// The systemd unit asking through the credentials socket: the principal is then
+    /// `unit:NAME` and holds only that subject's grants (`uid` and `gid` are not its own).
+    pub unit: Option<Arc<str>>,
 }
 
 impl Principal {
-    /// How the principal is recorded on what it writes: `uid:0` or `token:<accessor>`.
+    /// How the principal is recorded on what it writes: `uid:0`, `token:<accessor>` or
+    /// `unit:<name>`.
     pub fn actor(&self) -> String {
+        if let Some(unit) = &self.unit {
+            return format!("unit:{unit}");
+        }
         match &self.token {
             Some(t) => format!("token:{}", t.accessor),
             None => format!("uid:{}", self.uid),
@@ -107,6 +114,9 @@ impl Principal {
 
     /// Its rate limit bucket.
     pub fn rate_key(&self) -> RateKey {
+        if let Some(unit) = &self.unit {
+            return RateKey::Unit(unit.to_string());
+        }
         match &self.token {
             Some(t) => RateKey::Token(t.accessor.clone()),
             None => RateKey::Uid(self.uid),
@@ -121,11 +131,15 @@ impl Principal {
                 .token
                 .as_deref()
                 .map(|t| (t.accessor.as_str(), t.policies.as_slice())),
+            unit: self.unit.as_deref(),
         }
     }
 
     /// How refusals name the principal: `uid 65534`, `token <accessor>`.
     pub fn describe(&self) -> String {
+        if let Some(unit) = &self.unit {
+            return format!("unit {unit}");
+        }
         match &self.token {
             Some(t) => format!("token {}", t.accessor),
             None => format!("uid {}", self.uid),
@@ -234,6 +248,9 @@ impl AccessControl {
     /// Whether `who` holds the built-in `root` policy without the stored policies: root and
     /// the daemon's user on the socket, or a token made with `root`.
     fn holds_root(&self, who: &Principal) -> bool {
+        if who.unit.is_some() {
+            return false;
+        }
         match &who.token {
             Some(t) => t.policies.iter().any(|p| p == policy::ROOT_POLICY),
             None => who.uid == 0 || who.uid == self.daemon_uid,
@@ -255,6 +272,18 @@ impl AccessControl {
         *self.engine.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(engine);
     }
 
+    /// Gate 3 for a request the credentials socket makes on behalf of systemd unit `unit`:
+    /// the principal is `unit:NAME` alone. Its uid and gid are set to no account's
+    /// (`u32::MAX`), so nothing that looks at them finds the connecting peer's (root's).
+    pub fn resolve_unit(&self, unit: &str) -> Principal {
+        Principal {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            token: None,
+            unit: Some(Arc::from(unit)),
+        }
+    }
+
     /// Gate 3: the principal of a request from peer `uid`/`gid`, with its token if any.
     pub fn resolve(
         &self,
@@ -267,6 +296,7 @@ impl AccessControl {
                 uid,
                 gid,
                 token: None,
+                unit: None,
             });
         };
         let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
@@ -286,6 +316,7 @@ impl AccessControl {
             uid,
             gid,
             token: Some(record.clone()),
+            unit: None,
         })
     }
 
@@ -293,6 +324,7 @@ impl AccessControl {
     /// to the built-in `root` policy and nothing else (root, the daemon's user).
     pub fn unconditional(&self, who: &Principal) -> bool {
         who.token.is_none()
+            && who.unit.is_none()
             && self
                 .engine
                 .read()

@@ -188,10 +188,46 @@ pub enum Subject {
     User(String),
     /// A token by its accessor.
     Token(String),
+    /// A systemd unit, asking through the credentials socket (`LoadCredential=`): what its
+    /// requests may do, and nothing more (not the grants of the root peer that connects).
+    Unit(String),
+}
+
+/// The unit types systemd knows (systemd.unit(5)); a unit name ends in one of them.
+const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+];
+
+/// Whether `name` is a unit name as systemd allows one (`unit_name_is_valid`): under 256
+/// bytes of `[A-Za-z0-9:_.\@-]` (`@` not first), ending in `.TYPE` for a unit type
+/// (`app.service`, `getty@tty1.service`, `app@.service`).
+pub fn is_unit_name(name: &str) -> bool {
+    if name.is_empty() || name.len() >= 256 {
+        return false;
+    }
+    let Some((stem, suffix)) = name.rsplit_once('.') else {
+        return false;
+    };
+    !stem.is_empty()
+        && UNIT_TYPES.contains(&suffix)
+        && !stem.starts_with('@')
+        && stem.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.' | b'\\' | b'@')
+        })
 }
 
 impl Subject {
-    /// Parses `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`.
+    /// Parses `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`, `unit:NAME.TYPE`.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let bad = |why: &str| {
             PolicyError(format!(
@@ -201,7 +237,7 @@ impl Subject {
         };
         let (kind, rest) = text
             .split_once(':')
-            .ok_or_else(|| bad("write uid:N, gid:N, user:NAME or token:ACCESSOR"))?;
+            .ok_or_else(|| bad("write uid:N, gid:N, user:NAME, token:ACCESSOR or unit:NAME"))?;
         let number = |r: &str| r.parse::<u32>().map_err(|_| bad("needs a number"));
         let word = |r: &str| {
             let ok = !r.is_empty()
@@ -219,8 +255,15 @@ impl Subject {
             "gid" => Ok(Self::Gid(number(rest)?)),
             "user" => Ok(Self::User(word(rest)?)),
             "token" => Ok(Self::Token(word(rest)?)),
+            "unit" if is_unit_name(rest) => Ok(Self::Unit(rest.to_owned())),
+            "unit" => Err(bad(
+                "needs a systemd unit name such as app.service ([A-Za-z0-9:_.\\@-], ending in \
+                 a unit type)",
+            )),
             "node" | "tag" => Err(bad("node and tag subjects arrive with the fleet")),
-            _ => Err(bad("write uid:N, gid:N, user:NAME or token:ACCESSOR")),
+            _ => Err(bad(
+                "write uid:N, gid:N, user:NAME, token:ACCESSOR or unit:NAME",
+            )),
         }
     }
 }
@@ -232,6 +275,7 @@ impl fmt::Display for Subject {
             Self::Gid(n) => write!(f, "gid:{n}"),
             Self::User(n) => write!(f, "user:{n}"),
             Self::Token(a) => write!(f, "token:{a}"),
+            Self::Unit(u) => write!(f, "unit:{u}"),
         }
     }
 }
@@ -410,6 +454,7 @@ rules = [
 [subjects]
 "uid:65534" = ["app-read"]
 "user:root" = ["ops", "root"]
+"unit:app.service" = ["app-read"]
 "#;
 
     #[test]
@@ -427,6 +472,10 @@ rules = [
         assert!(ops[1].capabilities.has(Deny));
         assert_eq!(set.subjects[&Subject::Uid(65534)], ["app-read"]);
         assert_eq!(set.subjects[&Subject::User("root".into())], ["ops", "root"]);
+        assert_eq!(
+            set.subjects[&Subject::Unit("app.service".into())],
+            ["app-read"]
+        );
         // The written form round-trips through the store's JSON.
         let text = set.to_text();
         let json = serde_json::to_string(&text).unwrap();
@@ -466,10 +515,41 @@ rules = [
             ("[policies.a\n", "line 1", ""),
             ("[policies.Bad]\nrules = []\n", "line 1", "policy name"),
             ("[subjects]\n\"node:n1\" = []\n", "line 2", "fleet"),
+            ("[subjects]\n\"unit:app\" = []\n", "line 2", "unit name"),
         ];
         for (text, line, why) in cases {
             let e = parse_policy_file(text).unwrap_err().to_string();
             assert!(e.starts_with(line) && e.contains(why), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn unit_names_are_what_systemd_allows() {
+        for ok in [
+            "app.service",
+            "getty@tty1.service",
+            "app@.service",
+            "a-b_c:d\\x2d.timer",
+            "sys-devices-x.device",
+            "x.scope",
+        ] {
+            assert!(is_unit_name(ok), "{ok}");
+        }
+        let long = format!("{}.service", "a".repeat(247));
+        assert!(is_unit_name(&long));
+        for bad in [
+            "",
+            "app",
+            ".service",
+            "@x.service",
+            "app.servic",
+            "app service.service",
+            "app/../x.service",
+            "app\0.service",
+            "é.service",
+            &format!("{}.service", "a".repeat(248)),
+        ] {
+            assert!(!is_unit_name(bad), "{bad:?}");
         }
     }
 

@@ -15,6 +15,8 @@ pub enum RateKey {
     Uid(u32),
     /// A token.
     Token(String),
+    /// A systemd unit asking through the credentials socket (never exempt).
+    Unit(String),
 }
 
 /// Rate limit settings.

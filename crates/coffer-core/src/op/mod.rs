@@ -111,7 +111,7 @@ pub enum Operation {
     },
     /// Bind a subject to policies (none: unbind).
     SubjectSet {
-        /// `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`.
+        /// `uid:N`, `gid:N`, `user:NAME`, `token:ACCESSOR`, `unit:NAME`.
         subject: String,
         /// The policies.
         policies: Vec<String>,
@@ -330,7 +330,7 @@ impl Operation {
 pub fn least_capabilities(action: Action) -> &'static [coffer_types::Capability] {
     use coffer_types::Capability::*;
     match action {
-        Action::Get | Action::Hmac | Action::BasicAuth => &[Read],
+        Action::Get | Action::Hmac | Action::BasicAuth | Action::Yescrypt => &[Read],
         Action::Set => &[Create, Update],
         Action::Patch | Action::Describe => &[Update],
         Action::Generate => &[Generate],

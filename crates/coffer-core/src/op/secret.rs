@@ -110,6 +110,12 @@ pub enum SecretOp {
         /// The user-id.
         user: String,
     },
+    /// The yescrypt hash (crypt(3)'s `$y$...`) of the secret as password.
+    Yescrypt {
+        /// A `$y$` setting or earlier hash to reuse (its parameters and salt); `None`: a
+        /// fresh salt at libxcrypt's default cost.
+        setting: Option<String>,
+    },
 }
 
 /// How a written value is described, as the request gave it.
@@ -261,6 +267,7 @@ impl SecretOp {
             Self::Versions => Action::Versions,
             Self::Hmac { .. } => Action::Hmac,
             Self::BasicAuth { .. } => Action::BasicAuth,
+            Self::Yescrypt { .. } => Action::Yescrypt,
         }
     }
 
@@ -268,9 +275,11 @@ impl SecretOp {
     pub fn needs(&self) -> Needs {
         use Capability::*;
         match self {
-            Self::Get { .. } | Self::GetPrevious | Self::Hmac { .. } | Self::BasicAuth { .. } => {
-                Needs::of(&[Read])
-            }
+            Self::Get { .. }
+            | Self::GetPrevious
+            | Self::Hmac { .. }
+            | Self::BasicAuth { .. }
+            | Self::Yescrypt { .. } => Needs::of(&[Read]),
             Self::Set { options, .. } => Needs {
                 create_or_update: true,
                 ..Needs::of(&[])
@@ -420,6 +429,17 @@ impl SecretOp {
                 }
                 Checked::BasicAuth { user }
             }
+            // A caller's setting is read strictly here, so a heavy or odd one never reaches
+            // the hash; the message does not quote it.
+            Self::Yescrypt { setting } => Checked::Yescrypt {
+                setting: match setting {
+                    Some(s) => Some(
+                        coffer_crypto::pwhash::Setting::parse(&s)
+                            .map_err(|e| invalid(format!("yescrypt: {e}")))?,
+                    ),
+                    None => None,
+                },
+            },
         })
     }
 }
@@ -616,6 +636,11 @@ pub enum Checked {
         /// The user-id.
         user: String,
     },
+    /// A yescrypt hash.
+    Yescrypt {
+        /// The caller's parameters and salt, checked; `None`: fresh.
+        setting: Option<coffer_crypto::pwhash::Setting>,
+    },
 }
 
 impl Checked {
@@ -629,6 +654,7 @@ impl Checked {
                 | Self::Versions
                 | Self::Hmac { .. }
                 | Self::BasicAuth { .. }
+                | Self::Yescrypt { .. }
         )
     }
 }
@@ -717,5 +743,27 @@ mod tests {
         assert!(matches!(spec.check(10), Err(CoreError::InvalidRequest(_))));
         let none = SecretOp::Destroy { versions: vec![] };
         assert!(matches!(none.check(10), Err(CoreError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn yescrypt_settings_are_checked_here_and_it_needs_read() {
+        let ask = |setting: &str| {
+            SecretOp::Yescrypt {
+                setting: Some(setting.to_owned()),
+            }
+            .check(10)
+        };
+        assert!(matches!(
+            ask("$y$j9T$5HunIKE36Q.GDh9fWbgnk/"),
+            Ok(Checked::Yescrypt { setting: Some(_) })
+        ));
+        for bad in ["$y$jFT$5HunIKE36Q.GDh9fWbgnk/", "$2b$10$x", "$y$j9T$!"] {
+            let Err(CoreError::InvalidRequest(m)) = ask(bad) else {
+                panic!("{bad} accepted");
+            };
+            assert!(!m.contains(bad), "{m}");
+        }
+        let needs = SecretOp::Yescrypt { setting: None }.needs().capabilities;
+        assert_eq!(needs, Needs::of(&[Capability::Read]).capabilities);
     }
 }

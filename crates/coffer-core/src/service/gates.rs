@@ -103,6 +103,7 @@ impl Service {
                 uid: who.uid,
                 gid: who.gid,
                 token: None,
+                unit: None,
             };
             return Ok((principal, store));
         }
@@ -121,6 +122,16 @@ impl Service {
         who: &Identity,
         token: Option<&SecretBytes>,
     ) -> Gated<Principal> {
+        if let Some(unit) = &who.unit {
+            // The credentials socket vouched for the unit; a token has no place here.
+            if token.is_some() {
+                return Err(Refusal::at(
+                    Gate::Identity,
+                    CoreError::Unauthenticated("a unit's request carries no token"),
+                ));
+            }
+            return Ok(self.access.resolve_unit(unit));
+        }
         if who.remote.is_some() && token.is_none() {
             return Err(Refusal::at(
                 Gate::Identity,

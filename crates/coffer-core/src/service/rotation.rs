@@ -454,6 +454,7 @@ impl Service {
                 exe: exe.map(Cow::Owned),
                 addr: None,
                 token: None,
+                unit: None,
             },
             action: Action::Rotate,
             namespace: Some(Cow::Borrowed(key.0.as_str())),

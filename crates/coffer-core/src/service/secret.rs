@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use coffer_crypto::pwhash::{self, Setting};
 use coffer_crypto::{SecretBytes, compute, mint};
 use coffer_store::{
     Change, Describe, RotationStep, SecretStore, StoreError, Write, WriteMode, Written,
@@ -125,6 +126,36 @@ impl Service {
                     "secret used"
                 );
                 Ok(Reply::Header(header))
+            }
+            Checked::Yescrypt { setting } => {
+                let read = self.read(store, key, None).await?;
+                let setting = match setting {
+                    Some(s) => s,
+                    None => Setting::fresh()
+                        .map_err(|e| Refusal::at(Gate::Store, StoreError::Crypto(e)))?,
+                };
+                // The permit moves into the blocking task: a caller who leaves does not free
+                // it before the hash (and its memory) is done.
+                let permit = Arc::clone(&self.yescrypt)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| {
+                        Refusal::at(Gate::Store, CoreError::Unavailable("stopping".to_owned()))
+                    })?;
+                let value = read.value;
+                let hash = blocking(move || {
+                    let _permit = permit;
+                    Ok(pwhash::yescrypt(&value, &setting))
+                })
+                .await
+                .map_err(|e| Refusal::at(Gate::Store, e))?
+                .map_err(|e| Refusal::at(Gate::Store, StoreError::Crypto(e)))?;
+                tracing::debug!(
+                    event = "secret_materialize",
+                    computed = "yescrypt",
+                    "secret used"
+                );
+                Ok(Reply::PasswordHash(hash))
             }
             Checked::Write { value, options } => {
                 let writing = Writing {

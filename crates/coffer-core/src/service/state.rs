@@ -78,7 +78,12 @@ pub struct Service {
     pub(super) rotation: crate::schedule::Rotation,
     /// What the webhook delivery worker shares with the operations.
     pub(super) webhooks: Arc<crate::webhook::Webhooks>,
+    /// Permits for yescrypt hashes (16 MiB and tens of ms each): a flood waits here.
+    pub(super) yescrypt: Arc<tokio::sync::Semaphore>,
 }
+
+/// yescrypt hashes computed at once, daemon-wide (each holds up to 64 MiB).
+pub(super) const YESCRYPT_CONCURRENCY: usize = 2;
 
 pub(super) type Gated<T> = Result<T, Refusal>;
 
@@ -137,6 +142,7 @@ impl Service {
             ending: tokio::sync::watch::Sender::new(false),
             rotation: Default::default(),
             webhooks: Arc::default(),
+            yescrypt: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_CONCURRENCY)),
         }
     }
 

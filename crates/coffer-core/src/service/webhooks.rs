@@ -66,6 +66,7 @@ impl Service {
                 exe: None,
                 addr: None,
                 token: None,
+                unit: None,
             },
             action,
             namespace: None,

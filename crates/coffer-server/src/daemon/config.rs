@@ -104,6 +104,8 @@ pub struct DaemonConfig {
     pub http: Option<HttpListen>,
     /// How webhook deliveries are made (retry schedule, time limit).
     pub webhooks: coffer_core::webhook::WebhookSettings,
+    /// The systemd credentials socket, when served (docs/credentials.md).
+    pub credentials: Option<crate::credentials::CredentialsConfig>,
 }
 
 impl DaemonConfig {
@@ -128,6 +130,7 @@ impl DaemonConfig {
             access: AccessConfig::default(),
             http: None,
             webhooks: coffer_core::webhook::WebhookSettings::default(),
+            credentials: None,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Daemon {
     dir: Option<DataDir>,
     /// The webhook delivery worker.
     webhooks: Option<JoinHandle<()>>,
+    /// The systemd credentials socket's listener, when served.
+    credentials: Option<JoinHandle<()>>,
 }
 
 /// What the blocking part of starting makes.
@@ -116,12 +118,20 @@ impl Daemon {
         for path in &config.sockets {
             crate::socket_dir::prepare(path)?;
         }
+        if let Some(creds) = &config.credentials {
+            crate::socket_dir::prepare(&creds.socket)?;
+        }
         let cfg = config.clone();
         let Assembled { dir, service, tls } = tokio::task::spawn_blocking(move || assemble(&cfg))
             .await
             .map_err(|e| DaemonError::Runtime(e.to_string()))??;
         let service = Arc::new(service);
         let listeners = crate::listener::bind_sockets(&config.sockets)?;
+        let credentials = config
+            .credentials
+            .clone()
+            .map(crate::credentials::bind)
+            .transpose()?;
         let (stop, stopped) = watch::channel(false);
         let (http, http_addr) = match &config.http {
             Some(settings) => {
@@ -154,6 +164,15 @@ impl Daemon {
         service.webhooks().configure(config.webhooks.file.clone());
         let webhooks =
             crate::webhook::spawn(service.clone(), config.webhooks.clone(), stopped.clone());
+        let credentials = credentials.map(|(listener, settings)| {
+            tokio::spawn(crate::credentials::serve(
+                listener,
+                Arc::new(settings),
+                service.clone(),
+                config.limits,
+                stopped.clone(),
+            ))
+        });
         let handler = Arc::new(CofferHandler::new(service.clone()));
         let sockets = tokio::spawn(crate::listener::serve_listeners(
             handler,
@@ -170,6 +189,7 @@ impl Daemon {
             http_addr,
             dir: Some(dir),
             webhooks: Some(webhooks),
+            credentials,
         })
     }
 
@@ -204,6 +224,11 @@ impl Daemon {
             && let Err(e) = sockets.await
         {
             tracing::error!(error = %e, "the socket listeners' task failed");
+        }
+        if let Some(credentials) = self.credentials.take()
+            && let Err(e) = credentials.await
+        {
+            tracing::error!(error = %e, "the credentials socket's task failed");
         }
         let served = match self.http.take() {
             Some(http) => http
@@ -252,6 +277,9 @@ impl Drop for Daemon {
         sockets.abort();
         if let Some(webhooks) = self.webhooks.take() {
             webhooks.abort();
+        }
+        if let Some(credentials) = self.credentials.take() {
+            credentials.abort();
         }
         if let Some(http) = self.http.take() {
             http.abort();

@@ -344,6 +344,7 @@ fields! {
     url: String = "a string",
     events: Vec<String> = "a list of strings",
     webhook: String = "a string",
+    setting: String = "a string",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -90,6 +90,7 @@ fn takes(action: Action) -> FieldSet {
         Action::List => LIST,
         Action::Hmac => HMAC,
         Action::BasicAuth => BASIC_AUTH,
+        Action::Yescrypt => ONE.and(field_set!(setting)),
         Action::NamespaceCreate => NAMESPACE,
         Action::Unseal => UNSEAL,
         Action::SlotAdd => SLOT_ADD,
@@ -319,6 +320,9 @@ fn convert(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::BasicAuth => SecretOp::BasicAuth {
             user: needs(f.user.take(), "user", action)?,
+        },
+        Action::Yescrypt => SecretOp::Yescrypt {
+            setting: f.setting.take(),
         },
         _ => return daemon(action, f),
     };

@@ -127,6 +127,20 @@ fn lifecycle_actions() {
         op(r#"{"action":"basic_auth","name":"pw","user":"alice"}"#),
         SecretOp::BasicAuth { .. }
     ));
+    assert!(matches!(
+        op(r#"{"action":"yescrypt","name":"pw"}"#),
+        SecretOp::Yescrypt { setting: None }
+    ));
+    assert!(matches!(
+        op(r#"{"action":"yescrypt","name":"pw","setting":"$y$j9T$abc"}"#),
+        SecretOp::Yescrypt { setting: Some(s) } if s == "$y$j9T$abc"
+    ));
+    // The fields of other computed values are not this one's.
+    assert!(
+        err(r#"{"action":"yescrypt","name":"pw","user":"a"}"#)
+            .message
+            .contains("`user`")
+    );
     let p = ok(r#"{"action":"list","prefix":"db/","limit":10,"after":"db/a","detail":true}"#);
     let Operation::List { input, .. } = p.operation else {
         panic!()

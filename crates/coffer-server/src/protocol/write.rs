@@ -72,6 +72,7 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
         Reply::Keys(keys) => ok_with(out, "keys", keys),
         Reply::Mount(namespace) => ok_with(out, "namespace", namespace),
         Reply::Digest(digest) => ok_with(out, "digest", digest),
+        Reply::PasswordHash(hash) => ok_with(out, "hash", hash),
         Reply::Header(header) => {
             let need = 32 + secret_len(header) + id.map_or(0, str::len);
             *out = reserve_exact(std::mem::take(out), need);
@@ -351,6 +352,17 @@ mod tests {
             None,
         );
         assert_eq!(text(&out), "{\"ok\":true,\"header\":\"Basic YTpi\"}\n");
+        out.clear();
+        reply(
+            &mut out,
+            Action::Yescrypt,
+            &Reply::PasswordHash("$y$j9T$s$h".to_owned()),
+            Some("4"),
+        );
+        assert_eq!(
+            text(&out),
+            "{\"ok\":true,\"hash\":\"$y$j9T$s$h\",\"id\":4}\n"
+        );
         out.clear();
         reply(
             &mut out,

@@ -77,6 +77,7 @@ pub(crate) enum Route {
     Mint(Action),
     Hmac,
     BasicAuth,
+    Yescrypt,
     Revoked,
     Unsupported(Action),
 }
@@ -110,6 +111,7 @@ impl Route {
             "describe" if writes(method) => Self::Mint(Action::Describe),
             "hmac" if writes(method) => Self::Hmac,
             "basic-auth" if writes(method) => Self::BasicAuth,
+            "yescrypt" if writes(method) => Self::Yescrypt,
             _ => Self::Unsupported(match word {
                 "data" | "subkeys" => Action::Get,
                 "metadata" => Action::Meta,
@@ -124,6 +126,7 @@ impl Route {
                 "rotate" => Action::Rotate,
                 "describe" => Action::Describe,
                 "hmac" => Action::Hmac,
+                "yescrypt" => Action::Yescrypt,
                 _ => Action::BasicAuth,
             }),
         }
@@ -145,6 +148,7 @@ impl Route {
             Self::Revoke => Action::Revoke,
             Self::Hmac => Action::Hmac,
             Self::BasicAuth => Action::BasicAuth,
+            Self::Yescrypt => Action::Yescrypt,
             Self::Versions(a) | Self::Mint(a) | Self::Unsupported(a) => a,
         }
     }
@@ -162,7 +166,9 @@ impl Route {
             Self::Revoked => Shape::Revoked,
             Self::MetadataDelete => Shape::Deleted,
             Self::ConfigRead => Shape::Config,
-            Self::VersionList | Self::Mint(_) | Self::Hmac | Self::BasicAuth => Shape::Coffer,
+            Self::VersionList | Self::Mint(_) | Self::Hmac | Self::BasicAuth | Self::Yescrypt => {
+                Shape::Coffer
+            }
             _ => Shape::NoContent,
         }
     }
@@ -329,6 +335,15 @@ pub(crate) fn build(req: &KvRequest, c: &Candidate, route: Route) -> Result<Oper
         Route::BasicAuth => {
             let input: BasicAuthIn = req.body.json()?;
             secret(c, SecretOp::BasicAuth { user: input.user })
+        }
+        Route::Yescrypt => {
+            let input: YescryptIn = req.body.json()?;
+            secret(
+                c,
+                SecretOp::Yescrypt {
+                    setting: input.setting,
+                },
+            )
         }
         Route::Unsupported(_) => Err(ApiError::unsupported()),
     }
@@ -560,4 +575,11 @@ struct HmacIn {
 #[derive(Deserialize)]
 struct BasicAuthIn {
     user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YescryptIn {
+    #[serde(default)]
+    setting: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! KV v2 on every namespace (`/v1/<namespace>/...`, and `default` at `/v1/secret/...`), and
 //! coffer's own secret operations beside it (`generate`, `rotate`, `revoke`, `describe`,
-//! `versions`, `hmac`, `basic-auth`).
+//! `versions`, `hmac`, `basic-auth`, `yescrypt`).
 //!
 //! The one mount resolver: a path becomes its candidate readings (`mount`), each with its
 //! route (what it asks, from the word and the method) and a closure that makes its core
@@ -194,6 +194,9 @@ fn render(shape: Shape, result: Result<Reply, Refusal>, path: &str) -> ApiResult
         }
         (Shape::Coffer, Reply::Digest(digest)) => {
             envelope::data(serde_json::json!({ "digest": digest }))
+        }
+        (Shape::Coffer, Reply::PasswordHash(hash)) => {
+            envelope::data(serde_json::json!({ "hash": hash }))
         }
         (Shape::Coffer, Reply::Header(header)) => match header.expose_str() {
             Some(header) => envelope::data(view::Header { header }),

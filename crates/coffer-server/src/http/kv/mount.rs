@@ -21,6 +21,7 @@ pub(crate) const WORDS: &[&str] = &[
     "versions",
     "hmac",
     "basic-auth",
+    "yescrypt",
     "revoked",
 ];
 
