@@ -823,3 +823,63 @@ fn a_name_the_template_computed_is_not_shown() {
     }));
     agent.assert_no_values(&["computed-value", "plain-value"]);
 }
+
+/// What the system's crypt(3) (libxcrypt, through perl) returns for `password` and
+/// `setting`; the password goes through the environment.
+fn crypt(password: &str, setting: &str) -> String {
+    let out = Command::new("perl")
+        .args([
+            "-e",
+            "my $h = crypt($ENV{PW}, $ARGV[0]); print defined $h ? $h : '(undef)'",
+        ])
+        .arg(setting)
+        .env("PW", password)
+        .output()
+        .expect("perl runs (apt-get install perl)");
+    assert!(out.status.success(), "perl failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_yescrypt_sink_holds_the_daemons_hash_and_keeps_its_salt_while_the_password_stays() {
+    let d = Daemon::start(&[]);
+    let dir = shm();
+    let dest = dir.path().join("admin.hash");
+    set(&d, "admin", "correct horse battery");
+    let body = format!(
+        "[[file]]\nsecret = \"admin\"\ndestination = \"{}\"\npost = \"yescrypt\"\nmode = \"0444\"\n",
+        dest.display()
+    );
+    let mut agent = Agent::start(&d, dir.path(), &body);
+    let first = std::fs::read_to_string(&dest).unwrap();
+    let hash = first.strip_suffix('\n').unwrap();
+    assert!(hash.starts_with("$y$j9T$"), "{hash}");
+    assert_eq!(crypt("correct horse battery", hash), hash);
+    assert_ne!(crypt("wrong horse battery", hash), hash);
+    // The agent asked for the hash, never for the password.
+    let audit = d.audit();
+    assert!(audit.iter().any(|r| r["action"] == "yescrypt"));
+    assert!(
+        !audit.iter().any(|r| r["action"] == "get"),
+        "the agent read the value"
+    );
+    // A restarted agent recomputes with the same salt: nothing changes.
+    agent.stop();
+    let agent = Agent::start(&d, dir.path(), &body);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), first);
+    assert_eq!(agent.sink(0)["changes"], 0);
+    // A new password: a new hash, with a new salt.
+    set(&d, "admin", "new password here");
+    assert!(eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(&dest).unwrap() != first
+    }));
+    let second = std::fs::read_to_string(&dest).unwrap();
+    let hash2 = second.strip_suffix('\n').unwrap();
+    assert_eq!(crypt("new password here", hash2), hash2);
+    assert_ne!(
+        hash2.rsplit('$').nth(1),
+        hash.rsplit('$').nth(1),
+        "a new salt"
+    );
+    agent.assert_no_values(&["correct horse battery", "new password here"]);
+}

@@ -178,21 +178,13 @@ pub fn render_file(
 }
 
 /// The daemon's yescrypt hash of a secret, recomputed with `setting`'s salt when given.
-///
-/// STUB until helper "ycrypt"'s `Client::yescrypt(namespace, name, setting)` lands on main:
-/// the lead replaces the body with `client.yescrypt(namespace, name, setting)`.
 fn yescrypt(
     client: &Client,
     namespace: Option<&str>,
     name: &str,
     setting: Option<&str>,
 ) -> Result<String, ClientError> {
-    let _ = (client, namespace, name, setting);
-    Err(ClientError::Refused {
-        code: ErrorCode::Unsupported,
-        message: "this build of the agent has no yescrypt yet".into(),
-        rc: None,
-    })
+    client.yescrypt(namespace, name, setting)
 }
 
 /// The content of a file sink of `kind` (docs/agent.md, Kinds).
