@@ -49,6 +49,9 @@ struct Live {
     fire_at: Option<Instant>,
     /// The last render failed because the daemon could not answer.
     stale: bool,
+    /// The newest version a change event named for a file sink's secret since its last
+    /// render: read at least that one.
+    hint: Option<u32>,
 }
 
 /// The agent.
@@ -120,6 +123,7 @@ impl Engine {
                 first_change: None,
                 fire_at: None,
                 stale: false,
+                hint: None,
             });
         }
         let mut state = State::default();
@@ -399,6 +403,18 @@ impl Engine {
                         || (s.state.rendered_at.is_none() && s.namespaces.contains(&e.namespace))
                 }
             };
+            if touched && let Sink::File(_) = s.sink {
+                let named = match e.action {
+                    EventAction::Written
+                    | EventAction::Patched
+                    | EventAction::Generated
+                    | EventAction::Rotated => e.version,
+                    _ => None,
+                };
+                let s = &mut self.sinks[i];
+                s.hint = s.hint.max(named);
+            }
+            let s = &self.sinks[i];
             if touched {
                 tracing::debug!(revision = e.revision, destination = %s.state.destination, "change");
                 self.schedule(i, now);
@@ -464,7 +480,12 @@ impl Engine {
         };
         let mut template_deps = None;
         let result: Result<Output, SinkError> = match (&s.sink, &s.template) {
-            (Sink::File(f), _) => render_file(client, f, existing.as_deref().map(|v| &v[..])),
+            (Sink::File(f), _) => render_file(
+                client,
+                f,
+                existing.as_deref().map(|v| &v[..]),
+                s.hint.take(),
+            ),
             (Sink::Template(t), Some(compiled)) => {
                 let (result, deps) = render_template(client, t, compiled);
                 s.namespaces.extend(deps.iter().map(|(ns, _)| ns.clone()));

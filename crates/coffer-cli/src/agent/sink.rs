@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use coffer_client::{Client, ClientError};
 use coffer_crypto::SecretBytes;
-use coffer_types::{ErrorCode, Kind, SecretMeta};
+use coffer_types::{ErrorCode, Kind, SecretMeta, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -98,21 +98,48 @@ pub fn ns_name(namespace: Option<&str>) -> String {
         .to_owned()
 }
 
-/// Metadata (None when the agent may not see it), then the value of that very version.
+/// What [`read`] found: the value, the secret's kind and the version read (each `None` when
+/// the agent may not see metadata and no event named the version).
+struct Read {
+    value: SecretBytes,
+    kind: Option<Kind>,
+    version: Option<u32>,
+}
+
+/// Metadata, then the value of that very version: the current one, or `at_least` when a
+/// change event named a newer one (the daemon publishes an event once the write committed, so
+/// that version is there even if a metadata read raced it). Without `meta` on the secret: the
+/// version the event named, else the current value.
 fn read(
     client: &Client,
     namespace: Option<&str>,
     name: &str,
-) -> Result<(SecretBytes, Option<SecretMeta>), ClientError> {
+    at_least: Option<u32>,
+) -> Result<Read, ClientError> {
     match client.meta(namespace, name) {
         Ok(meta) => {
-            let value = client.get(namespace, name, Some(meta.current))?;
-            Ok((value, Some(meta)))
+            let version = match at_least.and_then(Version::new) {
+                Some(v) if v > meta.current => v,
+                _ => meta.current,
+            };
+            let value = client.get(namespace, name, Some(version))?;
+            Ok(Read {
+                value,
+                kind: Some(meta.kind),
+                version: Some(version.get()),
+            })
         }
         Err(ClientError::Refused {
             code: ErrorCode::Denied,
             ..
-        }) => Ok((client.get(namespace, name, None)?, None)),
+        }) => {
+            let version = at_least.and_then(Version::new);
+            Ok(Read {
+                value: client.get(namespace, name, version)?,
+                kind: None,
+                version: version.map(Version::get),
+            })
+        }
         Err(e) => Err(e),
     }
 }
@@ -123,6 +150,7 @@ pub fn render_file(
     client: &Client,
     sink: &FileSink,
     existing: Option<&[u8]>,
+    at_least: Option<u32>,
 ) -> Result<Output, SinkError> {
     let ns = sink.namespace.as_deref();
     let what = format!("{}/{}", ns_name(ns), sink.secret);
@@ -157,8 +185,9 @@ pub fn render_file(
             }],
         });
     }
-    let (value, meta) = read(client, ns, &sink.secret).map_err(|e| SinkError::client(&e, &what))?;
-    let secret_kind = meta.as_ref().map(|m| m.kind);
+    let read =
+        read(client, ns, &sink.secret, at_least).map_err(|e| SinkError::client(&e, &what))?;
+    let (value, secret_kind) = (read.value, read.kind);
     let kind = sink.kind.unwrap_or(match secret_kind {
         Some(Kind::Line) => FileKind::Line,
         Some(Kind::Env) => FileKind::Env,
@@ -172,7 +201,7 @@ pub fn render_file(
         used: vec![Used {
             namespace: ns_name(ns),
             name: sink.secret.clone(),
-            version: meta.map(|m| m.current.get()),
+            version: read.version,
         }],
     })
 }
@@ -332,18 +361,18 @@ impl Secrets for AgentSecrets<'_> {
     fn value(&self, namespace: Option<&str>, name: &str) -> Result<SecretBytes, Missing> {
         let ns = namespace.or(self.namespace);
         self.ask(ns, name);
-        let (value, meta) =
-            read(self.client, ns, name).map_err(|e| self.missing(&e, namespace, ns, name))?;
+        let read =
+            read(self.client, ns, name, None).map_err(|e| self.missing(&e, namespace, ns, name))?;
         let used = Used {
             namespace: ns_name(ns),
             name: name.to_owned(),
-            version: meta.map(|m| m.current.get()),
+            version: read.version,
         };
         let mut all = self.used.borrow_mut();
         if !all.contains(&used) {
             all.push(used);
         }
-        Ok(value)
+        Ok(read.value)
     }
 
     fn meta(&self, namespace: Option<&str>, name: &str) -> Result<SecretMeta, Missing> {
