@@ -883,3 +883,74 @@ fn a_yescrypt_sink_holds_the_daemons_hash_and_keeps_its_salt_while_the_password_
     );
     agent.assert_no_values(&["correct horse battery", "new password here"]);
 }
+
+#[test]
+fn exec_starts_once_every_file_is_there_restarts_on_a_change_and_the_agent_ends_as_it_did() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = Daemon::start(&[]);
+    let dir = shm();
+    let dest = dir.path().join("db");
+    let log = dir.path().join("starts");
+    let agent_log = dir.path().join("agent.log");
+    // The secret does not exist yet: the command must wait for it.
+    let mut agent = Agent::start(
+        &d,
+        dir.path(),
+        &format!(
+            "[[file]]\nsecret = \"db\"\ndestination = \"{}\"\n\
+             [exec]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"start $(cat '{}')\\\" >> '{}'; exec sleep 1000\"]\nstop_timeout = \"5s\"\n",
+            dest.display(),
+            dest.display(),
+            log.display()
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !log.exists(),
+        "the command started before its file was there"
+    );
+    assert!(agent.state().unwrap()["agent"]["exec_pid"].is_null());
+    set(&d, "db", "exec-1");
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            == "start exec-1\n"),
+        "{}",
+        agent.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || agent
+        .state()
+        .unwrap()["agent"]["exec_pid"]
+        .is_u64()));
+    let first_pid = agent.state().unwrap()["agent"]["exec_pid"].clone();
+    // A change restarts it with the new file in place.
+    set(&d, "db", "exec-2");
+    assert!(
+        eventually(Duration::from_secs(20), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            == "start exec-1\nstart exec-2\n"),
+        "{}",
+        agent.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        let pid = &agent.state().unwrap()["agent"]["exec_pid"];
+        pid.is_u64() && *pid != first_pid
+    }));
+    assert!(agent.status_table().contains("command: pid"));
+    // SIGTERM goes to the command; the agent ends as the command did (killed by TERM).
+    let mut child = agent.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "{status}\n{}", agent.log());
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "exec-2");
+    assert_absent(
+        "the agent's log",
+        std::fs::read_to_string(agent_log).unwrap().as_bytes(),
+        &["exec-1", "exec-2"],
+    );
+    agent.stop();
+}

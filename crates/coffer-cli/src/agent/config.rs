@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
+use crate::supervise::{Exec, ExecConfig};
+
 /// The whole file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,7 @@ struct RawConfig {
     file: Vec<toml::Value>,
     #[serde(default)]
     template: Vec<toml::Value>,
+    exec: Option<toml::Value>,
 }
 
 /// The keys every sink has.
@@ -265,6 +268,8 @@ pub struct AgentConfig {
     pub status_file: PathBuf,
     /// Where the metrics go (Prometheus text).
     pub metrics_file: PathBuf,
+    /// `[exec]`: a command kept in step with the files.
+    pub exec: Option<Exec>,
 }
 
 impl AgentConfig {
@@ -305,6 +310,14 @@ impl AgentConfig {
             labels.push(Sink::Template(sink.clone()).label(i));
             sinks.push(Sink::Template(sink));
         }
+        let exec = raw
+            .exec
+            .map(|v| {
+                let c: ExecConfig = v.try_into()?;
+                c.check()
+            })
+            .transpose()
+            .with_context(|| format!("{file}: [exec]"))?;
         if sinks.is_empty() {
             bail!("agent configuration {file} has no [[file]] or [[template]]: nothing to do");
         }
@@ -338,6 +351,7 @@ impl AgentConfig {
             labels,
             status_file,
             metrics_file,
+            exec,
         })
     }
 }
@@ -666,6 +680,15 @@ mod tests {
             "[[file]]\nsecret = \"a\"\ndestination = \"/run/a\"\nkind = \"text\"\nenv_name = \"A\"\n",
         );
         assert!(e.contains("env_name"), "{e}");
+        let e = err("[[file]]\nsecret = \"a\"\ndestination = \"/run/a\"\n[exec]\ncommand = []\n");
+        assert!(
+            e.contains("agent.toml: [exec]") && e.contains("command"),
+            "{e}"
+        );
+        let e = err(
+            "[[file]]\nsecret = \"a\"\ndestination = \"/run/a\"\n[exec]\ncommand = [\"x\"]\nreload = \"HUP\"\n",
+        );
+        assert!(e.contains("[exec]") && e.contains("reload"), "{e}");
         let e = err("bogus = 1\n");
         assert!(e.contains("bogus") && e.contains("agent.toml"), "{e}");
     }

@@ -4,6 +4,7 @@
 //! changes it sends nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitStatus;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use coffer_types::{ChangeEvent, EventAction, Timestamp};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::config::{AgentConfig, Sink};
+use super::exec::{Command, Signalled};
 use super::notify;
 use super::sink::{COMPUTED, Output, SinkError, Used, ns_name, render_file, render_template};
 use super::status::{ErrorState, SinkState, State};
@@ -66,6 +68,10 @@ pub struct Engine {
     covered: BTreeSet<String>,
     dirty: bool,
     once: bool,
+    /// `[exec]`.
+    command: Option<Command>,
+    /// How the `[exec]` command ended by itself (the agent then ends as it did).
+    command_exit: Option<ExitStatus>,
 }
 
 impl Engine {
@@ -131,6 +137,11 @@ impl Engine {
         state.agent.config = file;
         state.agent.started_at = Some(Timestamp::now());
         state.agent.revision = previous.and_then(|p| p.agent.revision);
+        let command = if once {
+            None
+        } else {
+            config.exec.clone().map(Command::new)
+        };
         Ok(Self {
             client,
             config,
@@ -139,6 +150,8 @@ impl Engine {
             up: BTreeMap::new(),
             covered: BTreeSet::new(),
             dirty: true,
+            command,
+            command_exit: None,
             once,
         })
     }
@@ -171,8 +184,13 @@ impl Engine {
         }
     }
 
-    /// Follows the daemon until SIGTERM or SIGINT.
-    pub fn run(mut self, tx: &Sender<Msg>, rx: &Receiver<Msg>) -> anyhow::Result<()> {
+    /// Follows the daemon until SIGTERM or SIGINT, or until the `[exec]` command ends (then
+    /// answers how it ended).
+    pub fn run(
+        mut self,
+        tx: &Sender<Msg>,
+        rx: &Receiver<Msg>,
+    ) -> anyhow::Result<Option<ExitStatus>> {
         let namespaces: BTreeSet<String> = self
             .sinks
             .iter()
@@ -217,6 +235,10 @@ impl Engine {
         self.follow_new(tx)?;
         loop {
             self.run_due();
+            if let Err(e) = self.step_command() {
+                let _ = self.stop();
+                return Err(e);
+            }
             if self.dirty {
                 self.save();
             }
@@ -245,11 +267,30 @@ impl Engine {
         }
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    fn stop(mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if self.command_exit.is_none()
+            && let Some(command) = &mut self.command
+        {
+            command.stop();
+        }
         tracing::info!("stopping; files are left in place");
         self.state.agent.stopped = true;
         self.state.agent.connected = false;
+        self.state.agent.exec_pid = None;
         self.save();
+        Ok(self.command_exit)
+    }
+
+    /// Starts the `[exec]` command once every sink rendered, or tells it of changes.
+    fn step_command(&mut self) -> anyhow::Result<()> {
+        let ready = self.sinks.iter().all(|s| s.state.rendered_at.is_some());
+        if let Some(command) = &mut self.command {
+            let pid = command.step(ready)?;
+            if self.state.agent.exec_pid != pid {
+                self.state.agent.exec_pid = pid;
+                self.save();
+            }
+        }
         Ok(())
     }
 
@@ -296,6 +337,26 @@ impl Engine {
     fn handle(&mut self, m: Msg, tx: &Sender<Msg>) -> anyhow::Result<bool> {
         let now = Instant::now();
         match m {
+            Msg::Signal(signal) if self.command.is_some() => {
+                let command = self
+                    .command
+                    .as_mut()
+                    .map(|c| c.signal(signal))
+                    .transpose()?;
+                match command {
+                    Some(Signalled::Handled) => {}
+                    Some(Signalled::Ended(status)) => {
+                        self.command_exit = Some(status);
+                        return Ok(true);
+                    }
+                    // Before the command starts, the agent's own meaning.
+                    Some(Signalled::NotRunning) | None => match signal {
+                        Signal::SIGCHLD => {}
+                        Signal::SIGTERM | Signal::SIGINT => return Ok(true),
+                        _ => tracing::info!(signal = %signal, "no command runs yet: ignored"),
+                    },
+                }
+            }
             Msg::Signal(Signal::SIGHUP) => {
                 tracing::info!("SIGHUP: rendering everything again");
                 for i in 0..self.sinks.len() {
@@ -479,6 +540,7 @@ impl Engine {
             _ => None,
         };
         let mut template_deps = None;
+        let mut wrote = false;
         let result: Result<Output, SinkError> = match (&s.sink, &s.template) {
             (Sink::File(f), _) => render_file(
                 client,
@@ -512,6 +574,7 @@ impl Engine {
                         let versions = describe(&out.used);
                         s.state.versions = out.used;
                         if outcome == Outcome::Written {
+                            wrote = true;
                             tracing::info!(destination, from = %versions, "written");
                             s.state.changes += 1;
                             s.state.changed_at = Some(Timestamp::now());
@@ -538,6 +601,7 @@ impl Engine {
                 if remove {
                     match write::remove(&s.target) {
                         Ok(true) => {
+                            wrote = true;
                             tracing::info!(destination, reason = %e.message, "removed");
                             s.state.changes += 1;
                             s.state.changed_at = Some(Timestamp::now());
@@ -556,6 +620,9 @@ impl Engine {
                 }
                 fail(&mut s.state, &e.code, e.message);
             }
+        }
+        if wrote && let Some(command) = &mut self.command {
+            command.file_changed();
         }
     }
 

@@ -5,11 +5,13 @@
 //! - sink.rs: what a sink writes (a value in a kind, a yescrypt hash, a template);
 //! - write.rs: writing it (tmpfs only, owner and mode first, atomic or in place, no churn);
 //! - engine.rs: the loop (render at start, follow changes, wait, splay, on_change);
+//! - exec.rs: `[exec]`, a command kept in step with the files (crate::supervise);
 //! - notify.rs: on_change; status.rs: the status and metrics files;
 //! - template.rs: the templates' language (minijinja; docs/agent-templates.md).
 
 mod config;
 mod engine;
+mod exec;
 mod notify;
 mod sink;
 mod status;
@@ -86,10 +88,18 @@ pub fn run(
     }
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     // Before any thread starts, so every thread has the signals blocked.
-    engine::signals(tx.clone())?;
+    if config.exec.is_some() {
+        // Those the command gets passed on, and SIGCHLD.
+        crate::supervise::signals::catch(tx.clone(), Msg::Signal)?;
+    } else {
+        engine::signals(tx.clone())?;
+    }
     let engine = Engine::new(client, config, false)?;
     tracing::info!(config = %path.display(), "agent started");
-    engine.run(&tx, &rx)
+    match engine.run(&tx, &rx)? {
+        Some(status) => crate::supervise::signals::exit_like(status),
+        None => Ok(()),
+    }
 }
 
 fn print_status(config: &AgentConfig, json: bool) -> anyhow::Result<()> {

@@ -42,6 +42,9 @@ pub struct AgentState {
     /// The last store revision seen: a restarted agent resumes after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// The `[exec]` command's pid, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_pid: Option<u32>,
     /// Whether it has ended (SIGTERM, SIGINT, or `--once` done).
     #[serde(default)]
     pub stopped: bool,
@@ -176,6 +179,9 @@ pub fn table(state: &State, running: bool) -> String {
         a.pid,
         if running { "running" } else { "not running" }
     );
+    if let Some(pid) = a.exec_pid {
+        let _ = writeln!(out, "command: pid {pid}");
+    }
     match (&a.unreachable_since, a.connected) {
         (_, true) => {
             let _ = writeln!(out, "daemon: connected");
