@@ -650,10 +650,7 @@ fn fail(state: &mut SinkState, code: &str, message: String) {
 /// `default/db v3, acme/api v1`.
 fn describe(used: &[Used]) -> String {
     used.iter()
-        .map(|u| match u.version {
-            Some(v) => format!("{}/{} v{v}", u.namespace, u.name),
-            None => format!("{}/{}", u.namespace, u.name),
-        })
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -27,6 +27,21 @@ pub struct Used {
     pub version: Option<u32>,
 }
 
+/// `default/db v3`; a name the template computed shows as that alone.
+impl std::fmt::Display for Used {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)?;
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)?;
+        }
+        match self.version {
+            Some(v) => write!(f, " v{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why a sink could not be rendered.
 #[derive(Debug, Clone)]
 pub struct SinkError {
@@ -422,7 +437,7 @@ pub fn render_template(
             u
         } else {
             Used {
-                namespace: COMPUTED.into(),
+                namespace: String::new(),
                 name: COMPUTED.into(),
                 version: u.version,
             }

@@ -215,10 +215,7 @@ pub fn table(state: &State, running: bool) -> String {
                     .map_or_else(|| "never".to_owned(), |t| t.to_string()),
                 s.versions
                     .iter()
-                    .map(|u| match u.version {
-                        Some(v) => format!("{}/{} v{v}", u.namespace, u.name),
-                        None => format!("{}/{}", u.namespace, u.name),
-                    })
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
                 s.changes.to_string(),
