@@ -371,6 +371,34 @@ fn owner_group_and_mode_are_set_and_persistent_storage_is_refused() {
         "owned-value"
     );
     assert_absent("the agent's stderr", &out.stderr, &["owned-value"]);
+    // ramfs counts as volatile too (a ramfs mounted under /tmp).
+    if nix::unistd::geteuid().is_root() {
+        let ram = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "ramfs", "none"])
+            .arg(ram.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount -t ramfs failed");
+        let _mount = Bind(ram.path().to_owned());
+        let out = once(
+            &d,
+            dir.path(),
+            &format!(
+                "[[file]]\nsecret = \"k\"\ndestination = \"{}/k\"\n",
+                ram.path().display()
+            ),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(ram.path().join("k")).unwrap(),
+            "owned-value"
+        );
+    }
 }
 
 /// The value of render `i`: its length varies with `i % 7` and is written into it, so a
@@ -953,4 +981,48 @@ fn exec_starts_once_every_file_is_there_restarts_on_a_change_and_the_agent_ends_
         &["exec-1", "exec-2"],
     );
     agent.stop();
+}
+
+#[test]
+fn a_restarted_agent_resumes_after_its_last_revision_and_rewrites_only_what_changed() {
+    let d = Daemon::start(&[]);
+    let dir = shm();
+    set(&d, "a", "resume-a-1");
+    set(&d, "b", "resume-b-1");
+    let body = format!(
+        "[[file]]\nsecret = \"a\"\ndestination = \"{0}/a\"\n[[file]]\nsecret = \"b\"\ndestination = \"{0}/b\"\n",
+        dir.path().display()
+    );
+    let mut agent = Agent::start(&d, dir.path(), &body);
+    let revision = agent.state().unwrap()["agent"]["revision"]
+        .as_u64()
+        .unwrap();
+    agent.stop();
+    // While the agent is away, a changes.
+    set(&d, "a", "resume-a-2");
+    let agent = Agent::start(&d, dir.path(), &body);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a")).unwrap(),
+        "resume-a-2"
+    );
+    assert_eq!(agent.sink(0)["changes"], 1);
+    assert_eq!(
+        agent.sink(1)["changes"],
+        0,
+        "b is as it was: not written again"
+    );
+    // It followed on from where it was: the revision moved on past the change it missed.
+    assert!(eventually(Duration::from_secs(10), || {
+        agent.state().unwrap()["agent"]["revision"].as_u64() > Some(revision)
+    }));
+    let out = Command::new(BIN)
+        .args(["agent", "status", "--json", "--config"])
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["agent"]["connected"], true);
+    assert_eq!(json["sinks"][0]["versions"][0]["version"], 2);
+    agent.assert_no_values(&["resume-a-1", "resume-a-2", "resume-b-1"]);
 }
