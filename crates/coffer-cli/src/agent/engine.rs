@@ -67,6 +67,8 @@ pub struct Engine {
     /// Namespaces whose watch was open when everything was last rendered.
     covered: BTreeSet<String>,
     dirty: bool,
+    /// The last status write failed (its WARN is said once).
+    save_failing: bool,
     once: bool,
     /// `[exec]`.
     command: Option<Command>,
@@ -150,6 +152,7 @@ impl Engine {
             up: BTreeMap::new(),
             covered: BTreeSet::new(),
             dirty: true,
+            save_failing: false,
             command,
             command_exit: None,
             once,
@@ -632,8 +635,18 @@ impl Engine {
             .state
             .save(&self.config.status_file, &self.config.metrics_file)
         {
-            Ok(()) => self.dirty = false,
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot write the status file"),
+            Ok(()) => {
+                if std::mem::take(&mut self.save_failing) {
+                    tracing::info!("the status file is written again");
+                }
+                self.dirty = false;
+            }
+            // Once per stretch of failures; retried at the next change.
+            Err(e) if !self.save_failing => {
+                self.save_failing = true;
+                tracing::warn!(error = %format!("{e:#}"), "cannot write the status file");
+            }
+            Err(_) => {}
         }
     }
 }

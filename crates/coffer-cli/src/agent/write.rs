@@ -103,7 +103,46 @@ pub fn prepare(c: &Common) -> anyhow::Result<()> {
         check_volatile(dir, &target.path)?;
     }
     check_not_special(&target.path)?;
+    remove_leftovers(&target.path);
     Ok(())
+}
+
+/// The temporary file's name for `destination`, without its random part: `.NAME.coffer-`.
+fn temp_prefix(destination: &Path) -> String {
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.coffer-")
+}
+
+/// Removes temporary files an agent killed in the middle of a write left beside the
+/// destination (they may hold a value).
+fn remove_leftovers(destination: &Path) {
+    let prefix = temp_prefix(destination);
+    let Some(dir) = destination.parent() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix)
+            && name.ends_with(".tmp")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a temporary file left by an interrupted write")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a temporary file left by an interrupted write")
+                }
+            }
+        }
+    }
 }
 
 /// Refuses a directory on anything but tmpfs or ramfs.
@@ -217,13 +256,8 @@ fn atomic(target: &Target, content: &[u8]) -> anyhow::Result<()> {
     let dir = target.dir();
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let name = target
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.coffer-{hex}.tmp"));
+    let tmp = dir.join(format!("{}{hex}.tmp", temp_prefix(&target.path)));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -320,6 +354,19 @@ mod tests {
 
     fn shm() -> Option<tempfile::TempDir> {
         tempfile::tempdir_in("/dev/shm").ok()
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_write_are_removed_and_nothing_else() {
+        let Some(dir) = shm() else { return };
+        let dest = dir.path().join("db");
+        let leftover = dir.path().join(".db.coffer-0011223344556677.tmp");
+        let other = dir.path().join(".other.coffer-0011223344556677.tmp");
+        std::fs::write(&leftover, "x").unwrap();
+        std::fs::write(&other, "x").unwrap();
+        remove_leftovers(&dest);
+        assert!(!leftover.exists());
+        assert!(other.exists());
     }
 
     #[test]
