@@ -219,8 +219,10 @@ impl Engine {
             }
         }
         for m in early {
-            if self.handle(m, tx)? {
-                return self.stop();
+            match self.handle(m, tx) {
+                Ok(false) => {}
+                Ok(true) => return self.stop(),
+                Err(e) => return self.fail(e),
             }
         }
         self.covered = self
@@ -239,8 +241,7 @@ impl Engine {
         loop {
             self.run_due();
             if let Err(e) = self.step_command() {
-                let _ = self.stop();
-                return Err(e);
+                return self.fail(e);
             }
             if self.dirty {
                 self.save();
@@ -263,11 +264,20 @@ impl Engine {
             // Take whatever else is already there, so a burst renders once.
             batch.extend(rx.try_iter());
             for m in batch {
-                if self.handle(m, tx)? {
-                    return self.stop();
+                match self.handle(m, tx) {
+                    Ok(false) => {}
+                    Ok(true) => return self.stop(),
+                    Err(e) => return self.fail(e),
                 }
             }
         }
+    }
+
+    /// Ends on an error: the command (if any) is stopped first, so it does not outlive the
+    /// agent unsupervised.
+    fn fail(self, e: anyhow::Error) -> anyhow::Result<Option<ExitStatus>> {
+        let _ = self.stop();
+        Err(e)
     }
 
     fn stop(mut self) -> anyhow::Result<Option<ExitStatus>> {
