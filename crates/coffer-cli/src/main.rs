@@ -5,9 +5,6 @@
 //! their stable code.
 #![deny(unsafe_code)]
 
-// `coffer agent` (issue 15, in progress): its template rendering so far, which the agent
-// itself will call (remove this attribute once it does).
-#[allow(dead_code, unused_imports)]
 mod agent;
 mod bench;
 mod cmd;
@@ -118,6 +115,9 @@ enum Command {
     /// Follow changes as they happen: one line per event (what changed, where, by whom;
     /// never a value), from now or from a revision an earlier watch printed.
     Watch(cmd::watch::WatchArgs),
+    /// Keep secrets in files on tmpfs, current from the daemon's change events: `coffer agent
+    /// --config agent.toml` (docs/agent.md); `coffer agent status` shows what it rendered.
+    Agent(agent::AgentArgs),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
 }
@@ -148,7 +148,10 @@ fn quiet_tss() {
 fn main() -> ExitCode {
     quiet_tss();
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
+    let serving = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Bench(_) | Command::Agent(_)
+    );
     // tss-esapi logs every TPM refusal itself; coffer logs them with their context.
     init_logging(if serving {
         "info,tss_esapi=off"
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
         Command::Yescrypt(args) => client(socket).and_then(|c| cmd::compute::yescrypt(&c, args)),
         Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
         Command::Watch(args) => client(socket).and_then(|c| cmd::watch::run(&c, args)),
+        Command::Agent(args) => agent::run(args, socket, cli.token_file.as_deref(), crate::client),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {

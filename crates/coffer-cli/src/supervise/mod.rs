@@ -28,13 +28,11 @@ use zeroize::Zeroize;
 pub const TOKEN_VARS: [&str; 2] = ["COFFER_TOKEN", "COFFER_TOKEN_FILE"];
 
 /// How long a stop waits when `stop_timeout` is not given.
-#[allow(dead_code)] // The agent's `[exec]` (issue 15) uses it; `run --watch` builds an `Exec`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to run and treat the child: from `run --watch` flags or the agent's `[exec]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // The agent's `[exec]` (issue 15) uses it; `run --watch` builds an `Exec`.
 pub struct ExecConfig {
     /// The program and its arguments (no shell).
     pub command: Vec<String>,
@@ -66,7 +64,6 @@ pub struct Exec {
 }
 
 impl ExecConfig {
-    #[allow(dead_code)] // The agent's `[exec]` (issue 15) uses it; `run --watch` builds an `Exec`.
     /// Checks every key; an error names the key and what it expects.
     pub fn check(&self) -> anyhow::Result<Exec> {
         if self.command.is_empty() {
@@ -171,7 +168,6 @@ impl Supervisor {
     }
 
     /// The current child's process id, while it runs.
-    #[allow(dead_code)] // For the agent's status.
     pub fn pid(&self) -> Option<u32> {
         match (&self.child, self.ended) {
             (Some(child), None) => Some(child.id()),
