@@ -180,7 +180,7 @@ fn refusal_code(e: &ClientError) -> Option<ErrorCode> {
 }
 
 /// The error and its causes on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -500,35 +500,37 @@ fn common(raw: RawCommon, destination: PathBuf) -> anyhow::Result<Common> {
 
 /// A user name or uid.
 fn user(key: &str, v: &toml::Value) -> anyhow::Result<u32> {
-    match v {
-        toml::Value::Integer(n) => {
-            u32::try_from(*n).with_context(|| format!("`{key}`: {n} is not a uid"))
-        }
-        toml::Value::String(s) => match s.parse::<u32>() {
-            Ok(n) => Ok(n),
-            Err(_) => nix::unistd::User::from_name(s)
-                .with_context(|| format!("`{key}`: cannot look up the user `{s}`"))?
-                .map(|u| u.uid.as_raw())
-                .with_context(|| format!("`{key}`: there is no user `{s}` on this system")),
-        },
-        _ => bail!("`{key}`: expected a user name or a uid"),
-    }
+    account(key, v, "user", "uid", |s| {
+        Ok(nix::unistd::User::from_name(s)?.map(|u| u.uid.as_raw()))
+    })
 }
 
 /// A group name or gid.
 fn group(key: &str, v: &toml::Value) -> anyhow::Result<u32> {
+    account(key, v, "group", "gid", |s| {
+        Ok(nix::unistd::Group::from_name(s)?.map(|g| g.gid.as_raw()))
+    })
+}
+
+/// A number, or a name looked up in the system's accounts.
+fn account(
+    key: &str,
+    v: &toml::Value,
+    what: &str,
+    number: &str,
+    lookup: impl Fn(&str) -> nix::Result<Option<u32>>,
+) -> anyhow::Result<u32> {
     match v {
         toml::Value::Integer(n) => {
-            u32::try_from(*n).with_context(|| format!("`{key}`: {n} is not a gid"))
+            u32::try_from(*n).with_context(|| format!("`{key}`: {n} is not a {number}"))
         }
         toml::Value::String(s) => match s.parse::<u32>() {
             Ok(n) => Ok(n),
-            Err(_) => nix::unistd::Group::from_name(s)
-                .with_context(|| format!("`{key}`: cannot look up the group `{s}`"))?
-                .map(|g| g.gid.as_raw())
-                .with_context(|| format!("`{key}`: there is no group `{s}` on this system")),
+            Err(_) => lookup(s)
+                .with_context(|| format!("`{key}`: cannot look up the {what} `{s}`"))?
+                .with_context(|| format!("`{key}`: there is no {what} `{s}` on this system")),
         },
-        _ => bail!("`{key}`: expected a group name or a gid"),
+        _ => bail!("`{key}`: expected a {what} name or a {number}"),
     }
 }
 

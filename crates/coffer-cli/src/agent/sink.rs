@@ -78,24 +78,12 @@ impl SinkError {
             },
             other => Self {
                 code: "unreachable".into(),
-                message: format!("{what}: {}", chain(other)),
+                message: format!("{what}: {}", crate::follow::error_chain(other)),
                 stale: true,
                 gone: false,
             },
         }
     }
-}
-
-/// An error and its causes on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// What a render produced.
@@ -362,7 +350,7 @@ impl AgentSecrets<'_> {
         let error = SinkError::client(e, &format!("{}/{name}", ns_name(namespace)));
         let reason = match e {
             ClientError::Refused { code, message, .. } => format!("{code}: {message}"),
-            other => format!("{}: {}", error.code, chain(other)),
+            other => format!("{}: {}", error.code, crate::follow::error_chain(other)),
         };
         self.failure.borrow_mut().get_or_insert(error);
         Missing {
