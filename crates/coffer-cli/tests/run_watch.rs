@@ -471,3 +471,66 @@ fn the_command_keeps_running_while_the_daemon_is_away_and_changes_apply_after() 
     assert_eq!(watch.wait().signal(), Some(15), "{}", watch.stderr());
     no_value_leaked(&daemon, &watch, &["away-v1-3301", "away-v2-3302"]);
 }
+
+/// The soft core-dump limit of process `pid`, in bytes (`/proc/PID/limits`).
+fn core_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    line.split_whitespace().nth(4).unwrap().to_owned()
+}
+
+#[test]
+fn the_supervisor_keeps_core_dumps_off_while_the_command_gets_its_limit_back() {
+    let daemon = Daemon::start(&[]);
+    set(&daemon, "app/key", "core-limit-6620");
+    let dir = daemon.root.path();
+    let notes = dir.join("notes-core");
+    // The child notes its soft core limit (in 1024-byte blocks) and its pid.
+    let script = r#"
+f="$1"
+echo "core $$ $(ulimit -c)" >> "$f"
+echo "start $$ $S" >> "$f"
+while kill -0 "$PPID" 2>/dev/null; do sleep 0.05; done
+"#;
+    let mut coffer = Command::new("sh")
+        .args(["-c", "ulimit -c 2048 && exec \"$@\"", "sh", BIN])
+        .args([
+            "--socket",
+            daemon.socket.to_str().unwrap(),
+            "run",
+            "--watch",
+            "--env",
+            "S=app/key",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&notes)
+        .env_remove("COFFER_SOCKET")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&notes).unwrap_or_default();
+    let started = eventually(LIMIT, || read().contains("start "));
+    let coffer_limit = core_limit(coffer.id());
+    let _ = coffer.kill();
+    let _ = coffer.wait();
+    assert!(started, "the command did not start: {}", read());
+    // The command is given the limit coffer was started with, as plain `coffer run` gives it.
+    let child = read();
+    let child_limit = child
+        .lines()
+        .find_map(|l| l.strip_prefix("core "))
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap()
+        .to_owned();
+    assert_eq!(child_limit, "2048", "{child}");
+    // coffer, which holds the values while it supervises, dumps no core.
+    assert_eq!(coffer_limit, "0", "coffer's own core limit was restored");
+}

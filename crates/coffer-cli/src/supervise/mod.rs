@@ -63,6 +63,9 @@ pub struct Exec {
     pub splay: Duration,
     /// Let the child inherit COFFER_TOKEN and COFFER_TOKEN_FILE (removed by default).
     pub pass_token: bool,
+    /// The core-dump limit coffer started with, given back to the child only (coffer,
+    /// which holds the values, keeps core dumps off).
+    pub core_limit: Option<coffer_core::CoreLimit>,
 }
 
 impl ExecConfig {
@@ -103,6 +106,7 @@ impl ExecConfig {
                 .unwrap_or(DEFAULT_STOP_TIMEOUT),
             splay: duration("splay", &self.splay)?.unwrap_or(Duration::ZERO),
             pass_token: false,
+            core_limit: None,
         })
     }
 }
@@ -199,7 +203,7 @@ impl Supervisor {
                 command.env_remove(var);
             }
         }
-        unblock_signals_in_child(&mut command);
+        unblock_signals_in_child(&mut command, self.exec.core_limit);
         let child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
@@ -328,27 +332,33 @@ impl Supervisor {
     }
 }
 
-/// Starts the child with no signal blocked.
+/// Starts the child with no signal blocked, and with the core-dump limit coffer started
+/// with (when given).
 ///
 /// A child inherits the signal mask of the thread that starts it, and std leaves the mask
 /// alone: coffer blocks the signals it forwards (see [`signals::catch`]), and a child started
 /// with them blocked would never receive them (a HUP to reload, a TERM to stop). std does
-/// restore SIGPIPE's default action itself.
+/// restore SIGPIPE's default action itself. The core limit is set in the child only: coffer
+/// keeps running with the values in its memory and must not dump them.
 #[allow(unsafe_code)]
-fn unblock_signals_in_child(command: &mut Command) {
+fn unblock_signals_in_child(command: &mut Command, core_limit: Option<coffer_core::CoreLimit>) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe functions may be called: it calls sigprocmask(2) (async-signal-safe,
-    // and the child has one thread) on a set built on the stack, allocating nothing and
-    // taking no lock.
+    // and the child has one thread) on a set built on the stack, and setrlimit(2) (a bare
+    // system call) on a copied value, allocating nothing and taking no lock.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             nix::sys::signal::sigprocmask(
                 nix::sys::signal::SigmaskHow::SIG_SETMASK,
                 Some(&nix::sys::signal::SigSet::empty()),
                 None,
             )
-            .map_err(std::io::Error::from)
+            .map_err(std::io::Error::from)?;
+            if let Some(limit) = core_limit {
+                limit.restore().map_err(std::io::Error::from)?;
+            }
+            Ok(())
         });
     }
 }
@@ -503,6 +513,7 @@ mod tests {
             stop_timeout: Duration::from_secs(30),
             splay: Duration::ZERO,
             pass_token: false,
+            core_limit: None,
         }
     }
 

@@ -39,12 +39,7 @@ enum Msg {
 }
 
 /// Supervises the command until it ends by itself; answers how it ended.
-pub(super) fn run(
-    client: &Client,
-    bindings: &[Binding],
-    exec: Exec,
-    core_limit: Option<coffer_core::CoreLimit>,
-) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(client: &Client, bindings: &[Binding], exec: Exec) -> anyhow::Result<ExitStatus> {
     let (tx, rx) = mpsc::channel();
     // First: every thread started later inherits the blocked signals.
     signals::catch(tx.clone(), Msg::Signal)?;
@@ -73,11 +68,8 @@ pub(super) fn run(
     for b in bindings {
         env.push((b.var.clone(), b.read(client, None)?));
     }
-    // The command should dump core as it would have without coffer (coffer itself stays
-    // undumpable).
-    if let Some(limit) = core_limit {
-        let _ = limit.restore();
-    }
+    // The command dumps core as it would have without coffer: `exec.core_limit` is given back
+    // in the child only (coffer itself, holding the values, keeps core dumps off).
     let mut supervisor = Supervisor::launch(exec, env)?;
     let result = supervise(client, bindings, &mut supervisor, &rx);
     if result.is_err() {
