@@ -143,8 +143,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration: {e} (write e.g. 30s, 500ms or 2m)"))
 }
 
-/// A running child and what to do with it.
-#[derive(Debug)]
+/// A running child and what to do with it. `Debug` shows the variables' names, never their
+/// values.
 pub struct Supervisor {
     exec: Exec,
     env: Vec<(String, OsString)>,
@@ -152,6 +152,17 @@ pub struct Supervisor {
     child: Option<Child>,
     /// How the current child ended by itself, once reaped.
     ended: Option<ExitStatus>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("exec", &self.exec)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("pid", &self.child.as_ref().map(Child::id))
+            .field("ended", &self.ended)
+            .finish()
+    }
 }
 
 impl Supervisor {
@@ -446,6 +457,16 @@ mod tests {
         assert_eq!(e.stop_signal, Signal::SIGINT);
         assert_eq!(e.stop_timeout, Duration::from_secs(90));
         assert_eq!(e.splay, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn debug_shows_no_value() {
+        let env = vec![("S".to_owned(), OsString::from("debug-value-4471"))];
+        let mut s = Supervisor::launch(exec("exit 0", None), env).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("\"S\""), "{shown}");
+        assert!(!shown.contains("debug-value-4471"), "{shown}");
+        let _ = s.stop();
     }
 
     #[test]
