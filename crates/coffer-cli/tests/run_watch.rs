@@ -534,3 +534,96 @@ while kill -0 "$PPID" 2>/dev/null; do sleep 0.05; done
     // coffer, which holds the values while it supervises, dumps no core.
     assert_eq!(coffer_limit, "0", "coffer's own core limit was restored");
 }
+
+/// Runs argv under a new pseudo-terminal (its controlling terminal, the foreground process
+/// group), types ^C once the child noted its start, then sends SIGUSR1 to coffer (which
+/// passes it on after anything it passed before), and prints the notes once USR1 arrived.
+const UNDER_A_TERMINAL: &str = r#"
+import os, pty, signal, sys, time
+notes = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+os.set_blocking(fd, False)
+def read():
+    try:
+        with open(notes) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+def until(word):
+    end = time.time() + 30
+    while word not in read():
+        try:
+            os.read(fd, 65536)
+        except OSError:
+            pass
+        if time.time() > end:
+            sys.exit("no %r in the notes: %r" % (word, read()))
+        time.sleep(0.02)
+until("start")
+os.write(fd, b"\x03")
+until("int")
+os.kill(pid, signal.SIGUSR1)
+until("usr1")
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+print(read(), end="")
+"#;
+
+/// The child, in Perl (whose deferred signals count every delivery): notes each INT and
+/// USR1, and ends when coffer is gone.
+const COUNTING: &str = r#"
+my $f = $ARGV[0];
+sub note { open(my $h, ">>", $f) or die; print $h "$_[0]\n"; close $h }
+$SIG{INT} = sub { note("int") };
+$SIG{USR1} = sub { note("usr1") };
+# What coffer's descriptors the command inherited (none of its signalfd).
+for my $fd (glob("/proc/$$/fd/*")) { my $t = readlink($fd) // ""; note("fd $t") if $t =~ /signalfd/ }
+note("start $$");
+my $parent = getppid();
+while (kill(0, $parent)) { select(undef, undef, undef, 0.05) }
+"#;
+
+#[test]
+fn a_terminals_ctrl_c_reaches_the_command_once() {
+    let daemon = Daemon::start(&[]);
+    set(&daemon, "app/key", "ctrl-c-3307");
+    let notes = daemon.root.path().join("notes-ctrl-c");
+    let out = Command::new("python3")
+        .args(["-c", UNDER_A_TERMINAL])
+        .arg(&notes)
+        .args([
+            BIN,
+            "--socket",
+            daemon.socket.to_str().unwrap(),
+            "run",
+            "--watch",
+            "--env",
+            "S=app/key",
+            "--",
+            "perl",
+            "-e",
+            COUNTING,
+        ])
+        .arg(&notes)
+        .env_remove("COFFER_SOCKET")
+        .output()
+        .expect("python3 runs (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The terminal sent ^C to the process group coffer and the command share: coffer must
+    // not send it a second time (a second ^C means "stop now" to many programs).
+    let ints = text.lines().filter(|l| *l == "int").count();
+    assert_eq!(ints, 1, "{text}");
+    // A signal sent to coffer alone is still passed on.
+    assert!(text.lines().any(|l| l == "usr1"), "{text}");
+    assert!(
+        !text.contains("signalfd"),
+        "the command inherited coffer's signalfd: {text}"
+    );
+}

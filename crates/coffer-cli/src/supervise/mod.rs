@@ -331,6 +331,17 @@ impl Supervisor {
         self.signal(signal);
     }
 
+    /// Whether the running child is in coffer's process group (so a signal the terminal sends
+    /// to that group reaches it without coffer).
+    pub fn shares_our_group(&self) -> bool {
+        match (&self.child, self.ended) {
+            (Some(child), None) => {
+                nix::unistd::getpgid(Some(child_pid(child))).ok() == Some(nix::unistd::getpgrp())
+            }
+            _ => false,
+        }
+    }
+
     /// Signals the child while it has not been reaped (so its pid cannot name another
     /// process).
     fn signal(&self, signal: Signal) {

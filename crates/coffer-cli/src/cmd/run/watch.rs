@@ -28,12 +28,13 @@ use nix::sys::signal::Signal;
 
 use super::Binding;
 use crate::follow::{self, Followed};
+use crate::supervise::signals::Caught;
 use crate::supervise::{Exec, Supervisor, forget, signals};
 
 /// What the main loop waits for.
 enum Msg {
     /// A signal coffer received.
-    Signal(Signal),
+    Signal(Caught),
     /// What a follower reports.
     Follow(Followed),
 }
@@ -100,8 +101,11 @@ fn until_following(rx: &Receiver<Msg>, mut pending: BTreeSet<String>) -> anyhow:
                 None => anyhow::bail!("cannot follow changes in namespace {namespace}: {error}"),
             },
             Msg::Follow(Followed::Event(_) | Followed::Resync { .. }) => {}
-            Msg::Signal(Signal::SIGCHLD) => {}
-            Msg::Signal(signal) => signals::die_by(signal),
+            Msg::Signal(Caught {
+                signal: Signal::SIGCHLD,
+                ..
+            }) => {}
+            Msg::Signal(caught) => signals::die_by(caught.signal),
         }
     }
     Ok(())
@@ -153,8 +157,18 @@ fn handle(
     };
     match msg {
         // Whether it ended is asked after the queue is drained.
-        Msg::Signal(Signal::SIGCHLD) => {}
-        Msg::Signal(signal) => supervisor.forward(signal),
+        Msg::Signal(Caught {
+            signal: Signal::SIGCHLD,
+            ..
+        }) => {}
+        // The terminal sent it to the process group the command shares: it has it already.
+        Msg::Signal(caught) if caught.from_terminal && supervisor.shares_our_group() => {
+            tracing::debug!(
+                signal = caught.signal.as_str(),
+                "the terminal signalled the command too; not passed on again"
+            );
+        }
+        Msg::Signal(caught) => supervisor.forward(caught.signal),
         Msg::Follow(Followed::Event(event)) => {
             if !event.action.is_secret() {
                 return;
