@@ -471,3 +471,159 @@ fn the_command_keeps_running_while_the_daemon_is_away_and_changes_apply_after() 
     assert_eq!(watch.wait().signal(), Some(15), "{}", watch.stderr());
     no_value_leaked(&daemon, &watch, &["away-v1-3301", "away-v2-3302"]);
 }
+
+/// The soft core-dump limit of process `pid`, in bytes (`/proc/PID/limits`).
+fn core_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    line.split_whitespace().nth(4).unwrap().to_owned()
+}
+
+#[test]
+fn the_supervisor_keeps_core_dumps_off_while_the_command_gets_its_limit_back() {
+    let daemon = Daemon::start(&[]);
+    set(&daemon, "app/key", "core-limit-6620");
+    let dir = daemon.root.path();
+    let notes = dir.join("notes-core");
+    // The child notes its soft core limit (in 1024-byte blocks) and its pid.
+    let script = r#"
+f="$1"
+echo "core $$ $(ulimit -c)" >> "$f"
+echo "start $$ $S" >> "$f"
+while kill -0 "$PPID" 2>/dev/null; do sleep 0.05; done
+"#;
+    let mut coffer = Command::new("sh")
+        .args(["-c", "ulimit -c 2048 && exec \"$@\"", "sh", BIN])
+        .args([
+            "--socket",
+            daemon.socket.to_str().unwrap(),
+            "run",
+            "--watch",
+            "--env",
+            "S=app/key",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&notes)
+        .env_remove("COFFER_SOCKET")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&notes).unwrap_or_default();
+    let started = eventually(LIMIT, || read().contains("start "));
+    let coffer_limit = core_limit(coffer.id());
+    let _ = coffer.kill();
+    let _ = coffer.wait();
+    assert!(started, "the command did not start: {}", read());
+    // The command is given the limit coffer was started with, as plain `coffer run` gives it.
+    let child = read();
+    let child_limit = child
+        .lines()
+        .find_map(|l| l.strip_prefix("core "))
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap()
+        .to_owned();
+    assert_eq!(child_limit, "2048", "{child}");
+    // coffer, which holds the values while it supervises, dumps no core.
+    assert_eq!(coffer_limit, "0", "coffer's own core limit was restored");
+}
+
+/// Runs argv under a new pseudo-terminal (its controlling terminal, the foreground process
+/// group), types ^C once the child noted its start, then sends SIGUSR1 to coffer (which
+/// passes it on after anything it passed before), and prints the notes once USR1 arrived.
+const UNDER_A_TERMINAL: &str = r#"
+import os, pty, signal, sys, time
+notes = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+os.set_blocking(fd, False)
+def read():
+    try:
+        with open(notes) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+def until(word):
+    end = time.time() + 30
+    while word not in read():
+        try:
+            os.read(fd, 65536)
+        except OSError:
+            pass
+        if time.time() > end:
+            sys.exit("no %r in the notes: %r" % (word, read()))
+        time.sleep(0.02)
+until("start")
+os.write(fd, b"\x03")
+until("int")
+os.kill(pid, signal.SIGUSR1)
+until("usr1")
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+print(read(), end="")
+"#;
+
+/// The child, in Perl (whose deferred signals count every delivery): notes each INT and
+/// USR1, and ends when coffer is gone.
+const COUNTING: &str = r#"
+my $f = $ARGV[0];
+sub note { open(my $h, ">>", $f) or die; print $h "$_[0]\n"; close $h }
+$SIG{INT} = sub { note("int") };
+$SIG{USR1} = sub { note("usr1") };
+# What coffer's descriptors the command inherited (none of its signalfd).
+for my $fd (glob("/proc/$$/fd/*")) { my $t = readlink($fd) // ""; note("fd $t") if $t =~ /signalfd/ }
+note("start $$");
+my $parent = getppid();
+while (kill(0, $parent)) { select(undef, undef, undef, 0.05) }
+"#;
+
+#[test]
+fn a_terminals_ctrl_c_reaches_the_command_once() {
+    let daemon = Daemon::start(&[]);
+    set(&daemon, "app/key", "ctrl-c-3307");
+    let notes = daemon.root.path().join("notes-ctrl-c");
+    let out = Command::new("python3")
+        .args(["-c", UNDER_A_TERMINAL])
+        .arg(&notes)
+        .args([
+            BIN,
+            "--socket",
+            daemon.socket.to_str().unwrap(),
+            "run",
+            "--watch",
+            "--env",
+            "S=app/key",
+            "--",
+            "perl",
+            "-e",
+            COUNTING,
+        ])
+        .arg(&notes)
+        .env_remove("COFFER_SOCKET")
+        .output()
+        .expect("python3 runs (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The terminal sent ^C to the process group coffer and the command share: coffer must
+    // not send it a second time (a second ^C means "stop now" to many programs).
+    let ints = text.lines().filter(|l| *l == "int").count();
+    assert_eq!(ints, 1, "{text}");
+    // A signal sent to coffer alone is still passed on.
+    assert!(text.lines().any(|l| l == "usr1"), "{text}");
+    assert!(
+        !text.contains("signalfd"),
+        "the command inherited coffer's signalfd: {text}"
+    );
+}

@@ -186,8 +186,9 @@ pub fn run(
             stop_timeout: args.stop_timeout,
             splay: args.splay,
             pass_token: args.pass_token,
+            core_limit,
         };
-        let status = watch::run(client, &bindings, exec, core_limit)?;
+        let status = watch::run(client, &bindings, exec)?;
         crate::supervise::signals::exit_like(status);
     }
     let mut env = Vec::with_capacity(bindings.len());

@@ -61,6 +61,9 @@ pub struct Exec {
     pub splay: Duration,
     /// Let the child inherit COFFER_TOKEN and COFFER_TOKEN_FILE (removed by default).
     pub pass_token: bool,
+    /// The core-dump limit coffer started with, given back to the child only (coffer,
+    /// which holds the values, keeps core dumps off).
+    pub core_limit: Option<coffer_core::CoreLimit>,
 }
 
 impl ExecConfig {
@@ -100,6 +103,7 @@ impl ExecConfig {
                 .unwrap_or(DEFAULT_STOP_TIMEOUT),
             splay: duration("splay", &self.splay)?.unwrap_or(Duration::ZERO),
             pass_token: false,
+            core_limit: None,
         })
     }
 }
@@ -136,8 +140,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration: {e} (write e.g. 30s, 500ms or 2m)"))
 }
 
-/// A running child and what to do with it.
-#[derive(Debug)]
+/// A running child and what to do with it. `Debug` shows the variables' names, never their
+/// values.
 pub struct Supervisor {
     exec: Exec,
     env: Vec<(String, OsString)>,
@@ -145,6 +149,17 @@ pub struct Supervisor {
     child: Option<Child>,
     /// How the current child ended by itself, once reaped.
     ended: Option<ExitStatus>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("exec", &self.exec)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("pid", &self.child.as_ref().map(Child::id))
+            .field("ended", &self.ended)
+            .finish()
+    }
 }
 
 impl Supervisor {
@@ -195,7 +210,7 @@ impl Supervisor {
                 command.env_remove(var);
             }
         }
-        unblock_signals_in_child(&mut command);
+        unblock_signals_in_child(&mut command, self.exec.core_limit);
         let child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
@@ -312,6 +327,17 @@ impl Supervisor {
         self.signal(signal);
     }
 
+    /// Whether the running child is in coffer's process group (so a signal the terminal sends
+    /// to that group reaches it without coffer).
+    pub fn shares_our_group(&self) -> bool {
+        match (&self.child, self.ended) {
+            (Some(child), None) => {
+                nix::unistd::getpgid(Some(child_pid(child))).ok() == Some(nix::unistd::getpgrp())
+            }
+            _ => false,
+        }
+    }
+
     /// Signals the child while it has not been reaped (so its pid cannot name another
     /// process).
     fn signal(&self, signal: Signal) {
@@ -324,27 +350,33 @@ impl Supervisor {
     }
 }
 
-/// Starts the child with no signal blocked.
+/// Starts the child with no signal blocked, and with the core-dump limit coffer started
+/// with (when given).
 ///
 /// A child inherits the signal mask of the thread that starts it, and std leaves the mask
 /// alone: coffer blocks the signals it forwards (see [`signals::catch`]), and a child started
 /// with them blocked would never receive them (a HUP to reload, a TERM to stop). std does
-/// restore SIGPIPE's default action itself.
+/// restore SIGPIPE's default action itself. The core limit is set in the child only: coffer
+/// keeps running with the values in its memory and must not dump them.
 #[allow(unsafe_code)]
-fn unblock_signals_in_child(command: &mut Command) {
+fn unblock_signals_in_child(command: &mut Command, core_limit: Option<coffer_core::CoreLimit>) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe functions may be called: it calls sigprocmask(2) (async-signal-safe,
-    // and the child has one thread) on a set built on the stack, allocating nothing and
-    // taking no lock.
+    // and the child has one thread) on a set built on the stack, and setrlimit(2) (a bare
+    // system call) on a copied value, allocating nothing and taking no lock.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             nix::sys::signal::sigprocmask(
                 nix::sys::signal::SigmaskHow::SIG_SETMASK,
                 Some(&nix::sys::signal::SigSet::empty()),
                 None,
             )
-            .map_err(std::io::Error::from)
+            .map_err(std::io::Error::from)?;
+            if let Some(limit) = core_limit {
+                limit.restore().map_err(std::io::Error::from)?;
+            }
+            Ok(())
         });
     }
 }
@@ -435,6 +467,16 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_no_value() {
+        let env = vec![("S".to_owned(), OsString::from("debug-value-4471"))];
+        let mut s = Supervisor::launch(exec("exit 0", None), env).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("\"S\""), "{shown}");
+        assert!(!shown.contains("debug-value-4471"), "{shown}");
+        let _ = s.stop();
+    }
+
+    #[test]
     fn signals_with_or_without_sig() {
         for (name, signal) in [
             ("HUP", Signal::SIGHUP),
@@ -499,6 +541,7 @@ mod tests {
             stop_timeout: Duration::from_secs(30),
             splay: Duration::ZERO,
             pass_token: false,
+            core_limit: None,
         }
     }
 

@@ -2,9 +2,15 @@
 //! and ending coffer the way the child ended.
 //!
 //! No signal handler is installed. [`catch`] blocks the signals in the calling thread (and so
-//! in every thread started after it) and starts a thread that takes them with `sigwait` and
+//! in every thread started after it) and starts a thread that takes them from a signalfd and
 //! sends them over a channel: the main loop then handles a signal as it handles any other
 //! message. The supervisor starts its children with no signal blocked.
+//!
+//! A terminal's ^C or ^\\ is sent by the kernel to the whole foreground process group, which
+//! the child shares with coffer: it already reached the child, and passing it on again would
+//! deliver it twice (many programs take a second ^C as "stop now, skip the clean shutdown").
+//! [`Caught::from_terminal`] tells them apart from a signal a process sent to coffer. (A
+//! hangup is not among them: the kernel sends it to the session leader alone.)
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -12,6 +18,17 @@ use std::sync::mpsc::Sender;
 
 use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// A signal coffer received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caught {
+    /// The signal.
+    pub signal: Signal,
+    /// A terminal's ^C (SIGINT) or ^\\ (SIGQUIT): sent by the kernel (`SI_KERNEL`) to the
+    /// whole foreground process group, not by a process's kill(2) to coffer alone.
+    pub from_terminal: bool,
+}
 
 /// The signals coffer passes on to its child.
 pub const FORWARDED: [Signal; 6] = [
@@ -28,7 +45,7 @@ pub const FORWARDED: [Signal; 6] = [
 ///
 /// Call it before starting any other thread: a thread started earlier keeps the signals
 /// unblocked and would take them with their default action (TERM would end coffer).
-pub fn catch<T: Send + 'static>(tx: Sender<T>, wrap: fn(Signal) -> T) -> anyhow::Result<()> {
+pub fn catch<T: Send + 'static>(tx: Sender<T>, wrap: fn(Caught) -> T) -> anyhow::Result<()> {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -36,26 +53,42 @@ pub fn catch<T: Send + 'static>(tx: Sender<T>, wrap: fn(Signal) -> T) -> anyhow:
     set.add(Signal::SIGCHLD);
     set.thread_block()
         .context("cannot block the signals coffer passes on")?;
+    let fd =
+        // Close-on-exec: the command must not inherit it.
+        SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+            .context("cannot open a signalfd for the signals coffer passes on")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             loop {
-                match set.wait() {
-                    Ok(signal) => {
-                        if tx.send(wrap(signal)).is_err() {
-                            return;
-                        }
-                    }
+                let info = match fd.read_signal() {
+                    Ok(Some(info)) => info,
+                    Ok(None) => continue,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot wait for signals");
                         return;
                     }
+                };
+                let Ok(signal) = i32::try_from(info.ssi_signo).map(Signal::try_from) else {
+                    continue;
+                };
+                let Ok(signal) = signal else { continue };
+                let caught = Caught {
+                    signal,
+                    from_terminal: info.ssi_code == SI_KERNEL
+                        && matches!(signal, Signal::SIGINT | Signal::SIGQUIT),
+                };
+                if tx.send(wrap(caught)).is_err() {
+                    return;
                 }
             }
         })
         .context("cannot start the signal thread")?;
     Ok(())
 }
+
+/// `si_code` of a signal the kernel sent (a terminal's to its foreground process group).
+const SI_KERNEL: i32 = 0x80;
 
 /// Ends coffer as the child ended: with its exit code, or killed by the same signal (as
 /// plain `coffer run`, which becomes the command, does). A shell then shows the same status

@@ -128,6 +128,11 @@ impl Service {
                 Ok(Reply::Header(header))
             }
             Checked::Yescrypt { setting } => {
+                // A place in the bounded queue first: the work of a caller who leaves runs
+                // on, so an unbounded wait would let a flood pile up without end.
+                let queued = Arc::clone(&self.yescrypt_queue)
+                    .try_acquire_owned()
+                    .map_err(|_| Refusal::at(Gate::RateLimit, CoreError::RateLimited))?;
                 let read = self.read(store, key, None).await?;
                 let setting = match setting {
                     Some(s) => s,
@@ -144,7 +149,7 @@ impl Service {
                     })?;
                 let value = read.value;
                 let hash = blocking(move || {
-                    let _permit = permit;
+                    let _permit = (permit, queued);
                     Ok(pwhash::yescrypt(&value, &setting))
                 })
                 .await
@@ -465,3 +470,7 @@ fn value_reply(read: Cached) -> Reply {
         facts: read.facts,
     }
 }
+
+#[cfg(test)]
+#[path = "yescrypt_tests.rs"]
+mod yescrypt_tests;

@@ -80,10 +80,17 @@ pub struct Service {
     pub(super) webhooks: Arc<crate::webhook::Webhooks>,
     /// Permits for yescrypt hashes (16 MiB and tens of ms each): a flood waits here.
     pub(super) yescrypt: Arc<tokio::sync::Semaphore>,
+    /// Places for yescrypt requests waiting or computing: the wait above is bounded, so
+    /// requests whose callers went away cannot pile up behind it (their work runs on).
+    pub(super) yescrypt_queue: Arc<tokio::sync::Semaphore>,
 }
 
 /// yescrypt hashes computed at once, daemon-wide (each holds up to 64 MiB).
 pub(super) const YESCRYPT_CONCURRENCY: usize = 2;
+
+/// yescrypt requests waiting or computing at once, daemon-wide; one more is refused
+/// (`rate_limited`) rather than queued.
+pub(super) const YESCRYPT_QUEUE: usize = 32;
 
 pub(super) type Gated<T> = Result<T, Refusal>;
 
@@ -143,6 +150,7 @@ impl Service {
             rotation: Default::default(),
             webhooks: Arc::default(),
             yescrypt: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_CONCURRENCY)),
+            yescrypt_queue: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_QUEUE)),
         }
     }
 

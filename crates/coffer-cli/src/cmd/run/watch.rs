@@ -28,23 +28,19 @@ use nix::sys::signal::Signal;
 
 use super::Binding;
 use crate::follow::{self, Followed};
+use crate::supervise::signals::Caught;
 use crate::supervise::{Exec, Supervisor, forget, signals};
 
 /// What the main loop waits for.
 enum Msg {
     /// A signal coffer received.
-    Signal(Signal),
+    Signal(Caught),
     /// What a follower reports.
     Follow(Followed),
 }
 
 /// Supervises the command until it ends by itself; answers how it ended.
-pub(super) fn run(
-    client: &Client,
-    bindings: &[Binding],
-    exec: Exec,
-    core_limit: Option<coffer_core::CoreLimit>,
-) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(client: &Client, bindings: &[Binding], exec: Exec) -> anyhow::Result<ExitStatus> {
     let (tx, rx) = mpsc::channel();
     // First: every thread started later inherits the blocked signals.
     signals::catch(tx.clone(), Msg::Signal)?;
@@ -73,11 +69,8 @@ pub(super) fn run(
     for b in bindings {
         env.push((b.var.clone(), b.read(client, None)?));
     }
-    // The command should dump core as it would have without coffer (coffer itself stays
-    // undumpable).
-    if let Some(limit) = core_limit {
-        let _ = limit.restore();
-    }
+    // The command dumps core as it would have without coffer: `exec.core_limit` is given back
+    // in the child only (coffer itself, holding the values, keeps core dumps off).
     let mut supervisor = Supervisor::launch(exec, env)?;
     let result = supervise(client, bindings, &mut supervisor, &rx);
     if result.is_err() {
@@ -108,8 +101,11 @@ fn until_following(rx: &Receiver<Msg>, mut pending: BTreeSet<String>) -> anyhow:
                 None => anyhow::bail!("cannot follow changes in namespace {namespace}: {error}"),
             },
             Msg::Follow(Followed::Event(_) | Followed::Resync { .. }) => {}
-            Msg::Signal(Signal::SIGCHLD) => {}
-            Msg::Signal(signal) => signals::die_by(signal),
+            Msg::Signal(Caught {
+                signal: Signal::SIGCHLD,
+                ..
+            }) => {}
+            Msg::Signal(caught) => signals::die_by(caught.signal),
         }
     }
     Ok(())
@@ -161,8 +157,18 @@ fn handle(
     };
     match msg {
         // Whether it ended is asked after the queue is drained.
-        Msg::Signal(Signal::SIGCHLD) => {}
-        Msg::Signal(signal) => supervisor.forward(signal),
+        Msg::Signal(Caught {
+            signal: Signal::SIGCHLD,
+            ..
+        }) => {}
+        // The terminal sent it to the process group the command shares: it has it already.
+        Msg::Signal(caught) if caught.from_terminal && supervisor.shares_our_group() => {
+            tracing::debug!(
+                signal = caught.signal.as_str(),
+                "the terminal signalled the command too; not passed on again"
+            );
+        }
+        Msg::Signal(caught) => supervisor.forward(caught.signal),
         Msg::Follow(Followed::Event(event)) => {
             if !event.action.is_secret() {
                 return;
