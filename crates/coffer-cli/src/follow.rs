@@ -172,6 +172,18 @@ fn watch_once(
     Ok(Flow::Ended { delivered: opened })
 }
 
+/// Whether a refusal to open a watch is for good (a token or a configuration to fix), not an
+/// outage to wait out.
+pub fn refused_for_good(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Denied
+            | ErrorCode::Unauthenticated
+            | ErrorCode::NotFound
+            | ErrorCode::InvalidRequest
+    )
+}
+
 fn refusal_code(e: &ClientError) -> Option<ErrorCode> {
     match e {
         ClientError::Refused { code, .. } => Some(*code),

@@ -194,7 +194,13 @@ fn main() -> ExitCode {
         Command::Yescrypt(args) => client(socket).and_then(|c| cmd::compute::yescrypt(&c, args)),
         Command::Run(args) => client(socket).and_then(|c| cmd::run::run(&c, args, core_limit)),
         Command::Watch(args) => client(socket).and_then(|c| cmd::watch::run(&c, args)),
-        Command::Agent(args) => agent::run(args, socket, cli.token_file.as_deref(), crate::client),
+        Command::Agent(args) => agent::run(
+            args,
+            socket,
+            cli.token_file.as_deref(),
+            core_limit,
+            crate::client,
+        ),
         Command::Bench(args) => bench::run(socket, args),
     };
     match result {

@@ -44,6 +44,18 @@ fn set(d: &Daemon, name: &str, value: &str) {
     assert_eq!(r["ok"], true, "{r}");
 }
 
+/// A child killed if the test fails before it ends it.
+struct Killed(Option<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn an_agent_token_with_read_and_meta_on_its_namespace_renders_and_follows() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,11 +103,14 @@ fn an_agent_token_with_read_and_meta_on_its_namespace_renders_and_follows() {
         err.contains("apps") && err.contains("denied"),
         "the refusal should name the namespace and the code: {err}"
     );
-    assert!(!dest.exists(), "nothing is written before the watch is open");
+    assert!(
+        !dest.exists(),
+        "nothing is written before the watch is open"
+    );
 
     // read and meta on apps/*: renders, then follows a change pushed by the daemon.
     let token = token_file(&daemon, dir.path(), "agent");
-    let mut agent = Command::new(BIN)
+    let agent = Command::new(BIN)
         .args(["--socket", daemon.socket.to_str().unwrap(), "agent"])
         .arg("--config")
         .arg(&config)
@@ -103,20 +118,22 @@ fn an_agent_token_with_read_and_meta_on_its_namespace_renders_and_follows() {
         .env("COFFER_LOG", "debug")
         .env_remove("COFFER_TOKEN")
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let mut agent = Killed(Some(agent));
     let read = || std::fs::read_to_string(&dest).unwrap_or_default();
     let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(20), || read() == "first-Value-1\n"),
+        eventually(Duration::from_secs(20), || read() == "first-Value-1"),
         "not rendered: {:?}\n{}",
         read(),
         agent_log()
     );
     set(&daemon, "db", "second-Value-3");
     assert!(
-        eventually(Duration::from_secs(20), || read() == "second-Value-3\n"),
+        eventually(Duration::from_secs(20), || read() == "second-Value-3"),
         "the change was not followed: {:?}\n{}",
         read(),
         agent_log()
@@ -125,7 +142,7 @@ fn an_agent_token_with_read_and_meta_on_its_namespace_renders_and_follows() {
     // (read and meta on apps/*), its value never reaches the agent's files or log.
     set(&daemon, "other", "not-for-the-agent-4");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(read(), "second-Value-3\n");
+    assert_eq!(read(), "second-Value-3");
 
     // The agent's requests ran as its token, not as root: the audit says so.
     let audit = daemon.audit();
@@ -145,6 +162,7 @@ fn an_agent_token_with_read_and_meta_on_its_namespace_renders_and_follows() {
     );
     assert_eq!(code(&r), "denied", "{r}");
 
+    let mut agent = agent.0.take().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -21,6 +21,7 @@ use super::status::{ErrorState, SinkState, State};
 use super::template::Template;
 use super::write::{self, Outcome, Target};
 use crate::follow::{self, Followed};
+use crate::supervise::signals::Caught;
 
 /// How long the agent waits at start for its watches to open before rendering anyway.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);
@@ -29,8 +30,9 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 pub enum Msg {
     /// From a follower.
     Followed(Followed),
-    /// A signal: TERM and INT end the agent, HUP re-renders everything.
-    Signal(Signal),
+    /// A signal: TERM and INT end the agent, HUP re-renders everything (with `[exec]`, they
+    /// are the command's once it runs).
+    Signal(Caught),
 }
 
 /// One sink at run time.
@@ -209,6 +211,22 @@ impl Engine {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Msg::Followed(f)) => {
+                    if let Followed::Down {
+                        namespace,
+                        error,
+                        code: Some(code),
+                    } = &f
+                        && follow::refused_for_good(*code)
+                    {
+                        // Not an outage: a token or a configuration to fix. Waiting for the
+                        // daemon would never end.
+                        let e = anyhow::anyhow!(
+                            "cannot follow changes in namespace {namespace}: {error} ({code}); \
+                             the agent's token needs `meta` or `list` on {namespace}/* \
+                             (docs/agent.md)"
+                        );
+                        return self.fail(e);
+                    }
                     if let Followed::Up { namespace, .. } | Followed::Down { namespace, .. } = &f {
                         answered.insert(namespace.clone());
                     }
@@ -350,11 +368,12 @@ impl Engine {
     fn handle(&mut self, m: Msg, tx: &Sender<Msg>) -> anyhow::Result<bool> {
         let now = Instant::now();
         match m {
-            Msg::Signal(signal) if self.command.is_some() => {
+            Msg::Signal(caught) if self.command.is_some() => {
+                let signal = caught.signal;
                 let command = self
                     .command
                     .as_mut()
-                    .map(|c| c.signal(signal))
+                    .map(|c| c.signal(caught))
                     .transpose()?;
                 match command {
                     Some(Signalled::Handled) => {}
@@ -370,14 +389,17 @@ impl Engine {
                     },
                 }
             }
-            Msg::Signal(Signal::SIGHUP) => {
+            Msg::Signal(Caught {
+                signal: Signal::SIGHUP,
+                ..
+            }) => {
                 tracing::info!("SIGHUP: rendering everything again");
                 for i in 0..self.sinks.len() {
                     self.schedule(i, now);
                 }
             }
-            Msg::Signal(s) => {
-                tracing::info!(signal = %s, "signal received");
+            Msg::Signal(Caught { signal, .. }) => {
+                tracing::info!(signal = %signal, "signal received");
                 return Ok(true);
             }
             Msg::Followed(Followed::Up {
@@ -416,10 +438,19 @@ impl Engine {
                 };
                 self.up.insert(namespace, false);
                 if self.state.agent.connected || self.state.agent.unreachable_since.is_none() {
-                    tracing::warn!(
-                        error = %error,
-                        "the daemon is unreachable; files are kept as they are until it returns"
-                    );
+                    if code.is_some_and(follow::refused_for_good) {
+                        tracing::warn!(
+                            error = %error,
+                            "the daemon refused the watch; files are kept as they are, and the \
+                             agent asks again"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error = %error,
+                            "the daemon is unreachable; files are kept as they are until it \
+                             returns"
+                        );
+                    }
                     self.state.agent.connected = false;
                     self.state.agent.unreachable_since = Some(Timestamp::now());
                     self.state.agent.unreachable_error = Some(error);
@@ -703,7 +734,12 @@ pub fn signals(tx: Sender<Msg>) -> anyhow::Result<()> {
         .name("signals".into())
         .spawn(move || {
             while let Ok(s) = set.wait() {
-                if tx.send(Msg::Signal(s)).is_err() {
+                let caught = Caught {
+                    signal: s,
+                    // Only the agent itself acts on these: no command to pass them to.
+                    from_terminal: false,
+                };
+                if tx.send(Msg::Signal(caught)).is_err() {
                     return;
                 }
             }

@@ -11,6 +11,7 @@ use std::process::ExitStatus;
 
 use nix::sys::signal::Signal;
 
+use crate::supervise::signals::Caught;
 use crate::supervise::{Exec, Supervisor};
 
 /// The command and its state.
@@ -63,10 +64,11 @@ impl Command {
     }
 
     /// A signal the agent received: passed on to the command (SIGCHLD: did it end?).
-    pub fn signal(&mut self, signal: Signal) -> anyhow::Result<Signalled> {
+    pub fn signal(&mut self, caught: Caught) -> anyhow::Result<Signalled> {
         let Some(supervisor) = &mut self.supervisor else {
             return Ok(Signalled::NotRunning);
         };
+        let signal = caught.signal;
         if signal == Signal::SIGCHLD {
             return Ok(match supervisor.try_wait()? {
                 Some(status) => {
@@ -76,7 +78,10 @@ impl Command {
                 None => Signalled::Handled,
             });
         }
-        supervisor.forward(signal);
+        // The terminal sent it to the process group the command shares: it has it already.
+        if !(caught.from_terminal && supervisor.shares_our_group()) {
+            supervisor.forward(signal);
+        }
         Ok(Signalled::Handled)
     }
 

@@ -69,12 +69,18 @@ pub fn run(
     args: AgentArgs,
     socket: Option<PathBuf>,
     token_file: Option<&Path>,
+    core_limit: Option<coffer_core::CoreLimit>,
     client: impl FnOnce(Option<PathBuf>, Option<&Path>) -> anyhow::Result<coffer_client::Client>,
 ) -> anyhow::Result<()> {
     let path = args
         .config
         .context("give the agent's configuration file with --config FILE")?;
-    let config = AgentConfig::load(&path)?;
+    let mut config = AgentConfig::load(&path)?;
+    if let Some(exec) = &mut config.exec {
+        // The command may dump core as it would without coffer; the agent, holding values,
+        // may not.
+        exec.core_limit = core_limit;
+    }
     if let Some(AgentCommand::Status(s)) = args.command {
         return print_status(&config, s.json);
     }

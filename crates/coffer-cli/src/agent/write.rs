@@ -102,6 +102,7 @@ pub fn prepare(c: &Common) -> anyhow::Result<()> {
     if !target.allow_persistent {
         check_volatile(dir, &target.path)?;
     }
+    check_dir(dir)?;
     check_not_special(&target.path)?;
     remove_leftovers(&target.path);
     Ok(())
@@ -166,6 +167,34 @@ fn check_volatile(dir: &Path, destination: &Path) -> anyhow::Result<()> {
     )
 }
 
+/// Refuses a directory another user could change: whoever can rename or replace files in it
+/// could swap the file the application reads for one of their own. It must belong to root or
+/// to the agent's user, and be writable by no one else, unless it is sticky (as /dev/shm and
+/// /tmp are: there others cannot rename or remove the agent's files).
+fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot inspect the directory {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        bail!(
+            "the directory {} belongs to uid {}, neither root nor the agent (uid {me}): its \
+             owner could replace the files the agent writes there",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        bail!(
+            "the directory {} is writable by its group or by others (mode {:o}): they could \
+             replace the files the agent writes there; make it 0755 or 0750",
+            dir.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a destination that is a symlink, a directory or anything but a regular file.
 fn check_not_special(path: &Path) -> anyhow::Result<Option<std::fs::Metadata>> {
     match std::fs::symlink_metadata(path) {
@@ -223,6 +252,7 @@ pub fn write(target: &Target, content: &[u8]) -> anyhow::Result<Outcome> {
     if !target.allow_persistent {
         check_volatile(target.dir(), &target.path)?;
     }
+    check_dir(target.dir())?;
     let existing = check_not_special(&target.path)?;
     if let Some(meta) = &existing
         && same(target, meta, content)?
@@ -352,13 +382,13 @@ fn sync_dir(dir: &Path) {
 mod tests {
     use super::*;
 
-    fn shm() -> Option<tempfile::TempDir> {
-        tempfile::tempdir_in("/dev/shm").ok()
+    fn shm() -> tempfile::TempDir {
+        tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) is needed for these tests")
     }
 
     #[test]
     fn leftovers_of_an_interrupted_write_are_removed_and_nothing_else() {
-        let Some(dir) = shm() else { return };
+        let dir = shm();
         let dest = dir.path().join("db");
         let leftover = dir.path().join(".db.coffer-0011223344556677.tmp");
         let other = dir.path().join(".other.coffer-0011223344556677.tmp");
@@ -371,7 +401,7 @@ mod tests {
 
     #[test]
     fn writes_once_then_leaves_alone_and_refuses_symlinks() {
-        let Some(dir) = shm() else { return };
+        let dir = shm();
         let path = dir.path().join("f");
         let t = Target {
             mode: 0o440,
@@ -409,5 +439,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("directory"), "{e:#}");
+    }
+
+    #[test]
+    fn a_directory_others_may_change_is_refused_unless_sticky() {
+        let dir = shm();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        let target = |d: &Path| Target {
+            allow_persistent: false,
+            ..Target::own(&d.join("f"))
+        };
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = write(&target(&open), b"x").unwrap_err();
+        assert!(format!("{e:#}").contains("writable by its group"), "{e:#}");
+        assert!(!open.join("f").exists());
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(write(&target(&open), b"x").unwrap(), Outcome::Written);
+        // Another user's directory (the tests run as root, which may give it away).
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = write(&target(&theirs), b"x").unwrap_err();
+        assert!(format!("{e:#}").contains("belongs to uid 65534"), "{e:#}");
     }
 }
