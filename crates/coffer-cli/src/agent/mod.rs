@@ -15,9 +15,6 @@ mod exec;
 mod notify;
 mod sink;
 mod status;
-// `ClientSecrets` and `Template::origin` serve the module's own tests and other callers; the
-// agent reads through its own `Secrets`, which records the versions it rendered from.
-#[allow(dead_code, unused_imports)]
 pub mod template;
 mod write;
 

@@ -27,7 +27,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
 
 use functions::{Ask, Broker, Failure};
-pub use secrets::{ClientSecrets, Missing, Secrets, reference};
+pub use secrets::{Missing, Secrets, reference};
 
 /// The largest template source accepted.
 pub const MAX_SOURCE: usize = 1 << 20;
@@ -194,11 +194,6 @@ impl Template {
             source: Arc::from(text),
             limits: Limits { output: MAX_OUTPUT },
         })
-    }
-
-    /// The template's origin, as given to [`Template::compile`].
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 
     #[cfg(test)]

@@ -163,13 +163,6 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Starts the child with these extra environment variables (values are secrets: never
-    /// logged).
-    #[allow(dead_code)] // The agent's `[exec]` (issue 15) uses it; `run --watch` builds an `Exec`.
-    pub fn start(config: &ExecConfig, env: Vec<(String, OsString)>) -> anyhow::Result<Self> {
-        Self::launch(config.check()?, env)
-    }
-
     /// Starts the child of a checked configuration.
     pub fn launch(exec: Exec, env: Vec<(String, OsString)>) -> anyhow::Result<Self> {
         let mut me = Self {

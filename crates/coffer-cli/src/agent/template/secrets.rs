@@ -1,14 +1,12 @@
-//! Where a template's secrets come from: the [`Secrets`] a render reads, and the one the
-//! agent uses, [`ClientSecrets`] over the daemon's socket.
+//! Where a template's secrets come from: the [`Secrets`] a render reads (the agent's reads
+//! through the daemon's socket, recording the versions it rendered from: agent/sink.rs).
 
 use std::fmt;
 
-use coffer_client::{Client, ClientError};
 use coffer_crypto::SecretBytes;
 use coffer_types::{Namespace, SecretMeta};
 
-/// Where a template's secrets come from: the agent passes its socket client
-/// ([`ClientSecrets`]).
+/// Where a template's secrets come from.
 pub trait Secrets {
     /// The newest value (`None` namespace: the agent's default namespace).
     fn value(&self, namespace: Option<&str>, name: &str) -> Result<SecretBytes, Missing>;
@@ -45,46 +43,5 @@ pub fn reference(namespace: Option<&str>, name: &str) -> String {
     match namespace {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_owned(),
-    }
-}
-
-/// [`Secrets`] from the daemon, through the agent's socket client.
-pub struct ClientSecrets<'a> {
-    client: &'a Client,
-    default_ns: Option<String>,
-}
-
-impl<'a> ClientSecrets<'a> {
-    /// Reads through `client`; a reference without a namespace means `default_ns` (the
-    /// daemon's `default` when `None`).
-    pub fn new(client: &'a Client, default_ns: Option<String>) -> Self {
-        Self { client, default_ns }
-    }
-
-    fn missing(&self, namespace: Option<&str>, name: &str, e: &ClientError) -> Missing {
-        Missing {
-            reference: reference(namespace, name),
-            reason: format!("{}: {e}", e.code()),
-        }
-    }
-}
-
-impl Secrets for ClientSecrets<'_> {
-    fn value(&self, namespace: Option<&str>, name: &str) -> Result<SecretBytes, Missing> {
-        let ns = namespace.or(self.default_ns.as_deref());
-        self.client
-            .get(ns, name, None)
-            .map_err(|e| self.missing(namespace, name, &e))
-    }
-
-    fn meta(&self, namespace: Option<&str>, name: &str) -> Result<SecretMeta, Missing> {
-        let ns = namespace.or(self.default_ns.as_deref());
-        self.client
-            .meta(ns, name)
-            .map_err(|e| self.missing(namespace, name, &e))
-    }
-
-    fn default_namespace(&self) -> &str {
-        self.default_ns.as_deref().unwrap_or(Namespace::DEFAULT)
     }
 }

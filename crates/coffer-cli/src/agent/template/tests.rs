@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use coffer_crypto::SecretBytes;
 use coffer_types::{Kind, Namespace, NvIndex, SecretMeta, SecretName, Timestamp, Version};
 
-use super::{ClientSecrets, Missing, Problem, RenderError, Rendered, Secrets, Template};
+use super::{Missing, Problem, RenderError, Rendered, Secrets, Template};
 
 const A: &str = "S3CRET-alpha-7731";
 const B: &str = "S3CRET-bravo-0042";
@@ -356,27 +356,6 @@ fn work_and_recursion_are_bounded() {
     assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
     // Templates cannot read files.
     assert!(Template::compile("t", "{% include '/etc/passwd' %}").is_err());
-}
-
-#[test]
-fn the_client_reports_an_unreachable_daemon_as_missing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = coffer_client::Client::new(dir.path().join("none.sock"));
-    let secrets = ClientSecrets::new(&client, Some("prod".to_owned()));
-    let t = Template::compile("t", "{{ secret('a') }}").expect("compiles");
-    let e = t.render(&secrets).expect_err("no daemon");
-    match &e.problem {
-        Problem::Missing(m) => {
-            assert_eq!(m.reference, "a");
-            assert!(
-                m.reason
-                    .starts_with("store_unavailable: cannot reach coffer"),
-                "{m:?}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(e.uses, uses(&[("prod", "a")]));
 }
 
 #[test]
