@@ -27,16 +27,26 @@ fuzz_target!(|data: &[u8]| {
             uid: 65534,
             gid: 65534,
             token: None,
+            unit: None,
         },
         Caller {
             uid: 1000,
             gid: 1000,
             token: None,
+            unit: None,
         },
         Caller {
             uid: 65534,
             gid: 65534,
             token: Some(("acc", &policies)),
+            unit: None,
+        },
+        // A systemd unit asking through the credentials socket: its own bindings only.
+        Caller {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            token: None,
+            unit: Some("app.service"),
         },
     ];
     // Paths from the file itself (its rules) and a few fixed ones.
