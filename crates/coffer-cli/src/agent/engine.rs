@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use coffer_client::Client;
-use coffer_types::{ChangeEvent, EventAction, Timestamp};
+use coffer_types::{ChangeEvent, ErrorCode, EventAction, Timestamp};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::config::{AgentConfig, Sink};
@@ -220,10 +220,15 @@ impl Engine {
                     {
                         // Not an outage: a token or a configuration to fix. Waiting for the
                         // daemon would never end.
+                        let hint = match code {
+                            ErrorCode::Denied | ErrorCode::Unauthenticated => format!(
+                                "; the agent's token needs `meta` or `list` on {namespace}/* \
+                                 (docs/agent.md)"
+                            ),
+                            _ => String::new(),
+                        };
                         let e = anyhow::anyhow!(
-                            "cannot follow changes in namespace {namespace}: {error} ({code}); \
-                             the agent's token needs `meta` or `list` on {namespace}/* \
-                             (docs/agent.md)"
+                            "cannot follow changes in namespace {namespace}: {error} ({code}){hint}"
                         );
                         return self.fail(e);
                     }
