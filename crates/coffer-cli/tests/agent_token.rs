@@ -37,11 +37,7 @@ fn token_file(d: &Daemon, dir: &Path, policy: &str) -> std::path::PathBuf {
 }
 
 fn set(d: &Daemon, name: &str, value: &str) {
-    let r = request(
-        d,
-        json!({"action": "set", "namespace": "apps", "name": name, "value": value}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    common::set_in(d, "apps", name, value);
 }
 
 /// A child killed if the test fails before it ends it.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use common::{Daemon, assert_absent, eventually, raw};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, socket};
-use serde_json::json;
 
 const DB: &str = "db-credential-value-7f3a91";
 const PROD: &str = "prod-credential-value-c02e55";
@@ -113,13 +112,7 @@ fn socket_fd() -> std::os::fd::OwnedFd {
 }
 
 fn set(daemon: &Daemon, ns: &str, name: &str, value: &str) {
-    let r = raw(
-        &daemon.socket,
-        json!({"action": "set", "namespace": ns, "name": name, "value": value})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    common::set_in(daemon, ns, name, value);
 }
 
 /// A daemon serving the credentials socket with the policy and mapping above.

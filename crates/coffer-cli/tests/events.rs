@@ -16,14 +16,7 @@ use common::{Daemon, assert_absent, code, raw, stderr, stdout};
 use serde_json::{Value, json};
 
 fn set(daemon: &Daemon, ns: &str, name: &str, value: &str) -> Value {
-    let r = raw(
-        &daemon.socket,
-        json!({"action": "set", "namespace": ns, "name": name, "value": value})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r["ok"], true, "{r}");
-    r
+    common::set_in(daemon, ns, name, value)
 }
 
 /// Starts a watch and answers the stream after its first line, with the revision it starts

@@ -21,13 +21,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 fn set(daemon: &Daemon, ns: &str, name: &str, value: &str) {
-    let r = raw(
-        &daemon.socket,
-        json!({"action": "set", "namespace": ns, "name": name, "value": value})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    common::set_in(daemon, ns, name, value);
 }
 
 #[test]

@@ -45,12 +45,12 @@ pub fn fire(action: &OnChange, destination: &str) {
 
 /// Starts a command and reports its exit on a thread of its own, so the agent never waits.
 fn run(program: &str, args: &[String], destination: &str) {
-    let spawned = Command::new(program)
-        .args(args)
-        .env_remove("COFFER_TOKEN")
-        .env_remove("COFFER_TOKEN_FILE")
-        .stdin(Stdio::null())
-        .spawn();
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    for var in crate::supervise::TOKEN_VARS {
+        command.env_remove(var);
+    }
+    let spawned = command.spawn();
     let line = std::iter::once(program)
         .chain(args.iter().map(String::as_str))
         .collect::<Vec<_>>()

@@ -292,6 +292,19 @@ pub fn raw(socket: &Path, request: &[u8]) -> serde_json::Value {
     })
 }
 
+/// Stores `value` as `ns/name` through the socket as the test's own uid (root), asserting
+/// it was stored; answers the reply.
+pub fn set_in(daemon: &Daemon, ns: &str, name: &str, value: &str) -> serde_json::Value {
+    let r = raw(
+        &daemon.socket,
+        serde_json::json!({"action": "set", "namespace": ns, "name": name, "value": value})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    r
+}
+
 /// The `code` of an error reply.
 pub fn code(reply: &serde_json::Value) -> &str {
     reply["code"]
