@@ -233,6 +233,12 @@ impl NamespaceKey {
         SecretBytes::random(KEY_LEN).map(Self)
     }
 
+    /// An independent copy in its own locked allocation (a key rotation keeps the older
+    /// generation beside the new one).
+    pub fn duplicate(&self) -> Self {
+        Self(self.0.clone())
+    }
+
     /// Encrypts under this key.
     pub fn seal(&self, plaintext: &[u8], aad: &Aad) -> Result<Vec<u8>, CryptoError> {
         aead::seal(&self.0, plaintext, aad)

@@ -23,12 +23,12 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow,
-    NewSecret, Planned, ReadNewest, SecretId, SecretRow, VersionRow, WritePlan, Written,
-    check_modification, check_plan,
+    Backend, KeyRotation, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId,
+    NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey, Rewrapped, SecretId,
+    SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-pub use encrypted::EncryptedStore;
+pub use encrypted::{EncryptedStore, RekeyProgress};
 pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;

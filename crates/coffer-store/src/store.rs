@@ -471,4 +471,26 @@ pub trait SecretStore: Send + Sync {
     /// Drops the events `retention` no longer keeps; answers how many (at most a batch:
     /// call again while it answers a full one).
     fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError>;
+
+    /// Starts a key rotation of `namespace` (a new key generation for every new write; the
+    /// older one's versions are re-encrypted in the background); answers the new generation.
+    /// [`StoreError::Conflict`] while one is in progress.
+    fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
+        let _ = (namespace, by);
+        Err(StoreError::Unsupported(
+            "this store cannot rotate namespace keys",
+        ))
+    }
+
+    /// The key rotations in progress.
+    fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
+        Vec::new()
+    }
+
+    /// How many key generations of `namespace` are in use: more than one while its key
+    /// rotation is in progress (a namespace must not be locked then).
+    fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
+        let _ = namespace;
+        Ok(1)
+    }
 }

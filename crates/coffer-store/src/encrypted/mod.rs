@@ -17,10 +17,12 @@ mod index;
 mod listing;
 mod meta;
 mod namespace;
+mod rekey;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+
 use std::thread::JoinHandle;
 
 use coffer_crypto::aead::Aad;
@@ -36,6 +38,7 @@ use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 use index::{NameIndex, Names};
 use meta::info;
 use namespace::{OpenNamespace, PlanValue, VersionPlan};
+pub use rekey::RekeyProgress;
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
@@ -47,7 +50,7 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     master: MasterKey,
     index: IndexKey,
     /// Seeded foldhash: looked up on every request, cheaper than SipHash, still keyed.
-    namespaces: RwLock<HashMap<Namespace, Arc<OpenNamespace>, foldhash::fast::RandomState>>,
+    namespaces: rekey::Namespaces,
     /// Set when the store is dropped: a build in progress gives up.
     closing: Arc<AtomicBool>,
     /// The thread building the name indexes of the namespaces that existed at open.
@@ -56,8 +59,10 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     scan_page: usize,
     /// Seals and opens the event feed's rows.
     sealer: feed::Sealer,
-    /// Held while a namespace is created.
-    creating: std::sync::Mutex<()>,
+    /// Held while a namespace is created or its key generations change.
+    creating: Arc<std::sync::Mutex<()>>,
+    /// Re-encrypts namespaces whose key was rotated.
+    rekeyer: Arc<rekey::Rekeyer>,
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -130,7 +135,7 @@ fn scan<B: Backend + ?Sized>(
     Ok(Names::scanned(named.into_iter().collect()))
 }
 
-fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
+pub(super) fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
     Aad::new("coffer namespace key v1")
         .with(id)
         .with_u32(key_version)
@@ -163,21 +168,49 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let scan_page = scan_page.max(1);
         let index = master.index_key();
         let mut namespaces = HashMap::default();
+        let mut older = HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
+        for row in backend.namespace_keys()? {
+            older.entry(row.namespace).or_default().push(row);
+        }
         for row in backend.namespaces()? {
-            let ns = Self::open_namespace(&master, &row)?;
+            let mut ns = Self::open_namespace(&master, &row)?;
+            for old in older.remove(&row.id).unwrap_or_default() {
+                let key = master
+                    .unwrap_key(
+                        &old.wrapped_key,
+                        &namespace_key_aad(&row.id, old.key_version),
+                    )
+                    .map_err(corrupt("namespace key"))?;
+                ns.older.insert(old.key_version, key);
+            }
             namespaces.insert(ns.path.clone(), Arc::new(ns));
         }
         let closing = Arc::new(AtomicBool::new(false));
         let builder =
             Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
         let sealer = feed::Sealer::new(&master);
+        let rekeyer = Arc::new(rekey::Rekeyer::default());
+        // Rotations a crash or a seal interrupted resume now.
+        for ns in namespaces.values().filter(|ns| !ns.older.is_empty()) {
+            rekeyer.enqueue(ns, Vec::new());
+        }
+        let namespaces = Arc::new(RwLock::new(namespaces));
+        let creating = Arc::new(std::sync::Mutex::new(()));
+        rekeyer.start(rekey::Worker {
+            backend: backend.clone(),
+            namespaces: namespaces.clone(),
+            sealer: sealer.clone(),
+            closing: closing.clone(),
+            creating: creating.clone(),
+        });
         Ok(Self {
             sealer,
-            creating: std::sync::Mutex::new(()),
+            creating,
+            rekeyer,
             backend,
             master,
             index,
-            namespaces: RwLock::new(namespaces),
+            namespaces,
             closing,
             builder,
             scan_page,
@@ -250,13 +283,20 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             path,
             key,
             key_version: row.key_version,
-            names: NameIndex::pending(),
+            older: std::collections::BTreeMap::new(),
+            names: Arc::new(NameIndex::pending()),
         })
     }
 
     /// The backend underneath.
     pub fn backend(&self) -> &Arc<B> {
         &self.backend
+    }
+
+    /// The row id of a namespace (tests look at its rows through the backend).
+    #[doc(hidden)]
+    pub fn namespace_row_id(&self, namespace: &Namespace) -> NamespaceId {
+        self.namespace_id(namespace)
     }
 
     fn namespace_id(&self, namespace: &Namespace) -> NamespaceId {
@@ -426,8 +466,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                     path: namespace.clone(),
                     key,
                     key_version: FIRST_KEY_VERSION,
+                    older: std::collections::BTreeMap::new(),
                     // A namespace that did not exist has no secrets.
-                    names: NameIndex::empty(),
+                    names: Arc::new(NameIndex::empty()),
                 }),
             );
         Ok(())
@@ -679,12 +720,25 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError> {
         self.backend.prune_events(retention, Timestamp::now())
     }
+
+    fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
+        EncryptedStore::rotate_key(self, namespace, by)
+    }
+
+    fn key_rotations(&self) -> Vec<RekeyProgress> {
+        self.rekeyer.progress()
+    }
+
+    fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
+        Ok(1 + self.namespace(namespace)?.older.len())
+    }
 }
 
 impl<B: Backend + ?Sized> Drop for EncryptedStore<B> {
     /// Stops the index builder and waits for it, so no thread keeps the keys past the store.
     fn drop(&mut self) {
         self.closing.store(true, Ordering::Relaxed);
+        self.rekeyer.stop();
         // The names in the feed's memory go with the keys.
         self.backend.feed().clear();
         if let Some(builder) = self.builder.take() {
