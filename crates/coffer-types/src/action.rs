@@ -42,6 +42,9 @@ string_enum! {
         NamespaceList = "namespace_list",
         /// Create a namespace.
         NamespaceCreate = "namespace_create",
+        /// Start a rotation of a namespace's key (a new generation; re-encryption in the
+        /// background).
+        NamespaceRotateKey = "namespace_rotate_key",
         /// The key slots (kind, PCR policy, creation time).
         SlotList = "slot_list",
         /// Add a key slot (the store must be unsealed).

@@ -44,6 +44,11 @@ pub enum Operation {
         /// Its path.
         namespace: Parsed<Namespace>,
     },
+    /// Start a rotation of a namespace's key.
+    NamespaceRotateKey {
+        /// Its path.
+        namespace: Parsed<Namespace>,
+    },
     /// The namespaces.
     NamespaceList,
     /// Which of these namespaces, tried in order, exists: the mount serving a path.
@@ -285,6 +290,7 @@ impl Operation {
             Self::Secret { op, .. } => op.action(),
             Self::List { .. } => Action::List,
             Self::NamespaceCreate { .. } => Action::NamespaceCreate,
+            Self::NamespaceRotateKey { .. } => Action::NamespaceRotateKey,
             Self::NamespaceList => Action::NamespaceList,
             Self::Mount { .. } => Action::Mount,
             Self::Status => Action::Status,

@@ -43,6 +43,21 @@ impl Service {
                 .map_err(stored)?;
                 Ok(Reply::Done)
             }
+            Operation::NamespaceRotateKey { namespace } => {
+                let store = self.store()?;
+                let namespace = namespace
+                    .valid()
+                    .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
+                    .clone();
+                let actor = who.actor();
+                // A locked namespace is refused by the store (LOCK's check joins here).
+                blocking(move || {
+                    Ok(store.rotate_key(&namespace, coffer_store::Change::by(&actor))?)
+                })
+                .await
+                .map_err(stored)?;
+                Ok(Reply::Done)
+            }
             Operation::NamespaceList => {
                 let store = self.store()?;
                 Ok(Reply::Namespaces(

@@ -91,7 +91,7 @@ fn takes(action: Action) -> FieldSet {
         Action::Hmac => HMAC,
         Action::BasicAuth => BASIC_AUTH,
         Action::Yescrypt => ONE.and(field_set!(setting)),
-        Action::NamespaceCreate => NAMESPACE,
+        Action::NamespaceCreate | Action::NamespaceRotateKey => NAMESPACE,
         Action::Unseal => UNSEAL,
         Action::SlotAdd => SLOT_ADD,
         Action::SlotRemove => field_set!(slot_id),
@@ -344,6 +344,9 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             },
         },
         Action::NamespaceCreate => Operation::NamespaceCreate {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+        },
+        Action::NamespaceRotateKey => Operation::NamespaceRotateKey {
             namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
         },
         Action::NamespaceList => Operation::NamespaceList,
