@@ -500,8 +500,13 @@ pub trait Backend: Send + Sync + 'static {
     /// atomic, durable transaction (`coffer rotate-master`): after a crash the store holds
     /// either the old state or the new one. [`StoreError::Conflict`] when the namespaces
     /// are not exactly the ones given.
-    fn rewrap(&self, header: &[u8], namespaces: Vec<Rewrapped>) -> Result<(), StoreError> {
-        let _ = (header, namespaces);
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let _ = (header, namespaces, event);
         Err(StoreError::Unsupported(
             "this backend cannot change the master key",
         ))

@@ -439,7 +439,12 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn rewrap(&self, header: &[u8], namespaces: Vec<crate::Rewrapped>) -> Result<(), StoreError> {
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<crate::Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         let older: usize = namespaces.iter().map(|n| n.older.len()).sum();
         let known = namespaces.len() == state.namespaces.len()
@@ -464,7 +469,9 @@ impl Backend for MemoryBackend {
                 state.namespace_keys.insert((n.namespace, k), wrapped);
             }
         }
+        let event = self.record(event, None)?;
         state.header = Some(header.to_vec());
+        self.publish(event);
         Ok(())
     }
 }

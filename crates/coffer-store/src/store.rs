@@ -482,6 +482,21 @@ pub trait SecretStore: Send + Sync {
         ))
     }
 
+    /// Wraps every namespace key and path under the new master key `next` and writes them
+    /// with the new store `header` in one atomic transaction (`coffer rotate-master`); this
+    /// store then refuses to make namespace keys (open it again with `next`).
+    fn rewrap_master(
+        &self,
+        next: &coffer_crypto::MasterKey,
+        header: &[u8],
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let _ = (next, header, by);
+        Err(StoreError::Unsupported(
+            "this store cannot change its master key",
+        ))
+    }
+
     /// The key rotations in progress.
     fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
         Vec::new()

@@ -44,6 +44,13 @@ pub enum Operation {
         /// Its path.
         namespace: Parsed<Namespace>,
     },
+    /// Replace the master key.
+    RotateMaster {
+        /// Passphrases opening the passphrase slots, one a line.
+        passphrases: Option<SecretBytes>,
+        /// Drop the passphrase slots none of them opens.
+        drop_passphrase_slots: bool,
+    },
     /// Start a rotation of a namespace's key.
     NamespaceRotateKey {
         /// Its path.
@@ -291,6 +298,7 @@ impl Operation {
             Self::List { .. } => Action::List,
             Self::NamespaceCreate { .. } => Action::NamespaceCreate,
             Self::NamespaceRotateKey { .. } => Action::NamespaceRotateKey,
+            Self::RotateMaster { .. } => Action::RotateMaster,
             Self::NamespaceList => Action::NamespaceList,
             Self::Mount { .. } => Action::Mount,
             Self::Status => Action::Status,

@@ -549,6 +549,8 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         Operation::NamespaceCreate { .. } | Operation::NamespaceRotateKey { .. } => {
             (Sudo, "sys/namespaces")
         }
+        // The root of the daemon's own paths: only who may do everything there.
+        Operation::RotateMaster { .. } => (Sudo, "sys/"),
         Operation::NamespaceList => (List, "sys/namespaces"),
         Operation::Seal | Operation::Unseal { by_key: false, .. } => (Sudo, "sys/seal"),
         Operation::SlotList

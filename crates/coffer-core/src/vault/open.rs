@@ -104,8 +104,12 @@ impl Vault {
         }
         let header = self.header()?;
         let master = self.open_by_request(&header, with, key)?;
-        let store = open_store(self.backend.clone(), master.duplicate())?;
-        self.replace(State::Unsealed { store, master });
+        let (store, root) = open_store(self.backend.clone(), master.duplicate())?;
+        self.replace(State::Unsealed {
+            store,
+            master,
+            root,
+        });
         tracing::info!(slot = with.as_str(), "store unsealed");
         Ok(())
     }
@@ -177,9 +181,13 @@ impl Vault {
     pub(super) fn automatic(&self) -> State {
         match self.open_automatically() {
             Ok(Some(master)) => match open_store(self.backend.clone(), master.duplicate()) {
-                Ok(store) => {
+                Ok((store, root)) => {
                     tracing::info!(backend = self.backend.kind(), "store unsealed");
-                    State::Unsealed { store, master }
+                    State::Unsealed {
+                        store,
+                        master,
+                        root,
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("secret store unavailable: {e}");

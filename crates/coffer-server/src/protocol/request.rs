@@ -95,6 +95,7 @@ fn takes(action: Action) -> FieldSet {
         Action::Unseal => UNSEAL,
         Action::SlotAdd => SLOT_ADD,
         Action::SlotRemove => field_set!(slot_id),
+        Action::RotateMaster => field_set!(passphrases, drop_passphrase_slots),
         Action::SlotReseal => SLOT_RESEAL,
         Action::PolicyPut => POLICY.and(field_set!(rules)),
         Action::PolicyGet | Action::PolicyDelete => POLICY,
@@ -345,6 +346,10 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::NamespaceCreate => Operation::NamespaceCreate {
             namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+        },
+        Action::RotateMaster => Operation::RotateMaster {
+            passphrases: f.passphrases.take(),
+            drop_passphrase_slots: f.drop_passphrase_slots.take().unwrap_or(false),
         },
         Action::NamespaceRotateKey => Operation::NamespaceRotateKey {
             namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),

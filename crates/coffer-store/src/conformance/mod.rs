@@ -73,7 +73,8 @@ macro_rules! conformance_suite {
             every_change_is_numbered_in_order,
             pruned_events_ask_for_a_resync,
             key_rotation_reencrypts_every_version,
-            an_interrupted_key_rotation_resumes_at_open
+            an_interrupted_key_rotation_resumes_at_open,
+            rewrap_master_moves_every_key_under_the_new_master
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

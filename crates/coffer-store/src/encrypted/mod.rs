@@ -15,6 +15,7 @@
 mod feed;
 mod index;
 mod listing;
+mod master;
 mod meta;
 mod namespace;
 mod rekey;
@@ -63,6 +64,9 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     creating: Arc<std::sync::Mutex<()>>,
     /// Re-encrypts namespaces whose key was rotated.
     rekeyer: Arc<rekey::Rekeyer>,
+    /// Set once the master key was replaced under this store: it makes no more namespace
+    /// keys (the store opened with the new master key does).
+    retired: AtomicBool,
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -141,11 +145,11 @@ pub(super) fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
         .with_u32(key_version)
 }
 
-fn namespace_name_aad(id: &NamespaceId) -> Aad {
+pub(super) fn namespace_name_aad(id: &NamespaceId) -> Aad {
     Aad::new("coffer namespace name v1").with(id)
 }
 
-fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
+pub(super) fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
 
@@ -165,8 +169,29 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         master: MasterKey,
         scan_page: usize,
     ) -> Result<Self, StoreError> {
+        let root = master.duplicate();
+        Self::open_inner(backend, master, root, scan_page)
+    }
+
+    /// Opens the store with its master key and its derivation root
+    /// ([`crate::StoreHeader::root`]): the row lookups and the event feed's seal come from
+    /// the root; namespace keys and paths are wrapped under the master key.
+    pub fn open_rooted(
+        backend: Arc<B>,
+        master: MasterKey,
+        root: MasterKey,
+    ) -> Result<Self, StoreError> {
+        Self::open_inner(backend, master, root, SCAN_PAGE)
+    }
+
+    fn open_inner(
+        backend: Arc<B>,
+        master: MasterKey,
+        root: MasterKey,
+        scan_page: usize,
+    ) -> Result<Self, StoreError> {
         let scan_page = scan_page.max(1);
-        let index = master.index_key();
+        let index = root.index_key();
         let mut namespaces = HashMap::default();
         let mut older = HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
         for row in backend.namespace_keys()? {
@@ -188,7 +213,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let closing = Arc::new(AtomicBool::new(false));
         let builder =
             Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
-        let sealer = feed::Sealer::new(&master);
+        let sealer = feed::Sealer::new(&root);
         let rekeyer = Arc::new(rekey::Rekeyer::default());
         // Rotations a crash or a seal interrupted resume now.
         for ns in namespaces.values().filter(|ns| !ns.older.is_empty()) {
@@ -214,6 +239,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             closing,
             builder,
             scan_page,
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -434,6 +460,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         // making the store's own) must not see the loser's `Conflict` before the winner's
         // namespace is usable.
         let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_current()?;
         if self.has_namespace(namespace) {
             return Err(StoreError::Conflict("the namespace already exists"));
         }
@@ -723,6 +750,15 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
 
     fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
         EncryptedStore::rotate_key(self, namespace, by)
+    }
+
+    fn rewrap_master(
+        &self,
+        next: &MasterKey,
+        header: &[u8],
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        EncryptedStore::rewrap_master(self, next, header, by)
     }
 
     fn key_rotations(&self) -> Vec<RekeyProgress> {

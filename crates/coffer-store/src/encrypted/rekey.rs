@@ -376,6 +376,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     /// [`StoreError::Conflict`] while a rotation of the namespace is in progress.
     pub fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
         let _held = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_current()?;
         let old = self.namespace(namespace)?;
         if !old.older.is_empty() {
             return Err(StoreError::Conflict(

@@ -481,11 +481,16 @@ impl Backend for SqliteBackend {
             .map(drop)
     }
 
-    fn rewrap(&self, header: &[u8], namespaces: Vec<crate::Rewrapped>) -> Result<(), StoreError> {
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<crate::Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
         let header = header.to_vec();
         self.run(move |c| {
             keys::rewrap(c, &header, &namespaces)?;
-            Ok((0, None))
+            Ok((0, event.map(|e| events::record(c, e, None)).transpose()?))
         })
         .map(drop)
     }
