@@ -228,3 +228,88 @@ fn a_rotation_killed_midway_resumes_at_the_next_start() {
     assert!(old < 100, "{counts:?}");
     check_values(&daemon, KEYS, 50);
 }
+
+/// `curl` against `base` with a token; the last argument is the path.
+fn curl(base: &str, token: &str, args: &[&str]) -> (u16, String) {
+    let (path, rest) = args.split_last().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["-H", &format!("X-Vault-Token: {token}")])
+        .args(rest)
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("curl runs (apt-get install curl; scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn rotate_key_over_http_with_progress_in_status_and_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut daemon = Daemon::new(&["--http", &addr]);
+    fill(&daemon.data, 2000);
+    daemon.spawn();
+    let url = format!("http://{addr}");
+    let made = common::raw(
+        &daemon.socket,
+        br#"{"action":"token_create","policies":["root"],"ttl":"1h"}
+"#,
+    );
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(Duration::from_secs(20), || curl(
+            &url,
+            &token,
+            &["/v1/sys/coffer/status"]
+        )
+        .0 == 200),
+        "the HTTP API did not answer"
+    );
+    let (status, body) = curl(
+        &url,
+        &token,
+        &[
+            "-X",
+            "POST",
+            "-d",
+            r#"{"namespace":"default"}"#,
+            "/v1/sys/coffer/namespaces/rotate-key",
+        ],
+    );
+    assert_eq!(status, 204, "{body}");
+    let (_, metrics) = curl(&url, &token, &["/v1/sys/metrics?format=prometheus"]);
+    assert!(metrics.contains("key_rotation_done_versions"), "{metrics}");
+    assert!(
+        eventually(Duration::from_secs(120), || {
+            let (_, body) = curl(&url, &token, &["/v1/sys/coffer/status"]);
+            !body.contains("key_rotations")
+        }),
+        "the rotation did not complete"
+    );
+    let (counts, older) = generations(&daemon.data);
+    assert_eq!(older, 0);
+    assert!(
+        counts.iter().any(|(k, n)| *k == 2 && *n >= 2000),
+        "{counts:?}"
+    );
+    // Without a token the operation is refused.
+    let (status, _) = curl(
+        &url,
+        "nope",
+        &[
+            "-X",
+            "POST",
+            "-d",
+            r#"{"namespace":"default"}"#,
+            "/v1/sys/coffer/namespaces/rotate-key",
+        ],
+    );
+    assert!(status == 401 || status == 403, "{status}");
+    check_values(&daemon, 2000, 0);
+}

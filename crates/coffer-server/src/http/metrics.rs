@@ -320,6 +320,8 @@ fn label_of(matched: &str) -> &'static str {
         "sys/unseal" => "sys.unseal",
         "sys/metrics" => "sys.metrics",
         "sys/coffer/status" => "coffer.status",
+        "sys/coffer/namespaces/rotate-key" => "coffer.rotate-key",
+        "sys/coffer/rotate-master" => "coffer.rotate-master",
         _ if path.starts_with("sys/mounts") || path.starts_with("sys/internal/ui/mounts") => {
             "sys.mounts"
         }

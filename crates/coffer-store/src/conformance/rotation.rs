@@ -83,6 +83,19 @@ pub fn key_rotation_reencrypts_every_version<B: Backend>(make: &dyn Fn() -> Made
     set(&store, "k3", b"v3-second");
     settle(&store);
     assert_eq!(store.key_generations_in_use(&default()).expect("gens"), 1);
+    // An event at the start and one at the completion.
+    let actions: Vec<_> = store
+        .events(0, 100_000)
+        .expect("events")
+        .iter()
+        .map(|e| e.action)
+        .collect();
+    for action in [
+        coffer_types::EventAction::NamespaceKeyRotating,
+        coffer_types::EventAction::NamespaceKeyRotated,
+    ] {
+        assert!(actions.contains(&action), "no {action:?} event");
+    }
     let gens = generations(&backend, &store);
     assert!(!gens.is_empty());
     assert!(gens.iter().all(|g| *g == next), "{gens:?}");
