@@ -28,15 +28,15 @@ pub use backend::{
     SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-pub use encrypted::{EncryptedStore, RekeyProgress};
+pub use encrypted::EncryptedStore;
 pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Resolve, RotationStep,
-    Secret, SecretStore, Write, WriteMode, WriteValue,
+    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, RekeyProgress, Resolve,
+    RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 
 #[cfg(test)]

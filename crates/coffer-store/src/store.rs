@@ -227,6 +227,20 @@ impl<'a> Change<'a> {
     }
 }
 
+/// A key rotation in progress: versions under the current generation out of every version
+/// with a ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RekeyProgress {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// The generation new writes use.
+    pub key_version: u32,
+    /// Versions already under it.
+    pub done: u64,
+    /// Versions with a ciphertext.
+    pub total: u64,
+}
+
 /// A change of metadata that writes no version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Describe {
@@ -498,7 +512,7 @@ pub trait SecretStore: Send + Sync {
     }
 
     /// The key rotations in progress.
-    fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
+    fn key_rotations(&self) -> Vec<RekeyProgress> {
         Vec::new()
     }
 

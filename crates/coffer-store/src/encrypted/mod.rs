@@ -19,6 +19,7 @@ mod master;
 mod meta;
 mod namespace;
 mod rekey;
+mod rotate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +40,6 @@ use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 use index::{NameIndex, Names};
 use meta::info;
 use namespace::{OpenNamespace, PlanValue, VersionPlan};
-pub use rekey::RekeyProgress;
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
@@ -761,7 +761,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         EncryptedStore::rewrap_master(self, next, header, by)
     }
 
-    fn key_rotations(&self) -> Vec<RekeyProgress> {
+    fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
         self.rekeyer.progress()
     }
 
