@@ -207,9 +207,26 @@ fn a_rotation_killed_midway_resumes_at_the_next_start() {
         .get(None, "distinct-7", Some(coffer_types::Version::FIRST))
         .unwrap();
     assert_eq!(value.expose_secret(), b"distinct-7-first");
+    // The progress in the status: the versions under the new generation out of all the
+    // namespace's versions, resumed from what the rows say, rising to the total.
+    let mut seen = Vec::new();
     assert!(
-        eventually(Duration::from_secs(300), || progress(&daemon).is_none()),
+        eventually(Duration::from_secs(300), || match progress(&daemon) {
+            Some(p) => {
+                seen.push((p.done, p.total));
+                false
+            }
+            None => true,
+        }),
         "the resumed rotation did not complete"
+    );
+    for (done, total) in &seen {
+        assert!(done <= total, "{seen:?}");
+        assert!(*total == 0 || *total == KEYS as u64 + 100, "{seen:?}");
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0 || w[1].1 == 0),
+        "the progress went back: {seen:?}"
     );
     let (counts, older) = generations(&daemon.data);
     assert_eq!(older, 0, "{counts:?}");
