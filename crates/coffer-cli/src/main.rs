@@ -79,7 +79,7 @@ enum Command {
     /// revoke, destroy, versions.
     #[command(subcommand)]
     Secrets(cmd::secrets::SecretsCommand),
-    /// Create and list namespaces.
+    /// Create and list namespaces, and rotate their data keys.
     #[command(subcommand)]
     Namespaces(cmd::namespaces::NamespacesCommand),
     /// Print the HMAC of standard input under a secret key; the key stays in the daemon.
@@ -100,9 +100,11 @@ enum Command {
     /// Manage the key slots that open the store: list, add, remove, reseal.
     #[command(subcommand)]
     Slots(cmd::slots::SlotsCommand),
-    /// Replace the store's master key: every slot and every namespace key is re-wrapped
-    /// under a new one in one transaction, and the recovery slot gets a new recovery key,
-    /// printed once on standard output. Key file and TPM slots are re-wrapped by the daemon;
+    /// Replace the store's master key; a new recovery key is printed once
+    ///
+    /// Every slot and every namespace key is re-wrapped under a new master key in one
+    /// transaction, and the recovery slot gets a new recovery key, printed once on standard
+    /// output (the old one opens nothing any more). Key file and TPM slots are re-wrapped by the daemon;
     /// passphrase slots need their passphrases (asked for, or --passphrase-file) or are
     /// dropped with --drop-passphrase-slots. Keys derived from the store's first master key
     /// (token hashes, the audit chain) stay valid. Needs `sudo` on `sys/`.

@@ -18,8 +18,9 @@ pub enum NamespacesCommand {
         /// The namespace
         namespace: String,
     },
-    /// Rotate a namespace's data key: a new key generation (wrapped under the master key)
-    /// encrypts every write from now on, and the daemon re-encrypts every older version in
+    /// Rotate a namespace's data key, re-encrypting every version in the background
+    ///
+    /// A new key generation (wrapped under the master key) encrypts every write from now on, and the daemon re-encrypts every older version in
     /// the background, then forgets the older key. Reads keep working meanwhile; a daemon
     /// restarted mid-way resumes. Shows a progress bar until it completes. Needs `sudo` on
     /// `sys/namespaces`; a rotation already running answers `conflict`.
