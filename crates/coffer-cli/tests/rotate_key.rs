@@ -329,4 +329,21 @@ fn rotate_key_over_http_with_progress_in_status_and_metrics() {
     );
     assert!(status == 401 || status == 403, "{status}");
     check_values(&daemon, 2000, 0);
+    // rotate-master over HTTP (this store has a key file slot only: no recovery key).
+    let (status, body) = curl(
+        &url,
+        &token,
+        &["-X", "POST", "-d", "{}", "/v1/sys/coffer/rotate-master"],
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        reply["data"]["dropped_slots"],
+        serde_json::json!([]),
+        "{body}"
+    );
+    check_values(&daemon, 2000, 0);
+    daemon.stop();
+    daemon.spawn();
+    check_values(&daemon, 2000, 0);
 }

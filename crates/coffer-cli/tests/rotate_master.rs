@@ -197,3 +197,56 @@ fn rotate_master_rewraps_everything_and_retires_the_old_recovery_key() {
         ],
     );
 }
+
+/// A TPM slot is re-wrapped by the daemon (it unseals its node key): after the rotation and
+/// a restart the store opens unattended through the TPM, and the old recovery key opens
+/// nothing.
+#[test]
+fn rotate_master_rewraps_the_tpm_slot() {
+    let tpm = coffer_tpm::fixture::Swtpm::start();
+    let mut daemon = Daemon::new(&[]);
+    daemon.env("COFFER_TPM_TCTI", &tpm.tcti());
+    let out = run_cli(
+        &[
+            "init",
+            "--data-dir",
+            daemon.data.to_str().unwrap(),
+            "--tpm-tcti",
+            &tpm.tcti(),
+            "--slot",
+            "tpm",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old_recovery = stdout(&out).trim().to_owned();
+    daemon.spawn();
+    let value = SecretBytes::copy_from(b"tpm-bound-value");
+    daemon.client().set(None, "k", &value, None).unwrap();
+    let out = daemon.cli(&["rotate-master"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_recovery = stdout(&out).trim().to_owned();
+    assert!(is_recovery_key(&new_recovery));
+    daemon.stop();
+    daemon.spawn();
+    let status = daemon.client().status().unwrap();
+    assert_eq!(
+        serde_json::to_value(status.state).unwrap(),
+        "unsealed",
+        "the TPM slot did not open the store after the rotation:\n{}",
+        daemon.log()
+    );
+    let v = daemon.client().get(None, "k", None).unwrap();
+    assert_eq!(v.expose_secret(), b"tpm-bound-value");
+    assert!(daemon.cli(&["seal"], b"").status.success());
+    let old = daemon.cli(
+        &["unseal", "--recovery"],
+        format!("{old_recovery}\n").as_bytes(),
+    );
+    assert!(!old.status.success(), "the old recovery key still opens");
+    let new = daemon.cli(
+        &["unseal", "--recovery"],
+        format!("{new_recovery}\n").as_bytes(),
+    );
+    assert!(new.status.success(), "{}", stderr(&new));
+}

@@ -52,8 +52,13 @@ pub(crate) async fn rotate_master(
     Who(caller): Who,
     body: Body,
 ) -> ApiResult {
-    let input: RotateMasterIn = body.json()?;
+    let mut input: RotateMasterIn = body.json()?;
     let joined = SecretBytes::from_string(input.passphrases.join("\n"));
+    // The passphrases live on only in `joined` (locked, zeroized when dropped).
+    input
+        .passphrases
+        .iter_mut()
+        .for_each(zeroize::Zeroize::zeroize);
     let op = Operation::RotateMaster {
         passphrases: (!input.passphrases.is_empty()).then_some(joined),
         drop_passphrase_slots: input.drop_passphrase_slots,
