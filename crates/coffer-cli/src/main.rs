@@ -79,7 +79,7 @@ enum Command {
     /// revoke, destroy, versions.
     #[command(subcommand)]
     Secrets(cmd::secrets::SecretsCommand),
-    /// Create and list namespaces.
+    /// Create and list namespaces, and rotate their data keys.
     #[command(subcommand)]
     Namespaces(cmd::namespaces::NamespacesCommand),
     /// Print the HMAC of standard input under a secret key; the key stays in the daemon.
@@ -100,6 +100,15 @@ enum Command {
     /// Manage the key slots that open the store: list, add, remove, reseal.
     #[command(subcommand)]
     Slots(cmd::slots::SlotsCommand),
+    /// Replace the store's master key; a new recovery key is printed once
+    ///
+    /// Every slot and every namespace key is re-wrapped under a new master key in one
+    /// transaction, and the recovery slot gets a new recovery key, printed once on standard
+    /// output (the old one opens nothing any more). Key file and TPM slots are re-wrapped by the daemon;
+    /// passphrase slots need their passphrases (asked for, or --passphrase-file) or are
+    /// dropped with --drop-passphrase-slots. Keys derived from the store's first master key
+    /// (token hashes, the audit chain) stay valid. Needs `sudo` on `sys/`.
+    RotateMaster(cmd::master::RotateMasterArgs),
     /// Manage policies and the subjects bound to them: put, get, list, delete, bind.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
@@ -177,6 +186,7 @@ fn main() -> ExitCode {
         Command::Seal => client(socket).and_then(|c| cmd::status::seal(&c)),
         Command::Unseal(args) => client(socket).and_then(|c| cmd::status::unseal(&c, args)),
         Command::Slots(command) => client(socket).and_then(|c| cmd::slots::run(&c, command)),
+        Command::RotateMaster(args) => client(socket).and_then(|c| cmd::master::run(&c, args)),
         Command::Policy(command) => client(socket).and_then(|c| cmd::policy::run(&c, command)),
         Command::Token(command) => client(socket).and_then(|c| cmd::token::run(&c, command)),
         Command::Webhooks(command) => client(socket).and_then(|c| cmd::webhooks::run(&c, command)),

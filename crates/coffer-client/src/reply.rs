@@ -61,6 +61,8 @@ pub struct Reply {
     pub recovery_key: Option<SecretBytes>,
     /// The slots resealed.
     pub resealed: Option<Vec<u32>>,
+    /// The passphrase slots a master key rotation dropped.
+    pub dropped_slots: Option<Vec<u32>>,
     /// A token just made (shown once).
     pub token: Option<SecretBytes>,
     /// A token's record.

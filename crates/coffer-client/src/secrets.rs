@@ -381,6 +381,16 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// Starts a rotation of a namespace's key; its progress is in [`Client::status`]'s
+    /// `key_rotations` until it completes.
+    pub fn rotate_namespace_key(&self, namespace: &str) -> Result<(), ClientError> {
+        let request = self
+            .request("namespace_rotate_key")
+            .field("namespace", namespace)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
     /// Creates a namespace.
     pub fn create_namespace(&self, namespace: &str) -> Result<(), ClientError> {
         let request = self

@@ -78,6 +78,35 @@ impl Client {
         self.call(&request).map(drop)
     }
 
+    /// Replaces the store's master key (`coffer rotate-master`): `passphrases` open its
+    /// passphrase slots; with `drop_passphrase_slots`, those none opens are dropped.
+    /// Answers the new recovery key (shown this once; `None` without a recovery slot) and
+    /// the slots dropped.
+    pub fn rotate_master(
+        &self,
+        passphrases: &[SecretBytes],
+        drop_passphrase_slots: bool,
+    ) -> Result<(Option<SecretBytes>, Vec<u32>), ClientError> {
+        let mut joined = Vec::new();
+        for p in passphrases {
+            joined.extend_from_slice(p.expose_secret());
+            joined.push(b'\n');
+        }
+        let joined = SecretBytes::from_vec(joined);
+        let mut b = self.request("rotate_master");
+        if !passphrases.is_empty() {
+            b = b.secret("passphrases", &joined);
+        }
+        if drop_passphrase_slots {
+            b = b.flag("drop_passphrase_slots", true);
+        }
+        let mut reply = self.call(&b.finish())?;
+        Ok((
+            reply.recovery_key.take(),
+            reply.dropped_slots.take().unwrap_or_default(),
+        ))
+    }
+
     /// Seals TPM slots (one, or every one) to the PCRs' current values; answers those
     /// resealed. A tpm+passphrase slot needs its passphrase.
     pub fn reseal(

@@ -52,7 +52,7 @@ pub fn initialize(
         None
     };
     header.save(backend.as_ref())?;
-    let store = open_store(backend, master.duplicate())?;
+    let (store, _) = open_store(backend, master.duplicate())?;
     Ok(Initialized {
         store,
         master,

@@ -39,4 +39,4 @@ pub use op::{
 pub use reply::Reply;
 pub use service::{Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
-pub use vault::{FirstBoot, NewSlot, SlotAdded, Vault, VaultOptions};
+pub use vault::{FirstBoot, MasterRotated, NewSlot, SlotAdded, Vault, VaultOptions};

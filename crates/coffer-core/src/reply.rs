@@ -79,6 +79,13 @@ pub enum Reply {
         /// The recovery key of a recovery slot, shown this once.
         recovery: Option<SecretBytes>,
     },
+    /// The master key was replaced.
+    MasterRotated {
+        /// The new recovery key, shown this once.
+        recovery: Option<SecretBytes>,
+        /// Passphrase slots dropped.
+        dropped: Vec<u32>,
+    },
     /// These slots were resealed.
     Resealed(Vec<u32>),
     /// One policy.

@@ -67,6 +67,28 @@ impl MasterKey {
         self.open(wrapped, aad).and_then(checked).map(NamespaceKey)
     }
 
+    /// Wraps `root` (the key every other key is derived from: the store's first master key)
+    /// under this master key, as the store header keeps it: base64 of an AES-256-GCM
+    /// envelope bound to the store's id (`coffer derivation root v1`).
+    pub fn wrap_root(&self, root: &MasterKey, store_id: &str) -> Result<String, CryptoError> {
+        let sealed = self.seal(root.0.expose_secret(), &Self::root_aad(store_id))?;
+        Ok(data_encoding::BASE64.encode(&sealed))
+    }
+
+    /// Opens what [`MasterKey::wrap_root`] made.
+    pub fn unwrap_root(&self, wrapped: &str, store_id: &str) -> Result<MasterKey, CryptoError> {
+        let sealed = data_encoding::BASE64
+            .decode(wrapped.as_bytes())
+            .map_err(|_| CryptoError::Decrypt)?;
+        self.open(&sealed, &Self::root_aad(store_id))
+            .and_then(checked)
+            .map(Self)
+    }
+
+    fn root_aad(store_id: &str) -> Aad {
+        Aad::new("coffer derivation root v1").with(store_id)
+    }
+
     /// The key that turns names into row lookups.
     pub fn index_key(&self) -> IndexKey {
         IndexKey(kdf::derive(context::INDEX, &self.0))
@@ -231,6 +253,12 @@ impl NamespaceKey {
     /// A fresh random namespace key.
     pub fn generate() -> Result<Self, CryptoError> {
         SecretBytes::random(KEY_LEN).map(Self)
+    }
+
+    /// An independent copy in its own locked allocation (a key rotation keeps the older
+    /// generation beside the new one).
+    pub fn duplicate(&self) -> Self {
+        Self(self.0.clone())
     }
 
     /// Encrypts under this key.

@@ -53,6 +53,84 @@ pub struct NamespaceRow {
     pub created: Timestamp,
 }
 
+/// An older generation of a namespace key, kept while a key rotation still has versions
+/// (or names and metadata) sealed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceKeyRow {
+    /// The namespace.
+    pub namespace: NamespaceId,
+    /// The generation.
+    pub key_version: u32,
+    /// The key, wrapped by the master key (associated data: namespace and generation).
+    pub wrapped_key: Vec<u8>,
+}
+
+/// One re-encryption made by a key rotation, applied only while the row still holds what
+/// the rotation read (so a concurrent write, destroy, prune or delete is never undone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rekey {
+    /// A version's ciphertext and generation.
+    Version {
+        /// The secret.
+        secret: SecretId,
+        /// The version.
+        version: Version,
+        /// The generation the row holds now.
+        from: u32,
+        /// The ciphertext the row holds now.
+        old: Vec<u8>,
+        /// The new generation.
+        to: u32,
+        /// The new ciphertext (same plaintext, same associated data).
+        new: Vec<u8>,
+    },
+    /// A secret row's sealed name.
+    Name {
+        /// The secret.
+        secret: SecretId,
+        /// The sealed name the row holds now.
+        old: Vec<u8>,
+        /// The name sealed under the new generation.
+        new: Vec<u8>,
+    },
+    /// A secret row's sealed metadata.
+    Meta {
+        /// The secret.
+        secret: SecretId,
+        /// The sealed metadata the row holds now.
+        old: Vec<u8>,
+        /// The metadata sealed under the new generation.
+        new: Vec<u8>,
+    },
+}
+
+/// A namespace key rotation's start: the namespace's current generation becomes an older
+/// one ([`NamespaceKeyRow`]) and `next` becomes current, in one transaction.
+#[derive(Debug, Clone)]
+pub struct KeyRotation {
+    /// The namespace.
+    pub namespace: NamespaceId,
+    /// The generation the namespace row must hold now (else [`StoreError::Conflict`]).
+    pub from: u32,
+    /// The new generation.
+    pub to: u32,
+    /// The new key, wrapped by the master key.
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A namespace's wrapped keys under a new master key (`coffer rotate-master`).
+#[derive(Debug, Clone)]
+pub struct Rewrapped {
+    /// The namespace.
+    pub namespace: NamespaceId,
+    /// Its path, sealed under the new master key.
+    pub name_ct: Vec<u8>,
+    /// Its current key, wrapped under the new master key.
+    pub wrapped_key: Vec<u8>,
+    /// Its older generations, wrapped under the new master key: (generation, wrapped key).
+    pub older: Vec<(u32, Vec<u8>)>,
+}
+
 /// A stored secret (its identity, not its versions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRow {
@@ -338,6 +416,101 @@ pub trait Backend: Send + Sync + 'static {
     /// The versions of a secret, oldest first, without their ciphertexts' plaintext (the
     /// envelopes are returned; callers only read the other fields).
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError>;
+
+    /// Every older namespace key generation still kept (a key rotation in progress).
+    fn namespace_keys(&self) -> Result<Vec<NamespaceKeyRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Starts a namespace key rotation (see [`KeyRotation`]), with its event, in one
+    /// transaction. [`StoreError::Conflict`] when the namespace row holds another generation.
+    fn rotate_namespace_key(
+        &self,
+        rotation: KeyRotation,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let _ = (rotation, event);
+        Err(StoreError::Unsupported(
+            "this backend cannot rotate namespace keys",
+        ))
+    }
+
+    /// The secret rows of a namespace, live and revoked, whose id sorts after `after`, in id
+    /// order, about `limit` at a time, each with its versions: what a key rotation walks.
+    fn rekey_page(
+        &self,
+        namespace: &NamespaceId,
+        after: Option<&SecretId>,
+        limit: usize,
+    ) -> Result<Vec<(SecretRow, Vec<VersionRow>)>, StoreError> {
+        let mut rows = self.secrets(namespace)?;
+        rows.extend(self.revoked(namespace)?);
+        rows.retain(|r| after.is_none_or(|a| r.id > *a));
+        rows.sort_unstable_by_key(|r| r.id);
+        rows.truncate(limit.max(1));
+        rows.into_iter()
+            .map(|r| {
+                let versions = self.versions(&r.id)?;
+                Ok((r, versions))
+            })
+            .collect()
+    }
+
+    /// How many versions with a ciphertext each key generation of a namespace encrypted.
+    fn key_version_counts(&self, namespace: &NamespaceId) -> Result<Vec<(u32, u64)>, StoreError> {
+        let mut counts = std::collections::BTreeMap::<u32, u64>::new();
+        let mut after = None;
+        loop {
+            let page = self.rekey_page(namespace, after.as_ref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.id);
+            for v in page.iter().flat_map(|(_, v)| v) {
+                if v.ciphertext.is_some() {
+                    *counts.entry(v.key_version).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// Applies re-encryptions in one durable transaction, each only where the row still
+    /// holds what it names; answers how many applied.
+    fn rekey(&self, changes: Vec<Rekey>) -> Result<u64, StoreError> {
+        let _ = changes;
+        Err(StoreError::Unsupported(
+            "this backend cannot rotate namespace keys",
+        ))
+    }
+
+    /// Forgets an older key generation of a namespace, durably, with its event;
+    /// [`StoreError::Conflict`] while a version with a ciphertext still names it.
+    fn drop_namespace_key(
+        &self,
+        namespace: &NamespaceId,
+        key_version: u32,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let _ = (namespace, key_version, event);
+        Err(StoreError::Unsupported(
+            "this backend cannot rotate namespace keys",
+        ))
+    }
+
+    /// Replaces the header and every namespace's sealed path and wrapped keys in one
+    /// atomic, durable transaction (`coffer rotate-master`): after a crash the store holds
+    /// either the old state or the new one. [`StoreError::Conflict`] when the namespaces
+    /// are not exactly the ones given.
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let _ = (header, namespaces, event);
+        Err(StoreError::Unsupported(
+            "this backend cannot change the master key",
+        ))
+    }
 }
 
 /// Checks a modification: every version to destroy exists, and pruning keeps the newest.

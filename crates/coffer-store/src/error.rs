@@ -86,6 +86,9 @@ pub enum StoreError {
         /// The newest revision.
         head: u64,
     },
+    /// The backend cannot do this (the message says what).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The operation failed in the crypto layer (random source).
     #[error("crypto failure: {0}")]
     Crypto(#[source] CryptoError),
@@ -104,6 +107,7 @@ impl StoreError {
             Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
             Self::Full => ErrorCode::NvFull,
             Self::Resync { .. } => ErrorCode::Resync,
+            Self::Unsupported(_) => ErrorCode::Unsupported,
         }
     }
 

@@ -4,7 +4,7 @@
 //! removing them can deny service but cannot reveal or substitute a key, because every slot
 //! is an authenticated encryption of the same master key.
 
-use coffer_crypto::{SlotKind, SlotRecord};
+use coffer_crypto::{MasterKey, SlotKind, SlotRecord};
 use coffer_types::Timestamp;
 
 use crate::{Backend, StoreError};
@@ -25,6 +25,13 @@ pub struct StoreHeader {
     pub created: Timestamp,
     /// The key slots.
     pub slots: Vec<SlotRecord>,
+    /// The derivation root (the store's first master key) wrapped under the current master
+    /// key ([`coffer_crypto::MasterKey::wrap_root`]), once `coffer rotate-master` replaced
+    /// the master key; absent, the root is the master key itself. The keys derived from the
+    /// master key (row lookups, token hashes, audit keys, the event feed) come from the
+    /// root, so they stay the same across a new master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 impl StoreHeader {
@@ -38,6 +45,7 @@ impl StoreHeader {
             store_id: id.iter().map(|b| format!("{b:02x}")).collect(),
             created: Timestamp::now(),
             slots: Vec::new(),
+            root: None,
         })
     }
 
@@ -74,6 +82,20 @@ impl StoreHeader {
         let body =
             serde_json::to_vec(self).map_err(|_| StoreError::Malformed("the store header"))?;
         backend.put_header(&body)
+    }
+
+    /// The derivation root under `master`: the unwrapped [`StoreHeader::root`], or a copy
+    /// of `master` when the store never changed its master key.
+    pub fn root(&self, master: &MasterKey) -> Result<MasterKey, StoreError> {
+        match &self.root {
+            None => Ok(master.duplicate()),
+            Some(wrapped) => master
+                .unwrap_root(wrapped, &self.store_id)
+                .map_err(|source| StoreError::Corrupt {
+                    what: "derivation root",
+                    source,
+                }),
+        }
     }
 
     /// The next free slot id.

@@ -23,9 +23,9 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow,
-    NewSecret, Planned, ReadNewest, SecretId, SecretRow, VersionRow, WritePlan, Written,
-    check_modification, check_plan,
+    Backend, KeyRotation, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId,
+    NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey, Rewrapped, SecretId,
+    SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;
@@ -35,8 +35,8 @@ pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Resolve, RotationStep,
-    Secret, SecretStore, Write, WriteMode, WriteValue,
+    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, RekeyProgress, Resolve,
+    RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 
 #[cfg(test)]

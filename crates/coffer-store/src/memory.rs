@@ -28,6 +28,8 @@ struct State {
     free_slots: BTreeSet<u32>,
     /// The first slot never handed out.
     next_slot: u32,
+    /// Older namespace key generations (a key rotation in progress).
+    namespace_keys: BTreeMap<(NamespaceId, u32), Vec<u8>>,
 }
 
 impl State {
@@ -325,6 +327,152 @@ impl Backend for MemoryBackend {
             .take_while(|((sid, _), _)| sid == secret)
             .map(|(_, v)| v.clone())
             .collect())
+    }
+
+    fn namespace_keys(&self) -> Result<Vec<crate::NamespaceKeyRow>, StoreError> {
+        Ok(self
+            .state()
+            .namespace_keys
+            .iter()
+            .map(
+                |((namespace, key_version), wrapped)| crate::NamespaceKeyRow {
+                    namespace: *namespace,
+                    key_version: *key_version,
+                    wrapped_key: wrapped.clone(),
+                },
+            )
+            .collect())
+    }
+
+    fn rotate_namespace_key(
+        &self,
+        r: crate::KeyRotation,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let Some(row) = state.namespaces.get(&r.namespace) else {
+            return Err(StoreError::NotFound("namespace"));
+        };
+        if row.key_version != r.from {
+            return Err(StoreError::Conflict(
+                "the namespace's key changed meanwhile; try again",
+            ));
+        }
+        let old = (r.namespace, row.key_version);
+        let wrapped = row.wrapped_key.clone();
+        let event = self.record(event, None)?;
+        state.namespace_keys.insert(old, wrapped);
+        if let Some(row) = state.namespaces.get_mut(&r.namespace) {
+            row.key_version = r.to;
+            row.wrapped_key = r.wrapped_key;
+        }
+        self.publish(event);
+        Ok(())
+    }
+
+    fn rekey(&self, changes: Vec<crate::Rekey>) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let mut applied = 0;
+        for change in changes {
+            match change {
+                crate::Rekey::Version {
+                    secret,
+                    version,
+                    from,
+                    old,
+                    to,
+                    new,
+                } => {
+                    if let Some(v) = state.versions.get_mut(&(secret, version))
+                        && v.key_version == from
+                        && v.ciphertext.as_ref() == Some(&old)
+                    {
+                        v.key_version = to;
+                        v.ciphertext = Some(new);
+                        applied += 1;
+                    }
+                }
+                crate::Rekey::Name { secret, old, new } => {
+                    if let Some(row) = state.secrets.get_mut(&secret)
+                        && row.name_ct == old
+                    {
+                        row.name_ct = new;
+                        applied += 1;
+                    }
+                }
+                crate::Rekey::Meta { secret, old, new } => {
+                    if let Some(row) = state.secrets.get_mut(&secret)
+                        && row.meta_ct == old
+                    {
+                        row.meta_ct = new;
+                        applied += 1;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    fn drop_namespace_key(
+        &self,
+        namespace: &NamespaceId,
+        key_version: u32,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let used = state.versions.iter().any(|((sid, _), v)| {
+            v.key_version == key_version
+                && v.ciphertext.is_some()
+                && state
+                    .secrets
+                    .get(sid)
+                    .is_some_and(|s| s.namespace == *namespace)
+        });
+        if used {
+            return Err(StoreError::Conflict(
+                "a version is still encrypted under that key generation",
+            ));
+        }
+        let event = self.record(event, None)?;
+        state.namespace_keys.remove(&(*namespace, key_version));
+        self.publish(event);
+        Ok(())
+    }
+
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<crate::Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let older: usize = namespaces.iter().map(|n| n.older.len()).sum();
+        let known = namespaces.len() == state.namespaces.len()
+            && older == state.namespace_keys.len()
+            && namespaces.iter().all(|n| {
+                state.namespaces.contains_key(&n.namespace)
+                    && n.older
+                        .iter()
+                        .all(|(k, _)| state.namespace_keys.contains_key(&(n.namespace, *k)))
+            });
+        if !known {
+            return Err(StoreError::Conflict(
+                "the namespaces changed while the master key was being replaced; try again",
+            ));
+        }
+        for n in namespaces {
+            if let Some(row) = state.namespaces.get_mut(&n.namespace) {
+                row.name_ct = n.name_ct;
+                row.wrapped_key = n.wrapped_key;
+            }
+            for (k, wrapped) in n.older {
+                state.namespace_keys.insert((n.namespace, k), wrapped);
+            }
+        }
+        let event = self.record(event, None)?;
+        state.header = Some(header.to_vec());
+        self.publish(event);
+        Ok(())
     }
 }
 

@@ -227,6 +227,20 @@ impl<'a> Change<'a> {
     }
 }
 
+/// A key rotation in progress: versions under the current generation out of every version
+/// with a ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RekeyProgress {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// The generation new writes use.
+    pub key_version: u32,
+    /// Versions already under it.
+    pub done: u64,
+    /// Versions with a ciphertext.
+    pub total: u64,
+}
+
 /// A change of metadata that writes no version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Describe {
@@ -471,4 +485,41 @@ pub trait SecretStore: Send + Sync {
     /// Drops the events `retention` no longer keeps; answers how many (at most a batch:
     /// call again while it answers a full one).
     fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError>;
+
+    /// Starts a key rotation of `namespace` (a new key generation for every new write; the
+    /// older one's versions are re-encrypted in the background); answers the new generation.
+    /// [`StoreError::Conflict`] while one is in progress.
+    fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
+        let _ = (namespace, by);
+        Err(StoreError::Unsupported(
+            "this store cannot rotate namespace keys",
+        ))
+    }
+
+    /// Wraps every namespace key and path under the new master key `next` and writes them
+    /// with the new store `header` in one atomic transaction (`coffer rotate-master`); this
+    /// store then refuses to make namespace keys (open it again with `next`).
+    fn rewrap_master(
+        &self,
+        next: &coffer_crypto::MasterKey,
+        header: &[u8],
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let _ = (next, header, by);
+        Err(StoreError::Unsupported(
+            "this store cannot change its master key",
+        ))
+    }
+
+    /// The key rotations in progress.
+    fn key_rotations(&self) -> Vec<RekeyProgress> {
+        Vec::new()
+    }
+
+    /// How many key generations of `namespace` are in use: more than one while its key
+    /// rotation is in progress (a namespace must not be locked then).
+    fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
+        let _ = namespace;
+        Ok(1)
+    }
 }

@@ -42,6 +42,11 @@ string_enum! {
         NamespaceList = "namespace_list",
         /// Create a namespace.
         NamespaceCreate = "namespace_create",
+        /// Replace the store's master key (every slot and namespace key re-wrapped).
+        RotateMaster = "rotate_master",
+        /// Start a rotation of a namespace's key (a new generation; re-encryption in the
+        /// background).
+        NamespaceRotateKey = "namespace_rotate_key",
         /// The key slots (kind, PCR policy, creation time).
         SlotList = "slot_list",
         /// Add a key slot (the store must be unsealed).

@@ -35,6 +35,13 @@ string_enum! {
         Removed = "secret.removed",
         /// A namespace was created.
         NamespaceCreated = "namespace.created",
+        /// A namespace key rotation started: new writes use a new key generation.
+        NamespaceKeyRotating = "namespace.key_rotating",
+        /// A namespace key rotation completed: every version is under the new generation
+        /// and the older one is forgotten.
+        NamespaceKeyRotated = "namespace.key_rotated",
+        /// The store's master key was replaced (`coffer rotate-master`).
+        MasterKeyRotated = "store.master_rotated",
         /// The run-time policies or bindings changed.
         PolicyChanged = "policy.changed",
         /// A token was made.

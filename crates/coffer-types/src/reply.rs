@@ -231,6 +231,19 @@ pub struct MemoryStatus {
     pub lock_refusals: u64,
 }
 
+/// A namespace key rotation in progress.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRotationStatus {
+    /// The namespace.
+    pub namespace: String,
+    /// The key generation new writes use.
+    pub key_version: u32,
+    /// Versions under it so far.
+    pub done: u64,
+    /// Versions with a ciphertext in the namespace.
+    pub total: u64,
+}
+
 /// The daemon's state.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StatusReport {
@@ -260,6 +273,9 @@ pub struct StatusReport {
     pub cache: CacheStatus,
     /// Locked memory.
     pub memory: MemoryStatus,
+    /// Namespace key rotations in progress: versions re-encrypted so far, out of all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_rotations: Vec<KeyRotationStatus>,
     /// The details (store id, key-file paths, the TPM's TCTI, why the store is sealed or
     /// unavailable) were left out: the caller may not see them (`meta` on `sys/status`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

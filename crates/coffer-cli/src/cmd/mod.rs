@@ -4,6 +4,7 @@ pub mod audit;
 pub mod compute;
 pub mod init;
 mod json;
+pub mod master;
 pub mod namespaces;
 pub mod policy;
 pub mod run;

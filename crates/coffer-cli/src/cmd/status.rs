@@ -52,6 +52,12 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     if let Some(n) = report.namespaces {
         println!("namespaces: {n}");
     }
+    for r in &report.key_rotations {
+        println!(
+            "key rotation: {} to generation {}: {}/{} versions",
+            r.namespace, r.key_version, r.done, r.total
+        );
+    }
     match (report.tpm.present, &report.tpm.tcti) {
         (true, Some(tcti)) => println!("tpm:        present ({tcti})"),
         (true, None) => println!("tpm:        present"),

@@ -44,6 +44,18 @@ pub enum Operation {
         /// Its path.
         namespace: Parsed<Namespace>,
     },
+    /// Replace the master key.
+    RotateMaster {
+        /// Passphrases opening the passphrase slots, one a line.
+        passphrases: Option<SecretBytes>,
+        /// Drop the passphrase slots none of them opens.
+        drop_passphrase_slots: bool,
+    },
+    /// Start a rotation of a namespace's key.
+    NamespaceRotateKey {
+        /// Its path.
+        namespace: Parsed<Namespace>,
+    },
     /// The namespaces.
     NamespaceList,
     /// Which of these namespaces, tried in order, exists: the mount serving a path.
@@ -285,6 +297,8 @@ impl Operation {
             Self::Secret { op, .. } => op.action(),
             Self::List { .. } => Action::List,
             Self::NamespaceCreate { .. } => Action::NamespaceCreate,
+            Self::NamespaceRotateKey { .. } => Action::NamespaceRotateKey,
+            Self::RotateMaster { .. } => Action::RotateMaster,
             Self::NamespaceList => Action::NamespaceList,
             Self::Mount { .. } => Action::Mount,
             Self::Status => Action::Status,

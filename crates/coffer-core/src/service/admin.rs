@@ -43,6 +43,48 @@ impl Service {
                 .map_err(stored)?;
                 Ok(Reply::Done)
             }
+            Operation::NamespaceRotateKey { namespace } => {
+                let store = self.store()?;
+                let namespace = namespace
+                    .valid()
+                    .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
+                    .clone();
+                let actor = who.actor();
+                // A locked namespace is refused by the store (LOCK's check joins here).
+                blocking(move || {
+                    Ok(store.rotate_key(&namespace, coffer_store::Change::by(&actor))?)
+                })
+                .await
+                .map_err(stored)?;
+                Ok(Reply::Done)
+            }
+            Operation::RotateMaster {
+                passphrases,
+                drop_passphrase_slots,
+            } => {
+                let passphrases: Vec<SecretBytes> = passphrases
+                    .map(|all| {
+                        all.expose_secret()
+                            .split(|b| *b == b'\n')
+                            .filter(|p| !p.is_empty())
+                            .map(SecretBytes::copy_from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (vault, actor) = (self.vault.clone(), who.actor());
+                let done = blocking(move || {
+                    vault.rotate_master(&passphrases, drop_passphrase_slots, &actor)
+                })
+                .await
+                .map_err(stored)?;
+                // The store switched keys: cached values stay valid (same namespace keys),
+                // but nothing of the old store is kept.
+                self.cache.flush();
+                Ok(Reply::MasterRotated {
+                    recovery: done.recovery.map(|r| r.display()),
+                    dropped: done.dropped,
+                })
+            }
             Operation::NamespaceList => {
                 let store = self.store()?;
                 Ok(Reply::Namespaces(

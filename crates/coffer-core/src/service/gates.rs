@@ -546,7 +546,11 @@ impl Service {
 fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
     use Capability::{List, Read, Sudo};
     Some(match op {
-        Operation::NamespaceCreate { .. } => (Sudo, "sys/namespaces"),
+        Operation::NamespaceCreate { .. } | Operation::NamespaceRotateKey { .. } => {
+            (Sudo, "sys/namespaces")
+        }
+        // The root of the daemon's own paths: only who may do everything there.
+        Operation::RotateMaster { .. } => (Sudo, "sys/"),
         Operation::NamespaceList => (List, "sys/namespaces"),
         Operation::Seal | Operation::Unseal { by_key: false, .. } => (Sudo, "sys/seal"),
         Operation::SlotList

@@ -64,6 +64,14 @@ impl Service {
         self.vault.store().ok().map(|s| s.head())
     }
 
+    /// The namespace key rotations in progress (none while sealed), for the metrics.
+    pub fn key_rotations(&self) -> Vec<coffer_store::RekeyProgress> {
+        self.vault
+            .store()
+            .map(|s| s.key_rotations())
+            .unwrap_or_default()
+    }
+
     /// Drops the events the retention window no longer keeps (the daemon calls this now
     /// and then); answers how many. Not a request: the feed's upkeep writes no audit record
     /// (it changes no secret and no event says it happened).

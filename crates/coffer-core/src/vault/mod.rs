@@ -13,10 +13,12 @@
 //! unsealing in `open`; managing slots in `slots`.
 
 mod open;
+mod rotate;
 mod slots;
 mod state;
 mod unlock;
 
+pub use rotate::MasterRotated;
 pub(crate) use slots::make_slot;
 pub use slots::{NewSlot, SlotAdded};
 pub use state::{FirstBoot, Vault, VaultOptions};

@@ -104,23 +104,39 @@ impl Vault {
         }
         let header = self.header()?;
         let master = self.open_by_request(&header, with, key)?;
-        let store = open_store(self.backend.clone(), master.duplicate())?;
-        self.replace(State::Unsealed { store, master });
+        let (store, root) = open_store(self.backend.clone(), master.duplicate())?;
+        self.replace(State::Unsealed {
+            store,
+            master,
+            root,
+        });
         tracing::info!(slot = with.as_str(), "store unsealed");
         Ok(())
     }
     /// The status report (reads the header: blocking).
     pub fn status(&self, cache: CacheStatus) -> StatusReport {
-        let (state, reason, namespaces) = {
+        let (state, reason, namespaces, key_rotations) = {
             let guard = self.state.read().unwrap_or_else(PoisonError::into_inner);
             match &*guard {
                 State::Unsealed { store, .. } => (
                     SealState::Unsealed,
                     None,
                     Some(store.namespaces().iter().filter(|n| !n.is_system()).count()),
+                    store
+                        .key_rotations()
+                        .into_iter()
+                        .map(|p| coffer_types::reply::KeyRotationStatus {
+                            namespace: p.namespace.as_str().to_owned(),
+                            key_version: p.key_version,
+                            done: p.done,
+                            total: p.total,
+                        })
+                        .collect(),
                 ),
-                State::Sealed(r) => (SealState::Sealed, Some(r.clone()), None),
-                State::Unavailable(r) => (SealState::Unavailable, Some(r.clone()), None),
+                State::Sealed(r) => (SealState::Sealed, Some(r.clone()), None, Vec::new()),
+                State::Unavailable(r) => {
+                    (SealState::Unavailable, Some(r.clone()), None, Vec::new())
+                }
             }
         };
         let header = StoreHeader::load(self.backend.as_ref()).ok().flatten();
@@ -147,6 +163,7 @@ impl Vault {
                 locked_pages: lock.pages,
                 lock_refusals: lock.refused,
             },
+            key_rotations,
             detail_withheld: false,
         }
     }
@@ -164,9 +181,13 @@ impl Vault {
     pub(super) fn automatic(&self) -> State {
         match self.open_automatically() {
             Ok(Some(master)) => match open_store(self.backend.clone(), master.duplicate()) {
-                Ok(store) => {
+                Ok((store, root)) => {
                     tracing::info!(backend = self.backend.kind(), "store unsealed");
-                    State::Unsealed { store, master }
+                    State::Unsealed {
+                        store,
+                        master,
+                        root,
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("secret store unavailable: {e}");

@@ -19,6 +19,8 @@ pub(crate) enum State {
     Unsealed {
         store: Arc<dyn SecretStore>,
         master: MasterKey,
+        /// The derivation root (`StoreHeader::root`): the audit and token keys come from it.
+        root: MasterKey,
     },
     Sealed(String),
     Unavailable(String),
@@ -74,12 +76,24 @@ impl Vault {
 
     /// The audit log's keys, while unsealed.
     pub fn audit_keys(&self) -> Option<AuditKeys> {
-        self.with_master(|m| Ok(m.audit_keys())).ok()
+        self.with_root(|r| Ok(r.audit_keys())).ok()
     }
 
     /// The token hashing key, while unsealed.
     pub fn token_key(&self) -> Option<TokenKey> {
-        self.with_master(|m| Ok(m.token_key())).ok()
+        self.with_root(|r| Ok(r.token_key())).ok()
+    }
+
+    /// Runs `f` with the derivation root, or answers `sealed`.
+    pub(super) fn with_root<T>(
+        &self,
+        f: impl FnOnce(&MasterKey) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        match &*self.state.read().unwrap_or_else(PoisonError::into_inner) {
+            State::Unsealed { root, .. } => f(root),
+            State::Sealed(_) => Err(CoreError::Sealed),
+            State::Unavailable(reason) => Err(CoreError::Unavailable(reason.clone())),
+        }
     }
 
     /// The backend.

@@ -15,17 +15,22 @@ use coffer_types::wire::UnsealWith;
 use super::state::Vault;
 use crate::{CoreError, keyfile};
 
-/// Opens the data model with the master key, creating `default` if a crash left it out.
+/// Opens the data model with the master key (and the derivation root the header names),
+/// creating `default` if a crash left it out. Answers the store and the root.
 pub(crate) fn open_store(
     backend: Arc<dyn Backend>,
     master: MasterKey,
-) -> Result<Arc<dyn SecretStore>, CoreError> {
-    let store = EncryptedStore::open(backend, master)?;
+) -> Result<(Arc<dyn SecretStore>, MasterKey), CoreError> {
+    let root = match StoreHeader::load(backend.as_ref())? {
+        Some(header) => header.root(&master)?,
+        None => master.duplicate(),
+    };
+    let store = EncryptedStore::open_rooted(backend, master, root.duplicate())?;
     let default = Namespace::default_namespace();
     if !store.has_namespace(&default) {
         store.create_namespace(&default, coffer_store::Change::by("coffer"))?;
     }
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), root))
 }
 
 fn crypto(e: coffer_crypto::CryptoError) -> CoreError {

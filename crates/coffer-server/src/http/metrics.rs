@@ -69,6 +69,8 @@ pub struct Metrics {
     rotation_next_due: Gauge,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     webhook_pending: Gauge,
+    key_rotation_done: Family<NamespaceLabels, Gauge>,
+    key_rotation_total: Family<NamespaceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -173,7 +175,22 @@ impl Metrics {
             "Webhook deliveries waiting for a retry",
             webhook_pending.clone(),
         );
+        let key_rotation_done = Family::<NamespaceLabels, Gauge>::default();
+        let key_rotation_total = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "key_rotation_done_versions",
+            "Versions re-encrypted under the new key generation by a namespace key rotation in \
+             progress (absent when none runs)",
+            key_rotation_done.clone(),
+        );
+        registry.register(
+            "key_rotation_total_versions",
+            "Versions with a ciphertext in a namespace whose key rotation is in progress",
+            key_rotation_total.clone(),
+        );
         Self {
+            key_rotation_done,
+            key_rotation_total,
             rotations,
             rotation_next_due,
             registry,
@@ -265,6 +282,19 @@ impl Metrics {
         }
         self.webhook_pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.key_rotation_done.clear();
+        self.key_rotation_total.clear();
+        for p in service.key_rotations() {
+            let labels = NamespaceLabels {
+                namespace: p.namespace.as_str().to_owned(),
+            };
+            self.key_rotation_done
+                .get_or_create(&labels)
+                .set(i64::try_from(p.done).unwrap_or(i64::MAX));
+            self.key_rotation_total
+                .get_or_create(&labels)
+                .set(i64::try_from(p.total).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");
@@ -290,6 +320,8 @@ fn label_of(matched: &str) -> &'static str {
         "sys/unseal" => "sys.unseal",
         "sys/metrics" => "sys.metrics",
         "sys/coffer/status" => "coffer.status",
+        "sys/coffer/namespaces/rotate-key" => "coffer.rotate-key",
+        "sys/coffer/rotate-master" => "coffer.rotate-master",
         _ if path.starts_with("sys/mounts") || path.starts_with("sys/internal/ui/mounts") => {
             "sys.mounts"
         }

@@ -13,6 +13,7 @@ mod envelope;
 mod error;
 mod events;
 mod extract;
+mod keys;
 mod kv;
 mod metrics;
 mod state;
@@ -96,6 +97,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/policies/acl/{name}", any(sys::policy))
         .route("/v1/sys/policy/{name}", any(sys::policy))
         .route("/v1/sys/coffer/status", get(sys::status))
+        .route(
+            "/v1/sys/coffer/namespaces/rotate-key",
+            post(keys::rotate_key),
+        )
+        .route("/v1/sys/coffer/rotate-master", post(keys::rotate_master))
         .route(
             "/v1/sys/coffer/audit/verify",
             get(sys::audit_verify)

@@ -345,6 +345,8 @@ fields! {
     events: Vec<String> = "a list of strings",
     webhook: String = "a string",
     setting: String = "a string",
+    passphrases: SecretBytes = "a string (passphrases, one a line)",
+    drop_passphrase_slots: bool = "true or false",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -91,10 +91,11 @@ fn takes(action: Action) -> FieldSet {
         Action::Hmac => HMAC,
         Action::BasicAuth => BASIC_AUTH,
         Action::Yescrypt => ONE.and(field_set!(setting)),
-        Action::NamespaceCreate => NAMESPACE,
+        Action::NamespaceCreate | Action::NamespaceRotateKey => NAMESPACE,
         Action::Unseal => UNSEAL,
         Action::SlotAdd => SLOT_ADD,
         Action::SlotRemove => field_set!(slot_id),
+        Action::RotateMaster => field_set!(passphrases, drop_passphrase_slots),
         Action::SlotReseal => SLOT_RESEAL,
         Action::PolicyPut => POLICY.and(field_set!(rules)),
         Action::PolicyGet | Action::PolicyDelete => POLICY,
@@ -344,6 +345,13 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             },
         },
         Action::NamespaceCreate => Operation::NamespaceCreate {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+        },
+        Action::RotateMaster => Operation::RotateMaster {
+            passphrases: f.passphrases.take(),
+            drop_passphrase_slots: f.drop_passphrase_slots.take().unwrap_or(false),
+        },
+        Action::NamespaceRotateKey => Operation::NamespaceRotateKey {
             namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
         },
         Action::NamespaceList => Operation::NamespaceList,

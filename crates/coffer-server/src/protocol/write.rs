@@ -92,6 +92,15 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             }
         }
         Reply::Resealed(slots) => ok_with(out, "resealed", slots),
+        Reply::MasterRotated { recovery, dropped } => {
+            let need = 64 + recovery.as_ref().map_or(0, secret_len) + id.map_or(0, str::len);
+            *out = reserve_exact(std::mem::take(out), need);
+            ok_with(out, "dropped_slots", dropped);
+            if let Some(key) = recovery {
+                out.extend_from_slice(b",\"recovery_key\":");
+                secret_string(out, key);
+            }
+        }
         Reply::Policy(view) => ok_with(out, "policy", view),
         Reply::Policies(listing) => {
             ok_with(out, "policies", &listing.policies);

@@ -22,12 +22,14 @@ mod basics;
 mod events;
 mod lifecycle;
 mod listing;
+mod rotation;
 mod support;
 
 pub use basics::*;
 pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use rotation::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
@@ -69,7 +71,10 @@ macro_rules! conformance_suite {
             custom_metadata_merges_in_the_transaction,
             extreme_values_are_refused_or_handled,
             every_change_is_numbered_in_order,
-            pruned_events_ask_for_a_resync
+            pruned_events_ask_for_a_resync,
+            key_rotation_reencrypts_every_version,
+            an_interrupted_key_rotation_resumes_at_open,
+            rewrap_master_moves_every_key_under_the_new_master
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

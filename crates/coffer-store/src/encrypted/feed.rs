@@ -19,6 +19,7 @@ fn aad(revision: u64) -> Aad {
 }
 
 /// The master key's copy the feed seals with (one copy, shared by every plan).
+#[derive(Clone)]
 pub(super) struct Sealer(Arc<MasterKey>);
 
 impl Sealer {

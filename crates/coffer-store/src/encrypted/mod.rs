@@ -15,12 +15,16 @@
 mod feed;
 mod index;
 mod listing;
+mod master;
 mod meta;
 mod namespace;
+mod rekey;
+mod rotate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+
 use std::thread::JoinHandle;
 
 use coffer_crypto::aead::Aad;
@@ -47,7 +51,7 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     master: MasterKey,
     index: IndexKey,
     /// Seeded foldhash: looked up on every request, cheaper than SipHash, still keyed.
-    namespaces: RwLock<HashMap<Namespace, Arc<OpenNamespace>, foldhash::fast::RandomState>>,
+    namespaces: rekey::Namespaces,
     /// Set when the store is dropped: a build in progress gives up.
     closing: Arc<AtomicBool>,
     /// The thread building the name indexes of the namespaces that existed at open.
@@ -56,8 +60,13 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     scan_page: usize,
     /// Seals and opens the event feed's rows.
     sealer: feed::Sealer,
-    /// Held while a namespace is created.
-    creating: std::sync::Mutex<()>,
+    /// Held while a namespace is created or its key generations change.
+    creating: Arc<std::sync::Mutex<()>>,
+    /// Re-encrypts namespaces whose key was rotated.
+    rekeyer: Arc<rekey::Rekeyer>,
+    /// Set once the master key was replaced under this store: it makes no more namespace
+    /// keys (the store opened with the new master key does).
+    retired: AtomicBool,
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -130,17 +139,17 @@ fn scan<B: Backend + ?Sized>(
     Ok(Names::scanned(named.into_iter().collect()))
 }
 
-fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
+pub(super) fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
     Aad::new("coffer namespace key v1")
         .with(id)
         .with_u32(key_version)
 }
 
-fn namespace_name_aad(id: &NamespaceId) -> Aad {
+pub(super) fn namespace_name_aad(id: &NamespaceId) -> Aad {
     Aad::new("coffer namespace name v1").with(id)
 }
 
-fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
+pub(super) fn corrupt(what: &'static str) -> impl Fn(coffer_crypto::CryptoError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
 
@@ -160,27 +169,77 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         master: MasterKey,
         scan_page: usize,
     ) -> Result<Self, StoreError> {
+        let root = master.duplicate();
+        Self::open_inner(backend, master, root, scan_page)
+    }
+
+    /// Opens the store with its master key and its derivation root
+    /// ([`crate::StoreHeader::root`]): the row lookups and the event feed's seal come from
+    /// the root; namespace keys and paths are wrapped under the master key.
+    pub fn open_rooted(
+        backend: Arc<B>,
+        master: MasterKey,
+        root: MasterKey,
+    ) -> Result<Self, StoreError> {
+        Self::open_inner(backend, master, root, SCAN_PAGE)
+    }
+
+    fn open_inner(
+        backend: Arc<B>,
+        master: MasterKey,
+        root: MasterKey,
+        scan_page: usize,
+    ) -> Result<Self, StoreError> {
         let scan_page = scan_page.max(1);
-        let index = master.index_key();
+        let index = root.index_key();
         let mut namespaces = HashMap::default();
+        let mut older = HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
+        for row in backend.namespace_keys()? {
+            older.entry(row.namespace).or_default().push(row);
+        }
         for row in backend.namespaces()? {
-            let ns = Self::open_namespace(&master, &row)?;
+            let mut ns = Self::open_namespace(&master, &row)?;
+            for old in older.remove(&row.id).unwrap_or_default() {
+                let key = master
+                    .unwrap_key(
+                        &old.wrapped_key,
+                        &namespace_key_aad(&row.id, old.key_version),
+                    )
+                    .map_err(corrupt("namespace key"))?;
+                ns.older.insert(old.key_version, key);
+            }
             namespaces.insert(ns.path.clone(), Arc::new(ns));
         }
         let closing = Arc::new(AtomicBool::new(false));
         let builder =
             Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
-        let sealer = feed::Sealer::new(&master);
+        let sealer = feed::Sealer::new(&root);
+        let rekeyer = Arc::new(rekey::Rekeyer::default());
+        // Rotations a crash or a seal interrupted resume now.
+        for ns in namespaces.values().filter(|ns| !ns.older.is_empty()) {
+            rekeyer.enqueue(ns, Vec::new());
+        }
+        let namespaces = Arc::new(RwLock::new(namespaces));
+        let creating = Arc::new(std::sync::Mutex::new(()));
+        rekeyer.start(rekey::Worker {
+            backend: backend.clone(),
+            namespaces: namespaces.clone(),
+            sealer: sealer.clone(),
+            closing: closing.clone(),
+            creating: creating.clone(),
+        });
         Ok(Self {
             sealer,
-            creating: std::sync::Mutex::new(()),
+            creating,
+            rekeyer,
             backend,
             master,
             index,
-            namespaces: RwLock::new(namespaces),
+            namespaces,
             closing,
             builder,
             scan_page,
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -250,13 +309,20 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             path,
             key,
             key_version: row.key_version,
-            names: NameIndex::pending(),
+            older: std::collections::BTreeMap::new(),
+            names: Arc::new(NameIndex::pending()),
         })
     }
 
     /// The backend underneath.
     pub fn backend(&self) -> &Arc<B> {
         &self.backend
+    }
+
+    /// The row id of a namespace (tests look at its rows through the backend).
+    #[doc(hidden)]
+    pub fn namespace_row_id(&self, namespace: &Namespace) -> NamespaceId {
+        self.namespace_id(namespace)
     }
 
     fn namespace_id(&self, namespace: &Namespace) -> NamespaceId {
@@ -394,6 +460,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         // making the store's own) must not see the loser's `Conflict` before the winner's
         // namespace is usable.
         let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_current()?;
         if self.has_namespace(namespace) {
             return Err(StoreError::Conflict("the namespace already exists"));
         }
@@ -426,8 +493,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                     path: namespace.clone(),
                     key,
                     key_version: FIRST_KEY_VERSION,
+                    older: std::collections::BTreeMap::new(),
                     // A namespace that did not exist has no secrets.
-                    names: NameIndex::empty(),
+                    names: Arc::new(NameIndex::empty()),
                 }),
             );
         Ok(())
@@ -679,12 +747,34 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     fn prune_events(&self, retention: crate::Retention) -> Result<u64, StoreError> {
         self.backend.prune_events(retention, Timestamp::now())
     }
+
+    fn rotate_key(&self, namespace: &Namespace, by: Change<'_>) -> Result<u32, StoreError> {
+        EncryptedStore::rotate_key(self, namespace, by)
+    }
+
+    fn rewrap_master(
+        &self,
+        next: &MasterKey,
+        header: &[u8],
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        EncryptedStore::rewrap_master(self, next, header, by)
+    }
+
+    fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
+        self.rekeyer.progress()
+    }
+
+    fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
+        Ok(1 + self.namespace(namespace)?.older.len())
+    }
 }
 
 impl<B: Backend + ?Sized> Drop for EncryptedStore<B> {
     /// Stops the index builder and waits for it, so no thread keeps the keys past the store.
     fn drop(&mut self) {
         self.closing.store(true, Ordering::Relaxed);
+        self.rekeyer.stop();
         // The names in the feed's memory go with the keys.
         self.backend.feed().clear();
         if let Some(builder) = self.builder.take() {

@@ -48,10 +48,13 @@ pub(super) struct VersionPlan {
 pub(super) struct OpenNamespace {
     pub id: NamespaceId,
     pub path: Namespace,
+    /// The current generation: every new seal uses it.
     pub key: NamespaceKey,
     pub key_version: u32,
-    /// The live names, for lists.
-    pub names: NameIndex,
+    /// Older generations a key rotation still needs, by generation (empty otherwise).
+    pub older: BTreeMap<u32, NamespaceKey>,
+    /// The live names, for lists (shared by the generations of the namespace).
+    pub names: Arc<NameIndex>,
 }
 
 fn corrupt(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
@@ -96,13 +99,13 @@ impl OpenNamespace {
             .with(kind.as_str())
     }
 
-    fn name_aad(&self, secret: &SecretId) -> Aad {
+    pub fn name_aad(&self, secret: &SecretId) -> Aad {
         Aad::new("coffer secret name v1")
             .with(self.path.as_str())
             .with(secret.0)
     }
 
-    fn meta_aad(&self, secret: &SecretId, state: &RowState) -> Aad {
+    pub fn meta_aad(&self, secret: &SecretId, state: &RowState) -> Aad {
         let revoked = state.revoked.map_or([0u8; 9], |t| {
             let mut b = [1u8; 9];
             b[1..].copy_from_slice(&t.as_millis().to_be_bytes());
@@ -128,9 +131,18 @@ impl OpenNamespace {
     /// not a secret value (the name index keeps every name in ordinary memory), and locking a
     /// page per name cost two system calls each (a million names took 8 s).
     pub fn open_name(&self, id: &SecretId, name_ct: &[u8]) -> Result<SecretName, StoreError> {
+        let aad = self.name_aad(id);
         let plain = self
             .key
-            .open_unlocked(name_ct, &self.name_aad(id))
+            .open_unlocked(name_ct, &aad)
+            .or_else(|e| {
+                // During a key rotation a name may still be sealed under an older generation.
+                self.older
+                    .values()
+                    .rev()
+                    .find_map(|k| k.open_unlocked(name_ct, &aad).ok())
+                    .ok_or(e)
+            })
             .map_err(corrupt("secret name"))?;
         std::str::from_utf8(&plain)
             .ok()
@@ -146,12 +158,33 @@ impl OpenNamespace {
                 "a secret row names another namespace",
             ));
         }
+        let aad = self.meta_aad(&row.id, &RowState::of(row));
         let plain = self
-            .key
-            .open(&row.meta_ct, &self.meta_aad(&row.id, &RowState::of(row)))
+            .open_any(&row.meta_ct, &aad)
             .map_err(corrupt("secret row"))?;
         serde_json::from_slice(plain.expose_secret())
             .map_err(|_| StoreError::Malformed("stored metadata"))
+    }
+
+    /// Opens what was sealed under the current generation or, during a key rotation, an
+    /// older one.
+    pub fn open_any(&self, envelope: &[u8], aad: &Aad) -> Result<SecretBytes, CryptoError> {
+        self.key.open(envelope, aad).or_else(|e| {
+            self.older
+                .values()
+                .rev()
+                .find_map(|k| k.open(envelope, aad).ok())
+                .ok_or(e)
+        })
+    }
+
+    /// The key of generation `key_version`, current or older.
+    pub fn key_of(&self, key_version: u32) -> Option<&NamespaceKey> {
+        if key_version == self.key_version {
+            Some(&self.key)
+        } else {
+            self.older.get(&key_version)
+        }
     }
 
     /// Seals metadata for the row `id` as it will stand once the write commits (`state`).
@@ -179,7 +212,10 @@ impl OpenNamespace {
             destroyed: true,
             custom_metadata: BTreeMap::new(),
         }))?;
-        self.key
+        self.key_of(version.key_version)
+            .ok_or(StoreError::Integrity(
+                "a version names a key generation its namespace does not have",
+            ))?
             .open(
                 ciphertext,
                 &self.entry_aad(&row.id, version.version, version.kind),
@@ -392,7 +428,8 @@ mod tests {
             path: Namespace::default_namespace(),
             key: NamespaceKey::generate().expect("random"),
             key_version: 1,
-            names: NameIndex::empty(),
+            older: BTreeMap::new(),
+            names: Arc::new(NameIndex::empty()),
         })
     }
 

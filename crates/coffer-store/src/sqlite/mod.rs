@@ -6,6 +6,7 @@
 //! after its WAL frame is synced.
 
 mod events;
+mod keys;
 mod row;
 mod schema;
 mod writer;
@@ -176,6 +177,21 @@ impl SqliteBackend {
             .send(make(reply))
             .map_err(|_| StoreError::unavailable("writing", "the writer thread stopped"))?;
         wait(answer)
+    }
+}
+
+impl SqliteBackend {
+    /// Runs `f` on the writer thread in its own savepoint (the key generation changes).
+    fn run(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(u64, Option<coffer_types::ChangeEvent>), StoreError>
+        + Send
+        + 'static,
+    ) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::Run {
+            run: Box::new(f),
+            reply,
+        })
     }
 }
 
@@ -431,6 +447,95 @@ impl Backend for SqliteBackend {
             params![&namespace[..]],
             |r| row::secret(r, 0),
         )
+    }
+
+    fn namespace_keys(&self) -> Result<Vec<crate::NamespaceKeyRow>, StoreError> {
+        self.with_reader(keys::namespace_keys)
+    }
+
+    fn rotate_namespace_key(
+        &self,
+        rotation: crate::KeyRotation,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| Ok((0, keys::rotate(c, &rotation, event)?)))
+            .map(drop)
+    }
+
+    fn key_version_counts(&self, namespace: &NamespaceId) -> Result<Vec<(u32, u64)>, StoreError> {
+        self.with_reader(|c| keys::counts(c, namespace))
+    }
+
+    fn rekey(&self, changes: Vec<crate::Rekey>) -> Result<u64, StoreError> {
+        self.run(move |c| Ok((keys::rekey(c, &changes)?, None)))
+    }
+
+    fn drop_namespace_key(
+        &self,
+        namespace: &NamespaceId,
+        key_version: u32,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let namespace = *namespace;
+        self.run(move |c| Ok((0, keys::drop_key(c, &namespace, key_version, event)?)))
+            .map(drop)
+    }
+
+    fn rewrap(
+        &self,
+        header: &[u8],
+        namespaces: Vec<crate::Rewrapped>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let header = header.to_vec();
+        self.run(move |c| {
+            keys::rewrap(c, &header, &namespaces)?;
+            Ok((0, event.map(|e| events::record(c, e, None)).transpose()?))
+        })
+        .map(drop)
+    }
+
+    fn rekey_page(
+        &self,
+        namespace: &NamespaceId,
+        after: Option<&SecretId>,
+        limit: usize,
+    ) -> Result<Vec<(SecretRow, Vec<VersionRow>)>, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let after: &[u8] = after.map_or(&[], |id| &id.0[..]);
+        self.with_reader(|c| {
+            let tx = c.unchecked_transaction().map_err(db("reading secrets"))?;
+            let rows: Vec<SecretRow> = {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM secrets s WHERE +s.namespace = ?1 AND s.id > ?2
+                         ORDER BY s.id LIMIT ?3",
+                        row::SECRET_COLUMNS
+                    ))
+                    .map_err(db("reading secrets"))?;
+                let rows = st
+                    .query_map(params![&namespace[..], after, limit], |r| row::secret(r, 0))
+                    .map_err(db("reading secrets"))?;
+                rows.map(|r| r.map_err(db("reading secrets"))?)
+                    .collect::<Result<_, StoreError>>()?
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM versions v WHERE v.secret = ?1 ORDER BY v.version",
+                    row::VERSION_COLUMNS
+                ))
+                .map_err(db("reading versions"))?;
+            for secret in rows {
+                let versions = st
+                    .query_map(params![&secret.id.0[..]], |r| row::version(r, 0))
+                    .map_err(db("reading versions"))?
+                    .map(|r| r.map_err(db("reading versions"))?)
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                out.push((secret, versions));
+            }
+            Ok(out)
+        })
     }
 
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError> {

@@ -69,6 +69,16 @@ CREATE TABLE event_counter (
 );
 INSERT INTO event_counter (id, head, floor) VALUES (1, 0, 0);
 "#,
+    r#"
+-- Older generations of namespace keys, kept while a key rotation still has versions (or
+-- names and metadata) sealed under them; the current one stays in `namespaces`.
+CREATE TABLE namespace_keys (
+    namespace   BLOB NOT NULL REFERENCES namespaces(id),
+    key_version INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    PRIMARY KEY (namespace, key_version)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Settings every connection gets.

@@ -59,7 +59,16 @@ pub(super) enum Job {
         now: Timestamp,
         reply: Reply<u64>,
     },
+    /// Any other change, run in its own savepoint: answers a count and maybe an event.
+    Run {
+        run: RunJob,
+        reply: Reply<u64>,
+    },
 }
+
+/// A change run on the writer thread (key generations: `keys`).
+pub(super) type RunJob =
+    Box<dyn FnOnce(&Connection) -> Result<(u64, Option<ChangeEvent>), StoreError> + Send>;
 
 /// A job's outcome, held until the batch commits.
 enum Done {
@@ -153,7 +162,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
 fn reject(job: Job, err: impl Fn() -> StoreError) {
     match job {
         Job::Header(_, r) | Job::Namespace(_, _, r) => drop(r.send(Err(err()))),
-        Job::Prune { reply, .. } => drop(reply.send(Err(err()))),
+        Job::Prune { reply, .. } | Job::Run { reply, .. } => drop(reply.send(Err(err()))),
         Job::Write { reply, .. } => drop(reply.send(Err(err()))),
         Job::Modify { reply, .. } => drop(reply.send(Err(err()))),
         Job::Delete { reply, .. } => drop(reply.send(Err(err()))),
@@ -255,6 +264,14 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
             reply,
             in_savepoint(tx, |c| events::prune(c, retention, now)),
         ),
+        Job::Run { run, reply } => Done::Count(
+            reply,
+            in_savepoint(tx, |c| {
+                let (n, event) = run(c)?;
+                evented.extend(event);
+                Ok(n)
+            }),
+        ),
     };
     // A savepoint that failed kept no event, even if its plan had sealed one.
     if !matches!(
@@ -263,6 +280,7 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
             | Done::Written(_, Err(_))
             | Done::Modified(_, Err(_))
             | Done::Deleted(_, Err(_))
+            | Done::Count(_, Err(_))
     ) {
         events.append(&mut evented);
     }
