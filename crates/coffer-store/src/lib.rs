@@ -35,8 +35,8 @@ pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, Resolve, RotationStep,
-    Secret, SecretStore, Write, WriteMode, WriteValue,
+    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, NamespaceState, Page, Resolve,
+    RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 
 #[cfg(test)]

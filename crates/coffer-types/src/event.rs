@@ -35,6 +35,12 @@ string_enum! {
         Removed = "secret.removed",
         /// A namespace was created.
         NamespaceCreated = "namespace.created",
+        /// A namespace was locked: its key forgotten until it is unlocked.
+        NamespaceLocked = "namespace.locked",
+        /// A namespace was unlocked with its passphrase.
+        NamespaceUnlocked = "namespace.unlocked",
+        /// A namespace's passphrase was set or changed.
+        NamespacePassphrase = "namespace.passphrase",
         /// The run-time policies or bindings changed.
         PolicyChanged = "policy.changed",
         /// A token was made.

@@ -22,12 +22,14 @@ mod basics;
 mod events;
 mod lifecycle;
 mod listing;
+mod locking;
 mod support;
 
 pub use basics::*;
 pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use locking::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
@@ -69,7 +71,8 @@ macro_rules! conformance_suite {
             custom_metadata_merges_in_the_transaction,
             extreme_values_are_refused_or_handled,
             every_change_is_numbered_in_order,
-            pruned_events_ask_for_a_resync
+            pruned_events_ask_for_a_resync,
+            namespaces_lock_and_unlock
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

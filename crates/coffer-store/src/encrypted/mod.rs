@@ -15,6 +15,7 @@
 mod feed;
 mod index;
 mod listing;
+mod lock;
 mod meta;
 mod namespace;
 
@@ -47,7 +48,7 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     master: MasterKey,
     index: IndexKey,
     /// Seeded foldhash: looked up on every request, cheaper than SipHash, still keyed.
-    namespaces: RwLock<HashMap<Namespace, Arc<OpenNamespace>, foldhash::fast::RandomState>>,
+    namespaces: RwLock<HashMap<Namespace, Held, foldhash::fast::RandomState>>,
     /// Set when the store is dropped: a build in progress gives up.
     closing: Arc<AtomicBool>,
     /// The thread building the name indexes of the namespaces that existed at open.
@@ -56,8 +57,24 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     scan_page: usize,
     /// Seals and opens the event feed's rows.
     sealer: feed::Sealer,
-    /// Held while a namespace is created.
+    /// Held while a namespace is created, locked or unlocked, or its passphrase changed.
     creating: std::sync::Mutex<()>,
+}
+
+/// A namespace as the store holds it: open (its key unwrapped), or locked (no key held).
+#[derive(Clone)]
+enum Held {
+    Open(Arc<OpenNamespace>),
+    Locked,
+}
+
+impl Held {
+    fn open(&self) -> Option<&Arc<OpenNamespace>> {
+        match self {
+            Self::Open(ns) => Some(ns),
+            Self::Locked => None,
+        }
+    }
 }
 
 /// Rows read from the backend at a time while a name index is built; between two pages the
@@ -164,12 +181,16 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let index = master.index_key();
         let mut namespaces = HashMap::default();
         for row in backend.namespaces()? {
+            if row.locked() {
+                namespaces.insert(Self::namespace_path(&master, &row)?, Held::Locked);
+                continue;
+            }
             let ns = Self::open_namespace(&master, &row)?;
-            namespaces.insert(ns.path.clone(), Arc::new(ns));
+            namespaces.insert(ns.path.clone(), Held::Open(Arc::new(ns)));
         }
         let closing = Arc::new(AtomicBool::new(false));
-        let builder =
-            Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
+        let open = namespaces.values().filter_map(Held::open).cloned();
+        let builder = Self::start_builder(&backend, open, &closing, scan_page);
         let sealer = feed::Sealer::new(&master);
         Ok(Self {
             sealer,
@@ -224,7 +245,8 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             .ok()
     }
 
-    fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
+    /// The path sealed in a namespace's row.
+    fn namespace_path(master: &MasterKey, row: &NamespaceRow) -> Result<Namespace, StoreError> {
         let path = master
             .open(&row.name_ct, &namespace_name_aad(&row.id))
             .map_err(corrupt("namespace name"))?;
@@ -239,6 +261,11 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                 }
             })
             .ok_or(StoreError::Malformed("a stored namespace"))?;
+        Ok(path)
+    }
+
+    fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
+        let path = Self::namespace_path(master, row)?;
         let key = master
             .unwrap_key(
                 &row.wrapped_key,
@@ -272,12 +299,16 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     }
 
     fn namespace(&self, namespace: &Namespace) -> Result<Arc<OpenNamespace>, StoreError> {
-        self.namespaces
+        match self
+            .namespaces
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
-            .cloned()
-            .ok_or(StoreError::NotFound("namespace"))
+        {
+            Some(Held::Open(ns)) => Ok(ns.clone()),
+            Some(Held::Locked) => Err(StoreError::Locked(namespace.to_string())),
+            None => Err(StoreError::NotFound("namespace")),
+        }
     }
 
     /// The live row filed under `name` and one of its versions, as the backend answers it;
@@ -389,6 +420,15 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     }
 
     fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
+        self.create_namespace_with(namespace, None, by)
+    }
+
+    fn create_namespace_with(
+        &self,
+        namespace: &Namespace,
+        passphrase: Option<&coffer_crypto::SecretBytes>,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
         // One creation at a time, checked again under the lock: two callers racing to make
         // the same namespace (the access loader and the rotation scheduler at unseal, both
         // making the store's own) must not see the loser's `Conflict` before the winner's
@@ -396,6 +436,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
         if self.has_namespace(namespace) {
             return Err(StoreError::Conflict("the namespace already exists"));
+        }
+        if passphrase.is_some() {
+            self.can_lock(namespace)?;
         }
         let id = self.namespace_id(namespace);
         let key = NamespaceKey::generate().map_err(StoreError::Crypto)?;
@@ -411,6 +454,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                 .wrap(&key, &namespace_key_aad(&id, FIRST_KEY_VERSION))
                 .map_err(StoreError::Crypto)?,
             created: Timestamp::now(),
+            lock_wrap: passphrase
+                .map(|p| self.lock_wrap(&id, FIRST_KEY_VERSION, &key, p))
+                .transpose()?,
         };
         let event = self
             .sealer
@@ -421,16 +467,56 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 namespace.clone(),
-                Arc::new(OpenNamespace {
+                Held::Open(Arc::new(OpenNamespace {
                     id,
                     path: namespace.clone(),
                     key,
                     key_version: FIRST_KEY_VERSION,
                     // A namespace that did not exist has no secrets.
                     names: NameIndex::empty(),
-                }),
+                })),
             );
         Ok(())
+    }
+
+    fn is_locked(&self, namespace: &Namespace) -> bool {
+        matches!(
+            self.namespaces
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(namespace),
+            Some(Held::Locked)
+        )
+    }
+
+    fn namespace_states(&self) -> Result<Vec<crate::NamespaceState>, StoreError> {
+        self.states()
+    }
+
+    fn set_namespace_passphrase(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.passphrase(namespace, passphrase, by)
+    }
+
+    fn lock_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
+        self.lock(namespace, by)
+    }
+
+    fn unlock_namespace(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.unlock(namespace, passphrase, by)
+    }
+
+    fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
+        self.generations(namespace)
     }
 
     fn get(

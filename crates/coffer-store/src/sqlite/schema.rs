@@ -69,6 +69,12 @@ CREATE TABLE event_counter (
 );
 INSERT INTO event_counter (id, head, floor) VALUES (1, 0, 0);
 "#,
+    r#"
+-- Namespaces that lock: the namespace key wrapped under its passphrase and the master key
+-- (NULL: the namespace has no passphrase). While the namespace is locked, `wrapped_key` is
+-- empty (X''): the row then holds no wrap the master key alone opens.
+ALTER TABLE namespaces ADD COLUMN lock_wrap BLOB;
+"#,
 ];
 
 /// Settings every connection gets.
