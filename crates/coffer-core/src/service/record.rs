@@ -34,9 +34,11 @@ fn invalid_lengths(op: &Operation) -> (Option<usize>, Option<usize>) {
         Operation::Secret { target, .. } => {
             (target.namespace.invalid_len(), target.name.invalid_len())
         }
-        Operation::List { namespace, .. } | Operation::NamespaceCreate { namespace } => {
-            (namespace.invalid_len(), None)
-        }
+        Operation::List { namespace, .. }
+        | Operation::NamespaceCreate { namespace, .. }
+        | Operation::NamespaceLock { namespace }
+        | Operation::NamespaceUnlock { namespace, .. }
+        | Operation::NamespacePassphrase { namespace, .. } => (namespace.invalid_len(), None),
         _ => (None, None),
     }
 }
@@ -48,7 +50,11 @@ fn label(op: &Operation) -> (Action, Option<String>, Option<String>) {
             target.namespace.ok().map(|n| n.as_str().to_owned()),
             target.name.ok().map(|n| n.as_str().to_owned()),
         ),
-        Operation::List { namespace, .. } | Operation::NamespaceCreate { namespace } => {
+        Operation::List { namespace, .. }
+        | Operation::NamespaceCreate { namespace, .. }
+        | Operation::NamespaceLock { namespace }
+        | Operation::NamespaceUnlock { namespace, .. }
+        | Operation::NamespacePassphrase { namespace, .. } => {
             (namespace.ok().map(|n| n.as_str().to_owned()), None)
         }
         // The token acted on, by accessor (well-formed ones only: a record never keeps

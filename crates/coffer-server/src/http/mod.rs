@@ -15,6 +15,7 @@ mod events;
 mod extract;
 mod kv;
 mod metrics;
+mod namespaces;
 mod state;
 mod sys;
 pub mod tls;
@@ -119,6 +120,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(events::subscribe),
         )
         .route("/v1/sys/coffer/events", get(events::sse))
+        .route("/v1/sys/coffer/namespaces", get(namespaces::list))
+        .route("/v1/sys/coffer/namespaces/{*rest}", post(namespaces::post))
         .route("/v1/sys/{*rest}", any(sys::no_route))
         .route(
             "/v1/auth/token/create",
