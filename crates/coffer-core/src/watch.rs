@@ -195,22 +195,11 @@ impl Watcher {
             // Marked seen before reading, so a commit that lands after the read wakes us.
             self.wake.borrow_and_update();
             let store = self.vault.store()?;
-            self.not_locked(&*store, false)?;
+            // A watch of a namespace that is locked ends with `locked` (the lock's own event,
+            // published at its commit, is delivered first when it wins the race).
+            self.not_locked(&*store)?;
             let at = self.at;
-            let batch = read(store.clone(), at).await?;
-            // A watch of a namespace being locked ends with `locked` (the lock's own event
-            // may arrive a moment before the store answers it as locked).
-            self.not_locked(
-                &*store,
-                batch.iter().any(|e| {
-                    e.action == coffer_types::EventAction::NamespaceLocked
-                        && self
-                            .scope
-                            .namespace
-                            .as_ref()
-                            .is_some_and(|ns| ns.as_str() == e.namespace)
-                }),
-            )?;
+            let batch = read(store, at).await?;
             if let Some(last) = batch.last() {
                 self.at = last.revision;
                 let shown: Vec<_> = batch.into_iter().filter(|e| self.visible(e)).collect();
@@ -237,10 +226,10 @@ impl Watcher {
         }
     }
 
-    /// `locked` when the watched namespace is locked (or `locking`: its lock is in the batch).
-    fn not_locked(&self, store: &dyn SecretStore, locking: bool) -> Result<(), CoreError> {
+    /// `locked` when the watched namespace is locked.
+    fn not_locked(&self, store: &dyn SecretStore) -> Result<(), CoreError> {
         match &self.scope.namespace {
-            Some(ns) if locking || store.is_locked(ns) => Err(CoreError::Store(
+            Some(ns) if store.is_locked(ns) => Err(CoreError::Store(
                 coffer_store::StoreError::Locked(ns.to_string()),
             )),
             _ => Ok(()),
