@@ -511,3 +511,38 @@ fn locking_leaves_none_of_its_values_in_the_daemons_memory() {
     );
     assert_eq!(r["value"], values[0].as_str());
 }
+
+/// The same, with the values written over the socket by this daemon (no restart between):
+/// what writing them left (request buffers, the parsed request, the write's plaintext) is
+/// gone after the lock too.
+#[test]
+fn locking_leaves_none_of_its_values_even_those_written_by_this_process() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "reading the daemon's memory through /proc/PID/mem needs root (the suite runs as root)"
+    );
+    let daemon = with_namespaces(&[]);
+    let values: Vec<String> = (0..8).map(|i| distinctive(&format!("w{i}"))).collect();
+    for (i, v) in values.iter().enumerate() {
+        set_in(&daemon, LOCKED, &format!("w{i}"), v);
+    }
+    for _ in 0..3 {
+        for (i, v) in values.iter().enumerate() {
+            let r = req(
+                &daemon,
+                json!({"action": "get", "namespace": LOCKED, "name": format!("w{i}")}),
+            );
+            assert_eq!(r["value"], v.as_str(), "{r}");
+        }
+    }
+    let pid = daemon.pid().unwrap();
+    assert_eq!(found(&memory_of(pid), &values).len(), values.len(), "the control");
+    lock(&daemon);
+    let after = found(&memory_of(pid), &values);
+    assert!(
+        after.is_empty(),
+        "{} of {} values written and read by this daemon are still in its memory",
+        after.len(),
+        values.len()
+    );
+}
