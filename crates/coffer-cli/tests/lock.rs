@@ -290,10 +290,10 @@ fn lock_and_unlock_emit_events() {
     let mut seen = Vec::new();
     while !seen.contains(&"namespace.unlocked".to_owned()) {
         let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if let Some(a) = line["action"].as_str() {
-            if line["namespace"] == LOCKED {
-                seen.push(a.to_owned());
-            }
+        if let Some(a) = line["action"].as_str()
+            && line["namespace"] == LOCKED
+        {
+            seen.push(a.to_owned());
         }
     }
     assert!(seen.contains(&"namespace.locked".to_owned()), "{seen:?}");
@@ -536,12 +536,76 @@ fn locking_leaves_none_of_its_values_even_those_written_by_this_process() {
         }
     }
     let pid = daemon.pid().unwrap();
-    assert_eq!(found(&memory_of(pid), &values).len(), values.len(), "the control");
+    assert_eq!(
+        found(&memory_of(pid), &values).len(),
+        values.len(),
+        "the control"
+    );
     lock(&daemon);
     let after = found(&memory_of(pid), &values);
     assert!(
         after.is_empty(),
         "{} of {} values written and read by this daemon are still in its memory",
+        after.len(),
+        values.len()
+    );
+}
+
+/// The same over HTTP: values written and read through the Vault API (hyper's buffers,
+/// the JSON bodies) are gone from the daemon's memory once the namespace is locked.
+#[test]
+fn locking_leaves_none_of_its_values_read_over_http() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "reading the daemon's memory through /proc/PID/mem needs root (the suite runs as root)"
+    );
+    let (daemon, url, token) = http_daemon(&[]);
+    setup(&daemon);
+    let values: Vec<String> = (0..6).map(|i| distinctive(&format!("h{i}"))).collect();
+    for (i, v) in values.iter().enumerate() {
+        let body = daemon.root.path().join(format!("h{i}.json"));
+        std::fs::write(&body, json!({"data": {"password": v}}).to_string()).unwrap();
+        let (status, text) = curl(
+            &url,
+            Some(&token),
+            &[
+                "-X",
+                "POST",
+                "--data-binary",
+                &format!("@{}", body.display()),
+                &format!("/v1/{LOCKED}/data/h{i}"),
+            ],
+        );
+        assert_eq!(status, 200, "{text}");
+        std::fs::remove_file(&body).unwrap();
+    }
+    for _ in 0..3 {
+        for (i, v) in values.iter().enumerate() {
+            let (status, text) = curl(&url, Some(&token), &[&format!("/v1/{LOCKED}/data/h{i}")]);
+            assert_eq!(status, 200, "{text}");
+            assert!(text.contains(v.as_str()));
+        }
+    }
+    let pid = daemon.pid().unwrap();
+    assert_eq!(
+        found(&memory_of(pid), &values).len(),
+        values.len(),
+        "the control"
+    );
+    let (status, text) = curl(
+        &url,
+        Some(&token),
+        &[
+            "-X",
+            "POST",
+            &format!("/v1/sys/coffer/namespaces/{LOCKED}/lock"),
+        ],
+    );
+    assert_eq!(status, 204, "{text}");
+    let after = found(&memory_of(pid), &values);
+    assert!(
+        after.is_empty(),
+        "{} of {} values read over HTTP are still in the daemon's memory",
         after.len(),
         values.len()
     );
