@@ -602,7 +602,20 @@ fn locking_leaves_none_of_its_values_read_over_http() {
         ],
     );
     assert_eq!(status, 204, "{text}");
-    let after = found(&memory_of(pid), &values);
+    let memory = memory_of(pid);
+    let after = found(&memory, &values);
+    for v in &after {
+        for (at, w) in memory.windows(v.len()).enumerate() {
+            if w == v.as_bytes() {
+                let from = at.saturating_sub(300);
+                let to = (at + v.len() + 200).min(memory.len());
+                eprintln!(
+                    "LINGER {v} at {at}: {:?}",
+                    String::from_utf8_lossy(&memory[from..to])
+                );
+            }
+        }
+    }
     assert!(
         after.is_empty(),
         "{} of {} values read over HTTP are still in the daemon's memory",

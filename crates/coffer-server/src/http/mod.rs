@@ -287,6 +287,9 @@ pub async fn serve_http(
         connections.spawn(async move {
             let _permit = permit;
             connection(stream, peer, app, acceptor, &builder, limits, stop).await;
+            // hyper has let go of the connection's read buffer: the bodies that were slices
+            // of it can be zeroed now.
+            extract::wipe_pending();
         });
     }
     drop(listener);
