@@ -623,3 +623,43 @@ fn locking_leaves_none_of_its_values_read_over_http() {
         values.len()
     );
 }
+
+/// The rotation scheduler skips a secret of a locked namespace without an error at each
+/// tick, keeps rotating the others, and rotates it again once it is unlocked.
+#[test]
+fn the_rotation_scheduler_skips_a_locked_namespace_quietly() {
+    let daemon = with_namespaces(&[]);
+    for ns in [LOCKED, OPEN] {
+        let r = req(
+            &daemon,
+            json!({"action": "generate", "namespace": ns, "name": "rot", "rotate_every": "1s"}),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    lock(&daemon);
+    let from = daemon.log().len();
+    let current = |ns: &str| {
+        let r = req(
+            &daemon,
+            json!({"action": "meta", "namespace": ns, "name": "rot"}),
+        );
+        r["meta"]["current"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        common::eventually(Duration::from_secs(30), || current(OPEN) >= 4),
+        "the open namespace's secret kept rotating"
+    );
+    let since = daemon.log()[from..].to_owned();
+    for line in since.lines() {
+        assert!(
+            !(line.contains(" WARN ") || line.contains(" ERROR ")),
+            "the scheduler complained about the locked namespace: {line}"
+        );
+    }
+    let out = unlock(&daemon, PASSPHRASE);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        common::eventually(Duration::from_secs(30), || current(LOCKED) >= 2),
+        "rotated again once unlocked"
+    );
+}
