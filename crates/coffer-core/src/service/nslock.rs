@@ -79,7 +79,7 @@ impl Service {
                     let _ = self.access.admit(who);
                 }
                 return Err(Refusal::at(
-                    Gate::Policy,
+                    Gate::Store,
                     CoreError::Store(StoreError::WrongPassphrase),
                 ));
             }
