@@ -79,7 +79,7 @@ enum Command {
     /// revoke, destroy, versions.
     #[command(subcommand)]
     Secrets(cmd::secrets::SecretsCommand),
-    /// Create and list namespaces, and rotate their data keys.
+    /// Create, list, lock and unlock namespaces, and rotate their data keys.
     #[command(subcommand)]
     Namespaces(cmd::namespaces::NamespacesCommand),
     /// Print the HMAC of standard input under a secret key; the key stays in the daemon.

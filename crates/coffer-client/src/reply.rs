@@ -53,6 +53,8 @@ pub struct Reply {
     pub header: Option<SecretBytes>,
     /// The namespaces.
     pub namespaces: Option<Vec<String>>,
+    /// The namespaces locked (`namespace_list`).
+    pub locked: Option<Vec<String>>,
     /// The key slots.
     pub slots: Option<Vec<SlotSummary>>,
     /// The id of a slot just added.

@@ -393,9 +393,66 @@ impl Client {
 
     /// Creates a namespace.
     pub fn create_namespace(&self, namespace: &str) -> Result<(), ClientError> {
-        let request = self
+        self.create_namespace_with(namespace, None)
+    }
+
+    /// Creates a namespace; with `passphrase`, one that can be locked.
+    pub fn create_namespace_with(
+        &self,
+        namespace: &str,
+        passphrase: Option<&SecretBytes>,
+    ) -> Result<(), ClientError> {
+        let mut b = self
             .request("namespace_create")
+            .field("namespace", namespace);
+        if let Some(p) = passphrase {
+            b = b.secret("key", p);
+        }
+        self.call(&b.finish()).map(drop)
+    }
+
+    /// The namespaces, and those of them locked.
+    pub fn namespace_states(&self) -> Result<(Vec<String>, Vec<String>), ClientError> {
+        let reply = self.call(&self.request("namespace_list").finish())?;
+        Ok((
+            reply.namespaces.unwrap_or_default(),
+            reply.locked.unwrap_or_default(),
+        ))
+    }
+
+    /// Locks a namespace: its key is forgotten and its cached values flushed.
+    pub fn lock_namespace(&self, namespace: &str) -> Result<(), ClientError> {
+        let request = self
+            .request("namespace_lock")
             .field("namespace", namespace)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// Unlocks a namespace with its passphrase.
+    pub fn unlock_namespace(
+        &self,
+        namespace: &str,
+        passphrase: &SecretBytes,
+    ) -> Result<(), ClientError> {
+        let request = self
+            .request("namespace_unlock")
+            .field("namespace", namespace)
+            .secret("key", passphrase)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
+    /// Sets or changes the passphrase of an open namespace.
+    pub fn set_namespace_passphrase(
+        &self,
+        namespace: &str,
+        passphrase: &SecretBytes,
+    ) -> Result<(), ClientError> {
+        let request = self
+            .request("namespace_passphrase")
+            .field("namespace", namespace)
+            .secret("key", passphrase)
             .finish();
         self.call(&request).map(drop)
     }

@@ -237,6 +237,23 @@ impl JitCache {
         inner.bytes = 0;
     }
 
+    /// Forgets every entry of `namespace` at once (the namespace was locked), zeroizing
+    /// each value once no reply holds it; a read in flight does not put one back (the epoch).
+    pub fn flush_namespace(&self, namespace: &Namespace) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.inner();
+        let gone: Vec<CacheKey> = inner
+            .map
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .cloned()
+            .collect();
+        for key in &gone {
+            inner.remove(key);
+        }
+        inner.order.retain(|(key, _)| &key.0 != namespace);
+    }
+
     /// Entries and bytes held.
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
@@ -379,6 +396,21 @@ mod tests {
         cache.invalidate(&key("a"));
         cache.insert(key("a"), &cached(b"old", None), seen);
         assert!(cache.get(&key("a")).is_none());
+    }
+
+    #[test]
+    fn flushing_a_namespace_forgets_only_its_entries() {
+        let cache = JitCache::new(limits(60_000, 10, 1 << 20));
+        put(&cache, "a", b"1");
+        let other: CacheKey = (
+            Namespace::parse("other").expect("valid"),
+            SecretName::parse("a").expect("valid"),
+        );
+        cache.insert(other.clone(), &cached(b"2", None), cache.epoch());
+        cache.flush_namespace(&Namespace::default_namespace());
+        assert!(cache.get(&key("a")).is_none());
+        assert!(cache.get(&other).is_some());
+        assert_eq!(cache.usage(), (1, 1));
     }
 
     #[test]

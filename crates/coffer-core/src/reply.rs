@@ -67,7 +67,12 @@ pub enum Reply {
     /// A password hash in crypt(3)'s form (`yescrypt`); not secret.
     PasswordHash(String),
     /// The namespaces.
-    Namespaces(Vec<Namespace>),
+    Namespaces {
+        /// Every namespace (but the daemon's own).
+        all: Vec<Namespace>,
+        /// Those locked.
+        locked: Vec<Namespace>,
+    },
     /// Status.
     Status(Box<StatusReport>),
     /// The key slots.

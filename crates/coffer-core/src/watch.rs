@@ -195,6 +195,9 @@ impl Watcher {
             // Marked seen before reading, so a commit that lands after the read wakes us.
             self.wake.borrow_and_update();
             let store = self.vault.store()?;
+            // A watch of a namespace that is locked ends with `locked` (the lock's own event,
+            // published at its commit, is delivered first when it wins the race).
+            self.not_locked(&*store)?;
             let at = self.at;
             let batch = read(store, at).await?;
             if let Some(last) = batch.last() {
@@ -220,6 +223,16 @@ impl Watcher {
                 // Nothing in `wait`: the caller sends a heartbeat.
                 Err(_) => return Ok(Vec::new()),
             }
+        }
+    }
+
+    /// `locked` when the watched namespace is locked.
+    fn not_locked(&self, store: &dyn SecretStore) -> Result<(), CoreError> {
+        match &self.scope.namespace {
+            Some(ns) if store.is_locked(ns) => Err(CoreError::Store(
+                coffer_store::StoreError::Locked(ns.to_string()),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod kdf;
 pub mod keys;
 pub mod locked;
 pub mod mint;
+pub mod nslock;
 pub mod pwhash;
 pub mod recovery;
 mod secret;

@@ -234,7 +234,7 @@ impl SlotRecord {
     }
 }
 
-mod b64 {
+pub(crate) mod b64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

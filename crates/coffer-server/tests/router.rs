@@ -374,6 +374,7 @@ async fn the_longest_mount_is_the_mount_even_when_its_request_is_wrong() {
     for ns in ["acme", "acme/metadata"] {
         let op = Operation::NamespaceCreate {
             namespace: coffer_types::parse_namespace(Some(ns)),
+            passphrase: None,
         };
         api.service
             .call(Caller::peer(me.clone()), op)

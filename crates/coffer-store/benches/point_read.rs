@@ -81,6 +81,7 @@ fn filled(dir: &std::path::Path, rows: usize) -> SqliteBackend {
                 key_version: 1,
                 wrapped_key: vec![0; 61],
                 created: Timestamp::now(),
+                lock_wrap: None,
             },
             None,
         )

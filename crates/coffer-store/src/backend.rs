@@ -47,10 +47,21 @@ pub struct NamespaceRow {
     pub name_ct: Vec<u8>,
     /// Generation of the namespace key.
     pub key_version: u32,
-    /// The namespace key, wrapped by the master key.
+    /// The namespace key, wrapped by the master key. Empty while the namespace is locked:
+    /// then only `lock_wrap` holds its key.
     pub wrapped_key: Vec<u8>,
     /// When it was created.
     pub created: Timestamp,
+    /// The namespace key wrapped under its passphrase and the master key (serialized
+    /// `coffer_crypto::nslock::PassphraseWrap`), for a namespace that can be locked.
+    pub lock_wrap: Option<Vec<u8>>,
+}
+
+impl NamespaceRow {
+    /// Whether the namespace is locked: its row holds no master-only wrap of its key.
+    pub fn locked(&self) -> bool {
+        self.wrapped_key.is_empty()
+    }
 }
 
 /// An older generation of a namespace key, kept while a key rotation still has versions
@@ -329,6 +340,29 @@ pub trait Backend: Send + Sync + 'static {
         row: NamespaceRow,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError>;
+
+    /// Whether [`Backend::set_namespace_wraps`] is offered (namespaces that lock).
+    fn supports_locking(&self) -> bool {
+        false
+    }
+
+    /// Replaces the wraps of namespace `id`'s key in one durable transaction: `wrapped_key`
+    /// (empty: the namespace is locked) and `lock_wrap`, with `event` as for a write.
+    /// [`StoreError::NotFound`] when there is no such namespace; a backend that cannot keep
+    /// them answers [`StoreError::Unsupported`].
+    fn set_namespace_wraps(
+        &self,
+        id: &NamespaceId,
+        wrapped_key: Vec<u8>,
+        lock_wrap: Option<Vec<u8>>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, wrapped_key, lock_wrap, event);
+        Err(StoreError::Unsupported(
+            "this store cannot keep a namespace's passphrase (namespaces that lock need the \
+             sqlite store)",
+        ))
+    }
 
     /// The live secret with this name hash and one of its versions (the newest when
     /// `version` is `None`). `Ok(None)` when there is no such secret; a missing version of an

@@ -86,7 +86,17 @@ pub enum StoreError {
         /// The newest revision.
         head: u64,
     },
-    /// The backend cannot do this (the message says what).
+    /// The namespace is locked by its passphrase: nothing in it is served until it is
+    /// unlocked. Carries the namespace's path (the caller named it).
+    #[error(
+        "namespace `{0}` is locked; unlock it with `coffer namespaces unlock {0}` \
+         (HTTP: POST /v1/sys/coffer/namespaces/{0}/unlock)"
+    )]
+    Locked(String),
+    /// The passphrase given does not open the namespace.
+    #[error("the passphrase does not open this namespace")]
+    WrongPassphrase,
+    /// Not offered by this backend.
     #[error("{0}")]
     Unsupported(&'static str),
     /// The operation failed in the crypto layer (random source).
@@ -107,6 +117,8 @@ impl StoreError {
             Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
             Self::Full => ErrorCode::NvFull,
             Self::Resync { .. } => ErrorCode::Resync,
+            Self::Locked(_) => ErrorCode::Locked,
+            Self::WrongPassphrase => ErrorCode::Denied,
             Self::Unsupported(_) => ErrorCode::Unsupported,
         }
     }

@@ -35,7 +35,8 @@ pub use header::StoreHeader;
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, Page, RekeyProgress, Resolve,
+    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, NamespaceState, Page,
+    RekeyProgress, Resolve,
     RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 

@@ -145,6 +145,30 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn supports_locking(&self) -> bool {
+        true
+    }
+
+    fn set_namespace_wraps(
+        &self,
+        id: &NamespaceId,
+        wrapped_key: Vec<u8>,
+        lock_wrap: Option<Vec<u8>>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if !state.namespaces.contains_key(id) {
+            return Err(StoreError::NotFound("namespace"));
+        }
+        let event = self.record(event, None)?;
+        if let Some(row) = state.namespaces.get_mut(id) {
+            row.wrapped_key = wrapped_key;
+            row.lock_wrap = lock_wrap;
+        }
+        self.publish(event);
+        Ok(())
+    }
+
     fn read(
         &self,
         namespace: &NamespaceId,

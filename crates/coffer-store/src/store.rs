@@ -353,6 +353,17 @@ pub struct Page<T> {
     pub next: Option<SecretName>,
 }
 
+/// A namespace and whether it is locked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NamespaceState {
+    /// Its path.
+    pub namespace: Namespace,
+    /// Whether it is locked.
+    pub locked: bool,
+    /// Whether it has a passphrase (so it can be locked).
+    pub passphrase: bool,
+}
+
 /// The store as the core sees it. Blocking; call from a blocking thread.
 pub trait SecretStore: Send + Sync {
     /// The backend's short name (`sqlite`, `memory`).
@@ -366,6 +377,43 @@ pub trait SecretStore: Send + Sync {
 
     /// Creates a namespace with a fresh key; [`StoreError::Conflict`] if it exists.
     fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError>;
+
+    /// Creates a namespace; with `passphrase`, its key is also wrapped under it (and the
+    /// master key), so the namespace can be locked.
+    fn create_namespace_with(
+        &self,
+        namespace: &Namespace,
+        passphrase: Option<&coffer_crypto::SecretBytes>,
+        by: Change<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Whether `namespace` exists and is locked.
+    fn is_locked(&self, namespace: &Namespace) -> bool;
+
+    /// Every namespace with its lock state.
+    fn namespace_states(&self) -> Result<Vec<NamespaceState>, StoreError>;
+
+    /// Sets or replaces the passphrase of an open namespace (what lets it be locked).
+    fn set_namespace_passphrase(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Locks a namespace: removes the master-only wrap of its key from the store (one
+    /// durable transaction), forgets the key and its name index. Needs a passphrase;
+    /// refused while more than one key generation is in use (a rotation in progress).
+    fn lock_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError>;
+
+    /// Unlocks a namespace with its passphrase, writing the master-only wrap back.
+    /// [`StoreError::WrongPassphrase`] when the passphrase does not open it.
+    fn unlock_namespace(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError>;
 
     /// The newest version, or `version`.
     fn get(

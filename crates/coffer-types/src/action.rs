@@ -47,6 +47,12 @@ string_enum! {
         /// Start a rotation of a namespace's key (a new generation; re-encryption in the
         /// background).
         NamespaceRotateKey = "namespace_rotate_key",
+        /// Lock a namespace: forget its key and flush its cached values until it is unlocked.
+        NamespaceLock = "namespace_lock",
+        /// Unlock a namespace with its passphrase.
+        NamespaceUnlock = "namespace_unlock",
+        /// Set or change a namespace's passphrase (the wrap that lets it be locked).
+        NamespacePassphrase = "namespace_passphrase",
         /// The key slots (kind, PCR policy, creation time).
         SlotList = "slot_list",
         /// Add a key slot (the store must be unsealed).
@@ -112,7 +118,8 @@ string_enum! {
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
         generate, rotate, describe, revoke, destroy, hmac, basic_auth, yescrypt, namespace_list, \
-        namespace_create, status, seal, unseal, slot_list, slot_add, slot_remove, slot_reseal, \
+        namespace_create, namespace_lock, namespace_unlock, namespace_passphrase, status, seal, \
+        unseal, slot_list, slot_add, slot_remove, slot_reseal, \
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
         audit_verify, audit_acknowledge, patch, webhook_add, webhook_list, webhook_remove, \

@@ -50,6 +50,9 @@ string_enum! {
         /// retention window, or newer than this store's feed): read the current state, then
         /// watch from now.
         Resync = "resync",
+        /// The namespace is locked by its own passphrase: nothing in it is served until an
+        /// operator unlocks it (`coffer namespaces unlock NS`).
+        Locked = "locked",
     }
     /// A string that is not one of the codes.
     error UnknownCode = "unknown error code";
@@ -78,7 +81,8 @@ impl ErrorCode {
             | Self::StoreUnavailable
             | Self::AuditUnavailable
             | Self::AuditTampered
-            | Self::PolicyUnavailable => 69,
+            | Self::PolicyUnavailable
+            | Self::Locked => 69,
             Self::RateLimited => 75,
             Self::Unauthenticated | Self::Denied => 77,
             Self::Conflict => 73,
@@ -122,7 +126,8 @@ mod tests {
                 "unsupported",
                 "internal",
                 "integrity",
-                "resync"
+                "resync",
+                "locked"
             ]
         );
         for &code in ErrorCode::ALL {

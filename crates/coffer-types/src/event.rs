@@ -42,6 +42,12 @@ string_enum! {
         NamespaceKeyRotated = "namespace.key_rotated",
         /// The store's master key was replaced (`coffer rotate-master`).
         MasterKeyRotated = "store.master_rotated",
+        /// A namespace was locked: its key forgotten until it is unlocked.
+        NamespaceLocked = "namespace.locked",
+        /// A namespace was unlocked with its passphrase.
+        NamespaceUnlocked = "namespace.unlocked",
+        /// A namespace's passphrase was set or changed.
+        NamespacePassphrase = "namespace.passphrase",
         /// The run-time policies or bindings changed.
         PolicyChanged = "policy.changed",
         /// A token was made.

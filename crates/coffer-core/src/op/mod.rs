@@ -43,6 +43,8 @@ pub enum Operation {
     NamespaceCreate {
         /// Its path.
         namespace: Parsed<Namespace>,
+        /// A passphrase its key is also wrapped under, so it can be locked.
+        passphrase: Option<SecretBytes>,
     },
     /// Replace the master key.
     RotateMaster {
@@ -56,7 +58,26 @@ pub enum Operation {
         /// Its path.
         namespace: Parsed<Namespace>,
     },
-    /// The namespaces.
+    /// Lock a namespace: forget its key and flush its cached values until it is unlocked.
+    NamespaceLock {
+        /// Its path.
+        namespace: Parsed<Namespace>,
+    },
+    /// Unlock a namespace with its passphrase.
+    NamespaceUnlock {
+        /// Its path.
+        namespace: Parsed<Namespace>,
+        /// The passphrase.
+        passphrase: SecretBytes,
+    },
+    /// Set or change the passphrase of an open namespace.
+    NamespacePassphrase {
+        /// Its path.
+        namespace: Parsed<Namespace>,
+        /// The new passphrase.
+        passphrase: SecretBytes,
+    },
+    /// The namespaces (and which are locked).
     NamespaceList,
     /// Which of these namespaces, tried in order, exists: the mount serving a path.
     Mount {
@@ -299,6 +320,9 @@ impl Operation {
             Self::NamespaceCreate { .. } => Action::NamespaceCreate,
             Self::NamespaceRotateKey { .. } => Action::NamespaceRotateKey,
             Self::RotateMaster { .. } => Action::RotateMaster,
+            Self::NamespaceLock { .. } => Action::NamespaceLock,
+            Self::NamespaceUnlock { .. } => Action::NamespaceUnlock,
+            Self::NamespacePassphrase { .. } => Action::NamespacePassphrase,
             Self::NamespaceList => Action::NamespaceList,
             Self::Mount { .. } => Action::Mount,
             Self::Status => Action::Status,

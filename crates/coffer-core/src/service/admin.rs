@@ -11,6 +11,7 @@ use coffer_types::reply::{BindingView, PolicyListing, PolicySource, PolicyView};
 use coffer_types::wire::UnsealWith;
 use coffer_types::{Namespace, SlotKind};
 
+use super::nslock::LockOp;
 use super::state::{Gated, Service, at, blocking, invalid, stored};
 use crate::access::policy::ROOT_POLICY;
 use crate::access::{PolicyDoc, PolicySet, Principal};
@@ -29,19 +30,29 @@ fn not_found(what: &'static str) -> Refusal {
 impl Service {
     pub(super) async fn admin(&self, who: &Principal, op: Operation) -> Gated<Reply> {
         match op {
-            Operation::NamespaceCreate { namespace } => {
-                let store = self.store()?;
-                let namespace = namespace
-                    .valid()
-                    .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
-                    .clone();
-                let actor = who.actor();
-                blocking(move || {
-                    Ok(store.create_namespace(&namespace, coffer_store::Change::by(&actor))?)
-                })
-                .await
-                .map_err(stored)?;
-                Ok(Reply::Done)
+            Operation::NamespaceCreate {
+                namespace,
+                passphrase,
+            } => {
+                self.namespace_lock_op(who, &namespace, LockOp::Create(passphrase))
+                    .await
+            }
+            Operation::NamespacePassphrase {
+                namespace,
+                passphrase,
+            } => {
+                self.namespace_lock_op(who, &namespace, LockOp::Passphrase(passphrase))
+                    .await
+            }
+            Operation::NamespaceLock { namespace } => {
+                self.namespace_lock_op(who, &namespace, LockOp::Lock).await
+            }
+            Operation::NamespaceUnlock {
+                namespace,
+                passphrase,
+            } => {
+                self.namespace_lock_op(who, &namespace, LockOp::Unlock(passphrase))
+                    .await
             }
             Operation::NamespaceRotateKey { namespace } => {
                 let store = self.store()?;
@@ -87,13 +98,19 @@ impl Service {
             }
             Operation::NamespaceList => {
                 let store = self.store()?;
-                Ok(Reply::Namespaces(
-                    store
+                let locked = store
+                    .namespaces()
+                    .into_iter()
+                    .filter(|n| !n.is_system() && store.is_locked(n))
+                    .collect::<Vec<Namespace>>();
+                Ok(Reply::Namespaces {
+                    all: store
                         .namespaces()
                         .into_iter()
                         .filter(|n| !n.is_system())
                         .collect::<Vec<Namespace>>(),
-                ))
+                    locked,
+                })
             }
             Operation::Status => {
                 let report = self.report().await;

@@ -294,7 +294,7 @@ impl Service {
         }
     }
 
-    /// Gate 3: the namespace is valid and exists.
+    /// Gate 3: the namespace is valid, exists and is unlocked.
     fn namespace_gate(
         &self,
         store: &Arc<dyn SecretStore>,
@@ -305,6 +305,12 @@ impl Service {
             .map_err(|e| Refusal::at(Gate::Namespace, CoreError::InvalidName(e)))?;
         if !store.has_namespace(namespace) {
             return Err(Refusal::at(Gate::Namespace, CoreError::NoNamespace));
+        }
+        if store.is_locked(namespace) {
+            return Err(Refusal::at(
+                Gate::Namespace,
+                CoreError::Store(coffer_store::StoreError::Locked(namespace.to_string())),
+            ));
         }
         Ok(namespace.clone())
     }
@@ -546,11 +552,15 @@ impl Service {
 fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
     use Capability::{List, Read, Sudo};
     Some(match op {
-        Operation::NamespaceCreate { .. } | Operation::NamespaceRotateKey { .. } => {
-            (Sudo, "sys/namespaces")
-        }
         // The root of the daemon's own paths: only who may do everything there.
         Operation::RotateMaster { .. } => (Sudo, "sys/"),
+        // Creating, locking, unlocking a namespace and setting its passphrase: `sudo` on
+        // sys/namespaces, one grant for the whole lifecycle.
+        Operation::NamespaceCreate { .. }
+        | Operation::NamespaceLock { .. }
+        | Operation::NamespaceUnlock { .. }
+        | Operation::NamespacePassphrase { .. }
+        | Operation::NamespaceRotateKey { .. } => (Sudo, "sys/namespaces"),
         Operation::NamespaceList => (List, "sys/namespaces"),
         Operation::Seal | Operation::Unseal { by_key: false, .. } => (Sudo, "sys/seal"),
         Operation::SlotList

@@ -21,6 +21,7 @@ mod call;
 mod gates;
 mod hook;
 mod list;
+mod nslock;
 mod record;
 mod rotation;
 mod secret;

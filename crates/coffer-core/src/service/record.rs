@@ -35,8 +35,11 @@ fn invalid_lengths(op: &Operation) -> (Option<usize>, Option<usize>) {
             (target.namespace.invalid_len(), target.name.invalid_len())
         }
         Operation::List { namespace, .. }
-        | Operation::NamespaceCreate { namespace }
-        | Operation::NamespaceRotateKey { namespace } => (namespace.invalid_len(), None),
+        | Operation::NamespaceCreate { namespace, .. }
+        | Operation::NamespaceRotateKey { namespace }
+        | Operation::NamespaceLock { namespace }
+        | Operation::NamespaceUnlock { namespace, .. }
+        | Operation::NamespacePassphrase { namespace, .. } => (namespace.invalid_len(), None),
         _ => (None, None),
     }
 }
@@ -49,8 +52,11 @@ fn label(op: &Operation) -> (Action, Option<String>, Option<String>) {
             target.name.ok().map(|n| n.as_str().to_owned()),
         ),
         Operation::List { namespace, .. }
-        | Operation::NamespaceCreate { namespace }
-        | Operation::NamespaceRotateKey { namespace } => {
+        | Operation::NamespaceCreate { namespace, .. }
+        | Operation::NamespaceRotateKey { namespace }
+        | Operation::NamespaceLock { namespace }
+        | Operation::NamespaceUnlock { namespace, .. }
+        | Operation::NamespacePassphrase { namespace, .. } => {
             (namespace.ok().map(|n| n.as_str().to_owned()), None)
         }
         // The token acted on, by accessor (well-formed ones only: a record never keeps

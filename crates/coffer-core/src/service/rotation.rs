@@ -199,10 +199,12 @@ impl Service {
             for (record, key) in filed(&s)? {
                 match s.metadata(&key.0, &key.1) {
                     Ok(meta) => match meta.rotation {
-                        Some(info) => found.push((key, info)),
+                        Some(info) => found.push((key, Some(info))),
                         None => forget(&s, &record),
                     },
                     Err(StoreError::NotFound(_)) => forget(&s, &record),
+                    // A locked namespace is skipped quietly: looked at again each tick.
+                    Err(StoreError::Locked(_)) => found.push((key, None)),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -213,6 +215,12 @@ impl Service {
         .inspect_err(|_| self.rotation.reset(None))?;
         let mut interrupted = Vec::new();
         for (key, info) in found {
+            let Some(info) = info else {
+                // In a locked namespace: its metadata is read once it is unlocked.
+                self.rotation
+                    .schedule_if_absent(key, Timestamp::now().saturating_add_secs(TICK.as_secs()));
+                continue;
+            };
             if let Some(pending) = info.pending {
                 interrupted.push((key.clone(), pending));
             }
@@ -247,6 +255,12 @@ impl Service {
             Ok(Some(found)) => found,
             // Gone, or its policy with it: the record is dropped at the next build.
             Ok(None) | Err(CoreError::Store(StoreError::NotFound(_))) => return,
+            // Locked: no error, looked at again a tick later (it may be unlocked by then).
+            Err(CoreError::Store(StoreError::Locked(_))) => {
+                self.rotation
+                    .schedule(key, Timestamp::now().saturating_add_secs(TICK.as_secs()));
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a secret due for rotation could not be read; retrying");
                 self.rotation

@@ -86,9 +86,10 @@ impl From<Refusal> for ApiError {
 /// The status a refusal's code answers with.
 pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::Sealed | ErrorCode::StoreUnavailable | ErrorCode::PolicyUnavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorCode::Sealed
+        | ErrorCode::StoreUnavailable
+        | ErrorCode::PolicyUnavailable
+        | ErrorCode::Locked => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unauthenticated | ErrorCode::Denied => StatusCode::FORBIDDEN,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InvalidName | ErrorCode::InvalidRequest | ErrorCode::Conflict => {

@@ -55,6 +55,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
 /// budget of bodies in flight until then.
 pub(crate) struct Body {
     bytes: Bytes,
+    /// The frames `bytes` was joined from, when there were several (slices of hyper's read
+    /// buffer, zeroed with it).
+    frames: Vec<Bytes>,
     /// Its share of the budget, given back when the body is dropped.
     _budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -88,12 +91,50 @@ impl Body {
     }
 }
 
+/// Zeroes `bytes` when nothing else holds its allocation; answers it back otherwise.
+fn wipe(bytes: Bytes) -> Option<Bytes> {
+    match bytes.try_into_mut() {
+        Ok(mut owned) => {
+            owned.as_mut().zeroize();
+            None
+        }
+        Err(shared) => Some(shared),
+    }
+}
+
+/// Most bodies kept waiting to be zeroed (each keeps a connection's read buffer alive).
+const MAX_PENDING_WIPES: usize = 256;
+
+/// Bodies that could not be zeroed when dropped: a body of one frame is a slice of hyper's
+/// read buffer, which the connection still holds then (so it was left in memory, a copy of
+/// every value written over HTTP, found by the test that reads the daemon's memory). Each is
+/// kept here, holding its allocation, and zeroed at a later body's drop once hyper has let
+/// go of the buffer (the connection ended, or hyper moved to a new buffer).
+static PENDING_WIPES: std::sync::Mutex<Vec<Bytes>> = std::sync::Mutex::new(Vec::new());
+
+/// Zeroes `bytes` now or once hyper lets go of it, and retries the bodies waiting.
+fn wipe_later(bytes: impl IntoIterator<Item = Bytes>) {
+    let mut pending = PENDING_WIPES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let waiting = std::mem::take(&mut *pending);
+    pending.extend(waiting.into_iter().chain(bytes).filter_map(wipe));
+    if pending.len() > MAX_PENDING_WIPES {
+        // The oldest are let go unzeroed rather than keeping buffers without bound.
+        let excess = pending.len() - MAX_PENDING_WIPES;
+        pending.drain(..excess);
+    }
+}
+
+/// Zeroes what bodies are still waiting (their connections have ended since).
+pub(crate) fn wipe_pending() {
+    wipe_later(std::iter::empty());
+}
+
 impl Drop for Body {
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.bytes);
-        if let Ok(mut owned) = bytes.try_into_mut() {
-            owned.as_mut().zeroize();
-        }
+        let frames = std::mem::take(&mut self.frames);
+        wipe_later(std::iter::once(std::mem::take(&mut self.bytes)).chain(frames));
     }
 }
 
@@ -136,18 +177,48 @@ impl FromRequest<Shared> for Body {
         } else {
             None
         };
-        let limited = http_body_util::Limited::new(request.into_body(), max);
-        match tokio::time::timeout_at(deadline, limited.collect()).await {
-            Err(_) => Err(ApiError::Edge(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time".to_owned(),
-            )),
-            Ok(Ok(collected)) => Ok(Body {
-                bytes: collected.to_bytes(),
+        let mut limited = http_body_util::Limited::new(request.into_body(), max);
+        // Frames are kept (not joined and dropped) so each is zeroed with the body.
+        let mut frames: Vec<Bytes> = Vec::new();
+        let read = async {
+            while let Some(frame) = limited.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    frames.push(data);
+                }
+            }
+            Ok::<(), axum::BoxError>(())
+        };
+        let outcome = tokio::time::timeout_at(deadline, read).await;
+        let failed = |frames: Vec<Bytes>, e: ApiError| {
+            wipe_later(frames);
+            Err(e)
+        };
+        match outcome {
+            Err(_) => failed(
+                frames,
+                ApiError::Edge(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time".to_owned(),
+                ),
+            ),
+            Ok(Ok(())) if frames.len() <= 1 => Ok(Body {
+                bytes: frames.pop().unwrap_or_default(),
+                frames,
                 _budget: permit,
             }),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Ok(Err(_)) => Err(ApiError::bad("the request body could not be read")),
+            Ok(Ok(())) => {
+                let mut joined = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
+                for f in &frames {
+                    joined.extend_from_slice(f);
+                }
+                Ok(Body {
+                    bytes: Bytes::from(joined),
+                    frames,
+                    _budget: permit,
+                })
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => failed(frames, too_large()),
+            Ok(Err(_)) => failed(frames, ApiError::bad("the request body could not be read")),
         }
     }
 }

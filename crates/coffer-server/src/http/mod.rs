@@ -16,6 +16,7 @@ mod extract;
 mod keys;
 mod kv;
 mod metrics;
+mod namespaces;
 mod state;
 mod sys;
 pub mod tls;
@@ -125,6 +126,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(events::subscribe),
         )
         .route("/v1/sys/coffer/events", get(events::sse))
+        .route("/v1/sys/coffer/namespaces", get(namespaces::list))
+        .route("/v1/sys/coffer/namespaces/{*rest}", post(namespaces::post))
         .route("/v1/sys/{*rest}", any(sys::no_route))
         .route(
             "/v1/auth/token/create",
@@ -290,6 +293,9 @@ pub async fn serve_http(
         connections.spawn(async move {
             let _permit = permit;
             connection(stream, peer, app, acceptor, &builder, limits, stop).await;
+            // hyper has let go of the connection's read buffer: the bodies that were slices
+            // of it can be zeroed now.
+            extract::wipe_pending();
         });
     }
     drop(listener);

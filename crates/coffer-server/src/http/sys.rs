@@ -188,8 +188,9 @@ pub(crate) async fn unseal(State(state): State<Shared>, Who(caller): Who, body: 
 
 /// `sys/mounts`: a mount per namespace, and `secret/` for `default`.
 pub(crate) async fn mounts(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
-    let Reply::Namespaces(namespaces) =
-        state.service.call(caller, Operation::NamespaceList).await?
+    let Reply::Namespaces {
+        all: namespaces, ..
+    } = state.service.call(caller, Operation::NamespaceList).await?
     else {
         return Err(ApiError::unexpected());
     };

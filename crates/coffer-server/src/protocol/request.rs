@@ -91,7 +91,11 @@ fn takes(action: Action) -> FieldSet {
         Action::Hmac => HMAC,
         Action::BasicAuth => BASIC_AUTH,
         Action::Yescrypt => ONE.and(field_set!(setting)),
-        Action::NamespaceCreate | Action::NamespaceRotateKey => NAMESPACE,
+        Action::NamespaceRotateKey => NAMESPACE,
+        Action::NamespaceCreate | Action::NamespaceUnlock | Action::NamespacePassphrase => {
+            NAMESPACE.and(field_set!(key))
+        }
+        Action::NamespaceLock => NAMESPACE,
         Action::Unseal => UNSEAL,
         Action::SlotAdd => SLOT_ADD,
         Action::SlotRemove => field_set!(slot_id),
@@ -346,6 +350,18 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::NamespaceCreate => Operation::NamespaceCreate {
             namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+            passphrase: f.key.take(),
+        },
+        Action::NamespaceLock => Operation::NamespaceLock {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+        },
+        Action::NamespaceUnlock => Operation::NamespaceUnlock {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+            passphrase: needs(f.key.take(), "key", action)?,
+        },
+        Action::NamespacePassphrase => Operation::NamespacePassphrase {
+            namespace: parse_namespace(Some(&needs(f.namespace.take(), "namespace", action)?)),
+            passphrase: needs(f.key.take(), "key", action)?,
         },
         Action::RotateMaster => Operation::RotateMaster {
             passphrases: f.passphrases.take(),

@@ -79,7 +79,10 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             out.extend_from_slice(b"{\"ok\":true,\"header\":");
             secret_string(out, header);
         }
-        Reply::Namespaces(all) => ok_with(out, "namespaces", all),
+        Reply::Namespaces { all, locked } => {
+            ok_with(out, "namespaces", all);
+            field(out, "locked", locked);
+        }
         Reply::Status(report) => ok_with(out, "status", report),
         Reply::Slots(slots) => ok_with(out, "slots", slots),
         Reply::SlotAdded { id: slot, recovery } => {

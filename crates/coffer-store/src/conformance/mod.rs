@@ -23,6 +23,7 @@ mod events;
 mod lifecycle;
 mod listing;
 mod rotation;
+mod locking;
 mod support;
 
 pub use basics::*;
@@ -30,6 +31,7 @@ pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use rotation::*;
+pub use locking::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
@@ -74,7 +76,8 @@ macro_rules! conformance_suite {
             pruned_events_ask_for_a_resync,
             key_rotation_reencrypts_every_version,
             an_interrupted_key_rotation_resumes_at_open,
-            rewrap_master_moves_every_key_under_the_new_master
+            rewrap_master_moves_every_key_under_the_new_master,
+            namespaces_lock_and_unlock
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -51,6 +51,14 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         }
         let mut rows = Vec::new();
         for row in self.backend.namespaces()? {
+            if row.lock_wrap.is_some() {
+                // Its passphrase wrap holds a wrap under the current master key, sealed
+                // under the passphrase: it cannot be re-wrapped without the passphrase.
+                return Err(StoreError::Conflict(
+                    "a namespace has a passphrase (it can be locked): the master key cannot be \
+                     rotated while one does (docs/key-hierarchy.md, \"Rotating keys\")",
+                ));
+            }
             let name_aad = namespace_name_aad(&row.id);
             let path = self
                 .master

@@ -15,6 +15,7 @@
 mod feed;
 mod index;
 mod listing;
+mod lock;
 mod master;
 mod meta;
 mod namespace;
@@ -39,7 +40,7 @@ use crate::store::{
 use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 use index::{NameIndex, Names};
 use meta::info;
-use namespace::{OpenNamespace, PlanValue, VersionPlan};
+use namespace::{Held, OpenNamespace, PlanValue, VersionPlan};
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
@@ -60,7 +61,8 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
     scan_page: usize,
     /// Seals and opens the event feed's rows.
     sealer: feed::Sealer,
-    /// Held while a namespace is created or its key generations change.
+    /// Held while a namespace is created, locked or unlocked, its passphrase changed, or its
+    /// key generations change.
     creating: Arc<std::sync::Mutex<()>>,
     /// Re-encrypts namespaces whose key was rotated.
     rekeyer: Arc<rekey::Rekeyer>,
@@ -198,6 +200,10 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             older.entry(row.namespace).or_default().push(row);
         }
         for row in backend.namespaces()? {
+            if row.locked() {
+                namespaces.insert(Self::namespace_path(&master, &row)?, Held::Locked);
+                continue;
+            }
             let mut ns = Self::open_namespace(&master, &row)?;
             for old in older.remove(&row.id).unwrap_or_default() {
                 let key = master
@@ -208,15 +214,19 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                     .map_err(corrupt("namespace key"))?;
                 ns.older.insert(old.key_version, key);
             }
-            namespaces.insert(ns.path.clone(), Arc::new(ns));
+            namespaces.insert(ns.path.clone(), Held::Open(Arc::new(ns)));
         }
         let closing = Arc::new(AtomicBool::new(false));
-        let builder =
-            Self::start_builder(&backend, namespaces.values().cloned(), &closing, scan_page);
+        let open = namespaces.values().filter_map(Held::open).cloned();
+        let builder = Self::start_builder(&backend, open, &closing, scan_page);
         let sealer = feed::Sealer::new(&root);
         let rekeyer = Arc::new(rekey::Rekeyer::default());
         // Rotations a crash or a seal interrupted resume now.
-        for ns in namespaces.values().filter(|ns| !ns.older.is_empty()) {
+        for ns in namespaces
+            .values()
+            .filter_map(Held::open)
+            .filter(|ns| !ns.older.is_empty())
+        {
             rekeyer.enqueue(ns, Vec::new());
         }
         let namespaces = Arc::new(RwLock::new(namespaces));
@@ -283,7 +293,8 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             .ok()
     }
 
-    fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
+    /// The path sealed in a namespace's row.
+    fn namespace_path(master: &MasterKey, row: &NamespaceRow) -> Result<Namespace, StoreError> {
         let path = master
             .open(&row.name_ct, &namespace_name_aad(&row.id))
             .map_err(corrupt("namespace name"))?;
@@ -298,6 +309,11 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                 }
             })
             .ok_or(StoreError::Malformed("a stored namespace"))?;
+        Ok(path)
+    }
+
+    fn open_namespace(master: &MasterKey, row: &NamespaceRow) -> Result<OpenNamespace, StoreError> {
+        let path = Self::namespace_path(master, row)?;
         let key = master
             .unwrap_key(
                 &row.wrapped_key,
@@ -338,12 +354,16 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     }
 
     fn namespace(&self, namespace: &Namespace) -> Result<Arc<OpenNamespace>, StoreError> {
-        self.namespaces
+        match self
+            .namespaces
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
-            .cloned()
-            .ok_or(StoreError::NotFound("namespace"))
+        {
+            Some(Held::Open(ns)) => Ok(ns.clone()),
+            Some(Held::Locked) => Err(StoreError::Locked(namespace.to_string())),
+            None => Err(StoreError::NotFound("namespace")),
+        }
     }
 
     /// The live row filed under `name` and one of its versions, as the backend answers it;
@@ -455,6 +475,15 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     }
 
     fn create_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
+        self.create_namespace_with(namespace, None, by)
+    }
+
+    fn create_namespace_with(
+        &self,
+        namespace: &Namespace,
+        passphrase: Option<&coffer_crypto::SecretBytes>,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
         // One creation at a time, checked again under the lock: two callers racing to make
         // the same namespace (the access loader and the rotation scheduler at unseal, both
         // making the store's own) must not see the loser's `Conflict` before the winner's
@@ -463,6 +492,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         self.check_current()?;
         if self.has_namespace(namespace) {
             return Err(StoreError::Conflict("the namespace already exists"));
+        }
+        if passphrase.is_some() {
+            self.can_lock(namespace)?;
         }
         let id = self.namespace_id(namespace);
         let key = NamespaceKey::generate().map_err(StoreError::Crypto)?;
@@ -478,6 +510,9 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                 .wrap(&key, &namespace_key_aad(&id, FIRST_KEY_VERSION))
                 .map_err(StoreError::Crypto)?,
             created: Timestamp::now(),
+            lock_wrap: passphrase
+                .map(|p| self.lock_wrap(&id, FIRST_KEY_VERSION, &key, p))
+                .transpose()?,
         };
         let event = self
             .sealer
@@ -488,7 +523,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 namespace.clone(),
-                Arc::new(OpenNamespace {
+                Held::Open(Arc::new(OpenNamespace {
                     id,
                     path: namespace.clone(),
                     key,
@@ -496,9 +531,45 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
                     older: std::collections::BTreeMap::new(),
                     // A namespace that did not exist has no secrets.
                     names: Arc::new(NameIndex::empty()),
-                }),
+                })),
             );
         Ok(())
+    }
+
+    fn is_locked(&self, namespace: &Namespace) -> bool {
+        matches!(
+            self.namespaces
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(namespace),
+            Some(Held::Locked)
+        )
+    }
+
+    fn namespace_states(&self) -> Result<Vec<crate::NamespaceState>, StoreError> {
+        self.states()
+    }
+
+    fn set_namespace_passphrase(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.passphrase(namespace, passphrase, by)
+    }
+
+    fn lock_namespace(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
+        self.lock(namespace, by)
+    }
+
+    fn unlock_namespace(
+        &self,
+        namespace: &Namespace,
+        passphrase: &coffer_crypto::SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.unlock(namespace, passphrase, by)
     }
 
     fn get(

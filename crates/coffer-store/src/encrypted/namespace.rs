@@ -44,6 +44,22 @@ pub(super) struct VersionPlan {
     pub rotation: Option<crate::store::RotationStep>,
 }
 
+/// A namespace as the store holds it: open (its key unwrapped), or locked (no key held).
+#[derive(Clone)]
+pub(super) enum Held {
+    Open(Arc<OpenNamespace>),
+    Locked,
+}
+
+impl Held {
+    pub(super) fn open(&self) -> Option<&Arc<OpenNamespace>> {
+        match self {
+            Self::Open(ns) => Some(ns),
+            Self::Locked => None,
+        }
+    }
+}
+
 /// A namespace with its key unwrapped.
 pub(super) struct OpenNamespace {
     pub id: NamespaceId,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use coffer_types::{EventAction, Namespace};
 
 use super::feed::Sealer;
-use super::namespace::{OpenNamespace, RowState};
+use super::namespace::{Held, OpenNamespace, RowState};
 use crate::StoreError;
 use crate::backend::{Backend, Rekey};
 use crate::store::{Change, RekeyProgress};
@@ -29,7 +29,7 @@ const RETRY: Duration = Duration::from_secs(2);
 
 /// The open namespaces, shared with the rotation thread.
 pub(super) type Namespaces =
-    Arc<RwLock<HashMap<Namespace, Arc<OpenNamespace>, foldhash::fast::RandomState>>>;
+    Arc<RwLock<HashMap<Namespace, Held, foldhash::fast::RandomState>>>;
 
 #[derive(Default)]
 struct Queue {
@@ -164,6 +164,7 @@ impl<B: Backend + ?Sized> Worker<B> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(path)
+            .and_then(Held::open)
             .cloned()
     }
 
@@ -332,7 +333,7 @@ impl<B: Backend + ?Sized> Worker<B> {
             .namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(now) = map.get(&ns.path)
+        if let Some(now) = map.get(&ns.path).and_then(Held::open)
             && Arc::ptr_eq(now, ns)
         {
             let single = OpenNamespace {
@@ -343,7 +344,7 @@ impl<B: Backend + ?Sized> Worker<B> {
                 older: BTreeMap::new(),
                 names: ns.names.clone(),
             };
-            map.insert(ns.path.clone(), Arc::new(single));
+            map.insert(ns.path.clone(), Held::Open(Arc::new(single)));
         }
         tracing::info!(
             key_version = ns.key_version,

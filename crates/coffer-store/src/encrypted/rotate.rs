@@ -21,6 +21,14 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let _held = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
         self.check_current()?;
         let old = self.namespace(namespace)?;
+        if self.row(&old.id)?.lock_wrap.is_some() {
+            // Its passphrase wrap is bound to the current generation and only the
+            // passphrase re-seals it.
+            return Err(StoreError::Conflict(
+                "the namespace has a passphrase (it can be locked): its key cannot be rotated \
+                 (docs/key-hierarchy.md, \"Rotating keys\")",
+            ));
+        }
         if !old.older.is_empty() {
             return Err(StoreError::Conflict(
                 "a key rotation of this namespace is in progress; wait for it to complete",
@@ -63,7 +71,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         self.namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(namespace.clone(), ns.clone());
+            .insert(namespace.clone(), super::Held::Open(ns.clone()));
         self.rekeyer.enqueue(&ns, vec![Arc::downgrade(&old)]);
         Ok(next)
     }

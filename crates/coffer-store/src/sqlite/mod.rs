@@ -245,7 +245,8 @@ impl Backend for SqliteBackend {
         self.with_reader(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id, name_ct, key_version, wrapped_key, created FROM namespaces",
+                    "SELECT id, name_ct, key_version, wrapped_key, created, lock_wrap \
+                     FROM namespaces",
                 )
                 .map_err(db("listing namespaces"))?;
             let rows = st
@@ -256,12 +257,13 @@ impl Backend for SqliteBackend {
                         r.get::<_, u32>(2)?,
                         r.get::<_, Vec<u8>>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, Option<Vec<u8>>>(5)?,
                     ))
                 })
                 .map_err(db("listing namespaces"))?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, name_ct, key_version, wrapped_key, created) =
+                let (id, name_ct, key_version, wrapped_key, created, lock_wrap) =
                     row.map_err(db("listing namespaces"))?;
                 out.push(NamespaceRow {
                     id: id.try_into().map_err(|_| {
@@ -271,6 +273,7 @@ impl Backend for SqliteBackend {
                     key_version,
                     wrapped_key,
                     created: Timestamp::from_millis(created),
+                    lock_wrap,
                 });
             }
             Ok(out)
@@ -283,6 +286,27 @@ impl Backend for SqliteBackend {
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         self.submit(|reply| Job::Namespace(row, event, reply))
+    }
+
+    fn supports_locking(&self) -> bool {
+        true
+    }
+
+    fn set_namespace_wraps(
+        &self,
+        id: &NamespaceId,
+        wrapped_key: Vec<u8>,
+        lock_wrap: Option<Vec<u8>>,
+        event: Option<EventPlan>,
+    ) -> Result<(), StoreError> {
+        let id = *id;
+        self.submit(|reply| Job::Wraps {
+            id,
+            wrapped_key,
+            lock_wrap,
+            event,
+            reply,
+        })
     }
 
     fn read(

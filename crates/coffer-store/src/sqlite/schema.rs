@@ -79,6 +79,12 @@ CREATE TABLE namespace_keys (
     PRIMARY KEY (namespace, key_version)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Namespaces that lock: the namespace key wrapped under its passphrase and the master key
+-- (NULL: the namespace has no passphrase). While the namespace is locked, `wrapped_key` is
+-- empty (X''): the row then holds no wrap the master key alone opens.
+ALTER TABLE namespaces ADD COLUMN lock_wrap BLOB;
+"#,
 ];
 
 /// Settings every connection gets.

@@ -34,6 +34,14 @@ pub(super) type Reply<T> = SyncSender<Result<T, StoreError>>;
 pub(super) enum Job {
     Header(Vec<u8>, Reply<()>),
     Namespace(NamespaceRow, Option<EventPlan>, Reply<()>),
+    /// The wraps of a namespace's key (lock, unlock, a new passphrase).
+    Wraps {
+        id: NamespaceId,
+        wrapped_key: Vec<u8>,
+        lock_wrap: Option<Vec<u8>>,
+        event: Option<EventPlan>,
+        reply: Reply<()>,
+    },
     Write {
         namespace: NamespaceId,
         name: NameHash,
@@ -162,6 +170,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
 fn reject(job: Job, err: impl Fn() -> StoreError) {
     match job {
         Job::Header(_, r) | Job::Namespace(_, _, r) => drop(r.send(Err(err()))),
+        Job::Wraps { reply, .. } => drop(reply.send(Err(err()))),
         Job::Prune { reply, .. } | Job::Run { reply, .. } => drop(reply.send(Err(err()))),
         Job::Write { reply, .. } => drop(reply.send(Err(err()))),
         Job::Modify { reply, .. } => drop(reply.send(Err(err()))),
@@ -207,6 +216,20 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
             reply,
             in_savepoint(tx, |c| {
                 create_namespace(c, &row)?;
+                evented.extend(keep(c, event, None)?);
+                Ok(())
+            }),
+        ),
+        Job::Wraps {
+            id,
+            wrapped_key,
+            lock_wrap,
+            event,
+            reply,
+        } => Done::Unit(
+            reply,
+            in_savepoint(tx, |c| {
+                set_wraps(c, &id, &wrapped_key, lock_wrap.as_deref())?;
                 evented.extend(keep(c, event, None)?);
                 Ok(())
             }),
@@ -304,19 +327,38 @@ fn put_header(c: &Connection, body: &[u8]) -> Result<(), StoreError> {
 fn create_namespace(c: &Connection, row: &NamespaceRow) -> Result<(), StoreError> {
     let inserted = c
         .execute(
-            "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created, lock_wrap)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
             params![
                 &row.id[..],
                 row.name_ct,
                 row.key_version,
                 row.wrapped_key,
-                row.created.as_millis()
+                row.created.as_millis(),
+                row.lock_wrap
             ],
         )
         .map_err(db("creating a namespace"))?;
     if inserted == 0 {
         return Err(StoreError::Conflict("the namespace already exists"));
+    }
+    Ok(())
+}
+
+fn set_wraps(
+    c: &Connection,
+    id: &NamespaceId,
+    wrapped_key: &[u8],
+    lock_wrap: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let updated = c
+        .execute(
+            "UPDATE namespaces SET wrapped_key = ?2, lock_wrap = ?3 WHERE id = ?1",
+            params![&id[..], wrapped_key, lock_wrap],
+        )
+        .map_err(db("changing a namespace's key wraps"))?;
+    if updated == 0 {
+        return Err(StoreError::NotFound("namespace"));
     }
     Ok(())
 }

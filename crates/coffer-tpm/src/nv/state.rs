@@ -391,6 +391,8 @@ impl NvState {
                 key_version: n.key_version,
                 wrapped_key: n.wrapped_key.clone(),
                 created: Timestamp::from_millis(n.created),
+                // NV keeps no passphrase wraps (Backend::supports_locking is false).
+                lock_wrap: None,
             })
             .collect()
     }
