@@ -31,6 +31,8 @@ pub mod context {
     pub const TOKEN_HASH: &str = "coffer 2026-11-22 token hash key";
     /// The key that encrypts namespace paths in the store.
     pub const NAMESPACE_NAMES: &str = "coffer 2026-11-22 namespace name key";
+    /// The key that authenticates a backup's manifest.
+    pub const BACKUP_MAC: &str = "coffer 2026-12-01 backup manifest key";
 }
 
 /// A 32-byte key derived from `material` for one purpose.

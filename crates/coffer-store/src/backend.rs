@@ -18,6 +18,7 @@ use coffer_types::{Kind, NvIndex, Timestamp, Version};
 
 use crate::StoreError;
 use crate::events::{EventPlan, EventRows, Feed, Retention};
+use crate::snapshot::{Counts, Rows, Visit};
 
 /// A namespace row's id: the keyed hash of its path.
 pub type NamespaceId = RowHash;
@@ -338,6 +339,18 @@ pub trait Backend: Send + Sync + 'static {
     /// The versions of a secret, oldest first, without their ciphertexts' plaintext (the
     /// envelopes are returned; callers only read the other fields).
     fn versions(&self, secret: &SecretId) -> Result<Vec<VersionRow>, StoreError>;
+
+    /// Visits every row of one consistent state, in snapshot order (header, namespaces,
+    /// secrets live and revoked, their versions, the event head; crate::snapshot), while
+    /// writers keep going (SQLite: one read transaction on its own connection; memory and
+    /// NV: rows copied under the state lock).
+    fn snapshot(&self, visit: Visit<'_>) -> Result<(), StoreError>;
+
+    /// Writes a snapshot's rows into this store, which must be EMPTY (no header, namespace
+    /// or secret: [`StoreError::Conflict`] otherwise), all or nothing. The event feed goes on
+    /// from the snapshot's head: head = floor = that head, so a consumer resuming from an
+    /// older revision is told to resync. Answers what was written.
+    fn import(&self, rows: Rows<'_>) -> Result<Counts, StoreError>;
 }
 
 /// Checks a modification: every version to destroy exists, and pruning keeps the newest.

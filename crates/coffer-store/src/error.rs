@@ -86,6 +86,9 @@ pub enum StoreError {
         /// The newest revision.
         head: u64,
     },
+    /// The backend cannot do this (the message says what and why).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The operation failed in the crypto layer (random source).
     #[error("crypto failure: {0}")]
     Crypto(#[source] CryptoError),
@@ -103,6 +106,7 @@ impl StoreError {
             Self::Corrupt { .. } | Self::Integrity(_) => ErrorCode::Integrity,
             Self::Malformed(_) | Self::Crypto(_) => ErrorCode::Internal,
             Self::Full => ErrorCode::NvFull,
+            Self::Unsupported(_) => ErrorCode::Unsupported,
             Self::Resync { .. } => ErrorCode::Resync,
         }
     }

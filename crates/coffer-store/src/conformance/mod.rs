@@ -22,12 +22,14 @@ mod basics;
 mod events;
 mod lifecycle;
 mod listing;
+mod snapshot;
 mod support;
 
 pub use basics::*;
 pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use snapshot::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
@@ -69,7 +71,9 @@ macro_rules! conformance_suite {
             custom_metadata_merges_in_the_transaction,
             extreme_values_are_refused_or_handled,
             every_change_is_numbered_in_order,
-            pruned_events_ask_for_a_resync
+            pruned_events_ask_for_a_resync,
+            a_snapshot_imports_into_an_empty_store,
+            an_import_into_a_store_with_data_is_refused
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
