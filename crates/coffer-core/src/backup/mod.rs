@@ -19,12 +19,14 @@ pub mod format;
 pub mod make;
 pub mod read;
 pub mod restore;
+pub mod stream;
 
 pub use crypt::{Identity, Recipients};
 pub use format::Manifest;
 pub use make::{PROGRESS_EVERY, Source, Written, to_file, write};
 pub use read::{Rows, Unlock, Verified};
 pub use restore::restore;
+pub use stream::{BackupStream, Chunk};
 
 #[cfg(test)]
 mod tests;

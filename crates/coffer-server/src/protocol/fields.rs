@@ -345,6 +345,7 @@ fields! {
     events: Vec<String> = "a list of strings",
     webhook: String = "a string",
     setting: String = "a string",
+    recipients: Vec<String> = "a list of strings",
 }
 
 /// Reads the fields of one request into `fields`.
