@@ -543,3 +543,129 @@ fn a_backup_taken_while_a_writer_runs_holds_one_consistent_state() {
         }
     }
 }
+
+fn backup_through(d: &Daemon, file: &Path, recipient: &str) {
+    let out = d.cli(&["backup", "--out", s(file), "--recipient", recipient], b"");
+    assert!(
+        out.status.success(),
+        "backup: {}\n{}",
+        stderr(&out),
+        d.log()
+    );
+}
+
+fn restore_into(file: &Path, identity: &Path, recovery: &Path, dir: &Path) {
+    let out = run_cli(
+        &[
+            "restore",
+            "--from",
+            s(file),
+            "--identity",
+            s(identity),
+            "--recovery-file",
+            s(recovery),
+            "--data-dir",
+            s(dir),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+}
+
+fn state(d: &Daemon) -> String {
+    serde_json::to_value(d.client().status().unwrap().state)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A store sealed to one machine's TPM, restored on a machine with another TPM: its TPM slot
+/// is reported once as sealed by another TPM (not as an error at every start), the recovery
+/// key opens it, and `slots add tpm` binds it to the new TPM, which then opens it alone.
+#[test]
+fn a_tpm_store_restored_under_another_tpm_opens_by_recovery_and_binds_to_it() {
+    use coffer_tpm::fixture::Swtpm;
+    let work = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let first = Swtpm::start();
+    let mut d = Daemon::new(&[]);
+    d.env("COFFER_TPM_TCTI", &first.tcti());
+    let out = run_cli(
+        &[
+            "init",
+            "--data-dir",
+            s(&d.data),
+            "--tpm-tcti",
+            &first.tcti(),
+            "--slot",
+            "tpm",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    let recovery = work.path().join("recovery.txt");
+    std::fs::write(&recovery, stdout(&out).trim()).unwrap();
+    d.spawn();
+    assert_eq!(state(&d), "unsealed");
+    set(&d, None, "app/db-password", VALUES[0]);
+    let file = work.path().join("tpm.age");
+    backup_through(&d, &file, &recipient);
+    d.stop();
+
+    let second = Swtpm::start();
+    let mut r = Daemon::new(&[]);
+    r.env("COFFER_TPM_TCTI", &second.tcti());
+    restore_into(&file, &identity, &recovery, &r.data);
+    r.spawn();
+    assert_eq!(state(&r), "sealed");
+    let log = r.log();
+    assert!(log.contains("sealed by another TPM"), "{log}");
+    let slots = r.cli(&["slots", "list"], b"");
+    assert!(stdout(&slots).contains("another TPM"), "{}", stdout(&slots));
+    let out = r.cli(
+        &["unseal", "--recovery"],
+        &std::fs::read(&recovery).unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "unseal: {}\n{}",
+        stderr(&out),
+        r.log()
+    );
+    assert_eq!(get(&r, None, "app/db-password", None).unwrap(), VALUES[0]);
+    let out = r.cli(&["slots", "add", "tpm"], b"");
+    assert!(out.status.success(), "slots add tpm: {}", stderr(&out));
+    r.stop();
+    r.spawn();
+    assert_eq!(state(&r), "unsealed", "{}", r.log());
+    assert_eq!(get(&r, None, "app/db-password", None).unwrap(), VALUES[0]);
+}
+
+/// The TPM NV store backs up through the same snapshot and restores into a SQLite data
+/// directory (restoring into NV is refused as unsupported).
+#[test]
+fn a_tpm_nv_store_restores_into_sqlite() {
+    use coffer_tpm::fixture::Swtpm;
+    let work = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let tpm = Swtpm::start();
+    let mut d = Daemon::new(&["--store", "tpm-nv"]);
+    d.env("COFFER_TPM_TCTI", &tpm.tcti());
+    d.spawn();
+    let recovery = add_recovery(&d, work.path());
+    set(&d, None, "app/db-password", VALUES[0]);
+    set(&d, None, "app/db-password", VALUES[1]);
+    set(&d, None, "app/api-key", VALUES[2]);
+    let file = work.path().join("nv.age");
+    backup_through(&d, &file, &recipient);
+    d.stop();
+    let r = restore_and_open(&file, &identity, &recovery);
+    assert_eq!(r.client().status().unwrap().backend, "sqlite");
+    assert_eq!(get(&r, None, "app/db-password", None).unwrap(), VALUES[1]);
+    assert_eq!(
+        get(&r, None, "app/db-password", Some(1)).unwrap(),
+        VALUES[0]
+    );
+    assert_eq!(get(&r, None, "app/api-key", None).unwrap(), VALUES[2]);
+}

@@ -68,6 +68,7 @@ impl Vault {
             unsealing: std::sync::Mutex::new(()),
             header: std::sync::Mutex::new(()),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            foreign_tpm_slots: std::sync::Mutex::new(Vec::new()),
         };
         vault.open_by_request(header, with, key)
     }
