@@ -16,56 +16,8 @@ use std::collections::HashSet;
 use coffer_types::{Kind, NvIndex, Timestamp, Version};
 
 use crate::StoreError;
+pub use crate::backend::{Counts, Rows, SnapshotRow, Visit};
 use crate::backend::{NamespaceId, NamespaceRow, SecretId, SecretRow, VersionRow};
-
-/// One row of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotRow {
-    /// The store header (slots and store facts), first.
-    Header(Vec<u8>),
-    /// A namespace, with every column.
-    Namespace(NamespaceRow),
-    /// A secret, live or revoked.
-    Secret(SecretRow),
-    /// One version of a secret given before it.
-    Version(SecretId, VersionRow),
-    /// The event feed's newest revision, last.
-    EventHead(u64),
-}
-
-/// Receives a snapshot's rows, one at a time; an error stops the snapshot.
-pub type Visit<'a> = &'a mut dyn FnMut(SnapshotRow) -> Result<(), StoreError>;
-
-/// A snapshot's rows, as an import reads them; an error stops (and undoes) the import.
-pub type Rows<'a> = &'a mut dyn Iterator<Item = Result<SnapshotRow, StoreError>>;
-
-/// How many rows of each kind a snapshot holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    /// Header rows (1).
-    pub headers: u64,
-    /// Namespaces.
-    pub namespaces: u64,
-    /// Secrets, live and revoked.
-    pub secrets: u64,
-    /// Versions.
-    pub versions: u64,
-    /// Event heads (1).
-    pub event_heads: u64,
-}
-
-impl Counts {
-    /// Counts `row`.
-    pub fn add(&mut self, row: &SnapshotRow) {
-        match row {
-            SnapshotRow::Header(_) => self.headers += 1,
-            SnapshotRow::Namespace(_) => self.namespaces += 1,
-            SnapshotRow::Secret(_) => self.secrets += 1,
-            SnapshotRow::Version(..) => self.versions += 1,
-            SnapshotRow::EventHead(_) => self.event_heads += 1,
-        }
-    }
-}
 
 /// Checks that imported rows come in snapshot order and refer only to rows given before:
 /// every backend's import runs its rows through one, so a malformed snapshot is refused the

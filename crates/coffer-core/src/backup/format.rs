@@ -136,7 +136,7 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// The next frame; `None` at the end of the stream (between frames).
-    pub fn next(&mut self) -> Result<Option<Frame>, CoreError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, CoreError> {
         let mut len = [0u8; 4];
         let mut got = 0;
         while got < 4 {

@@ -112,7 +112,7 @@ impl<'a, R: Read> Rows<'a, R> {
 
     fn frame(&mut self) -> Result<Frame, CoreError> {
         self.frames
-            .next()?
+            .next_frame()?
             .ok_or_else(|| damaged("it ends before its manifest"))
     }
 
@@ -226,7 +226,7 @@ impl<'a, R: Read> Rows<'a, R> {
         {
             return Err(damaged("its rows do not match its manifest"));
         }
-        if self.frames.next()?.is_some() {
+        if self.frames.next_frame()?.is_some() {
             return Err(damaged("something follows its MAC"));
         }
         let n = self.check.counts;

@@ -177,7 +177,7 @@ fn damaged_altered_foreign_and_misaddressed_backups_are_refused_and_leave_nothin
     let mut frames = FrameReader::new(&plain[..]);
     let recipients = Recipients::parse(&[id.to_public().to_string()]).unwrap();
     let mut out = FrameWriter::new(recipients.wrap(Vec::new()).unwrap());
-    while let Some(frame) = frames.next().unwrap() {
+    while let Some(frame) = frames.next_frame().unwrap() {
         let frame = match frame {
             Frame::Row(coffer_store::RowRecord::EventHead(h)) => {
                 Frame::Row(coffer_store::RowRecord::EventHead(h + 1000))
