@@ -231,8 +231,9 @@ impl Vault {
                     // Not an error of this machine: the slot came with a data directory
                     // restored (or moved) from another. Said once, at start, at INFO.
                     let reason = format!(
-                        "{} was sealed by another TPM (this data directory was restored or \
-                         moved from another machine) and cannot open here: unseal with the \
+                        "{} did not open: it was sealed by another TPM (this data directory \
+                         was restored or moved from another machine) and cannot open here: \
+                         unseal with the \
                          recovery key (`coffer unseal --recovery`), then bind the store to \
                          this TPM with `coffer slots add tpm` (and `coffer slots remove {}`)",
                         super::unlock::describe(slot),
