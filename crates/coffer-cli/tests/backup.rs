@@ -669,3 +669,92 @@ fn a_tpm_nv_store_restores_into_sqlite() {
     );
     assert_eq!(get(&r, None, "app/api-key", None).unwrap(), VALUES[2]);
 }
+
+/// A backup to a passphrase (age's scrypt recipient) through the daemon opens with that
+/// passphrase and a slot; a recipients file works as --recipient does; a passphrase with a
+/// recipient is refused.
+#[test]
+fn passphrase_and_recipients_file_backups() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (identity, recipient) = keygen(w, "id.txt");
+    let d = Daemon::start(&[]);
+    let recovery = add_recovery(&d, w);
+    set(&d, None, "app/db-password", VALUES[0]);
+    let pass = w.join("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let file = w.join("pass.age");
+    let out = d.cli(
+        &["backup", "--out", s(&file), "--passphrase-file", s(&pass)],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_absent(
+        "the backup",
+        &std::fs::read(&file).unwrap(),
+        &["correct horse", VALUES[0]],
+    );
+    assert_absent(
+        "the daemon's log",
+        d.log().as_bytes(),
+        &["correct horse", VALUES[0]],
+    );
+    let verify = |extra: &[&str]| {
+        run_cli(
+            &[
+                &[
+                    "backup",
+                    "verify",
+                    s(&file),
+                    "--recovery-file",
+                    s(&recovery),
+                ],
+                extra,
+            ]
+            .concat(),
+            b"",
+        )
+    };
+    let out = verify(&["--backup-passphrase-file", s(&pass)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wrong = w.join("wrong.txt");
+    std::fs::write(&wrong, "wrong").unwrap();
+    let out = verify(&["--backup-passphrase-file", s(&wrong)]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+
+    let list = w.join("recipients.txt");
+    std::fs::write(&list, format!("# the offsite key\n{recipient}\n")).unwrap();
+    let file = w.join("list.age");
+    let out = d.cli(
+        &["backup", "--out", s(&file), "--recipients-file", s(&list)],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(
+        &[
+            "backup",
+            "verify",
+            s(&file),
+            "--identity",
+            s(&identity),
+            "--recovery-file",
+            s(&recovery),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = d.cli(
+        &[
+            "backup",
+            "--out",
+            s(&file),
+            "--passphrase-file",
+            s(&pass),
+            "--recipient",
+            &recipient,
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+}
