@@ -138,6 +138,9 @@ pub enum CoreError {
          operator runs `coffer audit acknowledge`"
     )]
     AuditTampered(String),
+    /// Data that failed its integrity checks (a damaged, truncated or altered backup).
+    #[error("{0}")]
+    Integrity(String),
     /// The TPM refused, or could not be reached.
     #[error("{context}: {source}")]
     Tpm {
@@ -164,6 +167,7 @@ impl CoreError {
             Self::Rejected { code, .. } => *code,
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Unsupported(_) => ErrorCode::Unsupported,
+            Self::Integrity(_) => ErrorCode::Integrity,
             Self::Store(e) => e.code(),
             Self::KeyFile(_) | Self::DataDir(_) => ErrorCode::StoreUnavailable,
             Self::AlreadyInitialized(_) => ErrorCode::Conflict,

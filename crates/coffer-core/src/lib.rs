@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod backup;
 pub mod bootstrap;
 pub mod bounds;
 pub mod cache;

@@ -133,4 +133,6 @@ pub enum Reply {
     Webhooks(Vec<coffer_types::webhook::WebhookView>),
     /// How each webhook's deliveries stand.
     WebhookStatus(Vec<coffer_types::webhook::WebhookStatus>),
+    /// A backup being made: the listener streams its age bytes until it ends.
+    Backup(Box<crate::backup::BackupStream>),
 }

@@ -33,6 +33,8 @@ pub mod context {
     pub const NAMESPACE_NAMES: &str = "coffer 2026-11-22 namespace name key";
     /// The key a namespace's passphrase wrap is sealed under, from the Argon2id output.
     pub const NAMESPACE_PASSPHRASE: &str = "coffer 2026-12-01 namespace passphrase wrap key";
+    /// The key that authenticates a backup's manifest.
+    pub const BACKUP_MAC: &str = "coffer 2026-12-01 backup manifest key";
 }
 
 /// A 32-byte key derived from `material` for one purpose.

@@ -106,6 +106,27 @@ impl MasterKey {
     pub fn token_key(&self) -> TokenKey {
         TokenKey(kdf::derive(context::TOKEN_HASH, &self.0))
     }
+
+    /// The key that authenticates backups' manifests: a backup opens only for whoever also
+    /// holds one of the store's slots.
+    pub fn backup_key(&self) -> BackupKey {
+        BackupKey(kdf::derive(context::BACKUP_MAC, &self.0))
+    }
+}
+
+/// The key that authenticates a backup's manifest (HMAC-SHA256), derived from the master key.
+pub struct BackupKey(SecretBytes);
+
+impl BackupKey {
+    /// HMAC-SHA256 of a manifest's bytes.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.0, message)
+    }
+
+    /// Checks a manifest's MAC in constant time.
+    pub fn verify(&self, message: &[u8], mac: &[u8]) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.mac(message)[..], mac).into()
+    }
 }
 
 /// What a record MAC's message starts with (checkpoint messages start with

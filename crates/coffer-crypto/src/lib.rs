@@ -25,7 +25,7 @@ mod secret;
 pub mod slot;
 
 pub use error::CryptoError;
-pub use keys::{AuditKeys, IndexKey, MasterKey, NamespaceKey, RowHash, TokenKey};
+pub use keys::{AuditKeys, BackupKey, IndexKey, MasterKey, NamespaceKey, RowHash, TokenKey};
 pub use recovery::RecoveryKey;
 pub use secret::SecretBytes;
 pub use slot::{SlotKey, SlotKind, SlotParams, SlotRecord};

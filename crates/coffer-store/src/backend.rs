@@ -318,6 +318,55 @@ pub struct Written {
     pub created: bool,
 }
 
+/// One row of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotRow {
+    /// The store header (slots and store facts), first.
+    Header(Vec<u8>),
+    /// A namespace, with every column.
+    Namespace(NamespaceRow),
+    /// A secret, live or revoked.
+    Secret(SecretRow),
+    /// One version of a secret given before it.
+    Version(SecretId, VersionRow),
+    /// The event feed's newest revision, last.
+    EventHead(u64),
+}
+
+/// Receives a snapshot's rows, one at a time; an error stops the snapshot.
+pub type Visit<'a> = &'a mut dyn FnMut(SnapshotRow) -> Result<(), StoreError>;
+
+/// A snapshot's rows, as an import reads them; an error stops (and undoes) the import.
+pub type Rows<'a> = &'a mut dyn Iterator<Item = Result<SnapshotRow, StoreError>>;
+
+/// How many rows of each kind a snapshot holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Header rows (1).
+    pub headers: u64,
+    /// Namespaces.
+    pub namespaces: u64,
+    /// Secrets, live and revoked.
+    pub secrets: u64,
+    /// Versions.
+    pub versions: u64,
+    /// Event heads (1).
+    pub event_heads: u64,
+}
+
+impl Counts {
+    /// Counts `row`.
+    pub fn add(&mut self, row: &SnapshotRow) {
+        match row {
+            SnapshotRow::Header(_) => self.headers += 1,
+            SnapshotRow::Namespace(_) => self.namespaces += 1,
+            SnapshotRow::Secret(_) => self.secrets += 1,
+            SnapshotRow::Version(..) => self.versions += 1,
+            SnapshotRow::EventHead(_) => self.event_heads += 1,
+        }
+    }
+}
+
 /// A storage engine for sealed rows. Every method is blocking; callers on an async runtime
 /// run them on a blocking thread. Every write is durable when it returns `Ok`.
 pub trait Backend: Send + Sync + 'static {
@@ -545,6 +594,17 @@ pub trait Backend: Send + Sync + 'static {
             "this backend cannot change the master key",
         ))
     }
+    /// Visits every row of one consistent state, in snapshot order (header, namespaces,
+    /// secrets live and revoked, their versions, the event head; crate::snapshot), while
+    /// writers keep going (SQLite: one read transaction on its own connection; memory and
+    /// NV: rows copied under the state lock).
+    fn snapshot(&self, visit: Visit<'_>) -> Result<(), StoreError>;
+
+    /// Writes a snapshot's rows into this store, which must be EMPTY (no header, namespace
+    /// or secret: [`StoreError::Conflict`] otherwise), all or nothing. The event feed goes on
+    /// from the snapshot's head: head = floor = that head, so a consumer resuming from an
+    /// older revision is told to resync. Answers what was written.
+    fn import(&self, rows: Rows<'_>) -> Result<Counts, StoreError>;
 }
 
 /// Checks a modification: every version to destroy exists, and pruning keeps the newest.

@@ -149,6 +149,20 @@ impl Feed {
         }
     }
 
+    /// Moves the head to `head` without events (an import continues the feed from its
+    /// snapshot's head); never moves it back.
+    pub fn advance(&self, head: u64) {
+        self.ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            *h = (*h).max(head);
+            moved
+        });
+    }
+
     /// Up to `limit` events after revision `after` from memory; `None` when the ring no longer
     /// (or does not yet) hold all of them, so the caller reads the backend.
     pub fn after(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChangeEvent>>> {
@@ -229,6 +243,17 @@ impl MemoryEvents {
             sealed,
         });
         Ok(event)
+    }
+
+    /// Forgets every kept event and goes on from `head` (head = floor = `head`, never
+    /// below the current head): an import into an empty store continues its snapshot's feed.
+    pub fn restart_at(&self, head: u64) -> u64 {
+        let mut kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = head.max(kept.head);
+        kept.rows.clear();
+        kept.head = head;
+        kept.floor = head;
+        head
     }
 
     /// Up to `limit` kept events after `after`.

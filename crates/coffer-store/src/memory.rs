@@ -14,6 +14,7 @@ use crate::backend::{
     VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 use crate::events::EventPlan;
+use crate::snapshot::{Counts, ImportCheck, Rows, SnapshotRow, Visit};
 
 #[derive(Default)]
 struct State {
@@ -497,6 +498,79 @@ impl Backend for MemoryBackend {
         state.header = Some(header.to_vec());
         self.publish(event);
         Ok(())
+    }
+
+    fn snapshot(&self, visit: Visit<'_>) -> Result<(), StoreError> {
+        // Copied under the lock (one state), visited after it (writers go on meanwhile).
+        let rows = {
+            let state = self.state();
+            if !state.namespace_keys.is_empty() {
+                return Err(StoreError::Conflict(crate::snapshot::ROTATING));
+            }
+            let mut rows = Vec::with_capacity(
+                2 + state.namespaces.len() + state.secrets.len() + state.versions.len(),
+            );
+            rows.extend(state.header.clone().map(SnapshotRow::Header));
+            rows.extend(
+                state
+                    .namespaces
+                    .values()
+                    .cloned()
+                    .map(SnapshotRow::Namespace),
+            );
+            let mut secrets: Vec<&SecretRow> = state.secrets.values().collect();
+            secrets.sort_unstable_by_key(|s| s.id);
+            rows.extend(secrets.into_iter().cloned().map(SnapshotRow::Secret));
+            rows.extend(
+                state
+                    .versions
+                    .iter()
+                    .map(|((id, _), v)| SnapshotRow::Version(*id, v.clone())),
+            );
+            rows.push(SnapshotRow::EventHead(self.events.head()));
+            rows
+        };
+        rows.into_iter().try_for_each(visit)
+    }
+
+    fn import(&self, rows: Rows<'_>) -> Result<Counts, StoreError> {
+        let mut state = self.state();
+        if state.header.is_some() || !state.namespaces.is_empty() || !state.secrets.is_empty() {
+            return Err(StoreError::Conflict(
+                "the store is not empty: a snapshot is imported only into an empty store",
+            ));
+        }
+        // Built aside and swapped in at the end: a failed import leaves the store empty.
+        let mut next = State::default();
+        let mut check = ImportCheck::default();
+        for row in rows {
+            let row = row?;
+            check.check(&row)?;
+            match row {
+                SnapshotRow::Header(h) => next.header = Some(h),
+                SnapshotRow::Namespace(n) => {
+                    next.namespaces.insert(n.id, n);
+                }
+                SnapshotRow::Secret(s) => {
+                    if s.revoked.is_none() {
+                        next.live.insert((s.namespace, s.name_hash), s.id);
+                    }
+                    next.secrets.insert(s.id, s);
+                }
+                SnapshotRow::Version(id, v) => {
+                    next.versions.insert((id, v.version), v);
+                }
+                SnapshotRow::EventHead(_) => {}
+            }
+        }
+        let head = check.finish()?;
+        let slots = check.live_slots();
+        next.next_slot = slots.iter().max().map_or(0, |m| m + 1);
+        next.free_slots = (0..next.next_slot).filter(|s| !slots.contains(s)).collect();
+        *state = next;
+        let head = self.events.restart_at(head);
+        self.feed.advance(head);
+        Ok(check.counts)
     }
 }
 

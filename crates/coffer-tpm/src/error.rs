@@ -12,6 +12,9 @@ pub struct TpmRc(pub u32);
 impl TpmRc {
     /// TPM_RC_POLICY_FAIL in session 1: the PCRs no longer hold the values sealed to.
     pub const POLICY_FAIL: TpmRc = TpmRc(0x99d);
+    /// `TPM_RC_INTEGRITY` on `TPM2_Load`'s private area: the sealed object was not made
+    /// under this TPM's parent key (another TPM, or another TPM authorization).
+    pub const LOAD_INTEGRITY: TpmRc = TpmRc(0x1df);
     /// TPM_RC_NV_SPACE: no room left in NV.
     pub const NV_SPACE: TpmRc = TpmRc(0x14b);
     /// TPM_RC_NV_DEFINED: the index exists already.

@@ -114,6 +114,9 @@ string_enum! {
         /// The daemon's own work: one attempt to deliver an event to a webhook (recorded,
         /// never asked for).
         WebhookDeliver = "webhook_deliver",
+        /// An encrypted backup of the whole store, streamed (age v1 to the caller's
+        /// recipients).
+        Backup = "backup",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -123,7 +126,7 @@ string_enum! {
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
         audit_verify, audit_acknowledge, patch, webhook_add, webhook_list, webhook_remove, \
-        webhook_test, webhook_status";
+        webhook_test, webhook_status, backup";
 }
 
 impl Action {

@@ -37,6 +37,10 @@ pub struct SlotSummary {
     /// The PCR policy, for a TPM slot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcrs: Option<String>,
+    /// Why the slot cannot open here, when the daemon found out (a TPM slot sealed by
+    /// another machine's TPM, in a restored data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The error object every interface answers with:

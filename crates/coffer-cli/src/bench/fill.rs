@@ -34,9 +34,15 @@ pub struct Filled {
     pub seconds: f64,
 }
 
-/// Writes `bench-0..keys` (values of `size` bytes) into the SQLite store in `data_dir`
-/// with `threads` concurrent writers.
-pub fn fill(data_dir: &Path, keys: usize, size: usize, threads: usize) -> anyhow::Result<Filled> {
+/// Writes `bench-0..keys` (values of `size` bytes, `versions` versions each) into the SQLite
+/// store in `data_dir` with `threads` concurrent writers.
+pub fn fill(
+    data_dir: &Path,
+    keys: usize,
+    size: usize,
+    threads: usize,
+    versions: usize,
+) -> anyhow::Result<Filled> {
     if !(1..=MAX_THREADS).contains(&threads) {
         bail!("--threads must be between 1 and {MAX_THREADS}");
     }
@@ -78,9 +84,12 @@ pub fn fill(data_dir: &Path, keys: usize, size: usize, threads: usize) -> anyhow
                         }
                         let name = SecretName::parse_owned(format!("bench-{i}"))
                             .context("a bench name")?;
-                        if let Err(e) = store.set(&namespace, &name, Write::new(&value, &actor)) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(e).with_context(|| format!("cannot write {name}"));
+                        for _ in 0..versions.max(1) {
+                            if let Err(e) = store.set(&namespace, &name, Write::new(&value, &actor))
+                            {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e).with_context(|| format!("cannot write {name}"));
+                            }
                         }
                     }
                 })

@@ -108,6 +108,9 @@ enum BenchCommand {
         /// Concurrent writers
         #[arg(long, default_value_t = 64)]
         threads: usize,
+        /// Versions written per secret
+        #[arg(long, default_value_t = 1)]
+        versions: usize,
     },
 }
 
@@ -152,8 +155,9 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
             keys,
             value_size,
             threads,
+            versions,
         }) => {
-            let filled = fill::fill(data_dir, *keys, *value_size, *threads)?;
+            let filled = fill::fill(data_dir, *keys, *value_size, *threads, *versions)?;
             report_fill(&filled);
             return Ok(());
         }
@@ -176,8 +180,13 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
             let socket = tmp.path().join("coffer.sock");
             let data = tmp.path().join("data");
             if !args.no_fill {
-                let filled =
-                    fill::fill(&data, args.keys.max(1), args.value_size, args.fill_threads)?;
+                let filled = fill::fill(
+                    &data,
+                    args.keys.max(1),
+                    args.value_size,
+                    args.fill_threads,
+                    1,
+                )?;
                 report_fill(&filled);
             }
             let data = data.to_string_lossy();

@@ -83,7 +83,7 @@ pub fn run(client: &Client, command: SlotsCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&slots)?);
                 return Ok(());
             }
-            let mut table = Table::new(["ID", "TYPE", "PCRS", "CREATED", "KEY FILE"]);
+            let mut table = Table::new(["ID", "TYPE", "PCRS", "CREATED", "KEY FILE", "NOTE"]);
             for s in slots {
                 table.row([
                     s.id.to_string(),
@@ -91,6 +91,8 @@ pub fn run(client: &Client, command: SlotsCommand) -> anyhow::Result<()> {
                     s.pcrs.unwrap_or_else(|| "-".to_owned()),
                     s.created,
                     s.path.unwrap_or_else(|| "-".to_owned()),
+                    s.note
+                        .map_or_else(|| "-".to_owned(), |n| format!("unusable here: {n}")),
                 ]);
             }
             table.print();

@@ -65,11 +65,14 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     }
     println!("slots:");
     for slot in &report.slots {
-        let detail = match (&slot.pcrs, &slot.path) {
+        let mut detail = match (&slot.pcrs, &slot.path) {
             (Some(pcrs), _) => format!("  PCR policy {pcrs}"),
             (None, Some(path)) => format!("  {path}"),
             (None, None) => String::new(),
         };
+        if let Some(note) = &slot.note {
+            detail.push_str(&format!("  (unusable here: {note})"));
+        }
         // The id unpadded, as this line has always printed it.
         println!(
             "  {}  {:<14} created {}{detail}",

@@ -186,6 +186,13 @@ pub enum Operation {
     Webhook(WebhookOp),
     /// Follow the change events the caller may see.
     Watch(WatchInput),
+    /// An encrypted backup of the whole store (`sudo` on `sys/backup`), streamed.
+    Backup {
+        /// age X25519 recipients (`age1...`).
+        recipients: Vec<String>,
+        /// A passphrase (age's scrypt recipient) instead: then the only recipient.
+        passphrase: Option<SecretBytes>,
+    },
 }
 
 /// Which change events a watch follows, and from where.
@@ -349,6 +356,7 @@ impl Operation {
             Self::Metrics => Action::Metrics,
             Self::Webhook(op) => op.action(),
             Self::Watch(_) => Action::Watch,
+            Self::Backup { .. } => Action::Backup,
         }
     }
 

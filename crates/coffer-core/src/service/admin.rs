@@ -270,6 +270,10 @@ impl Service {
             }
             Operation::Metrics => Ok(Reply::Done),
             Operation::Webhook(op) => self.webhook(who, op).await,
+            Operation::Backup {
+                recipients,
+                passphrase,
+            } => self.backup(recipients, passphrase),
             Operation::TokenCreate(_)
             | Operation::TokenList
             | Operation::TokenRevoke { .. }

@@ -582,6 +582,7 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         }
         Operation::Metrics => (Read, "sys/metrics"),
         Operation::Webhook(_) => (Sudo, "sys/webhooks"),
+        Operation::Backup { .. } => (Sudo, "sys/backup"),
         _ => return None,
     })
 }

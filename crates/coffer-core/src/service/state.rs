@@ -72,6 +72,8 @@ pub struct Service {
     pub(super) peers: crate::bounds::PeerGuard,
     /// Watchers connected (a metric).
     pub(super) watchers: Arc<crate::watch::WatcherCount>,
+    /// The data directory, whose audit anchor a backup carries (unset: no anchor).
+    pub(super) data_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// Turns true when the daemon stops: every watch ends.
     pub(super) ending: tokio::sync::watch::Sender<bool>,
     /// The rotation schedule and its counters.
@@ -146,6 +148,7 @@ impl Service {
             materialized: Default::default(),
             peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
             watchers: Arc::default(),
+            data_dir: std::sync::OnceLock::new(),
             ending: tokio::sync::watch::Sender::new(false),
             rotation: Default::default(),
             webhooks: Arc::default(),
@@ -187,6 +190,11 @@ impl Service {
     /// Audit records written since start, and the `write(2)` batches they took (metrics).
     pub fn audit_written(&self) -> Option<(u64, u64)> {
         self.audit.as_ref().map(|a| a.written())
+    }
+
+    /// Names the data directory, whose audit anchor backups carry (set once, at start).
+    pub fn set_data_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.data_dir.set(dir);
     }
 
     /// The configuration.

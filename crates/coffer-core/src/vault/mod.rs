@@ -12,6 +12,7 @@
 //! cache beside it. The state is in `state`; opening one slot in `unlock`; starting, sealing and
 //! unsealing in `open`; managing slots in `slots`.
 
+mod backup;
 mod open;
 mod rotate;
 mod slots;

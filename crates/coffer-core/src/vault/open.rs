@@ -19,6 +19,9 @@ use crate::status::{
 };
 use crate::vault::slots::NewSlot;
 
+/// How a TPM slot sealed by another machine's TPM is shown (`slots list`, status).
+pub(crate) const FOREIGN_NOTE: &str = "sealed by another TPM";
+
 impl Vault {
     /// Opens the vault, unsealing through the TPM or a key file when the store has such a
     /// slot, and initializing an empty store when `options.first_boot` says how. Never fails:
@@ -33,6 +36,7 @@ impl Vault {
             unsealing: Mutex::new(()),
             header: Mutex::new(()),
             epoch: AtomicU64::new(0),
+            foreign_tpm_slots: Mutex::new(Vec::new()),
         };
         let state = vault.automatic();
         vault.replace(state);
@@ -174,6 +178,12 @@ impl Vault {
             created: show_time(s.created),
             path: self.key_file_of(&s.params).map(|p| p.display().to_string()),
             pcrs: s.params.pcrs().map(str::to_owned),
+            note: self
+                .foreign_tpm_slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&s.id)
+                .then(|| FOREIGN_NOTE.to_owned()),
         }
     }
 
@@ -200,7 +210,11 @@ impl Vault {
                 State::Sealed(reason.to_owned())
             }
             Err(OpenFailure::Sealed(reason)) => {
-                tracing::warn!("store is sealed: {reason}");
+                if reason.contains(FOREIGN_NOTE) {
+                    tracing::info!("store is sealed until it is unsealed by another slot");
+                } else {
+                    tracing::warn!("store is sealed: {reason}");
+                }
                 State::Sealed(reason)
             }
             Err(OpenFailure::Unavailable(e)) => {
@@ -233,6 +247,25 @@ impl Vault {
                         "unsealed the node key with the TPM"
                     );
                     return Ok(Some(master));
+                }
+                Err(e) if e.rc() == Some(TpmRc::LOAD_INTEGRITY.to_string()) => {
+                    // Not an error of this machine: the slot came with a data directory
+                    // restored (or moved) from another. Said once, at start, at INFO.
+                    let reason = format!(
+                        "{} did not open: it was sealed by another TPM (this data directory \
+                         was restored or moved from another machine) and cannot open here: \
+                         unseal with the \
+                         recovery key (`coffer unseal --recovery`), then bind the store to \
+                         this TPM with `coffer slots add tpm` (and `coffer slots remove {}`)",
+                        super::unlock::describe(slot),
+                        slot.id
+                    );
+                    tracing::info!(slot = slot.id, "{reason}");
+                    self.foreign_tpm_slots
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(slot.id);
+                    sealed_reason.get_or_insert(reason);
                 }
                 Err(e) => {
                     let reason = format!(

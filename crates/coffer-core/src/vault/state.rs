@@ -60,6 +60,8 @@ pub struct Vault {
     /// Counts changes of state, so what is derived from the keys (tokens, policies, audit
     /// keys) is reloaded when the store was sealed and opened again.
     pub(super) epoch: AtomicU64,
+    /// TPM slots found sealed by another TPM (a restored data directory): shown as such.
+    pub(super) foreign_tpm_slots: Mutex<Vec<u32>>,
 }
 
 impl Vault {

@@ -46,6 +46,38 @@ pub(crate) fn describe(slot: &SlotRecord) -> String {
 }
 
 impl Vault {
+    /// Opens the master key of a store whose header is `header` but which is not this
+    /// daemon's (a backup's), through slots of the kind `with`, as `coffer unseal` does:
+    /// `key` is the passphrase or the recovery key, `key_file` the key file for file slots.
+    /// Nothing is unsealed; TPM slots are not tried.
+    pub fn open_detached(
+        header: &StoreHeader,
+        with: UnsealWith,
+        key: Option<SecretBytes>,
+        key_file: Option<PathBuf>,
+    ) -> Result<MasterKey, CoreError> {
+        if with == UnsealWith::Tpm {
+            return Err(CoreError::Unsupported(
+                "a backup is opened with the recovery key, a key file or a passphrase, not the TPM",
+            ));
+        }
+        let vault = Self {
+            backend: Arc::new(coffer_store::MemoryBackend::new()),
+            options: super::VaultOptions {
+                key_file,
+                tpm: None,
+                first_boot: None,
+            },
+            state: std::sync::RwLock::new(super::state::State::Sealed(String::new())),
+            last_try: std::sync::Mutex::new(std::time::Instant::now()),
+            unsealing: std::sync::Mutex::new(()),
+            header: std::sync::Mutex::new(()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            foreign_tpm_slots: std::sync::Mutex::new(Vec::new()),
+        };
+        vault.open_by_request(header, with, key)
+    }
+
     pub(crate) fn key_file_of(&self, params: &SlotParams) -> Option<PathBuf> {
         match params {
             SlotParams::File { path } => Some(

@@ -86,6 +86,7 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
     );
     let vault_tpm = tpm;
     let mut service = Service::new(vault, config.service).with_access(config.access.clone());
+    service.set_data_dir(dir.root().to_owned());
     match &config.audit {
         Some(audit) => {
             let mut audit = audit.clone();

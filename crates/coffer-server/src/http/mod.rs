@@ -9,6 +9,7 @@
 //! calls `coffer_core::Service::call`, and shapes the answer (`envelope`); `error` maps a
 //! refusal to Vault's status and message exactly once. `metrics` counts what was answered.
 
+mod backup;
 mod envelope;
 mod error;
 mod events;
@@ -98,6 +99,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/policies/acl/{name}", any(sys::policy))
         .route("/v1/sys/policy/{name}", any(sys::policy))
         .route("/v1/sys/coffer/status", get(sys::status))
+        .route("/v1/sys/coffer/backup", post(backup::backup))
         .route(
             "/v1/sys/coffer/namespaces/rotate-key",
             post(keys::rotate_key),

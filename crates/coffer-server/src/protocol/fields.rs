@@ -347,6 +347,7 @@ fields! {
     setting: String = "a string",
     passphrases: SecretBytes = "a string (passphrases, one a line)",
     drop_passphrase_slots: bool = "true or false",
+    recipients: Vec<String> = "a list of strings",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -2,6 +2,7 @@
 //! bytes out. `fields` reads a request's fields, `request` turns them into an operation,
 //! `write` shapes replies.
 
+mod backup;
 mod fields;
 mod request;
 pub mod watch;
@@ -50,6 +51,10 @@ impl Handler for CofferHandler {
         match self.service.call(caller, parsed.operation).await {
             Ok(coffer_core::Reply::Watch(watcher)) => {
                 watch::stream(watcher, replies).await;
+                return Flow { keep_alive: false };
+            }
+            Ok(coffer_core::Reply::Backup(backup)) => {
+                backup::stream(backup, replies).await;
                 return Flow { keep_alive: false };
             }
             Ok(answer) => reply(out, action, &answer, parsed.id.as_deref()),

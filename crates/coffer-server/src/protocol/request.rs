@@ -111,6 +111,7 @@ fn takes(action: Action) -> FieldSet {
         Action::Watch => field_set!(namespace, prefix, since),
         Action::WebhookAdd => field_set!(url, events, namespace, prefix),
         Action::WebhookRemove | Action::WebhookTest => field_set!(webhook),
+        Action::Backup => field_set!(recipients, key),
         _ => FieldSet::EMPTY,
     }
 }
@@ -417,6 +418,10 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             name: needs(f.policy.take(), "policy", action)?,
         },
         Action::PolicyList => Operation::PolicyList,
+        Action::Backup => Operation::Backup {
+            recipients: f.recipients.take().unwrap_or_default(),
+            passphrase: f.key.take(),
+        },
         Action::SubjectSet => Operation::SubjectSet {
             subject: needs(f.subject.take(), "subject", action)?,
             policies: needs(f.policies.take(), "policies", action)?,

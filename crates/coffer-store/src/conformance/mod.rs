@@ -24,6 +24,7 @@ mod lifecycle;
 mod listing;
 mod rotation;
 mod locking;
+mod snapshot;
 mod support;
 
 pub use basics::*;
@@ -32,6 +33,7 @@ pub use lifecycle::*;
 pub use listing::*;
 pub use rotation::*;
 pub use locking::*;
+pub use snapshot::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
@@ -77,7 +79,9 @@ macro_rules! conformance_suite {
             key_rotation_reencrypts_every_version,
             an_interrupted_key_rotation_resumes_at_open,
             rewrap_master_moves_every_key_under_the_new_master,
-            namespaces_lock_and_unlock
+            namespaces_lock_and_unlock,
+            a_snapshot_imports_into_an_empty_store,
+            an_import_into_a_store_with_data_is_refused
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

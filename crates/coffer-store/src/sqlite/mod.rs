@@ -9,6 +9,7 @@ mod events;
 mod keys;
 mod row;
 mod schema;
+mod snapshot;
 mod writer;
 
 use std::fs::OpenOptions;
@@ -242,42 +243,12 @@ impl Backend for SqliteBackend {
     }
 
     fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        self.with_reader(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT id, name_ct, key_version, wrapped_key, created, lock_wrap \
-                     FROM namespaces",
-                )
-                .map_err(db("listing namespaces"))?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, u32>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<Vec<u8>>>(5)?,
-                    ))
-                })
-                .map_err(db("listing namespaces"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, name_ct, key_version, wrapped_key, created, lock_wrap) =
-                    row.map_err(db("listing namespaces"))?;
-                out.push(NamespaceRow {
-                    id: id.try_into().map_err(|_| {
-                        StoreError::Malformed("a namespace id has the wrong length")
-                    })?,
-                    name_ct,
-                    key_version,
-                    wrapped_key,
-                    created: Timestamp::from_millis(created),
-                    lock_wrap,
-                });
-            }
-            Ok(out)
-        })
+        self.rows(
+            "listing namespaces",
+            &format!("SELECT {} FROM namespaces n", row::NAMESPACE_COLUMNS),
+            [],
+            |r| row::namespace(r, 0),
+        )
     }
 
     fn create_namespace(
@@ -572,6 +543,19 @@ impl Backend for SqliteBackend {
             params![&secret.0[..]],
             |r| row::version(r, 0),
         )
+    }
+
+    fn snapshot(&self, visit: crate::snapshot::Visit<'_>) -> Result<(), StoreError> {
+        // Its own connection: a long snapshot holds no pooled reader, and its read
+        // transaction keeps one state while the writer goes on (WAL).
+        snapshot::visit(&Self::connect(&self.path)?, visit)
+    }
+
+    fn import(&self, rows: crate::snapshot::Rows<'_>) -> Result<crate::Counts, StoreError> {
+        let mut conn = Self::connect(&self.path)?;
+        let (counts, head) = snapshot::import(&mut conn, rows)?;
+        self.feed.advance(head);
+        Ok(counts)
     }
 }
 

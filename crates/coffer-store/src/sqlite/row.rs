@@ -5,11 +5,14 @@ use coffer_types::{Kind, NvIndex, Timestamp, Version};
 use rusqlite::Row;
 
 use crate::StoreError;
-use crate::backend::{SecretId, SecretRow, VersionRow};
+use crate::backend::{NamespaceRow, SecretId, SecretRow, VersionRow};
 
 /// The columns [`secret`] reads, from table alias `s`.
 pub(super) const SECRET_COLUMNS: &str = "s.id, s.namespace, s.name_hash, s.name_ct, s.meta_ct, \
      s.slot, s.current, s.kind, s.created, s.updated, s.revoked";
+/// The columns [`namespace`] reads, from table alias `n`.
+pub(super) const NAMESPACE_COLUMNS: &str =
+    "n.id, n.name_ct, n.key_version, n.wrapped_key, n.created, n.lock_wrap";
 /// The columns [`version`] reads, from table alias `v`.
 pub(super) const VERSION_COLUMNS: &str =
     "v.version, v.kind, v.created, v.actor, v.key_version, v.ciphertext";
@@ -73,4 +76,25 @@ pub(super) fn version(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<Version
             ciphertext,
         })
     })())
+}
+
+/// A namespace row starting at column `at`.
+pub(super) fn namespace(
+    r: &Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Result<NamespaceRow, StoreError>> {
+    let id: Vec<u8> = r.get(at)?;
+    let name_ct: Vec<u8> = r.get(at + 1)?;
+    let key_version: u32 = r.get(at + 2)?;
+    let wrapped_key: Vec<u8> = r.get(at + 3)?;
+    let created: i64 = r.get(at + 4)?;
+    let lock_wrap: Option<Vec<u8>> = r.get(at + 5)?;
+    Ok(array(id).map(|id| NamespaceRow {
+        id,
+        name_ct,
+        key_version,
+        wrapped_key,
+        created: Timestamp::from_millis(created),
+        lock_wrap,
+    }))
 }

@@ -324,7 +324,7 @@ fn put_header(c: &Connection, body: &[u8]) -> Result<(), StoreError> {
     .map_err(db("writing the store header"))
 }
 
-fn create_namespace(c: &Connection, row: &NamespaceRow) -> Result<(), StoreError> {
+pub(super) fn create_namespace(c: &Connection, row: &NamespaceRow) -> Result<(), StoreError> {
     let inserted = c
         .execute(
             "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created, lock_wrap)

@@ -19,6 +19,7 @@ mod state;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use coffer_store::SnapshotRow;
 use coffer_store::{
     Backend, EventPlan, Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId,
     SecretRow, StoreError, VersionRow, WritePlan, Written,
@@ -315,6 +316,44 @@ impl Backend for NvBackend {
             Some(record) => record.versions(),
             None => Ok(Vec::new()),
         }
+    }
+
+    fn snapshot(&self, visit: coffer_store::snapshot::Visit<'_>) -> Result<(), StoreError> {
+        // Copied under the state lock (one state; changes and their events are made under
+        // it), visited after it.
+        let rows = {
+            let state = lock(&self.state);
+            let mut rows = Vec::new();
+            rows.extend(state.header().map(SnapshotRow::Header));
+            let namespaces = state.namespaces();
+            let mut secrets = Vec::new();
+            for ns in &namespaces {
+                for record in state.live_in(&ns.id).chain(state.revoked_in(&ns.id)) {
+                    secrets.push((record.row()?, record.versions()?));
+                }
+            }
+            rows.extend(namespaces.into_iter().map(SnapshotRow::Namespace));
+            secrets.sort_unstable_by_key(|(row, _)| row.id);
+            let mut versions = Vec::new();
+            for (row, vs) in secrets {
+                versions.extend(vs.into_iter().map(|v| SnapshotRow::Version(row.id, v)));
+                rows.push(SnapshotRow::Secret(row));
+            }
+            rows.extend(versions);
+            rows.push(SnapshotRow::EventHead(self.events.kept.head()));
+            rows
+        };
+        rows.into_iter().try_for_each(visit)
+    }
+
+    fn import(
+        &self,
+        _rows: coffer_store::snapshot::Rows<'_>,
+    ) -> Result<coffer_store::Counts, StoreError> {
+        Err(StoreError::Unsupported(
+            "restoring a backup into the TPM NV store is not supported: restore it into a \
+             SQLite data directory (the default store)",
+        ))
     }
 }
 
