@@ -24,6 +24,7 @@ mod hook;
 mod list;
 mod record;
 mod rotation;
+mod scheduled;
 mod secret;
 mod state;
 mod tokens;
@@ -32,4 +33,5 @@ mod webhooks;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use crate::schedule::RotationStats;
+pub use scheduled::BackupStats;
 pub use state::{RequestCount, Service, ServiceConfig};
