@@ -120,6 +120,13 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Measure the socket protocol: coffer against a floor server that does no work.
     Bench(bench::BenchArgs),
+    /// Make an encrypted backup of the whole store (an age file: `--recipient age1...` or
+    /// `--passphrase`), through the daemon or, with `--data-dir`, from a stopped daemon's
+    /// data directory; `coffer backup verify FILE` checks one.
+    Backup(cmd::backup::BackupArgs),
+    /// Restore a backup into a new, empty data directory (checked whole before anything is
+    /// written; left empty on any failure).
+    Restore(cmd::backup::RestoreArgs),
 }
 
 fn init_logging(default: &str) {
@@ -202,6 +209,8 @@ fn main() -> ExitCode {
             crate::client,
         ),
         Command::Bench(args) => bench::run(socket, args),
+        Command::Backup(args) => cmd::backup::run(|| client(socket), args),
+        Command::Restore(args) => cmd::backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod error;
 pub mod reply;
 pub mod request;
@@ -24,6 +25,7 @@ pub mod watch;
 pub mod webhooks;
 
 pub use admin::AuditHashes;
+pub use backup::{BackupDone, BackupTo};
 pub use error::ClientError;
 pub use reply::Reply;
 pub use request::{Client, RequestBuilder};

@@ -1,6 +1,7 @@
 //! One module per group of commands.
 
 pub mod audit;
+pub mod backup;
 pub mod compute;
 pub mod init;
 mod json;

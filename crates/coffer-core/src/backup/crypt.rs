@@ -60,14 +60,19 @@ impl Recipients {
 
     /// A passphrase recipient.
     pub fn passphrase(p: &SecretBytes) -> Result<Self, CoreError> {
-        let text = std::str::from_utf8(p.expose_secret())
-            .map_err(|_| CoreError::InvalidRequest("the passphrase is not UTF-8".to_owned()))?;
-        if text.is_empty() {
-            return Err(CoreError::InvalidRequest(
-                "the passphrase is empty".to_owned(),
-            ));
+        secret_string(p).map(Self::Passphrase)
+    }
+
+    /// What a client sends the daemon: the recipients' strings, or the passphrase.
+    pub fn to_wire(&self) -> (Vec<String>, Option<SecretBytes>) {
+        use age::secrecy::ExposeSecret;
+        match self {
+            Self::Keys(k) => (k.iter().map(ToString::to_string).collect(), None),
+            Self::Passphrase(p) => (
+                Vec::new(),
+                Some(SecretBytes::copy_from(p.expose_secret().as_bytes())),
+            ),
         }
-        Ok(Self::Passphrase(SecretString::from(text.to_owned())))
     }
 
     /// Starts an age file on `out`.
@@ -81,6 +86,17 @@ impl Recipients {
         };
         encryptor.wrap_output(out).map_err(super::format::write_err)
     }
+}
+
+fn secret_string(p: &SecretBytes) -> Result<SecretString, CoreError> {
+    let text = std::str::from_utf8(p.expose_secret())
+        .map_err(|_| CoreError::InvalidRequest("the passphrase is not UTF-8".to_owned()))?;
+    if text.is_empty() {
+        return Err(CoreError::InvalidRequest(
+            "the passphrase is empty".to_owned(),
+        ));
+    }
+    Ok(SecretString::from(text.to_owned()))
 }
 
 /// What opens a backup's age layer.
@@ -126,10 +142,7 @@ impl Identity {
 
     /// A passphrase.
     pub fn passphrase(p: &SecretBytes) -> Result<Self, CoreError> {
-        match Recipients::passphrase(p)? {
-            Recipients::Passphrase(s) => Ok(Self::Passphrase(s)),
-            Recipients::Keys(_) => unreachable!("Recipients::passphrase answers a passphrase"),
-        }
+        secret_string(p).map(Self::Passphrase)
     }
 }
 

@@ -121,6 +121,23 @@ pub fn to_file(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written, CoreError> {
+    let (manifest, bytes) = atomic_file(path, |out| {
+        write(source, to, out, progress).map(|(_, manifest)| manifest)
+    })?;
+    Ok(Written {
+        path: path.to_owned(),
+        bytes,
+        manifest,
+    })
+}
+
+/// Runs `fill` on a new temporary file beside `path` (mode 0600), then syncs it and renames
+/// it to `path`; on any failure the temporary file is removed and `path` is untouched.
+/// Answers what `fill` did and the file's size.
+pub fn atomic_file<T, E: From<CoreError>>(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<T, E>,
+) -> Result<(T, u64), E> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -135,14 +152,15 @@ pub fn to_file(
         name.to_string_lossy(),
         data_encoding::HEXLOWER.encode(&suffix)
     ));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| CoreError::Unavailable(format!("creating {}: {e}", tmp.display())))?;
     let result = (|| {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| CoreError::Unavailable(format!("creating {}: {e}", tmp.display())))?;
-        let (out, manifest) = write(source, to, BufWriter::new(file), progress)?;
+        let mut out = BufWriter::new(file);
+        let made = fill(&mut out)?;
         let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
         file.sync_all().map_err(write_err)?;
         let bytes = file.metadata().map_err(write_err)?.len();
@@ -154,11 +172,7 @@ pub fn to_file(
             // The rename is durable once the directory is synced.
             let _ = d.sync_all();
         }
-        Ok(Written {
-            path: path.to_owned(),
-            bytes,
-            manifest,
-        })
+        Ok((made, bytes))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -24,7 +24,7 @@ pub mod stream;
 
 pub use crypt::{Identity, Recipients};
 pub use format::Manifest;
-pub use make::{PROGRESS_EVERY, Source, Written, to_file, write};
+pub use make::{PROGRESS_EVERY, Source, Written, atomic_file, to_file, write};
 pub use read::{Rows, Unlock, Verified};
 pub use restore::restore;
 pub use schedule::Schedule;
