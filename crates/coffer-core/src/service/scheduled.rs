@@ -96,11 +96,16 @@ impl Service {
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "the backup directory is not usable"));
         }
+        // After an attempt, the next is `every` later at the soonest, even when it failed and
+        // left no file to date it by.
+        let mut not_before = Timestamp::from_millis(0);
+        let every_ms = i64::try_from(schedule.every.as_millis()).unwrap_or(i64::MAX);
         loop {
             let s = schedule.clone();
             let due = blocking(move || Ok(s.next_due(Timestamp::now())))
                 .await
-                .unwrap_or_else(|_| Timestamp::now());
+                .unwrap_or_else(|_| Timestamp::now())
+                .max(not_before);
             self.backups.last().next_due = Some(due);
             let wait = u64::try_from(due.as_millis() - Timestamp::now().as_millis()).unwrap_or(0);
             tokio::select! {
@@ -117,6 +122,7 @@ impl Service {
                     _ = stop.changed() => return,
                 }
             }
+            not_before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(every_ms));
             self.backup_once(&schedule).await;
         }
     }
