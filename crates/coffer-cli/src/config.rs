@@ -94,6 +94,7 @@ pub struct FileConfig {
     webhooks: Option<Vec<coffer_core::webhook::FileWebhook>>,
     events: Option<EventsText>,
     credentials: Option<coffer_server::credentials::CredentialsText>,
+    backup: Option<BackupText>,
 }
 
 /// `[events]` in the file: how long change events are kept for consumers to resume.
@@ -115,6 +116,39 @@ impl EventsText {
             }),
             max_events: self.max_events.unwrap_or(default.max_events),
         }
+    }
+}
+
+/// `[backup]` in the file: scheduled backups (docs/operations.md, "Scheduled backups").
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupText {
+    /// How often (`6h`, `1d`).
+    every: DurationText,
+    /// Where the backups are written (absolute).
+    dir: PathBuf,
+    /// age X25519 recipients (`age1...`).
+    #[serde(default)]
+    recipients: Vec<String>,
+    /// A file of recipients, one a line (as `age -R`).
+    recipients_file: Option<PathBuf>,
+    /// Backups kept (default 14).
+    keep: Option<usize>,
+}
+
+impl BackupText {
+    fn resolve(self) -> anyhow::Result<coffer_core::backup::Schedule> {
+        let mut recipients = self.recipients;
+        if let Some(file) = &self.recipients_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("[backup] recipients_file {}: {e}", file.display()))?;
+            recipients.extend(coffer_core::backup::Recipients::lines(&text));
+        }
+        let keep = self
+            .keep
+            .unwrap_or(coffer_core::backup::schedule::DEFAULT_KEEP);
+        coffer_core::backup::Schedule::new(self.every.get(), self.dir, &recipients, keep)
+            .map_err(|e| anyhow::anyhow!("the configuration file's [backup]: {e}"))
     }
 }
 
@@ -337,6 +371,8 @@ pub struct ServeConfig {
     pub webhooks: coffer_core::webhook::WebhookSettings,
     /// The systemd credentials socket, when served.
     pub credentials: Option<coffer_server::credentials::CredentialsConfig>,
+    /// Scheduled backups, when configured.
+    pub backups: Option<coffer_core::backup::Schedule>,
 }
 
 fn is_root() -> bool {
@@ -579,6 +615,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
             .resolve(flags.credentials_socket)
             .map_err(|e| anyhow::anyhow!("the systemd credentials socket: {e}"))?,
         webhooks: webhook_settings(file.webhook_retry_schedule.as_deref(), file.webhooks)?,
+        backups: file.backup.map(BackupText::resolve).transpose()?,
     })
 }
 

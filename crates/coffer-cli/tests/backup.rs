@@ -233,6 +233,34 @@ fn a_backup_through_the_socket_restores_every_value_version_and_token() {
         "{:?}",
         d.audit().last()
     );
+    // ... and it is an event of the store's own namespace, by the caller.
+    let mut lines = d
+        .client()
+        .watch(&coffer_client::WatchFrom {
+            namespace: Some("*"),
+            since: Some(0),
+            ..coffer_client::WatchFrom::default()
+        })
+        .unwrap();
+    lines
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let made = loop {
+        match lines.next() {
+            Some(Ok(coffer_types::WatchLine::Event { event, .. }))
+                if event.action == coffer_types::EventAction::BackupMade =>
+            {
+                break event;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no backup.made event: {other:?}"),
+        }
+    };
+    assert_eq!(
+        (made.namespace.as_str(), made.actor.as_str()),
+        ("@coffer", "uid:0")
+    );
+    drop(lines);
     let out = run_cli(
         &[
             "backup",

@@ -38,6 +38,6 @@ pub use op::{
     TokenInput, WriteOptions, least_capabilities,
 };
 pub use reply::Reply;
-pub use service::{Service, ServiceConfig};
+pub use service::{BackupStats, Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
 pub use vault::{FirstBoot, MasterRotated, NewSlot, SlotAdded, Vault, VaultOptions};

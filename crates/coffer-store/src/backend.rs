@@ -455,6 +455,10 @@ pub trait Backend: Send + Sync + 'static {
         event: Option<EventPlan>,
     ) -> Result<Option<SecretId>, StoreError>;
 
+    /// Keeps an event that goes with no row change (a backup made or failed): it gets the
+    /// next revision, durably, and is published like any other.
+    fn record_event(&self, event: EventPlan) -> Result<(), StoreError>;
+
     /// The in-memory end of the event feed: every kept event is published here after its
     /// commit, in revision order.
     fn feed(&self) -> &Feed;

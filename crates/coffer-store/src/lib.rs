@@ -38,8 +38,7 @@ pub use snapshot::{Counts, ImportCheck, RowRecord, SnapshotRow};
 pub use sqlite::SqliteBackend;
 pub use store::{
     Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, NamespaceState, Page,
-    RekeyProgress, Resolve,
-    RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
+    RekeyProgress, Resolve, RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 
 #[cfg(test)]

@@ -146,6 +146,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn record_event(&self, event: EventPlan) -> Result<(), StoreError> {
+        let _state = self.state();
+        let event = self.record(Some(event), None)?;
+        self.publish(event);
+        Ok(())
+    }
+
     fn supports_locking(&self) -> bool {
         true
     }

@@ -523,6 +523,15 @@ pub trait SecretStore: Send + Sync {
     /// ring does not hold them (then call `events` on a blocking thread).
     fn recent_events(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChangeEvent>>>;
 
+    /// Keeps an event about `namespace` that goes with no stored change (a backup made or
+    /// failed); a quiet `by` keeps none.
+    fn note(
+        &self,
+        namespace: &Namespace,
+        by: Change<'_>,
+        action: EventAction,
+    ) -> Result<(), StoreError>;
+
     /// The newest revision.
     fn head(&self) -> u64;
 

@@ -54,6 +54,10 @@ string_enum! {
         TokenCreated = "token.created",
         /// A token was revoked.
         TokenRevoked = "token.revoked",
+        /// A backup of the store was made (on request or on schedule).
+        BackupMade = "backup.made",
+        /// A scheduled backup failed.
+        BackupFailed = "backup.failed",
     }
     /// An event action word that is not one of coffer's.
     error UnknownEventAction = "unknown event action";

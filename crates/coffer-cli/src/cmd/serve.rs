@@ -215,6 +215,7 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
         http: cfg.http,
         webhooks: cfg.webhooks,
         credentials: cfg.credentials,
+        backups: cfg.backups,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod format;
 pub mod make;
 pub mod read;
 pub mod restore;
+pub mod schedule;
 pub mod stream;
 
 pub use crypt::{Identity, Recipients};
@@ -26,6 +27,7 @@ pub use format::Manifest;
 pub use make::{PROGRESS_EVERY, Source, Written, atomic_file, to_file, write};
 pub use read::{Rows, Unlock, Verified};
 pub use restore::restore;
+pub use schedule::Schedule;
 pub use stream::{BackupStream, Chunk};
 
 #[cfg(test)]

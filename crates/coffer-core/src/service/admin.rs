@@ -273,7 +273,7 @@ impl Service {
             Operation::Backup {
                 recipients,
                 passphrase,
-            } => self.backup(recipients, passphrase),
+            } => self.backup(recipients, passphrase, who.actor()),
             Operation::TokenCreate(_)
             | Operation::TokenList
             | Operation::TokenRevoke { .. }

@@ -2,6 +2,8 @@
 //! checked here, then the backup is made on a blocking thread while the listener streams it.
 
 use coffer_crypto::SecretBytes;
+use coffer_store::Change;
+use coffer_types::{EventAction, Namespace};
 
 use super::state::{Gated, Service, at};
 use crate::backup::{BackupStream, Recipients};
@@ -12,6 +14,7 @@ impl Service {
         &self,
         recipients: Vec<String>,
         passphrase: Option<SecretBytes>,
+        actor: String,
     ) -> Gated<Reply> {
         let to = match passphrase {
             Some(_) if !recipients.is_empty() => Err(CoreError::InvalidRequest(
@@ -22,11 +25,18 @@ impl Service {
         }
         .map_err(at(Gate::Validation))?;
         // Gate 1 opened the store; a seal meanwhile fails the stream, not the request.
-        self.store()?;
+        let store = self.store()?;
         let vault = self.vault.clone();
         let data_dir = self.data_dir.get().cloned();
         Ok(Reply::Backup(Box::new(BackupStream::start(move |out| {
-            vault.backup(&to, out, data_dir.as_deref(), &mut |_| {})
+            let made = vault.backup(&to, out, data_dir.as_deref(), &mut |_| {})?;
+            // The snapshot was read whole: the backup is made (the stream's end is the
+            // listener's). Its event says so, like a scheduled one's.
+            let by = Change::by(&actor);
+            if let Err(e) = store.note(&Namespace::system(), by, EventAction::BackupMade) {
+                tracing::warn!(error = %e, "the event of a backup could not be kept");
+            }
+            Ok(made)
         }))))
     }
 }

@@ -25,6 +25,7 @@ mod list;
 mod nslock;
 mod record;
 mod rotation;
+mod scheduled;
 mod secret;
 mod state;
 mod tokens;
@@ -33,4 +34,5 @@ mod webhooks;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use crate::schedule::RotationStats;
+pub use scheduled::BackupStats;
 pub use state::{RequestCount, Service, ServiceConfig};

@@ -358,3 +358,54 @@ impl Default for RequestId {
         Self([0; 48])
     }
 }
+
+/// What the daemon did by itself (a scheduled rotation, a scheduled backup), for its record.
+pub(super) struct OwnWork<'a> {
+    pub action: Action,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub outcome: Outcome,
+    pub code: Option<ErrorCode>,
+    pub gate: Option<&'static str>,
+}
+
+impl Service {
+    /// The audit record of work the daemon did by itself: the daemon is the actor (its uid,
+    /// gid, pid and executable). `what` names the work in the error logged when the record
+    /// cannot be written.
+    pub(super) async fn record_own(&self, work: OwnWork<'_>, what: &'static str) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{}-{n:x}", self.request_prefix);
+        let exe = std::env::current_exe().ok();
+        let record = Record {
+            time: Timestamp::now(),
+            request_id: Cow::Owned(request_id),
+            actor: Actor {
+                uid: Some(nix::unistd::geteuid().as_raw()),
+                gid: Some(nix::unistd::getegid().as_raw()),
+                pid: i32::try_from(std::process::id()).ok(),
+                exe: exe.map(Cow::Owned),
+                addr: None,
+                token: None,
+                unit: None,
+            },
+            action: work.action,
+            namespace: work.namespace.map(Cow::Borrowed),
+            name: work.name.map(Cow::Borrowed),
+            outcome: work.outcome,
+            code: work.code,
+            gate: work.gate,
+            repeated: None,
+            namespace_invalid: None,
+            name_invalid: None,
+        };
+        let appending = audit.append(&record);
+        drop(record);
+        if let Err(e) = appending.await {
+            tracing::error!(error = %e, work = what, "the record of the daemon's own work could not be written");
+        }
+    }
+}

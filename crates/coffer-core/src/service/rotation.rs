@@ -19,12 +19,10 @@
 //! unseal (the daemon stopped while its hook ran) is dropped the same way: a hook is never
 //! run twice for one version.
 
-use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use coffer_audit::{Actor, Outcome, Record};
+use coffer_audit::Outcome;
 use coffer_crypto::{SecretBytes, mint};
 use coffer_store::{
     Change, Describe, ListQuery, Resolve, RotationStep, SecretStore, StoreError, Write, WriteMode,
@@ -34,6 +32,7 @@ use coffer_types::{
 };
 
 use super::hook::{HookEnd, reason_word, run_hook};
+use super::record::OwnWork;
 use super::state::{Gated, Service, blocking, stored};
 use crate::CoreError;
 use crate::cache::CacheKey;
@@ -43,7 +42,7 @@ const PREFIX: &str = "rotation/";
 /// The longest the scheduler sleeps between two looks at the heap.
 const TICK: Duration = Duration::from_secs(1);
 /// Who the store records as the author of a rotation.
-const ACTOR: &str = "coffer";
+pub(super) const ACTOR: &str = "coffer";
 
 /// The schedule record's name for a secret.
 fn record_name(key: &CacheKey) -> Result<SecretName, CoreError> {
@@ -452,39 +451,15 @@ impl Service {
         code: Option<ErrorCode>,
         gate: Option<&'static str>,
     ) {
-        let Some(audit) = &self.audit else {
-            return;
-        };
-        let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("{}-{n:x}", self.request_prefix);
-        let exe = std::env::current_exe().ok();
-        let record = Record {
-            time: Timestamp::now(),
-            request_id: Cow::Owned(request_id),
-            actor: Actor {
-                uid: Some(nix::unistd::geteuid().as_raw()),
-                gid: Some(nix::unistd::getegid().as_raw()),
-                pid: i32::try_from(std::process::id()).ok(),
-                exe: exe.map(Cow::Owned),
-                addr: None,
-                token: None,
-                unit: None,
-            },
+        let what = OwnWork {
             action: Action::Rotate,
-            namespace: Some(Cow::Borrowed(key.0.as_str())),
-            name: Some(Cow::Borrowed(key.1.as_str())),
+            namespace: Some(key.0.as_str()),
+            name: Some(key.1.as_str()),
             outcome,
             code,
             gate,
-            repeated: None,
-            namespace_invalid: None,
-            name_invalid: None,
         };
-        let appending = audit.append(&record);
-        drop(record);
-        if let Err(e) = appending.await {
-            tracing::error!(error = %e, "the record of a scheduled rotation could not be written");
-        }
+        self.record_own(what, "scheduled rotation").await;
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Service {
     pub(super) data_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// Turns true when the daemon stops: every watch ends.
     pub(super) ending: tokio::sync::watch::Sender<bool>,
+    /// Scheduled backups' counters.
+    pub(super) backups: super::scheduled::Backups,
     /// The rotation schedule and its counters.
     pub(super) rotation: crate::schedule::Rotation,
     /// What the webhook delivery worker shares with the operations.
@@ -151,6 +153,7 @@ impl Service {
             data_dir: std::sync::OnceLock::new(),
             ending: tokio::sync::watch::Sender::new(false),
             rotation: Default::default(),
+            backups: Default::default(),
             webhooks: Arc::default(),
             yescrypt: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_CONCURRENCY)),
             yescrypt_queue: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_QUEUE)),

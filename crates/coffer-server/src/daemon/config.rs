@@ -104,6 +104,8 @@ pub struct DaemonConfig {
     pub http: Option<HttpListen>,
     /// How webhook deliveries are made (retry schedule, time limit).
     pub webhooks: coffer_core::webhook::WebhookSettings,
+    /// Scheduled backups (`[backup]`), when configured.
+    pub backups: Option<coffer_core::backup::Schedule>,
     /// The systemd credentials socket, when served (docs/credentials.md).
     pub credentials: Option<crate::credentials::CredentialsConfig>,
 }
@@ -131,6 +133,7 @@ impl DaemonConfig {
             http: None,
             webhooks: coffer_core::webhook::WebhookSettings::default(),
             credentials: None,
+            backups: None,
         }
     }
 }

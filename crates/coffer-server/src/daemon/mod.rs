@@ -162,6 +162,15 @@ impl Daemon {
         );
         tokio::spawn(keep_events(service.clone(), stopped.clone()));
         service.start_rotations(stop.subscribe());
+        if let Some(schedule) = config.backups.clone() {
+            tracing::info!(
+                dir = %schedule.dir.display(),
+                every_seconds = schedule.every.as_secs(),
+                keep = schedule.keep,
+                "scheduled backups"
+            );
+            service.start_backups(schedule, stop.subscribe());
+        }
         service.webhooks().configure(config.webhooks.file.clone());
         let webhooks =
             crate::webhook::spawn(service.clone(), config.webhooks.clone(), stopped.clone());

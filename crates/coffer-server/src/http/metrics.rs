@@ -71,6 +71,9 @@ pub struct Metrics {
     webhook_pending: Gauge,
     key_rotation_done: Family<NamespaceLabels, Gauge>,
     key_rotation_total: Family<NamespaceLabels, Gauge>,
+    backups: Family<OutcomeLabels, Counter>,
+    backup_last: Gauge,
+    backup_last_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -188,9 +191,13 @@ impl Metrics {
             "Versions with a ciphertext in a namespace whose key rotation is in progress",
             key_rotation_total.clone(),
         );
+        let (backups, backup_last, backup_last_bytes) = backup_metrics(&mut registry);
         Self {
             key_rotation_done,
             key_rotation_total,
+            backups,
+            backup_last,
+            backup_last_bytes,
             rotations,
             rotation_next_due,
             registry,
@@ -295,12 +302,47 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::try_from(p.total).unwrap_or(i64::MAX));
         }
+        let backups = service.backup_stats();
+        for (outcome, n) in [("made", backups.made), ("failed", backups.failed)] {
+            self.backups
+                .get_or_create(&OutcomeLabels { outcome })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.backup_last.set(
+            backups
+                .last_made
+                .map_or(-1, |t| t.as_millis().div_euclid(1000)),
+        );
+        self.backup_last_bytes
+            .set(i64::try_from(backups.last_bytes).unwrap_or(i64::MAX));
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             tracing::error!("the metrics could not be encoded");
         }
         text
     }
+}
+
+/// The scheduled backups' metrics, registered.
+fn backup_metrics(registry: &mut Registry) -> (Family<OutcomeLabels, Counter>, Gauge, Gauge) {
+    let (backups, last, bytes) = (Family::default(), Gauge::default(), Gauge::default());
+    registry.register(
+        "backups",
+        "Scheduled backups since the daemon started, by outcome (made, failed)",
+        backups.clone(),
+    );
+    registry.register(
+        "backup_last_made_timestamp_seconds",
+        "When the last scheduled backup was made, in Unix seconds (-1: none since the start)",
+        last.clone(),
+    );
+    registry.register(
+        "backup_last_size_bytes",
+        "The size of the last scheduled backup",
+        bytes.clone(),
+    );
+    (backups, last, bytes)
 }
 
 /// The route a response answered, set by handlers whose route the router cannot name (the

@@ -22,8 +22,8 @@ mod basics;
 mod events;
 mod lifecycle;
 mod listing;
-mod rotation;
 mod locking;
+mod rotation;
 mod snapshot;
 mod support;
 
@@ -31,8 +31,8 @@ pub use basics::*;
 pub use events::*;
 pub use lifecycle::*;
 pub use listing::*;
-pub use rotation::*;
 pub use locking::*;
+pub use rotation::*;
 pub use snapshot::*;
 pub use support::Made;
 

@@ -807,6 +807,18 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
             .collect()
     }
 
+    fn note(
+        &self,
+        namespace: &Namespace,
+        by: Change<'_>,
+        action: EventAction,
+    ) -> Result<(), StoreError> {
+        match self.sealer.plan(namespace, None, by, action, Vec::new()) {
+            Some(plan) => self.backend.record_event(plan),
+            None => Ok(()),
+        }
+    }
+
     fn head(&self) -> u64 {
         self.backend.feed().head()
     }

@@ -28,8 +28,7 @@ const REKEY_PAGE: usize = 256;
 const RETRY: Duration = Duration::from_secs(2);
 
 /// The open namespaces, shared with the rotation thread.
-pub(super) type Namespaces =
-    Arc<RwLock<HashMap<Namespace, Held, foldhash::fast::RandomState>>>;
+pub(super) type Namespaces = Arc<RwLock<HashMap<Namespace, Held, foldhash::fast::RandomState>>>;
 
 #[derive(Default)]
 struct Queue {

@@ -259,6 +259,10 @@ impl Backend for SqliteBackend {
         self.submit(|reply| Job::Namespace(row, event, reply))
     }
 
+    fn record_event(&self, event: EventPlan) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Event(event, reply))
+    }
+
     fn supports_locking(&self) -> bool {
         true
     }

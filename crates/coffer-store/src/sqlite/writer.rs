@@ -42,6 +42,8 @@ pub(super) enum Job {
         event: Option<EventPlan>,
         reply: Reply<()>,
     },
+    /// An event that goes with no row change.
+    Event(EventPlan, Reply<()>),
     Write {
         namespace: NamespaceId,
         name: NameHash,
@@ -169,7 +171,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
 
 fn reject(job: Job, err: impl Fn() -> StoreError) {
     match job {
-        Job::Header(_, r) | Job::Namespace(_, _, r) => drop(r.send(Err(err()))),
+        Job::Header(_, r) | Job::Namespace(_, _, r) | Job::Event(_, r) => {
+            drop(r.send(Err(err())));
+        }
         Job::Wraps { reply, .. } => drop(reply.send(Err(err()))),
         Job::Prune { reply, .. } | Job::Run { reply, .. } => drop(reply.send(Err(err()))),
         Job::Write { reply, .. } => drop(reply.send(Err(err()))),
@@ -217,6 +221,13 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
             in_savepoint(tx, |c| {
                 create_namespace(c, &row)?;
                 evented.extend(keep(c, event, None)?);
+                Ok(())
+            }),
+        ),
+        Job::Event(event, reply) => Done::Unit(
+            reply,
+            in_savepoint(tx, |c| {
+                evented.extend(keep(c, Some(event), None)?);
                 Ok(())
             }),
         ),

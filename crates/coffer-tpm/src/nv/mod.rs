@@ -153,6 +153,13 @@ impl Backend for NvBackend {
         })
     }
 
+    fn record_event(&self, event: EventPlan) -> Result<(), StoreError> {
+        // Under the state lock, as every change's event is, so revisions stay in order.
+        let _state = lock(&self.state);
+        self.events.keep(Some(event), None);
+        Ok(())
+    }
+
     fn read(
         &self,
         namespace: &NamespaceId,
