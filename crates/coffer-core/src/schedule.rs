@@ -151,3 +151,36 @@ mod tests {
         assert_eq!(r.next_due(), None);
     }
 }
+
+/// What the metrics show of scheduled backups.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackupStats {
+    /// Whether backups are scheduled at all.
+    pub scheduled: bool,
+    /// Backups made since the daemon started.
+    pub made: u64,
+    /// Backups that failed since the daemon started.
+    pub failed: u64,
+    /// When the last backup was made.
+    pub last_made: Option<Timestamp>,
+    /// Its size in bytes.
+    pub last_bytes: u64,
+    /// How long it took, in seconds.
+    pub last_seconds: f64,
+    /// When the next one is due.
+    pub next_due: Option<Timestamp>,
+}
+
+/// The counters a service keeps of its scheduled backups.
+#[derive(Default)]
+pub(crate) struct Backups {
+    pub(crate) made: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    last: Mutex<BackupStats>,
+}
+
+impl Backups {
+    pub(crate) fn last(&self) -> std::sync::MutexGuard<'_, BackupStats> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -33,6 +33,5 @@ mod watch;
 mod webhooks;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use crate::schedule::RotationStats;
-pub use scheduled::BackupStats;
+pub use crate::schedule::{BackupStats, RotationStats};
 pub use state::{RequestCount, Service, ServiceConfig};

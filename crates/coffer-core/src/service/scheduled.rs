@@ -5,8 +5,7 @@
 //! metrics). A failure is retried at the next due time; the daemon keeps serving.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use coffer_audit::Outcome;
@@ -18,42 +17,10 @@ use super::state::{Service, blocking};
 use crate::CoreError;
 use crate::backup::Schedule;
 use crate::backup::schedule::ensure_dir;
+use crate::schedule::BackupStats;
 
 /// How often a sealed daemon looks again whether it may make a due backup.
 const SEALED_RETRY: Duration = Duration::from_secs(5);
-
-/// What the metrics show of scheduled backups.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BackupStats {
-    /// Whether backups are scheduled at all.
-    pub scheduled: bool,
-    /// Backups made since the daemon started.
-    pub made: u64,
-    /// Backups that failed since the daemon started.
-    pub failed: u64,
-    /// When the last backup was made.
-    pub last_made: Option<Timestamp>,
-    /// Its size in bytes.
-    pub last_bytes: u64,
-    /// How long it took, in seconds.
-    pub last_seconds: f64,
-    /// When the next one is due.
-    pub next_due: Option<Timestamp>,
-}
-
-/// The counters a service keeps of its scheduled backups.
-#[derive(Default)]
-pub(crate) struct Backups {
-    made: AtomicU64,
-    failed: AtomicU64,
-    last: Mutex<BackupStats>,
-}
-
-impl Backups {
-    fn last(&self) -> std::sync::MutexGuard<'_, BackupStats> {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 impl Service {
     /// What the metrics show of scheduled backups.

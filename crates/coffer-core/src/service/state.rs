@@ -77,7 +77,7 @@ pub struct Service {
     /// Turns true when the daemon stops: every watch ends.
     pub(super) ending: tokio::sync::watch::Sender<bool>,
     /// Scheduled backups' counters.
-    pub(super) backups: super::scheduled::Backups,
+    pub(super) backups: crate::schedule::Backups,
     /// The rotation schedule and its counters.
     pub(super) rotation: crate::schedule::Rotation,
     /// What the webhook delivery worker shares with the operations.

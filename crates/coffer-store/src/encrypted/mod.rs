@@ -12,6 +12,7 @@
 //! Lists are served from an in-memory index of each namespace's names ([`index`]), built in
 //! the background when the store is opened and kept in step with every change made here.
 
+mod create;
 mod feed;
 mod index;
 mod listing;
@@ -21,6 +22,7 @@ mod meta;
 mod namespace;
 mod rekey;
 mod rotate;
+mod scan;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use coffer_crypto::aead::Aad;
-use coffer_crypto::{IndexKey, MasterKey, NamespaceKey};
+use coffer_crypto::{IndexKey, MasterKey};
 use coffer_types::{ChangeEvent, EventAction, Namespace, SecretName, Timestamp, Version};
 
 use crate::StoreError;
@@ -38,9 +40,10 @@ use crate::store::{
     Change, Describe, ListQuery, NameFilter, Page, Secret, SecretStore, Write, WriteValue,
 };
 use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-use index::{NameIndex, Names};
+use index::NameIndex;
 use meta::info;
 use namespace::{Held, OpenNamespace, PlanValue, VersionPlan};
+use scan::scan;
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
@@ -74,72 +77,6 @@ pub struct EncryptedStore<B: Backend + ?Sized> {
 /// Rows read from the backend at a time while a name index is built; between two pages the
 /// build looks at the closing flag.
 const SCAN_PAGE: usize = 8192;
-
-/// Most threads opening names at once while a name index is built (one fewer than the
-/// machine's cores).
-const SCAN_THREADS: usize = 4;
-
-/// Reads every live secret's id and sealed name of a namespace, a page at a time, and opens
-/// the names, the page split among a few threads: the start of its name index. It holds
-/// one page of sealed names at a time; what it keeps is the index. Pages are read in
-/// separate transactions, so rows may change between them: the index's change log covers
-/// every change made since the store was opened (see [`index`]).
-fn scan<B: Backend + ?Sized>(
-    backend: &B,
-    ns: &OpenNamespace,
-    closing: &AtomicBool,
-    page_rows: usize,
-) -> Result<Names, StoreError> {
-    // One core is left to the requests served meanwhile: on two cores the build opening
-    // names on both held a starting daemon's first answer back by more than a second.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .saturating_sub(1)
-        .clamp(1, SCAN_THREADS);
-    let mut named: Vec<(Box<str>, crate::SecretId)> = Vec::new();
-    let mut after: Option<crate::SecretId> = None;
-    loop {
-        if closing.load(Ordering::Relaxed) {
-            return Err(StoreError::unavailable(
-                "building the name index",
-                "the store is closing",
-            ));
-        }
-        let page = backend.names(&ns.id, after.as_ref(), page_rows)?;
-        let Some((last, _)) = page.last() else {
-            break;
-        };
-        after = Some(*last);
-        let open = |rows: &[(crate::SecretId, Vec<u8>)]| {
-            rows.iter()
-                .map(|(id, ct)| Ok((ns.open_name(id, ct)?.as_str().into(), *id)))
-                .collect::<Result<Vec<_>, StoreError>>()
-        };
-        if threads == 1 || page.len() < 2 * threads {
-            named.extend(open(&page)?);
-            continue;
-        }
-        let chunk = page.len().div_ceil(threads);
-        let opened: Vec<Result<Vec<_>, StoreError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = page
-                .chunks(chunk)
-                .map(|rows| scope.spawn(move || open(rows)))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or(Err(StoreError::Malformed("opening names failed")))
-                })
-                .collect()
-        });
-        for part in opened {
-            named.extend(part?);
-        }
-    }
-    named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(Names::scanned(named.into_iter().collect()))
-}
 
 pub(super) fn namespace_key_aad(id: &NamespaceId, key_version: u32) -> Aad {
     Aad::new("coffer namespace key v1")
@@ -484,56 +421,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         passphrase: Option<&coffer_crypto::SecretBytes>,
         by: Change<'_>,
     ) -> Result<(), StoreError> {
-        // One creation at a time, checked again under the lock: two callers racing to make
-        // the same namespace (the access loader and the rotation scheduler at unseal, both
-        // making the store's own) must not see the loser's `Conflict` before the winner's
-        // namespace is usable.
-        let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
-        self.check_current()?;
-        if self.has_namespace(namespace) {
-            return Err(StoreError::Conflict("the namespace already exists"));
-        }
-        if passphrase.is_some() {
-            self.can_lock(namespace)?;
-        }
-        let id = self.namespace_id(namespace);
-        let key = NamespaceKey::generate().map_err(StoreError::Crypto)?;
-        let row = NamespaceRow {
-            id,
-            name_ct: self
-                .master
-                .seal(namespace.as_str().as_bytes(), &namespace_name_aad(&id))
-                .map_err(StoreError::Crypto)?,
-            key_version: FIRST_KEY_VERSION,
-            wrapped_key: self
-                .master
-                .wrap(&key, &namespace_key_aad(&id, FIRST_KEY_VERSION))
-                .map_err(StoreError::Crypto)?,
-            created: Timestamp::now(),
-            lock_wrap: passphrase
-                .map(|p| self.lock_wrap(&id, FIRST_KEY_VERSION, &key, p))
-                .transpose()?,
-        };
-        let event = self
-            .sealer
-            .plan(namespace, None, by, EventAction::NamespaceCreated, vec![]);
-        self.backend.create_namespace(row, event)?;
-        self.namespaces
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                namespace.clone(),
-                Held::Open(Arc::new(OpenNamespace {
-                    id,
-                    path: namespace.clone(),
-                    key,
-                    key_version: FIRST_KEY_VERSION,
-                    older: std::collections::BTreeMap::new(),
-                    // A namespace that did not exist has no secrets.
-                    names: Arc::new(NameIndex::empty()),
-                })),
-            );
-        Ok(())
+        self.create(namespace, passphrase, by)
     }
 
     fn is_locked(&self, namespace: &Namespace) -> bool {
