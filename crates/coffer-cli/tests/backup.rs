@@ -17,29 +17,6 @@ use common::{Daemon, assert_absent, run_cli, stderr, stdout};
 
 const INSTALL_AGE: &str = "apt-get install age";
 
-/// An age identity made by the real `age-keygen`: its file and its recipient.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    need("age-keygen", INSTALL_AGE);
-    let path = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&path).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_owned();
-    (path, recipient)
-}
-
 /// The store's recovery key, from a recovery slot added now.
 fn add_recovery(daemon: &Daemon, dir: &Path) -> PathBuf {
     let out = daemon.cli(&["slots", "add", "recovery"], b"");
@@ -204,7 +181,7 @@ fn restore_and_open(file: &Path, identity: &Path, recovery: &Path) -> Daemon {
 #[test]
 fn a_backup_through_the_socket_restores_every_value_version_and_token() {
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let mut d = Daemon::start(&[]);
     let recovery = add_recovery(&d, work.path());
     let token = fill(&d, work.path());
@@ -289,7 +266,7 @@ fn a_backup_through_the_socket_restores_every_value_version_and_token() {
 #[test]
 fn a_backup_over_http_and_one_offline_restore_alike() {
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let (mut d, url, root) = http_daemon(&[]);
     let recovery = add_recovery(&d, work.path());
     let token = fill(&d, work.path());
@@ -384,8 +361,8 @@ fn refused(file: &Path, identity: &Path, recovery: &Path, target: &Path) -> (i32
 fn damaged_altered_foreign_and_misaddressed_backups_are_refused_leaving_nothing() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let (identity, recipient) = keygen(w, "id.txt");
-    let (other_id, _) = keygen(w, "other.txt");
+    let (identity, recipient) = common::age_keygen(w, "id.txt");
+    let (other_id, _) = common::age_keygen(w, "other.txt");
     let d = Daemon::start(&[]);
     let recovery = add_recovery(&d, w);
     set(&d, None, "app/db-password", VALUES[0]);
@@ -508,7 +485,7 @@ fn damaged_altered_foreign_and_misaddressed_backups_are_refused_leaving_nothing(
 #[test]
 fn a_backup_taken_while_a_writer_runs_holds_one_consistent_state() {
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let d = Daemon::start(&[]);
     let recovery = add_recovery(&d, work.path());
     for i in 0..300 {
@@ -615,7 +592,7 @@ fn state(d: &Daemon) -> String {
 fn a_tpm_store_restored_under_another_tpm_opens_by_recovery_and_binds_to_it() {
     use coffer_tpm::fixture::Swtpm;
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let first = Swtpm::start();
     let mut d = Daemon::new(&[]);
     d.env("COFFER_TPM_TCTI", &first.tcti());
@@ -676,7 +653,7 @@ fn a_tpm_store_restored_under_another_tpm_opens_by_recovery_and_binds_to_it() {
 fn a_tpm_nv_store_restores_into_sqlite() {
     use coffer_tpm::fixture::Swtpm;
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path(), "id.txt");
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let tpm = Swtpm::start();
     let mut d = Daemon::new(&["--store", "tpm-nv"]);
     d.env("COFFER_TPM_TCTI", &tpm.tcti());
@@ -705,7 +682,7 @@ fn a_tpm_nv_store_restores_into_sqlite() {
 fn passphrase_and_recipients_file_backups() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let (identity, recipient) = keygen(w, "id.txt");
+    let (identity, recipient) = common::age_keygen(w, "id.txt");
     let d = Daemon::start(&[]);
     let recovery = add_recovery(&d, w);
     set(&d, None, "app/db-password", VALUES[0]);

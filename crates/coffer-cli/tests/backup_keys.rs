@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{Daemon, code, raw, run_cli, stderr, stdout};
 
@@ -16,23 +15,6 @@ const VALUE: &str = "backup-keys-value-52aa";
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let path = dir.join("id.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen runs (apt-get install age)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_owned();
-    (path, recipient)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -58,7 +40,7 @@ fn get_code(d: &Daemon, ns: &str, name: &str) -> String {
 #[test]
 fn a_locked_namespace_is_restored_locked_and_unlocks_with_its_passphrase() {
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path());
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let pass = write(work.path(), "pass", PASSPHRASE);
     let d = Daemon::start(&[]);
     ok(&d.cli(
@@ -138,7 +120,7 @@ fn a_locked_namespace_is_restored_locked_and_unlocks_with_its_passphrase() {
 #[test]
 fn a_backup_after_rotate_master_opens_with_the_new_recovery_key_only() {
     let work = tempfile::tempdir().unwrap();
-    let (identity, recipient) = keygen(work.path());
+    let (identity, recipient) = common::age_keygen(work.path(), "id.txt");
     let d = Daemon::start(&[]);
     let out = d.cli(&["slots", "add", "recovery"], b"");
     ok(&out);

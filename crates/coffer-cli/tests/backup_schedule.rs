@@ -16,24 +16,6 @@ use common::{Daemon, assert_absent, eventually, run_cli, stderr, stdout};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// An age identity and its recipient, made by the real `age-keygen`.
-fn age_identity(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("backup.key");
-    let out = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .expect("age-keygen runs (apt-get install age)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&key).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_owned();
-    (key, public)
-}
-
 fn backups_in(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -84,7 +66,7 @@ fn backup_events(daemon: &Daemon, action: EventAction, n: usize) -> Vec<ChangeEv
 #[test]
 fn backups_are_made_on_schedule_kept_to_keep_and_each_opens() {
     let conf = tempfile::tempdir().unwrap();
-    let (identity, public) = age_identity(conf.path());
+    let (identity, public) = common::age_keygen(conf.path(), "backup.key");
     let dir = conf.path().join("backups");
     let file = conf.path().join("coffer.toml");
     std::fs::write(
@@ -165,7 +147,7 @@ fn backups_are_made_on_schedule_kept_to_keep_and_each_opens() {
 #[test]
 fn a_failing_backup_is_reported_and_the_daemon_keeps_serving() {
     let conf = tempfile::tempdir().unwrap();
-    let (_, public) = age_identity(conf.path());
+    let (_, public) = common::age_keygen(conf.path(), "backup.key");
     // A file where the directory should be: every backup fails.
     let dir = conf.path().join("not-a-dir");
     std::fs::write(&dir, b"in the way").unwrap();

@@ -447,3 +447,22 @@ pub fn requests_as(
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// An age identity made by the real `age-keygen` in `dir/name`: its file and its recipient.
+pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    http::need("age-keygen", "apt-get install age");
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_owned();
+    (path, recipient)
+}

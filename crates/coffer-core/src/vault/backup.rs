@@ -10,6 +10,23 @@ use crate::CoreError;
 use crate::backup::{self, Manifest, Recipients, Source, Written};
 
 impl Vault {
+    /// Runs `make` on the open store as a backup's source (a copy of the master key for its
+    /// length, and the data directory's audit anchor when there is one).
+    fn with_source<T>(
+        &self,
+        data_dir: Option<&Path>,
+        make: impl FnOnce(&Source<'_>) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let master = self.with_master(|m| Ok(m.duplicate()))?;
+        let source = Source {
+            backend: self.backend.as_ref(),
+            master: &master,
+            audit_anchor: None,
+        }
+        .with_anchor_of(data_dir);
+        make(&source)
+    }
+
     /// Writes a backup of the open store, encrypted to `to`, onto `out`; with `data_dir`,
     /// its audit anchor goes in too. `progress` hears the rows written.
     pub fn backup<W: Write>(
@@ -19,14 +36,7 @@ impl Vault {
         data_dir: Option<&Path>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(W, Manifest), CoreError> {
-        let master = self.with_master(|m| Ok(m.duplicate()))?;
-        let source = Source {
-            backend: self.backend.as_ref(),
-            master: &master,
-            audit_anchor: None,
-        }
-        .with_anchor_of(data_dir);
-        backup::write(&source, to, out, progress)
+        self.with_source(data_dir, |source| backup::write(source, to, out, progress))
     }
 
     /// Makes a backup of the open store at `path` (a temporary file beside it, synced and
@@ -38,13 +48,8 @@ impl Vault {
         data_dir: Option<&Path>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Written, CoreError> {
-        let master = self.with_master(|m| Ok(m.duplicate()))?;
-        let source = Source {
-            backend: self.backend.as_ref(),
-            master: &master,
-            audit_anchor: None,
-        }
-        .with_anchor_of(data_dir);
-        backup::to_file(&source, to, path, progress)
+        self.with_source(data_dir, |source| {
+            backup::to_file(source, to, path, progress)
+        })
     }
 }

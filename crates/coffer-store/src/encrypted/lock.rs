@@ -109,14 +109,12 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         Ok(out)
     }
 
-    /// Sets or replaces the passphrase of an open namespace.
-    pub(super) fn passphrase(
+    /// An open namespace that may get a passphrase or be locked now (no key rotation in
+    /// progress: its passphrase wrap is bound to one key generation), with its row.
+    fn lockable(
         &self,
         namespace: &Namespace,
-        passphrase: &SecretBytes,
-        by: Change<'_>,
-    ) -> Result<(), StoreError> {
-        let _guard = self.guard();
+    ) -> Result<(Arc<OpenNamespace>, NamespaceRow), StoreError> {
         let ns = self.namespace(namespace)?;
         if !ns.older.is_empty() {
             return Err(StoreError::Conflict(
@@ -125,6 +123,18 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         }
         self.can_lock(namespace)?;
         let row = self.row(&ns.id)?;
+        Ok((ns, row))
+    }
+
+    /// Sets or replaces the passphrase of an open namespace.
+    pub(super) fn passphrase(
+        &self,
+        namespace: &Namespace,
+        passphrase: &SecretBytes,
+        by: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let _guard = self.guard();
+        let (ns, row) = self.lockable(namespace)?;
         let wrap = self.lock_wrap(&ns.id, ns.key_version, &ns.key, passphrase)?;
         let event = self.sealer.plan(
             namespace,
@@ -142,14 +152,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     /// holds them ends).
     pub(super) fn lock(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
         let _guard = self.guard();
-        let ns = self.namespace(namespace)?;
-        if !ns.older.is_empty() {
-            return Err(StoreError::Conflict(
-                "a key rotation of the namespace is in progress; try again once it completes",
-            ));
-        }
-        self.can_lock(namespace)?;
-        let row = self.row(&ns.id)?;
+        let (ns, row) = self.lockable(namespace)?;
         let Some(wrap) = row.lock_wrap else {
             return Err(StoreError::Conflict(NO_PASSPHRASE));
         };
