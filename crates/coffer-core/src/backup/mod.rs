@@ -1,7 +1,7 @@
 //! Encrypted backups of the whole store, and restoring them (docs/operations.md, "Backup and
 //! disaster recovery"; docs/key-hierarchy.md, "Backups").
 //!
-//! A backup is an age v1 file ([`crypt`]) whose plaintext is a stream of frames ([`format`]):
+//! A backup is an age v1 file ([`crypt`]) whose plaintext is a stream of frames ([`mod@format`]):
 //! a consistent snapshot of the store's rows, sealed exactly as at rest (names and values
 //! stay encrypted under the namespace keys, which stay wrapped by the master key, which
 //! stays wrapped by the slots in the header), then a manifest authenticated under a key
