@@ -445,6 +445,18 @@ pub fn trusted_server_uid() -> anyhow::Result<Option<u32>> {
     }
 }
 
+/// The system user the packaged daemon runs as (packaging/coffer.sysusers).
+pub const PACKAGED_USER: &str = "coffer";
+
+/// The uid of the packaged daemon's system user, when this machine has one: clients trust a
+/// daemon of that uid as they trust root's, since only root can make the account.
+pub fn packaged_daemon_uid() -> Option<u32> {
+    match nix::unistd::User::from_name(PACKAGED_USER) {
+        Ok(Some(user)) => Some(user.uid.as_raw()),
+        _ => None,
+    }
+}
+
 /// Merges flags, file and defaults for `serve`.
 pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<ServeConfig> {
     let http = http_settings(&flags, &file)?;

@@ -270,7 +270,8 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 /// A client for the daemon, carrying the token of `COFFER_TOKEN` or `--token-file` if any,
-/// and trusting a daemon of the uid in `COFFER_SERVER_UID` beside root's and the user's own.
+/// and trusting a daemon of the uid in `COFFER_SERVER_UID`, and of the packaged daemon's system
+/// user `coffer`, beside root's and the user's own.
 fn client(
     socket: Option<PathBuf>,
     token_file: Option<&std::path::Path>,
@@ -278,6 +279,9 @@ fn client(
     let mut client =
         coffer_client::Client::new(socket.unwrap_or_else(config::default_client_socket));
     if let Some(uid) = config::trusted_server_uid()? {
+        client = client.trust_server_uid(uid);
+    }
+    if let Some(uid) = config::packaged_daemon_uid() {
         client = client.trust_server_uid(uid);
     }
     let token = match (token_file, std::env::var_os("COFFER_TOKEN")) {

@@ -14,6 +14,29 @@ pub struct StatusArgs {
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
+    /// Wait up to DURATION (e.g. 30s) for the daemon to answer, for scripts that have just
+    /// started it: `coffer serve & coffer status --wait 30s`
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    wait: Option<std::time::Duration>,
+}
+
+/// Asks for the status until the daemon answers or `limit` has passed: only "cannot reach"
+/// is waited out; a daemon that answers with a refusal is an answer.
+fn wait_for(
+    client: &Client,
+    limit: std::time::Duration,
+) -> Result<coffer_types::reply::StatusReport, coffer_client::ClientError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match client.status() {
+            Err(coffer_client::ClientError::Connect { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Options of `coffer unseal`.
@@ -32,7 +55,10 @@ pub struct UnsealArgs {
 }
 
 pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
-    let report = client.status()?;
+    let report = match args.wait {
+        Some(limit) => wait_for(client, limit)?,
+        None => client.status()?,
+    };
     if args.json {
         return json::print(&report);
     }
