@@ -95,6 +95,7 @@ pub struct FileConfig {
     events: Option<EventsText>,
     credentials: Option<coffer_server::credentials::CredentialsText>,
     backup: Option<BackupText>,
+    log_format: Option<crate::logging::LogFormat>,
 }
 
 /// `[events]` in the file: how long change events are kept for consumers to resume.
@@ -242,6 +243,11 @@ pub fn parse_pcrs(text: &str) -> Result<PcrPolicy, String> {
 }
 
 impl FileConfig {
+    /// The file's `log_format`, if it sets one.
+    pub fn log_format(&self) -> Option<crate::logging::LogFormat> {
+        self.log_format
+    }
+
     /// Reads `explicit`, or the system file when it exists, or nothing.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
         let path = match explicit {

@@ -73,17 +73,33 @@ fn read_line() -> anyhow::Result<SecretBytes> {
 }
 
 /// A secret value for `set`: a hidden prompt, or all of standard input. `keep_newline` keeps
-/// a final newline that `echo` and heredocs add (dropped by default).
-pub fn value(what: &str, keep_newline: bool, max: usize) -> anyhow::Result<SecretBytes> {
-    if interactive() {
-        let v = prompt(&format!("Value for {what} (input hidden): "))?;
-        if v.is_empty() {
-            bail!("no value entered; nothing was stored");
-        }
-        return Ok(v);
+/// a final newline that `echo` and heredocs add (dropped by default). An empty value is
+/// refused (`invalid_request`) unless `allow_empty`.
+pub fn value(
+    what: &str,
+    keep_newline: bool,
+    allow_empty: bool,
+    max: usize,
+) -> anyhow::Result<SecretBytes> {
+    let v = if interactive() {
+        prompt(&format!("Value for {what} (input hidden): "))?
+    } else {
+        let v = read_all(max)?;
+        if keep_newline { v } else { strip_newline(v) }
+    };
+    if v.is_empty() && !allow_empty {
+        let source = if interactive() {
+            "nothing was entered"
+        } else {
+            "standard input was empty"
+        };
+        return Err(coffer_core::CoreError::InvalidRequest(format!(
+            "the value for {what} is empty ({source}); nothing was stored. Give a value, \
+             or pass --allow-empty to store an empty one"
+        ))
+        .into());
     }
-    let v = read_all(max)?;
-    Ok(if keep_newline { v } else { strip_newline(v) })
+    Ok(v)
 }
 
 /// A passphrase or key to unseal with: a hidden prompt, or the first line of standard input.

@@ -11,6 +11,8 @@ mod cmd;
 mod config;
 mod follow;
 mod input;
+mod logging;
+mod pipe;
 mod supervise;
 
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use coffer_client::ClientError;
 #[derive(Parser, Debug)]
 #[command(
     name = "coffer",
-    version,
+    version = env!("COFFER_VERSION_LONG"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -51,6 +53,19 @@ struct Cli {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
+
+    /// How log lines on standard error are written: `text`, or `json` (one object a line)
+    /// [default: log_format in the configuration file, else text]
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_LOG_FORMAT",
+        hide_env_values = true,
+        hide_possible_values = true,
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    log_format: Option<logging::LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -136,17 +151,12 @@ enum Command {
     /// Restore a backup into a new, empty data directory (checked whole before anything is
     /// written; left empty on any failure).
     Restore(cmd::backup::RestoreArgs),
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    /// Print a shell completion script: `coffer completions bash >
+    /// /usr/share/bash-completion/completions/coffer` (also zsh, fish, elvish, powershell).
+    Completions(cmd::shell::CompletionsArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    Man(cmd::shell::ManArgs),
 }
 
 /// Quiets tpm2-tss, which otherwise prints every TPM refusal (an expected PCR mismatch
@@ -163,17 +173,31 @@ fn quiet_tss() {
 
 fn main() -> ExitCode {
     quiet_tss();
+    pipe::install();
     let cli = Cli::parse();
     let serving = matches!(
         cli.command,
         Command::Serve(_) | Command::Bench(_) | Command::Agent(_)
     );
+    // The flag or variable, else the configuration file's `log_format` (serve reads one).
+    let log_format = cli
+        .log_format
+        .or_else(|| match &cli.command {
+            Command::Serve(args) => config::FileConfig::load(args.config.as_deref())
+                .ok()
+                .and_then(|f| f.log_format()),
+            _ => None,
+        })
+        .unwrap_or(logging::LogFormat::Text);
     // tss-esapi logs every TPM refusal itself; coffer logs them with their context.
-    init_logging(if serving {
-        "info,tss_esapi=off"
-    } else {
-        "warn,tss_esapi=off"
-    });
+    logging::init(
+        if serving {
+            "info,tss_esapi=off"
+        } else {
+            "warn,tss_esapi=off"
+        },
+        log_format,
+    );
     let core_limit = match coffer_core::harden_process() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -221,9 +245,15 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(socket, args),
         Command::Backup(args) => cmd::backup::run(|| client(socket), args),
         Command::Restore(args) => cmd::backup::restore(args),
+        Command::Completions(args) => {
+            cmd::shell::completions(<Cli as clap::CommandFactory>::command(), args)
+        }
+        Command::Man(args) => cmd::shell::man(<Cli as clap::CommandFactory>::command(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head -1`) is a clean end.
+        Err(e) if pipe::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e
                 .downcast_ref::<ClientError>()

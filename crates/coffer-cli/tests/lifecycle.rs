@@ -206,7 +206,11 @@ fn versions_keep_time_and_actor_and_reads_pick_one() {
 
     // Rotating something that does not exist is refused; so is a rotate with no value.
     let missing = daemon.cli(&["secrets", "rotate", "nope"], b"v");
-    assert_eq!(stderr(&missing), "coffer: no such secret (not_found)\n");
+    assert!(
+        stderr(&missing).starts_with("coffer: no such secret \"nope\" in namespace \"default\""),
+        "{}",
+        stderr(&missing)
+    );
     // Rotate --generate reuses the generator of a generated secret.
     let g = daemon.cli(
         &[
@@ -479,7 +483,11 @@ fn namespaces_have_their_own_secrets() {
     );
     assert_eq!(daemon.cli(&["get", "db"], b"").stdout, b"default-pw");
     let missing = daemon.cli(&["get", "db", "-n", "acme/dev"], b"");
-    assert_eq!(stderr(&missing), "coffer: no such namespace (not_found)\n");
+    assert_eq!(
+        stderr(&missing),
+        "coffer: no such namespace \"acme/dev\": create it with `coffer namespaces create \
+         acme/dev` (not_found)\n"
+    );
     let bad = daemon.cli(&["namespaces", "create", "../x"], b"");
     assert!(stderr(&bad).contains("invalid_name"), "{}", stderr(&bad));
     // Paging over the socket.

@@ -69,9 +69,9 @@ pub enum CoreError {
     /// The store cannot be used until an operator fixes something.
     #[error("the secret store is unavailable: {0}")]
     Unavailable(String),
-    /// The namespace does not exist.
-    #[error("no such namespace")]
-    NoNamespace,
+    /// The namespace does not exist (its name, which the caller gave).
+    #[error("no such namespace \"{0}\": create it with `coffer namespaces create {0}`")]
+    NoNamespace(String),
     /// The daemon is stopping: requests that arrive now are refused.
     #[error("the daemon is stopping; retry when it is back")]
     Stopping,
@@ -157,7 +157,7 @@ impl CoreError {
         match self {
             Self::Sealed => ErrorCode::Sealed,
             Self::Unavailable(_) => ErrorCode::StoreUnavailable,
-            Self::NoNamespace => ErrorCode::NotFound,
+            Self::NoNamespace(_) => ErrorCode::NotFound,
             Self::Stopping => ErrorCode::StoreUnavailable,
             Self::Denied(_) => ErrorCode::Denied,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,

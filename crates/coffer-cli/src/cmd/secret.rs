@@ -54,10 +54,11 @@ use super::secrets::parse_version;
 pub fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let ns = args.namespace.as_deref();
     let value = match args.version {
-        Some(Wanted::Previous) => client.get_previous(ns, &args.name)?,
-        Some(Wanted::Number(v)) => client.get(ns, &args.name, Some(v))?,
-        None => client.get(ns, &args.name, None)?,
-    };
+        Some(Wanted::Previous) => client.get_previous(ns, &args.name),
+        Some(Wanted::Number(v)) => client.get(ns, &args.name, Some(v)),
+        None => client.get(ns, &args.name, None),
+    }
+    .map_err(super::missing::named(ns, &args.name))?;
     let mut out = std::io::stdout().lock();
     out.write_all(value.expose_secret())
         .context("cannot write to standard output")?;
@@ -69,7 +70,9 @@ pub fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
 }
 
 pub fn del(client: &Client, args: DelArgs) -> anyhow::Result<()> {
-    client.del(args.namespace.as_deref(), &args.name)?;
+    client
+        .del(args.namespace.as_deref(), &args.name)
+        .map_err(super::missing::named(args.namespace.as_deref(), &args.name))?;
     eprintln!("deleted {}", args.name);
     Ok(())
 }

@@ -89,6 +89,9 @@ pub struct SetArgs {
     /// Keep a final newline read from standard input (dropped by default)
     #[arg(long)]
     keep_newline: bool,
+    /// Store an empty value (refused by default: an empty pipe is usually a mistake)
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 /// How to mint.
@@ -204,6 +207,9 @@ pub struct RotateArgs {
     /// Keep a final newline read from standard input (dropped by default)
     #[arg(long)]
     keep_newline: bool,
+    /// Store an empty value (refused by default: an empty pipe is usually a mistake)
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 /// Options of `destroy`.
@@ -245,7 +251,9 @@ pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
         SecretsCommand::Rotate(args) => rotate(client, args),
         SecretsCommand::Revoke(args) => {
             let t = &args.target;
-            client.revoke(t.namespace.as_deref(), &t.name)?;
+            client
+                .revoke(t.namespace.as_deref(), &t.name)
+                .map_err(named(t))?;
             eprintln!(
                 "revoked {}; its name is free, its history stays (list --revoked)",
                 t.name
@@ -254,7 +262,9 @@ pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
         }
         SecretsCommand::Destroy(args) => {
             let t = &args.target;
-            let gone = client.destroy(t.namespace.as_deref(), &t.name, &args.versions)?;
+            let gone = client
+                .destroy(t.namespace.as_deref(), &t.name, &args.versions)
+                .map_err(named(t))?;
             let gone: Vec<String> = gone.iter().map(Version::to_string).collect();
             eprintln!(
                 "destroyed version {} of {} for good",
@@ -271,16 +281,64 @@ pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
 /// `set`: also the top-level `coffer set`.
 pub fn set(client: &Client, args: SetArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let value = input::value(&t.name, args.keep_newline, MAX_INPUT)?;
+    let backend = before_value(client, t, false)?;
+    let value = input::value(&t.name, args.keep_newline, args.allow_empty, MAX_INPUT)?;
     let w = client.set_with(
         t.namespace.as_deref(),
         &t.name,
         &value,
         &args.options.to_client(),
     )?;
-    eprintln!("stored {} (index {})", t.name, w.index);
+    eprintln!("stored {}{}", t.name, written(client, backend, &w));
     Ok(())
 }
+
+/// Checks made before a value is read: the name and namespace are valid and, when a person
+/// is to type the value, the daemon answers and (for `rotate`) the secret exists, so no one
+/// types a secret that cannot be stored. Answers the store's backend when it was asked.
+fn before_value(client: &Client, t: &Target, must_exist: bool) -> anyhow::Result<Option<String>> {
+    coffer_types::SecretName::parse(&t.name).map_err(coffer_core::CoreError::InvalidName)?;
+    if let Some(ns) = &t.namespace {
+        coffer_types::Namespace::parse(ns).map_err(coffer_core::CoreError::InvalidName)?;
+    }
+    if !input::interactive() {
+        return Ok(None);
+    }
+    let backend = client.status()?.backend.into_owned();
+    if must_exist {
+        match client.meta(t.namespace.as_deref(), &t.name) {
+            Ok(_) => {}
+            // A caller allowed to write but not to read metadata: the write will say.
+            Err(coffer_client::ClientError::Refused {
+                code: coffer_types::ErrorCode::Denied,
+                ..
+            }) => {}
+            Err(e) => return Err(named(t)(e).into()),
+        }
+    }
+    Ok(Some(backend))
+}
+
+/// What follows "stored NAME" or "generated NAME": the TPM NV index when the store is the
+/// TPM's NV memory (where an index means something), else the version when known.
+fn written(client: &Client, backend: Option<String>, w: &coffer_client::Written) -> String {
+    let backend = backend.or_else(|| client.status().ok().map(|r| r.backend.into_owned()));
+    if backend.as_deref() == Some(TPM_NV) {
+        format!(" (index {})", w.index)
+    } else {
+        w.version
+            .map(|v| format!(" (version {v})"))
+            .unwrap_or_default()
+    }
+}
+
+/// Names a missing secret with its namespace (cmd::missing).
+fn named(t: &Target) -> impl FnOnce(coffer_client::ClientError) -> coffer_client::ClientError + '_ {
+    super::missing::named(t.namespace.as_deref(), &t.name)
+}
+
+/// The backend whose indices are real TPM NV indices.
+const TPM_NV: &str = "tpm-nv";
 
 /// Prints a minted value alone: no newline unless standard output is a terminal.
 fn print_once(value: &SecretBytes) -> anyhow::Result<()> {
@@ -320,12 +378,13 @@ fn generate(client: &Client, args: GenerateArgs) -> anyhow::Result<()> {
             &args.options.to_client(),
         )?,
     };
+    let note = written(client, None, &w);
     let value = w
         .value
         .context("the daemon answered a generate without the value")?;
     eprintln!(
-        "generated {} (index {}); the value follows on standard output, this once only",
-        t.name, w.index
+        "generated {}{}; the value follows on standard output, this once only",
+        t.name, note
     );
     print_once(&value)
 }
@@ -337,13 +396,15 @@ fn rotate(client: &Client, args: RotateArgs) -> anyhow::Result<()> {
         bail!("--byte-len and --encoding go with --generate");
     }
     if args.generate {
-        let w = client.rotate(
-            t.namespace.as_deref(),
-            &t.name,
-            None,
-            args.mint.spec()?,
-            &options,
-        )?;
+        let w = client
+            .rotate(
+                t.namespace.as_deref(),
+                &t.name,
+                None,
+                args.mint.spec()?,
+                &options,
+            )
+            .map_err(named(t))?;
         let value = w
             .value
             .context("the daemon answered a rotate without the value")?;
@@ -354,14 +415,17 @@ fn rotate(client: &Client, args: RotateArgs) -> anyhow::Result<()> {
         );
         return print_once(&value);
     }
-    let value = input::value(&t.name, args.keep_newline, MAX_INPUT)?;
-    let w = client.rotate(
-        t.namespace.as_deref(),
-        &t.name,
-        Some(&value),
-        None,
-        &options,
-    )?;
+    before_value(client, t, true)?;
+    let value = input::value(&t.name, args.keep_newline, args.allow_empty, MAX_INPUT)?;
+    let w = client
+        .rotate(
+            t.namespace.as_deref(),
+            &t.name,
+            Some(&value),
+            None,
+            &options,
+        )
+        .map_err(named(t))?;
     eprintln!(
         "rotated {} to version {}",
         t.name,
@@ -372,12 +436,14 @@ fn rotate(client: &Client, args: RotateArgs) -> anyhow::Result<()> {
 
 fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    client.describe(
-        t.namespace.as_deref(),
-        &t.name,
-        args.description.as_deref(),
-        args.max_versions,
-    )?;
+    client
+        .describe(
+            t.namespace.as_deref(),
+            &t.name,
+            args.description.as_deref(),
+            args.max_versions,
+        )
+        .map_err(named(t))?;
     eprintln!("described {}", t.name);
     Ok(())
 }
@@ -447,7 +513,9 @@ fn print_versions(versions: &[VersionInfo], indent: &str) {
 
 fn show(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let meta: SecretMeta = client.meta(t.namespace.as_deref(), &t.name)?;
+    let meta: SecretMeta = client
+        .meta(t.namespace.as_deref(), &t.name)
+        .map_err(named(t))?;
     if args.json {
         return json(&meta);
     }
@@ -461,7 +529,9 @@ fn show(client: &Client, args: NameArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "unlimited".to_owned());
     println!("name:         {}", meta.name);
     println!("namespace:    {}", meta.namespace);
-    println!("index:        {}", meta.index);
+    if client.status().is_ok_and(|r| r.backend == TPM_NV) {
+        println!("index:        {}", meta.index);
+    }
     println!("kind:         {}", meta.kind);
     println!("version:      {}", meta.current);
     println!("created:      {}", meta.created);
@@ -479,7 +549,9 @@ fn show(client: &Client, args: NameArgs) -> anyhow::Result<()> {
 
 fn rotation(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let meta: SecretMeta = client.meta(t.namespace.as_deref(), &t.name)?;
+    let meta: SecretMeta = client
+        .meta(t.namespace.as_deref(), &t.name)
+        .map_err(named(t))?;
     if args.json {
         return json(&serde_json::json!({
             "namespace": meta.namespace,
@@ -525,7 +597,9 @@ fn rotation(client: &Client, args: NameArgs) -> anyhow::Result<()> {
 
 fn versions(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let all = client.versions(t.namespace.as_deref(), &t.name)?;
+    let all = client
+        .versions(t.namespace.as_deref(), &t.name)
+        .map_err(named(t))?;
     if args.json {
         return json(&all);
     }

@@ -105,7 +105,7 @@ impl AccessControl {
         if let Some(ns) = &spec.namespace {
             let parsed = coffer_types::Namespace::parse(ns)?;
             if !store.has_namespace(&parsed) {
-                return Err(CoreError::NoNamespace);
+                return Err(CoreError::NoNamespace(parsed.as_str().to_owned()));
             }
         }
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);

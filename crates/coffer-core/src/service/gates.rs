@@ -198,11 +198,18 @@ impl Service {
             Request::FirstMounted(readings) => readings,
         };
         let store = self.opened(store).map_err(|r| (r, None))?;
+        let first = readings
+            .first()
+            .map(|c| c.namespace.as_str().to_owned())
+            .unwrap_or_default();
         let (chosen, reading) = readings
             .into_iter()
             .enumerate()
             .find(|(_, c)| store.has_namespace(&c.namespace))
-            .ok_or((Refusal::at(Gate::Namespace, CoreError::NoNamespace), None))?;
+            .ok_or((
+                Refusal::at(Gate::Namespace, CoreError::NoNamespace(first)),
+                None,
+            ))?;
         pending.chose(&reading);
         let Candidate {
             namespace,
@@ -260,10 +267,14 @@ impl Service {
             Operation::Watch(input) => self.admit_watch(who, self.opened(store)?, input),
             Operation::Mount { candidates } => {
                 let store = self.opened(store)?;
+                let first = candidates
+                    .first()
+                    .map(|ns| ns.as_str().to_owned())
+                    .unwrap_or_default();
                 let found = candidates
                     .into_iter()
                     .find(|ns| store.has_namespace(ns))
-                    .ok_or(Refusal::at(Gate::Namespace, CoreError::NoNamespace))?;
+                    .ok_or(Refusal::at(Gate::Namespace, CoreError::NoNamespace(first)))?;
                 self.rate(who)?;
                 Ok(Admitted::Done(Reply::Mount(found.clone()), found))
             }
@@ -304,7 +315,10 @@ impl Service {
             .valid()
             .map_err(|e| Refusal::at(Gate::Namespace, CoreError::InvalidName(e)))?;
         if !store.has_namespace(namespace) {
-            return Err(Refusal::at(Gate::Namespace, CoreError::NoNamespace));
+            return Err(Refusal::at(
+                Gate::Namespace,
+                CoreError::NoNamespace(namespace.as_str().to_owned()),
+            ));
         }
         if store.is_locked(namespace) {
             return Err(Refusal::at(

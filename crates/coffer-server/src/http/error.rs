@@ -196,7 +196,7 @@ impl IntoResponse for ApiError {
 
 /// Whether a refusal is the core saying the secret (or version) is not there.
 pub(crate) fn is_missing(r: &Refusal) -> bool {
-    r.error.code() == ErrorCode::NotFound && !matches!(r.error, CoreError::NoNamespace)
+    r.error.code() == ErrorCode::NotFound && !matches!(r.error, CoreError::NoNamespace(_))
 }
 
 /// The result of a handler: a response, or an error that becomes one.

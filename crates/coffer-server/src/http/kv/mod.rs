@@ -211,7 +211,7 @@ fn render(shape: Shape, result: Result<Reply, Refusal>, path: &str) -> ApiResult
 /// version answers 404 with no message (a gone version with its metadata); a missing
 /// secret's metadata deletes as if it had been there.
 fn refusal(shape: Shape, r: Refusal, path: &str) -> ApiError {
-    if r.gate == Gate::Namespace && matches!(r.error, CoreError::NoNamespace) {
+    if r.gate == Gate::Namespace && matches!(r.error, CoreError::NoNamespace(_)) {
         return ApiError::no_route(path);
     }
     if let CoreError::Store(StoreError::Gone(gone)) = &r.error {
