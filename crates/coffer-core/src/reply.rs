@@ -118,6 +118,8 @@ pub enum Reply {
         /// Of the namespace.
         namespace: Option<String>,
     },
+    /// The built-in audit log's directory (`None`: the daemon runs without one).
+    AuditDevices(Option<String>),
     /// The audit log's verification.
     AuditVerified(Box<AuditReport>),
     /// A gap acknowledged: the seq of the gap record (`None`: there was no gap).

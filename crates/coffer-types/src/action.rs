@@ -85,6 +85,8 @@ string_enum! {
         AuditVerify = "audit_verify",
         /// Acknowledge a gap the audit log's check at unseal found (writes a gap record).
         AuditAcknowledge = "audit_acknowledge",
+        /// The audit devices (the built-in log), as Vault's `sys/audit` lists them.
+        AuditList = "audit_list",
         /// A stream of the change events the caller may see (NDJSON), until it closes.
         Watch = "watch",
         /// A new version of a KV secret: a JSON merge patch of its newest value.
@@ -151,6 +153,7 @@ impl Action {
                 | Self::TokenLookup
                 | Self::AuditHash
                 | Self::AuditVerify
+                | Self::AuditList
                 | Self::Metrics
                 | Self::Mount
                 | Self::WebhookList
@@ -163,7 +166,12 @@ impl Action {
     pub const fn on_socket(self) -> bool {
         !matches!(
             self,
-            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount | Self::WebhookDeliver
+            Self::Delete
+                | Self::Undelete
+                | Self::Metrics
+                | Self::Mount
+                | Self::WebhookDeliver
+                | Self::AuditList
         )
     }
 

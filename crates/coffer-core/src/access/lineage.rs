@@ -193,6 +193,53 @@ impl AccessControl {
         Ok(revoked)
     }
 
+    /// Revokes a token by accessor and leaves its children as orphans (Vault's
+    /// `revoke-orphan`; blocking). Answers the accessor revoked.
+    ///
+    /// The children are written parentless before the token's own record is deleted: a
+    /// crash between the two leaves live orphans beside a live parent, never a child whose
+    /// parent is gone (which would be dead, the opposite of what was asked).
+    pub fn revoke_token_orphan(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        accessor: &str,
+        actor: &str,
+    ) -> Result<Vec<String>, CoreError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let (hash, children) = {
+            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+            let hash = loaded.tokens.hash_of(accessor).ok_or_else(not_found)?;
+            let children: Vec<([u8; 32], TokenRecord)> = loaded
+                .tokens
+                .all()
+                .into_iter()
+                .filter(|r| r.parent.as_deref() == Some(accessor))
+                .filter_map(|r| {
+                    let h = loaded.tokens.hash_of(&r.accessor)?;
+                    let mut orphan = (*r).clone();
+                    orphan.parent = None;
+                    Some((h, orphan))
+                })
+                .collect();
+            (hash, children)
+        };
+        for (h, record) in &children {
+            system::save_token(store, h, record, actor, false)?;
+            self.loaded
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .tokens
+                .insert(*h, record.clone());
+        }
+        system::delete_token(store, &hash, Some((actor, accessor)))?;
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .remove(accessor);
+        Ok(vec![accessor.to_owned()])
+    }
+
     /// Renews a token by accessor (blocking): its expiry becomes now plus its time to
     /// live, but never later than its max expiry (for a record made before max expiries
     /// were kept: ten years after it was made).
@@ -306,5 +353,34 @@ mod tests {
         let again = AccessControl::new(AccessConfig::default(), 0);
         again.load(3, &store, k3).unwrap();
         assert!(again.tokens().is_empty());
+    }
+
+    #[test]
+    fn revoke_orphan_keeps_the_children_alive_across_a_restart() {
+        let master = MasterKey::generate().unwrap();
+        let (k1, k2) = (master.token_key(), master.token_key());
+        let store: Arc<dyn SecretStore> =
+            Arc::new(EncryptedStore::open(Arc::new(MemoryBackend::new()), master).unwrap());
+        let access = AccessControl::new(AccessConfig::default(), 0);
+        access.load(1, &store, k1).unwrap();
+        let parent = access.create_token(&store, spec(None), "uid:0").unwrap();
+        let child = access
+            .create_token(&store, spec(Some(&parent.record.accessor)), "token:p")
+            .unwrap();
+        let grand = access
+            .create_token(&store, spec(Some(&child.record.accessor)), "token:c")
+            .unwrap();
+        let revoked = access
+            .revoke_token_orphan(&store, &parent.record.accessor, "uid:0")
+            .unwrap();
+        assert_eq!(revoked, vec![parent.record.accessor.clone()]);
+        assert!(access.token(&parent.record.accessor).is_none());
+        let orphan = access.token(&child.record.accessor).unwrap();
+        assert!(orphan.orphan());
+        assert!(access.token_alive(&grand.record.accessor).is_ok());
+        let restarted = AccessControl::new(AccessConfig::default(), 0);
+        restarted.load(2, &store, k2).unwrap();
+        assert_eq!(restarted.tokens().len(), 2);
+        assert!(restarted.token_alive(&grand.record.accessor).is_ok());
     }
 }

@@ -320,6 +320,16 @@ impl AccessControl {
         })
     }
 
+    /// The accessor of a live token (known, unexpired, every ancestor alive); `None` for
+    /// any other. Only a hash and a map lookup: the token itself goes nowhere.
+    pub fn accessor_of(&self, token: &SecretBytes) -> Option<String> {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let key = loaded.token_key.as_ref()?;
+        let record = loaded.tokens.by_hash(&key.hash(token))?;
+        loaded.tokens.alive(record, Timestamp::now()).ok()?;
+        Some(record.accessor.clone())
+    }
+
     /// Whether every check would pass for `who` without looking at the path: a peer bound
     /// to the built-in `root` policy and nothing else (root, the daemon's user).
     pub fn unconditional(&self, who: &Principal) -> bool {

@@ -158,6 +158,17 @@ pub enum Operation {
         /// Its accessor.
         accessor: String,
     },
+    /// Revoke a token by accessor and make its children orphans (Vault's `revoke-orphan`):
+    /// its descendants live on.
+    TokenRevokeOrphan {
+        /// Its accessor.
+        accessor: String,
+    },
+    /// Renew a token by accessor.
+    TokenRenew {
+        /// Its accessor.
+        accessor: String,
+    },
     /// Revoke the caller's own token.
     TokenRevokeSelf,
     /// Renew the caller's own token.
@@ -167,6 +178,8 @@ pub enum Operation {
         /// The accessor; `None` for the token the request carries.
         accessor: Option<String>,
     },
+    /// The audit devices: the built-in log and where it is written.
+    AuditList,
     /// The audit log's hash of a name and/or a namespace.
     AuditHash {
         /// A secret name.
@@ -346,12 +359,14 @@ impl Operation {
             Self::SubjectSet { .. } => Action::SubjectSet,
             Self::TokenCreate(_) => Action::TokenCreate,
             Self::TokenList => Action::TokenList,
-            Self::TokenRevoke { .. } => Action::TokenRevoke,
+            Self::TokenRevoke { .. } | Self::TokenRevokeOrphan { .. } => Action::TokenRevoke,
+            Self::TokenRenew { .. } => Action::TokenRenew,
             Self::TokenRevokeSelf => Action::TokenRevokeSelf,
             Self::TokenRenewSelf => Action::TokenRenew,
             Self::TokenLookup { .. } => Action::TokenLookup,
             Self::AuditHash { .. } => Action::AuditHash,
             Self::AuditVerify => Action::AuditVerify,
+            Self::AuditList => Action::AuditList,
             Self::AuditAcknowledge => Action::AuditAcknowledge,
             Self::Metrics => Action::Metrics,
             Self::Webhook(op) => op.action(),

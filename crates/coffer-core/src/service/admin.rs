@@ -219,6 +219,9 @@ impl Service {
                     namespace: namespace.map(|n| keys.name_hash(&n)),
                 })
             }
+            Operation::AuditList => Ok(Reply::AuditDevices(
+                self.audit.as_ref().map(|a| a.dir().display().to_string()),
+            )),
             Operation::AuditVerify => {
                 let audit = self.audit.clone().ok_or_else(|| {
                     Refusal::at(
@@ -277,6 +280,8 @@ impl Service {
             Operation::TokenCreate(_)
             | Operation::TokenList
             | Operation::TokenRevoke { .. }
+            | Operation::TokenRevokeOrphan { .. }
+            | Operation::TokenRenew { .. }
             | Operation::TokenRevokeSelf
             | Operation::TokenRenewSelf
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,

@@ -588,12 +588,15 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         | Operation::SubjectSet { .. } => (Sudo, "sys/policy"),
         Operation::TokenList
         | Operation::TokenRevoke { .. }
+        | Operation::TokenRevokeOrphan { .. }
+        | Operation::TokenRenew { .. }
         | Operation::TokenLookup {
             accessor: Some(_), ..
         } => (Sudo, "sys/token"),
-        Operation::AuditHash { .. } | Operation::AuditVerify | Operation::AuditAcknowledge => {
-            (Sudo, "sys/audit")
-        }
+        Operation::AuditHash { .. }
+        | Operation::AuditVerify
+        | Operation::AuditAcknowledge
+        | Operation::AuditList => (Sudo, "sys/audit"),
         Operation::Metrics => (Read, "sys/metrics"),
         Operation::Webhook(_) => (Sudo, "sys/webhooks"),
         Operation::Backup { .. } => (Sudo, "sys/backup"),

@@ -62,6 +62,8 @@ fn label(op: &Operation) -> (Action, Option<String>, Option<String>) {
         // The token acted on, by accessor (well-formed ones only: a record never keeps
         // arbitrary input).
         Operation::TokenRevoke { accessor }
+        | Operation::TokenRevokeOrphan { accessor }
+        | Operation::TokenRenew { accessor }
         | Operation::TokenLookup {
             accessor: Some(accessor),
         } => (

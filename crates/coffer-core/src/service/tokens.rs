@@ -32,6 +32,22 @@ impl Service {
                     .map(Reply::TokensRevoked)
                     .map_err(stored)
             }
+            Operation::TokenRevokeOrphan { accessor } => {
+                let store = self.store()?;
+                let (access, actor) = (self.access.clone(), who.actor());
+                blocking(move || access.revoke_token_orphan(&store, &accessor, &actor))
+                    .await
+                    .map(Reply::TokensRevoked)
+                    .map_err(stored)
+            }
+            Operation::TokenRenew { accessor } => {
+                let store = self.store()?;
+                let (access, actor) = (self.access.clone(), who.actor());
+                blocking(move || access.renew_token(&store, &accessor, &actor))
+                    .await
+                    .map(|record| Reply::TokenInfo(Box::new(record)))
+                    .map_err(stored)
+            }
             Operation::TokenLookup {
                 accessor: Some(accessor),
             } => self
@@ -76,6 +92,16 @@ impl Service {
             }
             _ => Err(invalid("not a token operation")),
         }
+    }
+
+    /// The accessor of a token given in a request's body (Vault's `auth/token/lookup`,
+    /// `revoke`, `renew` name the token itself), so the operation names it by accessor:
+    /// the audit record and every message then carry the accessor, never the token. An
+    /// unknown, revoked or expired token answers `None`; the caller then still goes through
+    /// the gates (with an accessor that matches nothing), so a caller without the grant
+    /// learns nothing about the token.
+    pub fn token_accessor(&self, token: &coffer_crypto::SecretBytes) -> Option<String> {
+        self.access.accessor_of(token)
     }
 
     async fn create_token(&self, who: &Principal, input: TokenInput) -> Gated<Reply> {

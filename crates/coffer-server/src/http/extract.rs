@@ -63,6 +63,11 @@ pub(crate) struct Body {
 }
 
 impl Body {
+    /// Whether the body is empty (or only white space).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.iter().all(u8::is_ascii_whitespace)
+    }
+
     /// The body as JSON of type `T` (an empty body reads as `{}`). Errors never quote the
     /// body: serde's type errors do (`invalid type: string "..."`), so only its syntax
     /// errors (positions) and missing-field errors (our field names) are passed on.

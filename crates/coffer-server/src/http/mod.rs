@@ -123,6 +123,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/coffer/webhooks/{id}", delete(webhooks::remove))
         .route("/v1/sys/coffer/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::mount_of))
+        .route("/v1/sys/audit", get(sys::audit_list))
+        .route("/v1/sys/audit/{*path}", any(sys::audit_device))
+        .route(
+            "/v1/sys/audit-hash/file",
+            post(sys::audit_hash_file).put(sys::audit_hash_file),
+        )
         .route(
             "/v1/sys/events/subscribe/{*event_type}",
             get(events::subscribe),
@@ -145,14 +151,37 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/auth/token/lookup-accessor",
-            post(token::lookup_accessor),
+            post(token::lookup_accessor).put(token::lookup_accessor),
         )
-        .route("/v1/auth/token/revoke-self", post(token::revoke_self))
+        .route(
+            "/v1/auth/token/revoke-self",
+            post(token::revoke_self).put(token::revoke_self),
+        )
         .route(
             "/v1/auth/token/revoke-accessor",
-            post(token::revoke_accessor),
+            post(token::revoke_accessor).put(token::revoke_accessor),
         )
-        .route("/v1/auth/token/renew-self", post(token::renew_self))
+        .route(
+            "/v1/auth/token/renew-self",
+            post(token::renew_self).put(token::renew_self),
+        )
+        .route(
+            "/v1/auth/token/lookup",
+            get(token::lookup).post(token::lookup).put(token::lookup),
+        )
+        .route(
+            "/v1/auth/token/revoke",
+            post(token::revoke).put(token::revoke),
+        )
+        .route(
+            "/v1/auth/token/revoke-orphan",
+            post(token::revoke_orphan).put(token::revoke_orphan),
+        )
+        .route("/v1/auth/token/renew", post(token::renew).put(token::renew))
+        .route(
+            "/v1/auth/token/renew-accessor",
+            post(token::renew_accessor).put(token::renew_accessor),
+        )
         .route("/v1/auth/{*rest}", any(sys::no_route));
     router = both(router, "/v1/sys/policies/acl", any(sys::policy_list));
     router = both(router, "/v1/sys/policy", any(sys::policy_list));

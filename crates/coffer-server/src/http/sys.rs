@@ -107,6 +107,7 @@ struct SealStatus {
     nonce: &'static str,
     version: Cow<'static, str>,
     build_date: &'static str,
+    commit_date: &'static str,
     migration: bool,
     recovery_seal: bool,
     storage_type: Cow<'static, str>,
@@ -131,6 +132,9 @@ fn seal_facts(report: &StatusReport) -> Response {
             nonce: "",
             version: report.version.clone(),
             build_date: "",
+            // The build's commit date when the build was told it (COFFER_COMMIT_DATE),
+            // else empty as Vault leaves an unknown one.
+            commit_date: option_env!("COFFER_COMMIT_DATE").unwrap_or(""),
             migration: false,
             recovery_seal: false,
             storage_type: report.backend.clone(),
@@ -204,14 +208,7 @@ pub(crate) async fn mounts(State(state): State<Shared>, Who(caller): Who) -> Api
         table.insert(path.clone(), mount::entry(&path, ns.as_str()));
     }
     // Vault answers the table both at the top level and under `data`.
-    let id = envelope::request_id();
-    let mut body = serde_json::to_value(Envelope::data(&id, &table)).unwrap_or_default();
-    if let serde_json::Value::Object(b) = &mut body {
-        for (k, v) in table {
-            b.insert(k, v);
-        }
-    }
-    Ok(envelope::json(StatusCode::OK, &body))
+    Ok(both_levels(table))
 }
 
 /// `sys/internal/ui/mounts/<path>`: which mount serves `path` (the bao and vault CLIs ask
@@ -384,6 +381,75 @@ pub(crate) async fn audit_hash(
     match state.service.call(caller, op).await? {
         Reply::AuditHash { name, namespace } => Ok(envelope::data(
             serde_json::json!({ "name": name, "namespace": namespace }),
+        )),
+        _ => Err(ApiError::unexpected()),
+    }
+}
+
+/// `sys/audit` (GET): the built-in audit log, listed as Vault lists a file device at
+/// `file/`, for a caller with `sudo` on `sys/audit` (as Vault's path needs `sudo`).
+/// `file_path` is the log's directory (coffer writes segments there, not one file).
+pub(crate) async fn audit_list(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    let Reply::AuditDevices(dir) = state.service.call(caller, Operation::AuditList).await? else {
+        return Err(ApiError::unexpected());
+    };
+    let mut table = serde_json::Map::new();
+    if let Some(dir) = dir {
+        table.insert(
+            "file/".to_owned(),
+            serde_json::json!({
+                "type": "file",
+                "description": "",
+                "options": { "file_path": dir },
+                "local": false,
+                "path": "file/",
+            }),
+        );
+    }
+    Ok(both_levels(table))
+}
+
+/// A table Vault answers both at the top level and under `data`.
+fn both_levels(table: serde_json::Map<String, serde_json::Value>) -> Response {
+    let id = envelope::request_id();
+    let mut body = serde_json::to_value(Envelope::data(&id, &table)).unwrap_or_default();
+    if let serde_json::Value::Object(b) = &mut body {
+        for (k, v) in table {
+            b.insert(k, v);
+        }
+    }
+    envelope::json(StatusCode::OK, &body)
+}
+
+/// `sys/audit/<path>` (PUT, POST, DELETE): enabling and disabling devices over the API is
+/// refused (the built-in log is always on; OpenBao 2.x refuses API-enabled devices too).
+pub(crate) async fn audit_device(Path(path): Path<String>) -> Response {
+    ApiError::bad(format!(
+        "audit device {path:?}: coffer's audit log is built in and always on, so it is          neither enabled nor disabled over the API; it is listed at sys/audit as file/, and          its directory is set with the daemon's --audit-dir (see docs/audit.md)"
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct AuditHashIn {
+    input: String,
+}
+
+/// `sys/audit-hash/file`: Vault's shape over `sys/coffer/audit/hash` (the same operation
+/// and grant): the hash the audit log records for `input`.
+pub(crate) async fn audit_hash_file(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let input: AuditHashIn = body.json()?;
+    let op = Operation::AuditHash {
+        name: Some(input.input),
+        namespace: None,
+    };
+    match state.service.call(caller, op).await? {
+        Reply::AuditHash { name, .. } => Ok(envelope::data(
+            serde_json::json!({ "hash": name.unwrap_or_default() }),
         )),
         _ => Err(ApiError::unexpected()),
     }

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use coffer_core::access::token::MAX_TOKEN_TTL;
 use coffer_core::{Operation, Reply, TokenInput};
+use coffer_crypto::SecretBytes;
 use coffer_types::Timestamp;
 use coffer_types::duration;
 use coffer_types::reply::TokenRecord;
@@ -120,10 +121,33 @@ async fn make(state: Shared, Who(caller): Who, body: Body, orphan: bool) -> ApiR
     }
 }
 
-/// `{"accessor": "..."}`.
+/// `{"accessor": "..."}` (`increment` is taken and ignored on renew-accessor).
 #[derive(Deserialize)]
 struct AccessorIn {
     accessor: String,
+    #[serde(default, rename = "increment")]
+    _increment: Option<serde_json::Value>,
+}
+
+/// `{"token": "..."}` (`increment` is taken and ignored on renew: a renewal restores the
+/// token's own time to live, never past its max).
+#[derive(Deserialize)]
+struct TokenIn {
+    token: String,
+    #[serde(default, rename = "increment")]
+    _increment: Option<serde_json::Value>,
+}
+
+/// The token a body names, and the accessor the operation will name it by: the token
+/// stays here (in locked memory) and never reaches the operation, its record or a
+/// message. A token that is not live gets an accessor that matches nothing, so the
+/// request still goes through the gates (a caller without the grant is refused, and
+/// recorded, the same whether the token exists or not) and then answers `not_found`.
+fn named_token(state: &Shared, body: Body) -> Result<(SecretBytes, String), ApiError> {
+    let input: TokenIn = body.json()?;
+    let token = SecretBytes::from_string(input.token);
+    let accessor = state.service.token_accessor(&token).unwrap_or_default();
+    Ok((token, accessor))
 }
 
 /// `auth/token/lookup-self`.
@@ -148,7 +172,7 @@ pub(crate) async fn lookup_accessor(
     Who(caller): Who,
     body: Body,
 ) -> ApiResult {
-    let AccessorIn { accessor } = body.json()?;
+    let AccessorIn { accessor, .. } = body.json()?;
     let op = Operation::TokenLookup {
         accessor: Some(accessor),
     };
@@ -204,12 +228,88 @@ pub(crate) async fn revoke_accessor(
     Who(caller): Who,
     body: Body,
 ) -> ApiResult {
-    let AccessorIn { accessor } = body.json()?;
+    let AccessorIn { accessor, .. } = body.json()?;
     state
         .service
         .call(caller, Operation::TokenRevoke { accessor })
         .await?;
     Ok(envelope::no_content())
+}
+
+/// `auth/token/lookup` (POST, or GET with no body: the caller's own, as lookup-self):
+/// the token named in the body, for a caller with `sudo` on `sys/token`.
+pub(crate) async fn lookup(state: State<Shared>, who: Who, body: Body) -> ApiResult {
+    if body.is_empty() {
+        return lookup_self(state, who).await;
+    }
+    let (State(state), Who(caller)) = (state, who);
+    let (token, accessor) = named_token(&state, body)?;
+    let op = Operation::TokenLookup {
+        accessor: Some(accessor),
+    };
+    let reply = state.service.call(caller, op).await?;
+    // Vault shows the id of a token looked up by it: the caller sent it.
+    lookup_answer(reply, token.expose_str().unwrap_or(""))
+}
+
+/// `auth/token/revoke`: the token named in the body and its descendants (Vault's tree
+/// revocation), for a caller with `sudo` on `sys/token`.
+pub(crate) async fn revoke(State(state): State<Shared>, Who(caller): Who, body: Body) -> ApiResult {
+    let (_token, accessor) = named_token(&state, body)?;
+    state
+        .service
+        .call(caller, Operation::TokenRevoke { accessor })
+        .await?;
+    Ok(envelope::no_content())
+}
+
+/// `auth/token/revoke-orphan`: the token named in the body; its children become orphans.
+/// Needs `sudo` on `sys/token`, as Vault needs `sudo` on this path.
+pub(crate) async fn revoke_orphan(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let (_token, accessor) = named_token(&state, body)?;
+    state
+        .service
+        .call(caller, Operation::TokenRevokeOrphan { accessor })
+        .await?;
+    Ok(envelope::no_content())
+}
+
+/// `auth/token/renew`: the token named in the body, for a caller with `sudo` on
+/// `sys/token`.
+pub(crate) async fn renew(State(state): State<Shared>, Who(caller): Who, body: Body) -> ApiResult {
+    let (token, accessor) = named_token(&state, body)?;
+    match state
+        .service
+        .call(caller, Operation::TokenRenew { accessor })
+        .await?
+    {
+        Reply::TokenInfo(record) => Ok(envelope::auth(auth_of(
+            &record,
+            token.expose_str().unwrap_or(""),
+        ))),
+        _ => Err(ApiError::unexpected()),
+    }
+}
+
+/// `auth/token/renew-accessor`: never shows the token.
+pub(crate) async fn renew_accessor(
+    State(state): State<Shared>,
+    Who(caller): Who,
+    body: Body,
+) -> ApiResult {
+    let AccessorIn { accessor, .. } = body.json()?;
+    match state
+        .service
+        .call(caller, Operation::TokenRenew { accessor })
+        .await?
+    {
+        Reply::TokenInfo(record) => Ok(envelope::auth(auth_of(&record, ""))),
+        _ => Err(ApiError::unexpected()),
+    }
 }
 
 /// `auth/token/renew-self`.

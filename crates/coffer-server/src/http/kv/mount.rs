@@ -131,11 +131,26 @@ pub(crate) fn entry(mount_path: &str, namespace: &str) -> serde_json::Value {
         "local": false,
         "seal_wrap": false,
         "external_entropy_access": false,
-        "uuid": "",
+        // Stable per namespace, in a UUID's shape (Vault's is random per mount).
+        "uuid": uuid_of(namespace),
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
+        "deprecation_status": "supported",
     })
+}
+
+/// A UUID-shaped id derived from the namespace's name.
+fn uuid_of(namespace: &str) -> String {
+    let h = blake3_hex(&format!("coffer mount {namespace}"));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn blake3_hex(text: &str) -> String {

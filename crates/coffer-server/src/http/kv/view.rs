@@ -161,9 +161,14 @@ struct MetadataView<'a> {
     cas_required: bool,
     created_time: String,
     current_version: u32,
+    /// OpenBao 2.x's: coffer keeps no versions of the metadata itself, so 0 (as OpenBao
+    /// answers for metadata never written apart from data).
+    current_metadata_version: u32,
     custom_metadata: Option<&'a BTreeMap<String, String>>,
     delete_version_after: String,
     max_versions: u32,
+    /// OpenBao 2.x's: whether metadata writes need a check-and-set (never, in coffer).
+    metadata_cas_required: bool,
     oldest_version: u32,
     updated_time: String,
     versions: BTreeMap<String, VersionEntry>,
@@ -180,9 +185,11 @@ pub(crate) fn metadata(meta: &SecretMeta) -> Response {
         cas_required: meta.cas_required,
         created_time: meta.created.to_string(),
         current_version: meta.current.get(),
+        current_metadata_version: 0,
         custom_metadata: custom(&meta.custom_metadata),
         delete_version_after: duration::go_text(meta.delete_version_after.unwrap_or(0)),
         max_versions: meta.max_versions.unwrap_or(0),
+        metadata_cas_required: false,
         // Vault says 0 until versions were pruned.
         oldest_version: if oldest > 1 { oldest } else { 0 },
         updated_time: meta.updated.to_string(),
