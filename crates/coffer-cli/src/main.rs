@@ -154,6 +154,10 @@ enum Command {
     /// Print a shell completion script: `coffer completions bash >
     /// /usr/share/bash-completion/completions/coffer` (also zsh, fish, elvish, powershell).
     Completions(cmd::shell::CompletionsArgs),
+    /// Check the configuration: the settings `coffer serve` would run with and where each
+    /// came from
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Write the man pages (for packaging).
     #[command(hide = true)]
     Man(cmd::shell::ManArgs),
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => {
             cmd::shell::completions(<Cli as clap::CommandFactory>::command(), args)
         }
+        Command::Config(command) => cmd::config::run(socket, command),
         Command::Man(args) => cmd::shell::man(<Cli as clap::CommandFactory>::command(), args),
     };
     match result {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backup;
 pub mod compute;
+pub mod config;
 pub mod init;
 mod json;
 pub mod master;

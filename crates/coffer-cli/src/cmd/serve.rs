@@ -229,8 +229,34 @@ pub fn store_kind(kind: config::StoreKind) -> StoreKind {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    let config = daemon_config(resolve(socket, args)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("coffer")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let daemon = Daemon::start(config).await?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping");
+        daemon.shutdown().await?;
+        anyhow::Ok(())
+    })?;
+    // Whatever is still queued on the runtime (nothing the daemon waits for) ends here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// The settings `serve` runs with: its flags and their `COFFER_*` variables, over the
+/// configuration file, over the defaults (`coffer config check` shows them).
+pub fn resolve(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ServeConfig> {
     let file = FileConfig::load(args.config.as_deref())?;
-    let cfg = config::resolve_serve(
+    config::resolve_serve(
         ServeFlags {
             data_dir: args.data_dir,
             socket,
@@ -260,26 +286,5 @@ pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
             credentials_socket: args.credentials_socket,
         },
         file,
-    )?;
-    let config = daemon_config(cfg);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("coffer")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let daemon = Daemon::start(config).await?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("stopping");
-        daemon.shutdown().await?;
-        anyhow::Ok(())
-    })?;
-    // Whatever is still queued on the runtime (nothing the daemon waits for) ends here.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    )
 }
