@@ -117,6 +117,10 @@ string_enum! {
         /// An encrypted backup of the whole store, streamed (age v1 to the caller's
         /// recipients).
         Backup = "backup",
+        /// Manage AppRole roles and their secret-ids (HTTP `auth/approle/role/...`).
+        Approle = "approle",
+        /// Log in with an AppRole role-id and secret-id: a token for the role's policies.
+        ApproleLogin = "approle_login",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -163,7 +167,13 @@ impl Action {
     pub const fn on_socket(self) -> bool {
         !matches!(
             self,
-            Self::Delete | Self::Undelete | Self::Metrics | Self::Mount | Self::WebhookDeliver
+            Self::Delete
+                | Self::Undelete
+                | Self::Metrics
+                | Self::Mount
+                | Self::WebhookDeliver
+                | Self::Approle
+                | Self::ApproleLogin
         )
     }
 
