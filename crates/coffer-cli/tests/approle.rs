@@ -19,7 +19,7 @@ use serde_json::Value;
 
 const POLICIES: &str = r#"
 [policies.app]
-rules = [{ path = "secret/app/*", capabilities = ["read"] }]
+rules = [{ path = "default/app/*", capabilities = ["read"] }]
 "#;
 
 fn daemon() -> (Daemon, String, String, tempfile::TempDir) {
@@ -27,9 +27,8 @@ fn daemon() -> (Daemon, String, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies.toml");
     std::fs::write(&policies, POLICIES).unwrap();
+    // (The `secret/` mount is the namespace `default`.)
     let (daemon, url, root) = http_daemon(&["--policy-file", policies.to_str().unwrap()]);
-    let out = daemon.cli(&["namespaces", "create", "secret"], b"");
-    assert!(out.status.success(), "{}", stderr(&out));
     (daemon, url, root, dir)
 }
 
