@@ -137,4 +137,38 @@ pub enum Reply {
     WebhookStatus(Vec<coffer_types::webhook::WebhookStatus>),
     /// A backup being made: the listener streams its age bytes until it ends.
     Backup(Box<crate::backup::BackupStream>),
+    /// What an AppRole operation answers.
+    AppRole(Box<AppRoleReply>),
+}
+
+/// What an AppRole operation answers.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AppRoleReply {
+    /// Done, nothing to show.
+    Done,
+    /// A role's settings.
+    Role(crate::access::approle::Role),
+    /// Role names, or a role's secret-id accessors.
+    Keys(Vec<String>),
+    /// A role's role-id.
+    RoleId(String),
+    /// A secret-id just made: shown this once.
+    SecretId {
+        /// The secret-id.
+        secret_id: SecretBytes,
+        /// Its record.
+        record: crate::access::approle::SecretIdRecord,
+    },
+    /// A secret-id's record.
+    SecretIdInfo(crate::access::approle::SecretIdRecord),
+    /// A login: the token, shown this once, its record and the role's name.
+    Login {
+        /// The token.
+        token: SecretBytes,
+        /// Its record.
+        record: TokenRecord,
+        /// The role logged in with.
+        role: String,
+    },
 }

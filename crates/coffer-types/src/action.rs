@@ -119,6 +119,10 @@ string_enum! {
         /// An encrypted backup of the whole store, streamed (age v1 to the caller's
         /// recipients).
         Backup = "backup",
+        /// Manage AppRole roles and their secret-ids (HTTP `auth/approle/role/...`).
+        Approle = "approle",
+        /// Log in with an AppRole role-id and secret-id: a token for the role's policies.
+        ApproleLogin = "approle_login",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -172,6 +176,8 @@ impl Action {
                 | Self::Mount
                 | Self::WebhookDeliver
                 | Self::AuditList
+                | Self::Approle
+                | Self::ApproleLogin
         )
     }
 

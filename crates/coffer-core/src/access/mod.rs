@@ -24,6 +24,7 @@ pub mod review;
 mod system;
 
 pub(crate) use system::ensure_namespace as ensure_system_namespace;
+pub mod approle;
 pub mod token;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

@@ -9,6 +9,7 @@
 //! once: [`SecretOp::needs`] and [`SecretOp::check`] for secrets, [`ListInput`] for lists,
 //! the admin operations' checks in the service's `admin` module.
 
+pub mod approle;
 pub mod hook_path;
 pub mod secret;
 pub mod webhook;
@@ -18,6 +19,7 @@ use coffer_types::reply::PolicyText;
 use coffer_types::wire::UnsealWith;
 use coffer_types::{Action, Namespace, Parsed, SlotKind, Target};
 
+pub use approle::{AppRoleOp, RoleInput, SecretIdInput};
 pub use secret::{MetadataChange, RotationInput, SecretOp, SpecInput, WriteOptions};
 pub use webhook::WebhookOp;
 
@@ -206,6 +208,8 @@ pub enum Operation {
         /// A passphrase (age's scrypt recipient) instead: then the only recipient.
         passphrase: Option<SecretBytes>,
     },
+    /// AppRole: roles, secret-ids and the login (`sudo` on `sys/approle` but for the login).
+    AppRole(AppRoleOp),
 }
 
 /// Which change events a watch follows, and from where.
@@ -372,6 +376,7 @@ impl Operation {
             Self::Webhook(op) => op.action(),
             Self::Watch(_) => Action::Watch,
             Self::Backup { .. } => Action::Backup,
+            Self::AppRole(op) => op.action(),
         }
     }
 
@@ -421,5 +426,11 @@ impl Request {
     /// Whether it is an unseal that carries its own key as its authority.
     pub(crate) fn unseals_by_key(&self) -> bool {
         matches!(self, Self::One(Operation::Unseal { by_key: true, .. }))
+    }
+
+    /// Whether it is an AppRole login, whose role-id and secret-id are its credential (no
+    /// token).
+    pub(crate) fn logs_in(&self) -> bool {
+        matches!(self, Self::One(Operation::AppRole(AppRoleOp::Login { .. })))
     }
 }

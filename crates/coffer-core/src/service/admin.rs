@@ -285,6 +285,7 @@ impl Service {
             | Operation::TokenRevokeSelf
             | Operation::TokenRenewSelf
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
+            Operation::AppRole(op) => self.approle(who, op).await,
             // Secrets, lists and mounts are admitted as their own work.
             Operation::Secret { .. }
             | Operation::List { .. }

@@ -111,7 +111,11 @@ impl Service {
         }
         // Gates 1 and 2. (Only flags of the request are passed across the wait below: its
         // readings need not be `Sync`.)
-        let how = (request.runs_sealed(), request.unseals_by_key());
+        // An unseal by key and an AppRole login carry their own credential, not a token.
+        let how = (
+            request.runs_sealed(),
+            request.unseals_by_key() || request.logs_in(),
+        );
         let identified = self.identify(pending.identity(), how, token.as_ref()).await;
         drop(token);
         let (principal, store) = match identified {
@@ -145,6 +149,13 @@ impl Service {
         let this = Arc::clone(self);
         let work = self.tasks.spawn(async move {
             let result = this.execute(principal, admitted).await;
+            if action == coffer_types::Action::ApproleLogin
+                && matches!(&result, Err(r) if r.gate == Gate::Identity)
+            {
+                // A wrong role-id or secret-id counts as a bad token does: enough of them
+                // back the peer off.
+                this.peers.failed(pending.identity());
+            }
             this.finish(pending, result).await
         });
         let result = work.await.unwrap_or_else(|e| Err(task_failed(action, &e)));
@@ -179,6 +190,9 @@ impl Service {
         if !self.peers.admit(who) {
             return limited();
         }
+        if request.logs_in() && !self.peers.may_identify(who) {
+            return limited();
+        }
         if matches!(request, Request::One(Operation::Unseal { .. }))
             && self.sealed()
             && !self.peers.unseal(who)
@@ -198,7 +212,10 @@ impl Service {
         action: coffer_types::Action,
     ) -> Result<(), Refusal> {
         let who = &caller.identity;
-        if action == coffer_types::Action::Unseal {
+        if matches!(
+            action,
+            coffer_types::Action::Unseal | coffer_types::Action::ApproleLogin
+        ) {
             // Its body is the credential, not a token; its attempts have their own budget
             // at gate 0 of the request itself.
             return Ok(());

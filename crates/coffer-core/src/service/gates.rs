@@ -98,7 +98,13 @@ impl Service {
             Some(self.store()?)
         };
         if by_key {
-            // The key is the authority; whoever sends it is recorded by address.
+            // An AppRole login (the store open) makes a token: tokens must be loaded.
+            let epoch = self.vault.epoch();
+            if store.is_some() && self.access.loaded_epoch() != Some(epoch) {
+                self.sync(epoch).await;
+            }
+            // The key (or the login's credential) is the authority; whoever sends it is
+            // recorded by address.
             let principal = Principal {
                 uid: who.uid,
                 gid: who.gid,
@@ -600,6 +606,9 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         Operation::Metrics => (Read, "sys/metrics"),
         Operation::Webhook(_) => (Sudo, "sys/webhooks"),
         Operation::Backup { .. } => (Sudo, "sys/backup"),
+        // A login's role-id and secret-id are its credential.
+        Operation::AppRole(crate::op::AppRoleOp::Login { .. }) => return None,
+        Operation::AppRole(_) => (Sudo, "sys/approle"),
         _ => return None,
     })
 }

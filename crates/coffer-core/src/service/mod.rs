@@ -17,6 +17,7 @@
 //! `list` (the data plane), `admin` and `tokens` (the daemon's own records).
 
 mod admin;
+mod approle;
 mod backup;
 mod call;
 mod gates;

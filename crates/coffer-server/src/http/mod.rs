@@ -9,6 +9,7 @@
 //! calls `coffer_core::Service::call`, and shapes the answer (`envelope`); `error` maps a
 //! refusal to Vault's status and message exactly once. `metrics` counts what was answered.
 
+mod approle;
 mod backup;
 mod envelope;
 mod error;
@@ -182,7 +183,25 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/auth/token/renew-accessor",
             post(token::renew_accessor).put(token::renew_accessor),
         )
+        .route(
+            "/v1/auth/approle/login",
+            post(approle::login).put(approle::login),
+        )
+        .route("/v1/auth/approle/role/{name}", any(approle::role))
+        .route(
+            "/v1/auth/approle/role/{name}/role-id",
+            any(approle::role_id),
+        )
+        .route(
+            "/v1/auth/approle/role/{name}/secret-id",
+            any(approle::secret_id),
+        )
+        .route(
+            "/v1/auth/approle/role/{name}/{kind}/{verb}",
+            any(approle::secret_id_action),
+        )
         .route("/v1/auth/{*rest}", any(sys::no_route));
+    router = both(router, "/v1/auth/approle/role", any(approle::roles));
     router = both(router, "/v1/sys/policies/acl", any(sys::policy_list));
     router = both(router, "/v1/sys/policy", any(sys::policy_list));
     router
@@ -235,7 +254,11 @@ async fn vouch(
 fn at_most(path: &str) -> coffer_types::Action {
     use coffer_types::Action;
     let rest = path.trim_start_matches("/v1/");
-    if rest.starts_with("auth/token/") {
+    if rest.trim_end_matches('/') == "auth/approle/login" {
+        Action::ApproleLogin
+    } else if rest.starts_with("auth/approle/") {
+        Action::Approle
+    } else if rest.starts_with("auth/token/") {
         Action::TokenCreate
     } else if rest.trim_end_matches('/') == "sys/unseal" {
         Action::Unseal
