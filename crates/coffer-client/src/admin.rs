@@ -50,6 +50,16 @@ impl Client {
         self.call(&request).map(drop)
     }
 
+    /// Puts a Vault HCL policy, kept as written.
+    pub fn put_hcl_policy(&self, name: &str, hcl: &str) -> Result<(), ClientError> {
+        let request = self
+            .request("policy_put")
+            .field("policy", name)
+            .field("hcl", hcl)
+            .finish();
+        self.call(&request).map(drop)
+    }
+
     /// One policy.
     pub fn policy(&self, name: &str) -> Result<PolicyView, ClientError> {
         self.call(&self.request("policy_get").field("policy", name).finish())?

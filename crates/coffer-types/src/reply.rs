@@ -96,8 +96,13 @@ impl TokenRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyText {
-    /// The rules.
+    /// The rules (coffer's form; empty for an HCL policy).
+    #[serde(default)]
     pub rules: Vec<RuleText>,
+    /// A Vault HCL policy, exactly as written (`path "secret/data/*" { ... }`); judged in
+    /// Vault's model, beside any coffer rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hcl: Option<String>,
 }
 
 /// A rule as written.

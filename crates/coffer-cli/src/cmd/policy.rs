@@ -15,7 +15,8 @@ use super::table::Table;
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Put a policy from a file (TOML or JSON; `-` for standard input):
-    /// `rules = [{ path = "app/*", capabilities = ["read"] }]`.
+    /// `rules = [{ path = "app/*", capabilities = ["read"] }]`, or Vault's HCL (a `.hcl`
+    /// file, or text of `path "..." { capabilities = [...] }` blocks), kept as written.
     Put {
         /// The policy's name (a-z, 0-9, '_', '-')
         name: String,
@@ -67,9 +68,12 @@ fn read_text(file: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Reads rules from TOML or JSON.
-fn read_rules(file: &Path) -> anyhow::Result<Vec<RuleText>> {
-    rules_of(file, &read_text(file)?)
+/// Whether a policy file is Vault's HCL: a `.hcl` name, or text that is neither JSON nor
+/// TOML.
+fn is_hcl(file: &Path, text: &str) -> bool {
+    file.extension().is_some_and(|e| e == "hcl")
+        || (serde_json::from_str::<serde_json::Value>(text).is_err()
+            && toml::from_str::<toml::Table>(text).is_err())
 }
 
 fn rules_of(file: &Path, text: &str) -> anyhow::Result<Vec<RuleText>> {
@@ -101,9 +105,18 @@ fn check(file: &Path) -> anyhow::Result<()> {
     let one_policy = toml::from_str::<toml::Table>(&text)
         .map(|t| t.contains_key("rules"))
         .unwrap_or_else(|_| serde_json::from_str::<serde_json::Value>(&text).is_ok());
-    let set = if one_policy {
+    let set = if is_hcl(file, &text) {
+        let doc = PolicyDoc::from_text(&PolicyText {
+            rules: Vec::new(),
+            hcl: Some(text.clone()),
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let mut set = PolicySet::default();
+        set.policies.insert("policy".to_owned(), doc);
+        set
+    } else if one_policy {
         let rules = rules_of(file, &text)?;
-        let doc = PolicyDoc::from_text(&PolicyText { rules })
+        let doc = PolicyDoc::from_text(&PolicyText { rules, hcl: None })
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let name = file
             .file_stem()
@@ -164,7 +177,12 @@ fn source(s: PolicySource) -> &'static str {
 pub fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Put { name, file } => {
-            client.put_policy(&name, &read_rules(&file)?)?;
+            let text = read_text(&file)?;
+            if is_hcl(&file, &text) {
+                client.put_hcl_policy(&name, &text)?;
+            } else {
+                client.put_policy(&name, &rules_of(&file, &text)?)?;
+            }
             eprintln!("policy {name} put");
         }
         PolicyCommand::Get { name, json } => {
@@ -172,8 +190,13 @@ pub fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> {
             if json {
                 json::print(&p)?;
             } else {
-                println!("policy {} ({})", p.name, source(p.source));
-                rules_table(&p.rules.rules).print();
+                if let Some(hcl) = &p.rules.hcl {
+                    // Exactly as written.
+                    print!("{hcl}");
+                } else {
+                    println!("policy {} ({})", p.name, source(p.source));
+                    rules_table(&p.rules.rules).print();
+                }
             }
         }
         PolicyCommand::List { json } => {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use coffer_client::Client;
 
 pub mod http;
+pub mod openbao;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");

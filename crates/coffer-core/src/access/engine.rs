@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use coffer_types::Capability;
 
+use super::hcl::{HclPolicy, Verdict, judge};
 use super::policy::{DEFAULT_POLICY, PolicyDoc, PolicySet, ROOT_POLICY, Subject};
+use super::vault_map::vault_requests;
 
 /// What the policy gate needs to know of a caller.
 #[derive(Debug, Clone, Copy)]
@@ -74,10 +76,9 @@ impl Engine {
         // Vault's `default` policy exists everywhere, so clients that make tokens with it
         // work unchanged; here it grants nothing (a token's own lookup, renewal and
         // revocation need no grant). A policy file or the store may define it.
-        engine.policies.insert(
-            DEFAULT_POLICY.to_owned(),
-            Arc::new(PolicyDoc { rules: Vec::new() }),
-        );
+        engine
+            .policies
+            .insert(DEFAULT_POLICY.to_owned(), Arc::new(PolicyDoc::default()));
         for set in sets {
             for (name, doc) in &set.policies {
                 engine.policies.insert(name.clone(), Arc::new(doc.clone()));
@@ -212,28 +213,26 @@ impl Engine {
 
     /// Decides whether `caller` may use `capability` on `path`.
     pub fn decide(&self, caller: Caller<'_>, capability: Capability, path: &str) -> Decision {
-        let mut granted = false;
-        let mut visit = |docs: &mut dyn Iterator<Item = &Arc<PolicyDoc>>| -> bool {
-            for doc in docs {
-                for rule in &doc.rules {
-                    if !rule.path.matches(path) {
-                        continue;
-                    }
-                    if rule.capabilities.has(Capability::Deny) {
-                        return false;
-                    }
-                    granted |= rule.capabilities.grants(capability);
-                }
-            }
-            true
-        };
-        let not_denied = match (caller.unit, caller.token) {
+        self.decide_in(caller, capability, path, None)
+    }
+
+    /// Decides whether `caller` may use `capability` on `path`, a secret's path in
+    /// `namespace` when one is given. coffer's rules and Vault's HCL policies are each judged
+    /// in their own model: a grant in either allows, a deny in either refuses.
+    pub fn decide_in(
+        &self,
+        caller: Caller<'_>,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> Decision {
+        let docs: Vec<&Arc<PolicyDoc>> = match (caller.unit, caller.token) {
             // A unit: its own bindings only (no root shortcut, whoever connected).
-            (Some(unit), _) => visit(&mut self.by_unit.get(unit).into_iter().flatten()),
+            (Some(unit), _) => self.by_unit.get(unit).into_iter().flatten().collect(),
             (None, Some((accessor, names))) => {
                 let own = names.iter().filter_map(|n| self.policies.get(n));
                 let bound = self.by_token.get(accessor).into_iter().flatten();
-                visit(&mut own.chain(bound))
+                own.chain(bound).collect()
             }
             (None, None) => {
                 if self.root_only(caller.uid, caller.gid) {
@@ -241,13 +240,56 @@ impl Engine {
                 }
                 let by_uid = self.by_uid.get(&caller.uid).into_iter().flatten();
                 let by_gid = self.by_gid.get(&caller.gid).into_iter().flatten();
-                visit(&mut by_uid.chain(by_gid))
+                by_uid.chain(by_gid).collect()
             }
         };
-        match (not_denied, granted) {
-            (false, _) => Decision::Denied,
-            (true, true) => Decision::Allowed,
-            (true, false) => Decision::NotGranted,
+        let mut granted = false;
+        let mut not_denied = true;
+        let mut hcl: Vec<&HclPolicy> = Vec::new();
+        'docs: for doc in docs {
+            if let Some(h) = &doc.hcl {
+                hcl.push(&h.policy);
+            }
+            for rule in &doc.rules {
+                if !rule.path.matches(path) {
+                    continue;
+                }
+                if rule.capabilities.has(Capability::Deny) {
+                    not_denied = false;
+                    break 'docs;
+                }
+                granted |= rule.capabilities.grants(capability);
+            }
+        }
+        if !not_denied {
+            return Decision::Denied;
+        }
+        if !hcl.is_empty() {
+            let mut verdicts = vault_requests(capability, path, namespace)
+                .into_iter()
+                .map(|(p, c)| judge(hcl.iter().copied(), c, &p))
+                .peekable();
+            let mut denied = verdicts.peek().is_some();
+            for v in verdicts {
+                match v {
+                    Verdict::Granted => {
+                        granted = true;
+                        denied = false;
+                        break;
+                    }
+                    Verdict::NotGranted => denied = false,
+                    Verdict::Denied => {}
+                }
+            }
+            // Every Vault path the check amounts to is denied by its winning rule.
+            if denied {
+                return Decision::Denied;
+            }
+        }
+        if granted {
+            Decision::Allowed
+        } else {
+            Decision::NotGranted
         }
     }
 }
@@ -406,5 +448,78 @@ mod tests {
             Decision::NotGranted
         );
         assert!(e.held(other).is_empty());
+    }
+
+    #[test]
+    fn hcl_and_coffer_policies_mix_a_grant_in_either_allows_a_deny_in_either_refuses() {
+        use crate::access::policy::PolicyText;
+        let mut set = parse_policy_file(
+            r#"
+            [policies.coffer-read]
+            rules = [{ path = "default/shared/*", capabilities = ["read"] },
+                     { path = "default/locked", capabilities = ["deny"] }]
+            [subjects]
+            "uid:65534" = ["coffer-read"]
+            "#,
+        )
+        .unwrap();
+        let hcl = r#"
+path "secret/data/app/*" { capabilities = ["read", "create"] }
+path "secret/data/app/secret" { capabilities = ["deny"] }
+path "secret/data/locked" { capabilities = ["read"] }
+path "secret/metadata/*" { capabilities = ["list"] }
+path "app/data/+/db" { capabilities = ["update"] }
+"#;
+        let doc = PolicyDoc::from_text(&PolicyText {
+            rules: Vec::new(),
+            hcl: Some(hcl.to_owned()),
+        })
+        .unwrap();
+        set.policies.insert("vault-app".to_owned(), doc);
+        set.subjects
+            .get_mut(&Subject::Uid(65534))
+            .unwrap()
+            .push("vault-app".to_owned());
+        let e = Engine::compile(1000, &[&set]);
+        let u = uid(65534);
+        let d = |c, p, ns| e.decide_in(u, c, p, ns);
+        let ns = Some("default");
+        assert_eq!(d(Capability::Read, "default/app/x", ns), Decision::Allowed);
+        assert_eq!(
+            d(Capability::Create, "default/app/x", ns),
+            Decision::Allowed
+        );
+        assert_eq!(
+            d(Capability::Update, "default/app/x", ns),
+            Decision::NotGranted
+        );
+        assert_eq!(
+            d(Capability::Read, "default/app/secret", ns),
+            Decision::Denied
+        );
+        assert_eq!(
+            d(Capability::Read, "default/shared/a", ns),
+            Decision::Allowed
+        );
+        // coffer's deny refuses what the HCL policy grants.
+        assert_eq!(d(Capability::Read, "default/locked", ns), Decision::Denied);
+        assert_eq!(d(Capability::List, "default/", ns), Decision::Allowed);
+        assert_eq!(
+            d(Capability::Update, "app/team/db", Some("app")),
+            Decision::Allowed
+        );
+        assert_eq!(
+            d(Capability::Read, "app/team/db", Some("app")),
+            Decision::NotGranted
+        );
+        assert_eq!(
+            d(Capability::Sudo, "sys/policy", None),
+            Decision::NotGranted
+        );
+        // The text reads back as written.
+        assert_eq!(
+            set.policies["vault-app"].to_text().hcl.as_deref(),
+            Some(hcl)
+        );
     }
 }

@@ -16,12 +16,14 @@
 //! time the store is unsealed.
 
 pub mod engine;
+pub mod hcl;
 mod lineage;
 pub mod pattern;
 pub mod policy;
 pub mod rate;
 pub mod review;
 mod system;
+pub mod vault_map;
 
 pub(crate) use system::ensure_namespace as ensure_system_namespace;
 pub mod approle;
@@ -384,16 +386,18 @@ impl AccessControl {
             .engine
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .decide(who.caller(), capability, path);
+            .decide_in(who.caller(), capability, path, namespace);
         match decision {
             Decision::Allowed => Ok(()),
             Decision::Denied => Err(CoreError::Denied(format!(
-                "a policy denies {} here",
+                "a policy rule denies {} \"{capability}\" on \"{path}\" (a deny rule wins over                  any grant; remove it, or narrow its path, to allow this)",
                 who.describe()
             ))),
-            Decision::NotGranted => Err(CoreError::Denied(format!(
-                "no policy grants {} `{capability}` here",
-                who.describe()
+            Decision::NotGranted => Err(CoreError::Denied(denied_advice(
+                &who.describe(),
+                capability,
+                path,
+                namespace,
             ))),
         }
     }
@@ -559,6 +563,22 @@ impl AccessControl {
             .tokens
             .all()
     }
+}
+
+/// A refusal that names the capability, the path, and a rule that would grant it.
+fn denied_advice(who: &str, capability: Capability, path: &str, namespace: Option<&str>) -> String {
+    let parent = match path.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/*"),
+        None => path.to_owned(),
+    };
+    let mut text = format!(
+        "{who} needs \"{capability}\" on \"{path}\" (grant it with a policy rule path          \"{parent}\" capabilities [\"{capability}\"]"
+    );
+    if let Some(vault) = vault_map::advice(capability, path, namespace) {
+        text.push_str(&format!(", or in HCL {vault}"));
+    }
+    text.push(')');
+    text
 }
 
 fn invalid(e: PolicyError) -> CoreError {

@@ -21,6 +21,7 @@ use std::fmt;
 use coffer_types::Capability;
 use serde::{Deserialize, Serialize};
 
+use super::hcl::{HclPolicy, parse_hcl};
 use super::pattern::PathPattern;
 
 /// The name of the built-in policy that grants everything.
@@ -90,6 +91,17 @@ pub struct Rule {
 pub struct PolicyDoc {
     /// The rules.
     pub rules: Vec<Rule>,
+    /// A Vault HCL policy: its text as written and its rules, judged in Vault's model.
+    pub hcl: Option<HclDoc>,
+}
+
+/// An HCL policy kept with the text it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HclDoc {
+    /// The text, byte for byte as written.
+    pub text: String,
+    /// Its rules.
+    pub policy: HclPolicy,
 }
 
 pub use coffer_types::reply::{PolicyText, RuleText};
@@ -128,7 +140,19 @@ impl PolicyDoc {
             .iter()
             .map(|r| Rule::parse(&r.path, &r.capabilities))
             .collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+        let hcl = match &text.hcl {
+            Some(t) => Some(HclDoc {
+                policy: parse_hcl(t)?,
+                text: t.clone(),
+            }),
+            None => None,
+        };
+        if hcl.is_some() && !text.rules.is_empty() {
+            return Err(PolicyError(
+                "a policy is either coffer's rules or Vault's HCL, not both".to_owned(),
+            ));
+        }
+        Ok(Self { rules, hcl })
     }
 
     /// The written form.
@@ -142,6 +166,7 @@ impl PolicyDoc {
                     capabilities: r.words.clone(),
                 })
                 .collect(),
+            hcl: self.hcl.as_ref().map(|h| h.text.clone()),
         }
     }
 
@@ -154,6 +179,7 @@ impl PolicyDoc {
                 capabilities: CapSet::ALL,
                 words: vec!["sudo".to_owned()],
             }],
+            hcl: None,
         }
     }
 }
@@ -390,7 +416,7 @@ pub fn parse_policy_file(text: &str) -> Result<PolicySet, PolicyError> {
             rules.push(parsed);
         }
         set.policies
-            .insert(name.get_ref().clone(), PolicyDoc { rules });
+            .insert(name.get_ref().clone(), PolicyDoc { rules, hcl: None });
     }
     for (subject, names) in &file.subjects {
         let at = format!("line {}", line_of(text, subject.span().start));

@@ -19,6 +19,7 @@ mod keys;
 mod kv;
 mod metrics;
 mod namespaces;
+mod policy;
 mod state;
 mod sys;
 pub mod tls;
@@ -97,8 +98,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
         .route("/v1/sys/mounts", get(sys::mounts))
         .route("/v1/sys/metrics", get(sys::metrics))
-        .route("/v1/sys/policies/acl/{name}", any(sys::policy))
-        .route("/v1/sys/policy/{name}", any(sys::policy))
+        .route("/v1/sys/policies/acl/{name}", any(policy::policy))
+        .route("/v1/sys/policy/{name}", any(policy::policy))
         .route("/v1/sys/coffer/status", get(sys::status))
         .route("/v1/sys/coffer/backup", post(backup::backup))
         .route(
@@ -202,8 +203,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/auth/{*rest}", any(sys::no_route));
     router = both(router, "/v1/auth/approle/role", any(approle::roles));
-    router = both(router, "/v1/sys/policies/acl", any(sys::policy_list));
-    router = both(router, "/v1/sys/policy", any(sys::policy_list));
+    router = both(router, "/v1/sys/policies/acl", any(policy::policy_list));
+    router = both(router, "/v1/sys/policy", any(policy::policy_list));
     router
         .fallback(kv::handle)
         .method_not_allowed_fallback(sys::unsupported)

@@ -1,5 +1,5 @@
 //! `sys/`: health and seal state (unauthenticated and not audited, as in Vault), seal and
-//! unseal, mounts, ACL policies, metrics, and coffer's own daemon operations
+//! unseal, mounts, metrics, and coffer's own daemon operations
 //! (`sys/coffer/...`). Each route turns its request into one core operation.
 
 use axum::extract::{Path, State};
@@ -7,15 +7,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coffer_core::{Operation, Reply, SealState, StatusReport};
 use coffer_crypto::SecretBytes;
-use coffer_types::reply::PolicyText;
 use coffer_types::wire::UnsealWith;
 use coffer_types::{Namespace, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 use super::envelope::{self, Envelope};
-use super::error::{ApiError, ApiResult, is_missing};
-use super::extract::{Body, Query, Who, lists, reads, writes};
+use super::error::{ApiError, ApiResult};
+use super::extract::{Body, Query, Who};
 use super::kv::mount;
 use super::state::Shared;
 
@@ -261,86 +260,6 @@ pub(crate) async fn metrics(
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(response)
-}
-
-/// `sys/policies/acl` (LIST or GET): the policies' names.
-pub(crate) async fn policy_list(
-    State(state): State<Shared>,
-    Who(caller): Who,
-    method: Method,
-    query: Query,
-) -> ApiResult {
-    if !(lists(&method, &query) || reads(&method, &query)) {
-        return Err(ApiError::unsupported());
-    }
-    let Reply::Policies(listing) = state.service.call(caller, Operation::PolicyList).await? else {
-        return Err(ApiError::unexpected());
-    };
-    let mut names: Vec<&str> = listing.policies.iter().map(|p| p.name.as_str()).collect();
-    names.extend(["root", "default"]);
-    names.sort_unstable();
-    names.dedup();
-    Ok(envelope::data(
-        serde_json::json!({ "keys": names, "policies": names }),
-    ))
-}
-
-#[derive(Deserialize)]
-struct PolicyIn {
-    policy: String,
-}
-
-/// `sys/policies/acl/<name>`: read, write, delete one policy.
-pub(crate) async fn policy(
-    State(state): State<Shared>,
-    Who(caller): Who,
-    method: Method,
-    query: Query,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
-    if reads(&method, &query) {
-        return match state
-            .service
-            .call(caller, Operation::PolicyGet { name })
-            .await
-        {
-            Ok(Reply::Policy(view)) => {
-                let text = serde_json::to_string_pretty(&view.rules).unwrap_or_default();
-                Ok(envelope::data(serde_json::json!({
-                    "name": view.name,
-                    "policy": text,
-                    "rules": view.rules,
-                    "source": view.source,
-                })))
-            }
-            Ok(_) => Err(ApiError::unexpected()),
-            Err(r) if is_missing(&r) => Err(ApiError::Missing),
-            Err(r) => Err(r.into()),
-        };
-    }
-    if method == Method::DELETE {
-        state
-            .service
-            .call(caller, Operation::PolicyDelete { name })
-            .await?;
-        return Ok(envelope::no_content());
-    }
-    if !writes(&method) {
-        return Err(ApiError::unsupported());
-    }
-    let input: PolicyIn = body.json()?;
-    let rules: PolicyText = serde_json::from_str(&input.policy).map_err(|e| {
-        ApiError::bad(format!(
-            "the policy is coffer's JSON form ({{\"rules\":[{{\"path\":\"app/*\",\
-             \"capabilities\":[\"read\"]}}]}}), which this is not: {e}"
-        ))
-    })?;
-    state
-        .service
-        .call(caller, Operation::PolicyPut { name, rules })
-        .await?;
-    Ok(envelope::no_content())
 }
 
 /// `sys/coffer/status`.

@@ -333,6 +333,7 @@ fields! {
     slot_id: u64 = "a positive integer",
     policy: String = "a string",
     rules: Vec<coffer_core::access::policy::RuleText> = "a list of {\"path\", \"capabilities\"} objects",
+    hcl: String = "a string (a Vault HCL policy)",
     subject: String = "a string",
     policies: Vec<String> = "a list of strings",
     ttl: Seconds = "a number of seconds or a duration such as 8h",

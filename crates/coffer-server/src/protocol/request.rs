@@ -101,7 +101,7 @@ fn takes(action: Action) -> FieldSet {
         Action::SlotRemove => field_set!(slot_id),
         Action::RotateMaster => field_set!(passphrases, drop_passphrase_slots),
         Action::SlotReseal => SLOT_RESEAL,
-        Action::PolicyPut => POLICY.and(field_set!(rules)),
+        Action::PolicyPut => POLICY.and(field_set!(rules, hcl)),
         Action::PolicyGet | Action::PolicyDelete => POLICY,
         Action::SubjectSet => field_set!(subject, policies),
         Action::TokenCreate => TOKEN_CREATE,
@@ -407,8 +407,15 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         },
         Action::PolicyPut => Operation::PolicyPut {
             name: needs(f.policy.take(), "policy", action)?,
-            rules: PolicyText {
-                rules: needs(f.rules.take(), "rules", action)?,
+            rules: match (f.rules.take(), f.hcl.take()) {
+                (rules, Some(hcl)) => PolicyText {
+                    rules: rules.unwrap_or_default(),
+                    hcl: Some(hcl),
+                },
+                (rules, None) => PolicyText {
+                    rules: needs(rules, "rules", action)?,
+                    hcl: None,
+                },
             },
         },
         Action::PolicyGet => Operation::PolicyGet {
