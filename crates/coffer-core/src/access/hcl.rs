@@ -14,7 +14,10 @@ use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 use hcl::edit::structure::{Body, Structure};
 
-use super::policy::PolicyError;
+/// Why a policy (HCL or coffer's own form) or a binding was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
 
 /// The most text an HCL policy may have.
 pub const MAX_HCL_BYTES: usize = 64 * 1024;

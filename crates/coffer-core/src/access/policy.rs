@@ -106,10 +106,7 @@ pub struct HclDoc {
 
 pub use coffer_types::reply::{PolicyText, RuleText};
 
-/// Why a policy or a binding was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(pub String);
+pub use super::hcl::PolicyError;
 
 impl Rule {
     /// Parses one rule.
