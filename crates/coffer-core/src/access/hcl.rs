@@ -428,7 +428,7 @@ path "secret/metadata/+/x" { policy = "read" }
                 "line 2",
                 "\"reed\"",
             ),
-            ("\n\npath \"a\" {\n", "line 4", "not HCL"),
+            ("\n\npath \"a\" {\n", "line 3", "not HCL"),
             (
                 "path \"a*b\" { capabilities = [\"read\"] }",
                 "line 1",
