@@ -19,9 +19,9 @@ secret-id, unwrapped once, a second unwrap refused).
 
 Prints one line per step; exits 1 when any step differs, naming it and both outcomes.
 
-Not yet in the suite: run it by hand against a daemon with --http and an OpenBao dev server
-(`bao server -dev -dev-root-token-id=root`). Issue 17 puts it in the suite once response
-wrapping and sys/capabilities are served; until then those steps differ.
+The suite runs it (crates/coffer-cli/tests/bao_parity.rs) against a daemon with --http and an
+OpenBao dev server; by hand, start those (`bao server -dev -dev-root-token-id=root`) and pass
+their addresses and root tokens.
 """
 
 import argparse

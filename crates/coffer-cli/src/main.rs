@@ -130,6 +130,9 @@ enum Command {
     /// Manage tokens for applications and services: create, list, revoke, renew, lookup.
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+    /// AppRole, the machine login: roles, role-ids, secret-ids (printed once) and the login.
+    #[command(subcommand)]
+    Approle(cmd::approle::AppRoleCommand),
     /// Signed webhooks that receive the change events: add, list, remove, test, status.
     #[command(subcommand)]
     Webhooks(cmd::webhooks::WebhooksCommand),
@@ -225,6 +228,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => client(socket).and_then(|c| cmd::policy::run(&c, command)),
         Command::Token(command) => client(socket).and_then(|c| cmd::token::run(&c, command)),
         Command::Webhooks(command) => client(socket).and_then(|c| cmd::webhooks::run(&c, command)),
+        Command::Approle(command) => client(socket).and_then(|c| cmd::approle::run(&c, command)),
         Command::Audit(command) => {
             match client(socket).and_then(|c| cmd::audit::run(&c, command)) {
                 Ok(code) => return code,

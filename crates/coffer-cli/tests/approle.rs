@@ -352,3 +352,105 @@ fn guessing_secret_ids_backs_the_peer_off() {
         429
     );
 }
+
+/// The `coffer approle` verbs on the socket: a role, its role-id, a secret-id printed once
+/// and piped into a login whose token reads what the role's policy grants; the spent
+/// secret-id refused; and a token without `sudo` on `sys/approle` refused every verb.
+#[test]
+fn coffer_approle_verbs_make_a_machine_login_on_the_socket() {
+    let (daemon, _url, root, _dir) = daemon();
+    let cli = |args: &[&str], stdin: &[u8]| daemon.cli(args, stdin);
+    let ok = |args: &[&str], stdin: &[u8]| {
+        let out = cli(args, stdin);
+        assert!(out.status.success(), "coffer {args:?}: {}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    ok(&["set", "app/db"], b"approle-cli-7d2e");
+    ok(
+        &[
+            "approle",
+            "write",
+            "ci",
+            "--policy",
+            "app",
+            "--secret-id-num-uses",
+            "1",
+            "--secret-id-ttl",
+            "10m",
+        ],
+        b"",
+    );
+    assert_eq!(ok(&["approle", "list"], b""), "ci");
+    let role: Value = serde_json::from_str(&ok(&["approle", "read", "ci"], b"")).unwrap();
+    assert_eq!(role["token_policies"], serde_json::json!(["app"]));
+    assert_eq!(role["secret_id_num_uses"], 1);
+    let role_id = ok(&["approle", "role-id", "ci"], b"");
+    assert_eq!(role_id.len(), 36, "{role_id}");
+    let made = cli(&["approle", "secret-id", "ci"], b"");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let secret_id = stdout(&made).trim().to_owned();
+    assert!(
+        !stderr(&made).contains(&secret_id),
+        "the secret-id went to stderr"
+    );
+    assert_eq!(
+        ok(&["approle", "secret-ids", "ci", "--json"], b"")
+            .matches("\"")
+            .count(),
+        2,
+        "one live secret-id"
+    );
+    let login = cli(
+        &["approle", "login", "--role-id", &role_id],
+        format!("{secret_id}\n").as_bytes(),
+    );
+    assert!(login.status.success(), "{}", stderr(&login));
+    let token = stdout(&login).trim().to_owned();
+    assert!(token.starts_with("cft_"), "{token}");
+    let read = common::run_cli_env(
+        &["--socket", daemon.socket.to_str().unwrap(), "get", "app/db"],
+        &[("COFFER_TOKEN", &token)],
+        b"",
+    );
+    assert_eq!(
+        stdout(&read).trim(),
+        "approle-cli-7d2e",
+        "{}",
+        stderr(&read)
+    );
+    // The secret-id had one use.
+    let again = cli(
+        &["approle", "login", "--role-id", &role_id],
+        format!("{secret_id}\n").as_bytes(),
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("invalid role or secret ID"),
+        "{}",
+        stderr(&again)
+    );
+    // The login's token may not manage AppRole.
+    for args in [
+        &["approle", "list"][..],
+        &["approle", "secret-id", "ci"],
+        &["approle", "delete", "ci"],
+    ] {
+        let out = common::run_cli_env(
+            &[&["--socket", daemon.socket.to_str().unwrap()], args].concat(),
+            &[("COFFER_TOKEN", &token)],
+            b"",
+        );
+        assert!(!out.status.success(), "{args:?} was allowed");
+        assert!(
+            stderr(&out).contains("sys/approle"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    ok(&["approle", "delete", "ci"], b"");
+    assert_eq!(ok(&["approle", "list"], b""), "");
+    let _ = root;
+    // Neither the secret-id nor the token reached the daemon's log.
+    let log = daemon.log();
+    assert!(!log.contains(&secret_id) && !log.contains(&token));
+}

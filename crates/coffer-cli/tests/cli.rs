@@ -70,6 +70,15 @@ fn set_get_del_and_status() {
         text.contains("state:      unsealed") && text.contains("sqlite"),
         "{text}"
     );
+    // The daemon's facts, to root: one secret is left (`nl`), the audit log is on.
+    for line in [
+        "secrets:    1",
+        "audit:      on (",
+        "listening:  socket ",
+        "uptime:     ",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
     let json: serde_json::Value =
         serde_json::from_slice(&daemon.cli(&["status", "--json"], b"").stdout).unwrap();
     assert_eq!(json["state"], "unsealed");

@@ -232,6 +232,34 @@ fn status_and_health_details_only_for_callers_allowed_to_see_them() {
     assert_eq!(r[0]["state"], "unsealed", "{r:?}");
     assert_eq!(r[0]["detail_withheld"], true, "{r:?}");
     assert!(r[0].get("store_id").is_none() && r[0]["slots"][0].get("path").is_none());
+    // The daemon's facts (data directory, listeners, audit, policies, uptime, secrets) are
+    // details too: root sees them, uid 65534 does not.
+    assert!(r[0].get("daemon").is_none(), "{r:?}");
+    let facts = &root["daemon"];
+    assert_eq!(
+        facts["data_dir"].as_str(),
+        Some(daemon.data.to_str().unwrap()),
+        "{root}"
+    );
+    let listening = facts["listeners"].to_string();
+    assert!(
+        listening.contains(daemon.socket.to_str().unwrap())
+            && listening.contains(&format!("http {addr}")),
+        "{root}"
+    );
+    assert!(
+        facts["audit"].as_str().unwrap().starts_with("on ("),
+        "{root}"
+    );
+    assert!(
+        facts["policies"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 from the policy file, 0 from the store"),
+        "{root}"
+    );
+    assert_eq!(facts["secrets"], 0, "{root}");
+    assert!(facts["uptime_seconds"].is_u64(), "{root}");
     assert!(!r[0].to_string().contains(key_path));
     let r = requests_as(65533, &daemon.socket, std::slice::from_ref(&status));
     assert_eq!(r[0]["status"]["store_id"], store_id.as_str(), "{r:?}");

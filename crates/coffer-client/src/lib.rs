@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approle;
 pub mod backup;
 pub mod error;
 pub mod reply;
@@ -25,6 +26,7 @@ pub mod watch;
 pub mod webhooks;
 
 pub use admin::AuditHashes;
+pub use approle::{AppRoleReply, RoleSettings};
 pub use backup::{BackupDone, BackupTo};
 pub use error::ClientError;
 pub use reply::Reply;

@@ -225,6 +225,17 @@ impl Client {
         reply::decode(conn.read_to_end()?)
     }
 
+    /// Sends one request and reads its reply into `T`, for replies shaped other than
+    /// [`Reply`] (AppRole's).
+    pub fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        request: &[u8],
+    ) -> Result<T, ClientError> {
+        let mut conn = self.connect()?;
+        conn.send(request)?;
+        reply::decode(conn.read_to_end()?)
+    }
+
     /// A connection to the daemon with the client's timeouts and size limit.
     pub(crate) fn connect(&self) -> Result<Connection, ClientError> {
         let stream = UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {

@@ -37,12 +37,6 @@ struct Listed<T> {
 }
 
 impl Client {
-    fn call_as<T: serde::de::DeserializeOwned>(&self, request: &[u8]) -> Result<T, ClientError> {
-        let mut conn = self.connect()?;
-        conn.send(request)?;
-        crate::reply::decode(conn.read_to_end()?)
-    }
-
     /// Adds a webhook; answers it with its signing secret.
     pub fn add_webhook(&self, w: &NewWebhook<'_>) -> Result<AddedWebhook, ClientError> {
         let request = self

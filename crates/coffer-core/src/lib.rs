@@ -34,10 +34,11 @@ pub use error::{CoreError, Gate, Refusal};
 pub use harden::{CoreLimit, harden_process};
 pub use identity::{Caller, Identity};
 pub use op::{
-    AppRoleOp, Candidate, ListInput, MetadataChange, Operation, Rejection, Request, RoleInput,
-    SecretIdInput, SecretOp, SpecInput, TokenInput, WriteOptions, least_capabilities,
+    AppRoleOp, Candidate, CapabilitiesOf, ListInput, MetadataChange, Operation, Rejection, Request,
+    RoleInput, SecretIdInput, SecretOp, SpecInput, TokenInput, WrapOp, WriteOptions,
+    least_capabilities,
 };
-pub use reply::{AppRoleReply, Reply};
+pub use reply::{AppRoleReply, Reply, WrapReply};
 pub use service::{BackupStats, Service, ServiceConfig};
 pub use status::{CacheStatus, MemoryStatus, SealState, SlotSummary, StatusReport, TpmStatus};
 pub use vault::{FirstBoot, MasterRotated, NewSlot, SlotAdded, Vault, VaultOptions};

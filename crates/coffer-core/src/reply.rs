@@ -139,6 +139,28 @@ pub enum Reply {
     Backup(Box<crate::backup::BackupStream>),
     /// What an AppRole operation answers.
     AppRole(Box<AppRoleReply>),
+    /// What a wrapping operation answers.
+    Wrapped(Box<WrapReply>),
+    /// Vault's capabilities on each path asked about, in the order asked.
+    Capabilities(Vec<(String, Vec<&'static str>)>),
+}
+
+/// What a wrapping operation answers.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WrapReply {
+    /// A response was wrapped (or rewrapped): the wrapping token, shown this once, and its
+    /// record.
+    Token {
+        /// The wrapping token.
+        token: SecretBytes,
+        /// Its record.
+        record: crate::access::wrap::WrapRecord,
+    },
+    /// The wrapped response, unwrapped.
+    Response(SecretBytes),
+    /// A wrapping token's record.
+    Record(crate::access::wrap::WrapRecord),
 }
 
 /// What an AppRole operation answers.

@@ -31,6 +31,7 @@ pub fn without_detail(mut report: StatusReport) -> StatusReport {
         ),
     };
     report.store_id = None;
+    report.daemon = None;
     report.tpm.tcti = None;
     for slot in &mut report.slots {
         slot.path = None;

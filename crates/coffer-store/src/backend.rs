@@ -476,6 +476,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The revoked secrets of a namespace, kept for audit.
     fn revoked(&self, namespace: &NamespaceId) -> Result<Vec<SecretRow>, StoreError>;
 
+    /// How many live secrets a namespace holds (for `status`). The default reads them;
+    /// SQLite counts an index.
+    fn live_count(&self, namespace: &NamespaceId) -> Result<u64, StoreError> {
+        Ok(self.secrets(namespace)?.len() as u64)
+    }
+
     /// The ids and sealed names of the live secrets of a namespace whose id sorts after
     /// `after` (all of them when `None`), in id order, about `limit` at a time: what a name
     /// index is built from. An empty answer ends the scan. Each call may see a newer state

@@ -372,6 +372,10 @@ pub trait SecretStore: Send + Sync {
     /// The namespaces that exist.
     fn namespaces(&self) -> Vec<Namespace>;
 
+    /// How many live secrets the namespaces hold, the store's own system namespace left
+    /// out (for `status`; grows with the store: SQLite counts an index).
+    fn secret_count(&self) -> Result<u64, StoreError>;
+
     /// Whether a namespace exists.
     fn has_namespace(&self, namespace: &Namespace) -> bool;
 

@@ -119,10 +119,22 @@ string_enum! {
         /// An encrypted backup of the whole store, streamed (age v1 to the caller's
         /// recipients).
         Backup = "backup",
-        /// Manage AppRole roles and their secret-ids (HTTP `auth/approle/role/...`).
+        /// Manage AppRole roles and their secret-ids (HTTP `auth/approle/role/...`; the
+        /// socket's `verb` field says what is done).
         Approle = "approle",
         /// Log in with an AppRole role-id and secret-id: a token for the role's policies.
         ApproleLogin = "approle_login",
+        /// Wrap a response under a single-use wrapping token (`X-Vault-Wrap-TTL`,
+        /// `sys/wrapping/wrap`).
+        Wrap = "wrap",
+        /// Unwrap a wrapped response: its wrapping token is spent.
+        Unwrap = "unwrap",
+        /// A wrapping token's record (never its response).
+        WrapLookup = "wrap_lookup",
+        /// Move a wrapped response under a new wrapping token (the old one is spent).
+        Rewrap = "rewrap",
+        /// Vault's capabilities of a token on paths (`sys/capabilities*`).
+        Capabilities = "capabilities",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -132,7 +144,7 @@ string_enum! {
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
         audit_verify, audit_acknowledge, patch, webhook_add, webhook_list, webhook_remove, \
-        webhook_test, webhook_status, backup";
+        webhook_test, webhook_status, backup, approle, approle_login";
 }
 
 impl Action {
@@ -162,6 +174,8 @@ impl Action {
                 | Self::Mount
                 | Self::WebhookList
                 | Self::WebhookStatus
+                | Self::WrapLookup
+                | Self::Capabilities
         )
     }
 
@@ -176,8 +190,11 @@ impl Action {
                 | Self::Mount
                 | Self::WebhookDeliver
                 | Self::AuditList
-                | Self::Approle
-                | Self::ApproleLogin
+                | Self::Wrap
+                | Self::Unwrap
+                | Self::WrapLookup
+                | Self::Rewrap
+                | Self::Capabilities
         )
     }
 

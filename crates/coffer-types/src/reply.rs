@@ -281,8 +281,30 @@ pub struct StatusReport {
     /// Namespace key rotations in progress: versions re-encrypted so far, out of all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_rotations: Vec<KeyRotationStatus>,
+    /// The daemon's own facts (a detail: only to callers allowed `meta` on `sys/status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonFacts>,
     /// The details (store id, key-file paths, the TPM's TCTI, why the store is sealed or
-    /// unavailable) were left out: the caller may not see them (`meta` on `sys/status`).
+    /// unavailable, the daemon's facts) were left out: the caller may not see them (`meta`
+    /// on `sys/status`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub detail_withheld: bool,
+}
+
+/// What a daemon serves from and how it runs, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DaemonFacts {
+    /// The data directory.
+    pub data_dir: String,
+    /// What it listens on: sockets, the HTTP API, the credentials socket.
+    pub listeners: Vec<String>,
+    /// The audit log: `on (DIR)`, or `off`.
+    pub audit: String,
+    /// Where policies come from: the policy file's and the store's, counted.
+    pub policies: String,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: u64,
+    /// Live secrets outside the daemon's own namespace (known only while unsealed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<u64>,
 }

@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub mod approle;
 pub mod audit;
 pub mod backup;
 pub mod compute;

@@ -39,6 +39,26 @@ fn wait_for(
     }
 }
 
+/// `3d 4h 5m 6s`, the largest units first, zeros left out.
+fn uptime(secs: u64) -> String {
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let shown: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if shown.is_empty() {
+        "0s".to_owned()
+    } else {
+        shown.join(" ")
+    }
+}
+
 /// Options of `coffer unseal`.
 #[derive(Args, Debug)]
 pub struct UnsealArgs {
@@ -75,6 +95,16 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     println!("backend:    {}", report.backend);
     println!("store id:   {}", report.store_id.as_deref().unwrap_or("-"));
     println!("socket:     {}", client.socket().display());
+    if let Some(d) = &report.daemon {
+        println!("data dir:   {}", d.data_dir);
+        println!("listening:  {}", d.listeners.join(", "));
+        println!("audit:      {}", d.audit);
+        println!("policies:   {}", d.policies);
+        println!("uptime:     {}", uptime(d.uptime_seconds));
+        if let Some(n) = d.secrets {
+            println!("secrets:    {n}");
+        }
+    }
     if let Some(n) = report.namespaces {
         println!("namespaces: {n}");
     }

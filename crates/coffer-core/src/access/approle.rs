@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, TokenKey};
-use coffer_store::{Change, ListQuery, SecretStore, StoreError, Write};
-use coffer_types::{Kind, SecretName, Timestamp};
+use coffer_store::{SecretStore, StoreError};
+use coffer_types::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::system::ensure_namespace;
+use super::records::{encode, get, names, put, remove};
 use crate::CoreError;
 
 const ROLES: &str = "approle/roles/";
@@ -108,88 +108,7 @@ pub fn uuid() -> Result<String, CoreError> {
 
 /// The keyed hash a secret-id is kept as.
 pub fn hash_secret_id(key: &TokenKey, secret_id: &SecretBytes) -> [u8; 32] {
-    let mut input = SecretBytes::zeroed(HASH_PREFIX.len() + secret_id.len());
-    input.expose_secret_mut()[..HASH_PREFIX.len()].copy_from_slice(HASH_PREFIX);
-    input.expose_secret_mut()[HASH_PREFIX.len()..].copy_from_slice(secret_id.expose_secret());
-    key.hash(&input)
-}
-
-fn name(text: &str) -> Result<SecretName, CoreError> {
-    SecretName::parse(text).map_err(CoreError::from)
-}
-
-fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
-    move |e| {
-        tracing::error!(error = %e, "the stored {what} cannot be read");
-        CoreError::Unavailable(format!("the stored {what} cannot be read"))
-    }
-}
-
-fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CoreError> {
-    serde_json::to_vec(value).map_err(|e| {
-        tracing::error!(error = %e, "cannot encode {what}");
-        CoreError::Unavailable(format!("cannot encode {what}"))
-    })
-}
-
-/// AppRole's records are bookkeeping of the request that changed them (its audit record
-/// says what was done); no change event names them.
-fn put(store: &Arc<dyn SecretStore>, at: &str, json: Vec<u8>) -> Result<(), CoreError> {
-    let ns = ensure_namespace(store)?;
-    let value = SecretBytes::from_vec(json);
-    let mut write = Write::new(&value, "coffer");
-    write.change = Change::by("coffer").quiet();
-    write.kind = Some(Kind::Kv);
-    write.new_max_versions = Some(1);
-    store.set(&ns, &name(at)?, write)?;
-    Ok(())
-}
-
-fn remove(store: &Arc<dyn SecretStore>, at: &str) -> Result<bool, CoreError> {
-    let ns = ensure_namespace(store)?;
-    match store.delete(&ns, &name(at)?, Change::by("coffer").quiet()) {
-        Ok(()) => Ok(true),
-        Err(StoreError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn get<T: for<'de> Deserialize<'de>>(
-    store: &Arc<dyn SecretStore>,
-    at: &str,
-    what: &'static str,
-) -> Result<Option<T>, CoreError> {
-    let ns = ensure_namespace(store)?;
-    match store.get(&ns, &name(at)?, None) {
-        Ok(secret) => serde_json::from_slice(secret.value.expose_secret())
-            .map(Some)
-            .map_err(malformed(what)),
-        Err(StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Every name under `prefix` (the part after it).
-fn names(store: &Arc<dyn SecretStore>, prefix: &str) -> Result<Vec<String>, CoreError> {
-    let ns = ensure_namespace(store)?;
-    let mut query = ListQuery {
-        prefix: Some(prefix.to_owned()),
-        ..ListQuery::default()
-    };
-    let mut all = Vec::new();
-    loop {
-        let page = store.list(&ns, &query)?;
-        for entry in &page.items {
-            if let Some(rest) = entry.as_str().strip_prefix(prefix) {
-                all.push(rest.to_owned());
-            }
-        }
-        match page.next {
-            Some(next) => query.after = Some(next),
-            None => break,
-        }
-    }
-    Ok(all)
+    super::token::domain_hash(key, HASH_PREFIX, secret_id)
 }
 
 /// A role, if it exists.

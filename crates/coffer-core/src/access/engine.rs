@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use coffer_types::Capability;
 
-use super::hcl::{HclPolicy, Verdict, judge};
+use super::hcl::{HclPolicy, VaultCap, VaultCaps, Verdict, capabilities_on, judge};
 use super::policy::{DEFAULT_POLICY, PolicyDoc, PolicySet, ROOT_POLICY, Subject};
-use super::vault_map::vault_requests;
+use super::vault_map::{coffer_check, vault_requests};
 
 /// What the policy gate needs to know of a caller.
 #[derive(Debug, Clone, Copy)]
@@ -211,6 +211,51 @@ impl Engine {
         held
     }
 
+    /// The policies that judge `caller`; `None` for a peer that holds `root` alone (every
+    /// check passes).
+    fn docs(&self, caller: Caller<'_>) -> Option<Vec<&Arc<PolicyDoc>>> {
+        Some(match (caller.unit, caller.token) {
+            // A unit: its own bindings only (no root shortcut, whoever connected).
+            (Some(unit), _) => self.by_unit.get(unit).into_iter().flatten().collect(),
+            (None, Some((accessor, names))) => {
+                let own = names.iter().filter_map(|n| self.policies.get(n));
+                let bound = self.by_token.get(accessor).into_iter().flatten();
+                own.chain(bound).collect()
+            }
+            (None, None) => {
+                if self.root_only(caller.uid, caller.gid) {
+                    return None;
+                }
+                let by_uid = self.by_uid.get(&caller.uid).into_iter().flatten();
+                let by_gid = self.by_gid.get(&caller.gid).into_iter().flatten();
+                by_uid.chain(by_gid).collect()
+            }
+        })
+    }
+
+    /// Vault's capabilities of `caller` on the Vault path `vault_path` (`sys/capabilities`):
+    /// what its HCL policies give there, as Vault computes it, and each Vault capability
+    /// whose coffer check (`vault_map::coffer_check`) its policies pass. `None` for a peer
+    /// that holds `root` alone.
+    pub fn vault_capabilities(&self, caller: Caller<'_>, vault_path: &str) -> Option<VaultCaps> {
+        let docs = self.docs(caller)?;
+        let hcl = docs
+            .iter()
+            .filter_map(|d| d.hcl.as_ref().map(|h| &h.policy));
+        let mut caps = capabilities_on(hcl, vault_path);
+        if caps.has(VaultCap::Deny) {
+            return Some(caps);
+        }
+        for &vc in VaultCap::ALL {
+            if let Some((cap, path, ns)) = coffer_check(vault_path, vc)
+                && self.decide_in(caller, cap, &path, ns.as_deref()) == Decision::Allowed
+            {
+                caps = caps.with(vc);
+            }
+        }
+        Some(caps)
+    }
+
     /// Decides whether `caller` may use `capability` on `path`.
     pub fn decide(&self, caller: Caller<'_>, capability: Capability, path: &str) -> Decision {
         self.decide_in(caller, capability, path, None)
@@ -226,22 +271,8 @@ impl Engine {
         path: &str,
         namespace: Option<&str>,
     ) -> Decision {
-        let docs: Vec<&Arc<PolicyDoc>> = match (caller.unit, caller.token) {
-            // A unit: its own bindings only (no root shortcut, whoever connected).
-            (Some(unit), _) => self.by_unit.get(unit).into_iter().flatten().collect(),
-            (None, Some((accessor, names))) => {
-                let own = names.iter().filter_map(|n| self.policies.get(n));
-                let bound = self.by_token.get(accessor).into_iter().flatten();
-                own.chain(bound).collect()
-            }
-            (None, None) => {
-                if self.root_only(caller.uid, caller.gid) {
-                    return Decision::Allowed;
-                }
-                let by_uid = self.by_uid.get(&caller.uid).into_iter().flatten();
-                let by_gid = self.by_gid.get(&caller.gid).into_iter().flatten();
-                by_uid.chain(by_gid).collect()
-            }
+        let Some(docs) = self.docs(caller) else {
+            return Decision::Allowed;
         };
         let mut granted = false;
         let mut not_denied = true;
@@ -265,25 +296,14 @@ impl Engine {
             return Decision::Denied;
         }
         if !hcl.is_empty() {
-            let mut verdicts = vault_requests(capability, path, namespace)
-                .into_iter()
-                .map(|(p, c)| judge(hcl.iter().copied(), c, &p))
-                .peekable();
-            let mut denied = verdicts.peek().is_some();
-            for v in verdicts {
-                match v {
-                    Verdict::Granted => {
-                        granted = true;
-                        denied = false;
-                        break;
-                    }
-                    Verdict::NotGranted => denied = false,
-                    Verdict::Denied => {}
+            // A deny on any Vault path the check amounts to refuses it (deny wins, as in
+            // coffer's own rules); otherwise a grant on any of them allows it.
+            for (p, c) in vault_requests(capability, path, namespace) {
+                match judge(hcl.iter().copied(), c, &p) {
+                    Verdict::Denied => return Decision::Denied,
+                    Verdict::Granted => granted = true,
+                    Verdict::NotGranted => {}
                 }
-            }
-            // Every Vault path the check amounts to is denied by its winning rule.
-            if denied {
-                return Decision::Denied;
             }
         }
         if granted {
@@ -493,11 +513,10 @@ path "app/data/+/db" { capabilities = ["update"] }
             d(Capability::Update, "default/app/x", ns),
             Decision::NotGranted
         );
-        // Refused. (An HCL `deny` on the data path is reported as not granted, not as a
-        // deny: the refusal is the same, its message names no deny rule; issue 17's note.)
-        assert_ne!(
+        // Refused as a deny: the refusal names the deny rule.
+        assert_eq!(
             d(Capability::Read, "default/app/secret", ns),
-            Decision::Allowed
+            Decision::Denied
         );
         assert_eq!(
             d(Capability::Read, "default/shared/a", ns),

@@ -9,7 +9,9 @@
 //!   more than its creator; revoking a token revokes its descendants).
 //! - [`rate`]: the token bucket per identity.
 //! - [`review`]: grants that amount to root (`coffer policy check`).
-//! - `system`: policies and tokens kept in the store's own namespace.
+//! - `system`: policies and tokens kept in the store's own namespace; `records`: the
+//!   bookkeeping records beside them (AppRole's, wrapped responses).
+//! - [`wrap`]: response wrapping's single-use tokens and what they hold.
 //!
 //! The policy file is read at start and never changes; policies, bindings and tokens put at
 //! run time live in the store (encrypted like every secret) and are loaded into memory each
@@ -21,6 +23,7 @@ mod lineage;
 pub mod pattern;
 pub mod policy;
 pub mod rate;
+mod records;
 pub mod review;
 mod system;
 pub mod vault_map;
@@ -28,6 +31,7 @@ pub mod vault_map;
 pub(crate) use system::ensure_namespace as ensure_system_namespace;
 pub mod approle;
 pub mod token;
+pub mod wrap;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -87,6 +91,9 @@ pub struct AccessControl {
     changing: Mutex<()>,
     rate: RateLimiter,
 }
+
+/// How a refusal by a deny rule begins (so the gates can tell it from a missing grant).
+pub(crate) const DENY_RULE: &str = "a policy rule denies";
 
 /// The identity a request runs as, once gate 3 resolved it.
 #[derive(Debug, Clone)]
@@ -333,6 +340,20 @@ impl AccessControl {
         Some(record.accessor.clone())
     }
 
+    /// The principal of the live token with this accessor (for `sys/capabilities-accessor`);
+    /// `None` when there is none.
+    pub fn principal_by_accessor(&self, accessor: &str) -> Option<Principal> {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let record = loaded.tokens.by_accessor(accessor)?;
+        loaded.tokens.alive(record, Timestamp::now()).ok()?;
+        Some(Principal {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            token: Some(record.clone()),
+            unit: None,
+        })
+    }
+
     /// Whether every check would pass for `who` without looking at the path: a peer bound
     /// to the built-in `root` policy and nothing else (root, the daemon's user).
     pub fn unconditional(&self, who: &Principal) -> bool {
@@ -390,7 +411,8 @@ impl AccessControl {
         match decision {
             Decision::Allowed => Ok(()),
             Decision::Denied => Err(CoreError::Denied(format!(
-                "a policy rule denies {} \"{capability}\" on \"{path}\" (a deny rule wins over                  any grant; remove it, or narrow its path, to allow this)",
+                "{DENY_RULE} {} \"{capability}\" on \"{path}\" (a deny rule wins over \
+                 any grant; remove it, or narrow its path, to allow this)",
                 who.describe()
             ))),
             Decision::NotGranted => Err(CoreError::Denied(denied_advice(
@@ -399,6 +421,34 @@ impl AccessControl {
                 path,
                 namespace,
             ))),
+        }
+    }
+
+    /// Vault's capabilities of `who` on the Vault path `vault_path`, in Vault's words and
+    /// order (`sys/capabilities`): `root` for a principal every check passes for, `deny`
+    /// when nothing is granted or a rule denies. Fails closed like [`Access::check`].
+    pub fn capabilities(&self, who: &Principal, vault_path: &str) -> Vec<&'static str> {
+        if self.holds_root(who) {
+            return vec!["root"];
+        }
+        if self
+            .loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken
+            .is_some()
+        {
+            return vec!["deny"];
+        }
+        let caps = self
+            .engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .vault_capabilities(who.caller(), vault_path);
+        match caps.map(hcl::VaultCaps::words) {
+            None => vec!["root"],
+            Some(words) if words.is_empty() => vec!["deny"],
+            Some(words) => words,
         }
     }
 
@@ -572,7 +622,8 @@ fn denied_advice(who: &str, capability: Capability, path: &str, namespace: Optio
         None => path.to_owned(),
     };
     let mut text = format!(
-        "{who} needs \"{capability}\" on \"{path}\" (grant it with a policy rule path          \"{parent}\" capabilities [\"{capability}\"]"
+        "{who} needs \"{capability}\" on \"{path}\" (grant it with a policy rule: path \
+         \"{parent}\" capabilities [\"{capability}\"]"
     );
     if let Some(vault) = vault_map::advice(capability, path, namespace) {
         text.push_str(&format!(", or in HCL {vault}"));

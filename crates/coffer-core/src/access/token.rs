@@ -75,17 +75,37 @@ fn random(n: usize) -> Result<SecretBytes, CoreError> {
     SecretBytes::random(n).map_err(|e| CoreError::Store(coffer_store::StoreError::Crypto(e)))
 }
 
-/// Makes a token.
-pub fn mint(key: &TokenKey, spec: TokenSpec, creator: String) -> Result<Minted, CoreError> {
+/// A new random credential: `prefix` and 43 base64url characters (32 random bytes).
+pub(crate) fn random_credential(prefix: &str) -> Result<SecretBytes, CoreError> {
     let body = random(32)?;
     let encoded = data_encoding::BASE64URL_NOPAD.encode(body.expose_secret());
-    let mut token = SecretBytes::zeroed(TOKEN_PREFIX.len() + encoded.len());
-    token.expose_secret_mut()[..TOKEN_PREFIX.len()].copy_from_slice(TOKEN_PREFIX.as_bytes());
-    token.expose_secret_mut()[TOKEN_PREFIX.len()..].copy_from_slice(encoded.as_bytes());
+    let mut token = SecretBytes::zeroed(prefix.len() + encoded.len());
+    token.expose_secret_mut()[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    token.expose_secret_mut()[prefix.len()..].copy_from_slice(encoded.as_bytes());
     // The encoded copy is a String the allocator may hand out again: wipe it.
     let mut encoded = encoded;
     zeroize::Zeroize::zeroize(&mut encoded);
-    let accessor = data_encoding::HEXLOWER.encode(random(12)?.expose_secret());
+    Ok(token)
+}
+
+/// A new accessor: 24 lowercase hex digits (12 random bytes).
+pub(crate) fn random_accessor() -> Result<String, CoreError> {
+    Ok(data_encoding::HEXLOWER.encode(random(12)?.expose_secret()))
+}
+
+/// The keyed hash of a credential that is not a token (an AppRole secret-id, a wrapping
+/// token), under a `domain` of its own: no such hash can ever be taken for a token's.
+pub(crate) fn domain_hash(key: &TokenKey, domain: &[u8], credential: &SecretBytes) -> [u8; 32] {
+    let mut input = SecretBytes::zeroed(domain.len() + credential.len());
+    input.expose_secret_mut()[..domain.len()].copy_from_slice(domain);
+    input.expose_secret_mut()[domain.len()..].copy_from_slice(credential.expose_secret());
+    key.hash(&input)
+}
+
+/// Makes a token.
+pub fn mint(key: &TokenKey, spec: TokenSpec, creator: String) -> Result<Minted, CoreError> {
+    let token = random_credential(TOKEN_PREFIX)?;
+    let accessor = random_accessor()?;
     let now = Timestamp::now();
     let after = |d: Duration| {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

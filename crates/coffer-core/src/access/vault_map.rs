@@ -104,6 +104,73 @@ fn sys_requests(capability: Capability, area: &str) -> Vec<(String, VaultCap)> {
     paths.into_iter().map(|p| (p, cap)).collect()
 }
 
+/// The KV v2 path segments after a mount.
+const KV_SEGMENTS: &[&str] = &[
+    "data", "metadata", "delete", "undelete", "destroy", "subkeys",
+];
+
+/// The coffer check a Vault capability on a Vault path amounts to, the table above read
+/// backwards (for `sys/capabilities`): (capability, coffer path, namespace). `None` when
+/// no coffer operation is that request. A KV path's mount is everything before its first
+/// KV segment (`secret` is `default`); the namespace's own rules decide what it holds.
+pub fn coffer_check(
+    vault_path: &str,
+    cap: VaultCap,
+) -> Option<(Capability, String, Option<String>)> {
+    use Capability as C;
+    use VaultCap as V;
+    let path = vault_path.trim_start_matches('/');
+    let sys_area = |area: &str| -> Option<(Capability, String, Option<String>)> {
+        let c = match cap {
+            V::Read => C::Read,
+            V::List => C::List,
+            V::Create => C::Create,
+            V::Update | V::Patch => C::Update,
+            V::Delete => C::Destroy,
+            V::Sudo => C::Sudo,
+            V::Deny => return None,
+        };
+        Some((c, format!("sys/{area}"), None))
+    };
+    let first = |p: &str| p.split('/').next().unwrap_or_default().to_owned();
+    if let Some(rest) = path.strip_prefix("auth/") {
+        return match first(rest).as_str() {
+            "token" => sys_area("token"),
+            "approle" => sys_area("approle"),
+            _ => None,
+        };
+    }
+    if let Some(rest) = path.strip_prefix("sys/") {
+        return match first(rest).as_str() {
+            "policies" | "policy" => sys_area("policy"),
+            "mounts" => sys_area("namespaces"),
+            "unseal" => sys_area("seal"),
+            area => sys_area(area),
+        };
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let at = (1..segments.len()).find(|&i| KV_SEGMENTS.contains(&segments[i]))?;
+    let mount = segments[..at].join("/");
+    let ns = if mount == "secret" {
+        "default".to_owned()
+    } else {
+        mount
+    };
+    let name = segments[at + 1..].join("/");
+    let c = match (segments[at], cap) {
+        ("data", V::Read) | ("subkeys", V::Read) => C::Read,
+        ("data", V::Create) => C::Create,
+        ("data", V::Update | V::Patch) | ("metadata", V::Update | V::Patch) => C::Update,
+        ("data", V::Delete) | ("delete" | "undelete", V::Update) => C::Revoke,
+        ("data", V::Sudo) => C::Sudo,
+        ("metadata", V::Read) => C::Meta,
+        ("metadata", V::List) => C::List,
+        ("metadata", V::Delete) | ("destroy", V::Update) => C::Destroy,
+        _ => return None,
+    };
+    Some((c, format!("{ns}/{name}"), Some(ns)))
+}
+
 /// A Vault rule that would grant `capability` on the coffer `path`, for a refusal's advice.
 pub fn advice(capability: Capability, path: &str, namespace: Option<&str>) -> Option<String> {
     let (p, c) = vault_requests(capability, path, namespace)
@@ -171,5 +238,43 @@ mod tests {
         );
         assert_eq!(first(Sudo, "sys/seal", None)[0], "sudo sys/seal");
         assert_eq!(first(Destroy, "sys/token", None), ["delete auth/token/"]);
+    }
+
+    #[test]
+    fn vault_requests_read_backwards() {
+        let check = |p: &str, c| coffer_check(p, c);
+        assert_eq!(
+            check("secret/data/app/db", VaultCap::Read),
+            Some((
+                Capability::Read,
+                "default/app/db".into(),
+                Some("default".into())
+            ))
+        );
+        assert_eq!(
+            check("team/a/metadata/x/", VaultCap::List),
+            Some((Capability::List, "team/a/x/".into(), Some("team/a".into())))
+        );
+        assert_eq!(
+            check("app/destroy/x", VaultCap::Update).map(|c| c.0),
+            Some(Capability::Destroy)
+        );
+        assert_eq!(check("app/data/x", VaultCap::List), None);
+        assert_eq!(check("data/x", VaultCap::Read), None);
+        assert_eq!(
+            check("sys/policies/acl/x", VaultCap::Sudo),
+            Some((Capability::Sudo, "sys/policy".into(), None))
+        );
+        assert_eq!(
+            check("auth/token/create", VaultCap::Update).map(|c| c.1),
+            Some("sys/token".into())
+        );
+        assert_eq!(check("auth/userpass/x", VaultCap::Read), None);
+        // Every capability a KV path grants maps back onto itself.
+        for c in [Capability::Read, Capability::Create, Capability::Meta] {
+            for (p, vc) in vault_requests(c, "app/x", Some("app")) {
+                assert_eq!(coffer_check(&p, vc).map(|r| r.0), Some(c));
+            }
+        }
     }
 }

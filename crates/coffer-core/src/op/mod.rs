@@ -210,6 +210,72 @@ pub enum Operation {
     },
     /// AppRole: roles, secret-ids and the login (`sudo` on `sys/approle` but for the login).
     AppRole(AppRoleOp),
+    /// Response wrapping: wrap (any caller with a valid token), and unwrap, look up or
+    /// rewrap, whose wrapping token is their credential.
+    Wrapping(WrapOp),
+    /// Vault's capabilities of a token on paths: the caller's own (its identity is enough),
+    /// or another token's (`sudo` on `sys/token`).
+    Capabilities {
+        /// Whose.
+        of: CapabilitiesOf,
+        /// The Vault paths (1 to [`MAX_CAPABILITY_PATHS`]).
+        paths: Vec<String>,
+    },
+}
+
+/// Most paths one `sys/capabilities` request asks about.
+pub const MAX_CAPABILITY_PATHS: usize = 64;
+
+/// Whose capabilities `sys/capabilities*` answers.
+#[derive(Debug)]
+pub enum CapabilitiesOf {
+    /// The caller's (`sys/capabilities-self`).
+    Caller,
+    /// The token given (`sys/capabilities`).
+    Token(SecretBytes),
+    /// The token with this accessor (`sys/capabilities-accessor`).
+    Accessor(String),
+}
+
+/// Something done with response wrapping.
+#[derive(Debug)]
+pub enum WrapOp {
+    /// Keep `response` under a new wrapping token for `ttl` seconds.
+    Wrap {
+        /// The response (the JSON body the wrapped request answered).
+        response: SecretBytes,
+        /// Its time to live in seconds.
+        ttl: u64,
+        /// The path whose response it is (`creation_path`).
+        path: String,
+    },
+    /// The wrapped response; the wrapping token is spent.
+    Unwrap {
+        /// The wrapping token.
+        token: SecretBytes,
+    },
+    /// The wrapping token's record.
+    Lookup {
+        /// The wrapping token.
+        token: SecretBytes,
+    },
+    /// The response under a new wrapping token with the same TTL; the old one is spent.
+    Rewrap {
+        /// The wrapping token.
+        token: SecretBytes,
+    },
+}
+
+impl WrapOp {
+    /// What it is recorded as.
+    pub fn action(&self) -> Action {
+        match self {
+            Self::Wrap { .. } => Action::Wrap,
+            Self::Unwrap { .. } => Action::Unwrap,
+            Self::Lookup { .. } => Action::WrapLookup,
+            Self::Rewrap { .. } => Action::Rewrap,
+        }
+    }
 }
 
 /// Which change events a watch follows, and from where.
@@ -266,6 +332,9 @@ pub struct TokenInput {
     /// Made without a parent: revoking its creator leaves it alone. Needs `sudo` on
     /// `sys/token`, and must be asked for.
     pub orphan: bool,
+    /// Add the built-in `default` policy (which grants nothing by itself) to those named,
+    /// as Vault does unless `no_default_policy` (HTTP); the socket names every policy.
+    pub default_policy: bool,
 }
 
 /// A request: one operation, or (for a path whose mount is not yet known) its readings, one
@@ -377,6 +446,8 @@ impl Operation {
             Self::Watch(_) => Action::Watch,
             Self::Backup { .. } => Action::Backup,
             Self::AppRole(op) => op.action(),
+            Self::Wrapping(op) => op.action(),
+            Self::Capabilities { .. } => Action::Capabilities,
         }
     }
 
@@ -428,9 +499,17 @@ impl Request {
         matches!(self, Self::One(Operation::Unseal { by_key: true, .. }))
     }
 
-    /// Whether it is an AppRole login, whose role-id and secret-id are its credential (no
-    /// token).
+    /// Whether it carries its own credential instead of a token: an AppRole login (its
+    /// role-id and secret-id), or an unwrap, lookup or rewrap (its wrapping token).
     pub(crate) fn logs_in(&self) -> bool {
-        matches!(self, Self::One(Operation::AppRole(AppRoleOp::Login { .. })))
+        matches!(
+            self,
+            Self::One(
+                Operation::AppRole(AppRoleOp::Login { .. })
+                    | Operation::Wrapping(
+                        WrapOp::Unwrap { .. } | WrapOp::Lookup { .. } | WrapOp::Rewrap { .. }
+                    )
+            )
+        )
     }
 }

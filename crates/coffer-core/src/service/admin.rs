@@ -286,6 +286,8 @@ impl Service {
             | Operation::TokenRenewSelf
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
             Operation::AppRole(op) => self.approle(who, op).await,
+            Operation::Wrapping(op) => self.wrapping(who, op).await,
+            Operation::Capabilities { of, paths } => self.capabilities(who, of, paths),
             // Secrets, lists and mounts are admitted as their own work.
             Operation::Secret { .. }
             | Operation::List { .. }
@@ -387,12 +389,39 @@ impl Service {
             bytes,
             ttl_seconds: self.cache.ttl().as_secs(),
         };
-        // Reading the header is a store read; keep it off the async workers.
+        // Reading the header and counting the secrets are store reads; keep them off the
+        // async workers.
         let vault = self.vault.clone();
-        match tokio::task::spawn_blocking(move || vault.status(cache)).await {
-            Ok(report) => report,
-            Err(_) => self.vault.status(cache),
-        }
+        let (mut report, secrets) = match tokio::task::spawn_blocking(move || {
+            let secrets = vault.store().ok().and_then(|s| s.secret_count().ok());
+            (vault.status(cache), secrets)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => (self.vault.status(cache), None),
+        };
+        let (file, stored) = self.access.policies();
+        report.daemon = Some(coffer_types::reply::DaemonFacts {
+            data_dir: self
+                .data_dir
+                .get()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            listeners: self.listeners.get().cloned().unwrap_or_default(),
+            audit: match &self.audit {
+                Some(log) => format!("on ({})", log.dir().display()),
+                None => "off (--danger-no-audit)".to_owned(),
+            },
+            policies: format!(
+                "{} from the policy file, {} from the store (and the built-in root and default)",
+                file.policies.len(),
+                stored.policies.len()
+            ),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            secrets,
+        });
+        report
     }
 
     async fn unseal(

@@ -111,11 +111,10 @@ impl Service {
         }
         // Gates 1 and 2. (Only flags of the request are passed across the wait below: its
         // readings need not be `Sync`.)
-        // An unseal by key and an AppRole login carry their own credential, not a token.
-        let how = (
-            request.runs_sealed(),
-            request.unseals_by_key() || request.logs_in(),
-        );
+        // An unseal by key, an AppRole login and an unwrap carry their own credential, not
+        // a token.
+        let logs_in = request.logs_in();
+        let how = (request.runs_sealed(), request.unseals_by_key() || logs_in);
         let identified = self.identify(pending.identity(), how, token.as_ref()).await;
         drop(token);
         let (principal, store) = match identified {
@@ -149,11 +148,9 @@ impl Service {
         let this = Arc::clone(self);
         let work = self.tasks.spawn(async move {
             let result = this.execute(principal, admitted).await;
-            if action == coffer_types::Action::ApproleLogin
-                && matches!(&result, Err(r) if r.gate == Gate::Identity)
-            {
-                // A wrong role-id or secret-id counts as a bad token does: enough of them
-                // back the peer off.
+            if logs_in && matches!(&result, Err(r) if r.gate == Gate::Identity) {
+                // A wrong role-id, secret-id or wrapping token counts as a bad token does:
+                // enough of them back the peer off.
                 this.peers.failed(pending.identity());
             }
             this.finish(pending, result).await
@@ -214,7 +211,11 @@ impl Service {
         let who = &caller.identity;
         if matches!(
             action,
-            coffer_types::Action::Unseal | coffer_types::Action::ApproleLogin
+            coffer_types::Action::Unseal
+                | coffer_types::Action::ApproleLogin
+                | coffer_types::Action::Unwrap
+                | coffer_types::Action::WrapLookup
+                | coffer_types::Action::Rewrap
         ) {
             // Its body is the credential, not a token; its attempts have their own budget
             // at gate 0 of the request itself.

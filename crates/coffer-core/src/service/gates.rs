@@ -433,11 +433,29 @@ impl Service {
             (true, true) => Ok(None),
             (true, false) => Ok(Some(WriteMode::Create)),
             (false, true) => Ok(Some(WriteMode::Update)),
-            // Report the more telling refusal (a deny rule, or the missing grant).
-            (false, false) => self
-                .allow(who, Capability::Update, &path, ns)
-                .and_then(|()| self.allow(who, Capability::Create, &path, ns))
-                .map(|()| None),
+            // Which one the write needs depends on whether the name exists, which gate 5
+            // does not look up: a deny rule is reported as such, else the missing `create`,
+            // naming `update` too.
+            (false, false) => {
+                let create = self.allow(who, Capability::Create, &path, ns);
+                let update = self.allow(who, Capability::Update, &path, ns);
+                match (create, update) {
+                    (Err(c), Err(u)) if is_deny(&u) && !is_deny(&c) => Err(u),
+                    (Err(mut c), Err(_)) => {
+                        if let CoreError::Denied(m) = &mut c.error
+                            && !is_deny_text(m)
+                        {
+                            m.push_str(
+                                "; a write to a name that exists needs \"update\" instead, \
+                                 not granted either",
+                            );
+                        }
+                        Err(c)
+                    }
+                    (Err(r), Ok(())) | (Ok(()), Err(r)) => Err(r),
+                    (Ok(()), Ok(())) => Ok(None),
+                }
+            }
         }
     }
 
@@ -567,6 +585,15 @@ impl Service {
     }
 }
 
+/// Whether a policy refusal is a deny rule's (its message says so).
+fn is_deny(r: &Refusal) -> bool {
+    matches!(&r.error, CoreError::Denied(m) if is_deny_text(m))
+}
+
+fn is_deny_text(message: &str) -> bool {
+    message.starts_with(crate::access::DENY_RULE)
+}
+
 /// The grant an operation on the daemon needs: (capability, `sys/` path). `None`: the
 /// caller's identity is enough (its own token, the daemon's status, unsealing by key).
 fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
@@ -609,6 +636,13 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         // A login's role-id and secret-id are its credential.
         Operation::AppRole(crate::op::AppRoleOp::Login { .. }) => return None,
         Operation::AppRole(_) => (Sudo, "sys/approle"),
+        // Another token's capabilities: what `token lookup` of it would need.
+        Operation::Capabilities {
+            of: crate::op::CapabilitiesOf::Token(_) | crate::op::CapabilitiesOf::Accessor(_),
+            ..
+        } => (Sudo, "sys/token"),
+        // Wrapping needs a valid token (any); unwrapping, its wrapping token; the caller's
+        // own capabilities, its identity.
         _ => return None,
     })
 }

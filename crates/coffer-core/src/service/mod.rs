@@ -32,6 +32,7 @@ mod state;
 mod tokens;
 mod watch;
 mod webhooks;
+mod wrapping;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use crate::schedule::{BackupStats, RotationStats};

@@ -74,6 +74,10 @@ pub struct Service {
     pub(super) watchers: Arc<crate::watch::WatcherCount>,
     /// The data directory, whose audit anchor a backup carries (unset: no anchor).
     pub(super) data_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// What the daemon listens on (set once, at start), for `status`.
+    pub(super) listeners: std::sync::OnceLock<Vec<String>>,
+    /// When the service was made, for `status`'s uptime.
+    pub(super) started: std::time::Instant,
     /// Turns true when the daemon stops: every watch ends.
     pub(super) ending: tokio::sync::watch::Sender<bool>,
     /// Scheduled backups' counters.
@@ -151,6 +155,8 @@ impl Service {
             peers: crate::bounds::PeerGuard::new(config.peer, daemon_uid),
             watchers: Arc::default(),
             data_dir: std::sync::OnceLock::new(),
+            listeners: std::sync::OnceLock::new(),
+            started: std::time::Instant::now(),
             ending: tokio::sync::watch::Sender::new(false),
             rotation: Default::default(),
             backups: Default::default(),
@@ -198,6 +204,11 @@ impl Service {
     /// Names the data directory, whose audit anchor backups carry (set once, at start).
     pub fn set_data_dir(&self, dir: std::path::PathBuf) {
         let _ = self.data_dir.set(dir);
+    }
+
+    /// Names what the daemon listens on, for `status` (set once, at start).
+    pub fn set_listeners(&self, listeners: Vec<String>) {
+        let _ = self.listeners.set(listeners);
     }
 
     /// The configuration.

@@ -10,7 +10,7 @@ use coffer_types::Namespace;
 use super::state::invalid;
 use super::state::{Gated, Service, blocking, stored};
 use crate::access::token::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
-use crate::access::{DEFAULT_POLICY, Principal, TokenSpec};
+use crate::access::{DEFAULT_POLICY, Principal, ROOT_POLICY, TokenSpec};
 use crate::op::{Operation, TokenInput};
 use crate::{CoreError, Gate, Refusal, Reply};
 
@@ -142,11 +142,20 @@ impl Service {
                 )));
             }
         }
-        let policies = if input.policies.is_empty() {
+        let mut policies = if input.policies.is_empty() {
             vec![DEFAULT_POLICY.to_owned()]
         } else {
             input.policies
         };
+        if input.default_policy
+            && !policies
+                .iter()
+                .any(|p| p == DEFAULT_POLICY || p == ROOT_POLICY)
+        {
+            // Vault's order: sorted. (A root token carries `root` alone, as in Vault.)
+            policies.push(DEFAULT_POLICY.to_owned());
+            policies.sort();
+        }
         let access = self.access.clone();
         let actor = who.actor();
         let spec = TokenSpec {

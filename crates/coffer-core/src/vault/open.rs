@@ -168,6 +168,7 @@ impl Vault {
                 lock_refusals: lock.refused,
             },
             key_rotations,
+            daemon: None,
             detail_withheld: false,
         }
     }

@@ -152,6 +152,22 @@ impl Daemon {
             }
             None => (None, None),
         };
+        let mut shown: Vec<String> = config
+            .sockets
+            .iter()
+            .map(|p| format!("socket {}", p.display()))
+            .collect();
+        if let Some(addr) = http_addr {
+            let plain = matches!(
+                config.http.as_ref().map(|h| &h.tls),
+                Some(config::HttpTls::Plain)
+            );
+            shown.push(format!("{} {addr}", if plain { "http" } else { "https" }));
+        }
+        if let Some(creds) = &config.credentials {
+            shown.push(format!("credentials {}", creds.socket.display()));
+        }
+        service.set_listeners(shown);
         tracing::info!(
             data_dir = %dir.root().display(),
             store = config.store.as_str(),

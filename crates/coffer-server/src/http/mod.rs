@@ -11,6 +11,7 @@
 
 mod approle;
 mod backup;
+mod capabilities;
 mod envelope;
 mod error;
 mod events;
@@ -25,6 +26,7 @@ mod sys;
 pub mod tls;
 mod token;
 mod webhooks;
+mod wrapping;
 
 use std::io;
 use std::net::SocketAddr;
@@ -138,6 +140,34 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/coffer/events", get(events::sse))
         .route("/v1/sys/coffer/namespaces", get(namespaces::list))
         .route("/v1/sys/coffer/namespaces/{*rest}", post(namespaces::post))
+        .route(
+            "/v1/sys/capabilities-self",
+            post(capabilities::own).put(capabilities::own),
+        )
+        .route(
+            "/v1/sys/capabilities",
+            post(capabilities::of_token).put(capabilities::of_token),
+        )
+        .route(
+            "/v1/sys/capabilities-accessor",
+            post(capabilities::of_accessor).put(capabilities::of_accessor),
+        )
+        .route(
+            "/v1/sys/wrapping/wrap",
+            post(wrapping::wrap_data).put(wrapping::wrap_data),
+        )
+        .route(
+            "/v1/sys/wrapping/unwrap",
+            post(wrapping::unwrap).put(wrapping::unwrap),
+        )
+        .route(
+            "/v1/sys/wrapping/lookup",
+            post(wrapping::lookup).put(wrapping::lookup),
+        )
+        .route(
+            "/v1/sys/wrapping/rewrap",
+            post(wrapping::rewrap).put(wrapping::rewrap),
+        )
         .route("/v1/sys/{*rest}", any(sys::no_route))
         .route(
             "/v1/auth/token/create",
@@ -208,6 +238,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     router
         .fallback(kv::handle)
         .method_not_allowed_fallback(sys::unsupported)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wrapping::wrap_responses,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), vouch))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -255,8 +289,19 @@ async fn vouch(
 fn at_most(path: &str) -> coffer_types::Action {
     use coffer_types::Action;
     let rest = path.trim_start_matches("/v1/");
-    if rest.trim_end_matches('/') == "auth/approle/login" {
+    let exact = rest.trim_end_matches('/');
+    if exact == "auth/approle/login" {
         Action::ApproleLogin
+    } else if exact == "sys/wrapping/unwrap" {
+        Action::Unwrap
+    } else if exact == "sys/wrapping/lookup" {
+        Action::WrapLookup
+    } else if exact == "sys/wrapping/rewrap" {
+        Action::Rewrap
+    } else if exact == "sys/wrapping/wrap" {
+        Action::Wrap
+    } else if rest.starts_with("sys/capabilities") {
+        Action::Capabilities
     } else if rest.starts_with("auth/approle/") {
         Action::Approle
     } else if rest.starts_with("auth/token/") {

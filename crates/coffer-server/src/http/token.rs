@@ -74,6 +74,9 @@ struct CreateIn {
     /// Make an orphan (Vault: only for a caller with `sudo`).
     #[serde(default)]
     no_parent: bool,
+    /// Leave Vault's `default` policy out.
+    #[serde(default)]
+    no_default_policy: bool,
 }
 
 /// A duration as Vault takes it: seconds, or a string such as `"30m"` or `"3600"`.
@@ -111,6 +114,7 @@ async fn make(state: Shared, Who(caller): Who, body: Body, orphan: bool) -> ApiR
         display_name: input.display_name,
         max_ttl,
         orphan: orphan || input.no_parent,
+        default_policy: !input.no_default_policy,
     });
     match state.service.call(caller, op).await? {
         Reply::TokenCreated { token, record } => {
@@ -192,10 +196,11 @@ fn lookup_answer(reply: Reply, own: &str) -> ApiResult {
         "display_name": record.display_name.clone().unwrap_or_else(|| "token".to_owned()),
         "entity_id": "",
         "expire_time": record.expires.to_string(),
-        // Vault shows 0 for a token made without one (here: the ten-year system max).
+        // Vault shows 0 for a token made without one (here: the ten-year system max, or a
+        // few seconds less when inherited from a parent made without one).
         "explicit_max_ttl": record
             .explicit_max_ttl()
-            .filter(|&s| s < MAX_TOKEN_TTL.as_secs())
+            .filter(|&s| s < MAX_TOKEN_TTL.as_secs().saturating_sub(86_400))
             .unwrap_or(0),
         "id": own,
         "issue_time": record.created.to_string(),

@@ -349,6 +349,11 @@ fields! {
     passphrases: SecretBytes = "a string (passphrases, one a line)",
     drop_passphrase_slots: bool = "true or false",
     recipients: Vec<String> = "a list of strings",
+    verb: String = "a string",
+    role_id: String = "a string",
+    secret_id: SecretBytes = "a string",
+    secret_id_ttl: Seconds = "a number of seconds or a duration such as 10m",
+    num_uses: u64 = "a whole number",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -9,8 +9,8 @@
 
 use coffer_core::Operation;
 use coffer_core::op::{
-    ListInput, MetadataChange, RotationInput, SecretOp, SpecInput, TokenInput, WatchInput,
-    WebhookOp, WriteOptions,
+    AppRoleOp, ListInput, MetadataChange, RoleInput, RotationInput, SecretIdInput, SecretOp,
+    SpecInput, TokenInput, WatchInput, WebhookOp, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
@@ -112,6 +112,18 @@ fn takes(action: Action) -> FieldSet {
         Action::WebhookAdd => field_set!(url, events, namespace, prefix),
         Action::WebhookRemove | Action::WebhookTest => field_set!(webhook),
         Action::Backup => field_set!(recipients, key),
+        Action::Approle => field_set!(
+            verb,
+            name,
+            policies,
+            secret_id_ttl,
+            num_uses,
+            ttl,
+            max_ttl,
+            role_id,
+            accessor
+        ),
+        Action::ApproleLogin => field_set!(role_id, secret_id),
         _ => FieldSet::EMPTY,
     }
 }
@@ -440,6 +452,7 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             display_name: f.display_name.take(),
             max_ttl: f.max_ttl.take().map(|s| s.0),
             orphan: f.orphan.take().unwrap_or(false),
+            default_policy: false,
         }),
         Action::TokenList => Operation::TokenList,
         Action::TokenRenew => Operation::TokenRenewSelf,
@@ -480,7 +493,68 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             id: needs(f.webhook.take(), "webhook", action)?,
         }),
         Action::WebhookStatus => Operation::Webhook(WebhookOp::Status),
+        Action::Approle => Operation::AppRole(approle(f)?),
+        Action::ApproleLogin => Operation::AppRole(AppRoleOp::Login {
+            role_id: needs(f.role_id.take(), "role_id", action)?,
+            secret_id: needs(f.secret_id.take(), "secret_id", action)?,
+        }),
         _ => return Err(invalid("this action is not available on the socket")),
+    })
+}
+
+/// The verbs of `approle`, for its error message.
+const APPROLE_VERBS: &str = "role_put, role_get, role_list, role_delete, role_id, role_id_set, \
+                             secret_id, secret_id_list, secret_id_lookup, secret_id_destroy";
+
+/// `approle`: its `verb` says what is done; `name` is the role.
+fn approle(f: &mut Fields) -> Result<AppRoleOp, ParseError> {
+    let action = Action::Approle;
+    let verb = needs(f.verb.take(), "verb", action)?;
+    if verb == "role_list" {
+        return Ok(AppRoleOp::RoleList);
+    }
+    let name = needs(f.name.take(), "name", action)?;
+    Ok(match verb.as_str() {
+        "role_put" => AppRoleOp::RolePut {
+            name,
+            input: RoleInput {
+                token_policies: f.policies.take(),
+                secret_id_ttl: f.secret_id_ttl.take().map(|s| s.0),
+                secret_id_num_uses: f.num_uses.take(),
+                token_ttl: f.ttl.take().map(|s| s.0),
+                token_max_ttl: f.max_ttl.take().map(|s| s.0),
+                token_no_default_policy: None,
+            },
+        },
+        "role_get" => AppRoleOp::RoleGet { name },
+        "role_delete" => AppRoleOp::RoleDelete { name },
+        "role_id" => AppRoleOp::RoleIdGet { name },
+        "role_id_set" => AppRoleOp::RoleIdSet {
+            name,
+            role_id: needs(f.role_id.take(), "role_id", action)?,
+        },
+        "secret_id" => AppRoleOp::SecretIdCreate {
+            name,
+            input: SecretIdInput {
+                metadata: Default::default(),
+                ttl: f.ttl.take().map(|s| s.0),
+                num_uses: f.num_uses.take(),
+            },
+        },
+        "secret_id_list" => AppRoleOp::SecretIdList { name },
+        "secret_id_lookup" => AppRoleOp::AccessorLookup {
+            name,
+            accessor: needs(f.accessor.take(), "accessor", action)?,
+        },
+        "secret_id_destroy" => AppRoleOp::AccessorDestroy {
+            name,
+            accessor: needs(f.accessor.take(), "accessor", action)?,
+        },
+        _ => {
+            return Err(invalid(format!(
+                "field `verb` must be one of {APPROLE_VERBS}"
+            )));
+        }
     })
 }
 

@@ -147,9 +147,42 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
                 let _ = std::io::Write::write_fmt(out, format_args!(",\"gap_seq\":{seq}"));
             }
         }
+        Reply::AppRole(r) => approle(out, r, id),
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);
+}
+
+/// What an AppRole operation answers; a secret-id or a login's token last, into room
+/// reserved for it.
+fn approle(out: &mut Vec<u8>, reply: &coffer_core::AppRoleReply, id: Option<&str>) {
+    use coffer_core::AppRoleReply as R;
+    let secret = |out: &mut Vec<u8>, key: &[u8], value: &SecretBytes| {
+        let need = 16 + secret_len(value) + id.map_or(0, str::len);
+        *out = reserve_exact(std::mem::take(out), need);
+        out.extend_from_slice(key);
+        secret_string(out, value);
+    };
+    match reply {
+        R::Role(role) => ok_with(out, "role", role),
+        R::Keys(keys) => ok_with(out, "keys", keys),
+        R::RoleId(role_id) => ok_with(out, "role_id", role_id),
+        R::SecretId { secret_id, record } => {
+            ok_with(out, "secret_id_info", record);
+            secret(out, b",\"secret_id\":", secret_id);
+        }
+        R::SecretIdInfo(record) => ok_with(out, "secret_id_info", record),
+        R::Login {
+            token,
+            record,
+            role,
+        } => {
+            ok_with(out, "token_info", record);
+            field(out, "role_name", role);
+            secret(out, b",\"token\":", token);
+        }
+        _ => out.extend_from_slice(b"{\"ok\":true"),
+    }
 }
 
 fn written(out: &mut Vec<u8>, index: NvIndex) {

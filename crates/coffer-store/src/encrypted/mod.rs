@@ -404,6 +404,16 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         all
     }
 
+    fn secret_count(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for ns in self.namespaces() {
+            if !ns.is_system() {
+                total += self.backend.live_count(&self.namespace_id(&ns))?;
+            }
+        }
+        Ok(total)
+    }
+
     fn has_namespace(&self, namespace: &Namespace) -> bool {
         self.namespaces
             .read()
