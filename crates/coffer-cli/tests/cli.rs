@@ -306,3 +306,73 @@ fn bench_measures_coffer_and_the_floor_in_one_run() {
         assert!(row["p99_us"].as_u64().unwrap() >= row["p50_us"].as_u64().unwrap());
     }
 }
+
+/// `bench --target` on a live store never touches its secrets: it works in a scratch
+/// namespace of its own and deletes what it wrote there; `--no-fill` without `--namespace`
+/// is refused.
+#[test]
+fn bench_on_a_live_store_works_in_a_scratch_namespace() {
+    let daemon = Daemon::start(&[]);
+    assert!(daemon.cli(&["set", "live"], b"keep-me").status.success());
+    let socket = daemon.socket.to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--target",
+            socket,
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+            "--rounds",
+            "1",
+            "--clients",
+            "2",
+            "--keys",
+            "10",
+            "--workloads",
+            "get-keepalive,set-keepalive",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args, b"")
+    };
+    let out = bench(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows.iter().all(|r| r["errors"] == 0), "{rows:?}");
+    // The live namespace holds what it held; the scratch one is empty.
+    let names = |ns: &str| -> Vec<String> {
+        let out = daemon.cli(&["secrets", "list", "--json", "-n", ns], b"");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed
+            .as_array()
+            .or_else(|| listed["secrets"].as_array())
+            .unwrap_or_else(|| panic!("{listed}"))
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("default"), ["live"]);
+    let namespaces = stdout(&daemon.cli(&["namespaces", "list"], b""));
+    let scratch = namespaces
+        .lines()
+        .find(|l| l.starts_with("bench-scratch-"))
+        .unwrap_or_else(|| panic!("no scratch namespace: {namespaces}"))
+        .trim()
+        .to_owned();
+    assert!(
+        names(&scratch).is_empty(),
+        "bench left secrets in {scratch}"
+    );
+    assert_eq!(stdout(&daemon.cli(&["get", "live"], b"")), "keep-me");
+    // --no-fill must say where bench-0..N are.
+    let refused = bench(&["--no-fill"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--namespace"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -35,8 +35,8 @@ pub use harden::{CoreLimit, harden_process};
 pub use identity::{Caller, Identity};
 pub use op::{
     AppRoleOp, Candidate, CapabilitiesOf, ListInput, MetadataChange, Operation, Rejection, Request,
-    RoleInput, SecretIdInput, SecretOp, SpecInput, TokenInput, WrapOp, WriteOptions,
-    least_capabilities,
+    RoleInput, SecretIdInput, SecretOp, SpecInput, TokenInput, TokenRoleInput, TokenRoleOp, WrapOp,
+    WriteOptions, least_capabilities,
 };
 pub use reply::{AppRoleReply, Reply, WrapReply};
 pub use service::{BackupStats, Service, ServiceConfig};

@@ -141,6 +141,8 @@ pub enum Reply {
     AppRole(Box<AppRoleReply>),
     /// What a wrapping operation answers.
     Wrapped(Box<WrapReply>),
+    /// A token role.
+    TokenRole(Box<crate::access::token_role::TokenRole>),
     /// Vault's capabilities on each path asked about, in the order asked.
     Capabilities(Vec<(String, Vec<&'static str>)>),
 }

@@ -135,6 +135,8 @@ string_enum! {
         Rewrap = "rewrap",
         /// Vault's capabilities of a token on paths (`sys/capabilities*`).
         Capabilities = "capabilities",
+        /// Manage token roles (HTTP `auth/token/roles/...`).
+        TokenRole = "token_role",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -195,6 +197,7 @@ impl Action {
                 | Self::WrapLookup
                 | Self::Rewrap
                 | Self::Capabilities
+                | Self::TokenRole
         )
     }
 

@@ -41,6 +41,8 @@ pub struct Workload {
     pub set_percent: u32,
     pub keys: usize,
     pub value_size: usize,
+    /// The namespace the requests name (`None`: the default one).
+    pub namespace: Option<String>,
 }
 
 /// What one run measured.
@@ -61,11 +63,15 @@ struct Requests {
 
 fn requests(w: &Workload) -> Requests {
     let value: String = "v".repeat(w.value_size);
-    let ka = if w.mode == Mode::KeepAlive {
-        ",\"keep_alive\":true"
+    let mut ka = if w.mode == Mode::KeepAlive {
+        ",\"keep_alive\":true".to_owned()
     } else {
-        ""
+        String::new()
     };
+    if let Some(ns) = &w.namespace {
+        // A namespace bench made itself: plain characters, no escaping needed.
+        ka.push_str(&format!(",\"namespace\":\"{ns}\""));
+    }
     let gets = (0..w.keys)
         .map(|i| format!("{{\"action\":\"get\",\"name\":\"bench-{i}\"{ka}}}\n").into_bytes())
         .collect();

@@ -5,7 +5,10 @@
 //! body), fills the store, and runs each workload against the floor and coffer in alternating
 //! rounds (so drift in the machine's load hits both alike), printing for each target its
 //! median round's ops/s, p50 and p99, and the coffer/floor ratio. `--target` measures a daemon already
-//! running instead (its secrets `bench-0..N` are overwritten by set workloads).
+//! running instead, in a scratch namespace it creates (`bench-scratch-<hex>`, which needs
+//! `sudo` on `sys/namespaces`) and whose secrets it deletes at the end, so a live store's
+//! secrets are never touched; or, with `--no-fill --namespace NS`, in a namespace the
+//! operator filled with `bench-0..N` for it.
 //!
 //! Its own store is filled before the daemon starts, by [`fill`] (`coffer bench fill`),
 //! which writes straight into the temporary data directory: a million secrets in about a
@@ -70,9 +73,14 @@ pub struct BenchArgs {
     /// Print results as JSON
     #[arg(long)]
     json: bool,
-    /// Do not write the secrets `bench-0..N` before measuring (they must exist already)
+    /// Do not write the secrets `bench-0..N` before measuring (they must exist already; with
+    /// --target, in the namespace --namespace names)
     #[arg(long)]
     no_fill: bool,
+    /// With --target --no-fill: the namespace holding `bench-0..N` (set workloads overwrite
+    /// them). Without --no-fill, --target works in a scratch namespace of its own
+    #[arg(long, short = 'n', requires = "no_fill")]
+    namespace: Option<String>,
     /// Writer threads of the fill of the bench's own store
     #[arg(long, default_value_t = 64)]
     fill_threads: usize,
@@ -132,6 +140,7 @@ fn workload(name: &str, args: &BenchArgs) -> anyhow::Result<(Workload, bool)> {
             set_percent,
             keys: args.keys.max(1),
             value_size: args.value_size,
+            namespace: None,
         },
         compare,
     ))
@@ -201,23 +210,118 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     };
     wait_for(&floor_socket)?;
     wait_for(&coffer_socket)?;
-    if args.target.is_some() && !args.no_fill {
-        fill_through(&coffer_socket, args.keys.max(1), args.value_size)?;
+    // A live store: a scratch namespace of bench's own, emptied at the end, or the one the
+    // operator filled for it.
+    let scratch = match (&args.target, args.no_fill) {
+        (Some(_), false) => Some(Scratch::make(&coffer_socket, args.keys.max(1))?),
+        (Some(_), true) if args.namespace.is_none() => bail!(
+            "--target --no-fill measures secrets bench-0..N that already exist, and set \
+             workloads overwrite them: name their namespace with --namespace (without \
+             --no-fill, bench works in a scratch namespace of its own)"
+        ),
+        _ => None,
+    };
+    let namespace = match &scratch {
+        Some(s) => Some(s.namespace.clone()),
+        None => args.namespace.clone(),
+    };
+    if let Some(s) = &scratch {
+        fill_through(
+            &coffer_socket,
+            &s.namespace,
+            args.keys.max(1),
+            args.value_size,
+        )?;
+    }
+    let measured = measure(&args, &floor_socket, &coffer_socket, namespace);
+    if let Some(s) = scratch {
+        s.empty()?;
+    }
+    let rows = measured?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+/// A scratch namespace on a live store: made for the run, its secrets deleted after it.
+struct Scratch {
+    client: coffer_client::Client,
+    namespace: String,
+    keys: usize,
+}
+
+impl Scratch {
+    fn make(socket: &Path, keys: usize) -> anyhow::Result<Self> {
+        let client = coffer_client::Client::new(socket);
+        let suffix = SecretBytes::random(4)
+            .map(|b| data_encoding::HEXLOWER.encode(b.expose_secret()))
+            .context("cannot draw a random namespace name")?;
+        let namespace = format!("bench-scratch-{suffix}");
+        client.create_namespace(&namespace).with_context(|| {
+            format!(
+                "--target works in a scratch namespace of its own, and cannot create \
+                 {namespace} (it needs `sudo` on sys/namespaces); or fill one yourself and \
+                 pass --no-fill --namespace NS"
+            )
+        })?;
+        eprintln!("measuring in the scratch namespace {namespace}");
+        Ok(Self {
+            client,
+            namespace,
+            keys,
+        })
     }
 
+    /// Deletes every secret bench wrote (all their versions). The namespace itself stays,
+    /// empty: coffer cannot remove a namespace yet.
+    fn empty(self) -> anyhow::Result<()> {
+        for i in 0..self.keys {
+            match self
+                .client
+                .del(Some(&self.namespace), &format!("bench-{i}"))
+            {
+                Ok(()) => {}
+                Err(e) if e.code() == coffer_types::ErrorCode::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot empty the scratch namespace {}", self.namespace)
+                    });
+                }
+            }
+        }
+        eprintln!(
+            "deleted the {} secrets of the scratch namespace {} (the empty namespace remains: \
+             coffer cannot remove a namespace yet)",
+            self.keys, self.namespace
+        );
+        Ok(())
+    }
+}
+
+/// Runs every workload in alternating rounds against the floor and coffer.
+fn measure(
+    args: &BenchArgs,
+    floor_socket: &Path,
+    coffer_socket: &Path,
+    namespace: Option<String>,
+) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let mut rows = Vec::new();
     for name in &args.workloads {
-        let (w, compare) = workload(name, &args)?;
+        let (mut w, compare) = workload(name, args)?;
+        w.namespace.clone_from(&namespace);
         let label = format!("{name} ({})", w.mode.label());
         let mut targets: Vec<(&'static str, &Path)> = Vec::new();
         if compare {
-            targets.push(("floor", &floor_socket));
+            targets.push(("floor", floor_socket));
         }
-        targets.push(("coffer", &coffer_socket));
+        targets.push(("coffer", coffer_socket));
         let mut measured: Vec<Vec<Outcome>> = vec![Vec::new(); targets.len()];
         for round in 0..args.rounds.max(1) {
             for (i, (target, socket)) in targets.iter().enumerate() {
@@ -245,12 +349,7 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
             });
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print_table(&rows);
-    }
-    Ok(())
+    Ok(rows)
 }
 
 fn report_fill(filled: &fill::Filled) {
@@ -262,13 +361,13 @@ fn report_fill(filled: &fill::Filled) {
     );
 }
 
-/// Writes `bench-0..keys` through a running daemon, one set at a time.
-fn fill_through(socket: &Path, keys: usize, size: usize) -> anyhow::Result<()> {
+/// Writes `bench-0..keys` into `namespace` through a running daemon, one set at a time.
+fn fill_through(socket: &Path, namespace: &str, keys: usize, size: usize) -> anyhow::Result<()> {
     let client = coffer_client::Client::new(socket);
     let value = SecretBytes::copy_from("v".repeat(size).as_bytes());
     for i in 0..keys {
         client
-            .set(None, &format!("bench-{i}"), &value, None)
+            .set(Some(namespace), &format!("bench-{i}"), &value, None)
             .with_context(|| format!("cannot fill the store at {}", socket.display()))?;
     }
     Ok(())

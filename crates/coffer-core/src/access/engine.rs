@@ -246,9 +246,10 @@ impl Engine {
         if caps.has(VaultCap::Deny) {
             return Some(caps);
         }
+        // coffer's own rules, read backwards (the HCL rules answered for themselves above).
         for &vc in VaultCap::ALL {
-            if let Some((cap, path, ns)) = coffer_check(vault_path, vc)
-                && self.decide_in(caller, cap, &path, ns.as_deref()) == Decision::Allowed
+            if let Some((cap, path, _)) = coffer_check(vault_path, vc)
+                && native(&docs, cap, &path) == Decision::Allowed
             {
                 caps = caps.with(vc);
             }
@@ -274,27 +275,14 @@ impl Engine {
         let Some(docs) = self.docs(caller) else {
             return Decision::Allowed;
         };
-        let mut granted = false;
-        let mut not_denied = true;
-        let mut hcl: Vec<&HclPolicy> = Vec::new();
-        'docs: for doc in docs {
-            if let Some(h) = &doc.hcl {
-                hcl.push(&h.policy);
-            }
-            for rule in &doc.rules {
-                if !rule.path.matches(path) {
-                    continue;
-                }
-                if rule.capabilities.has(Capability::Deny) {
-                    not_denied = false;
-                    break 'docs;
-                }
-                granted |= rule.capabilities.grants(capability);
-            }
-        }
-        if !not_denied {
-            return Decision::Denied;
-        }
+        let mut granted = match native(&docs, capability, path) {
+            Decision::Denied => return Decision::Denied,
+            d => d == Decision::Allowed,
+        };
+        let hcl: Vec<&HclPolicy> = docs
+            .iter()
+            .filter_map(|d| d.hcl.as_ref().map(|h| &h.policy))
+            .collect();
         if !hcl.is_empty() {
             // A deny on any Vault path the check amounts to refuses it (deny wins, as in
             // coffer's own rules); otherwise a grant on any of them allows it.
@@ -311,6 +299,25 @@ impl Engine {
         } else {
             Decision::NotGranted
         }
+    }
+}
+
+/// coffer's own rules of `docs` on `path`: a deny covering it wins, else any grant.
+fn native(docs: &[&Arc<PolicyDoc>], capability: Capability, path: &str) -> Decision {
+    let mut granted = false;
+    for rule in docs.iter().flat_map(|d| &d.rules) {
+        if !rule.path.matches(path) {
+            continue;
+        }
+        if rule.capabilities.has(Capability::Deny) {
+            return Decision::Denied;
+        }
+        granted |= rule.capabilities.grants(capability);
+    }
+    if granted {
+        Decision::Allowed
+    } else {
+        Decision::NotGranted
     }
 }
 

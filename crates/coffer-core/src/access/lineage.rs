@@ -79,6 +79,42 @@ impl AccessControl {
         Ok(namespace)
     }
 
+    /// Gate 5 for making a token through the token role `role`: `create` on
+    /// `sys/token/roles/<role>` (and `sudo` on `sys/token` for an orphan asked for); the
+    /// role decides the policies at gate 7. Answers the namespace, as
+    /// [`AccessControl::check_token_create`] does.
+    pub fn check_token_create_by_role(
+        &self,
+        who: &Principal,
+        role: &str,
+        namespace: Option<&str>,
+        orphan: bool,
+    ) -> Result<Option<String>, CoreError> {
+        let namespace = namespace
+            .map(str::to_owned)
+            .or_else(|| who.token.as_ref().and_then(|t| t.namespace.clone()));
+        let ns = namespace.as_deref();
+        self.check(who, Capability::Create, &format!("{AREA}/roles/{role}"), ns)?;
+        if orphan && self.check(who, Capability::Sudo, AREA, ns).is_err() {
+            return Err(CoreError::Denied(format!(
+                "an orphan token needs `sudo` on {AREA}, which {} does not hold (or a token \
+                 role whose tokens are orphans)",
+                who.describe()
+            )));
+        }
+        Ok(namespace)
+    }
+
+    /// Whether `who` holds the policy `name` (its own, or bound to it).
+    pub fn holds(&self, who: &Principal, name: &str) -> bool {
+        self.engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held(who.caller())
+            .iter()
+            .any(|p| p == name || p == ROOT_POLICY)
+    }
+
     /// Makes a token (blocking); answers it with its record. Every policy must exist; a
     /// parent must still be alive, and caps the new token's max expiry.
     pub fn create_token(

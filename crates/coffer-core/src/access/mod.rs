@@ -31,6 +31,7 @@ pub mod vault_map;
 pub(crate) use system::ensure_namespace as ensure_system_namespace;
 pub mod approle;
 pub mod token;
+pub mod token_role;
 pub mod wrap;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

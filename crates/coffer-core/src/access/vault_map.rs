@@ -20,7 +20,9 @@
 //!
 //! The daemon's own areas (`sys/<area>`) are Vault's `sys/` paths with the same capability
 //! word (coffer's `destroy` is Vault's `delete`): `sys/policy` is `sys/policies/acl/*` and
-//! `sys/policy/*`, `sys/token` is `auth/token/*`, `sys/namespaces` is `sys/mounts/*`,
+//! `sys/policy/*`, `sys/token` is `auth/token/*` (and `create` on `sys/token/roles/R`, making
+//! a token through the role R, is `create` or `update` on `auth/token/create/R`),
+//! `sys/namespaces` is `sys/mounts/*`,
 //! `sys/audit` is `sys/audit/*`, `sys/seal` is `sys/seal` and `sys/unseal`, any other area
 //! `sys/<area>`.
 
@@ -80,6 +82,14 @@ pub fn vault_requests(
 
 fn sys_requests(capability: Capability, area: &str) -> Vec<(String, VaultCap)> {
     use Capability as C;
+    if let Some(role) = area.strip_prefix("token/roles/") {
+        // Making a token through a role: Vault's POST on `auth/token/create/:role`.
+        let path = format!("auth/token/create/{role}");
+        return match capability {
+            C::Create => vec![(path.clone(), VaultCap::Create), (path, VaultCap::Update)],
+            _ => Vec::new(),
+        };
+    }
     let cap = match capability {
         C::Read | C::Meta => VaultCap::Read,
         C::List => VaultCap::List,
@@ -133,6 +143,12 @@ pub fn coffer_check(
         Some((c, format!("sys/{area}"), None))
     };
     let first = |p: &str| p.split('/').next().unwrap_or_default().to_owned();
+    if let Some(role) = path.strip_prefix("auth/token/create/")
+        && !role.is_empty()
+    {
+        return matches!(cap, V::Create | V::Update)
+            .then(|| (C::Create, format!("sys/token/roles/{role}"), None));
+    }
     if let Some(rest) = path.strip_prefix("auth/") {
         return match first(rest).as_str() {
             "token" => sys_area("token"),
@@ -270,6 +286,14 @@ mod tests {
             Some("sys/token".into())
         );
         assert_eq!(check("auth/userpass/x", VaultCap::Read), None);
+        assert_eq!(
+            check("auth/token/create/ci", VaultCap::Update),
+            Some((Capability::Create, "sys/token/roles/ci".into(), None))
+        );
+        assert_eq!(
+            first(Capability::Create, "sys/token/roles/ci", None),
+            ["create auth/token/create/ci", "update auth/token/create/ci"]
+        );
         // Every capability a KV path grants maps back onto itself.
         for c in [Capability::Read, Capability::Create, Capability::Meta] {
             for (p, vc) in vault_requests(c, "app/x", Some("app")) {

@@ -213,6 +213,8 @@ pub enum Operation {
     /// Response wrapping: wrap (any caller with a valid token), and unwrap, look up or
     /// rewrap, whose wrapping token is their credential.
     Wrapping(WrapOp),
+    /// Token roles (`auth/token/roles/:name`; `sudo` on `sys/token`).
+    TokenRole(TokenRoleOp),
     /// Vault's capabilities of a token on paths: the caller's own (its identity is enough),
     /// or another token's (`sudo` on `sys/token`).
     Capabilities {
@@ -335,6 +337,50 @@ pub struct TokenInput {
     /// Add the built-in `default` policy (which grants nothing by itself) to those named,
     /// as Vault does unless `no_default_policy` (HTTP); the socket names every policy.
     pub default_policy: bool,
+    /// Made through this token role (`auth/token/create/:role`): needs `create` on
+    /// `sys/token/roles/<role>` instead of holding the policies, which the role allows.
+    pub role: Option<String>,
+}
+
+/// Something done to the token roles (`sudo` on `sys/token`).
+#[derive(Debug)]
+pub enum TokenRoleOp {
+    /// Make or change a role (fields not given keep their value, or their default).
+    Put {
+        /// Its name.
+        name: String,
+        /// Its settings.
+        input: TokenRoleInput,
+    },
+    /// A role.
+    Get {
+        /// Its name.
+        name: String,
+    },
+    /// Every role's name.
+    List,
+    /// Delete a role.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// A token role's settings as a write gives them (durations in seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRoleInput {
+    /// The policies its tokens may carry.
+    pub allowed_policies: Option<Vec<String>>,
+    /// Policies its tokens never carry.
+    pub disallowed_policies: Option<Vec<String>>,
+    /// Its tokens are orphans.
+    pub orphan: Option<bool>,
+    /// Its tokens' time to live.
+    pub token_ttl: Option<u64>,
+    /// Its tokens' explicit max time to live.
+    pub token_explicit_max_ttl: Option<u64>,
+    /// Leave `default` out of its tokens' policies.
+    pub token_no_default_policy: Option<bool>,
 }
 
 /// A request: one operation, or (for a path whose mount is not yet known) its readings, one
@@ -448,6 +494,7 @@ impl Operation {
             Self::AppRole(op) => op.action(),
             Self::Wrapping(op) => op.action(),
             Self::Capabilities { .. } => Action::Capabilities,
+            Self::TokenRole(_) => Action::TokenRole,
         }
     }
 

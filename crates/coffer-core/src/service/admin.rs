@@ -287,6 +287,7 @@ impl Service {
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
             Operation::AppRole(op) => self.approle(who, op).await,
             Operation::Wrapping(op) => self.wrapping(who, op).await,
+            Operation::TokenRole(op) => self.token_roles(op).await,
             Operation::Capabilities { of, paths } => self.capabilities(who, of, paths),
             // Secrets, lists and mounts are admitted as their own work.
             Operation::Secret { .. }

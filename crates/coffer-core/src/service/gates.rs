@@ -288,15 +288,30 @@ impl Service {
                 // Gate 5 for a new token: `create` on sys/token (`sudo` for an orphan), and
                 // only policies and a namespace the creator holds.
                 self.rate(who)?;
-                input.namespace = self
-                    .access
-                    .check_token_create(
-                        who,
-                        &input.policies,
-                        input.namespace.as_deref(),
-                        input.orphan,
-                    )
-                    .map_err(at(Gate::Policy))?;
+                input.namespace = match &input.role {
+                    // Through a role: `create` on the role; its policies are the role's
+                    // to allow (gate 7, `apply_role`).
+                    Some(role) => {
+                        super::token_roles::check_role_name(role)?;
+                        self.access
+                            .check_token_create_by_role(
+                                who,
+                                role,
+                                input.namespace.as_deref(),
+                                input.orphan,
+                            )
+                            .map_err(at(Gate::Policy))?
+                    }
+                    None => self
+                        .access
+                        .check_token_create(
+                            who,
+                            &input.policies,
+                            input.namespace.as_deref(),
+                            input.orphan,
+                        )
+                        .map_err(at(Gate::Policy))?,
+                };
                 Ok(Admitted::Daemon(Operation::TokenCreate(input)))
             }
             other => {
@@ -636,6 +651,7 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         // A login's role-id and secret-id are its credential.
         Operation::AppRole(crate::op::AppRoleOp::Login { .. }) => return None,
         Operation::AppRole(_) => (Sudo, "sys/approle"),
+        Operation::TokenRole(_) => (Sudo, "sys/token"),
         // Another token's capabilities: what `token lookup` of it would need.
         Operation::Capabilities {
             of: crate::op::CapabilitiesOf::Token(_) | crate::op::CapabilitiesOf::Accessor(_),

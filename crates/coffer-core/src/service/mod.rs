@@ -29,6 +29,7 @@ mod rotation;
 mod scheduled;
 mod secret;
 mod state;
+mod token_roles;
 mod tokens;
 mod watch;
 mod webhooks;

@@ -104,7 +104,10 @@ impl Service {
         self.access.accessor_of(token)
     }
 
-    async fn create_token(&self, who: &Principal, input: TokenInput) -> Gated<Reply> {
+    async fn create_token(&self, who: &Principal, mut input: TokenInput) -> Gated<Reply> {
+        if let Some(role) = input.role.take() {
+            input = self.apply_role(who, &role, input).await?;
+        }
         let store = self.store()?;
         let ttl = input
             .ttl

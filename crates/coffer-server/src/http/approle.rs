@@ -18,10 +18,10 @@ use super::error::{ApiError, ApiResult, is_missing};
 use super::extract::{Body, Query, Who, lists, reads, writes};
 use super::state::Shared;
 
-type Fields = Map<String, Value>;
+pub(super) type Fields = Map<String, Value>;
 
 /// The body's fields; `bao write -f` sends `null`, as no fields.
-fn fields(body: &Body) -> Result<Fields, ApiError> {
+pub(super) fn fields(body: &Body) -> Result<Fields, ApiError> {
     match body.json::<Value>()? {
         Value::Null => Ok(Fields::new()),
         Value::Object(map) => Ok(map),
@@ -30,7 +30,7 @@ fn fields(body: &Body) -> Result<Fields, ApiError> {
 }
 
 /// A duration as Vault takes it: seconds, or a string such as `"30m"` or `"3600"`.
-fn seconds(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn seconds(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
     f.get(key)
         .map(|v| match v {
             Value::Number(n) => n.as_u64().ok_or(duration::DurationError),
@@ -41,7 +41,7 @@ fn seconds(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
         .map_err(|e| ApiError::bad(format!("{key}: {e}")))
 }
 
-fn number(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn number(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
     f.get(key)
         .map(|v| match v {
             Value::Number(n) => n.as_u64(),
@@ -52,7 +52,7 @@ fn number(f: &Fields, key: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-fn boolean(f: &Fields, key: &str) -> Result<Option<bool>, ApiError> {
+pub(super) fn boolean(f: &Fields, key: &str) -> Result<Option<bool>, ApiError> {
     f.get(key)
         .map(|v| match v {
             Value::Bool(b) => Some(*b),
@@ -63,7 +63,7 @@ fn boolean(f: &Fields, key: &str) -> Result<Option<bool>, ApiError> {
         .transpose()
 }
 
-fn text(f: &Fields, key: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn text(f: &Fields, key: &str) -> Result<Option<String>, ApiError> {
     f.get(key)
         .map(|v| match v {
             Value::String(s) => Ok(s.clone()),
@@ -73,7 +73,7 @@ fn text(f: &Fields, key: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// A list as Vault takes it: an array, or a comma-separated string.
-fn list(f: &Fields, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+pub(super) fn list(f: &Fields, key: &str) -> Result<Option<Vec<String>>, ApiError> {
     f.get(key)
         .map(|v| match v {
             Value::String(s) => Ok(s

@@ -25,6 +25,7 @@ mod state;
 mod sys;
 pub mod tls;
 mod token;
+mod token_roles;
 mod webhooks;
 mod wrapping;
 
@@ -211,6 +212,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/auth/token/renew", post(token::renew).put(token::renew))
         .route(
+            "/v1/auth/token/create/{role}",
+            post(token::create_with_role).put(token::create_with_role),
+        )
+        .route("/v1/auth/token/roles/{name}", any(token_roles::role))
+        .route(
             "/v1/auth/token/renew-accessor",
             post(token::renew_accessor).put(token::renew_accessor),
         )
@@ -233,6 +239,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/auth/{*rest}", any(sys::no_route));
     router = both(router, "/v1/auth/approle/role", any(approle::roles));
+    router = both(router, "/v1/auth/token/roles", any(token_roles::roles));
     router = both(router, "/v1/sys/policies/acl", any(policy::policy_list));
     router = both(router, "/v1/sys/policy", any(policy::policy_list));
     router

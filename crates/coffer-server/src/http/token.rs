@@ -93,17 +93,33 @@ fn seconds(field: &str, value: Option<&serde_json::Value>) -> Result<Option<u64>
 
 /// `auth/token/create`: a child of the calling token (an orphan with `"no_parent": true`).
 pub(crate) async fn create(State(state): State<Shared>, who: Who, body: Body) -> ApiResult {
-    make(state, who, body, false).await
+    make(state, who, body, false, None).await
+}
+
+/// `auth/token/create/:role`: a token made through a token role.
+pub(crate) async fn create_with_role(
+    State(state): State<Shared>,
+    who: Who,
+    axum::extract::Path(role): axum::extract::Path<String>,
+    body: Body,
+) -> ApiResult {
+    make(state, who, body, false, Some(role)).await
 }
 
 /// `auth/token/create-orphan`: a token without a parent.
 pub(crate) async fn create_orphan(State(state): State<Shared>, who: Who, body: Body) -> ApiResult {
-    make(state, who, body, true).await
+    make(state, who, body, true, None).await
 }
 
 /// Translates the request; the rules (which policies, which namespace, who may make an
 /// orphan, the TTLs) are the operation's, in coffer-core.
-async fn make(state: Shared, Who(caller): Who, body: Body, orphan: bool) -> ApiResult {
+async fn make(
+    state: Shared,
+    Who(caller): Who,
+    body: Body,
+    orphan: bool,
+    role: Option<String>,
+) -> ApiResult {
     let input: CreateIn = body.json()?;
     let ttl = seconds("ttl", input.ttl.as_ref())?;
     let max_ttl = seconds("explicit_max_ttl", input.explicit_max_ttl.as_ref())?;
@@ -115,6 +131,7 @@ async fn make(state: Shared, Who(caller): Who, body: Body, orphan: bool) -> ApiR
         max_ttl,
         orphan: orphan || input.no_parent,
         default_policy: !input.no_default_policy,
+        role,
     });
     match state.service.call(caller, op).await? {
         Reply::TokenCreated { token, record } => {

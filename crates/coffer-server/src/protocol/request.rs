@@ -453,6 +453,7 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
             max_ttl: f.max_ttl.take().map(|s| s.0),
             orphan: f.orphan.take().unwrap_or(false),
             default_policy: false,
+            role: None,
         }),
         Action::TokenList => Operation::TokenList,
         Action::TokenRenew => Operation::TokenRenewSelf,
