@@ -336,6 +336,39 @@ fn capabilities_are_a_tokens_own_or_need_sudo_on_sys_token() {
         "/v1/sys/capabilities-accessor",
     );
     assert_eq!(code, 404);
+    // A token confined to a namespace holds nothing outside it, root or not.
+    assert!(
+        daemon
+            .cli(&["namespaces", "create", "team"], b"")
+            .status
+            .success()
+    );
+    let out = daemon.cli(
+        &[
+            "token",
+            "create",
+            "--policy",
+            "root",
+            "--ttl",
+            "1h",
+            "--namespace",
+            "team",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let confined = stdout(&out).trim().to_owned();
+    let (_, body) = post(
+        &url,
+        Some(&confined),
+        &[],
+        &json!({ "paths": ["secret/data/x", "team/data/x", "sys/policies/acl/x"] }).to_string(),
+        "/v1/sys/capabilities-self",
+    );
+    let caps = json_of(&body);
+    assert_eq!(caps["secret/data/x"], json!(["deny"]), "{body}");
+    assert_eq!(caps["sys/policies/acl/x"], json!(["deny"]), "{body}");
+    assert_eq!(caps["team/data/x"], json!(["root"]), "{body}");
     // Limits: no paths, too many.
     let (code, _) = post(
         &url,

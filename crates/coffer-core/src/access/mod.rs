@@ -429,6 +429,19 @@ impl AccessControl {
     /// order (`sys/capabilities`): `root` for a principal every check passes for, `deny`
     /// when nothing is granted or a rule denies. Fails closed like [`Access::check`].
     pub fn capabilities(&self, who: &Principal, vault_path: &str) -> Vec<&'static str> {
+        // A token confined to a namespace may do nothing outside it, whatever it holds
+        // (as `check` refuses it).
+        if let Some(t) = &who.token
+            && t.namespace.is_some()
+        {
+            let ns = hcl::VaultCap::ALL
+                .iter()
+                .find_map(|&c| vault_map::coffer_check(vault_path, c))
+                .and_then(|(_, _, ns)| ns);
+            if !ns.is_some_and(|ns| t.covers(&ns)) {
+                return vec!["deny"];
+            }
+        }
         if self.holds_root(who) {
             return vec!["root"];
         }
