@@ -68,12 +68,16 @@ fn a_role_lets_a_deployer_make_tokens_it_could_not_make_itself() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"ci\""), "{body}");
 
-    let out = daemon.cli(
-        &["token", "create", "--policy", "deployer", "--ttl", "1h"],
-        b"",
+    // Made over HTTP, as Vault makes it: it carries `default` too.
+    let (code, body) = post(
+        &url,
+        &root,
+        &json!({ "policies": ["deployer"], "ttl": "1h" }),
+        "/v1/auth/token/create",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let deployer = stdout(&out).trim().to_owned();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["auth"]["policies"], json!(["default", "deployer"]));
+    let deployer = body["auth"]["client_token"].as_str().unwrap().to_owned();
 
     // Through the role: the role's policy (plus Vault's default), its TTL, an orphan.
     let (code, body) = post(&url, &deployer, &json!({}), "/v1/auth/token/create/ci");
@@ -143,6 +147,38 @@ fn a_role_lets_a_deployer_make_tokens_it_could_not_make_itself() {
     assert!(out.status.success(), "{}", stderr(&out));
     let made: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(made["auth"]["policies"], json!(["app", "default"]));
+
+    // A token administrator (sudo on sys/token) may write roles, but none that allows a
+    // policy it does not hold: a role is no way around "no escalation".
+    let (code, _) = post(
+        &url,
+        &root,
+        &json!({ "policy": "path \"auth/token/*\" {\n  capabilities = [\"sudo\", \"create\", \"update\"]\n}\n" }),
+        "/v1/sys/policies/acl/tokenadmin",
+    );
+    assert_eq!(code, 204);
+    let out = daemon.cli(
+        &["token", "create", "--policy", "tokenadmin", "--ttl", "1h"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let admin = stdout(&out).trim().to_owned();
+    for allowed in [json!(["ops"]), json!(["root"])] {
+        let (code, body) = post(
+            &url,
+            &admin,
+            &json!({ "allowed_policies": allowed }),
+            "/v1/auth/token/roles/sneaky",
+        );
+        assert_eq!(code, 403, "{allowed}: {body}");
+    }
+    let (code, body) = post(
+        &url,
+        &admin,
+        &json!({ "allowed_policies": ["tokenadmin"] }),
+        "/v1/auth/token/roles/own",
+    );
+    assert_eq!(code, 204, "{body}");
 
     // Deleted: no more tokens through it.
     let (code, _) = curl(

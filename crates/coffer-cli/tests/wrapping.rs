@@ -229,6 +229,44 @@ fn wrapping_refuses_bad_ttls_streams_strangers_and_guessers() {
     assert!(info["wrapped_accessor"].is_string(), "{body}");
     assert_eq!(info["creation_path"], "auth/approle/role/ci/secret-id");
 
+    // A login asked to be wrapped without a token is refused before it runs: its
+    // single-use secret-id is not spent.
+    let (code, _) = post(
+        &url,
+        Some(&root),
+        &[],
+        "{\"secret_id_num_uses\": 1}",
+        "/v1/auth/approle/role/once",
+    );
+    assert_eq!(code, 204);
+    let (_, body) = curl(&url, Some(&root), &["/v1/auth/approle/role/once/role-id"]);
+    let role_id = json_of(&body)["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = post(
+        &url,
+        Some(&root),
+        &[],
+        "null",
+        "/v1/auth/approle/role/once/secret-id",
+    );
+    let secret_id = json_of(&body)["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login = json!({ "role_id": role_id, "secret_id": secret_id }).to_string();
+    let (code, body) = post(
+        &url,
+        None,
+        &["X-Vault-Wrap-TTL: 60"],
+        &login,
+        "/v1/auth/approle/login",
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = post(&url, None, &[], &login, "/v1/auth/approle/login");
+    assert_eq!(code, 200, "the secret-id was spent: {body}");
+
     // Streams are never wrapped; a wrap without a token is refused.
     let (code, body) = curl(
         &url,

@@ -69,8 +69,9 @@ fn requests(w: &Workload) -> Requests {
         String::new()
     };
     if let Some(ns) = &w.namespace {
-        // A namespace bench made itself: plain characters, no escaping needed.
-        ka.push_str(&format!(",\"namespace\":\"{ns}\""));
+        // As JSON: the operator may have named it (--namespace).
+        let quoted = serde_json::to_string(ns).unwrap_or_else(|_| "\"\"".to_owned());
+        ka.push_str(&format!(",\"namespace\":{quoted}"));
     }
     let gets = (0..w.keys)
         .map(|i| format!("{{\"action\":\"get\",\"name\":\"bench-{i}\"{ka}}}\n").into_bytes())

@@ -225,15 +225,16 @@ pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         Some(s) => Some(s.namespace.clone()),
         None => args.namespace.clone(),
     };
-    if let Some(s) = &scratch {
-        fill_through(
+    let filled = match &scratch {
+        Some(s) => fill_through(
             &coffer_socket,
             &s.namespace,
             args.keys.max(1),
             args.value_size,
-        )?;
-    }
-    let measured = measure(&args, &floor_socket, &coffer_socket, namespace);
+        ),
+        None => Ok(()),
+    };
+    let measured = filled.and_then(|()| measure(&args, &floor_socket, &coffer_socket, namespace));
     if let Some(s) = scratch {
         s.empty()?;
     }

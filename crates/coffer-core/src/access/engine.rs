@@ -254,7 +254,18 @@ impl Engine {
                 caps = caps.with(vc);
             }
         }
-        Some(caps)
+        // What a check would refuse is not reported: a deny in either model (coffer's
+        // rules, or an HCL deny on the other mount a namespace is served at) wins.
+        let mut shown = VaultCaps::default();
+        for &vc in VaultCap::ALL {
+            let refused = coffer_check(vault_path, vc).is_some_and(|(cap, path, ns)| {
+                self.decide_in(caller, cap, &path, ns.as_deref()) == Decision::Denied
+            });
+            if caps.has(vc) && !refused {
+                shown = shown.with(vc);
+            }
+        }
+        Some(shown)
     }
 
     /// Decides whether `caller` may use `capability` on `path`.

@@ -39,17 +39,7 @@ impl AccessControl {
         namespace: Option<&str>,
         orphan: bool,
     ) -> Result<Option<String>, CoreError> {
-        let namespace = namespace
-            .map(str::to_owned)
-            .or_else(|| who.token.as_ref().and_then(|t| t.namespace.clone()));
-        let ns = namespace.as_deref();
-        self.check(who, Capability::Create, AREA, ns)?;
-        if orphan && self.check(who, Capability::Sudo, AREA, ns).is_err() {
-            return Err(CoreError::Denied(format!(
-                "an orphan token needs `sudo` on {AREA}, which {} does not hold",
-                who.describe()
-            )));
-        }
+        let namespace = self.may_make(who, AREA, namespace, orphan)?;
         let held = self
             .engine
             .read()
@@ -90,15 +80,27 @@ impl AccessControl {
         namespace: Option<&str>,
         orphan: bool,
     ) -> Result<Option<String>, CoreError> {
+        self.may_make(who, &format!("{AREA}/roles/{role}"), namespace, orphan)
+    }
+
+    /// `create` on `at` for the namespace the new token is confined to (the one asked for,
+    /// or a confined creator's own), and `sudo` on `sys/token` for an orphan asked for.
+    /// Answers that namespace.
+    fn may_make(
+        &self,
+        who: &Principal,
+        at: &str,
+        namespace: Option<&str>,
+        orphan: bool,
+    ) -> Result<Option<String>, CoreError> {
         let namespace = namespace
             .map(str::to_owned)
             .or_else(|| who.token.as_ref().and_then(|t| t.namespace.clone()));
         let ns = namespace.as_deref();
-        self.check(who, Capability::Create, &format!("{AREA}/roles/{role}"), ns)?;
+        self.check(who, Capability::Create, at, ns)?;
         if orphan && self.check(who, Capability::Sudo, AREA, ns).is_err() {
             return Err(CoreError::Denied(format!(
-                "an orphan token needs `sudo` on {AREA}, which {} does not hold (or a token \
-                 role whose tokens are orphans)",
+                "an orphan token needs `sudo` on {AREA}, which {} does not hold",
                 who.describe()
             )));
         }

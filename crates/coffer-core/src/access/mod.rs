@@ -93,8 +93,8 @@ pub struct AccessControl {
     rate: RateLimiter,
 }
 
-/// How a refusal by a deny rule begins (so the gates can tell it from a missing grant).
-pub(crate) const DENY_RULE: &str = "a policy rule denies";
+/// How a refusal by a deny rule begins.
+const DENY_RULE: &str = "a policy rule denies";
 
 /// The identity a request runs as, once gate 3 resolved it.
 #[derive(Debug, Clone)]
@@ -372,6 +372,31 @@ impl AccessControl {
         self.rate.admit(&who.rate_key())
     }
 
+    /// Whether a rule denies `capability` on `path` to `who` (not merely grants it not):
+    /// which refusal to report when a write may neither create nor update.
+    pub fn denies(
+        &self,
+        who: &Principal,
+        capability: Capability,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> bool {
+        self.engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide_in(who.caller(), capability, path, namespace)
+            == Decision::Denied
+    }
+
+    /// Whether the stored policies could not be loaded (everyone but root is refused).
+    fn policies_broken(&self) -> bool {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken
+            .is_some()
+    }
+
     /// Gate 5: `Ok` when a policy grants `capability` on `path` (`namespace/name`, or
     /// `sys/<area>`) and none denies it. `namespace` is the namespace of a secret operation,
     /// for a token confined to one.
@@ -384,14 +409,7 @@ impl AccessControl {
     ) -> Result<(), CoreError> {
         // Fail closed: without the stored policies (deny rules among them) nobody but root
         // is judged.
-        if self
-            .loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .broken
-            .is_some()
-            && !self.holds_root(who)
-        {
+        if self.policies_broken() && !self.holds_root(who) {
             return Err(CoreError::PolicyUnavailable);
         }
         if let Some(t) = &who.token
@@ -427,7 +445,7 @@ impl AccessControl {
 
     /// Vault's capabilities of `who` on the Vault path `vault_path`, in Vault's words and
     /// order (`sys/capabilities`): `root` for a principal every check passes for, `deny`
-    /// when nothing is granted or a rule denies. Fails closed like [`Access::check`].
+    /// when nothing is granted or a rule denies. Fails closed like [`AccessControl::check`].
     pub fn capabilities(&self, who: &Principal, vault_path: &str) -> Vec<&'static str> {
         // A token confined to a namespace may do nothing outside it, whatever it holds
         // (as `check` refuses it).
@@ -445,13 +463,7 @@ impl AccessControl {
         if self.holds_root(who) {
             return vec!["root"];
         }
-        if self
-            .loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .broken
-            .is_some()
-        {
+        if self.policies_broken() {
             return vec!["deny"];
         }
         let caps = self

@@ -83,7 +83,9 @@ impl TokenRole {
             if self.disallowed_policies.contains(p) {
                 return Err(format!("token role {} disallows the policy {p}", self.name));
             }
-            let allowed = if self.allowed_policies.is_empty() {
+            // `default` needs no place in the list (as in Vault), but the creator must hold
+            // it, as for the default a token is given.
+            let allowed = if self.allowed_policies.is_empty() || p == super::DEFAULT_POLICY {
                 holds(p)
             } else {
                 self.allowed_policies.contains(p)

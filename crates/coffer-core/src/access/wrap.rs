@@ -46,7 +46,7 @@ pub fn check_ttl(secs: u64) -> Result<(), String> {
 /// A wrapped response's record: never the wrapping token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WrapRecord {
-    /// Its accessor (public: named in audit records and `wrap_info`).
+    /// Its accessor (public: named in `wrap_info`).
     pub accessor: String,
     /// When it was wrapped.
     pub created: Timestamp,
@@ -79,7 +79,7 @@ pub fn is_wrap_token(token: &SecretBytes) -> bool {
 }
 
 /// A new wrapping token and its accessor.
-pub fn mint() -> Result<(SecretBytes, String), CoreError> {
+pub(crate) fn mint() -> Result<(SecretBytes, String), CoreError> {
     Ok((
         super::token::random_credential(WRAP_PREFIX)?,
         super::token::random_accessor()?,
@@ -91,7 +91,7 @@ fn at(hash: &[u8; 32]) -> String {
 }
 
 /// Keeps `response` under `hash`.
-pub fn save(
+pub(crate) fn save(
     store: &Arc<dyn SecretStore>,
     hash: &[u8; 32],
     record: &WrapRecord,
@@ -109,7 +109,7 @@ pub fn save(
 
 /// The record and response kept under `hash`, if any (expired ones included: the caller
 /// decides).
-pub fn load(
+pub(crate) fn load(
     store: &Arc<dyn SecretStore>,
     hash: &[u8; 32],
 ) -> Result<Option<(WrapRecord, SecretBytes)>, CoreError> {
@@ -127,17 +127,17 @@ pub fn load(
 }
 
 /// Removes what is kept under `hash`; answers whether it was there.
-pub fn delete(store: &Arc<dyn SecretStore>, hash: &[u8; 32]) -> Result<bool, CoreError> {
+pub(crate) fn delete(store: &Arc<dyn SecretStore>, hash: &[u8; 32]) -> Result<bool, CoreError> {
     remove(store, &at(hash))
 }
 
 /// How many wrapped responses are kept (expired ones not yet removed included).
-pub fn count(store: &Arc<dyn SecretStore>) -> Result<usize, CoreError> {
+pub(crate) fn count(store: &Arc<dyn SecretStore>) -> Result<usize, CoreError> {
     Ok(names(store, WRAPPED)?.len())
 }
 
 /// Removes every expired wrapped response; answers how many are left.
-pub fn sweep(store: &Arc<dyn SecretStore>, now: Timestamp) -> Result<usize, CoreError> {
+pub(crate) fn sweep(store: &Arc<dyn SecretStore>, now: Timestamp) -> Result<usize, CoreError> {
     let mut left = 0;
     for hex in names(store, WRAPPED)? {
         let Some(hash) = data_encoding::HEXLOWER

@@ -123,6 +123,8 @@ impl Service {
                         None,
                     );
                 Ok(Reply::Status(Box::new(if detail {
+                    let mut report = report;
+                    report.daemon = Some(self.daemon_facts().await);
                     report
                 } else {
                     crate::status::without_detail(report)
@@ -287,7 +289,7 @@ impl Service {
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
             Operation::AppRole(op) => self.approle(who, op).await,
             Operation::Wrapping(op) => self.wrapping(who, op).await,
-            Operation::TokenRole(op) => self.token_roles(op).await,
+            Operation::TokenRole(op) => self.token_roles(who, op).await,
             Operation::Capabilities { of, paths } => self.capabilities(who, of, paths),
             // Secrets, lists and mounts are admitted as their own work.
             Operation::Secret { .. }
@@ -390,20 +392,27 @@ impl Service {
             bytes,
             ttl_seconds: self.cache.ttl().as_secs(),
         };
-        // Reading the header and counting the secrets are store reads; keep them off the
-        // async workers.
+        // Reading the header is a store read; keep it off the async workers.
         let vault = self.vault.clone();
-        let (mut report, secrets) = match tokio::task::spawn_blocking(move || {
-            let secrets = vault.store().ok().and_then(|s| s.secret_count().ok());
-            (vault.status(cache), secrets)
+        match tokio::task::spawn_blocking(move || vault.status(cache)).await {
+            Ok(report) => report,
+            Err(_) => self.vault.status(cache),
+        }
+    }
+
+    /// The daemon's own facts for `status`: only for callers allowed its details (counting
+    /// the secrets reads an index of the store, so it is never done for an unauthenticated
+    /// health check).
+    async fn daemon_facts(&self) -> coffer_types::reply::DaemonFacts {
+        let vault = self.vault.clone();
+        let secrets = tokio::task::spawn_blocking(move || {
+            vault.store().ok().and_then(|s| s.secret_count().ok())
         })
         .await
-        {
-            Ok(done) => done,
-            Err(_) => (self.vault.status(cache), None),
-        };
+        .ok()
+        .flatten();
         let (file, stored) = self.access.policies();
-        report.daemon = Some(coffer_types::reply::DaemonFacts {
+        coffer_types::reply::DaemonFacts {
             data_dir: self
                 .data_dir
                 .get()
@@ -421,8 +430,7 @@ impl Service {
             ),
             uptime_seconds: self.started.elapsed().as_secs(),
             secrets,
-        });
-        report
+        }
     }
 
     async fn unseal(

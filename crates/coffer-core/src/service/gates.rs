@@ -454,11 +454,16 @@ impl Service {
             (false, false) => {
                 let create = self.allow(who, Capability::Create, &path, ns);
                 let update = self.allow(who, Capability::Update, &path, ns);
+                let denies = |c| self.access.denies(who, c, &path, ns);
                 match (create, update) {
-                    (Err(c), Err(u)) if is_deny(&u) && !is_deny(&c) => Err(u),
+                    (Err(_), Err(u))
+                        if denies(Capability::Update) && !denies(Capability::Create) =>
+                    {
+                        Err(u)
+                    }
                     (Err(mut c), Err(_)) => {
                         if let CoreError::Denied(m) = &mut c.error
-                            && !is_deny_text(m)
+                            && !denies(Capability::Create)
                         {
                             m.push_str(
                                 "; a write to a name that exists needs \"update\" instead, \
@@ -598,15 +603,6 @@ impl Service {
                 && (!meta || access.grants(&who, Capability::Meta, &path, ns))
         })
     }
-}
-
-/// Whether a policy refusal is a deny rule's (its message says so).
-fn is_deny(r: &Refusal) -> bool {
-    matches!(&r.error, CoreError::Denied(m) if is_deny_text(m))
-}
-
-fn is_deny_text(message: &str) -> bool {
-    message.starts_with(crate::access::DENY_RULE)
 }
 
 /// The grant an operation on the daemon needs: (capability, `sys/` path). `None`: the

@@ -84,11 +84,28 @@ fn changed(mut role: TokenRole, input: TokenRoleInput) -> TokenRole {
 }
 
 impl Service {
-    pub(super) async fn token_roles(&self, op: TokenRoleOp) -> Gated<Reply> {
+    pub(super) async fn token_roles(
+        &self,
+        who: &crate::access::Principal,
+        op: TokenRoleOp,
+    ) -> Gated<Reply> {
         match &op {
             TokenRoleOp::Put { name, input } => {
                 check_role_name(name)?;
                 check_input(input)?;
+                // No escalation: a role allows only policies its writer holds, never root.
+                if let Some(p) = input.allowed_policies.iter().flatten().find(|p| {
+                    p.as_str() == crate::access::ROOT_POLICY || !self.access.holds(who, p)
+                }) {
+                    return Err(Refusal::at(
+                        Gate::Policy,
+                        CoreError::Denied(format!(
+                            "{} may not let a token role give the policy {p}: a role allows \
+                             only policies its writer holds, and never root",
+                            who.describe()
+                        )),
+                    ));
+                }
             }
             TokenRoleOp::Get { name } | TokenRoleOp::Delete { name } => check_role_name(name)?,
             TokenRoleOp::List => {}
@@ -147,7 +164,8 @@ impl Service {
             .map_err(|m| Refusal::at(Gate::Policy, CoreError::Denied(m)))?;
         if input.policies.is_empty() {
             return Err(invalid(format!(
-                "token role {name} allows no policy; name one it allows"
+                "token role {name} names no allowed policy: name the policies (it allows those \
+                 the caller holds)"
             )));
         }
         if input.ttl.is_none_or(|t| t == 0) && role.token_ttl > 0 {

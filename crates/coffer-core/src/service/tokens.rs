@@ -150,10 +150,13 @@ impl Service {
         } else {
             input.policies
         };
+        // Vault's `default` rides along, but never to a creator that lacks it (a policy
+        // file may give `default` grants; no token passes on more than it holds).
         if input.default_policy
             && !policies
                 .iter()
                 .any(|p| p == DEFAULT_POLICY || p == ROOT_POLICY)
+            && self.access.holds(who, DEFAULT_POLICY)
         {
             // Vault's order: sorted. (A root token carries `root` alone, as in Vault.)
             policies.push(DEFAULT_POLICY.to_owned());

@@ -153,15 +153,14 @@ impl Service {
                 WrapOp::Lookup { token } => {
                     find(&store, &key, &token, false)?.map(|(r, _)| WrapReply::Record(r))
                 }
-                WrapOp::Rewrap { token } => match find(&store, &key, &token, true)? {
-                    Some((old, response)) => Some(put(
-                        &store,
-                        &key,
-                        &response,
-                        old.ttl,
-                        old.path,
-                        old.creator,
-                    )?),
+                // The new one is kept before the old one goes: a failure in between leaves
+                // the old token working, never the response lost.
+                WrapOp::Rewrap { token } => match find(&store, &key, &token, false)? {
+                    Some((old, response)) => {
+                        let new = put(&store, &key, &response, old.ttl, old.path, old.creator)?;
+                        wrap::delete(&store, &wrap::hash_wrap_token(&key, &token))?;
+                        Some(new)
+                    }
                     None => None,
                 },
             })
@@ -172,6 +171,20 @@ impl Service {
             e => stored(e),
         })?;
         outcome.map(wrapped).ok_or_else(refused)
+    }
+
+    /// Removes the wrapped responses that expired (the daemon's upkeep, every minute: an
+    /// expired response leaves the store even when nobody presents its token). Not a
+    /// request: it writes no audit record. Answers how many are left.
+    pub async fn sweep_wrapped(&self) -> Result<usize, CoreError> {
+        let Ok(store) = self.vault.store() else {
+            return Ok(0);
+        };
+        blocking(move || {
+            let _changing = WRAPPING.lock().unwrap_or_else(PoisonError::into_inner);
+            wrap::sweep(&store, Timestamp::now())
+        })
+        .await
     }
 
     pub(super) fn capabilities(

@@ -284,6 +284,9 @@ async fn keep_events(service: Arc<Service>, mut stopped: watch::Receiver<bool>) 
             Ok(n) => tracing::debug!(pruned = n, "old change events dropped"),
             Err(e) => tracing::warn!(error = %e, "pruning change events failed; retried later"),
         }
+        if let Err(e) = service.sweep_wrapped().await {
+            tracing::warn!(error = %e, "removing expired wrapped responses failed; retried later");
+        }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
             _ = stopped.wait_for(|stop| *stop) => return,

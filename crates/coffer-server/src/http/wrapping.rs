@@ -165,6 +165,15 @@ pub(crate) async fn wrap_responses(
             .into_response();
     }
     let caller = super::extract::caller(request.extensions(), request.headers());
+    if caller.token.is_none() {
+        // A response is wrapped under the caller's token: without one the wrap would be
+        // refused after the request ran (a login's secret-id spent for nothing).
+        return ApiError::bad(
+            "a wrapped response is kept under the request's token: send X-Vault-Token (or \
+             drop X-Vault-Wrap-TTL)",
+        )
+        .into_response();
+    }
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {
         return response;
@@ -200,15 +209,30 @@ pub(crate) async fn wrap_data(
     body: Body,
 ) -> ApiResult {
     let ttl = wrap_ttl(&headers)?.unwrap_or(300);
-    let fields = body.json::<serde_json::Map<String, serde_json::Value>>()?;
+    let mut fields = body.json::<serde_json::Value>()?;
+    if !fields.is_object() {
+        wipe(&mut fields);
+        return Err(ApiError::bad("failed to parse JSON input: not an object"));
+    }
     let id = envelope::request_id();
-    let encoded = envelope::encode(&envelope::Envelope::data(&id, &fields))
-        .map_err(|_| ApiError::internal("a wrapped response could not be encoded"))?;
-    drop(fields);
+    let encoded = envelope::encode(&envelope::Envelope::data(&id, &fields));
+    wipe(&mut fields);
+    let encoded =
+        encoded.map_err(|_| ApiError::internal("a wrapped response could not be encoded"))?;
     let response = SecretBytes::copy_from(encoded.as_ref());
     drop(encoded);
     let (token, record) = wrap(&state, who.0, response, ttl, "sys/wrapping/wrap".into()).await?;
     wrap_answer(&token, &record, None)
+}
+
+/// Zeroes every string in `value` (the fields to wrap are values a client keeps secret).
+fn wipe(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(wipe),
+        serde_json::Value::Object(map) => map.values_mut().for_each(wipe),
+        _ => {}
+    }
 }
 
 /// The wrapping token a request names: the body's `token`, else the request's own token
