@@ -373,7 +373,7 @@ pub trait SecretStore: Send + Sync {
     fn namespaces(&self) -> Vec<Namespace>;
 
     /// How many live secrets the namespaces hold, the store's own system namespace left
-    /// out (for `status`; grows with the store: SQLite counts an index).
+    /// out (for `status`; SQLite answers from its index allocator, whatever its size).
     fn secret_count(&self) -> Result<u64, StoreError>;
 
     /// Whether a namespace exists.

@@ -286,3 +286,40 @@ pub fn delete_answers_the_removed_id<B: Backend>(make: &dyn Fn() -> Made<B>) {
         None
     );
 }
+
+/// The count of live secrets follows writes, deletes and revocations in every namespace,
+/// the store's own system namespace left out.
+pub fn secret_count_follows_the_live_secrets<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    let store = open(&backend);
+    assert_eq!(store.secret_count().expect("count"), 0);
+    let prod = Namespace::parse("acme/prod").expect("valid");
+    store
+        .create_namespace(&prod, crate::Change::by("uid:0"))
+        .expect("create");
+    for n in ["a", "b", "c"] {
+        set(&store, n, b"v");
+    }
+    let v = SecretBytes::copy_from(b"prod value");
+    store
+        .set(&prod, &name("a"), Write::new(&v, "uid:0"))
+        .expect("set");
+    set(&store, "a", b"a new version, not a new secret");
+    assert_eq!(store.secret_count().expect("count"), 4);
+    store
+        .delete(&default(), &name("b"), crate::Change::by("uid:0"))
+        .expect("delete");
+    store
+        .revoke(&default(), &name("c"), crate::Change::by("uid:0"))
+        .expect("revoke");
+    assert_eq!(store.secret_count().expect("count"), 2);
+    // The system namespace's records are not secrets of anyone's.
+    let system = Namespace::system();
+    store
+        .create_namespace(&system, crate::Change::by("coffer"))
+        .expect("create the system namespace");
+    store
+        .set(&system, &name("bookkeeping"), Write::new(&v, "coffer"))
+        .expect("set");
+    assert_eq!(store.secret_count().expect("count"), 2);
+}

@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
             moved_ciphertext_fails_to_decrypt,
             concurrent_writers,
             namespaces_are_isolated,
+            secret_count_follows_the_live_secrets,
             index_is_stable_and_unique,
             versions_record_time_and_actor,
             metadata_holds_no_value,

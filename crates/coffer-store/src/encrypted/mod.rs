@@ -405,13 +405,14 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
     }
 
     fn secret_count(&self) -> Result<u64, StoreError> {
-        let mut total = 0u64;
+        // All of them, less the store's own bookkeeping (a small namespace).
+        let mut own = 0u64;
         for ns in self.namespaces() {
-            if !ns.is_system() {
-                total += self.backend.live_count(&self.namespace_id(&ns))?;
+            if ns.is_system() {
+                own += self.backend.live_count(&self.namespace_id(&ns))?;
             }
         }
-        Ok(total)
+        Ok(self.backend.live_total()?.saturating_sub(own))
     }
 
     fn has_namespace(&self, namespace: &Namespace) -> bool {
