@@ -176,7 +176,21 @@ fn a_wrapping_token_works_once_and_leaves_no_trace() {
     for (path, bytes) in files(&daemon.data) {
         assert_absent(&path, &bytes, &secrets);
     }
-    let audit: Vec<String> = daemon.audit().iter().map(Value::to_string).collect();
+    let records = daemon.audit();
+    // An unwrap is traced to its wrap: both records name the wrapping token's accessor
+    // (hashed, as every name), never the token.
+    let named = |action: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["action"] == action && r["outcome"] == "ok")
+            .map(|r| r["name"].clone())
+            .collect()
+    };
+    let rewrapped = named("rewrap");
+    assert_eq!(rewrapped.len(), 1, "{records:?}");
+    assert!(rewrapped[0].is_string(), "{records:?}");
+    assert!(named("unwrap").contains(&rewrapped[0]), "{records:?}");
+    let audit: Vec<String> = records.iter().map(Value::to_string).collect();
     let actions: Vec<&str> = ["wrap", "unwrap", "wrap_lookup", "rewrap"].to_vec();
     for a in actions {
         assert!(

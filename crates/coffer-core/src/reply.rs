@@ -160,7 +160,12 @@ pub enum WrapReply {
         record: crate::access::wrap::WrapRecord,
     },
     /// The wrapped response, unwrapped.
-    Response(SecretBytes),
+    Response {
+        /// The response.
+        response: SecretBytes,
+        /// The spent wrapping token's accessor (for the record).
+        accessor: String,
+    },
     /// A wrapping token's record.
     Record(crate::access::wrap::WrapRecord),
 }

@@ -176,9 +176,22 @@ impl Service {
     /// reply is withheld (`audit_unavailable`) when the record cannot be written.
     pub(super) async fn finish(
         &self,
-        pending: Pending,
+        mut pending: Pending,
         result: Result<Reply, Refusal>,
     ) -> Result<Reply, Refusal> {
+        // A wrapped answer is known by its accessor only once the wrapping token was looked
+        // up: the record names it then (never the token), so an unwrap can be traced to
+        // its wrap.
+        if pending.name.is_none()
+            && let Ok(Reply::Wrapped(wrapped)) = &result
+        {
+            pending.name = Some(match &**wrapped {
+                crate::WrapReply::Token { record, .. } | crate::WrapReply::Record(record) => {
+                    record.accessor.clone()
+                }
+                crate::WrapReply::Response { accessor, .. } => accessor.clone(),
+            });
+        }
         let outcome = outcome_of(&result);
         let action = pending.action;
         self.counts.add(action, outcome);

@@ -148,7 +148,12 @@ impl Service {
                     path,
                 } => Some(put(&store, &key, &response, ttl, path, creator)?),
                 WrapOp::Unwrap { token } => {
-                    find(&store, &key, &token, true)?.map(|(_, r)| WrapReply::Response(r))
+                    find(&store, &key, &token, true)?.map(|(record, response)| {
+                        WrapReply::Response {
+                            response,
+                            accessor: record.accessor,
+                        }
+                    })
                 }
                 WrapOp::Lookup { token } => {
                     find(&store, &key, &token, false)?.map(|(r, _)| WrapReply::Record(r))

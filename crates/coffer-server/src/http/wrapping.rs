@@ -280,7 +280,7 @@ async fn by_token(
 /// `sys/wrapping/unwrap`: the wrapped answer, as it was; the wrapping token is spent.
 pub(crate) async fn unwrap(State(state): State<Shared>, who: Who, body: Body) -> ApiResult {
     match by_token(&state, who, &body, |token| WrapOp::Unwrap { token }).await? {
-        WrapReply::Response(response) => Ok(envelope::raw(
+        WrapReply::Response { response, .. } => Ok(envelope::raw(
             StatusCode::OK,
             envelope::Wiped(response.expose_secret().to_vec()),
         )),
