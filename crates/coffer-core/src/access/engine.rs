@@ -242,26 +242,24 @@ impl Engine {
         let hcl = docs
             .iter()
             .filter_map(|d| d.hcl.as_ref().map(|h| &h.policy));
-        let mut caps = capabilities_on(hcl, vault_path);
-        if caps.has(VaultCap::Deny) {
-            return Some(caps);
+        let hcl_caps = capabilities_on(hcl, vault_path);
+        if hcl_caps.has(VaultCap::Deny) {
+            return Some(hcl_caps);
         }
-        // coffer's own rules, read backwards (the HCL rules answered for themselves above).
-        for &vc in VaultCap::ALL {
-            if let Some((cap, path, _)) = coffer_check(vault_path, vc)
-                && native(&docs, cap, &path) == Decision::Allowed
-            {
-                caps = caps.with(vc);
-            }
-        }
-        // What a check would refuse is not reported: a deny in either model (coffer's
-        // rules, or an HCL deny on the other mount a namespace is served at) wins.
+        // The HCL rules answered for themselves above; coffer's own rules are read
+        // backwards. What a check would refuse is not reported: a deny in either model
+        // (coffer's rules, or an HCL deny on the other mount a namespace is served at) wins.
         let mut shown = VaultCaps::default();
         for &vc in VaultCap::ALL {
-            let refused = coffer_check(vault_path, vc).is_some_and(|(cap, path, ns)| {
-                self.decide_in(caller, cap, &path, ns.as_deref()) == Decision::Denied
+            let check = coffer_check(vault_path, vc);
+            let granted = hcl_caps.has(vc)
+                || check
+                    .as_ref()
+                    .is_some_and(|(cap, path, _)| native(&docs, *cap, path) == Decision::Allowed);
+            let refused = check.as_ref().is_some_and(|(cap, path, ns)| {
+                self.decide_in(caller, *cap, path, ns.as_deref()) == Decision::Denied
             });
-            if caps.has(vc) && !refused {
+            if granted && !refused {
                 shown = shown.with(vc);
             }
         }

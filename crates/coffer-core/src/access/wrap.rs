@@ -28,6 +28,8 @@ const WRAPPED: &str = "wrapping/";
 pub const MAX_WRAPPED: usize = 10_000;
 /// The longest `creation_path` kept.
 pub const MAX_PATH: usize = 512;
+/// A wrapping token's TTL when `sys/wrapping/wrap` is not given one (Vault's 5 minutes).
+pub const DEFAULT_TTL: u64 = 300;
 /// The longest a wrapping token lives: 32 days (Vault's default maximum TTL).
 pub const MAX_TTL: u64 = 768 * 3600;
 

@@ -16,7 +16,8 @@ use crate::{CoreError, Gate, Refusal, Reply};
 /// Serializes changes to the token roles (a read-modify-write each).
 static CHANGING: Mutex<()> = Mutex::new(());
 
-/// Checks a role's name: Vault's role names, as AppRole's.
+/// Checks a role's name: Vault's role names, as AppRole's (gate 5 checks it for a token
+/// made through a role).
 pub(super) fn check_role_name(name: &str) -> Gated<()> {
     if valid_role_name(name) {
         Ok(())
@@ -152,7 +153,7 @@ impl Service {
         name: &str,
         mut input: TokenInput,
     ) -> Gated<TokenInput> {
-        check_role_name(name)?;
+        // (The role's name was checked at gate 5, before `create` on it was.)
         let store = self.store()?;
         let owned = name.to_owned();
         let role = blocking(move || token_role::role(&store, &owned))

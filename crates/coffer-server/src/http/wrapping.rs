@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use coffer_core::access::wrap::{WrapRecord, check_ttl};
+use coffer_core::access::wrap::{DEFAULT_TTL, WrapRecord, check_ttl};
 use coffer_core::{Caller, Operation, Reply, WrapOp, WrapReply};
 use coffer_crypto::SecretBytes;
 use serde::{Deserialize, Serialize};
@@ -208,7 +208,7 @@ pub(crate) async fn wrap_data(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let ttl = wrap_ttl(&headers)?.unwrap_or(300);
+    let ttl = wrap_ttl(&headers)?.unwrap_or(DEFAULT_TTL);
     let mut fields = body.json::<serde_json::Value>()?;
     if !fields.is_object() {
         wipe(&mut fields);

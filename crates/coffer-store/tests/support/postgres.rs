@@ -68,26 +68,7 @@ impl Postgres {
                 "--no-instructions",
             ],
         );
-        let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=on",
-            pg.socket_dir().display()
-        );
-        let log = pg.dir.path().join("server.log");
-        pg.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        pg.server_start();
         pg
     }
 
@@ -110,25 +91,10 @@ impl Postgres {
 
     /// Runs a server binary as the server's user; panics with its output on failure.
     fn run(&self, tool: &str, args: &[&str]) -> Output {
-        let mut c = if self.as_root {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={UNPRIVILEGED}"),
-                &format!("--regid={UNPRIVILEGED}"),
-                "--clear-groups",
-                "--",
-            ])
-            .arg(self.bin.join(tool));
-            c
-        } else {
-            Command::new(self.bin.join(tool))
-        };
-        let out = c
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{tool} does not run ({e}): apt-get install postgresql"));
+        let out =
+            self.command(tool).args(args).output().unwrap_or_else(|e| {
+                panic!("{tool} does not run ({e}): apt-get install postgresql")
+            });
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -174,9 +140,15 @@ impl Postgres {
 
     /// Starts the stopped server again on the same directory.
     pub fn restart(&self) {
+        self.server_start();
+    }
+
+    /// `pg_ctl start`: the socket in the server's directory, no TCP listener, waiting until
+    /// it accepts connections.
+    fn server_start(&self) {
         let data = self.data();
         let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}'",
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=on",
             self.socket_dir().display()
         );
         let log = self.dir.path().join("server.log");
@@ -190,15 +162,15 @@ impl Postgres {
                 "-l",
                 log.to_str().unwrap(),
                 "-w",
+                "-t",
+                "60",
                 "start",
             ],
         );
     }
-}
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let data = self.data();
+    /// A server binary, run as the server's user.
+    fn command(&self, tool: &str) -> Command {
         let mut c = if self.as_root {
             let mut c = Command::new("setpriv");
             c.args([
@@ -207,12 +179,21 @@ impl Drop for Postgres {
                 "--clear-groups",
                 "--",
             ])
-            .arg(self.bin.join("pg_ctl"));
+            .arg(self.bin.join(tool));
             c
         } else {
-            Command::new(self.bin.join("pg_ctl"))
+            Command::new(self.bin.join(tool))
         };
-        let _ = c
+        c.current_dir(self.dir.path()).stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
             .args([
                 "-D",
                 data.to_str().unwrap_or(""),
@@ -221,7 +202,6 @@ impl Drop for Postgres {
                 "-w",
                 "stop",
             ])
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
