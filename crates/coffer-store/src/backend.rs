@@ -373,6 +373,12 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for status output: `sqlite`, `memory`, ...
     fn kind(&self) -> &'static str;
 
+    /// What a backend several daemons share offers them to follow each other's changes;
+    /// `None` for a backend only one daemon uses.
+    fn shared(&self) -> Option<&dyn crate::Shared> {
+        None
+    }
+
     /// The store header (key slots and store facts), if the store was initialized.
     fn header(&self) -> Result<Option<Vec<u8>>, StoreError>;
 

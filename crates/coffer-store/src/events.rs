@@ -127,19 +127,27 @@ impl Feed {
     }
 
     /// Publishes committed events, in revision order (backends call this after each commit,
-    /// from the one place that commits, so the order is the revisions').
+    /// from the one place that commits, so the order is the revisions'). When they do not
+    /// follow what the ring holds (another daemon sharing the store numbered the revisions
+    /// between), the ring starts again from them: it never holds a gap, so a watcher asking
+    /// for the revisions between reads them from the backend.
     pub fn publish(&self, events: impl IntoIterator<Item = ChangeEvent>) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let mut newest = None;
-        {
-            let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-            for event in events {
-                newest = Some(event.revision);
-                if ring.len() == self.cap {
-                    ring.pop_front();
-                }
-                ring.push_back(Arc::new(event));
+        for event in events {
+            if ring
+                .back()
+                .is_some_and(|last| last.revision + 1 != event.revision)
+            {
+                ring.clear();
             }
+            newest = Some(event.revision);
+            if ring.len() == self.cap {
+                ring.pop_front();
+            }
+            ring.push_back(Arc::new(event));
         }
+        // Moved while the ring is held, so the head and the ring change together.
         if let Some(rev) = newest {
             self.head.send_if_modified(|head| {
                 let moved = rev > *head;
@@ -150,15 +158,17 @@ impl Feed {
     }
 
     /// Moves the head to `head` without events (an import continues the feed from its
-    /// snapshot's head); never moves it back.
+    /// snapshot's head; another daemon sharing the store committed revisions up to it); never
+    /// moves it back. When it moves, the ring is emptied: watchers read the revisions it
+    /// skipped from the backend.
     pub fn advance(&self, head: u64) {
-        self.ring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         self.head.send_if_modified(|h| {
             let moved = head > *h;
-            *h = (*h).max(head);
+            if moved {
+                ring.clear();
+                *h = head;
+            }
             moved
         });
     }

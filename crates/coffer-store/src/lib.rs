@@ -16,6 +16,7 @@ mod error;
 pub mod events;
 mod header;
 mod memory;
+mod shared;
 pub mod snapshot;
 mod sqlite;
 mod store;
@@ -34,6 +35,7 @@ pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
+pub use shared::{RemoteChange, RemoteChanges, Shared};
 pub use snapshot::{Counts, ImportCheck, RowRecord, SnapshotRow};
 pub use sqlite::SqliteBackend;
 pub use store::{

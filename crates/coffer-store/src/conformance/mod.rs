@@ -37,11 +37,19 @@ pub use snapshot::*;
 pub use support::Made;
 
 /// Expands to the whole suite for the backend `$make` produces (an expression of type
-/// `fn() -> Made<B>` or a closure).
+/// `fn() -> Made<B>` or a closure): one `#[test]` per case. `conformance_suite!(@each
+/// $make)` expands instead to an array of `(name, case)` pairs, for a backend whose cases
+/// share one costly resource in one test (a PostgreSQL server).
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
-        $crate::conformance_suite!(@cases $make;
+        $crate::conformance_suite!(@list test_cases $make)
+    };
+    (@each $make:expr) => {
+        $crate::conformance_suite!(@list each_case $make)
+    };
+    (@list $how:ident $make:expr) => {
+        $crate::conformance_suite!(@ $how $make;
             set_then_get,
             overwrite_creates_a_new_version,
             missing_names_are_not_found,
@@ -85,12 +93,20 @@ macro_rules! conformance_suite {
             an_import_into_a_store_with_data_is_refused
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+    (@test_cases $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 $crate::conformance::$case(&$make);
             }
         )*
+    };
+    (@each_case $make:expr; $($case:ident),* $(,)?) => {
+        [$(
+            (
+                stringify!($case),
+                Box::new(|| $crate::conformance::$case(&$make)) as Box<dyn Fn()>,
+            )
+        ),*]
     };
 }

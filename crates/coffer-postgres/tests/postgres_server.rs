@@ -4,10 +4,7 @@
 //! `postgresql` when missing.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
-use postgres::Postgres;
+use coffer_postgres::fixture::Postgres;
 
 #[test]
 fn a_private_server_keeps_a_committed_row_across_a_crash() {

@@ -1,4 +1,4 @@
-//! A private PostgreSQL server for a test (issue 18's backend and hubs will run on it):
+//! A private PostgreSQL server for tests (feature `fixture`):
 //! Debian's `postgresql` binaries, `initdb` in a temporary directory owned by an unprivileged
 //! user (PostgreSQL refuses to run as root), listening only on a Unix socket in that
 //! directory (no TCP port), trust authentication for the superuser `coffer`. Stopped, and
