@@ -36,6 +36,9 @@ pub struct AuditConfig {
     /// The counter advances at most this often (and at shutdown and seal, when records were
     /// checkpointed since): TPM NV wears with every write.
     pub counter_interval: Duration,
+    /// The hub writing the log, when several hubs serve one store: every record names it
+    /// (`hub`), under the chain's tags like the rest of the line.
+    pub hub: Option<String>,
 }
 
 /// How often the counter advances at most, by default: once a minute.
@@ -58,6 +61,7 @@ impl Default for AuditConfig {
             reserve_bytes: DEFAULT_RESERVE,
             counter: None,
             counter_interval: DEFAULT_COUNTER_INTERVAL,
+            hub: None,
         }
     }
 }

@@ -216,7 +216,7 @@ impl AuditLog {
             anchor: config.anchor,
             dir_created,
             dir: config.dir,
-            names: Names::new(config.plain_names),
+            names: Names::new(config.plain_names).with_hub(config.hub.as_deref()),
             chain: Mutex::new(chain),
             writer,
             syncing,

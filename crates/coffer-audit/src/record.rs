@@ -168,6 +168,9 @@ struct Body<'a> {
     nsi: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ni: Option<usize>,
+    /// The hub that wrote the line, when several serve one store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub: Option<&'a str>,
 }
 
 /// How many hex digits of a name's HMAC a line keeps (128 bits).
@@ -198,17 +201,26 @@ struct Keyed {
 pub(crate) struct Names {
     plain: bool,
     keyed: RwLock<Keyed>,
+    /// The hub every record names, when several share a store.
+    hub: Option<Box<str>>,
 }
 
 impl Names {
     pub(crate) fn new(plain: bool) -> Self {
         Self {
             plain,
+            hub: None,
             keyed: RwLock::new(Keyed {
                 keys: None,
                 cache: HashMap::default(),
             }),
         }
+    }
+
+    /// Every record names `hub`.
+    pub(crate) fn with_hub(mut self, hub: Option<&str>) -> Self {
+        self.hub = hub.map(Into::into);
+        self
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Keyed> {
@@ -277,6 +289,7 @@ impl Names {
             rep: record.repeated,
             nsi: record.namespace_invalid,
             ni: record.name_invalid,
+            hub: self.hub.as_deref(),
         };
         let start = buf.len();
         serde_json::to_writer(&mut *buf, &body).map_err(|e| {

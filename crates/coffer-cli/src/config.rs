@@ -75,6 +75,9 @@ pub struct FileConfig {
     argon2: Option<Argon2Params>,
     tpm_tcti: Option<String>,
     store: Option<StoreKind>,
+    database_url: Option<String>,
+    database_password_file: Option<PathBuf>,
+    hub_name: Option<String>,
     pcrs: Option<String>,
     max_versions: Option<u32>,
     policy_file: Option<PathBuf>,
@@ -216,6 +219,101 @@ pub enum StoreKind {
     Sqlite,
     /// TPM NV indices: nothing about secrets on the filesystem; small (the TPM's NV space).
     TpmNv,
+    /// A PostgreSQL database (--database-url) that several hubs may serve at once.
+    Postgres,
+}
+
+/// Where a PostgreSQL store is, shared by `init`, `serve` and the offline tools.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct DatabaseArgs {
+    /// The PostgreSQL database of --store postgres, e.g. postgresql://coffer@db.example/coffer?sslmode=verify-full&sslrootcert=/etc/coffer/db-ca.pem; a password in it is refused (use --database-password-file or the URL's passfile=)
+    #[arg(
+        long,
+        env = "COFFER_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// A file (mode 0600) whose first line is the database password
+    #[arg(
+        long,
+        env = "COFFER_DATABASE_PASSWORD_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
+    /// This hub's name among the hubs of one database (leases, sys/leader and audit records name it) [default: the host name and a tag of the data directory]
+    #[arg(
+        long,
+        env = "COFFER_HUB_NAME",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
+    pub hub_name: Option<String>,
+}
+
+/// The database settings for `store`: flags over the file; `None` unless the store is
+/// PostgreSQL, an error when it is and no URL is given.
+pub fn database(
+    store: StoreKind,
+    flags: DatabaseArgs,
+    file: &FileConfig,
+    data_dir: &Path,
+) -> anyhow::Result<Option<coffer_server::daemon::Database>> {
+    if store != StoreKind::Postgres {
+        if flags.database_url.is_some() {
+            anyhow::bail!("--database-url is for --store postgres");
+        }
+        return Ok(None);
+    }
+    let Some(url) = flags.database_url.or(file.database_url.clone()) else {
+        anyhow::bail!(
+            "--store postgres needs a database: --database-url, COFFER_DATABASE_URL or \
+             database_url in the configuration file"
+        );
+    };
+    let hub = match flags.hub_name.or(file.hub_name.clone()) {
+        Some(name) => {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok {
+                anyhow::bail!(
+                    "--hub-name takes 1 to 64 letters, digits, '-', '_' or '.'"
+                );
+            }
+            name
+        }
+        None => default_hub_name(data_dir),
+    };
+    Ok(Some(coffer_server::daemon::Database {
+        options: coffer_postgres::PgOptions {
+            url,
+            password_file: flags
+                .database_password_file
+                .or(file.database_password_file.clone()),
+        },
+        hub,
+    }))
+}
+
+/// The host name and a tag of the data directory: stable across restarts, different for
+/// two hubs on one machine.
+fn default_hub_name(data_dir: &Path) -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hub".to_owned());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(48)
+        .collect();
+    let tag = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{host}-{}", &tag[..8])
 }
 
 /// How many versions a new secret keeps in the TPM NV store unless told otherwise.
@@ -277,6 +375,7 @@ pub struct ServeFlags {
     pub idle_timeout: Option<Duration>,
     pub tpm_tcti: Option<String>,
     pub store: Option<StoreKind>,
+    pub database: DatabaseArgs,
     pub pcrs: Option<PcrPolicy>,
     pub policy_file: Option<PathBuf>,
     pub audit_dir: Option<PathBuf>,
@@ -355,6 +454,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub tcti: TpmChoice,
     pub store: StoreKind,
+    /// The database of a PostgreSQL store, and this hub's name.
+    pub database: Option<coffer_server::daemon::Database>,
     /// The PCR policy of a new store's TPM slot.
     pub pcrs: PcrPolicy,
     /// Policies and rate limits.
@@ -581,6 +682,12 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         .audit_reserve_bytes
         .or(file.audit_reserve_bytes)
         .unwrap_or(coffer_audit::DEFAULT_RESERVE);
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(default_data_dir);
+    let database = database(store, flags.database.clone(), &file, &data_dir)?;
     let key_file = flags.key_file.or(file.key_file);
     if let Some(k) = &key_file
         && k.is_dir()
@@ -592,10 +699,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         );
     }
     Ok(ServeConfig {
-        data_dir: flags
-            .data_dir
-            .or(file.data_dir.clone())
-            .unwrap_or_else(default_data_dir),
+        data_dir,
         socket: flags
             .socket
             .or(file.socket.clone())
@@ -610,7 +714,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
                 (Some(0), _) => None,
                 (Some(n), _) => Some(n),
                 (None, StoreKind::TpmNv) => Some(NV_DEFAULT_MAX_VERSIONS),
-                (None, StoreKind::Sqlite) => None,
+                (None, StoreKind::Sqlite | StoreKind::Postgres) => None,
             },
             peer: file.peer_limit.unwrap_or_default().resolve()?,
             events: file.events.unwrap_or_default().resolve(),
@@ -618,6 +722,7 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         limits,
         tcti: resolve_tcti(flags.tpm_tcti, file.tpm_tcti),
         store,
+        database,
         pcrs,
         access,
         audit,

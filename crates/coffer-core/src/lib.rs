@@ -14,6 +14,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod bounds;
 pub mod cache;
+pub mod cluster;
 pub mod datadir;
 mod error;
 mod harden;

@@ -89,6 +89,14 @@ impl Postgres {
         )
     }
 
+    /// A connection URL for the database `db` as the superuser `coffer`.
+    pub fn url_for(&self, db: &str) -> String {
+        format!(
+            "postgresql://coffer@/{db}?host={}",
+            self.socket_dir().display()
+        )
+    }
+
     /// Runs a server binary as the server's user; panics with its output on failure.
     fn run(&self, tool: &str, args: &[&str]) -> Output {
         let out =

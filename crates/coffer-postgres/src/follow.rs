@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use coffer_store::{Feed, RemoteChange, RemoteChanges, StoreError};
+use coffer_store::{ChangedSecret, Feed, RemoteChange, RemoteChanges, SecretId, StoreError};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, Transaction};
 
@@ -56,7 +56,7 @@ pub(crate) fn after(
         .get(0);
     let rows = c
         .query(
-            "SELECT seq, namespace, name_hash, name_ct, hub FROM changes WHERE seq > $1
+            "SELECT seq, namespace, secret, name_hash, name_ct, hub FROM changes WHERE seq > $1
              ORDER BY seq LIMIT $2",
             &[&after_sql, &i64::try_from(limit).unwrap_or(i64::MAX)],
         )
@@ -69,16 +69,21 @@ pub(crate) fn after(
     };
     for r in rows {
         out.newest = u64::try_from(r.get::<_, i64>(0)).unwrap_or(out.newest);
-        if r.get::<_, &str>(4) == hub {
+        if r.get::<_, &str>(5) == hub {
             continue;
         }
         let namespace: Option<Vec<u8>> = r.get(1);
-        let name_hash: Option<Vec<u8>> = r.get(2);
-        let name_ct: Option<Vec<u8>> = r.get(3);
+        let secret: Option<Vec<u8>> = r.get(2);
+        let name_hash: Option<Vec<u8>> = r.get(3);
+        let name_ct: Option<Vec<u8>> = r.get(4);
         out.changes.push(RemoteChange {
             namespace: namespace.map(array).transpose()?,
-            secret: match (name_hash, name_ct) {
-                (Some(h), Some(ct)) => Some((array(h)?, ct)),
+            secret: match (secret, name_hash, name_ct) {
+                (Some(id), Some(h), Some(ct)) => Some(ChangedSecret {
+                    id: SecretId(array(id)?),
+                    name_hash: array(h)?,
+                    name_ct: ct,
+                }),
                 _ => None,
             },
         });

@@ -138,6 +138,41 @@ impl Lease {
             .map_err(db("releasing a lease"))
     }
 
+    /// Records that this hub (serving its API at `address`) is alive, and answers the hubs
+    /// seen within `recent`: (name, address, last seen in milliseconds since the epoch).
+    pub fn heartbeat(
+        &mut self,
+        address: &str,
+        recent: Duration,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let hub = self.hub.clone();
+        let recent = i64::try_from(recent.as_millis()).unwrap_or(i64::MAX);
+        let client = self.client()?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO hubs AS h (name, address, started, seen)
+                     VALUES ($1, $2, {NOW_MS}, {NOW_MS})
+                     ON CONFLICT (name) DO UPDATE SET address = excluded.address,
+                                                      seen = excluded.seen"
+                ),
+                &[&hub, &address],
+            )
+            .map_err(db("recording this hub"))?;
+        Ok(client
+            .query(
+                &format!(
+                    "SELECT name, address, seen FROM hubs WHERE seen >= {NOW_MS} - $1
+                     ORDER BY name"
+                ),
+                &[&recent],
+            )
+            .map_err(db("listing the hubs"))?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// This hub's name.
     pub fn hub(&self) -> &str {
         &self.hub

@@ -67,6 +67,7 @@ pub struct PgBackend {
     stop: Arc<AtomicBool>,
     feed: Arc<Feed>,
     changes: tokio::sync::watch::Sender<u64>,
+    opened_at: u64,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -87,7 +88,8 @@ impl PgBackend {
         let mut client = connector.connect()?;
         schema::migrate(&mut client)?;
         let feed = Arc::new(Feed::new(events::head(&mut client)?));
-        let changes = tokio::sync::watch::Sender::new(follow::newest(&mut client)?);
+        let opened_at = follow::newest(&mut client)?;
+        let changes = tokio::sync::watch::Sender::new(opened_at);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer = Writer {
@@ -122,6 +124,7 @@ impl PgBackend {
             stop,
             feed,
             changes,
+            opened_at,
         })
     }
 
@@ -266,6 +269,10 @@ impl Shared for PgBackend {
     fn member(&self) -> &str {
         &self.hub
     }
+
+    fn opened_at(&self) -> u64 {
+        self.opened_at
+    }
 }
 
 fn event_of(
@@ -296,6 +303,15 @@ impl Backend for PgBackend {
     fn put_header(&self, body: &[u8]) -> Result<(), StoreError> {
         let body = body.to_vec();
         self.submit(|reply| Job::Header(body, reply))
+    }
+
+    fn swap_header(&self, expected: Option<&[u8]>, body: &[u8]) -> Result<bool, StoreError> {
+        let (expected, body) = (expected.map(<[u8]>::to_vec), body.to_vec());
+        self.run(true, move |tx| {
+            let swapped = ops::swap_header(tx, expected.as_deref(), &body)?;
+            Ok((u64::from(swapped), None))
+        })
+        .map(|n| n == 1)
     }
 
     fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {

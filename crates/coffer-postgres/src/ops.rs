@@ -25,6 +25,26 @@ pub(crate) fn put_header(tx: &mut Transaction<'_>, body: &[u8]) -> Result<(), St
     .map_err(db("writing the store header"))
 }
 
+/// Replaces the header only while it is `expected` (`None`: absent); answers whether it did.
+pub(crate) fn swap_header(
+    tx: &mut Transaction<'_>,
+    expected: Option<&[u8]>,
+    body: &[u8],
+) -> Result<bool, StoreError> {
+    let n = match expected {
+        None => tx.execute(
+            "INSERT INTO header (id, body) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            &[&body],
+        ),
+        Some(old) => tx.execute(
+            "UPDATE header SET body = $2 WHERE id = 1 AND body = $1",
+            &[&old, &body],
+        ),
+    }
+    .map_err(db("writing the store header"))?;
+    Ok(n == 1)
+}
+
 pub(crate) fn create_namespace(
     tx: &mut Transaction<'_>,
     row: &NamespaceRow,
@@ -319,14 +339,16 @@ pub(crate) fn note_change(
     tx: &mut Transaction<'_>,
     hub: &str,
     namespace: Option<&NamespaceId>,
-    secret: Option<(&NameHash, &[u8])>,
+    secret: Option<(&SecretId, &NameHash, &[u8])>,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO changes (namespace, name_hash, name_ct, hub) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO changes (namespace, secret, name_hash, name_ct, hub)
+         VALUES ($1, $2, $3, $4, $5)",
         &[
             &namespace.map(|n| &n[..]),
-            &secret.map(|(h, _)| &h[..]),
-            &secret.map(|(_, ct)| ct),
+            &secret.map(|(id, _, _)| &id.0[..]),
+            &secret.map(|(_, h, _)| &h[..]),
+            &secret.map(|(_, _, ct)| ct),
             &hub,
         ],
     )

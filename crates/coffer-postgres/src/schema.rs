@@ -85,6 +85,7 @@ CREATE TABLE namespace_keys (
 CREATE TABLE changes (
     seq       BIGSERIAL PRIMARY KEY,
     namespace BYTEA,
+    secret    BYTEA,
     name_hash BYTEA,
     name_ct   BYTEA,
     hub       TEXT NOT NULL

@@ -348,7 +348,7 @@ fn apply(
                 let (w, name_ct) = ops::write(tx, &namespace, &name, plan)?;
                 evented = keep(tx, event, Some(w.version))?;
                 noted = true;
-                ops::note_change(tx, hub, Some(&namespace), Some((&name, &name_ct)))?;
+                ops::note_change(tx, hub, Some(&namespace), Some((&w.id, &name, &name_ct)))?;
                 Ok(w)
             }),
         ),
@@ -365,7 +365,8 @@ fn apply(
                 if let Some(m) = &m {
                     evented = keep(tx, event, Some(m.row.current))?;
                     noted = true;
-                    ops::note_change(tx, hub, Some(&namespace), Some((&name, &m.row.name_ct)))?;
+                    let secret = (&m.row.id, &name, &m.row.name_ct[..]);
+                    ops::note_change(tx, hub, Some(&namespace), Some(secret))?;
                 }
                 Ok(m)
             }),
@@ -382,7 +383,8 @@ fn apply(
                 if let Some(row) = &d {
                     evented = keep(tx, event, None)?;
                     noted = true;
-                    ops::note_change(tx, hub, Some(&namespace), Some((&name, &row.name_ct)))?;
+                    let secret = (&row.id, &name, &row.name_ct[..]);
+                    ops::note_change(tx, hub, Some(&namespace), Some(secret))?;
                 }
                 Ok(d.map(|row| row.id))
             }),

@@ -385,6 +385,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Replaces the header atomically.
     fn put_header(&self, body: &[u8]) -> Result<(), StoreError>;
 
+    /// Replaces the header with `body` only while it still is `expected` (`None`: there is
+    /// no header yet); answers whether it did. The default reads, then writes: enough where
+    /// one daemon holds the store (its data directory's lock); a backend several daemons
+    /// share decides it in one transaction.
+    fn swap_header(&self, expected: Option<&[u8]>, body: &[u8]) -> Result<bool, StoreError> {
+        if self.header()?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.put_header(body).map(|()| true)
+    }
+
     /// Every namespace.
     fn namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
 

@@ -32,6 +32,10 @@ pub struct StoreHeader {
     /// root, so they stay the same across a new master key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// The stored body this header was loaded from (`None`: a new header): [`Self::save`]
+    /// replaces only that, so two daemons sharing a store never lose each other's slots.
+    #[serde(skip)]
+    loaded: Option<Vec<u8>>,
 }
 
 impl StoreHeader {
@@ -46,6 +50,7 @@ impl StoreHeader {
             created: Timestamp::now(),
             slots: Vec::new(),
             root: None,
+            loaded: None,
         })
     }
 
@@ -54,7 +59,7 @@ impl StoreHeader {
         let Some(body) = backend.header()? else {
             return Ok(None);
         };
-        let header: Self =
+        let mut header: Self =
             serde_json::from_slice(&body).map_err(|_| StoreError::Malformed("the store header"))?;
         if header.format == 1 {
             return Err(StoreError::unavailable(
@@ -74,14 +79,27 @@ impl StoreHeader {
                 ),
             ));
         }
+        header.loaded = Some(body);
         Ok(Some(header))
     }
 
-    /// Writes the header.
+    /// Writes the header over the one it was loaded from (a new header: only where there is
+    /// none). [`StoreError::Conflict`] when the stored header changed meanwhile (another
+    /// daemon sharing the store added or removed a slot, or initialized it): load it again.
     pub fn save(&self, backend: &dyn Backend) -> Result<(), StoreError> {
         let body =
             serde_json::to_vec(self).map_err(|_| StoreError::Malformed("the store header"))?;
-        backend.put_header(&body)
+        if backend.swap_header(self.loaded.as_deref(), &body)? {
+            Ok(())
+        } else if self.loaded.is_none() {
+            Err(StoreError::Conflict(
+                "the store was initialized meanwhile (by another hub sharing the database)",
+            ))
+        } else {
+            Err(StoreError::Conflict(
+                "the store's slots changed meanwhile (another hub sharing the database); try again",
+            ))
+        }
     }
 
     /// The derivation root under `master`: the unwrapped [`StoreHeader::root`], or a copy

@@ -30,12 +30,12 @@ pub use backend::{
     SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-pub use encrypted::EncryptedStore;
+pub use encrypted::{EncryptedStore, Followed};
 pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
-pub use shared::{RemoteChange, RemoteChanges, Shared};
+pub use shared::{ChangedSecret, RemoteChange, RemoteChanges, Shared};
 pub use snapshot::{Counts, ImportCheck, RowRecord, SnapshotRow};
 pub use sqlite::SqliteBackend;
 pub use store::{

@@ -7,7 +7,7 @@
 //! [`crate::EncryptedStore::follow`] turns them into names its caches drop.
 
 use crate::StoreError;
-use crate::backend::{NameHash, NamespaceId};
+use crate::backend::{NameHash, NamespaceId, SecretId};
 
 /// A change another daemon committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,9 +15,20 @@ pub struct RemoteChange {
     /// The namespace changed; `None`: the store as a whole (its header, every namespace's
     /// keys).
     pub namespace: Option<NamespaceId>,
-    /// The secret changed (its lookup hash and sealed name); `None`: the namespace itself
-    /// (created, its key wraps or generation changed).
-    pub secret: Option<(NameHash, Vec<u8>)>,
+    /// The secret changed; `None`: the namespace itself (created, its key wraps or
+    /// generation changed).
+    pub secret: Option<ChangedSecret>,
+}
+
+/// A secret another daemon changed (written, described, revoked, destroyed or deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedSecret {
+    /// Its identity.
+    pub id: SecretId,
+    /// Its lookup hash.
+    pub name_hash: NameHash,
+    /// Its name, sealed under the namespace key (as in its row).
+    pub name_ct: Vec<u8>,
 }
 
 /// A page of changes other daemons made.
@@ -42,4 +53,8 @@ pub trait Shared: Send + Sync {
 
     /// This daemon's name among those sharing the store.
     fn member(&self) -> &str;
+
+    /// The newest change when the backend was opened: a daemon applies every change after
+    /// it (what it read at open already includes the ones before).
+    fn opened_at(&self) -> u64;
 }

@@ -572,6 +572,14 @@ pub trait SecretStore: Send + Sync {
         ))
     }
 
+    /// Applies changes other daemons sharing the backend made ([`crate::Shared`]); answers
+    /// what they touched, for the caches above the store. A store no other daemon shares
+    /// has none to apply.
+    fn follow(&self, page: &crate::RemoteChanges) -> Result<crate::Followed, StoreError> {
+        let _ = page;
+        Ok(crate::Followed::default())
+    }
+
     /// The key rotations in progress.
     fn key_rotations(&self) -> Vec<RekeyProgress> {
         Vec::new()

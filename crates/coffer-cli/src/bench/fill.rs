@@ -56,7 +56,7 @@ pub fn fill(
             data_dir.display()
         );
     }
-    let backend = open_backend(StoreKind::Sqlite, &dir, None, true)?;
+    let backend = open_backend(StoreKind::Sqlite, &dir, None, true, None)?;
     let vault = Vault::start(
         backend,
         VaultOptions {

@@ -266,7 +266,7 @@ fn offline(
         &config::resolve_tcti(args.tpm_tcti.clone(), None),
         dir.root(),
     )?;
-    let backend = open_backend(store_kind(kind), &dir, tpm.as_ref(), true)?;
+    let backend = open_backend(store_kind(kind), &dir, tpm.as_ref(), true, None)?;
     let vault = Vault::start(
         backend,
         VaultOptions {

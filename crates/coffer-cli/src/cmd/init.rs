@@ -60,9 +60,11 @@ pub struct InitArgs {
         value_name = "TCTI"
     )]
     tpm_tcti: Option<String>,
-    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices
+    /// Where secrets are kept: sqlite in the data directory, tpm-nv in the TPM's NV indices, or postgres (--database-url)
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite, value_name = "STORE")]
     store: StoreKind,
+    #[command(flatten)]
+    database: config::DatabaseArgs,
     /// Destroy an existing store or key file and start over (asks you to type 'overwrite')
     #[arg(long)]
     force: bool,
@@ -80,6 +82,7 @@ fn where_(store: StoreKind, dir: &DataDir) -> String {
     match store {
         StoreKind::Sqlite => dir.root().display().to_string(),
         StoreKind::TpmNv => "the TPM's NV".to_owned(),
+        StoreKind::Postgres => "the PostgreSQL database".to_owned(),
     }
 }
 
@@ -113,8 +116,23 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let backend = open_backend(store_kind(args.store), &dir, tpm.as_ref(), false)?;
+    let database = config::database(args.store, args.database, &file, &data_dir)?;
+    let backend = open_backend(
+        store_kind(args.store),
+        &dir,
+        tpm.as_ref(),
+        false,
+        database.as_ref(),
+    )?;
     let existing_store = StoreHeader::load(backend.as_ref())?.is_some();
+    if existing_store && args.store == StoreKind::Postgres {
+        bail!(
+            "the database already holds a coffer store. Another hub serves it with `coffer \
+             serve --store postgres` and a slot of its own: a copy of the key file \
+             (--key-file), or a slot added with `coffer slots add` on a hub that is unsealed. \
+             To start over, drop and re-create the database first"
+        );
+    }
     if existing_store && args.store == StoreKind::TpmNv {
         bail!(
             "the TPM's NV already holds a coffer store; re-initializing it in place is not \
@@ -163,7 +181,13 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         },
     };
     // The database may have been removed (--force): open it afresh.
-    let backend = open_backend(store_kind(args.store), &dir, tpm.as_ref(), false)?;
+    let backend = open_backend(
+        store_kind(args.store),
+        &dir,
+        tpm.as_ref(),
+        false,
+        database.as_ref(),
+    )?;
     let made = bootstrap::initialize(backend, first, true, tpm)?;
     let recovery = made
         .recovery

@@ -95,7 +95,7 @@ pub struct ServeArgs {
         value_name = "TCTI"
     )]
     pub tpm_tcti: Option<String>,
-    /// Where secrets are kept: sqlite in the data directory, or tpm-nv in the TPM's NV indices [default: sqlite]
+    /// Where secrets are kept: sqlite in the data directory, tpm-nv in the TPM's NV indices, or postgres (--database-url), which several hubs may serve at once [default: sqlite]
     #[arg(
         long,
         env = "COFFER_STORE",
@@ -104,6 +104,8 @@ pub struct ServeArgs {
         value_name = "STORE"
     )]
     pub store: Option<config::StoreKind>,
+    #[command(flatten)]
+    pub database: config::DatabaseArgs,
     /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
     #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
     pub pcrs: Option<coffer_tpm::PcrPolicy>,
@@ -209,6 +211,7 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
         limits: cfg.limits,
         tpm: cfg.tcti,
         store: store_kind(cfg.store),
+        database: cfg.database,
         pcrs: cfg.pcrs,
         access: cfg.access,
         audit,
@@ -224,6 +227,7 @@ pub fn store_kind(kind: config::StoreKind) -> StoreKind {
     match kind {
         config::StoreKind::Sqlite => StoreKind::Sqlite,
         config::StoreKind::TpmNv => StoreKind::TpmNv,
+        config::StoreKind::Postgres => StoreKind::Postgres,
     }
 }
 
@@ -270,6 +274,7 @@ pub fn resolve(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<Serve
             idle_timeout: args.idle_timeout,
             tpm_tcti: args.tpm_tcti,
             store: args.store,
+            database: args.database,
             pcrs: args.pcrs,
             policy_file: args.policy_file,
             audit_dir: args.audit_dir,

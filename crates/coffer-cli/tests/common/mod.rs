@@ -107,6 +107,11 @@ impl Daemon {
         d
     }
 
+    /// Adds `serve` arguments for the next start.
+    pub fn args(&mut self, extra: &[&str]) {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+    }
+
     /// Sets a variable for the next start.
     pub fn env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_owned(), value.to_owned()));

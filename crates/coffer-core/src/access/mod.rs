@@ -237,6 +237,16 @@ impl AccessControl {
         Ok(())
     }
 
+    /// Forgets what was loaded from the store (another hub changed policies or tokens):
+    /// the next request loads them again.
+    pub fn forget(&self) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.loaded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .epoch = None;
+    }
+
     /// Marks the stored policies as not in force (the load is retried at the next request).
     fn fail_closed(&self, why: String, replaceable: bool) {
         tracing::error!(error = %why, "the stored policies cannot be loaded: only callers holding root are served");

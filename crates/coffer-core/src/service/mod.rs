@@ -20,6 +20,7 @@ mod admin;
 mod approle;
 mod backup;
 mod call;
+mod follow;
 mod gates;
 mod hook;
 mod list;

@@ -139,14 +139,23 @@ impl Service {
     }
 
     /// Runs the scheduler until `stop` turns true.
+    /// Runs only on the hub holding the lease when several share the store: another hub
+    /// forgets its schedule, and reads it afresh when it takes the lease.
     async fn run_rotations(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut leading = self.cluster.subscribe();
         loop {
             if *stop.borrow() {
                 return;
             }
-            let wait = self.rotate_due().await;
+            let wait = if self.cluster.is_leader() {
+                self.rotate_due().await
+            } else {
+                self.rotation.reset(None);
+                TICK
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                _ = leading.changed() => {}
                 _ = stop.changed() => return,
             }
         }

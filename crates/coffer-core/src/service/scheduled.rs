@@ -82,6 +82,13 @@ impl Service {
             if *stop.borrow() {
                 return;
             }
+            if !self.cluster.is_leader() {
+                // Another hub sharing the store holds the lease: it makes the backups.
+                tokio::select! {
+                    () = tokio::time::sleep(SEALED_RETRY) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
             if self.vault.store().is_err() {
                 // Sealed: the backup waits for the unseal (a sealed daemon holds no key).
                 tokio::select! {

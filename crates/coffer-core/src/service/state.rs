@@ -91,6 +91,8 @@ pub struct Service {
     /// Places for yescrypt requests waiting or computing: the wait above is bounded, so
     /// requests whose callers went away cannot pile up behind it (their work runs on).
     pub(super) yescrypt_queue: Arc<tokio::sync::Semaphore>,
+    /// This daemon's place among the hubs sharing its store (alone: the leader).
+    pub(super) cluster: crate::cluster::Cluster,
 }
 
 /// yescrypt hashes computed at once, daemon-wide (each holds up to 64 MiB).
@@ -163,7 +165,13 @@ impl Service {
             webhooks: Arc::default(),
             yescrypt: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_CONCURRENCY)),
             yescrypt_queue: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_QUEUE)),
+            cluster: crate::cluster::Cluster::default(),
         }
+    }
+
+    /// This daemon's place among the hubs sharing its store.
+    pub fn cluster(&self) -> &crate::cluster::Cluster {
+        &self.cluster
     }
 
     /// Uses these policies and rate limits.

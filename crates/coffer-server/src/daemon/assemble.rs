@@ -9,7 +9,7 @@ use coffer_store::{Backend, SqliteBackend, StoreHeader};
 use coffer_tpm::Tpm;
 use coffer_tpm::nv::NvBackend;
 
-use super::config::{HttpListen, HttpTls, StoreKind, TpmChoice};
+use super::config::{Database, HttpListen, HttpTls, StoreKind, TpmChoice};
 use crate::http::tls;
 
 /// Why a daemon could not be assembled. Messages say what to do next.
@@ -73,13 +73,15 @@ pub fn reach_tpm(
     }
 }
 
-/// Opens the backend `kind`. With `guard`, refuses the mix-up of serving one kind while the
-/// store was made in the other (which would silently start a new, empty store).
+/// Opens the backend `kind` (`database` for PostgreSQL). With `guard`, refuses the mix-up of
+/// serving one kind while the store was made in the other (which would silently start a
+/// new, empty store).
 pub fn open_backend(
     kind: StoreKind,
     dir: &DataDir,
     tpm: Option<&Arc<Tpm>>,
     guard: bool,
+    database: Option<&Database>,
 ) -> Result<Arc<dyn Backend>, DaemonError> {
     let store = |e: coffer_store::StoreError| DaemonError::Store(e.to_string());
     let sqlite = || {
@@ -95,6 +97,20 @@ pub fn open_backend(
             .map_err(|e| DaemonError::Store(format!("cannot open the store in the TPM's NV: {e}")))
     };
     Ok(match kind {
+        StoreKind::Postgres => {
+            let Some(db) = database else {
+                return Err(DaemonError::Store(
+                    "--store postgres needs a database: --database-url, COFFER_DATABASE_URL or \
+                     database_url in the file"
+                        .into(),
+                ));
+            };
+            let backend =
+                coffer_postgres::PgBackend::open(&db.options, &db.hub).map_err(|e| {
+                    DaemonError::Store(format!("cannot open the PostgreSQL store: {e}"))
+                })?;
+            Arc::new(backend)
+        }
         StoreKind::Sqlite => {
             let backend = sqlite()?;
             if guard

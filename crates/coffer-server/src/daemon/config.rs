@@ -19,6 +19,8 @@ pub enum StoreKind {
     Sqlite,
     /// TPM NV indices: nothing about secrets on the filesystem; small (the TPM's NV space).
     TpmNv,
+    /// A PostgreSQL database several hubs may serve at once ([`DaemonConfig::database`]).
+    Postgres,
 }
 
 impl StoreKind {
@@ -27,8 +29,19 @@ impl StoreKind {
         match self {
             Self::Sqlite => "sqlite",
             Self::TpmNv => "tpm-nv",
+            Self::Postgres => "postgres",
         }
     }
+}
+
+/// A PostgreSQL store and this daemon's place among the hubs serving it.
+#[derive(Debug, Clone, Default)]
+pub struct Database {
+    /// How to reach the database.
+    pub options: coffer_postgres::PgOptions,
+    /// This hub's name: unique among the hubs of the database (leases and audit records
+    /// name it).
+    pub hub: String,
 }
 
 /// How the TPM is reached.
@@ -94,6 +107,8 @@ pub struct DaemonConfig {
     pub tpm: TpmChoice,
     /// The store.
     pub store: StoreKind,
+    /// The database and this hub's name, for [`StoreKind::Postgres`].
+    pub database: Option<Database>,
     /// The PCR policy a new store's TPM slot is sealed to.
     pub pcrs: PcrPolicy,
     /// Policies and rate limits.
@@ -128,6 +143,7 @@ impl DaemonConfig {
             service,
             tpm: TpmChoice::Off,
             store: StoreKind::Sqlite,
+            database: None,
             pcrs: PcrPolicy::default(),
             access: AccessConfig::default(),
             http: None,

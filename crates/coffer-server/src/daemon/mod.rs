@@ -11,6 +11,7 @@
 mod assemble;
 mod config;
 mod counter;
+mod hub;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use assemble::{DaemonError, http_tls, open_backend, reach_tpm};
-pub use config::{DaemonConfig, HttpListen, HttpTls, StoreKind, TpmChoice};
+pub use config::{DaemonConfig, Database, HttpListen, HttpTls, StoreKind, TpmChoice};
 
 use crate::http::{HttpConfig, serve_http};
 use crate::protocol::CofferHandler;
@@ -38,6 +39,8 @@ pub struct Daemon {
     http: Option<JoinHandle<std::io::Result<()>>>,
     http_addr: Option<SocketAddr>,
     dir: Option<DataDir>,
+    /// The lease keeper, for a hub sharing its store.
+    hub: Option<JoinHandle<()>>,
     /// The webhook delivery worker.
     webhooks: Option<JoinHandle<()>>,
     /// The systemd credentials socket's listener, when served.
@@ -59,7 +62,13 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
     };
     let tpm = reach_tpm(&config.tpm, dir.root())?;
     let started = Instant::now();
-    let backend = open_backend(config.store, &dir, tpm.as_ref(), true)?;
+    let backend = open_backend(
+        config.store,
+        &dir,
+        tpm.as_ref(),
+        true,
+        config.database.as_ref(),
+    )?;
     tracing::info!(
         store = config.store.as_str(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -90,6 +99,9 @@ fn assemble(config: &DaemonConfig) -> Result<Assembled, DaemonError> {
     match &config.audit {
         Some(audit) => {
             let mut audit = audit.clone();
+            if let Some(db) = &config.database {
+                audit.hub.get_or_insert_with(|| db.hub.clone());
+            }
             audit.counter = audit.counter.or_else(|| {
                 counter::audit_counter(vault_tpm.as_ref(), config.store, &*store_backend)
             });
@@ -177,6 +189,23 @@ impl Daemon {
             env!("CARGO_PKG_VERSION")
         );
         tokio::spawn(keep_events(service.clone(), stopped.clone()));
+        service.start_following(stop.subscribe());
+        let hub = match &config.database {
+            Some(database) => {
+                let address = match (http_addr, &config.http) {
+                    (Some(addr), Some(h)) if matches!(h.tls, config::HttpTls::Plain) => {
+                        format!("http://{addr}")
+                    }
+                    (Some(addr), _) => format!("https://{addr}"),
+                    (None, _) => String::new(),
+                };
+                Some(
+                    hub::spawn(service.clone(), database, address, stopped.clone())
+                        .map_err(|e| DaemonError::Store(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         service.start_rotations(stop.subscribe());
         if let Some(schedule) = config.backups.clone() {
             tracing::info!(
@@ -216,6 +245,7 @@ impl Daemon {
             dir: Some(dir),
             webhooks: Some(webhooks),
             credentials,
+            hub,
         })
     }
 
@@ -242,6 +272,10 @@ impl Daemon {
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         let _ = self.stop.send(true);
         self.service.end_watches();
+        // The lease is given up first: another hub takes the singleton work at once.
+        if let Some(hub) = self.hub.take() {
+            let _ = hub.await;
+        }
         // A round cut short is made again after the next start (deliveries are at least once).
         if let Some(webhooks) = self.webhooks.take() {
             webhooks.abort();

@@ -358,6 +358,7 @@ fn label_of(matched: &str) -> &'static str {
         "sys/health" => "sys.health",
         "sys/seal-status" => "sys.seal-status",
         "sys/leader" => "sys.leader",
+        "sys/ha-status" => "sys.ha-status",
         "sys/seal" => "sys.seal",
         "sys/unseal" => "sys.unseal",
         "sys/metrics" => "sys.metrics",

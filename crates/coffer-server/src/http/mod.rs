@@ -97,6 +97,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/sys/health", get(sys::health).head(sys::health))
         .route("/v1/sys/seal-status", get(sys::seal_status))
         .route("/v1/sys/leader", get(sys::leader))
+        .route("/v1/sys/ha-status", get(sys::ha_status))
         .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
         .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
         .route("/v1/sys/mounts", get(sys::mounts))

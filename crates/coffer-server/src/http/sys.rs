@@ -46,6 +46,8 @@ pub(crate) async fn health(
     Who(caller): Who,
 ) -> Response {
     let report = state.service.health(&caller).await;
+    // Every hub of a shared store serves reads and writes: none is a standby.
+    let view = state.service.cluster().view();
     let initialized = report.initialized.is_some();
     let sealed = report.state != SealState::Unsealed;
     let status = if !initialized {
@@ -69,7 +71,13 @@ pub(crate) async fn health(
         "cluster_id": report.store_id.clone().unwrap_or_default(),
         "echo_duration_ms": 0,
         "clock_skew_ms": 0,
-        "coffer": { "state": report.state, "reason": report.reason, "backend": report.backend },
+        "coffer": {
+            "state": report.state,
+            "reason": report.reason,
+            "backend": report.backend,
+            "hub": view.as_ref().map(|v| v.hub.clone()),
+            "leader": view.as_ref().and_then(|v| v.leader.as_ref().map(|l| l.hub.clone())),
+        },
     });
     let mut response = envelope::json(status, &body);
     if method == Method::HEAD {
@@ -78,20 +86,59 @@ pub(crate) async fn health(
     response
 }
 
-/// `sys/leader`: coffer has no HA leader of Vault's kind.
-pub(crate) async fn leader() -> Response {
+/// `sys/leader` (unauthenticated, as in Vault): with hubs sharing a store, the one holding
+/// the singleton lease (every hub serves reads and writes; the leader runs the rotation
+/// scheduler, webhook delivery and scheduled backups); alone, no HA.
+pub(crate) async fn leader(State(state): State<Shared>) -> Response {
+    let view = state.service.cluster().view();
+    let leader = view.as_ref().and_then(|v| v.leader.clone());
     envelope::json(
         StatusCode::OK,
         &serde_json::json!({
-            "ha_enabled": false,
-            "is_self": false,
+            "ha_enabled": view.is_some(),
+            "is_self": view.as_ref().is_some_and(|v| v.is_self()),
             "active_time": "0001-01-01T00:00:00Z",
-            "leader_address": "",
+            "leader_address": leader.as_ref().map(|l| l.address.clone()).unwrap_or_default(),
             "leader_cluster_address": "",
             "performance_standby": false,
             "performance_standby_last_remote_wal": 0,
+            "coffer": {
+                "hub": view.as_ref().map(|v| v.hub.clone()),
+                "leader": leader.as_ref().map(|l| l.hub.clone()),
+                "term": leader.as_ref().map(|l| l.term),
+            },
         }),
     )
+}
+
+/// `sys/ha-status`: the hubs seen lately and which one leads, in Vault's shape, for a token
+/// granted `read` on `sys/ha-status` (the core decides).
+pub(crate) async fn ha_status(State(state): State<Shared>, Who(caller): Who) -> ApiResult {
+    let Some(view) = state.service.ha_status(&caller).await? else {
+        return Err(ApiError::bad(
+            "high availability is not enabled: this daemon shares its store with no other \
+             (serve a PostgreSQL store with --store postgres)",
+        ));
+    };
+    let leader = view.leader.as_ref().map(|l| l.hub.as_str());
+    let nodes: Vec<serde_json::Value> = view
+        .hubs
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "hostname": h.name,
+                "api_address": h.address,
+                "cluster_address": "",
+                "active_node": Some(h.name.as_str()) == leader,
+                "last_echo": h.last_seen.to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+            })
+        })
+        .collect();
+    Ok(envelope::json(
+        StatusCode::OK,
+        &serde_json::json!({ "nodes": nodes }),
+    ))
 }
 
 #[derive(Serialize)]

@@ -70,9 +70,18 @@ pub fn spawn(
         // attempts all the same, so the next waits longer each time (2 s doubling to 5 min)
         // rather than sending the same deliveries every 2 s.
         let mut failures: u32 = 0;
+        let mut leading = worker.service.cluster().subscribe();
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if !worker.service.cluster().is_leader() {
+                // Another hub sharing the store holds the lease: it delivers.
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = leading.changed() => {}
+                }
+                continue;
             }
             if feed.is_none()
                 && let Ok(store) = worker.service.own_store()

@@ -14,6 +14,7 @@
 
 mod create;
 mod feed;
+mod follow;
 mod index;
 mod listing;
 mod lock;
@@ -44,6 +45,8 @@ use index::NameIndex;
 use meta::info;
 use namespace::{Held, OpenNamespace, PlanValue, VersionPlan};
 use scan::scan;
+
+pub use follow::Followed;
 
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
@@ -745,6 +748,10 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
 
     fn key_rotations(&self) -> Vec<crate::RekeyProgress> {
         self.rekeyer.progress()
+    }
+
+    fn follow(&self, page: &crate::RemoteChanges) -> Result<Followed, StoreError> {
+        EncryptedStore::follow(self, page)
     }
 
     fn key_generations_in_use(&self, namespace: &Namespace) -> Result<usize, StoreError> {
