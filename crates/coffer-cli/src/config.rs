@@ -288,15 +288,14 @@ pub fn database(
         }
         None => default_hub_name(data_dir),
     };
-    Ok(Some(coffer_server::daemon::Database {
-        options: coffer_postgres::PgOptions {
-            url,
-            password_file: flags
-                .database_password_file
-                .or(file.database_password_file.clone()),
-        },
-        hub,
-    }))
+    let options = coffer_postgres::PgOptions {
+        url,
+        password_file: flags
+            .database_password_file
+            .or(file.database_password_file.clone()),
+    };
+    options.check()?;
+    Ok(Some(coffer_server::daemon::Database { options, hub }))
 }
 
 /// The host name and a tag of the data directory: stable across restarts, different for

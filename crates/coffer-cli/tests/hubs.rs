@@ -210,3 +210,181 @@ fn three_hubs_share_one_store() {
         assert_absent("a hub's log", h.daemon.log().as_bytes(), &["PROBE", "racer-"]);
     }
 }
+
+fn leader_name(hub: &Hub) -> String {
+    leader_of(hub)["coffer"]["leader"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_lease_moves_within_ten_seconds_of_its_holders_death_and_nothing_rotates_twice() {
+    let pg = Postgres::start();
+    let mut hubs = three_hubs(&pg);
+    assert!(eventually(Duration::from_secs(10), || {
+        let names: Vec<String> = hubs.iter().map(leader_name).collect();
+        !names[0].is_empty() && names.iter().all(|n| *n == names[0])
+    }));
+    let out = hubs[1]
+        .daemon
+        .cli(&["secrets", "generate", "tick", "--rotate-every", "2s"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let count = |h: &Hub| h.daemon.client().versions(None, "tick").unwrap().len();
+    assert!(
+        eventually(Duration::from_secs(15), || count(&hubs[1]) >= 3),
+        "the leader did not rotate on schedule"
+    );
+
+    let leader = leader_name(&hubs[0]);
+    let at = hubs.iter().position(|h| h.name == leader).unwrap();
+    let mut dead = hubs.remove(at);
+    dead.daemon.kill9();
+    let killed = Instant::now();
+    let before = count(&hubs[0]);
+    let mut taken = None;
+    while killed.elapsed() < Duration::from_secs(15) {
+        let names: Vec<String> = hubs.iter().map(leader_name).collect();
+        if names.iter().all(|n| !n.is_empty() && *n != leader && *n == names[0]) {
+            taken = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let taken = taken.expect("no surviving hub took the lease");
+    assert!(
+        taken < Duration::from_secs(10),
+        "the lease moved after {taken:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || count(&hubs[0]) >= before + 2),
+        "the new leader does not rotate"
+    );
+    // Every rotation is a period after the one before: none was made twice.
+    let versions = hubs[0].daemon.client().versions(None, "tick").unwrap();
+    for pair in versions.windows(2) {
+        let gap = pair[1].created.as_millis() - pair[0].created.as_millis();
+        assert!(
+            gap >= 1000,
+            "versions {} and {} were made {gap} ms apart: a rotation ran twice",
+            pair[0].version,
+            pair[1].version
+        );
+    }
+}
+
+#[test]
+fn postgres_killed_during_writes_loses_no_acknowledged_write() {
+    let pg = Postgres::start();
+    pg.psql("CREATE DATABASE coffer");
+    let a = hub(&pg, "hub-a", None);
+    let b = hub(&pg, "hub-b", Some(&a.daemon.data.join("coffer.key")));
+    let token = root_token(&a.daemon);
+    let write = |h: &Hub, i: usize| {
+        let body = format!(r#"{{"data":{{"v":"acked-{i}"}}}}"#);
+        curl(
+            &h.url,
+            Some(&token),
+            &["--max-time", "5", "-X", "POST", "-d", &body, &format!("/v1/secret/data/k{i}")],
+        )
+        .0 == 200
+    };
+    let mut acked = Vec::new();
+    let mut i = 0;
+    while acked.len() < 50 {
+        if write(&a, i) {
+            acked.push(i);
+        }
+        i += 1;
+    }
+    // Writes go on from both hubs while the server dies and comes back.
+    let writers: Vec<_> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(w, h)| {
+            let (url, token) = (h.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let started = Instant::now();
+                let mut i = 10_000 * (w + 1);
+                while started.elapsed() < Duration::from_secs(8) {
+                    let body = format!(r#"{{"data":{{"v":"acked-{i}"}}}}"#);
+                    let (status, _) = curl(
+                        &url,
+                        Some(&token),
+                        &["--max-time", "5", "-X", "POST", "-d", &body, &format!("/v1/secret/data/k{i}")],
+                    );
+                    if status == 200 {
+                        acked.push(i);
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.restart();
+    for w in writers {
+        acked.extend(w.join().unwrap());
+    }
+    // Both hubs write again without a restart.
+    for (n, h) in [&a, &b].iter().enumerate() {
+        assert!(
+            eventually(Duration::from_secs(15), || write(h, 90_000 + n)),
+            "hub {} does not write after PostgreSQL came back:\n{}",
+            h.name,
+            h.daemon.log()
+        );
+        acked.push(90_000 + n);
+    }
+    // Every acknowledged write is there, through either hub.
+    for i in &acked {
+        for h in [&a, &b] {
+            let (status, reply) = get(h, &token, &format!("k{i}"));
+            assert_eq!(status, 200, "acknowledged write k{i} is missing on {}", h.name);
+            assert_eq!(value_of(&reply), Some(format!("acked-{i}").as_str()));
+        }
+    }
+    assert!(acked.len() > 60, "too few writes were acknowledged: {}", acked.len());
+}
+
+#[test]
+fn database_settings_are_checked_before_anything_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let check = |extra: &[&str]| {
+        let mut args = vec!["config", "check", "--data-dir", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        common::run_cli(&args, b"")
+    };
+    let out = check(&["--store", "postgres"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("needs a database"), "{}", stderr(&out));
+
+    let out = check(&["--store", "postgres", "--database-url", "postgresql://app:PROBEPW@db/x"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("holds a password"), "{}", stderr(&out));
+    assert_absent("config check", &[out.stdout, out.stderr].concat(), &["PROBEPW"]);
+
+    let out = check(&["--database-url", "postgresql://app@db/x"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--store postgres"), "{}", stderr(&out));
+
+    let out = check(&[
+        "--store",
+        "postgres",
+        "--database-url",
+        "postgresql://app@db/x",
+        "--hub-name",
+        "no spaces",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--hub-name"), "{}", stderr(&out));
+
+    let out = check(&["--store", "postgres", "--database-url", "postgresql://app@db/x?sslmode=verify-full"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app@db:5432/x"), "{}", stdout(&out));
+}

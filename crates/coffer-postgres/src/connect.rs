@@ -19,13 +19,58 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use zeroize::Zeroizing;
 
 /// How to reach the database.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PgOptions {
     /// `postgresql://USER@HOST:PORT/DB?sslmode=...` (or libpq's `key=value` form). A password
     /// in it is refused: name a file instead.
     pub url: String,
     /// A file whose first line is the password (mode 0600 or stricter).
     pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    /// The URL as [`PgOptions::check`] sees it: where it points, never a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let database = parse(&self.url)
+            .map(|(config, _)| describe(&config))
+            .unwrap_or_else(|_| "(not a valid URL)".to_owned());
+        f.debug_struct("PgOptions")
+            .field("database", &database)
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl PgOptions {
+    /// Checks the URL without connecting or reading any file: it parses, and holds no
+    /// password. Errors never quote it.
+    pub fn check(&self) -> Result<(), StoreError> {
+        parse(&self.url).map(drop)
+    }
+}
+
+/// The client's settings and coffer's own parameters from a URL; refuses a password in it.
+fn parse(url: &str) -> Result<(postgres::Config, Extra), StoreError> {
+    if url.trim().is_empty() {
+        return Err(bad(
+            "no database URL (--database-url, COFFER_DATABASE_URL or database_url in the file)",
+        ));
+    }
+    let (url, extra) = take_extra(url);
+    // The client's parse errors never quote the URL's value.
+    let mut config = postgres::Config::from_str(&url)
+        .map_err(|e| bad(format!("the database URL is not valid: {e}")))?;
+    if config.get_password().is_some() {
+        return Err(bad(
+            "the database URL holds a password; keep it out of URLs (they show in process \
+             lists and logs): put it in a file named by --database-password-file, or by the \
+             URL's passfile=PATH",
+        ));
+    }
+    if config.get_user().is_none() {
+        config.user("coffer");
+    }
+    Ok((config, extra))
 }
 
 /// Opens connections with one set of settings.
@@ -204,25 +249,7 @@ fn tls(rootcert: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
 impl Connector {
     /// Checks the settings and reads the password; connects nothing yet.
     pub fn new(options: &PgOptions) -> Result<Self, StoreError> {
-        if options.url.trim().is_empty() {
-            return Err(bad(
-                "no database URL (--database-url, COFFER_DATABASE_URL or database_url in the file)",
-            ));
-        }
-        let (url, extra) = take_extra(&options.url);
-        // The client's parse errors never quote the URL's value.
-        let mut config = postgres::Config::from_str(&url)
-            .map_err(|e| bad(format!("the database URL is not valid: {e}")))?;
-        if config.get_password().is_some() {
-            return Err(bad(
-                "the database URL holds a password; keep it out of URLs (they show in process \
-                 lists and logs): put it in a file named by --database-password-file, or by \
-                 the URL's passfile=PATH",
-            ));
-        }
-        if config.get_user().is_none() {
-            config.user("coffer");
-        }
+        let (mut config, extra) = parse(&options.url)?;
         if let Some(path) = &options.password_file {
             let text = read_private(path, "database password file")?;
             let password = text.lines().next().unwrap_or_default();
@@ -253,7 +280,7 @@ impl Connector {
     pub fn connect(&self) -> Result<postgres::Client, StoreError> {
         self.config
             .connect(self.tls.clone())
-            .map_err(|e| StoreError::unavailable("connecting to PostgreSQL", e))
+            .map_err(|e| StoreError::unavailable("connecting to PostgreSQL", crate::ops::detail(&e)))
     }
 
     /// Where the database is, without any password: `user@host:port/db`.
@@ -304,6 +331,13 @@ mod tests {
         .to_string();
         assert!(err.contains("--database-password-file"), "{err}");
         assert!(!err.contains("hunter2secret"), "{err}");
+        let options = PgOptions {
+            url: "postgresql://coffer:hunter2secret@db/coffer".into(),
+            password_file: None,
+        };
+        assert!(options.check().is_err());
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
     }
 
     #[test]

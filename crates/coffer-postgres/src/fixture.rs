@@ -15,6 +15,8 @@ pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     as_root: bool,
+    /// The loopback TCP port, once [`Postgres::with_tls`] turned TLS on.
+    tcp_port: Option<u16>,
 }
 
 /// Debian's server binaries (`/usr/lib/postgresql/<version>/bin`), the newest there.
@@ -54,7 +56,12 @@ impl Postgres {
                 std::os::unix::fs::chown(&p, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
             }
         }
-        let pg = Self { bin, dir, as_root };
+        let pg = Self {
+            bin,
+            dir,
+            as_root,
+            tcp_port: None,
+        };
         let data = pg.data();
         pg.run(
             "initdb",
@@ -72,6 +79,87 @@ impl Postgres {
         pg
     }
 
+    /// Turns TLS on: a CA and a certificate for `localhost` made with `openssl`, a listener
+    /// on a free loopback port that takes TLS connections only (`hostssl`), the Unix socket
+    /// kept. Answers the CA's certificate (PEM), for `sslrootcert`.
+    pub fn with_tls(&mut self) -> PathBuf {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl runs (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=coffer test CA"]].concat());
+        openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+        std::fs::write(dir.join("san.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(&[
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.cnf",
+        ]);
+        let data = self.data();
+        for f in ["server.pem", "server.key"] {
+            let to = data.join(f);
+            std::fs::copy(dir.join(f), &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if self.as_root {
+                std::os::unix::fs::chown(&to, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+            }
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
+        // The socket as before; over TCP, TLS only.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.tcp_port = Some(port);
+        self.kill();
+        self.restart();
+        dir.join("ca.pem")
+    }
+
+    /// Makes a login role `user` whose connections over the socket must give `password`
+    /// (SCRAM), and reloads the server's rules.
+    pub fn require_password(&self, user: &str, password: &str) {
+        self.psql(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{password}'; \
+             GRANT ALL ON DATABASE postgres TO {user}; GRANT CREATE ON SCHEMA public TO {user}"
+        ));
+        let hba = self.data().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("local all {user} scram-sha-256\n{rules}")).unwrap();
+        self.psql("SELECT pg_reload_conf()");
+    }
+
+    /// The loopback TCP port, after [`Postgres::with_tls`].
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp_port
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -83,18 +171,21 @@ impl Postgres {
 
     /// A connection URL for the database `postgres` as the superuser `coffer`.
     pub fn url(&self) -> String {
-        format!(
-            "postgresql://coffer@/postgres?host={}",
-            self.socket_dir().display()
-        )
+        self.url_for("postgres")
     }
 
     /// A connection URL for the database `db` as the superuser `coffer`.
     pub fn url_for(&self, db: &str) -> String {
         format!(
-            "postgresql://coffer@/{db}?host={}",
-            self.socket_dir().display()
+            "postgresql://coffer@/{db}?host={}&port={}",
+            self.socket_dir().display(),
+            self.port()
         )
+    }
+
+    /// The server's port (the Unix socket's name carries it too).
+    fn port(&self) -> u16 {
+        self.tcp_port.unwrap_or(5432)
     }
 
     /// Runs a server binary as the server's user; panics with its output on failure.
@@ -117,6 +208,7 @@ impl Postgres {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", self.socket_dir().to_str().unwrap()])
+            .args(["-p", &self.port().to_string()])
             .args(["-U", "coffer", "-d", "postgres", "-c", sql])
             .stdin(Stdio::null())
             .output()
@@ -155,8 +247,12 @@ impl Postgres {
     /// it accepts connections.
     fn server_start(&self) {
         let data = self.data();
+        let listen = match self.tcp_port {
+            Some(port) => format!("-c listen_addresses='127.0.0.1' -c port={port}"),
+            None => "-c listen_addresses=''".to_owned(),
+        };
         let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=on",
+            "{listen} -c unix_socket_directories='{}' -c fsync=on",
             self.socket_dir().display()
         );
         let log = self.dir.path().join("server.log");

@@ -63,7 +63,7 @@ pub(crate) fn after(
         .map_err(&doing)?;
     let mut out = RemoteChanges {
         // Changes after `after` were pruned: the caller cannot know what they touched.
-        lost: after > 0 && oldest > after_sql + 1,
+        lost: oldest > after_sql + 1,
         newest: after,
         changes: Vec::new(),
     };
@@ -97,6 +97,8 @@ pub(crate) struct Follower {
     pub(crate) feed: Arc<Feed>,
     pub(crate) changes: tokio::sync::watch::Sender<u64>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// This hub's name: notifications it sent itself wake nothing.
+    pub(crate) hub: String,
 }
 
 impl Follower {
@@ -119,33 +121,29 @@ impl Follower {
         client
             .batch_execute("LISTEN coffer")
             .map_err(db("listening for changes"))?;
+        let mut look = true;
         while !self.stop.load(Ordering::Relaxed) {
-            // Read after LISTEN: what was committed before it is seen here, what after it
-            // wakes the wait below.
-            let head = events::head(&mut client)?;
-            self.feed.advance(head);
-            let newest = newest(&mut client)?;
-            self.changes.send_if_modified(|seen| {
-                let moved = newest > *seen;
-                *seen = (*seen).max(newest);
-                moved
-            });
-            let woke = client
+            if look {
+                self.look(&mut client)?;
+            }
+            // Read after LISTEN: what was committed before it is seen by the look above, what
+            // after it wakes this wait. Only another hub's commit (or the poll) calls for a
+            // look; this hub's own commits are in its feed already.
+            let mut woke = Vec::new();
+            let first = client
                 .notifications()
                 .timeout_iter(POLL)
                 .next()
-                .map_err(db("listening for changes"))?
-                .is_some();
-            if woke {
-                // One wake-up is enough: drop what else has queued.
+                .map_err(db("listening for changes"))?;
+            if let Some(first) = first {
+                woke.push(first);
                 let mut notes = client.notifications();
                 let mut queued = notes.iter();
-                while queued
-                    .next()
-                    .map_err(db("listening for changes"))?
-                    .is_some()
-                {}
+                while let Some(n) = queued.next().map_err(db("listening for changes"))? {
+                    woke.push(n);
+                }
             }
+            look = woke.is_empty() || woke.iter().any(|n| n.payload() != self.hub);
             if client.is_closed() {
                 return Err(StoreError::unavailable(
                     "listening for changes",
@@ -153,6 +151,19 @@ impl Follower {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Reads the event head and the newest change, and moves what follows them.
+    fn look(&self, client: &mut Client) -> Result<(), StoreError> {
+        let head = events::head(client)?;
+        self.feed.advance(head);
+        let newest = newest(client)?;
+        self.changes.send_if_modified(|seen| {
+            let moved = newest > *seen;
+            *seen = (*seen).max(newest);
+            moved
+        });
         Ok(())
     }
 }

@@ -107,6 +107,7 @@ impl PgBackend {
             feed: feed.clone(),
             changes: changes.clone(),
             stop: stop.clone(),
+            hub: hub.to_owned(),
         };
         let follower = std::thread::Builder::new()
             .name("coffer-pg-listen".into())

@@ -12,7 +12,19 @@ use postgres::Transaction;
 use crate::row;
 
 pub(crate) fn db(doing: &'static str) -> impl Fn(postgres::Error) -> StoreError {
-    move |e| StoreError::unavailable(doing, e)
+    move |e| StoreError::unavailable(doing, detail(&e))
+}
+
+/// What went wrong, as an operator needs it: the server's message and SQLSTATE, or the
+/// client's error. Never the server's `DETAIL`, which may quote a row (a key's value).
+pub(crate) fn detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 pub(crate) fn put_header(tx: &mut Transaction<'_>, body: &[u8]) -> Result<(), StoreError> {

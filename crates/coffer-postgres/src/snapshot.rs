@@ -163,7 +163,7 @@ pub(crate) fn import(
     })
     .map_err(db(DOING))?;
     ops::note_change(&mut tx, hub, None, None)?;
-    tx.execute("SELECT pg_notify('coffer', $1)", &[&head.to_string()])
+    tx.execute("SELECT pg_notify('coffer', '')", &[])
         .map_err(db(DOING))?;
     tx.commit().map_err(db(DOING))?;
     Ok((check.counts, head))

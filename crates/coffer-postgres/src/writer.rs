@@ -205,7 +205,7 @@ impl Writer {
         let mut tx = match started {
             Ok(tx) => tx,
             Err(e) => {
-                let detail = e.to_string();
+                let detail = ops::detail(&e);
                 for job in batch {
                     job.reject(StoreError::unavailable("starting a write", detail.clone()));
                 }
@@ -227,9 +227,8 @@ impl Writer {
             return;
         }
         let notified = if changed || !events.is_empty() {
-            let head = events.last().map_or(0, |e| e.revision);
-            tx.execute("SELECT pg_notify('coffer', $1)", &[&head.to_string()])
-                .map(drop)
+            // The payload names the hub: its own listener lets it pass.
+            tx.execute("SELECT pg_notify('coffer', $1)", &[&hub]).map(drop)
         } else {
             Ok(())
         };
@@ -241,7 +240,7 @@ impl Writer {
                 done.into_iter().for_each(Done::send);
             }
             Err(e) => {
-                let detail = e.to_string();
+                let detail = ops::detail(&e);
                 tracing::error!(error = %detail, "commit failed; the batch's writes may not be stored");
                 for d in done {
                     d.fail_if_ok(|| StoreError::unavailable("committing a write", detail.clone()))
@@ -271,12 +270,12 @@ fn step<T>(
     }
     let mut sp = tx
         .savepoint("job")
-        .map_err(|e| StoreError::unavailable("starting a write", e))?;
+        .map_err(|e| StoreError::unavailable("starting a write", crate::ops::detail(&e)))?;
     // Dropping the savepoint on an error rolls it back.
     let v = guarded(|| f(&mut sp))?;
     sp.commit()
         .map(|()| v)
-        .map_err(|e| StoreError::unavailable("writing", e))
+        .map_err(|e| StoreError::unavailable("writing", crate::ops::detail(&e)))
 }
 
 /// Applies one job; its event joins `events` and `changed` is set when it changed rows
