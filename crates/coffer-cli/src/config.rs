@@ -280,9 +280,7 @@ pub fn database(
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
-                anyhow::bail!(
-                    "--hub-name takes 1 to 64 letters, digits, '-', '_' or '.'"
-                );
+                anyhow::bail!("--hub-name takes 1 to 64 letters, digits, '-', '_' or '.'");
             }
             name
         }

@@ -50,7 +50,12 @@ fn hub(pg: &Postgres, name: &str, key_file: Option<&std::path::Path>) -> Hub {
     d.spawn();
     let url = format!("http://{addr}");
     assert!(
-        eventually(Duration::from_secs(10), || curl(&url, None, &["/v1/sys/health"]).0 == 200),
+        eventually(Duration::from_secs(10), || curl(
+            &url,
+            None,
+            &["/v1/sys/health"]
+        )
+        .0 == 200),
         "hub {name} did not answer:\n{}",
         d.log()
     );
@@ -84,7 +89,14 @@ fn put(hub: &Hub, token: &str, name: &str, body: &str) -> (u16, String) {
 
 fn get(hub: &Hub, token: &str, name: &str) -> (u16, Value) {
     let (status, body) = curl(&hub.url, Some(token), &[&format!("/v1/secret/data/{name}")]);
-    (status, if status == 200 { json(&body) } else { Value::Null })
+    (
+        status,
+        if status == 200 {
+            json(&body)
+        } else {
+            Value::Null
+        },
+    )
 }
 
 fn value_of(reply: &Value) -> Option<&str> {
@@ -117,7 +129,12 @@ fn three_hubs_share_one_store() {
     for round in 0..20 {
         let writer = &hubs[round % 3];
         let v = format!("value-{round}-PROBE");
-        let (status, body) = put(writer, &token, "shared", &format!(r#"{{"data":{{"v":"{v}"}}}}"#));
+        let (status, body) = put(
+            writer,
+            &token,
+            "shared",
+            &format!(r#"{{"data":{{"v":"{v}"}}}}"#),
+        );
         assert_eq!(status, 200, "{body}");
         for h in &hubs {
             assert!(
@@ -140,8 +157,14 @@ fn three_hubs_share_one_store() {
         .map(|(i, h)| {
             let (url, token) = (h.url.clone(), token.clone());
             std::thread::spawn(move || {
-                let body = format!(r#"{{"options":{{"cas":{version}}},"data":{{"v":"racer-{i}"}}}}"#);
-                curl(&url, Some(&token), &["-X", "POST", "-d", &body, "/v1/secret/data/shared"]).0
+                let body =
+                    format!(r#"{{"options":{{"cas":{version}}},"data":{{"v":"racer-{i}"}}}}"#);
+                curl(
+                    &url,
+                    Some(&token),
+                    &["-X", "POST", "-d", &body, "/v1/secret/data/shared"],
+                )
+                .0
             })
         })
         .collect();
@@ -151,14 +174,23 @@ fn three_hubs_share_one_store() {
         1,
         "one CAS winner expected: {statuses:?}"
     );
-    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        2,
+        "{statuses:?}"
+    );
 
     // A token revoked on hub B stops working on A and C.
-    let out = hubs[0].daemon.cli(&["token", "create", "--policy", "root", "--ttl", "1h"], b"");
+    let out = hubs[0]
+        .daemon
+        .cli(&["token", "create", "--policy", "root", "--ttl", "1h"], b"");
     assert!(out.status.success(), "{}", stderr(&out));
     let doomed = stdout(&out).trim().to_owned();
     for h in &hubs {
-        assert!(eventually(Duration::from_secs(5), || get(h, &doomed, "shared").0 == 200));
+        assert!(eventually(Duration::from_secs(5), || get(
+            h, &doomed, "shared"
+        )
+        .0 == 200));
     }
     let (status, body) = curl(
         &hubs[1].url,
@@ -168,7 +200,8 @@ fn three_hubs_share_one_store() {
     assert_eq!(status, 204, "{body}");
     for h in &hubs {
         assert!(
-            eventually(Duration::from_secs(3), || get(h, &doomed, "shared").0 == 403),
+            eventually(Duration::from_secs(3), || get(h, &doomed, "shared").0
+                == 403),
             "hub {} still honours a token revoked on hub-b",
             h.name
         );
@@ -207,7 +240,11 @@ fn three_hubs_share_one_store() {
 
     // No value reached a log or the database's files in the clear.
     for h in &hubs {
-        assert_absent("a hub's log", h.daemon.log().as_bytes(), &["PROBE", "racer-"]);
+        assert_absent(
+            "a hub's log",
+            h.daemon.log().as_bytes(),
+            &["PROBE", "racer-"],
+        );
     }
 }
 
@@ -226,9 +263,10 @@ fn the_lease_moves_within_ten_seconds_of_its_holders_death_and_nothing_rotates_t
         let names: Vec<String> = hubs.iter().map(leader_name).collect();
         !names[0].is_empty() && names.iter().all(|n| *n == names[0])
     }));
-    let out = hubs[1]
-        .daemon
-        .cli(&["secrets", "generate", "tick", "--rotate-every", "2s"], b"");
+    let out = hubs[1].daemon.cli(
+        &["secrets", "generate", "tick", "--rotate-every", "2s"],
+        b"",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let count = |h: &Hub| h.daemon.client().versions(None, "tick").unwrap().len();
     assert!(
@@ -245,7 +283,10 @@ fn the_lease_moves_within_ten_seconds_of_its_holders_death_and_nothing_rotates_t
     let mut taken = None;
     while killed.elapsed() < Duration::from_secs(15) {
         let names: Vec<String> = hubs.iter().map(leader_name).collect();
-        if names.iter().all(|n| !n.is_empty() && *n != leader && *n == names[0]) {
+        if names
+            .iter()
+            .all(|n| !n.is_empty() && *n != leader && *n == names[0])
+        {
             taken = Some(killed.elapsed());
             break;
         }
@@ -285,7 +326,15 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
         curl(
             &h.url,
             Some(&token),
-            &["--max-time", "5", "-X", "POST", "-d", &body, &format!("/v1/secret/data/k{i}")],
+            &[
+                "--max-time",
+                "5",
+                "-X",
+                "POST",
+                "-d",
+                &body,
+                &format!("/v1/secret/data/k{i}"),
+            ],
         )
         .0 == 200
     };
@@ -312,7 +361,15 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
                     let (status, _) = curl(
                         &url,
                         Some(&token),
-                        &["--max-time", "5", "-X", "POST", "-d", &body, &format!("/v1/secret/data/k{i}")],
+                        &[
+                            "--max-time",
+                            "5",
+                            "-X",
+                            "POST",
+                            "-d",
+                            &body,
+                            &format!("/v1/secret/data/k{i}"),
+                        ],
                     );
                     if status == 200 {
                         acked.push(i);
@@ -344,11 +401,19 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
     for i in &acked {
         for h in [&a, &b] {
             let (status, reply) = get(h, &token, &format!("k{i}"));
-            assert_eq!(status, 200, "acknowledged write k{i} is missing on {}", h.name);
+            assert_eq!(
+                status, 200,
+                "acknowledged write k{i} is missing on {}",
+                h.name
+            );
             assert_eq!(value_of(&reply), Some(format!("acked-{i}").as_str()));
         }
     }
-    assert!(acked.len() > 60, "too few writes were acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 60,
+        "too few writes were acknowledged: {}",
+        acked.len()
+    );
 }
 
 #[test]
@@ -362,16 +427,37 @@ fn database_settings_are_checked_before_anything_connects() {
     };
     let out = check(&["--store", "postgres"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("needs a database"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs a database"),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = check(&["--store", "postgres", "--database-url", "postgresql://app:PROBEPW@db/x"]);
+    let out = check(&[
+        "--store",
+        "postgres",
+        "--database-url",
+        "postgresql://app:PROBEPW@db/x",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("holds a password"), "{}", stderr(&out));
-    assert_absent("config check", &[out.stdout, out.stderr].concat(), &["PROBEPW"]);
+    assert!(
+        stderr(&out).contains("holds a password"),
+        "{}",
+        stderr(&out)
+    );
+    assert_absent(
+        "config check",
+        &[out.stdout, out.stderr].concat(),
+        &["PROBEPW"],
+    );
 
     let out = check(&["--database-url", "postgresql://app@db/x"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--store postgres"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--store postgres"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = check(&[
         "--store",
@@ -384,7 +470,12 @@ fn database_settings_are_checked_before_anything_connects() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--hub-name"), "{}", stderr(&out));
 
-    let out = check(&["--store", "postgres", "--database-url", "postgresql://app@db/x?sslmode=verify-full"]);
+    let out = check(&[
+        "--store",
+        "postgres",
+        "--database-url",
+        "postgresql://app@db/x?sslmode=verify-full",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("app@db:5432/x"), "{}", stdout(&out));
 }

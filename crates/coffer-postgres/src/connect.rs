@@ -190,7 +190,12 @@ fn from_pgpass(text: &str, config: &postgres::Config) -> Option<Zeroizing<String
         Some(Host::Unix(p)) => (p.display().to_string(), true),
         None => ("localhost".to_owned(), false),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or_default().to_owned();
     let db = config.get_dbname().unwrap_or(&user).to_owned();
     for line in text.lines() {
@@ -213,12 +218,7 @@ fn tls(rootcert: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    bad(format!(
-                        "cannot read sslrootcert {}: {e}",
-                        path.display()
-                    ))
-                })?;
+                .map_err(|e| bad(format!("cannot read sslrootcert {}: {e}", path.display())))?;
             if certs.is_empty() {
                 return Err(bad(format!(
                     "sslrootcert {} holds no certificate",
@@ -278,9 +278,9 @@ impl Connector {
 
     /// A new connection.
     pub fn connect(&self) -> Result<postgres::Client, StoreError> {
-        self.config
-            .connect(self.tls.clone())
-            .map_err(|e| StoreError::unavailable("connecting to PostgreSQL", crate::ops::detail(&e)))
+        self.config.connect(self.tls.clone()).map_err(|e| {
+            StoreError::unavailable("connecting to PostgreSQL", crate::ops::detail(&e))
+        })
     }
 
     /// Where the database is, without any password: `user@host:port/db`.
@@ -343,7 +343,8 @@ mod tests {
     #[test]
     fn pgpass_lines_match_as_libpq_matches_them() {
         let config = postgres::Config::from_str("postgresql://app@db.example:5433/store").unwrap();
-        let text = "# comment\nother:*:*:*:no\ndb.example:5433:store:app:pa\\:ss\n*:*:*:*:fallback\n";
+        let text =
+            "# comment\nother:*:*:*:no\ndb.example:5433:store:app:pa\\:ss\n*:*:*:*:fallback\n";
         assert_eq!(from_pgpass(text, &config).unwrap().as_str(), "pa:ss");
         let sock = postgres::Config::from_str("host=/tmp/s user=app dbname=x").unwrap();
         assert_eq!(

@@ -8,6 +8,7 @@ use coffer_types::{ChangeEvent, Timestamp, Version};
 use postgres::{GenericClient, Transaction};
 
 use crate::ops::db;
+use crate::prepared;
 
 /// Most events one prune deletes; the caller repeats while it deletes this many.
 const PRUNE_BATCH: i64 = 10_000;
@@ -25,16 +26,17 @@ pub(crate) fn record(
     plan: EventPlan,
     version: Option<Version>,
 ) -> Result<ChangeEvent, StoreError> {
-    let revision: i64 = tx
-        .query_one(
-            "UPDATE event_counter SET head = head + 1 WHERE id = 1 RETURNING head",
-            &[],
-        )
-        .map_err(db("numbering an event"))?
-        .get(0);
+    let revision: i64 = prepared::query_one(
+        tx,
+        "UPDATE event_counter SET head = head + 1 WHERE id = 1 RETURNING head",
+        &[],
+    )
+    .map_err(db("numbering an event"))?
+    .get(0);
     let revision = u64::try_from(revision).map_err(|_| StoreError::Malformed("a revision"))?;
     let (event, sealed) = plan(revision, version)?;
-    tx.execute(
+    prepared::execute(
+        tx,
         "INSERT INTO events (revision, time, sealed) VALUES ($1, $2, $3)",
         &[
             &i64::try_from(revision).map_err(|_| StoreError::Malformed("a revision"))?,
@@ -96,21 +98,21 @@ pub(crate) fn prune(
     let head = head(tx)?;
     let by_count = i64::try_from(retention.by_count(head)).unwrap_or(i64::MAX);
     let cutoff = retention.cutoff(now).as_millis();
-    let floor: Option<i64> = tx
-        .query_one(
-            "SELECT MAX(revision) FROM (SELECT revision, time FROM events
+    let floor: Option<i64> = prepared::query_one(
+        tx,
+        "SELECT MAX(revision) FROM (SELECT revision, time FROM events
              ORDER BY revision LIMIT $3) oldest WHERE revision <= $1 OR time < $2",
-            &[&by_count, &cutoff, &PRUNE_BATCH],
-        )
-        .map_err(db("pruning events"))?
-        .get(0);
+        &[&by_count, &cutoff, &PRUNE_BATCH],
+    )
+    .map_err(db("pruning events"))?
+    .get(0);
     let Some(floor) = floor else {
         return Ok(0);
     };
-    let pruned = tx
-        .execute("DELETE FROM events WHERE revision <= $1", &[&floor])
+    let pruned = prepared::execute(tx, "DELETE FROM events WHERE revision <= $1", &[&floor])
         .map_err(db("pruning events"))?;
-    tx.execute(
+    prepared::execute(
+        tx,
         "UPDATE event_counter SET floor = GREATEST(floor, $1) WHERE id = 1",
         &[&floor],
     )

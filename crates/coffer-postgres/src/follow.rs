@@ -113,6 +113,9 @@ impl Follower {
                 }
                 Err(e) => tracing::debug!(error = %e, "the database is away; retrying"),
             }
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
             std::thread::sleep(POLL);
         }
     }

@@ -21,6 +21,7 @@ mod follow;
 mod keys;
 mod lease;
 mod ops;
+mod prepared;
 mod row;
 mod snapshot;
 mod writer;
@@ -31,17 +32,17 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use coffer_store::{
-    Backend, EventPlan, EventRows, Feed, KeyRotation, Modified, ModifyPlan, NameHash,
-    NamespaceId, NamespaceKeyRow, NamespaceRow, Rekey, RemoteChanges, Retention, Rewrapped,
-    SecretId, SecretRow, Shared, StoreError, VersionRow, WritePlan, Written,
+    Backend, EventPlan, EventRows, Feed, KeyRotation, Modified, ModifyPlan, NameHash, NamespaceId,
+    NamespaceKeyRow, NamespaceRow, Rekey, RemoteChanges, Retention, Rewrapped, SecretId, SecretRow,
+    Shared, StoreError, VersionRow, WritePlan, Written,
 };
 use coffer_types::{Timestamp, Version};
-use postgres::Client;
 
 pub use connect::{Connector, PgOptions};
 pub use follow::POLL;
 pub use lease::{Lease, LeaseHolder};
 use ops::db;
+use prepared::Reader;
 use writer::{Job, Reply, Writer};
 
 /// Reader connections open at most.
@@ -51,7 +52,7 @@ const QUEUE: usize = 4096;
 
 #[derive(Default)]
 struct Readers {
-    idle: Vec<Client>,
+    idle: Vec<Reader>,
     open: usize,
 }
 
@@ -113,7 +114,11 @@ impl PgBackend {
             .name("coffer-pg-listen".into())
             .spawn(move || follower.run())
             .map_err(|e| StoreError::unavailable("starting the listening thread", e))?;
-        tracing::info!(database = connector.describe(), hub, "PostgreSQL store open");
+        tracing::info!(
+            database = connector.describe(),
+            hub,
+            "PostgreSQL store open"
+        );
         Ok(Self {
             connector,
             hub: hub.to_owned(),
@@ -147,7 +152,7 @@ impl PgBackend {
     /// Runs `f` on a pooled connection; a connection the database closed is not returned.
     fn with_reader<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let conn = {
             let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -172,12 +177,12 @@ impl PgBackend {
                 .open -= 1;
             self.returned.notify_one();
         };
-        let mut conn = match conn.filter(|c| !c.is_closed()) {
+        let mut conn = match conn.filter(|c| !c.client.is_closed()) {
             Some(conn) => conn,
-            None => self.connector.connect().inspect_err(|_| forget())?,
+            None => Reader::new(self.connector.connect().inspect_err(|_| forget())?),
         };
         let result = f(&mut conn);
-        if conn.is_closed() {
+        if conn.client.is_closed() {
             forget();
         } else {
             self.readers
@@ -246,6 +251,12 @@ impl Drop for PgBackend {
     /// Lets the writer finish what is queued, then stops both threads.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Wakes the listener from its wait at once (else it sees the flag within a poll).
+        let _ = self.with_reader(|c| {
+            c.client
+                .batch_execute("SELECT pg_notify('coffer', '')")
+                .map_err(db("stopping"))
+        });
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -264,7 +275,7 @@ impl Shared for PgBackend {
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<RemoteChanges, StoreError> {
-        self.with_reader(|c| follow::after(c, &self.hub, after, limit))
+        self.with_reader(|c| follow::after(&mut c.client, &self.hub, after, limit))
     }
 
     fn member(&self) -> &str {
@@ -278,9 +289,8 @@ impl Shared for PgBackend {
 
 fn event_of(
     event: Option<EventPlan>,
-) -> impl FnOnce(
-    &mut postgres::Transaction<'_>,
-) -> Result<Option<coffer_types::ChangeEvent>, StoreError> {
+) -> impl FnOnce(&mut postgres::Transaction<'_>) -> Result<Option<coffer_types::ChangeEvent>, StoreError>
+{
     move |tx| event.map(|e| events::record(tx, e, None)).transpose()
 }
 
@@ -449,7 +459,7 @@ impl Backend for PgBackend {
     }
 
     fn events(&self, after: u64, limit: usize) -> Result<EventRows, StoreError> {
-        self.with_reader(|c| events::after(c, after, limit))
+        self.with_reader(|c| events::after(&mut c.client, after, limit))
     }
 
     fn prune_events(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError> {
@@ -538,7 +548,7 @@ impl Backend for PgBackend {
     }
 
     fn namespace_keys(&self) -> Result<Vec<NamespaceKeyRow>, StoreError> {
-        self.with_reader(keys::namespace_keys)
+        self.with_reader(|c| keys::namespace_keys(&mut c.client))
     }
 
     fn rotate_namespace_key(
@@ -554,7 +564,7 @@ impl Backend for PgBackend {
     }
 
     fn key_version_counts(&self, namespace: &NamespaceId) -> Result<Vec<(u32, u64)>, StoreError> {
-        self.with_reader(|c| keys::counts(c, namespace))
+        self.with_reader(|c| keys::counts(&mut c.client, namespace))
     }
 
     fn rekey(&self, changes: Vec<Rekey>) -> Result<u64, StoreError> {
@@ -599,6 +609,7 @@ impl Backend for PgBackend {
         let after: &[u8] = after.map_or(&[], |id| &id.0[..]);
         self.with_reader(|c| {
             let mut tx = c
+                .client
                 .build_transaction()
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)

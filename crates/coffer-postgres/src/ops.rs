@@ -9,7 +9,7 @@ use coffer_store::{
 use coffer_types::{NvIndex, Version};
 use postgres::Transaction;
 
-use crate::row;
+use crate::{prepared, row};
 
 pub(crate) fn db(doing: &'static str) -> impl Fn(postgres::Error) -> StoreError {
     move |e| StoreError::unavailable(doing, detail(&e))
@@ -28,7 +28,8 @@ pub(crate) fn detail(e: &postgres::Error) -> String {
 }
 
 pub(crate) fn put_header(tx: &mut Transaction<'_>, body: &[u8]) -> Result<(), StoreError> {
-    tx.execute(
+    prepared::execute(
+        tx,
         "INSERT INTO header (id, body) VALUES (1, $1)
          ON CONFLICT (id) DO UPDATE SET body = excluded.body",
         &[&body],
@@ -44,11 +45,13 @@ pub(crate) fn swap_header(
     body: &[u8],
 ) -> Result<bool, StoreError> {
     let n = match expected {
-        None => tx.execute(
+        None => prepared::execute(
+            tx,
             "INSERT INTO header (id, body) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
             &[&body],
         ),
-        Some(old) => tx.execute(
+        Some(old) => prepared::execute(
+            tx,
             "UPDATE header SET body = $2 WHERE id = 1 AND body = $1",
             &[&old, &body],
         ),
@@ -61,20 +64,20 @@ pub(crate) fn create_namespace(
     tx: &mut Transaction<'_>,
     row: &NamespaceRow,
 ) -> Result<(), StoreError> {
-    let inserted = tx
-        .execute(
-            "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created, lock_wrap)
+    let inserted = prepared::execute(
+        tx,
+        "INSERT INTO namespaces (id, name_ct, key_version, wrapped_key, created, lock_wrap)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            &[
-                &&row.id[..],
-                &row.name_ct,
-                &i64::from(row.key_version),
-                &row.wrapped_key,
-                &row.created.as_millis(),
-                &row.lock_wrap,
-            ],
-        )
-        .map_err(db("creating a namespace"))?;
+        &[
+            &&row.id[..],
+            &row.name_ct,
+            &i64::from(row.key_version),
+            &row.wrapped_key,
+            &row.created.as_millis(),
+            &row.lock_wrap,
+        ],
+    )
+    .map_err(db("creating a namespace"))?;
     if inserted == 0 {
         return Err(StoreError::Conflict("the namespace already exists"));
     }
@@ -87,12 +90,12 @@ pub(crate) fn set_wraps(
     wrapped_key: &[u8],
     lock_wrap: Option<&[u8]>,
 ) -> Result<(), StoreError> {
-    let updated = tx
-        .execute(
-            "UPDATE namespaces SET wrapped_key = $2, lock_wrap = $3 WHERE id = $1",
-            &[&&id[..], &wrapped_key, &lock_wrap],
-        )
-        .map_err(db("changing a namespace's key wraps"))?;
+    let updated = prepared::execute(
+        tx,
+        "UPDATE namespaces SET wrapped_key = $2, lock_wrap = $3 WHERE id = $1",
+        &[&&id[..], &wrapped_key, &lock_wrap],
+    )
+    .map_err(db("changing a namespace's key wraps"))?;
     if updated == 0 {
         return Err(StoreError::NotFound("namespace"));
     }
@@ -104,7 +107,8 @@ pub(crate) fn live_row(
     namespace: &NamespaceId,
     name: &NameHash,
 ) -> Result<Option<SecretRow>, StoreError> {
-    tx.query_opt(
+    prepared::query_opt(
+        tx,
         &format!(
             "SELECT {} FROM secrets s
              WHERE s.namespace = $1 AND s.name_hash = $2 AND s.revoked IS NULL",
@@ -118,22 +122,22 @@ pub(crate) fn live_row(
 }
 
 fn take_slot(tx: &mut Transaction<'_>) -> Result<NvIndex, StoreError> {
-    let freed = tx
-        .query_opt(
-            "DELETE FROM free_slots WHERE slot = (SELECT MIN(slot) FROM free_slots)
+    let freed = prepared::query_opt(
+        tx,
+        "DELETE FROM free_slots WHERE slot = (SELECT MIN(slot) FROM free_slots)
              RETURNING slot",
-            &[],
-        )
-        .map_err(db("allocating an index"))?;
+        &[],
+    )
+    .map_err(db("allocating an index"))?;
     let slot: i64 = match freed {
         Some(r) => r.get(0),
-        None => tx
-            .query_one(
-                "UPDATE slot_counter SET next = next + 1 WHERE id = 1 RETURNING next - 1",
-                &[],
-            )
-            .map_err(db("allocating an index"))?
-            .get(0),
+        None => prepared::query_one(
+            tx,
+            "UPDATE slot_counter SET next = next + 1 WHERE id = 1 RETURNING next - 1",
+            &[],
+        )
+        .map_err(db("allocating an index"))?
+        .get(0),
     };
     u32::try_from(slot)
         .ok()
@@ -142,7 +146,8 @@ fn take_slot(tx: &mut Transaction<'_>) -> Result<NvIndex, StoreError> {
 }
 
 fn free_slot(tx: &mut Transaction<'_>, index: NvIndex) -> Result<(), StoreError> {
-    tx.execute(
+    prepared::execute(
+        tx,
         "INSERT INTO free_slots (slot) VALUES ($1)",
         &[&i64::from(index.slot())],
     )
@@ -156,7 +161,8 @@ pub(crate) fn version_row(
     id: &SecretId,
     version: Version,
 ) -> Result<VersionRow, StoreError> {
-    tx.query_opt(
+    prepared::query_opt(
+        tx,
         &format!(
             "SELECT {} FROM versions v WHERE v.secret = $1 AND v.version = $2",
             row::VERSION_COLUMNS
@@ -185,7 +191,8 @@ pub(crate) fn write(
     let v = &planned.version;
     let (id, index, created, name_ct) = match (&current, &planned.create) {
         (Some(row), _) => {
-            tx.execute(
+            prepared::execute(
+                tx,
                 "UPDATE secrets SET current = $2, kind = $3, updated = $4,
                  meta_ct = COALESCE($5, meta_ct) WHERE id = $1",
                 &[
@@ -201,7 +208,8 @@ pub(crate) fn write(
         }
         (None, Some(new)) => {
             let index = take_slot(tx)?;
-            tx.execute(
+            prepared::execute(
+                tx,
                 "INSERT INTO secrets (id, namespace, name_hash, name_ct, meta_ct, slot, current,
                                       kind, created, updated)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -241,7 +249,8 @@ pub(crate) fn insert_version(
     id: &SecretId,
     v: &VersionRow,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    prepared::execute(
+        tx,
         "INSERT INTO versions (secret, version, kind, created, actor, key_version, ciphertext)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
@@ -266,7 +275,8 @@ fn prune(
     let Some(before) = before else {
         return Ok(());
     };
-    tx.execute(
+    prepared::execute(
+        tx,
         "DELETE FROM versions WHERE secret = $1 AND version < $2",
         &[&&id.0[..], &i64::from(before.get())],
     )
@@ -275,16 +285,20 @@ fn prune(
 }
 
 fn version_numbers(tx: &mut Transaction<'_>, id: &SecretId) -> Result<Vec<Version>, StoreError> {
-    tx.query("SELECT version FROM versions WHERE secret = $1", &[&&id.0[..]])
-        .map_err(db("reading versions"))?
-        .iter()
-        .map(|r| {
-            u32::try_from(r.get::<_, i64>(0))
-                .ok()
-                .and_then(Version::new)
-                .ok_or(StoreError::Malformed("a version number"))
-        })
-        .collect()
+    prepared::query(
+        tx,
+        "SELECT version FROM versions WHERE secret = $1",
+        &[&&id.0[..]],
+    )
+    .map_err(db("reading versions"))?
+    .iter()
+    .map(|r| {
+        u32::try_from(r.get::<_, i64>(0))
+            .ok()
+            .and_then(Version::new)
+            .ok_or(StoreError::Malformed("a version number"))
+    })
+    .collect()
 }
 
 pub(crate) fn modify(
@@ -299,7 +313,8 @@ pub(crate) fn modify(
     let m = plan(&row)?;
     check_modification(&row, &version_numbers(tx, &row.id)?, &m)?;
     for v in &m.destroy {
-        tx.execute(
+        prepared::execute(
+            tx,
             "UPDATE versions SET ciphertext = NULL WHERE secret = $1 AND version = $2",
             &[&&row.id.0[..], &i64::from(v.get())],
         )
@@ -307,7 +322,8 @@ pub(crate) fn modify(
     }
     prune(tx, &row.id, m.prune_before)?;
     if let Some(meta) = &m.meta_ct {
-        tx.execute(
+        prepared::execute(
+            tx,
             "UPDATE secrets SET meta_ct = $2 WHERE id = $1",
             &[&&row.id.0[..], meta],
         )
@@ -315,7 +331,8 @@ pub(crate) fn modify(
         row.meta_ct.clone_from(meta);
     }
     if let Some(at) = m.revoke {
-        tx.execute(
+        prepared::execute(
+            tx,
             "UPDATE secrets SET revoked = $2 WHERE id = $1",
             &[&&row.id.0[..], &at.as_millis()],
         )
@@ -338,7 +355,7 @@ pub(crate) fn delete(
     let Some(row) = live_row(tx, namespace, name)? else {
         return Ok(None);
     };
-    tx.execute("DELETE FROM secrets WHERE id = $1", &[&&row.id.0[..]])
+    prepared::execute(tx, "DELETE FROM secrets WHERE id = $1", &[&&row.id.0[..]])
         .map_err(db("deleting a secret"))?;
     free_slot(tx, row.index)?;
     Ok(Some(row))
@@ -353,7 +370,8 @@ pub(crate) fn note_change(
     namespace: Option<&NamespaceId>,
     secret: Option<(&SecretId, &NameHash, &[u8])>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    prepared::execute(
+        tx,
         "INSERT INTO changes (namespace, secret, name_hash, name_ct, hub)
          VALUES ($1, $2, $3, $4, $5)",
         &[

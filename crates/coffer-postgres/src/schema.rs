@@ -108,7 +108,9 @@ CREATE TABLE hubs (
 
 /// Brings the schema up to date; refuses a database from a newer coffer.
 pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let doing = |e: postgres::Error| StoreError::unavailable("migrating the schema", crate::ops::detail(&e));
+    let doing = |e: postgres::Error| {
+        StoreError::unavailable("migrating the schema", crate::ops::detail(&e))
+    };
     let mut tx = client.transaction().map_err(doing)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(doing)?;

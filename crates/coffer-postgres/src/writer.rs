@@ -32,9 +32,8 @@ const MAX_BATCH: usize = 512;
 pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
 
 /// A change run on the writer thread (key generations): answers a count and maybe an event.
-pub(crate) type RunJob = Box<
-    dyn FnOnce(&mut Transaction<'_>) -> Result<(u64, Option<ChangeEvent>), StoreError> + Send,
->;
+pub(crate) type RunJob =
+    Box<dyn FnOnce(&mut Transaction<'_>) -> Result<(u64, Option<ChangeEvent>), StoreError> + Send>;
 
 /// A write for the writer thread.
 pub(crate) enum Job {
@@ -173,7 +172,11 @@ impl Writer {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
             let client = self.connector.connect()?;
-            tracing::info!(database = self.connector.describe(), "the writer is connected");
+            crate::prepared::reset();
+            tracing::info!(
+                database = self.connector.describe(),
+                "the writer is connected"
+            );
             self.client = Some(client);
         }
         self.client
@@ -228,7 +231,8 @@ impl Writer {
         }
         let notified = if changed || !events.is_empty() {
             // The payload names the hub: its own listener lets it pass.
-            tx.execute("SELECT pg_notify('coffer', $1)", &[&hub]).map(drop)
+            tx.execute("SELECT pg_notify('coffer', $1)", &[&hub])
+                .map(drop)
         } else {
             Ok(())
         };

@@ -30,10 +30,11 @@ fn the_conformance_suite_passes_on_postgres() {
     let cases = coffer_store::conformance_suite!(@each make);
     let total = cases.len();
     for (name, case) in cases {
-        eprintln!("case {name}");
+        let started = std::time::Instant::now();
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)).is_err() {
             failed.push(name);
         }
+        eprintln!("case {name}: {} ms", started.elapsed().as_millis());
     }
     assert!(
         failed.is_empty(),

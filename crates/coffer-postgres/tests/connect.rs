@@ -47,7 +47,10 @@ fn tls_to_the_database_is_used_and_its_certificate_checked() {
         .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = 'coffer'")
         .parse()
         .unwrap();
-    assert!(tls >= 2, "the writer and the listener connect over TLS: {tls}");
+    assert!(
+        tls >= 2,
+        "the writer and the listener connect over TLS: {tls}"
+    );
     drop(backend);
 
     // Plain TCP: the server refuses it (hostssl only).
@@ -98,7 +101,10 @@ fn the_password_comes_from_a_file_and_never_from_the_url() {
     let wrong = private_file(dir.path(), "wrong", "not-the-PROBE\n");
     let err = with_file(&wrong).unwrap_err().to_string();
     assert!(err.contains("connecting to PostgreSQL"), "{err}");
-    assert!(!err.contains("PROBE"), "the error quotes the password: {err}");
+    assert!(
+        !err.contains("PROBE"),
+        "the error quotes the password: {err}"
+    );
 
     // No password at all: the server asks for one.
     assert!(open(base.clone()).is_err());

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use coffer_store::{Followed, RemoteChanges};
 use coffer_types::Namespace;
 
-use super::state::blocking;
 use super::Service;
+use super::state::blocking;
 
 /// Where a token must hold `read` to see `sys/ha-status`.
 pub const HA_STATUS_PATH: &str = "sys/ha-status";

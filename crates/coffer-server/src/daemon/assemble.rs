@@ -105,10 +105,9 @@ pub fn open_backend(
                         .into(),
                 ));
             };
-            let backend =
-                coffer_postgres::PgBackend::open(&db.options, &db.hub).map_err(|e| {
-                    DaemonError::Store(format!("cannot open the PostgreSQL store: {e}"))
-                })?;
+            let backend = coffer_postgres::PgBackend::open(&db.options, &db.hub).map_err(|e| {
+                DaemonError::Store(format!("cannot open the PostgreSQL store: {e}"))
+            })?;
             Arc::new(backend)
         }
         StoreKind::Sqlite => {

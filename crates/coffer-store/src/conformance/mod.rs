@@ -43,13 +43,13 @@ pub use support::Made;
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
-        $crate::conformance_suite!(@list test_cases $make)
+        $crate::conformance_suite! { @list test_cases $make }
     };
     (@each $make:expr) => {
-        $crate::conformance_suite!(@list each_case $make)
+        $crate::conformance_suite! { @list each_case $make }
     };
     (@list $how:ident $make:expr) => {
-        $crate::conformance_suite!(@ $how $make;
+        $crate::conformance_suite! { @ $how $make;
             set_then_get,
             overwrite_creates_a_new_version,
             missing_names_are_not_found,
@@ -91,7 +91,7 @@ macro_rules! conformance_suite {
             namespaces_lock_and_unlock,
             a_snapshot_imports_into_an_empty_store,
             an_import_into_a_store_with_data_is_refused
-        );
+        }
     };
     (@test_cases $make:expr; $($case:ident),* $(,)?) => {
         $(

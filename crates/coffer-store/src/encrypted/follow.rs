@@ -81,7 +81,8 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     /// `rebuild`. Answers the namespaces that changed.
     fn reload_namespaces(&self, rebuild: bool) -> Result<Vec<Namespace>, StoreError> {
         let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut older = std::collections::HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
+        let mut older =
+            std::collections::HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
         for row in self.backend.namespace_keys()? {
             older.entry(row.namespace).or_default().push(row);
         }
