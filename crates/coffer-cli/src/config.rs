@@ -223,96 +223,6 @@ pub enum StoreKind {
     Postgres,
 }
 
-/// Where a PostgreSQL store is, shared by `init`, `serve` and the offline tools.
-#[derive(clap::Args, Debug, Default, Clone)]
-pub struct DatabaseArgs {
-    /// The PostgreSQL database of --store postgres, e.g. postgresql://coffer@db.example/coffer?sslmode=verify-full&sslrootcert=/etc/coffer/db-ca.pem; a password in it is refused (use --database-password-file or the URL's passfile=)
-    #[arg(
-        long,
-        env = "COFFER_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub database_url: Option<String>,
-    /// A file (mode 0600) whose first line is the database password
-    #[arg(
-        long,
-        env = "COFFER_DATABASE_PASSWORD_FILE",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    pub database_password_file: Option<PathBuf>,
-    /// This hub's name among the hubs of one database (leases, sys/leader and audit records name it) [default: the host name and a tag of the data directory]
-    #[arg(
-        long,
-        env = "COFFER_HUB_NAME",
-        hide_env_values = true,
-        value_name = "NAME"
-    )]
-    pub hub_name: Option<String>,
-}
-
-/// The database settings for `store`: flags over the file; `None` unless the store is
-/// PostgreSQL, an error when it is and no URL is given.
-pub fn database(
-    store: StoreKind,
-    flags: DatabaseArgs,
-    file: &FileConfig,
-    data_dir: &Path,
-) -> anyhow::Result<Option<coffer_server::daemon::Database>> {
-    if store != StoreKind::Postgres {
-        if flags.database_url.is_some() {
-            anyhow::bail!("--database-url is for --store postgres");
-        }
-        return Ok(None);
-    }
-    let Some(url) = flags.database_url.or(file.database_url.clone()) else {
-        anyhow::bail!(
-            "--store postgres needs a database: --database-url, COFFER_DATABASE_URL or \
-             database_url in the configuration file"
-        );
-    };
-    let hub = match flags.hub_name.or(file.hub_name.clone()) {
-        Some(name) => {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
-                anyhow::bail!("--hub-name takes 1 to 64 letters, digits, '-', '_' or '.'");
-            }
-            name
-        }
-        None => default_hub_name(data_dir),
-    };
-    let options = coffer_postgres::PgOptions {
-        url,
-        password_file: flags
-            .database_password_file
-            .or(file.database_password_file.clone()),
-    };
-    options.check()?;
-    Ok(Some(coffer_server::daemon::Database { options, hub }))
-}
-
-/// The host name and a tag of the data directory: stable across restarts, different for
-/// two hubs on one machine.
-fn default_hub_name(data_dir: &Path) -> String {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "hub".to_owned());
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .take(48)
-        .collect();
-    let tag = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
-    format!("{host}-{}", &tag[..8])
-}
-
 /// How many versions a new secret keeps in the TPM NV store unless told otherwise.
 pub const NV_DEFAULT_MAX_VERSIONS: u32 = 2;
 
@@ -338,6 +248,15 @@ pub fn parse_pcrs(text: &str) -> Result<PcrPolicy, String> {
 }
 
 impl FileConfig {
+    /// The file's database settings.
+    pub fn database_file(&self) -> crate::database::FromFile<'_> {
+        crate::database::FromFile {
+            url: self.database_url.as_deref(),
+            password_file: self.database_password_file.as_deref(),
+            hub: self.hub_name.as_deref(),
+        }
+    }
+
     /// The file's `log_format`, if it sets one.
     pub fn log_format(&self) -> Option<crate::logging::LogFormat> {
         self.log_format
@@ -372,7 +291,7 @@ pub struct ServeFlags {
     pub idle_timeout: Option<Duration>,
     pub tpm_tcti: Option<String>,
     pub store: Option<StoreKind>,
-    pub database: DatabaseArgs,
+    pub database: crate::database::DatabaseArgs,
     pub pcrs: Option<PcrPolicy>,
     pub policy_file: Option<PathBuf>,
     pub audit_dir: Option<PathBuf>,
@@ -684,7 +603,12 @@ pub fn resolve_serve(flags: ServeFlags, file: FileConfig) -> anyhow::Result<Serv
         .clone()
         .or(file.data_dir.clone())
         .unwrap_or_else(default_data_dir);
-    let database = database(store, flags.database.clone(), &file, &data_dir)?;
+    let database = crate::database::resolve(
+        store == StoreKind::Postgres,
+        flags.database.clone(),
+        file.database_file(),
+        &data_dir,
+    )?;
     let key_file = flags.key_file.or(file.key_file);
     if let Some(k) = &key_file
         && k.is_dir()

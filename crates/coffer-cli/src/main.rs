@@ -9,6 +9,7 @@ mod agent;
 mod bench;
 mod cmd;
 mod config;
+mod database;
 mod follow;
 mod input;
 mod logging;

@@ -163,23 +163,19 @@ fn read_private(path: &Path, what: &str) -> Result<Zeroizing<String>, StoreError
         .map_err(|e| bad(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
-/// One `.pgpass` field: `\` escapes `:` and `\`.
+/// A `.pgpass` line's fields: `:` separates them, `\` escapes `:` and `\`.
 fn pgpass_fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
+    let mut fields = Vec::new();
+    let mut field = String::new();
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if let Some(next) = chars.next() {
-                    fields.last_mut().map(|f| f.push(next));
-                }
-            }
-            ':' => fields.push(String::new()),
-            c => {
-                fields.last_mut().map(|f| f.push(c));
-            }
+            '\\' => field.extend(chars.next()),
+            ':' => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
         }
     }
+    fields.push(field);
     fields
 }
 

@@ -185,7 +185,6 @@ pub(crate) fn write(
     let cell = std::cell::RefCell::new(&mut *tx);
     let newest = |row: &SecretRow| version_row(&mut cell.borrow_mut(), &row.id, row.current);
     let planned = plan(Live::new(current.as_ref(), &newest))?;
-    drop(cell);
     check_plan(current.as_ref(), &planned)?;
     let version = planned.version.version;
     let v = &planned.version;

@@ -16,7 +16,6 @@ mod error;
 pub mod events;
 mod header;
 mod memory;
-mod shared;
 pub mod snapshot;
 mod sqlite;
 mod store;
@@ -25,21 +24,21 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, KeyRotation, Live, Modification, Modified, ModifyPlan, NameHash, NamespaceId,
-    NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey, Rewrapped, SecretId,
-    SecretRow, VersionRow, WritePlan, Written, check_modification, check_plan,
+    Backend, ChangedSecret, KeyRotation, Live, Modification, Modified, ModifyPlan, NameHash,
+    NamespaceId, NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey,
+    RemoteChange, RemoteChanges, Rewrapped, SecretId, SecretRow, Shared, VersionRow, WritePlan,
+    Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
-pub use encrypted::{EncryptedStore, Followed};
+pub use encrypted::EncryptedStore;
 pub use error::{CAS_MISMATCH, Gone, StoreError};
 pub use events::{EventPlan, EventRows, Feed, MemoryEvents, Retention, SealedEvent};
 pub use header::StoreHeader;
 pub use memory::MemoryBackend;
-pub use shared::{ChangedSecret, RemoteChange, RemoteChanges, Shared};
 pub use snapshot::{Counts, ImportCheck, RowRecord, SnapshotRow};
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, ListQuery, Mark, NameFilter, NamespaceState, Page,
+    Change, DeriveValue, Describe, Followed, ListQuery, Mark, NameFilter, NamespaceState, Page,
     RekeyProgress, Resolve, RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
 };
 

@@ -227,6 +227,18 @@ impl<'a> Change<'a> {
     }
 }
 
+/// What a page of other daemons' changes touched, for the caches above the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// Anything may have changed (changes were lost, or the store as a whole changed):
+    /// drop every cache.
+    pub everything: bool,
+    /// Namespaces changed as a whole (created, locked, unlocked, a new key generation).
+    pub namespaces: Vec<Namespace>,
+    /// Secrets changed (written, described, revoked, destroyed, deleted).
+    pub secrets: Vec<(Namespace, SecretName)>,
+}
+
 /// A key rotation in progress: versions under the current generation out of every version
 /// with a ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -575,9 +587,9 @@ pub trait SecretStore: Send + Sync {
     /// Applies changes other daemons sharing the backend made ([`crate::Shared`]); answers
     /// what they touched, for the caches above the store. A store no other daemon shares
     /// has none to apply.
-    fn follow(&self, page: &crate::RemoteChanges) -> Result<crate::Followed, StoreError> {
+    fn follow(&self, page: &crate::RemoteChanges) -> Result<Followed, StoreError> {
         let _ = page;
-        Ok(crate::Followed::default())
+        Ok(Followed::default())
     }
 
     /// The key rotations in progress.

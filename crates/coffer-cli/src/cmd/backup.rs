@@ -259,6 +259,12 @@ fn offline(
          --data-dir)",
     )?;
     let kind = args.store.unwrap_or_default();
+    if kind == StoreKind::Postgres {
+        bail!(
+            "a PostgreSQL store is backed up through a running hub: `coffer backup` without \
+             --data-dir (docs/hubs.md)"
+        );
+    }
     if kind == StoreKind::Sqlite && !dir.database().exists() {
         bail!("{} holds no store", data_dir.display());
     }

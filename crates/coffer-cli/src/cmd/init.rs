@@ -64,7 +64,7 @@ pub struct InitArgs {
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite, value_name = "STORE")]
     store: StoreKind,
     #[command(flatten)]
-    database: config::DatabaseArgs,
+    database: crate::database::DatabaseArgs,
     /// Destroy an existing store or key file and start over (asks you to type 'overwrite')
     #[arg(long)]
     force: bool,
@@ -116,7 +116,12 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let database = config::database(args.store, args.database, &file, &data_dir)?;
+    let database = crate::database::resolve(
+        args.store == StoreKind::Postgres,
+        args.database,
+        file.database_file(),
+        &data_dir,
+    )?;
     let backend = open_backend(
         store_kind(args.store),
         &dir,

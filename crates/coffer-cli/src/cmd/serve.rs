@@ -105,7 +105,7 @@ pub struct ServeArgs {
     )]
     pub store: Option<config::StoreKind>,
     #[command(flatten)]
-    pub database: config::DatabaseArgs,
+    pub database: crate::database::DatabaseArgs,
     /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
     #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
     pub pcrs: Option<coffer_tpm::PcrPolicy>,

@@ -9,25 +9,13 @@
 
 use std::sync::{Arc, PoisonError};
 
-use coffer_types::{Namespace, SecretName};
+use coffer_types::Namespace;
 
 use super::index::NameIndex;
 use super::namespace::{Held, OpenNamespace};
 use super::{EncryptedStore, corrupt, namespace_key_aad};
 use crate::backend::{Backend, NamespaceId, NamespaceRow};
-use crate::{RemoteChanges, StoreError};
-
-/// What a page of other daemons' changes touched, for the caches above the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Followed {
-    /// Anything may have changed (changes were lost, or the store as a whole changed):
-    /// drop every cache.
-    pub everything: bool,
-    /// Namespaces changed as a whole (created, locked, unlocked, a new key generation).
-    pub namespaces: Vec<Namespace>,
-    /// Secrets changed (written, described, revoked, destroyed, deleted).
-    pub secrets: Vec<(Namespace, SecretName)>,
-}
+use crate::{Followed, RemoteChanges, StoreError};
 
 impl<B: Backend + ?Sized> EncryptedStore<B> {
     /// Applies a page of changes other daemons made (see the module header). A secret this

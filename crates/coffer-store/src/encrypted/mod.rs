@@ -46,8 +46,6 @@ use meta::info;
 use namespace::{Held, OpenNamespace, PlanValue, VersionPlan};
 use scan::scan;
 
-pub use follow::Followed;
-
 /// The first generation of every namespace key.
 const FIRST_KEY_VERSION: u32 = 1;
 
@@ -750,7 +748,7 @@ impl<B: Backend + ?Sized> SecretStore for EncryptedStore<B> {
         self.rekeyer.progress()
     }
 
-    fn follow(&self, page: &crate::RemoteChanges) -> Result<Followed, StoreError> {
+    fn follow(&self, page: &crate::RemoteChanges) -> Result<crate::Followed, StoreError> {
         EncryptedStore::follow(self, page)
     }
 
