@@ -148,6 +148,37 @@ fn three_hubs_share_one_store() {
         }
     }
 
+    // A wrapped response is unwrapped once, though both hubs race for it.
+    for round in 0..5 {
+        let (status, body) = curl(
+            &hubs[0].url,
+            Some(&token),
+            &["-H", "X-Vault-Wrap-TTL: 5m", "/v1/secret/data/shared"],
+        );
+        assert_eq!(status, 200, "{body}");
+        let wrapped = json(&body)["wrap_info"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = format!(r#"{{"token":"{wrapped}"}}"#);
+        let racers: Vec<_> = hubs[1..]
+            .iter()
+            .map(|h| {
+                let (url, body) = (h.url.clone(), body.clone());
+                std::thread::spawn(move || {
+                    let args = ["-X", "POST", "-d", body.as_str(), "/v1/sys/wrapping/unwrap"];
+                    curl(&url, None, &args).0
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: one unwrap expected: {statuses:?}"
+        );
+    }
+
     // A check-and-set race across hubs: exactly one of the same-version writes wins.
     let (_, current) = get(&hubs[0], &token, "shared");
     let version = current["data"]["metadata"]["version"].as_u64().unwrap();
@@ -238,14 +269,23 @@ fn three_hubs_share_one_store() {
         assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     }
 
-    // No value reached a log or the database's files in the clear.
-    for h in &hubs {
+    // Each stops cleanly (SIGTERM), giving the lease up; no value or name reached a log or
+    // the database in the clear.
+    let mut hubs = hubs;
+    for h in &mut hubs {
+        h.daemon.stop();
         assert_absent(
             "a hub's log",
             h.daemon.log().as_bytes(),
             &["PROBE", "racer-"],
         );
     }
+    let dump = pg.dump("coffer");
+    assert_absent(
+        "the database",
+        dump.as_bytes(),
+        &["PROBE", "racer-", "shared"],
+    );
 }
 
 fn leader_name(hub: &Hub) -> String {
@@ -314,6 +354,14 @@ fn the_lease_moves_within_ten_seconds_of_its_holders_death_and_nothing_rotates_t
     }
 }
 
+/// Writes `acked-I` to `kI` through the hub at `url`; whether it was acknowledged.
+fn acked_write(url: &str, token: &str, i: usize) -> bool {
+    let body = format!(r#"{{"data":{{"v":"acked-{i}"}}}}"#);
+    let path = format!("/v1/secret/data/k{i}");
+    let args = ["--max-time", "5", "-X", "POST", "-d", &body, &path];
+    curl(url, Some(token), &args).0 == 200
+}
+
 #[test]
 fn postgres_killed_during_writes_loses_no_acknowledged_write() {
     let pg = Postgres::start();
@@ -321,23 +369,7 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
     let a = hub(&pg, "hub-a", None);
     let b = hub(&pg, "hub-b", Some(&a.daemon.data.join("coffer.key")));
     let token = root_token(&a.daemon);
-    let write = |h: &Hub, i: usize| {
-        let body = format!(r#"{{"data":{{"v":"acked-{i}"}}}}"#);
-        curl(
-            &h.url,
-            Some(&token),
-            &[
-                "--max-time",
-                "5",
-                "-X",
-                "POST",
-                "-d",
-                &body,
-                &format!("/v1/secret/data/k{i}"),
-            ],
-        )
-        .0 == 200
-    };
+    let write = |h: &Hub, i: usize| acked_write(&h.url, &token, i);
     let mut acked = Vec::new();
     let mut i = 0;
     while acked.len() < 50 {
@@ -357,21 +389,7 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
                 let started = Instant::now();
                 let mut i = 10_000 * (w + 1);
                 while started.elapsed() < Duration::from_secs(8) {
-                    let body = format!(r#"{{"data":{{"v":"acked-{i}"}}}}"#);
-                    let (status, _) = curl(
-                        &url,
-                        Some(&token),
-                        &[
-                            "--max-time",
-                            "5",
-                            "-X",
-                            "POST",
-                            "-d",
-                            &body,
-                            &format!("/v1/secret/data/k{i}"),
-                        ],
-                    );
-                    if status == 200 {
+                    if acked_write(&url, &token, i) {
                         acked.push(i);
                     }
                     i += 1;
@@ -425,50 +443,44 @@ fn database_settings_are_checked_before_anything_connects() {
         args.extend_from_slice(extra);
         common::run_cli(&args, b"")
     };
-    let out = check(&["--store", "postgres"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("needs a database"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = check(&[
-        "--store",
-        "postgres",
-        "--database-url",
-        "postgresql://app:PROBEPW@db/x",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("holds a password"),
-        "{}",
-        stderr(&out)
-    );
-    assert_absent(
-        "config check",
-        &[out.stdout, out.stderr].concat(),
-        &["PROBEPW"],
-    );
-
-    let out = check(&["--database-url", "postgresql://app@db/x"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("--store postgres"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = check(&[
-        "--store",
-        "postgres",
-        "--database-url",
-        "postgresql://app@db/x",
-        "--hub-name",
-        "no spaces",
-    ]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("--hub-name"), "{}", stderr(&out));
+    // Each refused with a message that says what to do, and no password echoed.
+    let refused = [
+        (&["--store", "postgres"][..], "needs a database"),
+        (
+            &[
+                "--store",
+                "postgres",
+                "--database-url",
+                "postgresql://app:PROBEPW@db/x",
+            ],
+            "holds a password",
+        ),
+        (
+            &["--database-url", "postgresql://app@db/x"],
+            "--store postgres",
+        ),
+        (
+            &[
+                "--store",
+                "postgres",
+                "--database-url",
+                "postgresql://app@db/x",
+                "--hub-name",
+                "no spaces",
+            ],
+            "--hub-name",
+        ),
+    ];
+    for (args, says) in refused {
+        let out = check(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_absent(
+            "config check",
+            &[out.stdout, out.stderr].concat(),
+            &["PROBEPW"],
+        );
+    }
 
     let out = check(&[
         "--store",
@@ -478,4 +490,36 @@ fn database_settings_are_checked_before_anything_connects() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("app@db:5432/x"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_second_running_hub_with_the_same_name_is_refused() {
+    let pg = Postgres::start();
+    pg.psql("CREATE DATABASE coffer");
+    let a = hub(&pg, "hub-a", None);
+    let root = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--store", "postgres", "--database-url"])
+        .arg(pg.url_for("coffer"))
+        .args(["--hub-name", "hub-a", "--data-dir"])
+        .arg(root.path().join("data"))
+        .arg("--socket")
+        .arg(root.path().join("coffer.sock"))
+        .arg("--key-file")
+        .arg(a.daemon.data.join("coffer.key"))
+        .env("COFFER_TPM_TCTI", "none")
+        .env_remove("COFFER_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a twin hub started");
+    assert!(
+        stderr(&out).contains("its own --hub-name"),
+        "{}",
+        stderr(&out)
+    );
+    // The first one goes on leading, and stops cleanly.
+    assert_eq!(leader_name(&a), "hub-a");
+    let mut a = a;
+    a.daemon.stop();
 }

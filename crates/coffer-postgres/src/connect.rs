@@ -10,9 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_store::StoreError;
-use postgres::config::Host;
+use postgres::config::{Host, SslMode};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -70,7 +71,30 @@ fn parse(url: &str) -> Result<(postgres::Config, Extra), StoreError> {
     if config.get_user().is_none() {
         config.user("coffer");
     }
+    // Over TCP, TLS unless the URL says otherwise (the client's own default, `prefer`, lets
+    // a man in the middle turn it down).
+    if !url.contains("sslmode") && tcp(&config) {
+        config.ssl_mode(SslMode::Require);
+    }
+    // A connection that stops answering is given up (a hub cut off does not hang), and a
+    // session left inside a transaction (a hub that died holding the write lock) is ended by
+    // the server, so the other hubs write again.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.keepalives_idle(Duration::from_secs(10));
+    let guard = "-c idle_in_transaction_session_timeout=30000";
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {guard}"),
+        None => guard.to_owned(),
+    };
+    config.options(&options);
     Ok((config, extra))
+}
+
+/// Whether any host of `config` is reached over TCP.
+fn tcp(config: &postgres::Config) -> bool {
+    config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_))) || config.get_hosts().is_empty()
 }
 
 /// Opens connections with one set of settings.
@@ -198,8 +222,10 @@ fn from_pgpass(text: &str, config: &postgres::Config) -> Option<Zeroizing<String
         if line.trim_start().starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let fields = pgpass_fields(line);
-        let [h, p, d, u, password] = <[String; 5]>::try_from(fields).ok()?;
+        // A line without five fields is skipped, as libpq skips it.
+        let Ok([h, p, d, u, password]) = <[String; 5]>::try_from(pgpass_fields(line)) else {
+            continue;
+        };
         let host_ok = h == "*" || h == host || (socket && h == "localhost");
         if host_ok && (p == "*" || p == port) && (d == "*" || d == db) && (u == "*" || u == user) {
             return Some(Zeroizing::new(password));
@@ -263,6 +289,15 @@ impl Connector {
                     )));
                 }
             }
+        }
+        if config.get_password().is_some()
+            && tcp(&config)
+            && config.get_ssl_mode() != SslMode::Require
+        {
+            return Err(bad(
+                "a password is sent to the database only over TLS: use sslmode=require (or \
+                 verify-full with sslrootcert=), or a Unix socket (host=/run/postgresql)",
+            ));
         }
         let describe = describe(&config);
         Ok(Self {
@@ -350,6 +385,31 @@ mod tests {
             "sock"
         );
         assert!(from_pgpass("db:1:x:y:z\n", &sock).is_none());
+    }
+
+    #[test]
+    fn a_password_goes_over_tcp_only_with_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let with = |url: &str| {
+            Connector::new(&PgOptions {
+                url: url.into(),
+                password_file: Some(path.clone()),
+            })
+        };
+        let err = with("postgresql://coffer@db/coffer?sslmode=disable")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only over TLS"), "{err}");
+        assert!(with("postgresql://coffer@db/coffer?sslmode=prefer").is_err());
+        // TLS by default over TCP; a socket needs none.
+        with("postgresql://coffer@db/coffer").unwrap();
+        with("postgresql://coffer@/coffer?host=/run/postgresql").unwrap();
+        let pgpass = "bad line\ndb:5432:coffer:coffer:pw\n";
+        let config = postgres::Config::from_str("postgresql://coffer@db/coffer").unwrap();
+        assert_eq!(from_pgpass(pgpass, &config).unwrap().as_str(), "pw");
     }
 
     #[test]

@@ -270,6 +270,22 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Everything database `db` holds, as `pg_dump` writes it (plain SQL, the data included).
+    pub fn dump(&self, db: &str) -> String {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["-h", self.socket_dir().to_str().unwrap()])
+            .args(["-p", &self.port().to_string(), "-U", "coffer", db])
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_dump runs (apt-get install postgresql)");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops the server at once (`pg_ctl stop -m immediate`: as a crash would, no
     /// checkpoint), for tests of what survives.
     pub fn kill(&self) {

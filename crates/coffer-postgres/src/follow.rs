@@ -16,7 +16,7 @@ use postgres::{Client, GenericClient, Transaction};
 use crate::connect::Connector;
 use crate::events;
 use crate::ops::db;
-use crate::row::array;
+use crate::row::{array, get};
 
 /// The longest a change by another hub goes unseen when no notification arrives.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -37,8 +37,9 @@ pub(crate) fn prune_changes(tx: &mut Transaction<'_>) -> Result<(), StoreError> 
 /// The newest noted change.
 pub(crate) fn newest(c: &mut impl GenericClient) -> Result<u64, StoreError> {
     c.query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
-        .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
         .map_err(db("reading noted changes"))
+        .and_then(|r| crate::row::get::<i64>(&r, 0))
+        .map(|n| u64::try_from(n).unwrap_or(0))
 }
 
 /// Changes other hubs than `hub` made after `after`, oldest first, up to `limit`.
@@ -50,17 +51,26 @@ pub(crate) fn after(
 ) -> Result<RemoteChanges, StoreError> {
     let doing = db("reading noted changes");
     let after_sql = i64::try_from(after).unwrap_or(i64::MAX);
-    let oldest: i64 = c
-        .query_one("SELECT COALESCE(MIN(seq), 0) FROM changes", &[])
-        .map_err(&doing)?
-        .get(0);
-    let rows = c
+    // One snapshot: a prune between the two reads cannot hide that changes were lost.
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(&doing)?;
+    let oldest: i64 = get(
+        &tx.query_one("SELECT COALESCE(MIN(seq), 0) FROM changes", &[])
+            .map_err(&doing)?,
+        0,
+    )?;
+    let rows = tx
         .query(
             "SELECT seq, namespace, secret, name_hash, name_ct, hub FROM changes WHERE seq > $1
              ORDER BY seq LIMIT $2",
             &[&after_sql, &i64::try_from(limit).unwrap_or(i64::MAX)],
         )
         .map_err(&doing)?;
+    tx.commit().map_err(&doing)?;
     let mut out = RemoteChanges {
         // Changes after `after` were pruned: the caller cannot know what they touched.
         lost: oldest > after_sql + 1,
@@ -68,14 +78,14 @@ pub(crate) fn after(
         changes: Vec::new(),
     };
     for r in rows {
-        out.newest = u64::try_from(r.get::<_, i64>(0)).unwrap_or(out.newest);
-        if r.get::<_, &str>(5) == hub {
+        out.newest = u64::try_from(get::<i64>(&r, 0)?).unwrap_or(out.newest);
+        if get::<&str>(&r, 5)? == hub {
             continue;
         }
-        let namespace: Option<Vec<u8>> = r.get(1);
-        let secret: Option<Vec<u8>> = r.get(2);
-        let name_hash: Option<Vec<u8>> = r.get(3);
-        let name_ct: Option<Vec<u8>> = r.get(4);
+        let namespace: Option<Vec<u8>> = get(&r, 1)?;
+        let secret: Option<Vec<u8>> = get(&r, 2)?;
+        let name_hash: Option<Vec<u8>> = get(&r, 3)?;
+        let name_ct: Option<Vec<u8>> = get(&r, 4)?;
         out.changes.push(RemoteChange {
             namespace: namespace.map(array).transpose()?,
             secret: match (secret, name_hash, name_ct) {

@@ -6,7 +6,7 @@ use coffer_store::{KeyRotation, NamespaceId, NamespaceKeyRow, Rekey, Rewrapped, 
 use postgres::{GenericClient, Transaction};
 
 use crate::ops::db;
-use crate::row::array;
+use crate::row::{array, get};
 
 fn u32_of(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| StoreError::Malformed("a key generation is out of range"))
@@ -24,9 +24,9 @@ pub(crate) fn namespace_keys(
     .into_iter()
     .map(|r| {
         Ok(NamespaceKeyRow {
-            namespace: array(r.get(0))?,
-            key_version: u32_of(r.get(1))?,
-            wrapped_key: r.get(2),
+            namespace: array(get(&r, 0)?)?,
+            key_version: u32_of(get(&r, 1)?)?,
+            wrapped_key: get(&r, 2)?,
         })
     })
     .collect()
@@ -108,8 +108,8 @@ pub(crate) fn counts(
     .into_iter()
     .map(|r| {
         Ok((
-            u32_of(r.get(0))?,
-            u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            u32_of(get(&r, 0)?)?,
+            u64::try_from(get::<i64>(&r, 1)?).unwrap_or(0),
         ))
     })
     .collect()

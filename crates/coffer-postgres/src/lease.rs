@@ -15,6 +15,11 @@ use postgres::Client;
 
 use crate::connect::Connector;
 use crate::ops::db;
+use crate::row::get;
+
+/// Another process with a hub's name that renewed its entry this recently is taken to be
+/// running (hubs renew every second or so).
+pub const TWIN: Duration = Duration::from_secs(3);
 
 /// The database's clock, in milliseconds since the epoch.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -22,7 +27,7 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// Who holds a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseHolder {
-    /// The holding hub's name.
+    /// The holding hub's member id (`name@tag`, [`crate::PgBackend::hub`]).
     pub holder: String,
     /// Raised each time the lease changes hands.
     pub term: u64,
@@ -39,6 +44,15 @@ pub struct Lease {
     ttl: Duration,
 }
 
+impl Drop for Lease {
+    /// Closes the connection, from any thread (an async runtime's included).
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            crate::blocking::off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
@@ -49,16 +63,17 @@ impl std::fmt::Debug for Lease {
     }
 }
 
-fn holder_of(r: &postgres::Row) -> LeaseHolder {
-    LeaseHolder {
-        holder: r.get(0),
-        term: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-        remaining: Duration::from_millis(u64::try_from(r.get::<_, i64>(2)).unwrap_or(0)),
-    }
+fn holder_of(r: &postgres::Row) -> Result<LeaseHolder, StoreError> {
+    Ok(LeaseHolder {
+        holder: get(r, 0)?,
+        term: u64::try_from(get::<i64>(r, 1)?).unwrap_or(0),
+        remaining: Duration::from_millis(u64::try_from(get::<i64>(r, 2)?).unwrap_or(0)),
+    })
 }
 
 impl Lease {
-    /// The lease `name` for hub `hub`, held for `ttl` at a time once taken.
+    /// The lease `name` for the hub whose member id is `hub` ([`crate::PgBackend::hub`]),
+    /// held for `ttl` at a time once taken.
     pub fn new(connector: Arc<Connector>, name: &str, hub: &str, ttl: Duration) -> Self {
         Self {
             connector,
@@ -101,7 +116,7 @@ impl Lease {
             )
             .map_err(db("taking a lease"))?;
         match taken {
-            Some(r) => Ok(holder_of(&r)),
+            Some(r) => holder_of(&r),
             None => self.holder()?.ok_or_else(|| {
                 StoreError::unavailable("taking a lease", "the lease vanished meanwhile")
             }),
@@ -112,7 +127,7 @@ impl Lease {
     pub fn holder(&mut self) -> Result<Option<LeaseHolder>, StoreError> {
         let name = self.name.clone();
         let client = self.client()?;
-        Ok(client
+        client
             .query_opt(
                 &format!(
                     "SELECT holder, term, expires - {NOW_MS} FROM leases
@@ -121,7 +136,8 @@ impl Lease {
                 &[&name],
             )
             .map_err(db("reading a lease"))?
-            .map(|r| holder_of(&r)))
+            .map(|r| holder_of(&r))
+            .transpose()
     }
 
     /// Gives the lease up if this hub holds it (a clean shutdown: another hub takes it at
@@ -129,9 +145,12 @@ impl Lease {
     pub fn release(&mut self) -> Result<(), StoreError> {
         let (name, hub) = (self.name.clone(), self.hub.clone());
         let client = self.client()?;
+        // Expired rather than deleted: the term goes on counting.
         client
             .execute(
-                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &format!(
+                    "UPDATE leases SET expires = {NOW_MS} - 1 WHERE name = $1 AND holder = $2"
+                ),
                 &[&name, &hub],
             )
             .map(drop)
@@ -139,38 +158,66 @@ impl Lease {
     }
 
     /// Records that this hub (serving its API at `address`) is alive, and answers the hubs
-    /// seen within `recent`: (name, address, last seen in milliseconds since the epoch).
+    /// seen within `recent`: (member id, address, last seen in milliseconds since the epoch).
+    /// Refuses ([`StoreError::Conflict`]) when another process with this hub's name renewed
+    /// its entry within [`TWIN`]: each hub needs a name of its own.
     pub fn heartbeat(
         &mut self,
         address: &str,
         recent: Duration,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let hub = self.hub.clone();
+        let member = self.hub.clone();
+        let name = member
+            .rsplit_once('@')
+            .map_or(member.as_str(), |(n, _)| n)
+            .to_owned();
         let recent = i64::try_from(recent.as_millis()).unwrap_or(i64::MAX);
+        let twin_ms = i64::try_from(TWIN.as_millis()).unwrap_or(i64::MAX);
         let client = self.client()?;
+        let twin = client
+            .query_opt(
+                &format!(
+                    "SELECT member FROM hubs WHERE name = $1 AND member <> $2
+                     AND seen >= {NOW_MS} - $3 LIMIT 1"
+                ),
+                &[&name, &member, &twin_ms],
+            )
+            .map_err(db("recording this hub"))?;
+        if twin.is_some() {
+            return Err(StoreError::Conflict(
+                "another running hub has this hub's name: give each hub its own --hub-name",
+            ));
+        }
         client
             .execute(
                 &format!(
-                    "INSERT INTO hubs AS h (name, address, started, seen)
-                     VALUES ($1, $2, {NOW_MS}, {NOW_MS})
-                     ON CONFLICT (name) DO UPDATE SET address = excluded.address,
-                                                      seen = excluded.seen"
+                    "INSERT INTO hubs AS h (member, name, address, started, seen)
+                     VALUES ($1, $2, $3, {NOW_MS}, {NOW_MS})
+                     ON CONFLICT (member) DO UPDATE SET address = excluded.address,
+                                                        seen = excluded.seen"
                 ),
-                &[&hub, &address],
+                &[&member, &name, &address],
             )
             .map_err(db("recording this hub"))?;
-        Ok(client
+        // Gone hubs' rows are dropped after a day.
+        client
+            .execute(
+                &format!("DELETE FROM hubs WHERE seen < {NOW_MS} - 86400000"),
+                &[],
+            )
+            .map_err(db("recording this hub"))?;
+        client
             .query(
                 &format!(
-                    "SELECT name, address, seen FROM hubs WHERE seen >= {NOW_MS} - $1
-                     ORDER BY name"
+                    "SELECT member, address, seen FROM hubs WHERE seen >= {NOW_MS} - $1
+                     ORDER BY name, member"
                 ),
                 &[&recent],
             )
             .map_err(db("listing the hubs"))?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?, get(r, 2)?)))
+            .collect()
     }
 
     /// This hub's name.

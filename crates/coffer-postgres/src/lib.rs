@@ -12,6 +12,7 @@
 //! server's `synchronous_commit`, by default on: the WAL was flushed).
 #![forbid(unsafe_code)]
 
+mod blocking;
 mod connect;
 mod events;
 #[cfg(feature = "fixture")]
@@ -38,12 +39,13 @@ use coffer_store::{
 };
 use coffer_types::{Timestamp, Version};
 
+use coffer_store::batch::Reply;
 pub use connect::{Connector, PgOptions};
 pub use follow::POLL;
-pub use lease::{Lease, LeaseHolder};
+pub use lease::{Lease, LeaseHolder, TWIN};
 use ops::db;
 use prepared::Reader;
-use writer::{Job, Reply, Writer};
+use writer::{Job, PgRun, Writer};
 
 /// Reader connections open at most.
 const MAX_READERS: usize = 16;
@@ -86,6 +88,13 @@ impl PgBackend {
     /// handed back to it).
     pub fn open(options: &PgOptions, hub: &str) -> Result<Self, StoreError> {
         let connector = Arc::new(Connector::new(options)?);
+        // This process among the hubs: the name and a random tag, so two processes given one
+        // name (a copied configuration) still tell their changes and the lease apart.
+        let tag = SecretId::generate()?;
+        let hub = &format!(
+            "{hub}@{:02x}{:02x}{:02x}{:02x}",
+            tag.0[0], tag.0[1], tag.0[2], tag.0[3]
+        );
         let mut client = connector.connect()?;
         schema::migrate(&mut client)?;
         let feed = Arc::new(Feed::new(events::head(&mut client)?));
@@ -139,7 +148,8 @@ impl PgBackend {
         self.connector.describe()
     }
 
-    /// This hub's name.
+    /// This hub's member id among those sharing the database: its name, `@`, and a tag
+    /// random for each process.
     pub fn hub(&self) -> &str {
         &self.hub
     }
@@ -233,13 +243,16 @@ impl PgBackend {
         note: bool,
         f: impl FnOnce(
             &mut postgres::Transaction<'_>,
+            &mut events::Pending,
         ) -> Result<(u64, Option<coffer_types::ChangeEvent>), StoreError>
         + Send
         + 'static,
     ) -> Result<u64, StoreError> {
         self.submit(|reply| Job::Run {
-            run: Box::new(f),
-            note,
+            run: PgRun {
+                run: Box::new(f),
+                note,
+            },
             reply,
         })
     }
@@ -248,24 +261,37 @@ impl PgBackend {
 mod schema;
 
 impl Drop for PgBackend {
-    /// Lets the writer finish what is queued, then stops both threads.
+    /// Lets the writer finish what is queued, then stops both threads (from any thread,
+    /// an async runtime's included).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wakes the listener from its wait at once (else it sees the flag within a poll).
-        let _ = self.with_reader(|c| {
-            c.client
-                .batch_execute("SELECT pg_notify('coffer', '')")
-                .map_err(db("stopping"))
-        });
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        for thread in [&self.writer, &self.follower] {
-            if let Some(handle) = thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        let mut idle = std::mem::take(
+            &mut self
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .idle,
+        );
+        let threads: Vec<JoinHandle<()>> = [&self.writer, &self.follower]
+            .into_iter()
+            .filter_map(|t| t.lock().unwrap_or_else(PoisonError::into_inner).take())
+            .collect();
+        blocking::off_runtime(move || {
+            // Wakes the listener from its wait at once (else it sees the flag within a poll).
+            if let Some(reader) = idle.first_mut() {
+                let _ = reader
+                    .client
+                    .batch_execute("SELECT pg_notify('coffer', '')");
+            }
+            drop(idle);
+            for handle in threads {
                 let _ = handle.join();
             }
-        }
+        });
     }
 }
 
@@ -287,11 +313,12 @@ impl Shared for PgBackend {
     }
 }
 
+/// Numbers and keeps `event`, if any, with the batch's other events.
 fn event_of(
     event: Option<EventPlan>,
-) -> impl FnOnce(&mut postgres::Transaction<'_>) -> Result<Option<coffer_types::ChangeEvent>, StoreError>
-{
-    move |tx| event.map(|e| events::record(tx, e, None)).transpose()
+    pending: &mut events::Pending,
+) -> Result<Option<coffer_types::ChangeEvent>, StoreError> {
+    event.map(|e| pending.record(e, None)).transpose()
 }
 
 impl Backend for PgBackend {
@@ -306,8 +333,9 @@ impl Backend for PgBackend {
     fn header(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.with_reader(|c| {
             c.query_opt("SELECT body FROM header WHERE id = 1", &[])
-                .map(|r| r.map(|r| r.get(0)))
-                .map_err(db("reading the store header"))
+                .map_err(db("reading the store header"))?
+                .map(|r| row::get(&r, 0))
+                .transpose()
         })
     }
 
@@ -318,7 +346,7 @@ impl Backend for PgBackend {
 
     fn swap_header(&self, expected: Option<&[u8]>, body: &[u8]) -> Result<bool, StoreError> {
         let (expected, body) = (expected.map(<[u8]>::to_vec), body.to_vec());
-        self.run(true, move |tx| {
+        self.run(true, move |tx, _| {
             let swapped = ops::swap_header(tx, expected.as_deref(), &body)?;
             Ok((u64::from(swapped), None))
         })
@@ -487,7 +515,7 @@ impl Backend for PgBackend {
             "counting secrets",
             "SELECT COUNT(*) FROM secrets WHERE namespace = $1 AND revoked IS NULL",
             &[&&namespace[..]],
-            |r| Ok(r.get::<_, i64>(0)),
+            |r| row::get::<i64>(r, 0),
         )?;
         Ok(n.first().map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
     }
@@ -499,7 +527,7 @@ impl Backend for PgBackend {
             "SELECT (SELECT next FROM slot_counter WHERE id = 1) -
                     (SELECT COUNT(*) FROM free_slots)",
             &[],
-            |r| Ok(r.get::<_, i64>(0)),
+            |r| row::get::<i64>(r, 0),
         )?;
         Ok(n.first().map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
     }
@@ -519,7 +547,7 @@ impl Backend for PgBackend {
              WHERE s.namespace = $1 AND s.revoked IS NULL AND s.id > $2
              ORDER BY s.id LIMIT $3",
             &[&&namespace[..], &after, &limit],
-            |r| Ok((SecretId(row::array(r.get(0))?), r.get(1))),
+            |r| Ok((SecretId(row::array(row::get(r, 0)?)?), row::get(r, 1)?)),
         )
     }
 
@@ -556,9 +584,9 @@ impl Backend for PgBackend {
         rotation: KeyRotation,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
-        self.run(true, move |tx| {
+        self.run(true, move |tx, pending| {
             keys::rotate(tx, &rotation)?;
-            Ok((0, event_of(event)(tx)?))
+            Ok((0, event_of(event, pending)?))
         })
         .map(drop)
     }
@@ -568,7 +596,7 @@ impl Backend for PgBackend {
     }
 
     fn rekey(&self, changes: Vec<Rekey>) -> Result<u64, StoreError> {
-        self.run(false, move |tx| Ok((keys::rekey(tx, &changes)?, None)))
+        self.run(false, move |tx, _| Ok((keys::rekey(tx, &changes)?, None)))
     }
 
     fn drop_namespace_key(
@@ -578,9 +606,9 @@ impl Backend for PgBackend {
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         let namespace = *namespace;
-        self.run(true, move |tx| {
+        self.run(true, move |tx, pending| {
             keys::drop_key(tx, &namespace, key_version)?;
-            Ok((0, event_of(event)(tx)?))
+            Ok((0, event_of(event, pending)?))
         })
         .map(drop)
     }
@@ -592,9 +620,9 @@ impl Backend for PgBackend {
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         let header = header.to_vec();
-        self.run(true, move |tx| {
+        self.run(true, move |tx, pending| {
             keys::rewrap(tx, &header, &namespaces)?;
-            Ok((0, event_of(event)(tx)?))
+            Ok((0, event_of(event, pending)?))
         })
         .map(drop)
     }

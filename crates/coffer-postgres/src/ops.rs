@@ -130,7 +130,7 @@ fn take_slot(tx: &mut Transaction<'_>) -> Result<NvIndex, StoreError> {
     )
     .map_err(db("allocating an index"))?;
     let slot: i64 = match freed {
-        Some(r) => r.get(0),
+        Some(r) => row::get(&r, 0)?,
         None => prepared::query_one(
             tx,
             "UPDATE slot_counter SET next = next + 1 WHERE id = 1 RETURNING next - 1",

@@ -26,7 +26,12 @@ pub(crate) fn array<const N: usize>(bytes: Vec<u8>) -> Result<[u8; N], StoreErro
         .map_err(|_| StoreError::Malformed("a key column has the wrong length"))
 }
 
-fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, at: usize) -> Result<T, StoreError> {
+/// Column `at` of `r`: a column of another type (or an unexpected NULL) is an error, never a
+/// panic.
+pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(
+    r: &'a Row,
+    at: usize,
+) -> Result<T, StoreError> {
     r.try_get(at).map_err(malformed)
 }
 

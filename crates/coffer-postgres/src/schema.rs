@@ -97,9 +97,11 @@ CREATE TABLE leases (
     term    BIGINT NOT NULL,
     expires BIGINT NOT NULL
 );
--- The hubs serving this store: name, where their API is, when they were last seen.
+-- The hubs serving this store: each process (`name@tag`), its name, where its API is, when
+-- it was last seen.
 CREATE TABLE hubs (
-    name      TEXT PRIMARY KEY,
+    member    TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
     address   TEXT NOT NULL,
     started   BIGINT NOT NULL,
     seen      BIGINT NOT NULL

@@ -13,137 +13,35 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
-use coffer_store::{
-    EventPlan, Feed, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, Retention,
-    SecretId, StoreError, WritePlan, Written,
-};
-use coffer_types::{ChangeEvent, Timestamp, Version};
+use coffer_store::batch::Done;
+use coffer_store::{EventPlan, Feed, StoreError};
+use coffer_types::{ChangeEvent, Version};
 use postgres::{Client, Transaction};
 
 use crate::connect::Connector;
-use crate::{events, ops};
+use crate::events::{self, Pending};
+use crate::ops;
+use crate::prepared;
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 512;
 
-/// The answer channel of one job.
-pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
-
 /// A change run on the writer thread (key generations): answers a count and maybe an event.
-pub(crate) type RunJob =
-    Box<dyn FnOnce(&mut Transaction<'_>) -> Result<(u64, Option<ChangeEvent>), StoreError> + Send>;
+pub(crate) type RunJob = Box<
+    dyn FnOnce(&mut Transaction<'_>, &mut Pending) -> Result<(u64, Option<ChangeEvent>), StoreError>
+        + Send,
+>;
+
+/// The writer's own kind of change; `note`: other hubs must reload every namespace after it.
+pub(crate) struct PgRun {
+    pub(crate) run: RunJob,
+    pub(crate) note: bool,
+}
 
 /// A write for the writer thread.
-pub(crate) enum Job {
-    Header(Vec<u8>, Reply<()>),
-    Namespace(NamespaceRow, Option<EventPlan>, Reply<()>),
-    Wraps {
-        id: NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
-        event: Option<EventPlan>,
-        reply: Reply<()>,
-    },
-    Event(EventPlan, Reply<()>),
-    Write {
-        namespace: NamespaceId,
-        name: NameHash,
-        plan: WritePlan,
-        event: Option<EventPlan>,
-        reply: Reply<Written>,
-    },
-    Modify {
-        namespace: NamespaceId,
-        name: NameHash,
-        plan: ModifyPlan,
-        event: Option<EventPlan>,
-        reply: Reply<Option<Modified>>,
-    },
-    Delete {
-        namespace: NamespaceId,
-        name: NameHash,
-        event: Option<EventPlan>,
-        reply: Reply<Option<SecretId>>,
-    },
-    Prune {
-        retention: Retention,
-        now: Timestamp,
-        reply: Reply<u64>,
-    },
-    /// Any other change; `note`: other hubs must reload every namespace after it.
-    Run {
-        run: RunJob,
-        note: bool,
-        reply: Reply<u64>,
-    },
-}
-
-impl Job {
-    fn reject(self, err: StoreError) {
-        // A caller that gave up waiting has dropped its receiver; nothing to tell it.
-        match self {
-            Self::Header(_, r) | Self::Namespace(_, _, r) | Self::Event(_, r) => {
-                drop(r.send(Err(err)));
-            }
-            Self::Wraps { reply, .. } => drop(reply.send(Err(err))),
-            Self::Prune { reply, .. } | Self::Run { reply, .. } => drop(reply.send(Err(err))),
-            Self::Write { reply, .. } => drop(reply.send(Err(err))),
-            Self::Modify { reply, .. } => drop(reply.send(Err(err))),
-            Self::Delete { reply, .. } => drop(reply.send(Err(err))),
-        }
-    }
-}
-
-/// A job's outcome, held until the batch commits.
-enum Done {
-    Unit(Reply<()>, Result<(), StoreError>),
-    Count(Reply<u64>, Result<u64, StoreError>),
-    Written(Reply<Written>, Result<Written, StoreError>),
-    Modified(
-        Reply<Option<Modified>>,
-        Result<Option<Modified>, StoreError>,
-    ),
-    Deleted(
-        Reply<Option<SecretId>>,
-        Result<Option<SecretId>, StoreError>,
-    ),
-}
-
-impl Done {
-    fn failed(&self) -> bool {
-        matches!(
-            self,
-            Self::Unit(_, Err(_))
-                | Self::Count(_, Err(_))
-                | Self::Written(_, Err(_))
-                | Self::Modified(_, Err(_))
-                | Self::Deleted(_, Err(_))
-        )
-    }
-
-    fn fail_if_ok(self, err: impl Fn() -> StoreError) -> Self {
-        match self {
-            Self::Unit(r, Ok(())) => Self::Unit(r, Err(err())),
-            Self::Count(r, Ok(_)) => Self::Count(r, Err(err())),
-            Self::Written(r, Ok(_)) => Self::Written(r, Err(err())),
-            Self::Modified(r, Ok(_)) => Self::Modified(r, Err(err())),
-            Self::Deleted(r, Ok(_)) => Self::Deleted(r, Err(err())),
-            other => other,
-        }
-    }
-
-    fn send(self) {
-        match self {
-            Self::Unit(r, v) => drop(r.send(v)),
-            Self::Count(r, v) => drop(r.send(v)),
-            Self::Written(r, v) => drop(r.send(v)),
-            Self::Modified(r, v) => drop(r.send(v)),
-            Self::Deleted(r, v) => drop(r.send(v)),
-        }
-    }
-}
+pub(crate) type Job = coffer_store::batch::Job<PgRun>;
 
 /// The writer's state.
 pub(crate) struct Writer {
@@ -198,15 +96,17 @@ impl Writer {
             }
         };
         let started = client.transaction().and_then(|mut tx| {
-            // The write lock every hub's batches take in turn.
-            tx.execute(
-                "SELECT head FROM event_counter WHERE id = 1 FOR UPDATE",
-                &[],
-            )?;
-            Ok(tx)
+            // The write lock every hub's batches take in turn, and the head it numbers from.
+            let head: i64 = tx
+                .query_one(
+                    "SELECT head FROM event_counter WHERE id = 1 FOR UPDATE",
+                    &[],
+                )?
+                .get(0);
+            Ok((tx, Pending::new(u64::try_from(head).unwrap_or(0))))
         });
-        let mut tx = match started {
-            Ok(tx) => tx,
+        let (mut tx, mut pending) = match started {
+            Ok(started) => started,
             Err(e) => {
                 let detail = ops::detail(&e);
                 for job in batch {
@@ -217,34 +117,37 @@ impl Writer {
         };
         let single = batch.len() == 1;
         let mut events = Vec::new();
-        let mut changed = false;
         let done: Vec<Done> = batch
             .into_iter()
-            .map(|job| apply(&mut tx, job, single, &hub, &mut events, &mut changed))
+            .map(|job| apply(&mut tx, job, single, &mut pending, &mut events))
             .collect();
         if single && done.iter().any(Done::failed) {
             // No savepoint: the failed job's statements go with the transaction.
             drop(tx.rollback());
-            events.clear();
             done.into_iter().for_each(Done::send);
             return;
         }
-        let notified = if changed || !events.is_empty() {
-            // The payload names the hub: its own listener lets it pass.
-            tx.execute("SELECT pg_notify('coffer', $1)", &[&hub])
-                .map(drop)
-        } else {
+        let kept = if pending.is_empty() {
             Ok(())
+        } else {
+            pending.flush(&mut tx, &hub).and_then(|()| {
+                // The payload names the hub: its own listener lets it pass.
+                prepared::execute(&mut tx, "SELECT pg_notify('coffer', $1)", &[&hub])
+                    .map(drop)
+                    .map_err(ops::db("notifying the other hubs"))
+            })
         };
-        match notified.and_then(|()| tx.commit()) {
+        let committed = kept
+            .map_err(|e| e.to_string())
+            .and_then(|()| tx.commit().map_err(|e| ops::detail(&e)));
+        match committed {
             Ok(()) => {
                 // Published before the replies: a writer that watches from the head it was
                 // told after its write never waits for its own event.
                 feed.publish(events);
                 done.into_iter().for_each(Done::send);
             }
-            Err(e) => {
-                let detail = ops::detail(&e);
+            Err(detail) => {
                 tracing::error!(error = %detail, "commit failed; the batch's writes may not be stored");
                 for d in done {
                     d.fail_if_ok(|| StoreError::unavailable("committing a write", detail.clone()))
@@ -282,145 +185,150 @@ fn step<T>(
         .map_err(|e| StoreError::unavailable("writing", crate::ops::detail(&e)))
 }
 
-/// Applies one job; its event joins `events` and `changed` is set when it changed rows
-/// another hub may have cached.
+/// Applies one job: its statements, its event and its change note (kept in `pending` for
+/// the batch's end); the event, once the job succeeded, joins `events` to be published.
 fn apply(
     tx: &mut Transaction<'_>,
     job: Job,
     single: bool,
-    hub: &str,
+    pending: &mut Pending,
     events: &mut Vec<ChangeEvent>,
-    changed: &mut bool,
 ) -> Done {
+    let mark = pending.mark();
     let mut evented = None;
-    let mut noted = false;
-    let keep = |tx: &mut Transaction<'_>, event: Option<EventPlan>, version: Option<Version>| {
-        event
-            .map(|plan| events::record(tx, plan, version))
-            .transpose()
-    };
-    let done = match job {
-        Job::Header(body, reply) => Done::Unit(
-            reply,
-            step(tx, single, |tx| {
-                ops::put_header(tx, &body)?;
-                noted = true;
-                ops::note_change(tx, hub, None, None)
-            }),
-        ),
-        Job::Namespace(row, event, reply) => Done::Unit(
-            reply,
-            step(tx, single, |tx| {
-                ops::create_namespace(tx, &row)?;
-                evented = keep(tx, event, None)?;
-                noted = true;
-                ops::note_change(tx, hub, Some(&row.id), None)
-            }),
-        ),
-        Job::Event(event, reply) => Done::Unit(
-            reply,
-            step(tx, single, |tx| {
-                evented = keep(tx, Some(event), None)?;
-                Ok(())
-            }),
-        ),
-        Job::Wraps {
-            id,
-            wrapped_key,
-            lock_wrap,
-            event,
-            reply,
-        } => Done::Unit(
-            reply,
-            step(tx, single, |tx| {
-                ops::set_wraps(tx, &id, &wrapped_key, lock_wrap.as_deref())?;
-                evented = keep(tx, event, None)?;
-                noted = true;
-                ops::note_change(tx, hub, Some(&id), None)
-            }),
-        ),
-        Job::Write {
-            namespace,
-            name,
-            plan,
-            event,
-            reply,
-        } => Done::Written(
-            reply,
-            step(tx, single, |tx| {
-                let (w, name_ct) = ops::write(tx, &namespace, &name, plan)?;
-                evented = keep(tx, event, Some(w.version))?;
-                noted = true;
-                ops::note_change(tx, hub, Some(&namespace), Some((&w.id, &name, &name_ct)))?;
-                Ok(w)
-            }),
-        ),
-        Job::Modify {
-            namespace,
-            name,
-            plan,
-            event,
-            reply,
-        } => Done::Modified(
-            reply,
-            step(tx, single, |tx| {
-                let m = ops::modify(tx, &namespace, &name, plan)?;
-                if let Some(m) = &m {
-                    evented = keep(tx, event, Some(m.row.current))?;
-                    noted = true;
-                    let secret = (&m.row.id, &name, &m.row.name_ct[..]);
-                    ops::note_change(tx, hub, Some(&namespace), Some(secret))?;
-                }
-                Ok(m)
-            }),
-        ),
-        Job::Delete {
-            namespace,
-            name,
-            event,
-            reply,
-        } => Done::Deleted(
-            reply,
-            step(tx, single, |tx| {
-                let d = ops::delete(tx, &namespace, &name)?;
-                if let Some(row) = &d {
-                    evented = keep(tx, event, None)?;
-                    noted = true;
-                    let secret = (&row.id, &name, &row.name_ct[..]);
-                    ops::note_change(tx, hub, Some(&namespace), Some(secret))?;
-                }
-                Ok(d.map(|row| row.id))
-            }),
-        ),
-        Job::Prune {
-            retention,
-            now,
-            reply,
-        } => Done::Count(
-            reply,
-            step(tx, single, |tx| {
-                let pruned = events::prune(tx, retention, now)?;
-                crate::follow::prune_changes(tx)?;
-                Ok(pruned)
-            }),
-        ),
-        Job::Run { run, note, reply } => Done::Count(
-            reply,
-            step(tx, single, |tx| {
-                let (n, event) = run(tx)?;
-                evented = event;
-                if note {
-                    noted = true;
-                    ops::note_change(tx, hub, None, None)?;
-                }
-                Ok(n)
-            }),
-        ),
+    let done = {
+        let p = &mut *pending;
+        let ev = &mut evented;
+        match job {
+            Job::Header(body, reply) => Done::Unit(
+                reply,
+                step(tx, single, |tx| {
+                    ops::put_header(tx, &body)?;
+                    p.note(None, None);
+                    Ok(())
+                }),
+            ),
+            Job::Namespace(row, event, reply) => Done::Unit(
+                reply,
+                step(tx, single, |tx| {
+                    ops::create_namespace(tx, &row)?;
+                    *ev = keep(p, event, None)?;
+                    p.note(Some(&row.id), None);
+                    Ok(())
+                }),
+            ),
+            Job::Event(event, reply) => Done::Unit(
+                reply,
+                step(tx, single, |_| {
+                    *ev = keep(p, Some(event), None)?;
+                    Ok(())
+                }),
+            ),
+            Job::Wraps {
+                id,
+                wrapped_key,
+                lock_wrap,
+                event,
+                reply,
+            } => Done::Unit(
+                reply,
+                step(tx, single, |tx| {
+                    ops::set_wraps(tx, &id, &wrapped_key, lock_wrap.as_deref())?;
+                    *ev = keep(p, event, None)?;
+                    p.note(Some(&id), None);
+                    Ok(())
+                }),
+            ),
+            Job::Write {
+                namespace,
+                name,
+                plan,
+                event,
+                reply,
+            } => Done::Written(
+                reply,
+                step(tx, single, |tx| {
+                    let (w, name_ct) = ops::write(tx, &namespace, &name, plan)?;
+                    *ev = keep(p, event, Some(w.version))?;
+                    p.note(Some(&namespace), Some((&w.id, &name, &name_ct)));
+                    Ok(w)
+                }),
+            ),
+            Job::Modify {
+                namespace,
+                name,
+                plan,
+                event,
+                reply,
+            } => Done::Modified(
+                reply,
+                step(tx, single, |tx| {
+                    let m = ops::modify(tx, &namespace, &name, plan)?;
+                    if let Some(m) = &m {
+                        *ev = keep(p, event, Some(m.row.current))?;
+                        p.note(Some(&namespace), Some((&m.row.id, &name, &m.row.name_ct)));
+                    }
+                    Ok(m)
+                }),
+            ),
+            Job::Delete {
+                namespace,
+                name,
+                event,
+                reply,
+            } => Done::Deleted(
+                reply,
+                step(tx, single, |tx| {
+                    let d = ops::delete(tx, &namespace, &name)?;
+                    if let Some(row) = &d {
+                        *ev = keep(p, event, None)?;
+                        p.note(Some(&namespace), Some((&row.id, &name, &row.name_ct)));
+                    }
+                    Ok(d.map(|row| row.id))
+                }),
+            ),
+            Job::Prune {
+                retention,
+                now,
+                reply,
+            } => Done::Count(
+                reply,
+                step(tx, single, |tx| {
+                    let pruned = events::prune(tx, retention, now)?;
+                    crate::follow::prune_changes(tx)?;
+                    Ok(pruned)
+                }),
+            ),
+            Job::Run {
+                run: PgRun { run, note },
+                reply,
+            } => Done::Count(
+                reply,
+                step(tx, single, |tx| {
+                    let (n, event) = run(tx, p)?;
+                    *ev = event;
+                    if note {
+                        p.note(None, None);
+                    }
+                    Ok(n)
+                }),
+            ),
+        }
     };
     // A job that failed kept no event and changed nothing, even if its plan had sealed one.
-    if !done.failed() {
+    if done.failed() {
+        pending.undo(mark);
+    } else {
         events.extend(evented);
-        *changed |= noted;
     }
     done
+}
+
+/// Numbers and keeps `event`, if any.
+fn keep(
+    pending: &mut Pending,
+    event: Option<EventPlan>,
+    version: Option<Version>,
+) -> Result<Option<ChangeEvent>, StoreError> {
+    event.map(|plan| pending.record(plan, version)).transpose()
 }

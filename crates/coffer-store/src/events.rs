@@ -182,7 +182,9 @@ impl Feed {
             return Some(Vec::new());
         }
         let first = ring.front()?.revision;
-        if first > after + 1 {
+        // Revisions the ring never got (another daemon sharing the store numbered them, the
+        // head moved before they were published) are read from the backend.
+        if first > after + 1 || ring.back().is_some_and(|last| last.revision < head) {
             return None;
         }
         let skip = usize::try_from(after + 1 - first).ok()?;

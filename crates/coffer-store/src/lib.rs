@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+pub mod batch;
 mod encrypted;
 mod error;
 pub mod events;

@@ -237,6 +237,10 @@ pub struct Followed {
     pub namespaces: Vec<Namespace>,
     /// Secrets changed (written, described, revoked, destroyed, deleted).
     pub secrets: Vec<(Namespace, SecretName)>,
+    /// A namespace changed by another daemon does not open with this store's master key:
+    /// the master key was replaced (`coffer rotate-master` on another hub). This store must
+    /// be opened again.
+    pub master_replaced: bool,
 }
 
 /// A key rotation in progress: versions under the current generation out of every version

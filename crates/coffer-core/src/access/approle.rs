@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use coffer_crypto::{SecretBytes, TokenKey};
 use coffer_store::{SecretStore, StoreError};
-use coffer_types::Timestamp;
+use coffer_types::{Kind, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::records::{encode, get, names, put, remove};
@@ -185,6 +185,40 @@ pub fn save_secret_id(
         &secret_id_at(role, hash),
         encode("an AppRole secret-id", record)?,
     )
+}
+
+/// Spends one use of a secret-id, decided in the store's transaction so that two daemons
+/// sharing the store cannot both spend the last one: a single-use record is deleted (the
+/// caller wins if its delete removed it), a counted one written over the version read
+/// (retried when another writer got there first). Answers whether a use was spent; an
+/// unlimited one (`num_uses` 0) always is.
+pub fn spend_secret_id(
+    store: &Arc<dyn SecretStore>,
+    role: &str,
+    hash: &[u8; 32],
+) -> Result<bool, CoreError> {
+    let at = secret_id_at(role, hash);
+    for _ in 0..8 {
+        let Some((bytes, version)) = super::records::get_versioned(store, &at)? else {
+            return Ok(false);
+        };
+        let mut record: SecretIdRecord = serde_json::from_slice(bytes.expose_secret())
+            .map_err(super::records::malformed("AppRole secret-id"))?;
+        match record.num_uses {
+            0 => return Ok(true),
+            1 => return remove(store, &at),
+            _ => record.num_uses -= 1,
+        }
+        let json = SecretBytes::from_vec(encode("an AppRole secret-id", &record)?);
+        match super::records::put_bytes_over(store, &at, &json, Kind::Kv, Some(version)) {
+            Ok(()) => return Ok(true),
+            Err(CoreError::Store(coffer_store::StoreError::Conflict(_))) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CoreError::Unavailable(
+        "the secret-id is being used from elsewhere at this moment; try again".to_owned(),
+    ))
 }
 
 /// Deletes a secret-id's record; answers whether it existed.

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use coffer_store::SecretStore;
+use coffer_store::{SecretStore, StoreError};
 use coffer_types::{Capability, Timestamp};
 
 use super::policy::{DEFAULT_POLICY, ROOT_POLICY};
@@ -262,7 +262,11 @@ impl AccessControl {
             (hash, children)
         };
         for (h, record) in &children {
-            system::save_token(store, h, record, actor, false)?;
+            // A child revoked meanwhile (on another hub sharing the store) stays revoked.
+            match system::save_token(store, h, record, actor, false) {
+                Err(CoreError::Store(StoreError::NotFound(_))) => continue,
+                other => other?,
+            }
             self.loaded
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)

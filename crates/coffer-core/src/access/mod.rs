@@ -29,6 +29,7 @@ mod system;
 pub mod vault_map;
 
 pub(crate) use system::ensure_namespace as ensure_system_namespace;
+pub(crate) use system::holds_access;
 pub mod approle;
 pub mod token;
 pub mod token_role;
@@ -37,7 +38,7 @@ pub mod wrap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use coffer_crypto::{SecretBytes, TokenKey};
-use coffer_store::SecretStore;
+use coffer_store::{SecretStore, StoreError};
 use coffer_types::{Capability, Timestamp};
 
 pub use engine::{Caller, Decision, Engine};
@@ -238,13 +239,13 @@ impl AccessControl {
     }
 
     /// Forgets what was loaded from the store (another hub changed policies or tokens):
-    /// the next request loads them again.
+    /// the next request loads them again. The tokens go at once, so a token revoked
+    /// elsewhere is refused even if that load fails.
     pub fn forget(&self) {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .epoch = None;
+        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        loaded.epoch = None;
+        loaded.tokens = token::Tokens::default();
     }
 
     /// Marks the stored policies as not in force (the load is retried at the next request).
@@ -591,9 +592,22 @@ impl AccessControl {
         f: impl FnOnce(&mut PolicySet) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        // The change applies to the policies as stored now, not as loaded here: another hub
+        // sharing the store may have changed them since (its change is kept).
+        let file = &self.file;
+        let (fresh, version) = system::load_policies(store, &|n| file.policies.contains_key(n))?;
         let (mut set, broken) = {
             let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
-            (loaded.stored.clone(), loaded.broken.clone())
+            match fresh {
+                Ok(set) => (set, None),
+                Err(why) => (
+                    loaded.stored.clone(),
+                    Some(Broken {
+                        why,
+                        replaceable: true,
+                    }),
+                ),
+            }
         };
         match &broken {
             Some(b) if !b.replaceable => {
@@ -611,7 +625,12 @@ impl AccessControl {
             None => {}
         }
         f(&mut set)?;
-        system::save_policies(store, &set, actor)?;
+        system::save_policies(store, &set, actor, version).map_err(|e| match e {
+            CoreError::Store(StoreError::Conflict(_)) => CoreError::Store(StoreError::Conflict(
+                "the policies changed meanwhile (on another hub sharing the store); try again",
+            )),
+            e => e,
+        })?;
         self.install(&set);
         let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
         loaded.stored = set;

@@ -42,11 +42,25 @@ pub(super) fn put_bytes(
     value: &SecretBytes,
     kind: Kind,
 ) -> Result<(), CoreError> {
+    put_bytes_over(store, at, value, kind, None)
+}
+
+/// [`put_bytes`] only over version `cas` of the record (0: only where there is none),
+/// decided in the store's transaction: [`StoreError::Conflict`] when another writer (another
+/// hub) changed it meanwhile.
+pub(super) fn put_bytes_over(
+    store: &Arc<dyn SecretStore>,
+    at: &str,
+    value: &SecretBytes,
+    kind: Kind,
+    cas: Option<u32>,
+) -> Result<(), CoreError> {
     let ns = ensure_namespace(store)?;
     let mut write = Write::new(value, "coffer");
     write.change = Change::by("coffer").quiet();
     write.kind = Some(kind);
     write.new_max_versions = Some(1);
+    write.cas = cas;
     store.set(&ns, &name(at)?, write)?;
     Ok(())
 }
@@ -71,9 +85,17 @@ pub(super) fn get_bytes(
     store: &Arc<dyn SecretStore>,
     at: &str,
 ) -> Result<Option<SecretBytes>, CoreError> {
+    Ok(get_versioned(store, at)?.map(|(value, _)| value))
+}
+
+/// The record at `at` and its version (for [`put_bytes_over`]).
+pub(super) fn get_versioned(
+    store: &Arc<dyn SecretStore>,
+    at: &str,
+) -> Result<Option<(SecretBytes, u32)>, CoreError> {
     let ns = ensure_namespace(store)?;
     match store.get(&ns, &name(at)?, None) {
-        Ok(secret) => Ok(Some(secret.value)),
+        Ok(secret) => Ok(Some((secret.value, secret.version.get()))),
         Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }

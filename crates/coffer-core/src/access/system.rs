@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
-use coffer_store::{Change, ListQuery, SecretStore, StoreError, Write};
+use coffer_store::{Change, ListQuery, SecretStore, StoreError, Write, WriteMode};
 use coffer_types::{EventAction, Kind, Namespace, SecretName};
 
 use super::policy::{PolicySet, PolicySetText};
@@ -51,20 +51,7 @@ pub(super) fn load(
     known: &dyn Fn(&str) -> bool,
 ) -> Result<(Result<PolicySet, String>, Tokens), CoreError> {
     let ns = ensure_namespace(store)?;
-    let policies = match store.get(&ns, &name(POLICIES)?, None) {
-        Ok(secret) => match serde_json::from_slice::<PolicySetText>(secret.value.expose_secret()) {
-            Ok(text) => PolicySet::from_text(&text, known).map_err(|e| e.to_string()),
-            // serde's message may quote the text; the position is enough to find it.
-            Err(e) => Err(format!(
-                "the stored policy set ({}, {POLICIES}) is not valid JSON (line {}, column {})",
-                Namespace::SYSTEM,
-                e.line(),
-                e.column()
-            )),
-        },
-        Err(StoreError::NotFound(_)) => Ok(PolicySet::default()),
-        Err(e) => return Err(e.into()),
-    };
+    let (policies, _) = load_policies(store, known)?;
     let mut tokens = Tokens::default();
     let mut query = ListQuery {
         prefix: Some(TOKENS.to_owned()),
@@ -101,6 +88,29 @@ fn put(
     json: Vec<u8>,
     change: Change<'_>,
     keep: u32,
+    mode: WriteMode,
+) -> Result<(), CoreError> {
+    write_record(store, at, json, change, keep, |w| w.mode = mode)
+}
+
+fn put_over(
+    store: &Arc<dyn SecretStore>,
+    at: &str,
+    json: Vec<u8>,
+    change: Change<'_>,
+    keep: u32,
+    cas: Option<u32>,
+) -> Result<(), CoreError> {
+    write_record(store, at, json, change, keep, |w| w.cas = cas)
+}
+
+fn write_record(
+    store: &Arc<dyn SecretStore>,
+    at: &str,
+    json: Vec<u8>,
+    change: Change<'_>,
+    keep: u32,
+    how: impl FnOnce(&mut Write<'_>),
 ) -> Result<(), CoreError> {
     let ns = ensure_namespace(store)?;
     let value = SecretBytes::from_vec(json);
@@ -108,15 +118,46 @@ fn put(
     write.change = change;
     write.kind = Some(Kind::Kv);
     write.new_max_versions = Some(keep);
+    how(&mut write);
     store.set(&ns, &name(at)?, write)?;
     Ok(())
 }
 
-/// Writes the run-time policies and bindings.
+/// The stored policies as [`load`] reads them, with the version of their record (0: none
+/// is stored), for [`save_policies`]' check-and-set.
+pub(super) fn load_policies(
+    store: &Arc<dyn SecretStore>,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(Result<PolicySet, String>, u32), CoreError> {
+    let ns = ensure_namespace(store)?;
+    Ok(match store.get(&ns, &name(POLICIES)?, None) {
+        Ok(secret) => {
+            let version = secret.version.get();
+            let set = match serde_json::from_slice::<PolicySetText>(secret.value.expose_secret()) {
+                Ok(text) => PolicySet::from_text(&text, known).map_err(|e| e.to_string()),
+                // serde's message may quote the text; the position is enough to find it.
+                Err(e) => Err(format!(
+                    "the stored policy set ({}, {POLICIES}) is not valid JSON (line {}, column {})",
+                    Namespace::SYSTEM,
+                    e.line(),
+                    e.column()
+                )),
+            };
+            (set, version)
+        }
+        Err(StoreError::NotFound(_)) => (Ok(PolicySet::default()), 0),
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// Writes the run-time policies and bindings over version `cas` of their record (0: only
+/// where none is stored): [`StoreError::Conflict`] when another writer (another hub sharing
+/// the store) changed them since they were read.
 pub(super) fn save_policies(
     store: &Arc<dyn SecretStore>,
     set: &PolicySet,
     actor: &str,
+    cas: u32,
 ) -> Result<(), CoreError> {
     let json = serde_json::to_vec(&set.to_text()).map_err(|e| {
         tracing::error!(error = %e, "cannot encode policies");
@@ -126,7 +167,12 @@ pub(super) fn save_policies(
     let change = Change::by(actor)
         .named(EventAction::PolicyChanged)
         .about("policies");
-    put(store, POLICIES, json, change, 10)
+    put_over(store, POLICIES, json, change, 10, Some(cas))
+}
+
+/// Whether the record `name` of the store's own namespace is a token or the policies.
+pub(crate) fn holds_access(name: &str) -> bool {
+    name == POLICIES || name.starts_with(TOKENS)
 }
 
 fn token_name(hash: &[u8; 32]) -> String {
@@ -134,7 +180,9 @@ fn token_name(hash: &[u8; 32]) -> String {
 }
 
 /// Writes a token's record: a new token's is a `token.created` event (naming its accessor,
-/// never the token); a renewal is bookkeeping and no event.
+/// never the token); a renewal is bookkeeping and no event, and only updates a record that
+/// is there: a token revoked meanwhile (on another hub sharing the store) stays revoked
+/// ([`StoreError::NotFound`]).
 pub(super) fn save_token(
     store: &Arc<dyn SecretStore>,
     hash: &[u8; 32],
@@ -146,13 +194,16 @@ pub(super) fn save_token(
         tracing::error!(error = %e, "cannot encode a token record");
         CoreError::Unavailable("cannot encode a token record".to_owned())
     })?;
-    let change = match created {
-        true => Change::by(actor)
-            .named(EventAction::TokenCreated)
-            .about(&record.accessor),
-        false => Change::by(actor).quiet(),
+    let (change, mode) = match created {
+        true => (
+            Change::by(actor)
+                .named(EventAction::TokenCreated)
+                .about(&record.accessor),
+            WriteMode::Create,
+        ),
+        false => (Change::by(actor).quiet(), WriteMode::Update),
     };
-    put(store, &token_name(hash), json, change, 1)
+    put(store, &token_name(hash), json, change, 1, mode)
 }
 
 /// Deletes a token's record for good: a revocation (`token.revoked`, naming the accessor) when

@@ -160,7 +160,7 @@ impl Service {
             };
             let hash = approle::hash_secret_id(&key, &secret_id);
             drop(secret_id);
-            let Some(mut record) = approle::secret_id(&store, &role.name, &hash)? else {
+            let Some(record) = approle::secret_id(&store, &role.name, &hash)? else {
                 return Ok(None);
             };
             if record.expired(Timestamp::now()) {
@@ -185,20 +185,13 @@ impl Service {
                 ceiling: None,
             };
             let actor = format!("approle:{}", role.name);
-            let minted = access.create_token(&store, spec, &actor)?;
-            // The use is spent once the token exists; should that fail, the token goes.
-            let spent = match record.num_uses {
-                0 => Ok(()),
-                1 => approle::delete_secret_id(&store, &role.name, &hash).map(drop),
-                _ => {
-                    record.num_uses -= 1;
-                    approle::save_secret_id(&store, &role.name, &hash, &record)
-                }
-            };
-            if let Err(e) = spent {
-                let _ = access.revoke_token(&store, &minted.record.accessor, &actor);
-                return Err(e);
+            // The use is spent before the token is made, in the store's transaction: of two
+            // logins racing for the last use (through two hubs sharing the store), one gets
+            // it. A token that then fails to be made costs the use, never the limit.
+            if !approle::spend_secret_id(&store, &role.name, &hash)? {
+                return Ok(None);
             }
+            let minted = access.create_token(&store, spec, &actor)?;
             Ok(Some((minted, role.name)))
         })
         .await

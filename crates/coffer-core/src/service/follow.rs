@@ -63,10 +63,13 @@ impl Service {
                     }
                 };
                 let full = page.changes.len() >= PAGE || page.lost;
-                if page.newest > seen || page.lost {
-                    self.apply_remote(page.clone()).await;
+                let newest = page.newest;
+                if (newest > seen || page.lost) && !self.apply_remote(page).await {
+                    // Sealed, or the store did not answer: read the same changes again
+                    // later (applying one twice changes nothing).
+                    break;
                 }
-                seen = seen.max(page.newest);
+                seen = seen.max(newest);
                 if !full {
                     break;
                 }
@@ -80,23 +83,62 @@ impl Service {
         }
     }
 
-    /// Applies a page of the other hubs' changes to the store and the caches.
-    async fn apply_remote(&self, page: RemoteChanges) {
+    /// Applies a page of the other hubs' changes to the store and the caches; answers
+    /// whether it did (not while sealed: the changes are applied after the unseal).
+    async fn apply_remote(&self, page: RemoteChanges) -> bool {
         let Ok(store) = self.vault.store() else {
-            // Sealed: nothing is cached; the next unseal reads everything afresh.
-            return;
+            return false;
         };
-        let followed = match blocking(move || Ok(store.follow(&page)?)).await {
+        let newest = page.newest;
+        let followed = match blocking(move || {
+            store.follow(&page).or_else(|e| {
+                // A page that cannot be applied (a key generation dropped meanwhile, say):
+                // every namespace opened again and its name index rebuilt, as after lost
+                // changes.
+                tracing::warn!(error = %e, "applying the other hubs' changes failed; reloading every namespace");
+                store.follow(&RemoteChanges {
+                    lost: true,
+                    newest,
+                    changes: Vec::new(),
+                })
+            })
+            .map_err(crate::CoreError::from)
+        })
+        .await
+        {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(error = %e, "applying the other hubs' changes failed; dropping every cache");
-                Followed {
+                tracing::warn!(error = %e, "reloading after the other hubs' changes failed; retrying");
+                self.drop_followed(&Followed {
                     everything: true,
                     ..Followed::default()
-                }
+                });
+                self.sync(self.vault.epoch()).await;
+                return false;
             }
         };
-        self.drop_followed(&followed);
+        if followed.master_replaced {
+            // New keys sealed under the old master key would be lost at the next start:
+            // stop serving with it, and open the store again with its slots.
+            self.vault.reopen_later(
+                "the master key was replaced by another hub; the store is opened again with \
+                 its slots (run `coffer unseal` where none opens unattended)",
+            );
+            self.cache.flush();
+            return true;
+        }
+        if self.drop_followed(&followed) {
+            // Loaded again now, not at the next request: a watch asking whether its token
+            // is still good meanwhile must not find every token gone.
+            self.sync(self.vault.epoch()).await;
+        }
+        true
+    }
+
+    /// This daemon's member id among the daemons sharing its store (`None`: it shares it
+    /// with none).
+    pub fn store_member(&self) -> Option<String> {
+        self.vault.backend().shared().map(|s| s.member().to_owned())
     }
 
     /// The hubs sharing the store and who leads, for Vault's `sys/ha-status`: only to a
@@ -141,27 +183,36 @@ impl Service {
         Ok(self.cluster.view())
     }
 
-    /// Drops from the caches what another hub changed.
-    pub(super) fn drop_followed(&self, followed: &Followed) {
+    /// Drops from the caches what another hub changed; answers whether the tokens and
+    /// policies were forgotten (to be loaded again).
+    pub(super) fn drop_followed(&self, followed: &Followed) -> bool {
         let system = Namespace::system();
         let mut access = followed.everything;
+        let mut schedule = followed.everything;
         if followed.everything {
             self.cache.flush();
         }
         for ns in &followed.namespaces {
             self.cache.flush_namespace(ns);
             access |= *ns == system;
+            schedule |= *ns == system;
         }
         for key in &followed.secrets {
             self.cache.invalidate(key);
-            access |= key.0 == system;
-        }
-        if access {
-            // Policies, tokens and schedule records live in the store's own namespace.
-            self.access.forget();
-            if self.cluster.is_leader() {
-                self.rotation.reset(None);
+            if key.0 == system {
+                // Only a change to tokens or policies calls for loading them again (a
+                // wrapped response or AppRole's bookkeeping does not).
+                access |= crate::access::holds_access(key.1.as_str());
+                schedule = true;
             }
         }
+        if access {
+            self.access.forget();
+        }
+        if schedule && self.cluster.is_leader() {
+            // The schedule's records live in the store's own namespace too.
+            self.rotation.reset(None);
+        }
+        access
     }
 }

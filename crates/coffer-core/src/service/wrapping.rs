@@ -96,8 +96,10 @@ fn find(
         wrap::delete(store, &hash)?;
         return Ok(None);
     }
-    if take {
-        wrap::delete(store, &hash)?;
+    // Whoever removes the record gets the response: the delete is decided in the store's
+    // transaction, so two daemons sharing the store (hubs) cannot both unwrap it.
+    if take && !wrap::delete(store, &hash)? {
+        return Ok(None);
     }
     Ok(Some((record, response)))
 }

@@ -126,6 +126,18 @@ impl Vault {
         }
     }
 
+    /// Forgets the keys because the store changed under them (its master key was replaced
+    /// by another daemon sharing it): the store is unavailable, and opened again by its
+    /// unattended slots (a key file, the TPM) at the next request after a short wait. The
+    /// caller flushes the cache.
+    pub fn reopen_later(&self, why: &str) {
+        self.replace(State::Unavailable(why.to_owned()));
+        tracing::warn!(
+            reason = why,
+            "store closed; it is opened again with its slots"
+        );
+    }
+
     /// Forgets the keys. The caller flushes the cache.
     pub fn seal(&self) {
         self.replace(State::Sealed(

@@ -201,6 +201,7 @@ impl Daemon {
                 };
                 Some(
                     hub::spawn(service.clone(), database, address, stopped.clone())
+                        .await
                         .map_err(|e| DaemonError::Store(e.to_string()))?,
                 )
             }

@@ -28,7 +28,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         };
         let whole = page.lost || page.changes.iter().any(|c| c.namespace.is_none());
         if whole || page.changes.iter().any(|c| c.secret.is_none()) {
-            out.namespaces = self.reload_namespaces(page.lost)?;
+            (out.namespaces, out.master_replaced) = self.reload_namespaces(page.lost)?;
         }
         out.everything |= whole;
         for change in &page.changes {
@@ -66,8 +66,9 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
 
     /// Reads every namespace row again; a namespace whose row changed (new, locked,
     /// unlocked, another key generation) is opened afresh, keeping its name index unless
-    /// `rebuild`. Answers the namespaces that changed.
-    fn reload_namespaces(&self, rebuild: bool) -> Result<Vec<Namespace>, StoreError> {
+    /// `rebuild`. Answers the namespaces that changed, and whether one did not open with
+    /// this store's master key (replaced by another daemon).
+    fn reload_namespaces(&self, rebuild: bool) -> Result<(Vec<Namespace>, bool), StoreError> {
         let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
         let mut older =
             std::collections::HashMap::<NamespaceId, Vec<crate::NamespaceKeyRow>>::new();
@@ -76,12 +77,16 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         }
         let rows = self.backend.namespaces()?;
         let mut changed = Vec::new();
+        let mut replaced = false;
         let mut map = self
             .namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         for row in rows {
-            let path = Self::namespace_path(&self.master, &row)?;
+            let Ok(path) = Self::namespace_path(&self.master, &row) else {
+                replaced = true;
+                continue;
+            };
             let held = map.get(&path);
             let older_rows = older.remove(&row.id).unwrap_or_default();
             let mut generations: Vec<u32> = older_rows.iter().map(|k| k.key_version).collect();
@@ -112,16 +117,15 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
                     map.insert(path.clone(), Held::Open(Arc::new(ns)));
                     changed.push(path);
                 }
-                // The master key was replaced by another daemon: the keys this one holds
-                // still open what it serves; a restart opens the store with the new one.
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "a namespace changed by another hub does not open with this hub's master \
-                     key (was it replaced?); restart this hub to serve its new state"
-                ),
+                // The master key was replaced by another daemon: this store must be opened
+                // again (the caller closes it) rather than seal new keys under the old one.
+                Err(e) => {
+                    tracing::warn!(error = %e, "a namespace changed by another hub does not open with this hub's master key");
+                    replaced = true;
+                }
             }
         }
-        Ok(changed)
+        Ok((changed, replaced))
     }
 
     fn reopen(

@@ -27,8 +27,9 @@ use crate::backend::{
     Backend, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, SecretRow,
     VersionRow, WritePlan, Written,
 };
+use crate::batch::Reply;
 use crate::events::EventPlan;
-use writer::{Job, Reply};
+use writer::Job;
 
 /// Reader connections open at most; a reader beyond them waits for one to be returned, so
 /// bursts of reads do not open (and parse the schema for) connections only to drop them.

@@ -7,7 +7,9 @@
 //! fails rolls back its savepoint alone; the others still commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use crate::batch::Done;
 
 use coffer_types::{NvIndex, Version};
 
@@ -21,103 +23,18 @@ use crate::backend::{
     Live, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretRow, VersionRow,
     WritePlan, Written, check_modification, check_plan,
 };
-use crate::events::{EventPlan, Feed, Retention};
-use coffer_types::{ChangeEvent, Timestamp};
+use crate::events::{EventPlan, Feed};
+use coffer_types::ChangeEvent;
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 512;
 
-/// The answer channel of one job.
-pub(super) type Reply<T> = SyncSender<Result<T, StoreError>>;
-
-/// A write for the writer thread.
-pub(super) enum Job {
-    Header(Vec<u8>, Reply<()>),
-    Namespace(NamespaceRow, Option<EventPlan>, Reply<()>),
-    /// The wraps of a namespace's key (lock, unlock, a new passphrase).
-    Wraps {
-        id: NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
-        event: Option<EventPlan>,
-        reply: Reply<()>,
-    },
-    /// An event that goes with no row change.
-    Event(EventPlan, Reply<()>),
-    Write {
-        namespace: NamespaceId,
-        name: NameHash,
-        plan: WritePlan,
-        event: Option<EventPlan>,
-        reply: Reply<Written>,
-    },
-    Modify {
-        namespace: NamespaceId,
-        name: NameHash,
-        plan: ModifyPlan,
-        event: Option<EventPlan>,
-        reply: Reply<Option<Modified>>,
-    },
-    Delete {
-        namespace: NamespaceId,
-        name: NameHash,
-        event: Option<EventPlan>,
-        reply: Reply<Option<SecretId>>,
-    },
-    Prune {
-        retention: Retention,
-        now: Timestamp,
-        reply: Reply<u64>,
-    },
-    /// Any other change, run in its own savepoint: answers a count and maybe an event.
-    Run {
-        run: RunJob,
-        reply: Reply<u64>,
-    },
-}
+/// A write for the writer thread: its own kind of change runs on the connection.
+pub(super) type Job = crate::batch::Job<RunJob>;
 
 /// A change run on the writer thread (key generations: `keys`).
 pub(super) type RunJob =
     Box<dyn FnOnce(&Connection) -> Result<(u64, Option<ChangeEvent>), StoreError> + Send>;
-
-/// A job's outcome, held until the batch commits.
-enum Done {
-    Unit(Reply<()>, Result<(), StoreError>),
-    Count(Reply<u64>, Result<u64, StoreError>),
-    Written(Reply<Written>, Result<Written, StoreError>),
-    Modified(
-        Reply<Option<Modified>>,
-        Result<Option<Modified>, StoreError>,
-    ),
-    Deleted(
-        Reply<Option<SecretId>>,
-        Result<Option<SecretId>, StoreError>,
-    ),
-}
-
-impl Done {
-    fn fail_if_ok(self, err: impl Fn() -> StoreError) -> Self {
-        match self {
-            Self::Unit(r, Ok(())) => Self::Unit(r, Err(err())),
-            Self::Count(r, Ok(_)) => Self::Count(r, Err(err())),
-            Self::Written(r, Ok(_)) => Self::Written(r, Err(err())),
-            Self::Modified(r, Ok(_)) => Self::Modified(r, Err(err())),
-            Self::Deleted(r, Ok(_)) => Self::Deleted(r, Err(err())),
-            other => other,
-        }
-    }
-
-    fn send(self) {
-        // A caller that gave up waiting has dropped its receiver; nothing to tell it.
-        match self {
-            Self::Unit(r, v) => drop(r.send(v)),
-            Self::Count(r, v) => drop(r.send(v)),
-            Self::Written(r, v) => drop(r.send(v)),
-            Self::Modified(r, v) => drop(r.send(v)),
-            Self::Deleted(r, v) => drop(r.send(v)),
-        }
-    }
-}
 
 /// Runs until every sender is gone, publishing each committed batch's events to `feed`.
 pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, feed: &Feed) {
@@ -139,9 +56,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
         Err(e) => {
             let detail = e.to_string();
             for job in batch {
-                reject(job, || {
-                    StoreError::unavailable("starting a write", detail.clone())
-                });
+                job.reject(StoreError::unavailable("starting a write", detail.clone()));
             }
             return;
         }
@@ -166,19 +81,6 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, feed: &Feed) {
                     .send();
             }
         }
-    }
-}
-
-fn reject(job: Job, err: impl Fn() -> StoreError) {
-    match job {
-        Job::Header(_, r) | Job::Namespace(_, _, r) | Job::Event(_, r) => {
-            drop(r.send(Err(err())));
-        }
-        Job::Wraps { reply, .. } => drop(reply.send(Err(err()))),
-        Job::Prune { reply, .. } | Job::Run { reply, .. } => drop(reply.send(Err(err()))),
-        Job::Write { reply, .. } => drop(reply.send(Err(err()))),
-        Job::Modify { reply, .. } => drop(reply.send(Err(err()))),
-        Job::Delete { reply, .. } => drop(reply.send(Err(err()))),
     }
 }
 
@@ -308,14 +210,7 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
         ),
     };
     // A savepoint that failed kept no event, even if its plan had sealed one.
-    if !matches!(
-        &done,
-        Done::Unit(_, Err(_))
-            | Done::Written(_, Err(_))
-            | Done::Modified(_, Err(_))
-            | Done::Deleted(_, Err(_))
-            | Done::Count(_, Err(_))
-    ) {
+    if !done.failed() {
         events.append(&mut evented);
     }
     done
