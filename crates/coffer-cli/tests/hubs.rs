@@ -399,7 +399,7 @@ fn postgres_killed_during_writes_loses_no_acknowledged_write() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    pg.kill();
+    pg.kill9();
     std::thread::sleep(Duration::from_secs(2));
     pg.restart();
     for w in writers {

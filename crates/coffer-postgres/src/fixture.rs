@@ -270,6 +270,43 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Kills the server with SIGKILL: the postmaster and every process it started, as a
+    /// power cut or the OOM killer would, with no chance to flush or checkpoint. Restart it
+    /// with [`Postgres::restart`] (crash recovery replays the WAL).
+    pub fn kill9(&self) {
+        let pm: i32 = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut pids = vec![pm];
+        pids.extend(children_of(pm));
+        // A child that ended meanwhile makes `kill` complain; the wait below is the check.
+        let _ = Command::new("kill")
+            .arg("-9")
+            .args(pids.iter().map(ToString::to_string))
+            .output()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pids.iter().any(|p| alive(*p)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server outlived kill -9"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // This machine's PID 1 may never reap them, and their zombies would keep the lock
+        // files looking owned; a real init reaps them, and the next server takes over.
+        let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
+        let _ = std::fs::remove_file(
+            self.socket_dir()
+                .join(format!(".s.PGSQL.{}.lock", self.port())),
+        );
+    }
+
     /// Everything database `db` holds, as `pg_dump` writes it (plain SQL, the data included).
     pub fn dump(&self, db: &str) -> String {
         let out = Command::new(self.bin.join("pg_dump"))
@@ -375,4 +412,39 @@ impl Drop for Postgres {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The processes whose parent is `pid` (from `/proc`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie, dead and waiting to be reaped, does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }

@@ -17,6 +17,11 @@ fn a_private_server_keeps_a_committed_row_across_a_crash() {
     pg.kill();
     pg.restart();
     assert_eq!(pg.psql("SELECT v FROM t"), "acknowledged");
+    // And across kill -9 of every server process.
+    pg.psql("INSERT INTO t VALUES ('after')");
+    pg.kill9();
+    pg.restart();
+    assert_eq!(pg.psql("SELECT count(*) FROM t"), "2");
     let dir = pg.socket_dir().to_owned();
     drop(pg);
     assert!(!dir.exists(), "the server's directory was left behind");
