@@ -1,9 +1,8 @@
 //! Following the other hubs sharing this daemon's store: each change another hub commits
 //! wakes this task (the backend's [`coffer_store::Shared`]), which hands the changes to the
 //! store (namespace keys, name indexes) and drops what they touched from this daemon's
-//! caches: decrypted values, and policies and tokens (reloaded at the next request) when
-//! the store's own namespace changed. The schedule of rotations is read again when this hub
-//! leads.
+//! caches: decrypted values, and tokens and policies (loaded again at once) when one of
+//! them changed. The schedule of rotations is read again when this hub leads.
 //!
 //! The bound on staleness: a value another hub replaced is served from this hub's cache at
 //! most until this task has run for the change: the database's notification (milliseconds)
@@ -62,7 +61,8 @@ impl Service {
                         break;
                     }
                 };
-                let full = page.changes.len() >= PAGE || page.lost;
+                // Full when it covered a page of rows, this hub's own (left out) included.
+                let full = page.lost || page.newest.saturating_sub(seen) >= PAGE as u64;
                 let newest = page.newest;
                 if (newest > seen || page.lost) && !self.apply_remote(page).await {
                     // Sealed, or the store did not answer: read the same changes again

@@ -95,7 +95,9 @@ pub(super) async fn spawn(
             match round {
                 Ok(Ok(Ok((holder, hubs)))) => {
                     let mine = holder.holder == hub;
-                    leads_until = mine.then(|| sent + holder.remaining.min(TTL) - MARGIN);
+                    leads_until = mine
+                        .then(|| (sent + holder.remaining.min(TTL)).checked_sub(MARGIN))
+                        .flatten();
                     let leader_address = hubs
                         .iter()
                         .find(|(name, _, _)| *name == holder.holder)
