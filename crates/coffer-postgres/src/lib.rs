@@ -377,15 +377,15 @@ impl Backend for PgBackend {
     fn set_namespace_wraps(
         &self,
         id: &NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
+        from: coffer_store::KeyWraps,
+        to: coffer_store::KeyWraps,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         let id = *id;
         self.submit(|reply| Job::Wraps {
             id,
-            wrapped_key,
-            lock_wrap,
+            from,
+            to,
             event,
             reply,
         })

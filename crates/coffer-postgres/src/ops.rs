@@ -87,17 +87,30 @@ pub(crate) fn create_namespace(
 pub(crate) fn set_wraps(
     tx: &mut Transaction<'_>,
     id: &NamespaceId,
-    wrapped_key: &[u8],
-    lock_wrap: Option<&[u8]>,
+    from: &coffer_store::KeyWraps,
+    to: &coffer_store::KeyWraps,
 ) -> Result<(), StoreError> {
+    let doing = db("changing a namespace's key wraps");
     let updated = prepared::execute(
         tx,
-        "UPDATE namespaces SET wrapped_key = $2, lock_wrap = $3 WHERE id = $1",
-        &[&&id[..], &wrapped_key, &lock_wrap],
+        "UPDATE namespaces SET wrapped_key = $2, lock_wrap = $3
+         WHERE id = $1 AND wrapped_key = $4 AND lock_wrap IS NOT DISTINCT FROM $5",
+        &[
+            &&id[..],
+            &to.wrapped_key,
+            &to.lock_wrap,
+            &from.wrapped_key,
+            &from.lock_wrap,
+        ],
     )
-    .map_err(db("changing a namespace's key wraps"))?;
+    .map_err(&doing)?;
     if updated == 0 {
-        return Err(StoreError::NotFound("namespace"));
+        let exists = prepared::query_opt(tx, "SELECT 1 FROM namespaces WHERE id = $1", &[&&id[..]])
+            .map_err(&doing)?;
+        return Err(match exists {
+            Some(_) => StoreError::Conflict(coffer_store::WRAPS_CHANGED),
+            None => StoreError::NotFound("namespace"),
+        });
     }
     Ok(())
 }

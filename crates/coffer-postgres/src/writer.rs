@@ -226,14 +226,14 @@ fn apply(
             ),
             Job::Wraps {
                 id,
-                wrapped_key,
-                lock_wrap,
+                from,
+                to,
                 event,
                 reply,
             } => Done::Unit(
                 reply,
                 step(tx, single, |tx| {
-                    ops::set_wraps(tx, &id, &wrapped_key, lock_wrap.as_deref())?;
+                    ops::set_wraps(tx, &id, &from, &to)?;
                     *ev = keep(p, event, None)?;
                     p.note(Some(&id), None);
                     Ok(())

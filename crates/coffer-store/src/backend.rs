@@ -64,6 +64,29 @@ impl NamespaceRow {
     }
 }
 
+/// A namespace key's wraps, as its row keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWraps {
+    /// The key under the master key; empty while the namespace is locked.
+    pub wrapped_key: Vec<u8>,
+    /// The key under its passphrase and the master key, when it has a passphrase.
+    pub lock_wrap: Option<Vec<u8>>,
+}
+
+/// Why a change of a namespace's key wraps was refused: they changed since they were read.
+pub const WRAPS_CHANGED: &str =
+    "the namespace's lock changed meanwhile (on another hub sharing the store); try again";
+
+impl KeyWraps {
+    /// The wraps `row` holds.
+    pub fn of(row: &NamespaceRow) -> Self {
+        Self {
+            wrapped_key: row.wrapped_key.clone(),
+            lock_wrap: row.lock_wrap.clone(),
+        }
+    }
+}
+
 /// An older generation of a namespace key, kept while a key rotation still has versions
 /// (or names and metadata) sealed under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,18 +435,19 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
-    /// Replaces the wraps of namespace `id`'s key in one durable transaction: `wrapped_key`
-    /// (empty: the namespace is locked) and `lock_wrap`, with `event` as for a write.
-    /// [`StoreError::NotFound`] when there is no such namespace; a backend that cannot keep
-    /// them answers [`StoreError::Unsupported`].
+    /// Replaces the wraps of namespace `id`'s key (`to`) in one durable transaction, only
+    /// while the row still holds `from`, with `event` as for a write.
+    /// [`StoreError::Conflict`] when the row holds other wraps (another daemon sharing the
+    /// store changed them since they were read); [`StoreError::NotFound`] when there is no
+    /// such namespace; a backend that cannot keep them answers [`StoreError::Unsupported`].
     fn set_namespace_wraps(
         &self,
         id: &NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
+        from: KeyWraps,
+        to: KeyWraps,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
-        let _ = (id, wrapped_key, lock_wrap, event);
+        let _ = (id, from, to, event);
         Err(StoreError::Unsupported(
             "this store cannot keep a namespace's passphrase (namespaces that lock need the \
              sqlite store)",

@@ -10,7 +10,8 @@ use coffer_types::Timestamp;
 
 use crate::StoreError;
 use crate::backend::{
-    Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, WritePlan, Written,
+    KeyWraps, Modified, ModifyPlan, NameHash, NamespaceId, NamespaceRow, SecretId, WritePlan,
+    Written,
 };
 use crate::events::{EventPlan, Retention};
 
@@ -28,10 +29,10 @@ pub enum Job<R> {
     Wraps {
         /// The namespace.
         id: NamespaceId,
-        /// Its key under the master key (empty: locked).
-        wrapped_key: Vec<u8>,
-        /// Its key under its passphrase.
-        lock_wrap: Option<Vec<u8>>,
+        /// The wraps the row must still hold.
+        from: KeyWraps,
+        /// The new wraps.
+        to: KeyWraps,
         /// The change's event.
         event: Option<EventPlan>,
         /// The answer.

@@ -25,10 +25,10 @@ mod store;
 pub mod conformance;
 
 pub use backend::{
-    Backend, ChangedSecret, KeyRotation, Live, Modification, Modified, ModifyPlan, NameHash,
-    NamespaceId, NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey,
-    RemoteChange, RemoteChanges, Rewrapped, SecretId, SecretRow, Shared, VersionRow, WritePlan,
-    Written, check_modification, check_plan,
+    Backend, ChangedSecret, KeyRotation, KeyWraps, Live, Modification, Modified, ModifyPlan,
+    NameHash, NamespaceId, NamespaceKeyRow, NamespaceRow, NewSecret, Planned, ReadNewest, Rekey,
+    RemoteChange, RemoteChanges, Rewrapped, SecretId, SecretRow, Shared, VersionRow, WRAPS_CHANGED,
+    WritePlan, Written, check_modification, check_plan,
 };
 pub use coffer_types::{SecretMeta, SecretSummary, VersionInfo};
 pub use encrypted::EncryptedStore;

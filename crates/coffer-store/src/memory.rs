@@ -160,18 +160,22 @@ impl Backend for MemoryBackend {
     fn set_namespace_wraps(
         &self,
         id: &NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
+        from: crate::KeyWraps,
+        to: crate::KeyWraps,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         let mut state = self.state();
-        if !state.namespaces.contains_key(id) {
-            return Err(StoreError::NotFound("namespace"));
+        match state.namespaces.get(id) {
+            None => return Err(StoreError::NotFound("namespace")),
+            Some(row) if crate::KeyWraps::of(row) != from => {
+                return Err(StoreError::Conflict(crate::backend::WRAPS_CHANGED));
+            }
+            Some(_) => {}
         }
         let event = self.record(event, None)?;
         if let Some(row) = state.namespaces.get_mut(id) {
-            row.wrapped_key = wrapped_key;
-            row.lock_wrap = lock_wrap;
+            row.wrapped_key = to.wrapped_key;
+            row.lock_wrap = to.lock_wrap;
         }
         self.publish(event);
         Ok(())

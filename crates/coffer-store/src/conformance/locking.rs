@@ -124,3 +124,51 @@ pub fn namespaces_lock_and_unlock<B: Backend>(make: &dyn Fn() -> Made<B>) {
     store.unlock_namespace(&ns, &new, by()).expect("new one");
     assert!(store.get(&ns, &name("k1"), None).is_ok());
 }
+
+/// A change of a namespace's key wraps applies only over the wraps it read: another daemon
+/// sharing the store that locked the namespace meanwhile is not undone (conflict), and a
+/// namespace that does not exist is not found.
+pub fn key_wraps_change_only_over_what_was_read<B: Backend>(make: &dyn Fn() -> Made<B>) {
+    let (backend, _guard) = make();
+    if !backend.supports_locking() {
+        return;
+    }
+    let store = EncryptedStore::open(backend.clone(), MasterKey::generate().expect("random"))
+        .expect("open");
+    let ns = Namespace::parse("vault/raced").expect("valid");
+    let pass = SecretBytes::copy_from(b"namespace passphrase");
+    store
+        .create_namespace_with(&ns, Some(&pass), Change::by("uid:0"))
+        .expect("create");
+    let id = store.namespace_row_id(&ns);
+    let row = backend
+        .namespaces()
+        .expect("rows")
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("the namespace's row");
+    let read = crate::KeyWraps::of(&row);
+    let locked = crate::KeyWraps {
+        wrapped_key: Vec::new(),
+        lock_wrap: row.lock_wrap.clone(),
+    };
+    backend
+        .set_namespace_wraps(&id, read.clone(), locked.clone(), None)
+        .expect("locked over what was read");
+    // A second writer still holding the wraps read before: refused, the lock stays.
+    let err = backend
+        .set_namespace_wraps(&id, read.clone(), read.clone(), None)
+        .expect_err("a stale change is refused");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let now = backend
+        .namespaces()
+        .expect("rows")
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("the namespace's row");
+    assert!(now.locked(), "the lock was undone");
+    let err = backend
+        .set_namespace_wraps(&[9u8; 32], locked.clone(), read, None)
+        .expect_err("no such namespace");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}

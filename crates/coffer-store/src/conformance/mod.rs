@@ -89,6 +89,7 @@ macro_rules! conformance_suite {
             an_interrupted_key_rotation_resumes_at_open,
             rewrap_master_moves_every_key_under_the_new_master,
             namespaces_lock_and_unlock,
+            key_wraps_change_only_over_what_was_read,
             a_snapshot_imports_into_an_empty_store,
             an_import_into_a_store_with_data_is_refused
         }

@@ -20,7 +20,7 @@ use super::index::NameIndex;
 use super::namespace::OpenNamespace;
 use super::{EncryptedStore, Held, namespace_key_aad};
 use crate::StoreError;
-use crate::backend::{Backend, NamespaceId, NamespaceRow};
+use crate::backend::{Backend, KeyWraps, NamespaceId, NamespaceRow};
 use crate::store::{Change, NamespaceState};
 
 /// The associated data of a passphrase wrap: the namespace and the key generation.
@@ -143,8 +143,12 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             EventAction::NamespacePassphrase,
             vec![],
         );
+        let to = KeyWraps {
+            wrapped_key: row.wrapped_key.clone(),
+            lock_wrap: Some(wrap),
+        };
         self.backend
-            .set_namespace_wraps(&ns.id, row.wrapped_key, Some(wrap), event)
+            .set_namespace_wraps(&ns.id, KeyWraps::of(&row), to, event)
     }
 
     /// Locks `namespace`: the row loses its master-only wrap (durably, with the event), then
@@ -153,14 +157,18 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
     pub(super) fn lock(&self, namespace: &Namespace, by: Change<'_>) -> Result<(), StoreError> {
         let _guard = self.guard();
         let (ns, row) = self.lockable(namespace)?;
-        let Some(wrap) = row.lock_wrap else {
+        let Some(wrap) = row.lock_wrap.clone() else {
             return Err(StoreError::Conflict(NO_PASSPHRASE));
         };
         let event = self
             .sealer
             .plan(namespace, None, by, EventAction::NamespaceLocked, vec![]);
+        let to = KeyWraps {
+            wrapped_key: Vec::new(),
+            lock_wrap: Some(wrap),
+        };
         self.backend
-            .set_namespace_wraps(&ns.id, Vec::new(), Some(wrap), event)?;
+            .set_namespace_wraps(&ns.id, KeyWraps::of(&row), to, event)?;
         self.namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -212,8 +220,12 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
         let event = self
             .sealer
             .plan(namespace, None, by, EventAction::NamespaceUnlocked, vec![]);
+        let to = KeyWraps {
+            wrapped_key: wrapped,
+            lock_wrap: row.lock_wrap.clone(),
+        };
         self.backend
-            .set_namespace_wraps(&id, wrapped, row.lock_wrap.clone(), event)?;
+            .set_namespace_wraps(&id, KeyWraps::of(&row), to, event)?;
         self.namespaces
             .write()
             .unwrap_or_else(PoisonError::into_inner)

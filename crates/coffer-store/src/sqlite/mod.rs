@@ -271,15 +271,15 @@ impl Backend for SqliteBackend {
     fn set_namespace_wraps(
         &self,
         id: &NamespaceId,
-        wrapped_key: Vec<u8>,
-        lock_wrap: Option<Vec<u8>>,
+        from: crate::KeyWraps,
+        to: crate::KeyWraps,
         event: Option<EventPlan>,
     ) -> Result<(), StoreError> {
         let id = *id;
         self.submit(|reply| Job::Wraps {
             id,
-            wrapped_key,
-            lock_wrap,
+            from,
+            to,
             event,
             reply,
         })

@@ -135,14 +135,14 @@ fn apply(tx: &mut Transaction<'_>, job: Job, events: &mut Vec<ChangeEvent>) -> D
         ),
         Job::Wraps {
             id,
-            wrapped_key,
-            lock_wrap,
+            from,
+            to,
             event,
             reply,
         } => Done::Unit(
             reply,
             in_savepoint(tx, |c| {
-                set_wraps(c, &id, &wrapped_key, lock_wrap.as_deref())?;
+                set_wraps(c, &id, &from, &to)?;
                 evented.extend(keep(c, event, None)?);
                 Ok(())
             }),
@@ -254,17 +254,35 @@ pub(super) fn create_namespace(c: &Connection, row: &NamespaceRow) -> Result<(),
 fn set_wraps(
     c: &Connection,
     id: &NamespaceId,
-    wrapped_key: &[u8],
-    lock_wrap: Option<&[u8]>,
+    from: &crate::KeyWraps,
+    to: &crate::KeyWraps,
 ) -> Result<(), StoreError> {
     let updated = c
         .execute(
-            "UPDATE namespaces SET wrapped_key = ?2, lock_wrap = ?3 WHERE id = ?1",
-            params![&id[..], wrapped_key, lock_wrap],
+            "UPDATE namespaces SET wrapped_key = ?2, lock_wrap = ?3
+             WHERE id = ?1 AND wrapped_key = ?4 AND lock_wrap IS ?5",
+            params![
+                &id[..],
+                to.wrapped_key,
+                to.lock_wrap,
+                from.wrapped_key,
+                from.lock_wrap
+            ],
         )
         .map_err(db("changing a namespace's key wraps"))?;
     if updated == 0 {
-        return Err(StoreError::NotFound("namespace"));
+        let exists = c
+            .query_row(
+                "SELECT 1 FROM namespaces WHERE id = ?1",
+                params![&id[..]],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db("changing a namespace's key wraps"))?;
+        return Err(match exists {
+            Some(()) => StoreError::Conflict(crate::backend::WRAPS_CHANGED),
+            None => StoreError::NotFound("namespace"),
+        });
     }
     Ok(())
 }
