@@ -3,6 +3,10 @@
 //! user (PostgreSQL refuses to run as root), listening only on a Unix socket in that
 //! directory (no TCP port), trust authentication for the superuser `coffer`. Stopped, and
 //! its directory removed, when dropped. `scripts/test` installs `postgresql` when missing.
+//!
+//! Test code compiled into the library (behind the feature) so other crates' tests can start
+//! a server: each `unwrap`, `expect` and `assert` here is the test failing, with the reason,
+//! when the server cannot be set up.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -372,28 +372,3 @@ pub(crate) fn delete(
     free_slot(tx, row.index)?;
     Ok(Some(row))
 }
-
-/// Notes a committed change for the other hubs (see `changes` in the schema): the
-/// namespace, the secret's lookup hash and sealed name, or all `None` for a change to the
-/// store as a whole (the header, every namespace).
-pub(crate) fn note_change(
-    tx: &mut Transaction<'_>,
-    hub: &str,
-    namespace: Option<&NamespaceId>,
-    secret: Option<(&SecretId, &NameHash, &[u8])>,
-) -> Result<(), StoreError> {
-    prepared::execute(
-        tx,
-        "INSERT INTO changes (namespace, secret, name_hash, name_ct, hub)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &namespace.map(|n| &n[..]),
-            &secret.map(|(id, _, _)| &id.0[..]),
-            &secret.map(|(_, h, _)| &h[..]),
-            &secret.map(|(_, _, ct)| ct),
-            &hub,
-        ],
-    )
-    .map(drop)
-    .map_err(db("noting a change"))
-}

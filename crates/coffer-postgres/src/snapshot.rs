@@ -6,6 +6,7 @@ use coffer_store::{Counts, ImportCheck, SecretId, SnapshotRow, StoreError};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, Transaction};
 
+use crate::events::Pending;
 use crate::ops::{self, db};
 use crate::{events, row};
 
@@ -162,7 +163,10 @@ pub(crate) fn import(
         )
     })
     .map_err(db(DOING))?;
-    ops::note_change(&mut tx, hub, None, None)?;
+    // The other hubs open every namespace again.
+    let mut noted = Pending::new(head);
+    noted.note(None, None);
+    noted.flush(&mut tx, hub)?;
     tx.execute("SELECT pg_notify('coffer', '')", &[])
         .map_err(db(DOING))?;
     tx.commit().map_err(db(DOING))?;

@@ -82,29 +82,9 @@ pub(super) fn load(
     Ok((policies, tokens))
 }
 
+/// Writes the record `at` (keeping `keep` versions), as `how` sets the write up (its
+/// mode, its check-and-set).
 fn put(
-    store: &Arc<dyn SecretStore>,
-    at: &str,
-    json: Vec<u8>,
-    change: Change<'_>,
-    keep: u32,
-    mode: WriteMode,
-) -> Result<(), CoreError> {
-    write_record(store, at, json, change, keep, |w| w.mode = mode)
-}
-
-fn put_over(
-    store: &Arc<dyn SecretStore>,
-    at: &str,
-    json: Vec<u8>,
-    change: Change<'_>,
-    keep: u32,
-    cas: Option<u32>,
-) -> Result<(), CoreError> {
-    write_record(store, at, json, change, keep, |w| w.cas = cas)
-}
-
-fn write_record(
     store: &Arc<dyn SecretStore>,
     at: &str,
     json: Vec<u8>,
@@ -167,7 +147,7 @@ pub(super) fn save_policies(
     let change = Change::by(actor)
         .named(EventAction::PolicyChanged)
         .about("policies");
-    put_over(store, POLICIES, json, change, 10, Some(cas))
+    put(store, POLICIES, json, change, 10, |w| w.cas = Some(cas))
 }
 
 /// Whether the record `name` of the store's own namespace is a token or the policies.
@@ -203,7 +183,7 @@ pub(super) fn save_token(
         ),
         false => (Change::by(actor).quiet(), WriteMode::Update),
     };
-    put(store, &token_name(hash), json, change, 1, mode)
+    put(store, &token_name(hash), json, change, 1, |w| w.mode = mode)
 }
 
 /// Deletes a token's record for good: a revocation (`token.revoked`, naming the accessor) when

@@ -148,37 +148,11 @@ impl Service {
         &self,
         caller: &crate::Caller,
     ) -> Result<Option<crate::cluster::ClusterView>, crate::Refusal> {
-        let refused = |error| crate::Refusal {
-            gate: crate::Gate::Policy,
-            error,
-        };
-        let Some(token) = caller.token.as_ref() else {
-            return Err(crate::Refusal {
-                gate: crate::Gate::Identity,
-                error: crate::CoreError::Unauthenticated("sys/ha-status needs a token"),
-            });
-        };
-        let epoch = self.vault.epoch();
-        if self.access.loaded_epoch() != Some(epoch) {
-            self.sync(epoch).await;
-        }
-        let who = &caller.identity;
-        let principal = self
-            .access
-            .resolve(who.uid, who.gid, Some(token))
-            .map_err(|e| crate::Refusal {
-                gate: crate::Gate::Identity,
-                error: e,
-            })?;
-        if !self.access.grants(
-            &principal,
-            coffer_types::Capability::Read,
-            HA_STATUS_PATH,
-            None,
-        ) {
-            return Err(refused(crate::CoreError::Denied(format!(
-                "reading {HA_STATUS_PATH} needs read on it"
-            ))));
+        if !self.token_reads(caller, HA_STATUS_PATH).await? {
+            return Err(crate::Refusal::at(
+                crate::Gate::Policy,
+                crate::CoreError::Denied(format!("reading {HA_STATUS_PATH} needs read on it")),
+            ));
         }
         Ok(self.cluster.view())
     }

@@ -251,27 +251,39 @@ impl Service {
     /// only when `caller` carries a token granted `read` on `sys/health`.
     pub async fn health(&self, caller: &crate::Caller) -> crate::StatusReport {
         let report = self.report().await;
+        match self.token_reads(caller, crate::status::HEALTH_PATH).await {
+            Ok(true) => report,
+            _ => crate::status::without_detail(report),
+        }
+    }
+
+    /// Whether the token `caller` carries is granted `read` on `path`, for the
+    /// unauthenticated, unaudited `sys/` reads that show more to such a token
+    /// (`sys/health`, `sys/ha-status`): refused at the identity gate when it carries no
+    /// valid token.
+    pub(super) async fn token_reads(
+        &self,
+        caller: &crate::Caller,
+        path: &str,
+    ) -> Result<bool, Refusal> {
         let Some(token) = caller.token.as_ref() else {
-            return crate::status::without_detail(report);
+            return Err(Refusal::at(
+                Gate::Identity,
+                CoreError::Unauthenticated("this needs a token"),
+            ));
         };
         let epoch = self.vault.epoch();
         if self.access.loaded_epoch() != Some(epoch) {
             self.sync(epoch).await;
         }
         let who = &caller.identity;
-        match self.access.resolve(who.uid, who.gid, Some(token)) {
-            Ok(principal)
-                if self.access.grants(
-                    &principal,
-                    coffer_types::Capability::Read,
-                    crate::status::HEALTH_PATH,
-                    None,
-                ) =>
-            {
-                report
-            }
-            _ => crate::status::without_detail(report),
-        }
+        let principal = self
+            .access
+            .resolve(who.uid, who.gid, Some(token))
+            .map_err(|e| Refusal::at(Gate::Identity, e))?;
+        Ok(self
+            .access
+            .grants(&principal, coffer_types::Capability::Read, path, None))
     }
 
     /// How many values were read (materialized) in each namespace since the start.
