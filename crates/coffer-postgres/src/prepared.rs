@@ -13,26 +13,40 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement, Transaction};
 
+/// The statements prepared on one connection, by their text.
+#[derive(Default)]
+struct Statements(HashMap<String, Statement>);
+
+impl Statements {
+    /// The statement for `sql`, prepared by `prepare` the first time.
+    fn get(
+        &mut self,
+        sql: &str,
+        prepare: impl FnOnce(&str) -> Result<Statement, postgres::Error>,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(found) = self.0.get(sql) {
+            return Ok(found.clone());
+        }
+        let made = prepare(sql)?;
+        self.0.insert(sql.to_owned(), made.clone());
+        Ok(made)
+    }
+}
+
 thread_local! {
-    static WRITER: RefCell<Option<HashMap<String, Statement>>> = const { RefCell::new(None) };
+    static WRITER: RefCell<Option<Statements>> = const { RefCell::new(None) };
 }
 
 /// Starts this thread's map afresh (the writer, on each new connection).
 pub(crate) fn reset() {
-    WRITER.with(|m| *m.borrow_mut() = Some(HashMap::new()));
+    WRITER.with(|m| *m.borrow_mut() = Some(Statements::default()));
 }
 
 fn statement(tx: &mut Transaction<'_>, sql: &str) -> Result<Statement, postgres::Error> {
-    if let Some(found) = WRITER.with(|m| m.borrow().as_ref().and_then(|m| m.get(sql).cloned())) {
-        return Ok(found);
-    }
-    let made = tx.prepare(sql)?;
-    WRITER.with(|m| {
-        if let Some(m) = m.borrow_mut().as_mut() {
-            m.insert(sql.to_owned(), made.clone());
-        }
-    });
-    Ok(made)
+    WRITER.with(|m| match m.borrow_mut().as_mut() {
+        Some(statements) => statements.get(sql, |sql| tx.prepare(sql)),
+        None => tx.prepare(sql),
+    })
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -81,24 +95,20 @@ pub(crate) fn query(
 pub(crate) struct Reader {
     /// The connection.
     pub(crate) client: Client,
-    prepared: HashMap<String, Statement>,
+    prepared: Statements,
 }
 
 impl Reader {
     pub(crate) fn new(client: Client) -> Self {
         Self {
             client,
-            prepared: HashMap::new(),
+            prepared: Statements::default(),
         }
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(found) = self.prepared.get(sql) {
-            return Ok(found.clone());
-        }
-        let made = self.client.prepare(sql)?;
-        self.prepared.insert(sql.to_owned(), made.clone());
-        Ok(made)
+        let client = &mut self.client;
+        self.prepared.get(sql, |sql| client.prepare(sql))
     }
 
     /// `query`, with this connection's prepared statement.
