@@ -10,6 +10,7 @@ mod bench;
 mod cmd;
 mod config;
 mod database;
+mod fleet_args;
 mod follow;
 mod input;
 mod logging;
@@ -134,6 +135,9 @@ enum Command {
     /// AppRole, the machine login: roles, role-ids, secret-ids (printed once) and the login.
     #[command(subcommand)]
     Approle(cmd::approle::AppRoleCommand),
+    /// The fleet (on a hub): join tokens, nodes and their tags, assignment rules, bundles.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::FleetCommand),
     /// Signed webhooks that receive the change events: add, list, remove, test, status.
     #[command(subcommand)]
     Webhooks(cmd::webhooks::WebhooksCommand),
@@ -230,6 +234,7 @@ fn main() -> ExitCode {
         Command::Token(command) => client(socket).and_then(|c| cmd::token::run(&c, command)),
         Command::Webhooks(command) => client(socket).and_then(|c| cmd::webhooks::run(&c, command)),
         Command::Approle(command) => client(socket).and_then(|c| cmd::approle::run(&c, command)),
+        Command::Fleet(command) => client(socket).and_then(|c| cmd::fleet::run(&c, command)),
         Command::Audit(command) => {
             match client(socket).and_then(|c| cmd::audit::run(&c, command)) {
                 Ok(code) => return code,

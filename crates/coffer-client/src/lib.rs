@@ -16,6 +16,7 @@ pub mod admin;
 pub mod approle;
 pub mod backup;
 pub mod error;
+pub mod fleet;
 pub mod reply;
 pub mod request;
 pub mod secrets;

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod cluster;
 pub mod datadir;
 mod error;
+pub mod fleet;
 mod harden;
 mod identity;
 pub mod keyfile;

@@ -139,6 +139,8 @@ pub enum Reply {
     Backup(Box<crate::backup::BackupStream>),
     /// What an AppRole operation answers.
     AppRole(Box<AppRoleReply>),
+    /// What a fleet operation answers, as JSON (a join token or a bundle key once).
+    Fleet(Box<serde_json::Value>),
     /// What a wrapping operation answers.
     Wrapped(Box<WrapReply>),
     /// A token role.

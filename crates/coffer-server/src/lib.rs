@@ -12,6 +12,7 @@
 mod connection;
 pub mod credentials;
 pub mod daemon;
+pub mod fleet;
 pub mod floor;
 pub mod framing;
 pub mod handler;

@@ -39,8 +39,9 @@ pub use memory::MemoryBackend;
 pub use snapshot::{Counts, ImportCheck, RowRecord, SnapshotRow};
 pub use sqlite::SqliteBackend;
 pub use store::{
-    Change, DeriveValue, Describe, Followed, ListQuery, Mark, NameFilter, NamespaceState, Page,
-    RekeyProgress, Resolve, RotationStep, Secret, SecretStore, Write, WriteMode, WriteValue,
+    Change, DeriveValue, Describe, Followed, ListQuery, MAX_TAGS, Mark, NameFilter, NamespaceState,
+    Page, RekeyProgress, Resolve, RotationStep, Secret, SecretStore, TagChange, Write, WriteMode,
+    WriteValue,
 };
 
 #[cfg(test)]

@@ -278,6 +278,20 @@ pub struct Describe {
     pub mark: Option<Mark>,
     /// End a pending rotated version.
     pub rotation: Option<Resolve>,
+    /// Add or remove fleet tags; `None` keeps them.
+    pub tags: Option<TagChange>,
+}
+
+/// The most fleet tags one secret carries.
+pub const MAX_TAGS: usize = 32;
+
+/// Fleet tags added to and removed from a secret (removals first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagChange {
+    /// Tags to add.
+    pub add: Vec<String>,
+    /// Tags to remove.
+    pub remove: Vec<String>,
 }
 
 impl Describe {
@@ -291,6 +305,7 @@ impl Describe {
         self.description.is_some()
             || self.max_versions.is_some()
             || self.custom_metadata.is_some()
+            || self.tags.is_some()
             || self.cas_required.is_some()
             || self.delete_version_after.is_some()
     }

@@ -137,6 +137,17 @@ string_enum! {
         Capabilities = "capabilities",
         /// Manage token roles (HTTP `auth/token/roles/...`).
         TokenRole = "token_role",
+        /// Manage the fleet: join tokens, nodes, tags, assignment rules, bundles (the
+        /// socket's `verb` field says what is done).
+        Fleet = "fleet",
+        /// A node joins the fleet with a join token or a pre-authorized key (its own
+        /// credential; the fleet listener's, never the socket's).
+        FleetEnroll = "fleet_enroll",
+        /// The daemon's own work on a hub: secrets sent to a node (recorded, never asked for).
+        FleetSync = "fleet_sync",
+        /// The daemon's own work on a node: a secret the hub sent written or removed
+        /// (recorded, never asked for).
+        FleetApply = "fleet_apply",
     }
     /// An `action` string that is not one of ours.
     error UnknownAction = "unknown action; expected one of set, get, del, list, meta, versions, \
@@ -146,7 +157,7 @@ string_enum! {
         policy_put, policy_get, policy_list, policy_delete, subject_set, token_create, \
         token_list, token_revoke, token_lookup, token_renew, token_revoke_self, audit_hash, \
         audit_verify, audit_acknowledge, patch, webhook_add, webhook_list, webhook_remove, \
-        webhook_test, webhook_status, backup, approle, approle_login";
+        webhook_test, webhook_status, backup, approle, approle_login, fleet";
 }
 
 impl Action {
@@ -198,6 +209,9 @@ impl Action {
                 | Self::Rewrap
                 | Self::Capabilities
                 | Self::TokenRole
+                | Self::FleetEnroll
+                | Self::FleetSync
+                | Self::FleetApply
         )
     }
 

@@ -1,6 +1,6 @@
 //! What coffer says about a secret without its value: metadata, versions, list entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{GeneratorSpec, Kind, Namespace, NvIndex, SecretName, Timestamp, Version};
 
@@ -70,6 +70,9 @@ pub struct SecretMeta {
     /// Its rotation policy and state, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::RotationInfo>,
+    /// Its fleet tags: the nodes carrying one of them receive it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags: BTreeSet<String>,
 }
 
 /// A secret as `list` shows it, without its version history.

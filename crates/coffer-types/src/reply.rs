@@ -307,4 +307,35 @@ pub struct DaemonFacts {
     /// Live secrets outside the daemon's own namespace (known only while unsealed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<u64>,
+    /// Its place in a fleet, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetFacts>,
+}
+
+/// A daemon's place in a fleet, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FleetFacts {
+    /// `hub` (serving nodes on `--fleet-listen`) or `node`.
+    pub role: String,
+    /// A hub's fleet listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// On a hub: the nodes whose streams are open here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_connected: Option<usize>,
+    /// On a node: its id, once enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// On a node: the hub it is connected to now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
+    /// On a node: when it last heard from a hub that it holds everything assigned to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<crate::Timestamp>,
+    /// On a node: seconds since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_age_seconds: Option<u64>,
+    /// On a node: the hub revision it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }

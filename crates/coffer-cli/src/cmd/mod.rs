@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod compute;
 pub mod config;
+pub mod fleet;
 pub mod init;
 mod json;
 pub mod master;

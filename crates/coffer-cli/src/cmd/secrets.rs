@@ -42,6 +42,9 @@ pub enum SecretsCommand {
     Versions(NameArgs),
     /// Show a secret's rotation policy, when it is next due and how the last rotation ended.
     Rotation(NameArgs),
+    /// Add (+TAG) or remove (-TAG) a secret's fleet tags: the nodes carrying one of its
+    /// tags receive it, re-encrypted to each node's own key. Needs `sudo` on `sys/fleet`.
+    Tag(TagArgs),
 }
 
 /// Where a secret is.
@@ -92,6 +95,20 @@ pub struct SetArgs {
     /// Store an empty value (refused by default: an empty pipe is usually a mistake)
     #[arg(long)]
     allow_empty: bool,
+    /// A fleet tag to add: nodes carrying it receive the secret (repeat for several;
+    /// needs `sudo` on `sys/fleet`)
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+}
+
+/// Fleet tags to add and remove.
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    #[command(flatten)]
+    target: Target,
+    /// `+TAG` adds a tag, `-TAG` removes one (e.g. `+kiosk -lab`)
+    #[arg(value_name = "+TAG|-TAG", required = true, allow_hyphen_values = true)]
+    changes: Vec<String>,
 }
 
 /// How to mint.
@@ -244,6 +261,10 @@ pub fn parse_version(s: &str) -> Result<Version, String> {
 pub fn run(client: &Client, command: SecretsCommand) -> anyhow::Result<()> {
     match command {
         SecretsCommand::Set(args) => set(client, args),
+        SecretsCommand::Tag(args) => {
+            let (add, remove) = super::fleet::tag_changes(&args.changes)?;
+            tag(client, &args.target, &add, &remove)
+        }
         SecretsCommand::Generate(args) => generate(client, args),
         SecretsCommand::List(args) => list(client, args),
         SecretsCommand::Show(args) => show(client, args),
@@ -290,6 +311,34 @@ pub fn set(client: &Client, args: SetArgs) -> anyhow::Result<()> {
         &args.options.to_client(),
     )?;
     eprintln!("stored {}{}", t.name, written(client, backend, &w));
+    if !args.tags.is_empty() {
+        tag(client, t, &args.tags, &[])?;
+    }
+    Ok(())
+}
+
+/// Adds and removes a secret's fleet tags; says which it carries now.
+fn tag(client: &Client, t: &Target, add: &[String], remove: &[String]) -> anyhow::Result<()> {
+    let fields = serde_json::json!({
+        "namespace": t.namespace.as_deref().unwrap_or("default"),
+        "name": t.name,
+        "add": add,
+        "remove": remove,
+    });
+    let reply = client.fleet("secret_tag", &fields).map_err(named(t))?;
+    let tags: Vec<&str> = reply["tags"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    eprintln!(
+        "{} carries the tags: {}",
+        t.name,
+        if tags.is_empty() {
+            "-".to_owned()
+        } else {
+            tags.join(" ")
+        }
+    );
     Ok(())
 }
 
@@ -542,6 +591,10 @@ fn show(client: &Client, args: NameArgs) -> anyhow::Result<()> {
     );
     println!("generated:    {generated}");
     println!("max versions: {limit}");
+    if !meta.tags.is_empty() {
+        let tags: Vec<&str> = meta.tags.iter().map(String::as_str).collect();
+        println!("fleet tags:   {}", tags.join(" "));
+    }
     println!("versions:");
     print_versions(&meta.versions, "  ");
     Ok(())

@@ -106,6 +106,8 @@ pub struct ServeArgs {
     pub store: Option<config::StoreKind>,
     #[command(flatten)]
     pub database: crate::database::DatabaseArgs,
+    #[command(flatten)]
+    pub fleet: crate::fleet_args::FleetArgs,
     /// PCR policy a new store's TPM slot is sealed to, e.g. sha256:0,2,7 [default: sha256:7]
     #[arg(long, value_name = "BANK:PCRS", value_parser = config::parse_pcrs)]
     pub pcrs: Option<coffer_tpm::PcrPolicy>,
@@ -218,6 +220,7 @@ fn daemon_config(cfg: ServeConfig) -> DaemonConfig {
         http: cfg.http,
         webhooks: cfg.webhooks,
         credentials: cfg.credentials,
+        fleet: coffer_server::fleet::FleetConfig::default(),
         backups: cfg.backups,
     }
 }
@@ -233,7 +236,9 @@ pub fn store_kind(kind: config::StoreKind) -> StoreKind {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(socket: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
-    let config = daemon_config(resolve(socket, args)?);
+    let fleet = args.fleet.resolve()?;
+    let mut config = daemon_config(resolve(socket, args)?);
+    config.fleet = fleet;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("coffer")

@@ -40,6 +40,34 @@ fn wait_for(
 }
 
 /// `3d 4h 5m 6s`, the largest units first, zeros left out.
+/// The fleet's lines of `status`: a hub's listener and nodes, a node's hub and last sync.
+fn fleet(f: &coffer_types::reply::FleetFacts) {
+    if f.role == "hub" {
+        println!(
+            "fleet:      hub on {}, {} node(s) connected",
+            f.listen.as_deref().unwrap_or("-"),
+            f.nodes_connected.unwrap_or(0)
+        );
+        return;
+    }
+    println!(
+        "fleet:      node {}, {}",
+        f.node.as_deref().unwrap_or("(not enrolled yet)"),
+        match &f.hub {
+            Some(hub) => format!("connected to {hub}"),
+            None => "no hub reachable; serving its last copy".to_owned(),
+        }
+    );
+    match f.last_sync_age_seconds {
+        Some(age) => println!(
+            "last sync:  {} ago (revision {})",
+            uptime(age),
+            f.revision.unwrap_or(0)
+        ),
+        None => println!("last sync:  never"),
+    }
+}
+
 fn uptime(secs: u64) -> String {
     let parts = [
         (secs / 86_400, "d"),
@@ -103,6 +131,9 @@ pub fn status(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
         println!("uptime:     {}", uptime(d.uptime_seconds));
         if let Some(n) = d.secrets {
             println!("secrets:    {n}");
+        }
+        if let Some(f) = &d.fleet {
+            fleet(f);
         }
     }
     if let Some(n) = report.namespaces {

@@ -23,7 +23,7 @@ mod lineage;
 pub mod pattern;
 pub mod policy;
 pub mod rate;
-mod records;
+pub(crate) mod records;
 pub mod review;
 mod system;
 pub mod vault_map;

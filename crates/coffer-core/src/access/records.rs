@@ -19,7 +19,7 @@ fn name(text: &str) -> Result<SecretName, CoreError> {
 
 /// The error for a stored record that does not parse (logged with serde's reason, which
 /// never quotes more than a position).
-pub(super) fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
+pub(crate) fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> CoreError {
     move |e| {
         tracing::error!(error = %e, "the stored {what} cannot be read");
         CoreError::Unavailable(format!("the stored {what} cannot be read"))
@@ -27,7 +27,7 @@ pub(super) fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> Cor
 }
 
 /// `value` as JSON.
-pub(super) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CoreError> {
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CoreError> {
     serde_json::to_vec(value).map_err(|e| {
         tracing::error!(error = %e, "cannot encode {what}");
         CoreError::Unavailable(format!("cannot encode {what}"))
@@ -36,7 +36,7 @@ pub(super) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<
 
 /// Writes `value` at `at` (its only version), as `kind` (`kv` for a JSON record, whose
 /// shape the store checks; `file` for any bytes).
-pub(super) fn put_bytes(
+pub(crate) fn put_bytes(
     store: &Arc<dyn SecretStore>,
     at: &str,
     value: &SecretBytes,
@@ -48,7 +48,7 @@ pub(super) fn put_bytes(
 /// [`put_bytes`] only over version `cas` of the record (0: only where there is none),
 /// decided in the store's transaction: [`StoreError::Conflict`] when another writer (another
 /// hub) changed it meanwhile.
-pub(super) fn put_bytes_over(
+pub(crate) fn put_bytes_over(
     store: &Arc<dyn SecretStore>,
     at: &str,
     value: &SecretBytes,
@@ -66,12 +66,12 @@ pub(super) fn put_bytes_over(
 }
 
 /// Writes the JSON `json` at `at`.
-pub(super) fn put(store: &Arc<dyn SecretStore>, at: &str, json: Vec<u8>) -> Result<(), CoreError> {
+pub(crate) fn put(store: &Arc<dyn SecretStore>, at: &str, json: Vec<u8>) -> Result<(), CoreError> {
     put_bytes(store, at, &SecretBytes::from_vec(json), Kind::Kv)
 }
 
 /// Removes the record at `at`; answers whether it existed.
-pub(super) fn remove(store: &Arc<dyn SecretStore>, at: &str) -> Result<bool, CoreError> {
+pub(crate) fn remove(store: &Arc<dyn SecretStore>, at: &str) -> Result<bool, CoreError> {
     let ns = ensure_namespace(store)?;
     match store.delete(&ns, &name(at)?, Change::by("coffer").quiet()) {
         Ok(()) => Ok(true),
@@ -81,7 +81,7 @@ pub(super) fn remove(store: &Arc<dyn SecretStore>, at: &str) -> Result<bool, Cor
 }
 
 /// The record at `at`, as stored.
-pub(super) fn get_bytes(
+pub(crate) fn get_bytes(
     store: &Arc<dyn SecretStore>,
     at: &str,
 ) -> Result<Option<SecretBytes>, CoreError> {
@@ -89,7 +89,7 @@ pub(super) fn get_bytes(
 }
 
 /// The record at `at` and its version (for [`put_bytes_over`]).
-pub(super) fn get_versioned(
+pub(crate) fn get_versioned(
     store: &Arc<dyn SecretStore>,
     at: &str,
 ) -> Result<Option<(SecretBytes, u32)>, CoreError> {
@@ -102,7 +102,7 @@ pub(super) fn get_versioned(
 }
 
 /// The JSON record at `at`.
-pub(super) fn get<T: for<'de> Deserialize<'de>>(
+pub(crate) fn get<T: for<'de> Deserialize<'de>>(
     store: &Arc<dyn SecretStore>,
     at: &str,
     what: &'static str,
@@ -113,7 +113,7 @@ pub(super) fn get<T: for<'de> Deserialize<'de>>(
 }
 
 /// Every name under `prefix` (the part after it).
-pub(super) fn names(store: &Arc<dyn SecretStore>, prefix: &str) -> Result<Vec<String>, CoreError> {
+pub(crate) fn names(store: &Arc<dyn SecretStore>, prefix: &str) -> Result<Vec<String>, CoreError> {
     let ns = ensure_namespace(store)?;
     let mut query = ListQuery {
         prefix: Some(prefix.to_owned()),

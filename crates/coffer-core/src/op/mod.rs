@@ -10,6 +10,7 @@
 //! the admin operations' checks in the service's `admin` module.
 
 pub mod approle;
+pub mod fleet;
 pub mod hook_path;
 pub mod secret;
 pub mod webhook;
@@ -20,6 +21,7 @@ use coffer_types::wire::UnsealWith;
 use coffer_types::{Action, Namespace, Parsed, SlotKind, Target};
 
 pub use approle::{AppRoleOp, RoleInput, SecretIdInput};
+pub use fleet::FleetOp;
 pub use secret::{MetadataChange, RotationInput, SecretOp, SpecInput, WriteOptions};
 pub use webhook::WebhookOp;
 
@@ -215,6 +217,9 @@ pub enum Operation {
     Wrapping(WrapOp),
     /// Token roles (`auth/token/roles/:name`; `sudo` on `sys/token`).
     TokenRole(TokenRoleOp),
+    /// The fleet: managing it (`sudo` on `sys/fleet`), and a node's enrollment (its own
+    /// credential).
+    Fleet(FleetOp),
     /// Vault's capabilities of a token on paths: the caller's own (its identity is enough),
     /// or another token's (`sudo` on `sys/token`).
     Capabilities {
@@ -495,6 +500,7 @@ impl Operation {
             Self::Wrapping(op) => op.action(),
             Self::Capabilities { .. } => Action::Capabilities,
             Self::TokenRole(_) => Action::TokenRole,
+            Self::Fleet(op) => op.action(),
         }
     }
 
@@ -553,6 +559,7 @@ impl Request {
             self,
             Self::One(
                 Operation::AppRole(AppRoleOp::Login { .. })
+                    | Operation::Fleet(FleetOp::Enroll { .. })
                     | Operation::Wrapping(
                         WrapOp::Unwrap { .. } | WrapOp::Lookup { .. } | WrapOp::Rewrap { .. }
                     )

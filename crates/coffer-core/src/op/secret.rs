@@ -542,6 +542,7 @@ impl MetadataChange {
             delete_version_after: self.delete_version_after,
             mark: None,
             rotation: None,
+            tags: None,
         })
     }
 }

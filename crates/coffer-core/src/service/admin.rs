@@ -288,6 +288,7 @@ impl Service {
             | Operation::TokenRenewSelf
             | Operation::TokenLookup { .. } => self.tokens(who, op).await,
             Operation::AppRole(op) => self.approle(who, op).await,
+            Operation::Fleet(op) => self.fleet(who, op).await,
             Operation::Wrapping(op) => self.wrapping(who, op).await,
             Operation::TokenRole(op) => self.token_roles(who, op).await,
             Operation::Capabilities { of, paths } => self.capabilities(who, of, paths),
@@ -430,6 +431,7 @@ impl Service {
             ),
             uptime_seconds: self.started.elapsed().as_secs(),
             secrets,
+            fleet: self.fleet.facts(),
         }
     }
 

@@ -165,6 +165,7 @@ impl Service {
         let mut schedule = followed.everything;
         if followed.everything {
             self.cache.flush();
+            self.fleet.note(crate::fleet::FleetNote::Everything);
         }
         for ns in &followed.namespaces {
             self.cache.flush_namespace(ns);
@@ -174,6 +175,12 @@ impl Service {
         for key in &followed.secrets {
             self.cache.invalidate(key);
             if key.0 == system {
+                if let Some(rest) = key.1.as_str().strip_prefix(crate::fleet::NODES) {
+                    self.fleet
+                        .note(crate::fleet::FleetNote::Node(rest.to_owned()));
+                } else if key.1.as_str() == crate::fleet::RULES_AT {
+                    self.fleet.note(crate::fleet::FleetNote::Rules);
+                }
                 // Only a change to tokens or policies calls for loading them again (a
                 // wrapped response or AppRole's bookkeeping does not).
                 access |= crate::access::holds_access(key.1.as_str());

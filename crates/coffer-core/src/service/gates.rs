@@ -386,6 +386,14 @@ impl Service {
             .valid()
             .map_err(|e| Refusal::at(Gate::Validation, CoreError::InvalidName(e)))?
             .clone();
+        if op.action().changes_state() && self.fleet.is_managed(&namespace, &name) {
+            return Err(Refusal::at(
+                Gate::Policy,
+                CoreError::Denied(
+                    "the fleet manages this secret here: change it on the hub".to_owned(),
+                ),
+            ));
+        }
         let op = op
             .check(self.config.max_value_bytes)
             .map_err(at(Gate::Validation))?;
@@ -648,6 +656,9 @@ fn daemon_grant(op: &Operation) -> Option<(Capability, &'static str)> {
         Operation::AppRole(crate::op::AppRoleOp::Login { .. }) => return None,
         Operation::AppRole(_) => (Sudo, "sys/approle"),
         Operation::TokenRole(_) => (Sudo, "sys/token"),
+        // A node's join token (or pre-authorized key) is its credential.
+        Operation::Fleet(crate::op::FleetOp::Enroll { .. }) => return None,
+        Operation::Fleet(_) => (Sudo, "sys/fleet"),
         // Another token's capabilities: what `token lookup` of it would need.
         Operation::Capabilities {
             of: crate::op::CapabilitiesOf::Token(_) | crate::op::CapabilitiesOf::Accessor(_),

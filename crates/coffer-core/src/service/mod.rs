@@ -20,6 +20,9 @@ mod admin;
 mod approle;
 mod backup;
 mod call;
+mod fleet;
+mod fleet_join;
+mod fleet_sync;
 mod follow;
 mod gates;
 mod hook;
@@ -38,4 +41,5 @@ mod wrapping;
 
 pub use crate::op::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use crate::schedule::{BackupStats, RotationStats};
+pub use fleet_sync::{CatalogEntry, FLEET_ACTOR};
 pub use state::{RequestCount, Service, ServiceConfig};

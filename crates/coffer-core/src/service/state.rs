@@ -93,6 +93,8 @@ pub struct Service {
     pub(super) yescrypt_queue: Arc<tokio::sync::Semaphore>,
     /// This daemon's place among the hubs sharing its store (alone: the leader).
     pub(super) cluster: crate::cluster::Cluster,
+    /// The fleet's state in memory (a hub's connected nodes, a node's managed secrets).
+    pub(super) fleet: crate::fleet::FleetState,
 }
 
 /// yescrypt hashes computed at once, daemon-wide (each holds up to 64 MiB).
@@ -166,6 +168,7 @@ impl Service {
             yescrypt: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_CONCURRENCY)),
             yescrypt_queue: Arc::new(tokio::sync::Semaphore::new(YESCRYPT_QUEUE)),
             cluster: crate::cluster::Cluster::default(),
+            fleet: Default::default(),
         }
     }
 

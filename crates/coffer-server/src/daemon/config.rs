@@ -123,6 +123,8 @@ pub struct DaemonConfig {
     pub backups: Option<coffer_core::backup::Schedule>,
     /// The systemd credentials socket, when served (docs/credentials.md).
     pub credentials: Option<crate::credentials::CredentialsConfig>,
+    /// Its place in a fleet: a hub's listener, a node's hubs (docs/fleet.md).
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 impl DaemonConfig {
@@ -150,6 +152,7 @@ impl DaemonConfig {
             webhooks: coffer_core::webhook::WebhookSettings::default(),
             credentials: None,
             backups: None,
+            fleet: crate::fleet::FleetConfig::default(),
         }
     }
 }

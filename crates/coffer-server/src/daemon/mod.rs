@@ -45,6 +45,10 @@ pub struct Daemon {
     webhooks: Option<JoinHandle<()>>,
     /// The systemd credentials socket's listener, when served.
     credentials: Option<JoinHandle<()>>,
+    /// The fleet's tasks: a hub's listener, a node's sync.
+    fleet: Vec<JoinHandle<()>>,
+    /// Where the fleet listener is bound, on a hub.
+    fleet_addr: Option<SocketAddr>,
 }
 
 /// What the blocking part of starting makes.
@@ -207,6 +211,37 @@ impl Daemon {
             }
             None => None,
         };
+        let mut fleet = Vec::new();
+        let mut fleet_addr = None;
+        if let Some(addr) = config.fleet.listen {
+            let name = config.database.as_ref().map_or_else(
+                || {
+                    nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_else(|| "coffer".to_owned())
+                },
+                |d| d.hub.clone(),
+            );
+            let (bound, task) = crate::fleet::spawn_hub(
+                service.clone(),
+                addr,
+                name,
+                dir.root().to_owned(),
+                stopped.clone(),
+            )
+            .await?;
+            fleet.push(task);
+            fleet_addr = Some(bound);
+        }
+        if let Some(node) = config.fleet.node.clone() {
+            fleet.push(crate::fleet::spawn_node(
+                service.clone(),
+                node,
+                dir.root().to_owned(),
+                stopped.clone(),
+            ));
+        }
         service.start_rotations(stop.subscribe());
         if let Some(schedule) = config.backups.clone() {
             tracing::info!(
@@ -247,6 +282,8 @@ impl Daemon {
             webhooks: Some(webhooks),
             credentials,
             hub,
+            fleet,
+            fleet_addr,
         })
     }
 
@@ -258,6 +295,11 @@ impl Daemon {
     /// Where the HTTP API listens, when it does (the bound address, also for port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where the fleet listener is bound, on a hub (also for port 0).
+    pub fn fleet_addr(&self) -> Option<SocketAddr> {
+        self.fleet_addr
     }
 
     /// The data directory.
@@ -280,6 +322,9 @@ impl Daemon {
         // A round cut short is made again after the next start (deliveries are at least once).
         if let Some(webhooks) = self.webhooks.take() {
             webhooks.abort();
+        }
+        for task in self.fleet.drain(..) {
+            let _ = task.await;
         }
         if let Some(sockets) = self.sockets.take()
             && let Err(e) = sockets.await

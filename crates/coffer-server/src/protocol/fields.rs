@@ -239,7 +239,7 @@ macro_rules! fields {
 
 /// A set of fields, one bit each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct FieldSet(u64);
+pub(super) struct FieldSet(u128);
 
 impl FieldSet {
     /// The empty set.
@@ -251,7 +251,7 @@ impl FieldSet {
         let mut i = 0;
         while i < NAMES.len() {
             if str_eq(NAMES[i], name) {
-                return Self(self.0 | 1 << i);
+                return Self(self.0 | 1u128 << i);
             }
             i += 1;
         }
@@ -354,6 +354,13 @@ fields! {
     secret_id: SecretBytes = "a string",
     secret_id_ttl: Seconds = "a number of seconds or a duration such as 10m",
     num_uses: u64 = "a whole number",
+    tags: Vec<String> = "a list of strings",
+    add: Vec<String> = "a list of strings",
+    remove: Vec<String> = "a list of strings",
+    node: String = "a string",
+    public_key: String = "a string",
+    tag: String = "a string",
+    hubs: Vec<String> = "a list of strings",
 }
 
 /// Reads the fields of one request into `fields`.

@@ -9,8 +9,8 @@
 
 use coffer_core::Operation;
 use coffer_core::op::{
-    AppRoleOp, ListInput, MetadataChange, RoleInput, RotationInput, SecretIdInput, SecretOp,
-    SpecInput, TokenInput, WatchInput, WebhookOp, WriteOptions,
+    AppRoleOp, FleetOp, ListInput, MetadataChange, RoleInput, RotationInput, SecretIdInput,
+    SecretOp, SpecInput, TokenInput, WatchInput, WebhookOp, WriteOptions,
 };
 use coffer_crypto::SecretBytes;
 use coffer_types::reply::PolicyText;
@@ -124,6 +124,10 @@ fn takes(action: Action) -> FieldSet {
             accessor
         ),
         Action::ApproleLogin => field_set!(role_id, secret_id),
+        Action::Fleet => field_set!(
+            verb, tags, num_uses, ttl, node, public_key, add, remove, namespace, name, tag, prefix,
+            hubs
+        ),
         _ => FieldSet::EMPTY,
     }
 }
@@ -495,6 +499,7 @@ fn daemon(action: Action, f: &mut Fields) -> Result<Operation, ParseError> {
         }),
         Action::WebhookStatus => Operation::Webhook(WebhookOp::Status),
         Action::Approle => Operation::AppRole(approle(f)?),
+        Action::Fleet => Operation::Fleet(fleet(f)?),
         Action::ApproleLogin => Operation::AppRole(AppRoleOp::Login {
             role_id: needs(f.role_id.take(), "role_id", action)?,
             secret_id: needs(f.secret_id.take(), "secret_id", action)?,
@@ -554,6 +559,81 @@ fn approle(f: &mut Fields) -> Result<AppRoleOp, ParseError> {
         _ => {
             return Err(invalid(format!(
                 "field `verb` must be one of {APPROLE_VERBS}"
+            )));
+        }
+    })
+}
+
+/// The fleet's verbs on the socket.
+const FLEET_VERBS: &str = "token_create, token_list, token_revoke, node_add, node_list, \
+    node_tag, node_enable, node_disable, node_remove, secret_tag, assign, unassign, rules, \
+    bundle_create";
+
+/// A join token lasts a day unless `ttl` says otherwise.
+const DEFAULT_JOIN_TTL: u64 = 86_400;
+
+fn fleet(f: &mut Fields) -> Result<FleetOp, ParseError> {
+    let action = Action::Fleet;
+    let verb = needs(f.verb.take(), "verb", action)?;
+    let node = |f: &mut Fields| needs(f.node.take(), "node", action);
+    Ok(match verb.as_str() {
+        "token_create" => FleetOp::TokenCreate {
+            tags: f.tags.take().unwrap_or_default(),
+            uses: u32::try_from(f.num_uses.take().unwrap_or(1))
+                .map_err(|_| invalid("field `num_uses` is at most 4294967295"))?,
+            ttl_secs: f.ttl.take().map_or(DEFAULT_JOIN_TTL, |s| s.0),
+        },
+        "token_list" => FleetOp::TokenList,
+        "token_revoke" => FleetOp::TokenRevoke {
+            id: needs(f.name.take(), "name", action)?,
+        },
+        "node_add" => FleetOp::NodeAdd {
+            key: needs(f.public_key.take(), "public_key", action)?,
+            tags: f.tags.take().unwrap_or_default(),
+        },
+        "node_list" => FleetOp::NodeList,
+        "node_tag" => FleetOp::NodeTag {
+            node: node(f)?,
+            add: f.add.take().unwrap_or_default(),
+            remove: f.remove.take().unwrap_or_default(),
+        },
+        "node_enable" | "node_disable" => FleetOp::NodeEnable {
+            node: node(f)?,
+            enabled: verb == "node_enable",
+        },
+        "node_remove" => FleetOp::NodeRemove { node: node(f)? },
+        "secret_tag" => FleetOp::SecretTag {
+            namespace: f.namespace.take().unwrap_or_else(|| "default".to_owned()),
+            name: needs(f.name.take(), "name", action)?,
+            add: f.add.take().unwrap_or_default(),
+            remove: f.remove.take().unwrap_or_default(),
+        },
+        "assign" | "unassign" => {
+            let tag = needs(f.tag.take(), "tag", action)?;
+            let namespace = f.namespace.take().unwrap_or_else(|| "default".to_owned());
+            let prefix = f.prefix.take().unwrap_or_default();
+            if verb == "assign" {
+                FleetOp::Assign {
+                    tag,
+                    namespace,
+                    prefix,
+                }
+            } else {
+                FleetOp::Unassign {
+                    tag,
+                    namespace,
+                    prefix,
+                }
+            }
+        }
+        "rules" => FleetOp::Rules,
+        "bundle_create" => FleetOp::BundleCreate {
+            tags: f.tags.take().unwrap_or_default(),
+            hubs: f.hubs.take().unwrap_or_default(),
+        },
+        _ => {
+            return Err(invalid(format!(
+                "field `verb` must be one of {FLEET_VERBS}"
             )));
         }
     })

@@ -148,6 +148,7 @@ pub fn reply(out: &mut Vec<u8>, action: Action, reply: &Reply, id: Option<&str>)
             }
         }
         Reply::AppRole(r) => approle(out, r, id),
+        Reply::Fleet(v) => ok_with(out, "fleet", v),
         _ => out.extend_from_slice(b"{\"ok\":true"),
     }
     finish(out, id);

@@ -43,6 +43,9 @@ pub(super) struct MetaBlob {
     /// The rotation policy and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationInfo>,
+    /// The fleet tags.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags: BTreeSet<String>,
 }
 
 impl MetaBlob {
@@ -72,6 +75,18 @@ impl MetaBlob {
             self.custom = custom
                 .apply(&self.custom)
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        }
+        if let Some(tags) = &change.tags {
+            for t in &tags.remove {
+                self.tags.remove(t);
+            }
+            self.tags.extend(tags.add.iter().cloned());
+            if self.tags.len() > crate::store::MAX_TAGS {
+                return Err(StoreError::Invalid(format!(
+                    "a secret carries at most {} tags",
+                    crate::store::MAX_TAGS
+                )));
+            }
         }
         if let Some(required) = change.cas_required {
             self.cas_required = required;

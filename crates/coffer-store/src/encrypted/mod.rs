@@ -364,6 +364,7 @@ impl<B: Backend + ?Sized> EncryptedStore<B> {
             cas_required: blob.cas_required,
             delete_version_after: blob.delete_after,
             rotation: blob.rotation,
+            tags: blob.tags,
         })
     }
 

@@ -83,6 +83,7 @@ impl Secrets for Fake {
             delete_version_after: None,
             versions: Vec::new(),
             rotation: None,
+            tags: Default::default(),
         })
     }
 }

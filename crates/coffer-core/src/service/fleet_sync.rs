@@ -1,0 +1,395 @@
+//! What the fleet's runtimes (in `coffer-server`) ask of the service, outside any request:
+//! a hub reads the registry, the secrets' catalog and the values it seals to its nodes; a
+//! node reads and keeps its own record and writes what the hub sent into its own store.
+//! Each secret sent or applied has its audit record (the daemon's own work).
+
+use std::sync::Arc;
+
+use coffer_crypto::SecretBytes;
+use coffer_fleet::wire::Held;
+use coffer_store::{Change, ListQuery, SecretMeta, SecretStore, StoreError, Write};
+use coffer_types::{Action, Kind, Namespace, SecretName};
+
+use super::state::{Service, blocking};
+use crate::CoreError;
+use crate::access::records;
+use crate::fleet::{self, FleetNote, NodeRecord, NodeSelf, Rule};
+
+/// The actor the fleet's writes on a node carry.
+pub const FLEET_ACTOR: &str = "fleet";
+
+/// One live secret as the hub's fan-out knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Its newest version.
+    pub version: u32,
+    /// Its fleet tags.
+    pub tags: std::collections::BTreeSet<String>,
+}
+
+/// Every live secret outside the store's own namespace, with its metadata. One read per
+/// secret: the cost grows with the store.
+pub(crate) fn live_secrets(
+    store: &Arc<dyn SecretStore>,
+) -> Result<Vec<(Namespace, SecretName, SecretMeta)>, CoreError> {
+    let mut out = Vec::new();
+    for ns in store.namespaces() {
+        if ns == Namespace::system() || store.is_locked(&ns) {
+            continue;
+        }
+        let mut query = ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        };
+        loop {
+            let page = store.list(&ns, &query)?;
+            for name in &page.items {
+                match store.metadata(&ns, name) {
+                    Ok(meta) => out.push((ns.clone(), name.clone(), meta)),
+                    Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn entry(ns: &Namespace, name: &SecretName, meta: &SecretMeta) -> CatalogEntry {
+    CatalogEntry {
+        namespace: ns.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+        version: meta.current.get(),
+        tags: meta.tags.clone(),
+    }
+}
+
+impl Service {
+    /// Changes to the fleet's registry, for the hub's streams.
+    pub fn fleet_notes(&self) -> tokio::sync::broadcast::Receiver<FleetNote> {
+        self.fleet.subscribe()
+    }
+
+    /// Changes what `status` says of this daemon's place in the fleet.
+    pub fn fleet_facts(&self, change: impl FnOnce(&mut coffer_types::reply::FleetFacts)) {
+        self.fleet.set_facts(change);
+    }
+
+    /// The event feed's wake-ups and its newest revision, for a hub's fan-out.
+    pub fn fleet_feed(&self) -> Result<(tokio::sync::watch::Receiver<u64>, u64), CoreError> {
+        let store = self.vault.store()?;
+        Ok((store.subscribe(), store.head()))
+    }
+
+    /// Events after `after` (at most `limit`).
+    pub async fn fleet_events(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<coffer_types::ChangeEvent>>, CoreError> {
+        let store = self.vault.store()?;
+        if let Some(events) = store.recent_events(after, limit) {
+            return Ok(events);
+        }
+        blocking(move || Ok(store.events(after, limit)?)).await
+    }
+
+    /// Marks a node's stream open or closed here (for `fleet nodes list`).
+    pub fn fleet_connected(&self, node: &str, on: bool) {
+        self.fleet.set_connected(node, on);
+    }
+
+    /// A hub's TLS material: (the CA's certificate, this hub's certificate, its key), the
+    /// CA minted when the fleet has none yet.
+    pub async fn fleet_hub_tls(
+        &self,
+        hub: &str,
+    ) -> Result<(String, String, SecretBytes), CoreError> {
+        let ca = self.fleet_ca().await?;
+        let (cert, key) = ca
+            .issue_hub(hub)
+            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
+        Ok((
+            ca.cert_pem().to_owned(),
+            cert,
+            SecretBytes::from_string(key),
+        ))
+    }
+
+    /// Every node and the assignment rules.
+    pub async fn fleet_registry(&self) -> Result<(Vec<NodeRecord>, Vec<Rule>), CoreError> {
+        let store = self.vault.store()?;
+        blocking(move || {
+            let mut nodes = Vec::new();
+            for id in records::names(&store, fleet::NODES)? {
+                if let Some(n) = records::get::<NodeRecord>(&store, &fleet::node_at(&id), "node")? {
+                    nodes.push(n);
+                }
+            }
+            Ok((nodes, super::fleet::fleet_rules(&store)?))
+        })
+        .await
+    }
+
+    /// One node's record.
+    pub async fn fleet_node(&self, id: &str) -> Result<Option<NodeRecord>, CoreError> {
+        if !fleet::valid_id(id) {
+            return Ok(None);
+        }
+        let store = self.vault.store()?;
+        let at = fleet::node_at(id);
+        blocking(move || records::get(&store, &at, "node")).await
+    }
+
+    /// The assignment rules.
+    pub async fn fleet_rules(&self) -> Result<Vec<Rule>, CoreError> {
+        let store = self.vault.store()?;
+        blocking(move || super::fleet::fleet_rules(&store)).await
+    }
+
+    /// Every live secret's namespace, name, version and tags (one metadata read each).
+    pub async fn fleet_catalog(&self) -> Result<Vec<CatalogEntry>, CoreError> {
+        let store = self.vault.store()?;
+        blocking(move || {
+            Ok(live_secrets(&store)?
+                .iter()
+                .map(|(ns, name, meta)| entry(ns, name, meta))
+                .collect())
+        })
+        .await
+    }
+
+    /// One secret's entry now (`None`: gone, revoked, or not a secret nodes can hold).
+    pub async fn fleet_entry(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<CatalogEntry>, CoreError> {
+        let (Ok(ns), Ok(name)) = (Namespace::parse(namespace), SecretName::parse(name)) else {
+            return Ok(None);
+        };
+        if ns == Namespace::system() {
+            return Ok(None);
+        }
+        let store = self.vault.store()?;
+        blocking(move || match store.metadata(&ns, &name) {
+            Ok(meta) if meta.revoked.is_none() => Ok(Some(entry(&ns, &name, &meta))),
+            Ok(_) | Err(StoreError::NotFound(_) | StoreError::Gone(_)) => Ok(None),
+            Err(StoreError::Locked(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// A secret's newest readable value, to seal to nodes: (version, kind, value); `None`
+    /// when it cannot be read (gone, soft-deleted, destroyed).
+    pub async fn fleet_value(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(u32, Kind, SecretBytes)>, CoreError> {
+        let (Ok(ns), Ok(name)) = (Namespace::parse(namespace), SecretName::parse(name)) else {
+            return Ok(None);
+        };
+        let store = self.vault.store()?;
+        blocking(move || match store.get(&ns, &name, None) {
+            Ok(s) => Ok(Some((s.version.get(), s.kind, s.value))),
+            Err(StoreError::NotFound(_) | StoreError::Gone(_) | StoreError::Locked(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Records the daemon's own fleet work: `fleet_sync` (a hub sent a secret to a node) or
+    /// `fleet_apply` (a node wrote or removed a secret the hub sent). The node's id is the
+    /// record's address (`node:<id>`); the name is hashed as every name is.
+    pub async fn record_fleet(
+        &self,
+        action: Action,
+        node: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        ok: bool,
+    ) {
+        use coffer_audit::{Actor, Outcome, Record};
+        let outcome = if ok { Outcome::Ok } else { Outcome::Error };
+        self.counts.add(action, outcome);
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let mut id = super::record::RequestId::default();
+        let request_id = self.request_id(&mut id);
+        let addr = format!("node:{node}");
+        let record = Record {
+            time: coffer_types::Timestamp::now(),
+            request_id: std::borrow::Cow::Borrowed(request_id),
+            actor: Actor {
+                uid: Some(nix::unistd::geteuid().as_raw()),
+                gid: Some(nix::unistd::getegid().as_raw()),
+                pid: i32::try_from(std::process::id()).ok(),
+                exe: None,
+                addr: Some(std::borrow::Cow::Borrowed(&addr)),
+                token: None,
+                unit: None,
+            },
+            action,
+            namespace: namespace.map(std::borrow::Cow::Borrowed),
+            name: name.map(std::borrow::Cow::Borrowed),
+            outcome,
+            code: None,
+            gate: None,
+            repeated: None,
+            namespace_invalid: None,
+            name_invalid: None,
+        };
+        if let Err(e) = audit.append(&record).await {
+            tracing::error!(error = %e, node, "the record of fleet work could not be written");
+        }
+    }
+
+    /// A node's own record, when it has one.
+    pub async fn fleet_self(&self) -> Result<Option<NodeSelf>, CoreError> {
+        let store = self.vault.store()?;
+        blocking(move || records::get(&store, fleet::SELF_AT, "fleet node record")).await
+    }
+
+    /// Keeps a node's own record.
+    pub async fn fleet_save_self(&self, record: &NodeSelf) -> Result<(), CoreError> {
+        let store = self.vault.store()?;
+        let json = records::encode("fleet node record", record)?;
+        blocking(move || records::put(&store, fleet::SELF_AT, json)).await
+    }
+
+    /// What a node holds from the fleet; the fleet's secrets become read-only to its
+    /// local clients.
+    pub async fn fleet_held(&self) -> Result<Vec<Held>, CoreError> {
+        let store = self.vault.store()?;
+        let held: Vec<Held> = blocking(move || {
+            Ok(
+                records::get::<HeldRecord>(&store, fleet::HELD_AT, "fleet inventory")?
+                    .map(|h| h.held)
+                    .unwrap_or_default(),
+            )
+        })
+        .await?;
+        for h in &held {
+            if let (Ok(ns), Ok(name)) = (Namespace::parse(&h.namespace), SecretName::parse(&h.name))
+            {
+                self.fleet.set_managed((ns, name), true);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Writes a secret the hub sent into the node's store (its namespace made when
+    /// missing), and notes it held.
+    pub async fn fleet_put(
+        &self,
+        held: Held,
+        kind: Kind,
+        value: SecretBytes,
+    ) -> Result<(), CoreError> {
+        let ns = Namespace::parse(&held.namespace).map_err(CoreError::InvalidName)?;
+        let name = SecretName::parse(&held.name).map_err(CoreError::InvalidName)?;
+        if ns == Namespace::system() {
+            return Err(CoreError::InvalidRequest(
+                "the hub sent a record of the store's own namespace".to_owned(),
+            ));
+        }
+        let store = self.vault.store()?;
+        let (n2, name2) = (ns.clone(), name.clone());
+        let result = blocking(move || {
+            if !store.has_namespace(&n2) {
+                match store.create_namespace(&n2, Change::by(FLEET_ACTOR)) {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut write = Write::new(&value, FLEET_ACTOR);
+            write.kind = Some(kind);
+            write.new_kind = kind;
+            store.set(&n2, &name2, write)?;
+            change_held(&store, |all| {
+                all.retain(|h| !(h.namespace == held.namespace && h.name == held.name));
+                all.push(held.clone());
+            })
+        })
+        .await;
+        self.cache.invalidate(&(ns.clone(), name.clone()));
+        self.fleet.set_managed((ns.clone(), name.clone()), true);
+        self.record_fleet(
+            Action::FleetApply,
+            "self",
+            Some(ns.as_str()),
+            Some(name.as_str()),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    /// Removes a secret the hub no longer sends this node.
+    pub async fn fleet_remove(&self, namespace: &str, name: &str) -> Result<(), CoreError> {
+        let (held_ns, held_name) = (namespace.to_owned(), name.to_owned());
+        let parsed = (Namespace::parse(namespace), SecretName::parse(name));
+        let store = self.vault.store()?;
+        let key = match &parsed {
+            (Ok(ns), Ok(name)) => Some((ns.clone(), name.clone())),
+            _ => None,
+        };
+        let k2 = key.clone();
+        let result = blocking(move || {
+            if let Some((ns, name)) = &k2 {
+                match store.delete(ns, name, Change::by(FLEET_ACTOR)) {
+                    Ok(()) | Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            change_held(&store, |all| {
+                all.retain(|h| !(h.namespace == held_ns && h.name == held_name));
+            })
+        })
+        .await;
+        if let Some(key) = key {
+            self.cache.invalidate(&key);
+            self.fleet.set_managed(key, false);
+        }
+        self.record_fleet(
+            Action::FleetApply,
+            "self",
+            Some(namespace),
+            Some(name),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+}
+
+/// What a node holds, as stored (a `kv` record is a JSON object).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct HeldRecord {
+    held: Vec<Held>,
+}
+
+fn change_held(
+    store: &Arc<dyn SecretStore>,
+    change: impl FnOnce(&mut Vec<Held>),
+) -> Result<(), CoreError> {
+    let mut record =
+        records::get::<HeldRecord>(store, fleet::HELD_AT, "fleet inventory")?.unwrap_or_default();
+    change(&mut record.held);
+    records::put(
+        store,
+        fleet::HELD_AT,
+        records::encode("fleet inventory", &record)?,
+    )
+}

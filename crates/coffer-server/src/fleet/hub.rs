@@ -1,0 +1,301 @@
+//! A hub's fleet listener (`--fleet-listen`): TLS 1.3 under the fleet's CA. A connection
+//! without a client certificate may only enroll (its join token, or its pre-authorized
+//! key, is its credential, checked by the core's `fleet_enroll`); a sync stream needs a
+//! certificate whose fingerprint an enabled node's record holds. A connection must say what
+//! it wants within [`FIRST_MESSAGE`]; handshakes in progress are bounded.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use coffer_core::op::FleetOp;
+use coffer_core::{Caller, Identity, Operation, Reply, Service};
+use coffer_crypto::SecretBytes;
+use coffer_fleet::wire::{self, ToHub, ToNode};
+use tokio::io::{AsyncWriteExt, split};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::fanout::{Command, Fanout, QUEUE, Registry, Stream, held_map};
+
+/// How long a connection has for its handshake and its first message.
+const FIRST_MESSAGE: Duration = Duration::from_secs(10);
+
+/// Handshakes and first messages in progress at once; more connections wait.
+const HANDSHAKES: usize = 256;
+
+/// A stream whose node sends nothing is still alive: the node only reads. A stream whose
+/// messages cannot be written for this long is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the fleet listener until the daemon stops.
+pub(crate) async fn serve(
+    service: Arc<Service>,
+    listener: TcpListener,
+    hub: String,
+    ca_out: std::path::PathBuf,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let tls = loop {
+        match tls_config(&service, &hub, &ca_out).await {
+            Ok(t) => break t,
+            Err(e) => {
+                tracing::warn!(error = %e, "the fleet listener waits for the store");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = super::settings::until_stopped(&mut stopped) => return,
+                }
+            }
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let (commands, inbox) = mpsc::channel(1024);
+    let fanout = Fanout::new(service.clone(), registry.clone());
+    let fanout = tokio::spawn(fanout.run(inbox, stopped.clone()));
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+    let conns = Arc::new(AtomicU64::new(0));
+    service.fleet_facts(|f| {
+        f.role = "hub".to_owned();
+        f.listen = listener.local_addr().ok().map(|a| a.to_string());
+    });
+    loop {
+        let (socket, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the fleet listener cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = super::settings::until_stopped(&mut stopped) => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = Conn {
+            service: service.clone(),
+            registry: registry.clone(),
+            commands: commands.clone(),
+            id: conns.fetch_add(1, Ordering::Relaxed),
+            addr,
+            stopped: stopped.clone(),
+        };
+        let (acceptor, handshakes) = (acceptor.clone(), handshakes.clone());
+        tokio::spawn(async move {
+            let Ok(permit) = handshakes.acquire_owned().await else {
+                return;
+            };
+            conn.run(acceptor, socket, permit).await;
+        });
+    }
+    drop(commands);
+    let _ = fanout.await;
+}
+
+async fn tls_config(
+    service: &Service,
+    hub: &str,
+    ca_out: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let (ca, cert, key) = service
+        .fleet_hub_tls(hub)
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = key.expose_str().unwrap_or_default().to_owned();
+    let config = coffer_fleet::pki::hub_config(&ca, &cert, &zeroize::Zeroizing::new(key))
+        .map_err(|e| e.to_string())?;
+    if let Some(dir) = ca_out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(ca_out, ca).map_err(|e| format!("{}: {e}", ca_out.display()))?;
+    tracing::info!(ca = %ca_out.display(), "the fleet's CA certificate (give it to nodes as --hub-ca)");
+    Ok(config)
+}
+
+struct Conn {
+    service: Arc<Service>,
+    registry: Arc<Mutex<Registry>>,
+    commands: mpsc::Sender<Command>,
+    id: u64,
+    addr: SocketAddr,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Conn {
+    async fn run(
+        self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        socket: TcpStream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let first = tokio::time::timeout(FIRST_MESSAGE, async {
+            let mut tls = acceptor.accept(socket).await?;
+            let message: Option<ToHub> =
+                wire::read(&mut tls).await.map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>((tls, message))
+        })
+        .await;
+        drop(permit);
+        let (mut tls, message) = match first {
+            Ok(Ok((tls, Some(m)))) => (tls, m),
+            Ok(Ok((_, None))) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, peer = %self.addr, "a fleet connection failed before its request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.addr, "a fleet connection said nothing in time");
+                return;
+            }
+        };
+        let fingerprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| coffer_fleet::pki::fingerprint(c));
+        match message {
+            ToHub::Enroll {
+                token,
+                key,
+                tls_key,
+                hostname,
+            } => {
+                let reply = self.enroll(token, key, tls_key, hostname).await;
+                let _ = wire::write(&mut tls, &reply).await;
+                let _ = tls.shutdown().await;
+            }
+            ToHub::Sync { since, held } => {
+                let node = fingerprint.and_then(|fp| {
+                    let reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+                    reg.node_for(&fp).map(|n| n.id.clone())
+                });
+                let Some(node) = node else {
+                    tracing::info!(peer = %self.addr, "a fleet stream without a known node's certificate is refused");
+                    let refused = ToNode::Refused {
+                        code: "unauthenticated".to_owned(),
+                        message: "no enrolled, enabled node holds this certificate".to_owned(),
+                    };
+                    let _ = wire::write(&mut tls, &refused).await;
+                    let _ = tls.shutdown().await;
+                    return;
+                };
+                tracing::info!(node = %node, since, peer = %self.addr, "a node's stream opened");
+                self.stream(tls, node, held).await;
+            }
+        }
+    }
+
+    async fn enroll(
+        &self,
+        token: Option<String>,
+        key: String,
+        tls_key: String,
+        hostname: Option<String>,
+    ) -> ToNode {
+        let refused = |code: &str, message: String| ToNode::Refused {
+            code: code.to_owned(),
+            message,
+        };
+        let Ok(tls_key) = data_encoding::BASE64URL_NOPAD.decode(tls_key.as_bytes()) else {
+            return refused("invalid_request", "tls_key is not base64url".to_owned());
+        };
+        let op = FleetOp::Enroll {
+            token: token.map(SecretBytes::from_string),
+            key,
+            tls_key,
+            hostname,
+        };
+        let caller = Caller::peer(Identity::remote(self.addr));
+        match self.service.call(caller, Operation::Fleet(op)).await {
+            Ok(Reply::Fleet(v)) => {
+                let node = v["node"].as_str().unwrap_or_default().to_owned();
+                tracing::info!(node = %node, peer = %self.addr, "a node enrolled");
+                ToNode::Enrolled {
+                    node,
+                    cert: v["cert"].as_str().unwrap_or_default().to_owned(),
+                    tags: v["tags"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            }
+            Ok(_) => refused("internal", "an unexpected answer".to_owned()),
+            Err(refusal) => refused(refusal.error.code().as_str(), refusal.error.to_string()),
+        }
+    }
+
+    async fn stream(
+        self,
+        tls: tokio_rustls::server::TlsStream<TcpStream>,
+        node: String,
+        held: Vec<coffer_fleet::wire::Held>,
+    ) {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        let (close, mut closed) = watch::channel(false);
+        let (done, opened) = oneshot::channel();
+        let open = Command::Open {
+            node: node.clone(),
+            stream: Stream {
+                conn: self.id,
+                tx,
+                close,
+                held: held_map(held),
+            },
+            done,
+        };
+        if self.commands.send(open).await.is_err() || opened.await.is_err() {
+            return;
+        }
+        let (mut reader, mut writer) = split(tls);
+        let mut stopped = self.stopped.clone();
+        // The node sends nothing more: a read ends when it goes away.
+        let mut gone = tokio::spawn(async move {
+            let mut sink = [0u8; 64];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut reader, &mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                message = rx.recv() => {
+                    let Some(message) = message else { break };
+                    let last = matches!(message, ToNode::Refused { .. });
+                    match tokio::time::timeout(WRITE_TIMEOUT, wire::write(&mut writer, &message)).await {
+                        Ok(Ok(())) if !last => {}
+                        _ => break,
+                    }
+                }
+                () = super::settings::until_stopped(&mut closed) => {
+                    // Whatever was queued before the close (a refusal) goes first.
+                    while let Ok(message) = rx.try_recv() {
+                        if wire::write(&mut writer, &message).await.is_err() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                _ = &mut gone => break,
+                () = super::settings::until_stopped(&mut stopped) => break,
+            }
+        }
+        gone.abort();
+        let _ = writer.shutdown().await;
+        tracing::info!(node = %node, "a node's stream closed");
+        let _ = self
+            .commands
+            .send(Command::Closed {
+                node,
+                conn: self.id,
+            })
+            .await;
+    }
+}
