@@ -219,6 +219,21 @@ impl Service {
         name: Option<&str>,
         ok: bool,
     ) {
+        let addr = format!("node:{node}");
+        self.record_own_work(action, Some(&addr), (namespace, name), ok)
+            .await;
+    }
+
+    /// Records the daemon's own work (no request asked for it), as the daemon's user and
+    /// process; `addr` names whom it was for, `at` the namespace and name (hashed by the
+    /// log as every name is). Its outcome is `ok` or `error`.
+    pub(super) async fn record_own_work(
+        &self,
+        action: Action,
+        addr: Option<&str>,
+        at: (Option<&str>, Option<&str>),
+        ok: bool,
+    ) {
         use coffer_audit::{Actor, Outcome, Record};
         let outcome = if ok { Outcome::Ok } else { Outcome::Error };
         self.counts.add(action, outcome);
@@ -227,7 +242,6 @@ impl Service {
         };
         let mut id = super::record::RequestId::default();
         let request_id = self.request_id(&mut id);
-        let addr = format!("node:{node}");
         let record = Record {
             time: coffer_types::Timestamp::now(),
             request_id: std::borrow::Cow::Borrowed(request_id),
@@ -236,13 +250,13 @@ impl Service {
                 gid: Some(nix::unistd::getegid().as_raw()),
                 pid: i32::try_from(std::process::id()).ok(),
                 exe: None,
-                addr: Some(std::borrow::Cow::Borrowed(&addr)),
+                addr: addr.map(std::borrow::Cow::Borrowed),
                 token: None,
                 unit: None,
             },
             action,
-            namespace: namespace.map(std::borrow::Cow::Borrowed),
-            name: name.map(std::borrow::Cow::Borrowed),
+            namespace: at.0.map(std::borrow::Cow::Borrowed),
+            name: at.1.map(std::borrow::Cow::Borrowed),
             outcome,
             code: None,
             gate: None,
@@ -251,7 +265,7 @@ impl Service {
             name_invalid: None,
         };
         if let Err(e) = audit.append(&record).await {
-            tracing::error!(error = %e, node, "the record of fleet work could not be written");
+            tracing::error!(error = %e, %action, "the record of the daemon's own work could not be written");
         }
     }
 

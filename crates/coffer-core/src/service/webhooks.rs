@@ -43,44 +43,13 @@ impl Service {
     /// the daemon's user and process: `webhook_deliver`, naming the webhook. Its outcome is
     /// `ok` when the endpoint answered 2xx.
     pub async fn record_delivery(&self, webhook: &str, delivered: bool) {
-        use coffer_audit::{Actor, Outcome, Record};
-        let action = coffer_types::Action::WebhookDeliver;
-        let outcome = if delivered {
-            Outcome::Ok
-        } else {
-            Outcome::Error
-        };
-        self.counts.add(action, outcome);
-        let Some(audit) = &self.audit else {
-            return;
-        };
-        let mut id = super::record::RequestId::default();
-        let request_id = self.request_id(&mut id);
-        let record = Record {
-            time: coffer_types::Timestamp::now(),
-            request_id: std::borrow::Cow::Borrowed(request_id),
-            actor: Actor {
-                uid: Some(nix::unistd::geteuid().as_raw()),
-                gid: Some(nix::unistd::getegid().as_raw()),
-                pid: i32::try_from(std::process::id()).ok(),
-                exe: None,
-                addr: None,
-                token: None,
-                unit: None,
-            },
-            action,
-            namespace: None,
-            name: Some(std::borrow::Cow::Borrowed(webhook)),
-            outcome,
-            code: None,
-            gate: None,
-            repeated: None,
-            namespace_invalid: None,
-            name_invalid: None,
-        };
-        if let Err(e) = audit.append(&record).await {
-            tracing::error!(error = %e, webhook, "the record of a webhook delivery could not be written");
-        }
+        self.record_own_work(
+            coffer_types::Action::WebhookDeliver,
+            None,
+            (None, Some(webhook)),
+            delivered,
+        )
+        .await;
     }
 
     pub(super) async fn webhook(&self, who: &Principal, op: WebhookOp) -> Gated<Reply> {
