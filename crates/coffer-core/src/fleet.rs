@@ -274,6 +274,12 @@ pub struct FleetState {
     pub(crate) ca: Mutex<Option<Arc<FleetCa>>>,
     /// What `status` says of the fleet (set by the fleet's runtime).
     facts: Mutex<Option<coffer_types::reply::FleetFacts>>,
+    /// On a hub: the store reads made for the fan-out.
+    reads: std::sync::atomic::AtomicU64,
+    /// On a hub: held while a join token's use is spent, so the nodes of one production run
+    /// enrolling at once take their uses in turn here (the check-and-set settles races
+    /// with other hubs).
+    pub(crate) spending: tokio::sync::Mutex<()>,
 }
 
 impl Default for FleetState {
@@ -284,6 +290,8 @@ impl Default for FleetState {
             connected: RwLock::default(),
             ca: Mutex::default(),
             facts: Mutex::default(),
+            reads: std::sync::atomic::AtomicU64::new(0),
+            spending: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -293,6 +301,12 @@ impl FleetState {
     pub(crate) fn note(&self, note: FleetNote) {
         // No subscriber (no fleet listener): nothing to tell.
         let _ = self.notes.send(note);
+    }
+
+    /// Counts `n` store reads made for the fan-out.
+    pub(crate) fn count_reads(&self, n: u64) {
+        self.reads
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FleetNote> {
@@ -327,6 +341,7 @@ impl FleetState {
             .clone()?;
         if facts.role == "hub" {
             facts.nodes_connected = Some(self.connected().len());
+            facts.store_reads = Some(self.reads.load(std::sync::atomic::Ordering::Relaxed));
         }
         if let Some(at) = facts.last_sync {
             let age = Timestamp::now().as_millis().saturating_sub(at.as_millis()) / 1000;

@@ -151,6 +151,19 @@ impl NodeKey {
         .map(SecretBytes::from_vec)
         .map_err(|_| FleetError::Crypto)
     }
+
+    /// Opens a payload as the wire carries it (standard base64, in
+    /// [`crate::wire::ToNode::Put`]).
+    pub fn open_base64(
+        &self,
+        binding: &Binding<'_>,
+        sealed: &str,
+    ) -> Result<SecretBytes, FleetError> {
+        let bytes = data_encoding::BASE64
+            .decode(sealed.as_bytes())
+            .map_err(|_| FleetError::Invalid("a sealed payload is not base64"))?;
+        self.open(binding, &bytes)
+    }
 }
 
 #[cfg(test)]

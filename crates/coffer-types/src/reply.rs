@@ -338,4 +338,9 @@ pub struct FleetFacts {
     /// On a node: the hub revision it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// On a hub: the store reads its fan-out has made since it started (events not held in
+    /// memory, changed secrets' metadata and values, the registry): per change, the same
+    /// however many nodes are connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_reads: Option<u64>,
 }

@@ -10,6 +10,13 @@ use anyhow::{Context, bail};
 /// A child process killed when dropped.
 pub(super) struct Spawned(Child);
 
+impl Spawned {
+    /// The child's process id.
+    pub(super) fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         // SIGTERM first so the daemon removes its socket; then make sure.

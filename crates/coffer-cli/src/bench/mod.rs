@@ -16,6 +16,8 @@
 
 mod child;
 mod fill;
+mod fleet;
+mod hubproc;
 mod load;
 mod watch;
 
@@ -93,6 +95,9 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Event-to-watcher latency: many socket watchers, many changes.
     Watch(watch::WatchBenchArgs),
+    /// A fleet hub against many simulated nodes: time for a change to reach them all, the
+    /// hub's CPU and memory per node, its store reads per change, the reconnect storm.
+    Fleet(fleet::FleetBenchArgs),
     /// Run the floor server in the foreground: the same listener as coffer, answering a
     /// fixed body and doing no other work.
     Floor {
@@ -155,8 +160,9 @@ struct Row {
     outcome: Outcome,
 }
 
-pub fn run(_socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(socket: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     match &args.command {
+        Some(BenchCommand::Fleet(fleet)) => return fleet::run(socket, fleet),
         Some(BenchCommand::Floor { socket }) => return floor(socket),
         Some(BenchCommand::Watch(watch)) => return watch::run(watch),
         Some(BenchCommand::Fill {

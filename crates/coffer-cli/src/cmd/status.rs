@@ -39,7 +39,6 @@ fn wait_for(
     }
 }
 
-/// `3d 4h 5m 6s`, the largest units first, zeros left out.
 /// The fleet's lines of `status`: a hub's listener and nodes, a node's hub and last sync.
 fn fleet(f: &coffer_types::reply::FleetFacts) {
     if f.role == "hub" {
@@ -68,6 +67,7 @@ fn fleet(f: &coffer_types::reply::FleetFacts) {
     }
 }
 
+/// `3d 4h 5m 6s`, the largest units first, zeros left out.
 fn uptime(secs: u64) -> String {
     let parts = [
         (secs / 86_400, "d"),

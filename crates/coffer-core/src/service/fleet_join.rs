@@ -89,6 +89,10 @@ impl Service {
         }
         let ca = self.fleet_ca().await.map_err(stored)?;
         let now = Timestamp::now();
+        let _turn = match token {
+            Some(_) => Some(self.fleet.spending.lock().await),
+            None => None,
+        };
         let outcome = blocking(move || {
             let record = match token {
                 Some(token) => {
@@ -273,7 +277,8 @@ fn spend_token(
         return Ok(None);
     };
     let at = fleet::token_at(id);
-    for _ in 0..5 {
+    // Races are with other hubs only (this one spends in turn): a few tries settle them.
+    for _ in 0..16 {
         let Some((bytes, version)) = records::get_versioned(store, &at)? else {
             return Ok(None);
         };
@@ -297,5 +302,8 @@ fn spend_token(
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    // Still racing: not a bad token, so not counted against the node; it tries again.
+    Err(CoreError::Unavailable(
+        "the join token is being spent by other enrollments; try again".to_owned(),
+    ))
 }

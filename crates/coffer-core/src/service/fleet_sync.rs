@@ -99,6 +99,7 @@ impl Service {
         if let Some(events) = store.recent_events(after, limit) {
             return Ok(events);
         }
+        self.fleet.count_reads(1);
         blocking(move || Ok(store.events(after, limit)?)).await
     }
 
@@ -127,7 +128,7 @@ impl Service {
     /// Every node and the assignment rules.
     pub async fn fleet_registry(&self) -> Result<(Vec<NodeRecord>, Vec<Rule>), CoreError> {
         let store = self.vault.store()?;
-        blocking(move || {
+        let (nodes, rules) = blocking(move || {
             let mut nodes = Vec::new();
             for id in records::names(&store, fleet::NODES)? {
                 if let Some(n) = records::get::<NodeRecord>(&store, &fleet::node_at(&id), "node")? {
@@ -136,7 +137,10 @@ impl Service {
             }
             Ok((nodes, super::fleet::fleet_rules(&store)?))
         })
-        .await
+        .await?;
+        // The list, each node, the rules.
+        self.fleet.count_reads(nodes.len() as u64 + 2);
+        Ok((nodes, rules))
     }
 
     /// One node's record.
@@ -146,25 +150,30 @@ impl Service {
         }
         let store = self.vault.store()?;
         let at = fleet::node_at(id);
+        self.fleet.count_reads(1);
         blocking(move || records::get(&store, &at, "node")).await
     }
 
     /// The assignment rules.
     pub async fn fleet_rules(&self) -> Result<Vec<Rule>, CoreError> {
         let store = self.vault.store()?;
+        self.fleet.count_reads(1);
         blocking(move || super::fleet::fleet_rules(&store)).await
     }
 
     /// Every live secret's namespace, name, version and tags (one metadata read each).
     pub async fn fleet_catalog(&self) -> Result<Vec<CatalogEntry>, CoreError> {
         let store = self.vault.store()?;
-        blocking(move || {
+        let catalog: Vec<CatalogEntry> = blocking(move || {
             Ok(live_secrets(&store)?
                 .iter()
                 .map(|(ns, name, meta)| entry(ns, name, meta))
                 .collect())
         })
-        .await
+        .await?;
+        // The lists, and a metadata read per secret.
+        self.fleet.count_reads(catalog.len() as u64 + 1);
+        Ok(catalog)
     }
 
     /// One secret's entry now (`None`: gone, revoked, or not a secret nodes can hold).
@@ -180,6 +189,7 @@ impl Service {
             return Ok(None);
         }
         let store = self.vault.store()?;
+        self.fleet.count_reads(1);
         blocking(move || match store.metadata(&ns, &name) {
             Ok(meta) if meta.revoked.is_none() => Ok(Some(entry(&ns, &name, &meta))),
             Ok(_) | Err(StoreError::NotFound(_) | StoreError::Gone(_)) => Ok(None),
@@ -200,6 +210,7 @@ impl Service {
             return Ok(None);
         };
         let store = self.vault.store()?;
+        self.fleet.count_reads(1);
         blocking(move || match store.get(&ns, &name, None) {
             Ok(s) => Ok(Some((s.version.get(), s.kind, s.value))),
             Err(StoreError::NotFound(_) | StoreError::Gone(_) | StoreError::Locked(_)) => Ok(None),

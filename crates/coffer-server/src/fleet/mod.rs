@@ -4,6 +4,7 @@
 
 mod fanout;
 mod hub;
+pub mod link;
 mod node;
 mod provision;
 mod settings;
@@ -26,10 +27,11 @@ pub async fn spawn_hub(
     data_dir: PathBuf,
     stopped: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let files = link::raise_open_files();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let ca_out = data_dir.join("fleet").join("ca.pem");
-    tracing::info!(addr = %bound, "the fleet listener is bound");
+    tracing::info!(addr = %bound, open_files = files, "the fleet listener is bound");
     let task = tokio::spawn(hub::serve(service, listener, hub, ca_out, stopped));
     Ok((bound, task))
 }

@@ -11,23 +11,17 @@ use std::time::Duration;
 use coffer_core::Service;
 use coffer_core::fleet::NodeSelf;
 use coffer_crypto::SecretBytes;
-use coffer_fleet::pki::{self, TlsKey};
+use coffer_fleet::pki::TlsKey;
 use coffer_fleet::wire::{self, Held, ToHub, ToNode};
 use coffer_fleet::{Binding, NodeKey};
 use coffer_types::{Kind, Timestamp};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::link::{CONNECT, MAX_BACKOFF, backoff, connect};
 use super::settings::NodeSettings;
-
-/// The longest wait between attempts to reach a hub.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A stream that hears nothing (not even a heartbeat) for this long is given up.
 const SILENCE: Duration = Duration::from_secs(45);
-
-/// How long connecting (TCP and TLS) may take.
-const CONNECT: Duration = Duration::from_secs(10);
 
 /// Why a round with a hub ended.
 enum Ended {
@@ -121,37 +115,6 @@ pub(crate) async fn run(
     }
 }
 
-/// 0.5 s doubling up to [`MAX_BACKOFF`], each with up to half again of random jitter (a
-/// fleet coming back after a hub's restart does not come back all at once).
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(500)
-        .saturating_mul(1 << attempt.min(6))
-        .min(MAX_BACKOFF);
-    let mut r = [0u8; 2];
-    let _ = getrandom::fill(&mut r);
-    let jitter = u64::from(u16::from_le_bytes(r)) * (base.as_millis() as u64 / 2) / 65_535;
-    base + Duration::from_millis(jitter)
-}
-
-async fn connect(
-    hub: &str,
-    ca_pem: &str,
-    client: Option<(&[u8], &TlsKey)>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let config = pki::node_config(ca_pem, client).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    tokio::time::timeout(CONNECT, async {
-        let tcp = TcpStream::connect(hub).await.map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        connector
-            .connect(pki::hub_name(), tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))
-    })
-    .await
-    .map_err(|_| "the hub did not answer in time".to_owned())?
-}
-
 /// One round with one hub: enroll when not yet enrolled, then the stream until it ends.
 async fn round(
     service: &Service,
@@ -207,10 +170,7 @@ async fn round(
                     name: &name,
                     version,
                 };
-                let opened = data_encoding::BASE64
-                    .decode(sealed.as_bytes())
-                    .ok()
-                    .and_then(|s| key.open(&binding, &s).ok());
+                let opened = key.open_base64(&binding, &sealed).ok();
                 let (Some(value), Ok(kind)) = (opened, kind.parse::<Kind>()) else {
                     tracing::error!(
                         "a secret from the hub does not open with this node's key; skipped"
