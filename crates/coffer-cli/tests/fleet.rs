@@ -404,17 +404,52 @@ fn a_bundle_brings_a_fresh_node_into_service_with_no_hub_then_it_joins() {
     // The hub back: the node enrolls with the bundle's one-use token and syncs.
     hub.spawn();
     let id = enrolled(&n);
+    // A secret of the node's own is never overwritten by the fleet's of the same name.
+    let mine = raw(
+        &n.socket,
+        br#"{"action":"set","name":"kiosk/mine","value":"NODE-OWN-41c2"}"#,
+    );
+    assert_eq!(mine["ok"], true, "{mine}");
+    hub.cli(
+        &["secrets", "set", "kiosk/mine", "--tag", "kiosk"],
+        b"HUB-MINE-9d1f",
+    );
     hub.cli(
         &["secrets", "set", "kiosk/later", "--tag", "kiosk"],
         b"AFTER-JOIN-0b7e",
     );
     served_within(&n, "kiosk/later", "AFTER-JOIN-0b7e", Duration::from_secs(5));
+    assert_eq!(value_on(&n, "kiosk/mine"), "NODE-OWN-41c2");
+    assert!(
+        n.log().contains("not written over a local one"),
+        "{}",
+        n.log()
+    );
+    // And it stays the node's: still writable there, and kept when the hub drops its own.
+    let again = raw(
+        &n.socket,
+        br#"{"action":"set","name":"kiosk/mine","value":"NODE-OWN-2"}"#,
+    );
+    assert_eq!(again["ok"], true, "{again}");
+    hub.cli(&["secrets", "tag", "kiosk/mine", "-kiosk"], b"");
+    hub.cli(
+        &["secrets", "set", "kiosk/last", "--tag", "kiosk"],
+        b"LAST-5e5e",
+    );
+    served_within(&n, "kiosk/last", "LAST-5e5e", Duration::from_secs(5));
+    assert_eq!(value_on(&n, "kiosk/mine"), "NODE-OWN-2");
     let listed = hub.cli(&["fleet", "nodes", "list"], b"");
     assert!(listed.contains(&id), "{listed}");
     n.stop();
     no_secret_logged(
         &[&hub.daemon, &n, &x],
-        &["BUNDLED-WIFI-66aa", "AFTER-JOIN-0b7e"],
+        &[
+            "BUNDLED-WIFI-66aa",
+            "AFTER-JOIN-0b7e",
+            "NODE-OWN-41c2",
+            "HUB-MINE-9d1f",
+            "LAST-5e5e",
+        ],
     );
 }
 
@@ -428,12 +463,15 @@ rules = [
 ]
 "#;
 
-/// `openssl s_client` to the hub's fleet listener with `extra` arguments, sending a framed
-/// sync request; what it printed.
-fn s_client(hub: &Hub, extra: &[&str]) -> String {
-    let body = br#"{"t":"sync","since":0,"held":[]}"#;
-    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(body);
+/// `openssl s_client` to the hub's fleet listener with `extra` arguments, sending `messages`
+/// (each framed as the fleet's wire frames them); what it printed.
+fn s_client(hub: &Hub, extra: &[&str], messages: &[Value]) -> String {
+    let mut framed = Vec::new();
+    for m in messages {
+        let body = m.to_string();
+        framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        framed.extend_from_slice(body.as_bytes());
+    }
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-connect", &hub.fleet])
         .args(["-servername", "hub.fleet.coffer.invalid", "-CAfile"])
@@ -444,7 +482,8 @@ fn s_client(hub: &Hub, extra: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("openssl runs (apt-get install -y openssl; scripts/test does)");
-    child.stdin.as_mut().unwrap().write_all(&framed).unwrap();
+    // The hub may close before it all went (an oversized message): what it said counts.
+    let _ = child.stdin.as_mut().unwrap().write_all(&framed);
     let out = child.wait_with_output().unwrap();
     format!(
         "{}{}",
@@ -532,7 +571,8 @@ fn the_fleet_refuses_a_lesser_token_a_bad_join_token_an_unknown_certificate() {
     assert_eq!(nodes.trim(), "[]");
 
     // A sync stream with no client certificate is refused by the hub.
-    let said = s_client(&hub, &[]);
+    let sync = [json!({"t": "sync", "since": 0, "held": []})];
+    let said = s_client(&hub, &[], &sync);
     assert!(said.contains("unauthenticated"), "{said}");
     // A certificate from another CA does not get past the handshake.
     let key = dir.path().join("k.pem");
@@ -561,6 +601,7 @@ fn the_fleet_refuses_a_lesser_token_a_bad_join_token_an_unknown_certificate() {
             "-key",
             key.to_str().unwrap(),
         ],
+        &sync,
     );
     assert!(said.contains("certificate unknown"), "{said}");
     assert!(!said.contains("\"t\":\"put\""), "{said}");
@@ -570,4 +611,40 @@ fn the_fleet_refuses_a_lesser_token_a_bad_join_token_an_unknown_certificate() {
         "{}",
         hub.daemon.log()
     );
+
+    // A node's public key is no secret: knowing a pre-authorized one is not enough to take
+    // its enrollment, without a token or with one; the hub's challenge must come back opened.
+    let victim = data_encoding::BASE64URL_NOPAD.encode(&[7u8; 32]);
+    let pubkey = dir.path().join("victim.pub");
+    std::fs::write(&pubkey, &victim).unwrap();
+    hub.cli(
+        &[
+            "fleet",
+            "nodes",
+            "add",
+            "--pubkey",
+            pubkey.to_str().unwrap(),
+            "--tag",
+            "kiosk",
+        ],
+        b"",
+    );
+    let tls_key = data_encoding::BASE64URL_NOPAD.encode(&[[4u8].as_slice(), &[9u8; 64]].concat());
+    let take = [
+        json!({"t": "enroll", "key": victim, "tls_key": tls_key}),
+        json!({"t": "prove", "nonce": data_encoding::BASE64URL_NOPAD.encode(&[0u8; 32])}),
+    ];
+    let said = s_client(&hub, &[], &take);
+    assert!(said.contains("\"t\":\"challenge\""), "{said}");
+    assert!(said.contains("did not prove it holds its key"), "{said}");
+    assert!(!said.contains("\"t\":\"enrolled\""), "{said}");
+    let nodes: Value =
+        serde_json::from_str(&hub.cli(&["fleet", "nodes", "list", "--json"], b"")).unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert!(nodes[0]["enrolled"].is_null(), "taken: {nodes}");
+    // An enrollment's first message is small; a bigger one is not even read.
+    let huge = json!({"t": "enroll", "key": "x".repeat(100_000), "tls_key": ""});
+    let said = s_client(&hub, &[], &[huge]);
+    assert!(!said.contains("\"t\":"), "{said}");
+    assert!(hub.daemon.cli(&["status"], b"").status.success());
 }

@@ -16,7 +16,7 @@ const CONTEXT: &str = "coffer fleet bundle v1";
 pub const MAX_BUNDLE: usize = 256 << 20;
 
 /// How a bundled node joins once a hub answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Join {
     /// A join token usable once, for the bundle's tags.
     pub token: String,
@@ -40,6 +40,15 @@ pub struct BundleSecret {
     pub kind: String,
     /// The value, base64.
     pub value: String,
+}
+
+impl std::fmt::Debug for Join {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Join")
+            .field("hubs", &self.hubs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for BundleSecret {

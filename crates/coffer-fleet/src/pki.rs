@@ -133,6 +133,14 @@ impl FleetCa {
     }
 }
 
+/// Checks a node's TLS public key has the form [`FleetCa::issue_node`] takes.
+///
+/// # Errors
+/// [`FleetError::Invalid`] when it is not 65 bytes starting with 4.
+pub fn check_tls_public(bytes: &[u8]) -> Result<(), FleetError> {
+    RawP256::new(bytes).map(drop)
+}
+
 /// A P-256 public key as sent by a node: 65 bytes, `04 || x || y`.
 struct RawP256(Vec<u8>);
 

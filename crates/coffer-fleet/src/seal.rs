@@ -33,7 +33,19 @@ pub struct Binding<'a> {
     pub version: u32,
 }
 
-impl Binding<'_> {
+impl<'a> Binding<'a> {
+    /// The binding of an enrollment's challenge for the node key `key` (its text): no
+    /// secret's binding is ever this one (a secret's namespace is never empty).
+    #[must_use]
+    pub fn enrollment(key: &'a str) -> Self {
+        Self {
+            node: key,
+            namespace: "",
+            name: "enroll",
+            version: 0,
+        }
+    }
+
     /// The associated data: each field length-prefixed, so no two bindings share bytes.
     fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.name.len());

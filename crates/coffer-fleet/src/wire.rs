@@ -24,7 +24,7 @@ pub struct Held {
 }
 
 /// What a node says to a hub.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ToHub {
     /// Join the fleet: with a join token, or none when the node's key was pre-authorized.
@@ -40,6 +40,12 @@ pub enum ToHub {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hostname: Option<String>,
     },
+    /// The answer to [`ToNode::Challenge`]: the nonce, opened with the node's key
+    /// (base64url), proving the node holds the private half of the key it enrolls.
+    Prove {
+        /// The nonce.
+        nonce: String,
+    },
     /// Open the sync stream (with the node's client certificate): the last revision the
     /// node applied, and what it holds.
     Sync {
@@ -48,6 +54,24 @@ pub enum ToHub {
         /// What it holds.
         held: Vec<Held>,
     },
+}
+
+impl std::fmt::Debug for ToHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the join token, nor a challenge's answer.
+        match self {
+            Self::Enroll { hostname, .. } => f
+                .debug_struct("Enroll")
+                .field("hostname", hostname)
+                .finish_non_exhaustive(),
+            Self::Prove { .. } => f.debug_struct("Prove").finish_non_exhaustive(),
+            Self::Sync { since, held } => f
+                .debug_struct("Sync")
+                .field("since", since)
+                .field("held", &held.len())
+                .finish(),
+        }
+    }
 }
 
 /// What a hub says to a node.
@@ -93,6 +117,12 @@ pub enum ToNode {
         /// The hub's revision.
         revision: u64,
     },
+    /// Before an enrollment is taken: a nonce sealed to the key the node enrolls (for
+    /// [`crate::seal::Binding::enrollment`]), to be sent back opened ([`ToHub::Prove`]).
+    Challenge {
+        /// The sealed nonce (base64).
+        sealed: String,
+    },
     /// The hub refuses, and closes the stream.
     Refused {
         /// A stable code (`unauthenticated`, `denied`, `invalid_request`, ...).
@@ -122,9 +152,21 @@ pub async fn write<W: AsyncWrite + Unpin, T: Serialize>(
     Ok(())
 }
 
-/// Reads one message; `None` at a clean end of the stream.
+/// The largest first message from a connection without a client certificate (an
+/// enrollment: a token, two public keys, a host name).
+pub const MAX_ENROLL: usize = 64 << 10;
+
+/// Reads one message of at most [`MAX_MESSAGE`] bytes; `None` at a clean end of the stream.
 pub async fn read<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     input: &mut R,
+) -> Result<Option<T>, FleetError> {
+    read_limited(input, MAX_MESSAGE).await
+}
+
+/// Reads one message of at most `max` bytes (checked before anything is allocated).
+pub async fn read_limited<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    input: &mut R,
+    max: usize,
 ) -> Result<Option<T>, FleetError> {
     let mut len = [0u8; 4];
     match input.read_exact(&mut len).await {
@@ -133,16 +175,22 @@ pub async fn read<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE {
+    if len > max.min(MAX_MESSAGE) {
         return Err(FleetError::Wire(format!(
-            "a message of {len} bytes is over the limit of {MAX_MESSAGE}"
+            "a message of {len} bytes is over the limit of {}",
+            max.min(MAX_MESSAGE)
         )));
     }
     let mut body = vec![0u8; len];
     input.read_exact(&mut body).await?;
     let parsed = serde_json::from_slice(&body).map_err(|e| {
-        // serde's reason names a position, never the bytes.
-        FleetError::Wire(format!("a malformed message: {e}"))
+        // Only where and what kind: serde's own text may quote the input.
+        FleetError::Wire(format!(
+            "a malformed message ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
     });
     zeroize::Zeroize::zeroize(&mut body);
     parsed.map(Some)

@@ -308,12 +308,14 @@ async fn enroll_once(
         tls_key: data_encoding::BASE64URL_NOPAD.encode(&tls.public_raw()),
         hostname: None,
     };
-    wire::write(&mut s, &request).await?;
-    match wire::read::<_, ToNode>(&mut s).await? {
-        Some(ToNode::Enrolled { node, cert, .. }) => {
+    match link::enroll(&mut s, &request, key)
+        .await
+        .map_err(anyhow::Error::msg)?
+    {
+        ToNode::Enrolled { node, cert, .. } => {
             Ok((node, data_encoding::BASE64.decode(cert.as_bytes())?))
         }
-        Some(ToNode::Refused { code, message }) => bail!("refused: {code}: {message}"),
+        ToNode::Refused { code, message } => bail!("refused: {code}: {message}"),
         _ => bail!("no answer to the enrollment"),
     }
 }

@@ -87,6 +87,8 @@ impl Service {
         {
             return Err(invalid("a host name is 1 to 253 printable characters"));
         }
+        // Checked before a token's use is spent on it.
+        coffer_fleet::pki::check_tls_public(&tls_key).map_err(|e| invalid(e.to_string()))?;
         let ca = self.fleet_ca().await.map_err(stored)?;
         let now = Timestamp::now();
         let _turn = match token {

@@ -338,6 +338,19 @@ impl Service {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // A local secret of the same name (not one the fleet put here) is never
+            // overwritten: a hub, honest or not, writes only its own.
+            if !holds(&store, &held.namespace, &held.name)? {
+                match store.metadata(&n2, &name2) {
+                    Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
+                    Ok(_) => {
+                        return Err(CoreError::Store(StoreError::Conflict(
+                            "a local secret of that name exists; the fleet does not overwrite it",
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let mut write = Write::new(&value, FLEET_ACTOR);
             write.kind = Some(kind);
             write.new_kind = kind;
@@ -349,7 +362,9 @@ impl Service {
         })
         .await;
         self.cache.invalidate(&(ns.clone(), name.clone()));
-        self.fleet.set_managed((ns.clone(), name.clone()), true);
+        if result.is_ok() {
+            self.fleet.set_managed((ns.clone(), name.clone()), true);
+        }
         self.record_fleet(
             Action::FleetApply,
             "self",
@@ -372,7 +387,11 @@ impl Service {
         };
         let k2 = key.clone();
         let result = blocking(move || {
-            if let Some((ns, name)) = &k2 {
+            // Only what the fleet put here: a local secret of that name stays.
+            if let Some((ns, name)) = k2
+                .as_ref()
+                .filter(|_| holds(&store, &held_ns, &held_name).unwrap_or(false))
+            {
                 match store.delete(ns, name, Change::by(FLEET_ACTOR)) {
                     Ok(()) | Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -403,6 +422,16 @@ impl Service {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct HeldRecord {
     held: Vec<Held>,
+}
+
+/// Whether the fleet put `namespace/name` here (it is in the node's inventory).
+fn holds(store: &Arc<dyn SecretStore>, namespace: &str, name: &str) -> Result<bool, CoreError> {
+    let record =
+        records::get::<HeldRecord>(store, fleet::HELD_AT, "fleet inventory")?.unwrap_or_default();
+    Ok(record
+        .held
+        .iter()
+        .any(|h| h.namespace == namespace && h.name == name))
 }
 
 fn change_held(

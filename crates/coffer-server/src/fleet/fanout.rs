@@ -212,7 +212,19 @@ impl Fanout {
             revision = head,
             "the fleet hub loaded its registry"
         );
-        // Anything may have changed meanwhile: every open stream is brought up to date.
+        // Anything may have changed meanwhile: the streams of nodes removed or disabled are
+        // closed, every other one is brought up to date.
+        let gone: Vec<String> = {
+            let reg = lock(&self.registry);
+            self.streams
+                .keys()
+                .filter(|id| !reg.nodes.get(*id).is_some_and(|n| n.enabled))
+                .cloned()
+                .collect()
+        };
+        for id in gone {
+            self.close(&id);
+        }
         self.reconcile_all().await;
         Ok(wake)
     }
@@ -291,15 +303,7 @@ impl Fanout {
                                 None => reg.drop_node(&id),
                             }
                         }
-                        if let Some(s) = self.streams.remove(&id) {
-                            tracing::info!(node = %id, "a removed or disabled node's stream is closed");
-                            let _ = s.tx.try_send(ToNode::Refused {
-                                code: "denied".to_owned(),
-                                message: "this node was removed or disabled".to_owned(),
-                            });
-                            let _ = s.close.send(true);
-                            self.service.fleet_connected(&id, false);
-                        }
+                        self.close(&id);
                     }
                 }
             }
@@ -319,6 +323,16 @@ impl Fanout {
     }
 
     async fn open(&mut self, node: String, stream: Stream) {
+        // Checked again here: the node may have been disabled or removed since its
+        // connection was admitted.
+        let enabled = lock(&self.registry)
+            .nodes
+            .get(&node)
+            .is_some_and(|n| n.enabled);
+        if !enabled {
+            refuse(&node, &stream);
+            return;
+        }
         if let Some(old) = self.streams.insert(node.clone(), stream) {
             let _ = old.close.send(true);
         }
@@ -343,7 +357,10 @@ impl Fanout {
         let reg = lock(&self.registry);
         let mut plan: Vec<(String, Vec<Send1>)> = Vec::new();
         for id in nodes {
-            let (Some(stream), Some(record)) = (self.streams.get(id), reg.nodes.get(id)) else {
+            let (Some(stream), Some(record)) = (
+                self.streams.get(id),
+                reg.nodes.get(id).filter(|n| n.enabled),
+            ) else {
                 continue;
             };
             let assignment = Assignment {
@@ -477,6 +494,14 @@ impl Fanout {
         }
     }
 
+    /// Closes a removed or disabled node's stream, telling it why.
+    fn close(&mut self, id: &str) {
+        if let Some(s) = self.streams.remove(id) {
+            refuse(id, &s);
+            self.service.fleet_connected(id, false);
+        }
+    }
+
     fn broadcast(&mut self, message: &ToNode) {
         self.streams
             .retain(|node, s| match s.tx.try_send(message.clone()) {
@@ -488,6 +513,16 @@ impl Fanout {
                 }
             });
     }
+}
+
+/// Tells a removed or disabled node's stream why it closes, and closes it.
+fn refuse(id: &str, stream: &Stream) {
+    tracing::info!(node = %id, "a removed or disabled node's stream is closed");
+    let _ = stream.tx.try_send(ToNode::Refused {
+        code: "denied".to_owned(),
+        message: "this node was removed or disabled".to_owned(),
+    });
+    let _ = stream.close.send(true);
 }
 
 enum Item {

@@ -5,7 +5,7 @@
 //! it wants within [`FIRST_MESSAGE`]; handshakes in progress are bounded.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use coffer_core::op::FleetOp;
 use coffer_core::{Caller, Identity, Operation, Reply, Service};
 use coffer_crypto::SecretBytes;
 use coffer_fleet::wire::{self, ToHub, ToNode};
+use coffer_fleet::{Binding, NodePublic};
 use tokio::io::{AsyncWriteExt, split};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -22,8 +23,13 @@ use super::fanout::{Command, Fanout, QUEUE, Registry, Stream, held_map};
 /// How long a connection has for its handshake and its first message.
 const FIRST_MESSAGE: Duration = Duration::from_secs(10);
 
-/// Handshakes and first messages in progress at once; more connections wait.
+/// Handshakes and first messages in progress at once; more connections wait (each within
+/// its [`FIRST_MESSAGE`] from being accepted).
 const HANDSHAKES: usize = 256;
+
+/// Connections accepted and not yet past their first message; more are closed at once
+/// (a node tries again after its backoff).
+const PENDING: usize = 4096;
 
 /// A stream whose node sends nothing is still alive: the node only reads. A stream whose
 /// messages cannot be written for this long is closed.
@@ -55,6 +61,7 @@ pub(crate) async fn serve(
     let fanout = Fanout::new(service.clone(), registry.clone());
     let fanout = tokio::spawn(fanout.run(inbox, stopped.clone()));
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+    let pending = Arc::new(AtomicUsize::new(0));
     let conns = Arc::new(AtomicU64::new(0));
     service.fleet_facts(|f| {
         f.role = "hub".to_owned();
@@ -81,12 +88,21 @@ pub(crate) async fn serve(
             addr,
             stopped: stopped.clone(),
         };
-        let (acceptor, handshakes) = (acceptor.clone(), handshakes.clone());
+        if pending.fetch_add(1, Ordering::Relaxed) >= PENDING {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(peer = %addr, "too many fleet connections pending; one is closed");
+            continue;
+        }
+        let (acceptor, handshakes, pending) =
+            (acceptor.clone(), handshakes.clone(), pending.clone());
         tokio::spawn(async move {
-            let Ok(permit) = handshakes.acquire_owned().await else {
-                return;
-            };
-            conn.run(acceptor, socket, permit).await;
+            let deadline = tokio::time::Instant::now() + FIRST_MESSAGE;
+            let permit = tokio::time::timeout_at(deadline, handshakes.acquire_owned()).await;
+            if let Ok(Ok(permit)) = permit {
+                conn.run(acceptor, socket, deadline, permit, pending).await;
+            } else {
+                pending.fetch_sub(1, Ordering::Relaxed);
+            }
         });
     }
     drop(commands);
@@ -127,16 +143,27 @@ impl Conn {
         self,
         acceptor: tokio_rustls::TlsAcceptor,
         socket: TcpStream,
+        deadline: tokio::time::Instant,
         permit: tokio::sync::OwnedSemaphorePermit,
+        pending: Arc<AtomicUsize>,
     ) {
-        let first = tokio::time::timeout(FIRST_MESSAGE, async {
+        let first = tokio::time::timeout_at(deadline, async {
             let mut tls = acceptor.accept(socket).await?;
-            let message: Option<ToHub> =
-                wire::read(&mut tls).await.map_err(std::io::Error::other)?;
+            // Without a certificate, only an enrollment may come: a small message.
+            let certified = tls.get_ref().1.peer_certificates().is_some();
+            let max = if certified {
+                wire::MAX_MESSAGE
+            } else {
+                wire::MAX_ENROLL
+            };
+            let message: Option<ToHub> = wire::read_limited(&mut tls, max)
+                .await
+                .map_err(std::io::Error::other)?;
             Ok::<_, std::io::Error>((tls, message))
         })
         .await;
         drop(permit);
+        pending.fetch_sub(1, Ordering::Relaxed);
         let (mut tls, message) = match first {
             Ok(Ok((tls, Some(m)))) => (tls, m),
             Ok(Ok((_, None))) => return,
@@ -162,7 +189,10 @@ impl Conn {
                 tls_key,
                 hostname,
             } => {
-                let reply = self.enroll(token, key, tls_key, hostname).await;
+                let reply = match self.challenge(&mut tls, &key).await {
+                    Ok(()) => self.enroll(token, key, tls_key, hostname).await,
+                    Err(refused) => refused,
+                };
                 let _ = wire::write(&mut tls, &reply).await;
                 let _ = tls.shutdown().await;
             }
@@ -184,7 +214,51 @@ impl Conn {
                 tracing::info!(node = %node, since, peer = %self.addr, "a node's stream opened");
                 self.stream(tls, node, held).await;
             }
+            // A proof answers a challenge; it never opens a conversation.
+            ToHub::Prove { .. } => {
+                let _ = tls.shutdown().await;
+            }
         }
+    }
+
+    /// Has the node prove it holds the private half of `key`: a nonce sealed to the key
+    /// must come back opened. Someone who only knows a node's public key (it is no secret)
+    /// cannot take its enrollment.
+    async fn challenge(
+        &self,
+        tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+        key: &str,
+    ) -> Result<(), ToNode> {
+        let refused = |code: &str, message: &str| ToNode::Refused {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        };
+        let public = NodePublic::from_text(key)
+            .map_err(|_| refused("invalid_request", "key is not an X25519 public key"))?;
+        let nonce = SecretBytes::random(32).map_err(|_| refused("internal", "no randomness"))?;
+        let canonical = public.to_text();
+        let sealed = public
+            .seal(&Binding::enrollment(&canonical), nonce.expose_secret())
+            .map_err(|_| refused("internal", "the challenge cannot be sealed"))?;
+        let challenge = ToNode::Challenge {
+            sealed: data_encoding::BASE64.encode(&sealed),
+        };
+        let unproven = || refused("unauthenticated", "the node did not prove it holds its key");
+        wire::write(tls, &challenge).await.map_err(|_| unproven())?;
+        let answer =
+            tokio::time::timeout(FIRST_MESSAGE, wire::read_limited(tls, wire::MAX_ENROLL)).await;
+        let Ok(Ok(Some(ToHub::Prove { nonce: proof }))) = answer else {
+            return Err(unproven());
+        };
+        let proof = data_encoding::BASE64URL_NOPAD
+            .decode(proof.as_bytes())
+            .map(SecretBytes::from_vec)
+            .map_err(|_| unproven())?;
+        if !proof.ct_eq(&nonce) {
+            tracing::info!(peer = %self.addr, "an enrollment without proof of its key is refused");
+            return Err(unproven());
+        }
+        Ok(())
     }
 
     async fn enroll(

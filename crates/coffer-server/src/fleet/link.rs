@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use coffer_fleet::pki::{self, TlsKey};
+use coffer_fleet::wire::{self, ToHub, ToNode};
+use coffer_fleet::{Binding, NodeKey};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The longest wait between attempts to reach a hub.
@@ -84,6 +86,46 @@ async fn bound(hub: &str, ip: IpAddr) -> std::io::Result<TcpStream> {
     };
     socket.bind(SocketAddr::new(ip, 0))?;
     socket.connect(addr).await
+}
+
+/// Sends an enrollment (`request`, a [`ToHub::Enroll`]) and answers the hub's challenge
+/// with `key`, proving the node holds it; answers the hub's last word (`Enrolled` or
+/// `Refused`).
+///
+/// # Errors
+/// Why the exchange failed, in words.
+pub async fn enroll(
+    stream: &mut HubStream,
+    request: &ToHub,
+    key: &NodeKey,
+) -> Result<ToNode, String> {
+    wire::write(stream, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer(stream).await? {
+        ToNode::Challenge { sealed } => {
+            let public = key.public().to_text();
+            let nonce = key
+                .open_base64(&Binding::enrollment(&public), &sealed)
+                .map_err(|_| "the hub's challenge does not open with this node's key")?;
+            let proof = ToHub::Prove {
+                nonce: data_encoding::BASE64URL_NOPAD.encode(nonce.expose_secret()),
+            };
+            wire::write(stream, &proof)
+                .await
+                .map_err(|e| e.to_string())?;
+            answer(stream).await
+        }
+        other => Ok(other),
+    }
+}
+
+async fn answer(stream: &mut HubStream) -> Result<ToNode, String> {
+    tokio::time::timeout(CONNECT, wire::read::<_, ToNode>(stream))
+        .await
+        .map_err(|_| "the hub did not answer the enrollment".to_owned())?
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the hub did not answer the enrollment".to_owned())
 }
 
 /// Raises this process's soft limit on open files to its hard limit (a hub holds a socket

@@ -17,7 +17,7 @@ use coffer_fleet::{Binding, NodeKey};
 use coffer_types::{Kind, Timestamp};
 use tokio::sync::watch;
 
-use super::link::{CONNECT, MAX_BACKOFF, backoff, connect};
+use super::link::{MAX_BACKOFF, backoff, connect};
 use super::settings::NodeSettings;
 
 /// A stream that hears nothing (not even a heartbeat) for this long is given up.
@@ -187,6 +187,10 @@ async fn round(
                         held.retain(|h| !(h.namespace == entry.namespace && h.name == entry.name));
                         held.push(entry);
                     }
+                    // A local secret of that name: kept, and the hub's skipped.
+                    Err(e) if e.code() == coffer_types::ErrorCode::Conflict => {
+                        tracing::error!(error = %e, "a secret from the hub is not written over a local one");
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "a secret from the hub could not be written");
                         return Ended::Lost("a write failed".to_owned());
@@ -221,7 +225,9 @@ async fn round(
             ToNode::Refused { code, message } => {
                 return Ended::Refused(format!("{code}: {message}"));
             }
-            ToNode::Enrolled { .. } => return Ended::Lost("an unexpected message".to_owned()),
+            ToNode::Enrolled { .. } | ToNode::Challenge { .. } => {
+                return Ended::Lost("an unexpected message".to_owned());
+            }
         }
     }
 }
@@ -244,15 +250,11 @@ async fn enroll(
         tls_key: data_encoding::BASE64URL_NOPAD.encode(&tls_key.public_raw()),
         hostname,
     };
-    wire::write(&mut tls, &request)
+    let answer = super::link::enroll(&mut tls, &request, key)
         .await
-        .map_err(|e| Ended::Lost(e.to_string()))?;
-    let answer = tokio::time::timeout(CONNECT, wire::read::<_, ToNode>(&mut tls))
-        .await
-        .map_err(|_| Ended::Lost("the hub did not answer the enrollment".to_owned()))?
-        .map_err(|e| Ended::Lost(e.to_string()))?;
+        .map_err(Ended::Lost)?;
     match answer {
-        Some(ToNode::Enrolled { node, cert, tags }) => {
+        ToNode::Enrolled { node, cert, tags } => {
             tracing::info!(node = %node, tags = ?tags, "this node enrolled in the fleet");
             me.node = Some(node.clone());
             me.cert = Some(cert);
@@ -265,9 +267,7 @@ async fn enroll(
             service.fleet_facts(|f| f.node = Some(node));
             Ok(())
         }
-        Some(ToNode::Refused { code, message }) => {
-            Err(Ended::Refused(format!("{code}: {message}")))
-        }
+        ToNode::Refused { code, message } => Err(Ended::Refused(format!("{code}: {message}"))),
         _ => Err(Ended::Lost(
             "the hub did not answer the enrollment".to_owned(),
         )),

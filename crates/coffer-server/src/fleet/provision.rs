@@ -92,9 +92,16 @@ async fn import(service: &Service, me: &mut NodeSelf, bundle: &Path, key: &Secre
             name: s.name.clone(),
             version: s.version,
         };
-        if let Err(e) = service.fleet_put(held, kind, value).await {
-            tracing::error!(error = %e, "a secret in the bundle could not be written; the bundle is kept");
-            return;
+        match service.fleet_put(held, kind, value).await {
+            Ok(()) => {}
+            Err(e) if e.code() == coffer_types::ErrorCode::Conflict => {
+                tracing::error!(error = %e, "a secret in the bundle is not written over a local one; skipped");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a secret in the bundle could not be written; the bundle is kept");
+                return;
+            }
         }
         imported += 1;
     }
@@ -142,8 +149,13 @@ fn read_limited(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 
 /// Overwrites the file with zeros, syncs it, removes it and syncs its folder.
 fn erase(path: &Path) -> std::io::Result<()> {
-    let len = std::fs::metadata(path)?.len();
-    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // The file itself, never what a link points at.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    let len = file.metadata()?.len();
     let zeros = vec![0u8; 64 * 1024];
     let mut left = len;
     while left > 0 {
