@@ -31,6 +31,10 @@ const HANDSHAKES: usize = 256;
 /// (a node tries again after its backoff).
 const PENDING: usize = 4096;
 
+/// The refusal code of a hub not ready yet: the node tries again soon, not as after a
+/// refusal of itself.
+pub(crate) const UNAVAILABLE: &str = "store_unavailable";
+
 /// A stream whose node sends nothing is still alive: the node only reads. A stream whose
 /// messages cannot be written for this long is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -197,10 +201,22 @@ impl Conn {
                 let _ = tls.shutdown().await;
             }
             ToHub::Sync { since, held } => {
-                let node = fingerprint.and_then(|fp| {
+                let (ready, node) = {
                     let reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-                    reg.node_for(&fp).map(|n| n.id.clone())
-                });
+                    let node = fingerprint.and_then(|fp| reg.node_for(&fp).map(|n| n.id.clone()));
+                    (reg.ready, node)
+                };
+                if !ready {
+                    // Still reading its registry and catalog (a large store takes seconds):
+                    // the node tries again after its backoff.
+                    let later = ToNode::Refused {
+                        code: UNAVAILABLE.to_owned(),
+                        message: "the hub is loading its registry; try again".to_owned(),
+                    };
+                    let _ = wire::write(&mut tls, &later).await;
+                    let _ = tls.shutdown().await;
+                    return;
+                }
                 let Some(node) = node else {
                     tracing::info!(peer = %self.addr, "a fleet stream without a known node's certificate is refused");
                     let refused = ToNode::Refused {

@@ -222,6 +222,9 @@ async fn round(
                     service.fleet_facts(|f| f.last_sync = Some(Timestamp::now()));
                 }
             }
+            ToNode::Refused { code, message } if code == super::hub::UNAVAILABLE => {
+                return Ended::Lost(message);
+            }
             ToNode::Refused { code, message } => {
                 return Ended::Refused(format!("{code}: {message}"));
             }
