@@ -299,10 +299,15 @@ fn leader_name(hub: &Hub) -> String {
 fn the_lease_moves_within_ten_seconds_of_its_holders_death_and_nothing_rotates_twice() {
     let pg = Postgres::start();
     let mut hubs = three_hubs(&pg);
-    assert!(eventually(Duration::from_secs(10), || {
-        let names: Vec<String> = hubs.iter().map(leader_name).collect();
-        !names[0].is_empty() && names.iter().all(|n| *n == names[0])
-    }));
+    // The first agreement has no bound of its own (hubs starting on a loaded machine take
+    // their time); the bound under test is the handover below.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let names: Vec<String> = hubs.iter().map(leader_name).collect();
+            !names[0].is_empty() && names.iter().all(|n| *n == names[0])
+        }),
+        "the hubs did not agree on a leader"
+    );
     let out = hubs[1].daemon.cli(
         &["secrets", "generate", "tick", "--rotate-every", "2s"],
         b"",
