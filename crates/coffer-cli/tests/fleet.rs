@@ -394,7 +394,12 @@ fn a_bundle_brings_a_fresh_node_into_service_with_no_hub_then_it_joins() {
         "BUNDLED-WIFI-66aa",
         Duration::from_secs(10),
     );
-    assert!(!bundle.exists(), "the bundle file was not erased");
+    // Erased once everything in it is kept (just after its secrets are served).
+    assert!(
+        eventually(Duration::from_secs(5), || !bundle.exists()),
+        "the bundle file was not erased:\n{}",
+        n.log()
+    );
     assert!(facts(&n)["node"].is_null(), "enrolled with no hub?");
     // Its restart finds its secrets under its own TPM slot, with the bundle gone.
     n.stop();
