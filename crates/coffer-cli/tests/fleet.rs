@@ -47,6 +47,11 @@ impl Hub {
         stdout(&out)
     }
 
+    /// Stores `value` as `name`, tagged `kiosk`.
+    fn set_kiosk(&self, name: &str, value: &[u8]) {
+        self.cli(&["secrets", "set", name, "--tag", "kiosk"], value);
+    }
+
     /// Starts (or restarts) the hub and waits for its CA file.
     fn spawn(&mut self) {
         self.daemon.spawn();
@@ -224,10 +229,7 @@ fn a_postgres_hub_serves_three_tpm_nodes_by_tag_offline_and_after_removal() {
     drop(d);
 
     // A secret tagged kiosk reaches a and b within 2 s, never c.
-    hub.cli(
-        &["secrets", "set", "kiosk/wifi", "--tag", "kiosk"],
-        b"WIFI-ONE-7f3a",
-    );
+    hub.set_kiosk("kiosk/wifi", b"WIFI-ONE-7f3a");
     for n in [&a, &b] {
         let took = served_within(n, "kiosk/wifi", "WIFI-ONE-7f3a", Duration::from_secs(2));
         eprintln!("first value served by a node {took:?} after the write");
@@ -291,10 +293,7 @@ fn a_postgres_hub_serves_three_tpm_nodes_by_tag_offline_and_after_removal() {
         "the removed node's stream stayed open:\n{}",
         c.log()
     );
-    hub.cli(
-        &["secrets", "set", "kiosk/door", "--tag", "kiosk"],
-        b"DOOR-CODE-5521",
-    );
+    hub.set_kiosk("kiosk/door", b"DOOR-CODE-5521");
     served_within(&b, "kiosk/door", "DOOR-CODE-5521", Duration::from_secs(2));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(value_on(&c, "kiosk/door"), "error:not_found");
@@ -328,42 +327,23 @@ fn a_postgres_hub_serves_three_tpm_nodes_by_tag_offline_and_after_removal() {
 #[test]
 fn a_bundle_brings_a_fresh_node_into_service_with_no_hub_then_it_joins() {
     let mut hub = hub(&[]);
-    hub.cli(
-        &["secrets", "set", "kiosk/wifi", "--tag", "kiosk"],
-        b"BUNDLED-WIFI-66aa",
-    );
+    hub.set_kiosk("kiosk/wifi", b"BUNDLED-WIFI-66aa");
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("kiosk.cfb");
     let key = dir.path().join("kiosk.key");
-    hub.cli(
-        &[
-            "fleet",
-            "bundle",
-            "create",
-            "--tag",
-            "kiosk",
-            "--out",
-            bundle.to_str().unwrap(),
-            "--key-out",
-            key.to_str().unwrap(),
-            "--hub",
-            &hub.fleet,
-        ],
-        b"",
-    );
+    let create = [
+        "fleet",
+        "bundle",
+        "create",
+        "--tag",
+        "kiosk",
+        "--out",
+        bundle.to_str().unwrap(),
+    ];
+    let apart = ["--key-out", key.to_str().unwrap(), "--hub", &hub.fleet];
+    hub.cli(&[&create[..], &apart[..]].concat(), b"");
     // A bundle is never written over another.
-    let again = hub.daemon.cli(
-        &[
-            "fleet",
-            "bundle",
-            "create",
-            "--tag",
-            "kiosk",
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let again = hub.daemon.cli(&create, b"");
     assert!(!again.status.success());
     // The bundle holds nothing readable without its key.
     let bytes = std::fs::read(&bundle).unwrap();
@@ -419,14 +399,8 @@ fn a_bundle_brings_a_fresh_node_into_service_with_no_hub_then_it_joins() {
         br#"{"action":"set","name":"kiosk/mine","value":"NODE-OWN-41c2"}"#,
     );
     assert_eq!(mine["ok"], true, "{mine}");
-    hub.cli(
-        &["secrets", "set", "kiosk/mine", "--tag", "kiosk"],
-        b"HUB-MINE-9d1f",
-    );
-    hub.cli(
-        &["secrets", "set", "kiosk/later", "--tag", "kiosk"],
-        b"AFTER-JOIN-0b7e",
-    );
+    hub.set_kiosk("kiosk/mine", b"HUB-MINE-9d1f");
+    hub.set_kiosk("kiosk/later", b"AFTER-JOIN-0b7e");
     served_within(&n, "kiosk/later", "AFTER-JOIN-0b7e", Duration::from_secs(5));
     // (The hub sends one batch's changes in name order: `mine` may come after `later`.)
     assert!(
@@ -444,10 +418,7 @@ fn a_bundle_brings_a_fresh_node_into_service_with_no_hub_then_it_joins() {
     );
     assert_eq!(again["ok"], true, "{again}");
     hub.cli(&["secrets", "tag", "kiosk/mine", "-kiosk"], b"");
-    hub.cli(
-        &["secrets", "set", "kiosk/last", "--tag", "kiosk"],
-        b"LAST-5e5e",
-    );
+    hub.set_kiosk("kiosk/last", b"LAST-5e5e");
     served_within(&n, "kiosk/last", "LAST-5e5e", Duration::from_secs(5));
     // The withdrawal of `mine` may follow `last` in the same batch: give it time to land.
     std::thread::sleep(Duration::from_secs(1));
@@ -591,22 +562,7 @@ fn the_fleet_refuses_a_lesser_token_a_bad_join_token_an_unknown_certificate() {
     // A certificate from another CA does not get past the handshake.
     let key = dir.path().join("k.pem");
     let cert = dir.path().join("c.pem");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=impostor", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    common::self_signed_p256(&cert, &key, "/CN=impostor", &[]);
     let said = s_client(
         &hub,
         &[

@@ -53,27 +53,11 @@ impl Receiver {
     /// An HTTPS receiver with a self-signed certificate (which no webhook trusts).
     fn start_tls() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(dir.path().join("key.pem"))
-            .arg("-out")
-            .arg(dir.path().join("cert.pem"))
-            .output()
-            .expect("openssl runs (apt-get install openssl; scripts/test installs it)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
+        common::self_signed_p256(
+            &dir.path().join("cert.pem"),
+            &dir.path().join("key.pem"),
+            "/CN=127.0.0.1",
+            &["-addext", "subjectAltName=IP:127.0.0.1"],
         );
         Self::start_in(dir, "")
     }

@@ -472,3 +472,30 @@ pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
         .to_owned();
     (path, recipient)
 }
+
+/// A self-signed P-256 certificate for `subject` (`/CN=...`), made by the real `openssl`,
+/// with `extra` arguments (e.g. `-addext`); written to `cert` and `key`.
+pub fn self_signed_p256(cert: &Path, key: &Path, subject: &str, extra: &[&str]) {
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            subject,
+        ])
+        .args(extra)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl runs (apt-get install openssl; scripts/test installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use coffer_crypto::SecretBytes;
 use coffer_fleet::wire::Held;
-use coffer_store::{Change, ListQuery, SecretMeta, SecretStore, StoreError, Write};
+use coffer_store::{Change, ListQuery, SecretMeta, SecretStore, StoreError, Write, WriteMode};
 use coffer_types::{Action, Kind, Namespace, SecretName};
 
 use super::state::{Service, blocking};
@@ -298,11 +298,20 @@ impl Service {
     pub async fn fleet_held(&self) -> Result<Vec<Held>, CoreError> {
         let store = self.vault.store()?;
         let held: Vec<Held> = blocking(move || {
-            Ok(
-                records::get::<HeldRecord>(&store, fleet::HELD_AT, "fleet inventory")?
-                    .map(|h| h.held)
-                    .unwrap_or_default(),
-            )
+            let held = records::get::<HeldRecord>(&store, fleet::HELD_AT, "fleet inventory")?
+                .map(|h| h.held)
+                .unwrap_or_default();
+            // An entry whose secret is not there (a crash between the inventory's write and
+            // the value's) is not claimed, so the hub sends the value again.
+            Ok(held
+                .into_iter()
+                .filter(
+                    |h| match (Namespace::parse(&h.namespace), SecretName::parse(&h.name)) {
+                        (Ok(ns), Ok(name)) => store.metadata(&ns, &name).is_ok(),
+                        _ => false,
+                    },
+                )
+                .collect())
         })
         .await?;
         for h in &held {
@@ -339,8 +348,11 @@ impl Service {
                 }
             }
             // A local secret of the same name (not one the fleet put here) is never
-            // overwritten: a hub, honest or not, writes only its own.
-            if !holds(&store, &held.namespace, &held.name)? {
+            // overwritten: a hub, honest or not, writes only its own. A name the fleet does
+            // not hold yet is only created (the store refuses a taken one, `conflict`, even
+            // one a local client made a moment ago).
+            let ours = holds(&store, &held.namespace, &held.name)?;
+            if !ours {
                 match store.metadata(&n2, &name2) {
                     Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
                     Ok(_) => {
@@ -351,14 +363,30 @@ impl Service {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let mut write = Write::new(&value, FLEET_ACTOR);
-            write.kind = Some(kind);
-            write.new_kind = kind;
-            store.set(&n2, &name2, write)?;
+            // The inventory first: a crash between the two leaves a name held but absent,
+            // which the next put repairs, never a fleet secret taken for a local one.
             change_held(&store, |all| {
                 all.retain(|h| !(h.namespace == held.namespace && h.name == held.name));
                 all.push(held.clone());
-            })
+            })?;
+            let mut write = Write::new(&value, FLEET_ACTOR);
+            write.kind = Some(kind);
+            write.new_kind = kind;
+            if !ours {
+                write.mode = WriteMode::Create;
+            }
+            match store.set(&n2, &name2, write) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    if !ours {
+                        // Not ours after all (a local client won the race): not held.
+                        change_held(&store, |all| {
+                            all.retain(|h| !(h.namespace == held.namespace && h.name == held.name));
+                        })?;
+                    }
+                    Err(e.into())
+                }
+            }
         })
         .await;
         self.cache.invalidate(&(ns.clone(), name.clone()));

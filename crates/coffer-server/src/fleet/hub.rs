@@ -97,15 +97,13 @@ pub(crate) async fn serve(
             tracing::debug!(peer = %addr, "too many fleet connections pending; one is closed");
             continue;
         }
-        let (acceptor, handshakes, pending) =
-            (acceptor.clone(), handshakes.clone(), pending.clone());
+        let slot = PendingSlot(pending.clone());
+        let (acceptor, handshakes) = (acceptor.clone(), handshakes.clone());
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + FIRST_MESSAGE;
             let permit = tokio::time::timeout_at(deadline, handshakes.acquire_owned()).await;
             if let Ok(Ok(permit)) = permit {
-                conn.run(acceptor, socket, deadline, permit, pending).await;
-            } else {
-                pending.fetch_sub(1, Ordering::Relaxed);
+                conn.run(acceptor, socket, deadline, permit, slot).await;
             }
         });
     }
@@ -133,6 +131,16 @@ async fn tls_config(
     Ok(config)
 }
 
+/// A connection not yet past its first message (and, for an enrollment, its proof): one
+/// of the [`PENDING`], given back when dropped.
+struct PendingSlot(Arc<AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Conn {
     service: Arc<Service>,
     registry: Arc<Mutex<Registry>>,
@@ -149,7 +157,7 @@ impl Conn {
         socket: TcpStream,
         deadline: tokio::time::Instant,
         permit: tokio::sync::OwnedSemaphorePermit,
-        pending: Arc<AtomicUsize>,
+        slot: PendingSlot,
     ) {
         let first = tokio::time::timeout_at(deadline, async {
             let mut tls = acceptor.accept(socket).await?;
@@ -167,7 +175,6 @@ impl Conn {
         })
         .await;
         drop(permit);
-        pending.fetch_sub(1, Ordering::Relaxed);
         let (mut tls, message) = match first {
             Ok(Ok((tls, Some(m)))) => (tls, m),
             Ok(Ok((_, None))) => return,
@@ -193,7 +200,9 @@ impl Conn {
                 tls_key,
                 hostname,
             } => {
-                let reply = match self.challenge(&mut tls, &key).await {
+                let proven = self.challenge(&mut tls, &key, deadline).await;
+                drop(slot);
+                let reply = match proven {
                     Ok(()) => self.enroll(token, key, tls_key, hostname).await,
                     Err(refused) => refused,
                 };
@@ -201,6 +210,7 @@ impl Conn {
                 let _ = tls.shutdown().await;
             }
             ToHub::Sync { since, held } => {
+                drop(slot);
                 let (ready, node) = {
                     let reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
                     let node = fingerprint.and_then(|fp| reg.node_for(&fp).map(|n| n.id.clone()));
@@ -238,12 +248,13 @@ impl Conn {
     }
 
     /// Has the node prove it holds the private half of `key`: a nonce sealed to the key
-    /// must come back opened. Someone who only knows a node's public key (it is no secret)
-    /// cannot take its enrollment.
+    /// must come back opened, by `deadline`. Someone who only knows a node's public key (it
+    /// is no secret) cannot take its enrollment.
     async fn challenge(
         &self,
         tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
         key: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<(), ToNode> {
         let refused = |code: &str, message: &str| ToNode::Refused {
             code: code.to_owned(),
@@ -261,8 +272,9 @@ impl Conn {
         };
         let unproven = || refused("unauthenticated", "the node did not prove it holds its key");
         wire::write(tls, &challenge).await.map_err(|_| unproven())?;
+        // Within the connection's first deadline, from its accept.
         let answer =
-            tokio::time::timeout(FIRST_MESSAGE, wire::read_limited(tls, wire::MAX_ENROLL)).await;
+            tokio::time::timeout_at(deadline, wire::read_limited(tls, wire::MAX_ENROLL)).await;
         let Ok(Ok(Some(ToHub::Prove { nonce: proof }))) = answer else {
             return Err(unproven());
         };

@@ -155,7 +155,10 @@ async fn round(
             Ok(Ok(None)) => return Ended::Lost("the hub closed the stream".to_owned()),
             Ok(Ok(Some(m))) => m,
         };
-        *attempt = 0;
+        // A working stream starts the backoff over; a refusal (a hub still loading) does not.
+        if !matches!(message, ToNode::Refused { .. }) {
+            *attempt = 0;
+        }
         match message {
             ToNode::Put {
                 namespace,
