@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,8 +35,10 @@ pub struct FleetBenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     nodes: usize,
     /// A hub already running: its fleet listener (then --hub-ca, and the global --socket
-    /// for its admin socket). Without it, the bench starts a hub of its own (a SQLite store,
-    /// audit log on, as shipped) and also measures the reconnect storm after restarting it
+    /// for its admin socket, as root). It writes `fleet-bench/value` there and removes its
+    /// simulated nodes at the end. Without it, the bench starts a hub of its own (a SQLite
+    /// store, audit log on, as shipped) and also measures the reconnect storm after
+    /// restarting it
     #[arg(long, value_name = "ADDR", requires = "hub_ca")]
     hub: Option<String>,
     /// The hub's CA certificate (`DATA_DIR/fleet/ca.pem` on the hub)
@@ -62,8 +63,9 @@ enum Seen {
 }
 
 struct Sim {
-    /// Its own loopback address (so the hub sees as many peers as there are nodes).
-    from: IpAddr,
+    /// Its own loopback address when the hub is on loopback (so the hub sees as many peers
+    /// as there are nodes); the machine's own otherwise.
+    from: Option<IpAddr>,
     id: String,
     key: NodeKey,
     tls: TlsKey,
@@ -128,11 +130,11 @@ pub fn run(socket: Option<PathBuf>, args: &FleetBenchArgs) -> anyhow::Result<()>
     // Every node's stream, caught up.
     let before = hub.usage();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let live = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let ids: Vec<String> = sims.iter().map(|s| s.id.clone()).collect();
     for (i, sim) in sims.into_iter().enumerate() {
-        let (hub_addr, ca, tx, live) = (hub.fleet.clone(), ca.clone(), tx.clone(), live.clone());
-        runtime.spawn(async move { stream(i, sim, hub_addr, ca, tx, live).await });
+        let (hub_addr, ca, tx) = (hub.fleet.clone(), ca.clone(), tx.clone());
+        runtime.spawn(async move { stream(i, sim, hub_addr, ca, tx).await });
     }
     drop(tx);
     let n = args.nodes;
@@ -186,6 +188,11 @@ pub fn run(socket: Option<PathBuf>, args: &FleetBenchArgs) -> anyhow::Result<()>
         );
     } else {
         println!("reconnect storm: not measured (the bench restarts only a hub it started)");
+        // A hub that lives on: the simulated nodes leave its registry.
+        for id in &ids {
+            client.fleet("node_remove", &serde_json::json!({ "node": id }))?;
+        }
+        println!("removed the {} simulated nodes from the hub", ids.len());
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(hub);
@@ -238,6 +245,11 @@ async fn enroll_all(
     args: &FleetBenchArgs,
 ) -> anyhow::Result<Vec<Sim>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(args.enroll_concurrency.max(1)));
+    // Loopback sources only reach a hub on loopback.
+    let local = tokio::net::lookup_host(hub)
+        .await?
+        .next()
+        .is_some_and(|a| a.ip().is_loopback() && a.is_ipv4());
     let mut tasks = Vec::with_capacity(args.nodes);
     for i in 0..args.nodes {
         let (hub, ca, token, gate) = (
@@ -248,7 +260,8 @@ async fn enroll_all(
         );
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            enroll(&hub, &ca, &token, loopback(i)).await
+            let from = local.then(|| loopback(i));
+            enroll(&hub, &ca, &token, from).await
         }));
     }
     let mut sims = Vec::with_capacity(args.nodes);
@@ -266,7 +279,7 @@ fn loopback(i: usize) -> IpAddr {
     IpAddr::from([127, second, third, fourth])
 }
 
-async fn enroll(hub: &str, ca: &str, token: &str, from: IpAddr) -> anyhow::Result<Sim> {
+async fn enroll(hub: &str, ca: &str, token: &str, from: Option<IpAddr>) -> anyhow::Result<Sim> {
     let key = NodeKey::generate()?;
     let tls = TlsKey::generate()?;
     let mut attempt = 0;
@@ -297,9 +310,9 @@ async fn enroll_once(
     token: &str,
     key: &NodeKey,
     tls: &TlsKey,
-    from: IpAddr,
+    from: Option<IpAddr>,
 ) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut s = link::connect_from(hub, ca, None, Some(from))
+    let mut s = link::connect_from(hub, ca, None, from)
         .await
         .map_err(anyhow::Error::msg)?;
     let request = ToHub::Enroll {
@@ -327,14 +340,13 @@ async fn stream(
     hub: String,
     ca: String,
     tx: mpsc::UnboundedSender<(usize, Seen)>,
-    live: Arc<AtomicUsize>,
 ) {
     let mut since = 0u64;
     let mut held: Option<u32> = None;
     let mut attempt = 0u32;
     loop {
         let client = Some((sim.cert.as_slice(), &sim.tls));
-        if let Ok(mut s) = link::connect_from(&hub, &ca, client, Some(sim.from)).await {
+        if let Ok(mut s) = link::connect_from(&hub, &ca, client, sim.from).await {
             let hello = ToHub::Sync {
                 since,
                 held: held
@@ -347,7 +359,6 @@ async fn stream(
                     .collect(),
             };
             if wire::write(&mut s, &hello).await.is_ok() {
-                live.fetch_add(1, Ordering::Relaxed);
                 let mut first = true;
                 while let Ok(Some(message)) = wire::read::<_, ToNode>(&mut s).await {
                     attempt = 0;
@@ -380,7 +391,6 @@ async fn stream(
                         _ => {}
                     }
                 }
-                live.fetch_sub(1, Ordering::Relaxed);
                 let _ = tx.send((i, Seen::Lost));
             }
         }
