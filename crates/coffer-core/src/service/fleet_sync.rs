@@ -298,9 +298,7 @@ impl Service {
     pub async fn fleet_held(&self) -> Result<Vec<Held>, CoreError> {
         let store = self.vault.store()?;
         let held: Vec<Held> = blocking(move || {
-            let held = records::get::<HeldRecord>(&store, fleet::HELD_AT, "fleet inventory")?
-                .map(|h| h.held)
-                .unwrap_or_default();
+            let held = HeldRecord::read(&store)?.held;
             // An entry whose secret is not there (a crash between the inventory's write and
             // the value's) is not claimed, so the hub sends the value again.
             Ok(held
@@ -351,7 +349,8 @@ impl Service {
             // overwritten: a hub, honest or not, writes only its own. A name the fleet does
             // not hold yet is only created (the store refuses a taken one, `conflict`, even
             // one a local client made a moment ago).
-            let ours = holds(&store, &held.namespace, &held.name)?;
+            let mut inventory = HeldRecord::read(&store)?;
+            let ours = inventory.has(&held.namespace, &held.name);
             if !ours {
                 match store.metadata(&n2, &name2) {
                     Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
@@ -365,10 +364,9 @@ impl Service {
             }
             // The inventory first: a crash between the two leaves a name held but absent,
             // which the next put repairs, never a fleet secret taken for a local one.
-            change_held(&store, |all| {
-                all.retain(|h| !(h.namespace == held.namespace && h.name == held.name));
-                all.push(held.clone());
-            })?;
+            inventory.forget(&held.namespace, &held.name);
+            inventory.held.push(held.clone());
+            inventory.write(&store)?;
             let mut write = Write::new(&value, FLEET_ACTOR);
             write.kind = Some(kind);
             write.new_kind = kind;
@@ -380,9 +378,8 @@ impl Service {
                 Err(e) => {
                     if !ours {
                         // Not ours after all (a local client won the race): not held.
-                        change_held(&store, |all| {
-                            all.retain(|h| !(h.namespace == held.namespace && h.name == held.name));
-                        })?;
+                        inventory.forget(&held.namespace, &held.name);
+                        inventory.write(&store)?;
                     }
                     Err(e.into())
                 }
@@ -416,18 +413,15 @@ impl Service {
         let k2 = key.clone();
         let result = blocking(move || {
             // Only what the fleet put here: a local secret of that name stays.
-            if let Some((ns, name)) = k2
-                .as_ref()
-                .filter(|_| holds(&store, &held_ns, &held_name).unwrap_or(false))
-            {
+            let mut inventory = HeldRecord::read(&store)?;
+            if let Some((ns, name)) = k2.as_ref().filter(|_| inventory.has(&held_ns, &held_name)) {
                 match store.delete(ns, name, Change::by(FLEET_ACTOR)) {
                     Ok(()) | Err(StoreError::NotFound(_) | StoreError::Gone(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
-            change_held(&store, |all| {
-                all.retain(|h| !(h.namespace == held_ns && h.name == held_name));
-            })
+            inventory.forget(&held_ns, &held_name);
+            inventory.write(&store)
         })
         .await;
         if let Some(key) = key {
@@ -452,26 +446,30 @@ struct HeldRecord {
     held: Vec<Held>,
 }
 
-/// Whether the fleet put `namespace/name` here (it is in the node's inventory).
-fn holds(store: &Arc<dyn SecretStore>, namespace: &str, name: &str) -> Result<bool, CoreError> {
-    let record =
-        records::get::<HeldRecord>(store, fleet::HELD_AT, "fleet inventory")?.unwrap_or_default();
-    Ok(record
-        .held
-        .iter()
-        .any(|h| h.namespace == namespace && h.name == name))
-}
+impl HeldRecord {
+    /// The node's inventory as stored (empty before the fleet put anything here).
+    fn read(store: &Arc<dyn SecretStore>) -> Result<Self, CoreError> {
+        Ok(records::get(store, fleet::HELD_AT, "fleet inventory")?.unwrap_or_default())
+    }
 
-fn change_held(
-    store: &Arc<dyn SecretStore>,
-    change: impl FnOnce(&mut Vec<Held>),
-) -> Result<(), CoreError> {
-    let mut record =
-        records::get::<HeldRecord>(store, fleet::HELD_AT, "fleet inventory")?.unwrap_or_default();
-    change(&mut record.held);
-    records::put(
-        store,
-        fleet::HELD_AT,
-        records::encode("fleet inventory", &record)?,
-    )
+    /// Whether the fleet put `namespace/name` here.
+    fn has(&self, namespace: &str, name: &str) -> bool {
+        self.held
+            .iter()
+            .any(|h| h.namespace == namespace && h.name == name)
+    }
+
+    /// Drops `namespace/name` from the inventory.
+    fn forget(&mut self, namespace: &str, name: &str) {
+        self.held
+            .retain(|h| !(h.namespace == namespace && h.name == name));
+    }
+
+    fn write(&self, store: &Arc<dyn SecretStore>) -> Result<(), CoreError> {
+        records::put(
+            store,
+            fleet::HELD_AT,
+            records::encode("fleet inventory", self)?,
+        )
+    }
 }

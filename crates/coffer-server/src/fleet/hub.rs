@@ -131,6 +131,16 @@ async fn tls_config(
     Ok(config)
 }
 
+/// Says why to a connection that is not served, and closes it.
+async fn refuse(mut tls: tokio_rustls::server::TlsStream<TcpStream>, code: &str, why: &str) {
+    let refused = ToNode::Refused {
+        code: code.to_owned(),
+        message: why.to_owned(),
+    };
+    let _ = wire::write(&mut tls, &refused).await;
+    let _ = tls.shutdown().await;
+}
+
 /// A connection not yet past its first message (and, for an enrollment, its proof): one
 /// of the [`PENDING`], given back when dropped.
 struct PendingSlot(Arc<AtomicUsize>);
@@ -219,23 +229,13 @@ impl Conn {
                 if !ready {
                     // Still reading its registry and catalog (a large store takes seconds):
                     // the node tries again after its backoff.
-                    let later = ToNode::Refused {
-                        code: UNAVAILABLE.to_owned(),
-                        message: "the hub is loading its registry; try again".to_owned(),
-                    };
-                    let _ = wire::write(&mut tls, &later).await;
-                    let _ = tls.shutdown().await;
-                    return;
+                    let why = "the hub is loading its registry; try again";
+                    return refuse(tls, UNAVAILABLE, why).await;
                 }
                 let Some(node) = node else {
                     tracing::info!(peer = %self.addr, "a fleet stream without a known node's certificate is refused");
-                    let refused = ToNode::Refused {
-                        code: "unauthenticated".to_owned(),
-                        message: "no enrolled, enabled node holds this certificate".to_owned(),
-                    };
-                    let _ = wire::write(&mut tls, &refused).await;
-                    let _ = tls.shutdown().await;
-                    return;
+                    let why = "no enrolled, enabled node holds this certificate";
+                    return refuse(tls, "unauthenticated", why).await;
                 };
                 tracing::info!(node = %node, since, peer = %self.addr, "a node's stream opened");
                 self.stream(tls, node, held).await;
